@@ -1,0 +1,313 @@
+//! The command line: `serve`, `check` and `route`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use hickory_proto::rr::{LowerName, Name};
+use ipnet::IpNet;
+use serde::Serialize;
+use tracing::info;
+
+use crate::config::{self, Config, FileConfig, Flags, LogFormat};
+use crate::dns::answer::{self, Client, SteeredAnswer};
+use crate::dns::server;
+use crate::geo::{GeoDb, GeoError};
+use crate::serving::ServingState;
+use crate::steer::{Basis, Family, Verdict};
+use crate::zone::{self, LoadError};
+
+#[derive(Debug, Parser)]
+#[command(name = "meridian", version, about = "Authoritative DNS that steers each client to the nearest healthy region")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve DNS for the zones.
+    Serve(ServeArgs),
+    /// Validate every zone file; print `file:line: problem` for each error.
+    Check(CheckArgs),
+    /// Show how a steered name is answered for a client, and why.
+    Route(RouteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file [default: meridian.toml, if present]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory of zone files [default: zones]
+    #[arg(long)]
+    pub zones: Option<PathBuf>,
+    /// DNS address for UDP and TCP; repeat for more [default: 127.0.0.1:5353]
+    #[arg(long = "dns-listen", value_name = "ADDR:PORT")]
+    pub dns_listen: Vec<SocketAddr>,
+    /// Admin API address [default: 127.0.0.1:8053]
+    #[arg(long = "admin-listen", value_name = "ADDR:PORT")]
+    pub admin_listen: Option<SocketAddr>,
+    /// MaxMind DB file [default: the embedded country database]
+    #[arg(long)]
+    pub geoip: Option<PathBuf>,
+    /// Log format [default: human]
+    #[arg(long = "log-format", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Directory of zone files
+    #[arg(long, default_value = config::DEFAULT_ZONES)]
+    pub zones: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// The steered name, e.g. www.example.com
+    #[arg(long)]
+    pub name: String,
+    /// The client network or address, as an ECS subnet, e.g. 81.2.69.0/24
+    #[arg(long)]
+    pub client: String,
+    /// Directory of zone files
+    #[arg(long, default_value = config::DEFAULT_ZONES)]
+    pub zones: PathBuf,
+    /// MaxMind DB file [default: the embedded country database]
+    #[arg(long)]
+    pub geoip: Option<PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Zones(#[from] LoadError),
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> Result<Config, config::ConfigError> {
+        let file = match &self.config {
+            Some(p) => FileConfig::read(p, true)?,
+            None => FileConfig::read(Path::new(config::DEFAULT_CONFIG_FILE), false)?,
+        };
+        let flags = Flags {
+            zones: self.zones.clone(),
+            dns_listen: self.dns_listen.clone(),
+            admin_listen: self.admin_listen,
+            geoip: self.geoip.clone(),
+            log_format: self.log_format,
+        };
+        Ok(Config::merge(flags, file))
+    }
+}
+
+/// Loads zones and GeoIP, binds every listener, then serves until SIGINT or SIGTERM.
+pub fn serve(config: Config) -> Result<(), CliError> {
+    let zones = zone::load_dir(&config.zones)?;
+    let geo = Arc::new(GeoDb::open_or_embedded(config.geoip.as_deref())?);
+    info!(
+        zones = zones.len(),
+        dir = %config.zones.display(),
+        geoip = %geo.describe(),
+        "zones loaded"
+    );
+    let state = ServingState::new(zones, geo).shared();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(async move {
+        let mut listeners = Vec::new();
+        for &addr in &config.dns_listen {
+            let listener =
+                server::bind(addr, cores).map_err(|source| CliError::Listen { addr, source })?;
+            // Tests and scripts read the bound port from this line: keep its shape.
+            info!(dns = %listener.addr, "listening");
+            listeners.push(listener);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        server::spawn(listeners, state, &mut tasks);
+        shutdown_signal().await;
+        info!("shutting down");
+        tasks.abort_all();
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs on unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Prints a summary and returns `Ok`, or every diagnostic as the error.
+pub fn check(args: &CheckArgs) -> Result<String, LoadError> {
+    let zones = zone::load_dir(&args.zones)?;
+    let mut names: Vec<&zone::Zone> = zones.zones().collect();
+    names.sort_by(|a, b| a.origin.cmp(&b.origin));
+    let mut out = String::new();
+    for z in names {
+        writeln!(
+            out,
+            "{}: zone {} ok: {} regions, {} steered names",
+            z.file.display(),
+            z.origin,
+            z.regions.len(),
+            z.steered.len()
+        )
+        .expect("writing to a String");
+    }
+    Ok(out)
+}
+
+/// What `meridian route` shows: the same decision the DNS path makes, for both families.
+#[derive(Debug, Serialize)]
+pub struct Route {
+    pub name: String,
+    pub zone: String,
+    pub geoip: String,
+    pub a: SteeredAnswer,
+    pub aaaa: SteeredAnswer,
+}
+
+pub fn route(args: &RouteArgs) -> Result<String, CliError> {
+    let zones = zone::load_dir(&args.zones)?;
+    let geo = Arc::new(GeoDb::open_or_embedded(args.geoip.as_deref())?);
+    let network: IpNet = args
+        .client
+        .parse()
+        .or_else(|_| args.client.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            CliError::Usage(format!(
+                "--client {:?}: expected an address or a network such as 81.2.69.0/24",
+                args.client
+            ))
+        })?;
+    let mut name = Name::from_utf8(&args.name)
+        .map_err(|e| CliError::Usage(format!("--name {:?}: {e}", args.name)))?;
+    name.set_fqdn(true);
+    let lower = LowerName::new(&name);
+    let state = ServingState::new(zones, geo);
+    let zone = state
+        .zones
+        .find(&lower)
+        .ok_or_else(|| CliError::Usage(format!("{name} is in no loaded zone")))?;
+    let steered = zone.steered_by_name(&lower).ok_or_else(|| {
+        let known: Vec<String> = zone.steered.iter().map(|s| s.name.to_string()).collect();
+        CliError::Usage(format!(
+            "{name} is not a steered name of zone {} (steered: {})",
+            zone.origin,
+            known.join(", ")
+        ))
+    })?;
+    let client = Client::Subnet {
+        network: network.trunc(),
+    };
+    let route = Route {
+        name: steered.name.to_string(),
+        zone: zone.origin.to_string(),
+        geoip: state.geo.describe(),
+        a: answer::steer(&state, zone, steered, client, Family::V4, 0),
+        aaaa: answer::steer(&state, zone, steered, client, Family::V6, 0),
+    };
+    if args.json {
+        let mut s = serde_json::to_string_pretty(&route).expect("route serializes");
+        s.push('\n');
+        return Ok(s);
+    }
+    Ok(render(&route, zone))
+}
+
+fn render(route: &Route, zone: &zone::Zone) -> String {
+    let mut s = String::new();
+    let loc = &route.a.location;
+    let w = &mut s;
+    let _ = writeln!(w, "name      {} (zone {})", route.name, route.zone);
+    let _ = writeln!(w, "client    {} (as an ECS subnet)", route.a.client.network());
+    let place = match (loc.country, loc.continent, loc.point) {
+        (c, k, Some(p)) => format!(
+            "{} {} at {:.2}, {:.2}",
+            c.unwrap_or("??"),
+            k.map(|k| k.code()).unwrap_or("??"),
+            p.lat,
+            p.lon
+        ),
+        _ => "unknown".into(),
+    };
+    let _ = writeln!(
+        w,
+        "location  {place} ({:?} precision) from GeoIP network {}",
+        loc.precision, loc.network
+    );
+    let _ = writeln!(w, "geoip     {}", route.geoip);
+    for (label, ans) in [("A", &route.a), ("AAAA", &route.aaaa)] {
+        let _ = writeln!(w, "\n{label}: {}", basis_text(ans.decision.basis));
+        for (i, c) in ans.decision.candidates.iter().enumerate() {
+            let region = &zone.regions[c.region];
+            let dist = c
+                .distance_km
+                .map(|d| format!("{d:>8.0} km"))
+                .unwrap_or_else(|| "       ? km".into());
+            let _ = writeln!(
+                w,
+                "  {}. {:<16} ({:>7.2}, {:>7.2}) {dist}  {:<4}  {}",
+                i + 1,
+                region.name,
+                region.location.lat,
+                region.location.lon,
+                format!("{:?}", c.state).to_lowercase(),
+                verdict_text(c.verdict)
+            );
+        }
+        if ans.addresses.is_empty() {
+            let _ = writeln!(w, "  answer: NODATA");
+        }
+        for a in &ans.addresses {
+            let _ = writeln!(w, "  answer: {} {} IN {label} {a}", route.name, ans.ttl);
+        }
+        let _ = writeln!(w, "  ecs scope: /{}", ans.scope);
+    }
+    s
+}
+
+fn basis_text(b: Basis) -> &'static str {
+    match b {
+        Basis::Nearest => "nearest up region",
+        Basis::Default => "client location unknown: default region",
+        Basis::AllDown => "every region down: all endpoints (fail open)",
+        Basis::NoEndpoints => "no region has addresses of this family",
+    }
+}
+
+fn verdict_text(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Chosen => "<- answers",
+        Verdict::Farther => "farther",
+        Verdict::Down => "down, skipped",
+        Verdict::NoEndpoints => "no endpoints of this family",
+    }
+}

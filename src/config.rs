@@ -1,0 +1,175 @@
+//! `meridian.toml` + command-line flags -> [`Config`] (immutable once built).
+//!
+//! A flag beats the file, the file beats the documented `DEFAULT_*` value.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_ZONES: &str = "zones";
+pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8053";
+/// Read from the working directory when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_FILE: &str = "meridian.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub zones: PathBuf,
+    pub dns_listen: Vec<SocketAddr>,
+    /// The admin API's address; the admin API itself is not served yet.
+    pub admin_listen: SocketAddr,
+    /// A MaxMind DB file; `None` uses the database compiled into the binary.
+    pub geoip: Option<PathBuf>,
+    pub log_format: LogFormat,
+}
+
+/// The keys of `meridian.toml`, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub zones: Option<PathBuf>,
+    pub dns_listen: Option<Vec<SocketAddr>>,
+    pub admin_listen: Option<SocketAddr>,
+    pub geoip: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{0}: dns-listen is empty: give at least one address")]
+    NoListen(PathBuf),
+}
+
+impl FileConfig {
+    /// Reads `path`; with `explicit` false a missing file is an empty config.
+    pub fn read(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileConfig::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let parsed: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            line: e
+                .span()
+                .map(|s| text[..s.start].matches('\n').count() + 1)
+                .unwrap_or(1),
+            message: e.message().trim_end().to_string(),
+        })?;
+        if parsed.dns_listen.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::NoListen(path.to_owned()));
+        }
+        Ok(parsed)
+    }
+}
+
+/// Flags as given on the command line (`None`: not given).
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub zones: Option<PathBuf>,
+    pub dns_listen: Vec<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub geoip: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    pub fn merge(flags: Flags, file: FileConfig) -> Config {
+        let parse = |s: &str| s.parse().expect("default addresses are valid");
+        Config {
+            zones: flags
+                .zones
+                .or(file.zones)
+                .unwrap_or_else(|| DEFAULT_ZONES.into()),
+            dns_listen: if flags.dns_listen.is_empty() {
+                file.dns_listen
+                    .unwrap_or_else(|| vec![parse(DEFAULT_DNS_LISTEN)])
+            } else {
+                flags.dns_listen
+            },
+            admin_listen: flags
+                .admin_listen
+                .or(file.admin_listen)
+                .unwrap_or_else(|| parse(DEFAULT_ADMIN_LISTEN)),
+            geoip: flags.geoip.or(file.geoip),
+            log_format: flags
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Human),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file: FileConfig = toml::from_str(
+            "zones = \"/etc/meridian/zones\"\ndns-listen = [\"[::1]:53\", \"127.0.0.1:53\"]\nlog-format = \"json\"\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            zones: Some("mine".into()),
+            ..Flags::default()
+        };
+        let c = Config::merge(flags, file);
+        assert_eq!(c.zones, PathBuf::from("mine"));
+        assert_eq!(c.dns_listen.len(), 2);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(c.geoip, None);
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_flags() {
+        let c = Config::merge(Flags::default(), FileConfig::default());
+        assert_eq!(c.zones, PathBuf::from(DEFAULT_ZONES));
+        assert_eq!(c.dns_listen[0].to_string(), DEFAULT_DNS_LISTEN);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.toml");
+        std::fs::write(&path, "zones = \"z\"\n\ndns-listn = []\n").unwrap();
+        let err = FileConfig::read(&path, true).unwrap_err().to_string();
+        assert!(err.contains("meridian.toml:3: unknown field `dns-listn`"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_default_file_is_empty_but_a_missing_explicit_file_is_an_error() {
+        let missing = Path::new("/nonexistent/meridian.toml");
+        assert!(FileConfig::read(missing, false).is_ok());
+        assert!(FileConfig::read(missing, true).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! The client-dependent part of an answer: locate the client, decide, pick the addresses,
+//! and say how far the answer holds (the ECS scope).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::geo::Location;
+use crate::serving::ServingState;
+use crate::steer::{self, Decision, Family};
+use crate::zone::{Steered, Zone};
+
+/// Who an answer is for, and how we know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum Client {
+    /// The query carried an ECS option with a non-zero source prefix.
+    Subnet { network: IpNet },
+    /// No ECS, or ECS with source prefix 0 (the resolver withholds the client): the
+    /// resolver's own address decides.
+    Resolver { address: IpAddr, ecs_withheld: bool },
+}
+
+impl Client {
+    pub fn network(&self) -> IpNet {
+        match *self {
+            Client::Subnet { network } => network,
+            Client::Resolver { address, .. } => IpNet::from(address),
+        }
+    }
+}
+
+/// A steered answer and everything that led to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SteeredAnswer {
+    pub client: Client,
+    pub location: Location,
+    pub decision: Decision,
+    pub addresses: Vec<IpAddr>,
+    pub ttl: u32,
+    /// ECS scope prefix for the response (RFC 7871 §7.2.1).
+    pub scope: u8,
+}
+
+/// Answers `steered` for `client`. `seed` varies the order of equal-weight endpoints.
+pub fn steer(
+    state: &ServingState,
+    zone: &Zone,
+    steered: &Steered,
+    client: Client,
+    family: Family,
+    seed: u64,
+) -> SteeredAnswer {
+    let location = state.geo.locate(client.network());
+    let decision = steer::decide(
+        location.point,
+        &steered.config,
+        &zone.regions,
+        state.health(zone),
+        family,
+    );
+    let addresses = steer::select(
+        decision.endpoints(&zone.regions, family),
+        steered.config.answers,
+        seed,
+    );
+    // Every client in the GeoIP network that decided shares its location, so it shares the
+    // answer: that network is an honest scope, capped by what the resolver disclosed. An
+    // answer no other client could see differently holds for everyone: scope 0.
+    let scope = match client {
+        Client::Subnet { network } if decision.depends_on_client => {
+            location.network.prefix_len().min(network.prefix_len())
+        }
+        _ => 0,
+    };
+    SteeredAnswer {
+        client,
+        location,
+        decision,
+        addresses,
+        ttl: steered.config.ttl,
+        scope,
+    }
+}

@@ -1,0 +1,243 @@
+//! FAST PATH: one DNS query in, one response out.
+//!
+//! [`handle`] is synchronous and takes the serving state by reference: no lock, no await, no
+//! log line above debug. The socket loops in [`server`] call it for UDP and TCP alike.
+//! Protocol rules it applies: RFC 1034/1035 (AA, referrals, NXDOMAIN), RFC 2308 (negative
+//! answers), RFC 6891 (EDNS), RFC 7871 (ECS), RFC 8482 (ANY).
+
+pub mod answer;
+pub mod ecs;
+pub mod server;
+
+use std::net::SocketAddr;
+
+use hickory_proto::op::{Edns, Message, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{ClientSubnet as EcsOption, EdnsOption};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
+
+use crate::serving::ServingState;
+use crate::steer::Family;
+use crate::zone::Resolved;
+use answer::Client;
+
+/// Our UDP payload size: the DNS Flag Day 2020 value, safe from IP fragmentation.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// Without EDNS a UDP response is at most 512 octets (RFC 1035 §4.2.1).
+const CLASSIC_UDP_PAYLOAD: usize = 512;
+const HEADER_LEN: usize = 12;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Answers one query packet from `src`. `None` means send nothing: the packet is too short
+/// to carry an ID, or it is itself a response (answering those invites loops).
+pub fn handle(
+    state: &ServingState,
+    packet: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
+        return None;
+    }
+    let request = match Message::from_vec(packet) {
+        Ok(m) => m,
+        Err(_) => return Some(raw_formerr(packet)),
+    };
+    let mut meta = Metadata::response_from_request(&request.metadata);
+    let mut response = Response::new(&request, transport);
+
+    if request.metadata.op_code != OpCode::Query {
+        meta.response_code = ResponseCode::NotImp;
+        return Some(response.encode(meta));
+    }
+    if let Some(edns) = &request.edns
+        && edns.version() > 0
+    {
+        // RFC 6891 §6.1.3: a version we do not implement gets BADVERS, with our version (0).
+        meta.response_code = ResponseCode::BADVERS;
+        response.queries.clear();
+        return Some(response.encode(meta));
+    }
+    let subnet = match ecs::from_query(packet) {
+        Ok(s) => s,
+        Err(_) => {
+            meta.response_code = ResponseCode::FormErr;
+            return Some(response.encode(meta));
+        }
+    };
+    response.ecs = subnet;
+    if request.queries.len() != 1 {
+        meta.response_code = ResponseCode::FormErr;
+        return Some(response.encode(meta));
+    }
+    let query = &request.queries[0];
+    let qtype = query.query_type();
+    if qtype == RecordType::OPT {
+        meta.response_code = ResponseCode::FormErr;
+        return Some(response.encode(meta));
+    }
+    if query.query_class() != DNSClass::IN
+        || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+    {
+        // Other classes hold no data here; zone transfers are not offered.
+        meta.response_code = ResponseCode::Refused;
+        return Some(response.encode(meta));
+    }
+    let qname = query.name();
+    let Some(zone) = state.zones.find(&LowerName::new(qname)) else {
+        meta.response_code = ResponseCode::Refused;
+        return Some(response.encode(meta));
+    };
+
+    let mut resolved = zone.resolve(qname, qtype);
+    if let Some(hit) = resolved.steered.take() {
+        let family = if qtype == RecordType::AAAA {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        let client = match subnet {
+            Some(s) if s.source_prefix > 0 => Client::Subnet { network: s.net() },
+            Some(_) => Client::Resolver {
+                address: src.ip(),
+                ecs_withheld: true,
+            },
+            None => Client::Resolver {
+                address: src.ip(),
+                ecs_withheld: false,
+            },
+        };
+        let seed = u64::from(request.metadata.id) ^ (u64::from(src.port()) << 16);
+        let steered = &zone.steered[hit.index];
+        let answer = answer::steer(state, zone, steered, client, family, seed);
+        response.scope = answer.scope;
+        if answer.addresses.is_empty() {
+            zone.add_negative_soa(&mut resolved);
+        }
+        resolved
+            .answers
+            .extend(answer.addresses.into_iter().map(|addr| {
+                let rdata = match addr {
+                    std::net::IpAddr::V4(a) => RData::A(A(a)),
+                    std::net::IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+                };
+                Record::from_rdata(hit.owner.clone(), answer.ttl, rdata)
+            }));
+    }
+    meta.authoritative = resolved.authoritative;
+    meta.response_code = resolved.rcode;
+    response.sections = resolved;
+    Some(response.encode(meta))
+}
+
+/// FORMERR for a packet that does not decode: the ID, opcode and RD from its header, and
+/// nothing else (RFC 1035 §4.1.1: "unable to interpret the query").
+fn raw_formerr(packet: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_LEN];
+    out[0] = packet[0];
+    out[1] = packet[1];
+    out[2] = 0x80 | (packet[2] & 0x79); // QR, opcode, RD
+    out[3] = ResponseCode::FormErr.low();
+    out
+}
+
+/// A response being built: the parts that depend on the query, not on the zone data.
+struct Response {
+    queries: Vec<Query>,
+    /// The query's EDNS, if it had any: the response then carries OPT too (RFC 6891 §6.1.1).
+    request_edns: Option<Edns>,
+    ecs: Option<ecs::ClientSubnet>,
+    scope: u8,
+    sections: Resolved,
+    limit: usize,
+}
+
+impl Response {
+    fn new(request: &Message, transport: Transport) -> Self {
+        let limit = match (transport, &request.edns) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
+            // RFC 6891 §6.2.5: values below 512 are treated as 512.
+            (Transport::Udp, Some(e)) => usize::from(e.max_payload().clamp(512, MAX_UDP_PAYLOAD)),
+        };
+        Response {
+            queries: request.queries.clone(),
+            request_edns: request.edns.clone(),
+            ecs: None,
+            scope: 0,
+            sections: Resolved::default(),
+            limit,
+        }
+    }
+
+    fn edns(&self) -> Option<Edns> {
+        let req = self.request_edns.as_ref()?;
+        let mut edns = Edns::new();
+        edns.set_max_payload(MAX_UDP_PAYLOAD);
+        edns.set_version(0);
+        // RFC 3225 §3: "The DO bit of the query MUST be copied in the response."
+        edns.set_dnssec_ok(req.flags().dnssec_ok);
+        if let Some(s) = self.ecs {
+            // RFC 7871 §7.2.1: FAMILY, SOURCE PREFIX-LENGTH and ADDRESS echo the query.
+            edns.options_mut().insert(EdnsOption::Subnet(EcsOption::new(
+                s.addr,
+                s.source_prefix,
+                self.scope,
+            )));
+        }
+        Some(edns)
+    }
+
+    /// Encodes the response; when it exceeds the transport's limit, sends the question alone
+    /// with TC=1 so the client retries over TCP (RFC 2181 §9: no partial RRsets).
+    fn encode(self, meta: Metadata) -> Vec<u8> {
+        let mut msg = Message::response(meta.id, meta.op_code);
+        msg.metadata = meta;
+        msg.queries = self.queries.clone();
+        if let Some(edns) = self.edns() {
+            msg.set_edns(edns);
+        }
+        let Resolved {
+            answers,
+            authorities,
+            additionals,
+            ..
+        } = self.sections;
+        msg.answers = answers;
+        msg.authorities = authorities;
+        msg.additionals = additionals;
+        match msg.to_vec() {
+            Ok(bytes) if bytes.len() <= self.limit => bytes,
+            // A failed encode (a name that cannot be written) must not leave the client
+            // without an answer: SERVFAIL, with the question.
+            result => {
+                if result.is_err() {
+                    msg.metadata.response_code = ResponseCode::ServFail;
+                    msg.metadata.authoritative = false;
+                } else {
+                    msg.metadata.truncation = true;
+                }
+                msg.answers.clear();
+                msg.authorities.clear();
+                msg.additionals.clear();
+                msg.to_vec().unwrap_or_else(|_| raw_servfail(meta.id))
+            }
+        }
+    }
+}
+
+fn raw_servfail(id: u16) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_LEN];
+    out[..2].copy_from_slice(&id.to_be_bytes());
+    out[2] = 0x80;
+    out[3] = ResponseCode::ServFail.low();
+    out
+}
+
+#[cfg(test)]
+mod tests;

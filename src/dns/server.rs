@@ -1,0 +1,170 @@
+//! UDP and TCP listeners feeding [`super::handle`].
+//!
+//! Each listen address gets one `SO_REUSEPORT` UDP socket per core, each with its own receive
+//! loop (no task per query), and one TCP listener whose connections are served in order with
+//! an idle timeout (RFC 7766 §6.2.3) under a global connection limit.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use super::{Transport, handle};
+use crate::serving::SharedState;
+
+/// A TCP connection with no complete query for this long is closed.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most TCP connections served at once; more are closed on accept.
+pub const MAX_TCP_CONNECTIONS: usize = 1024;
+/// Attempts at finding a port free for both UDP and TCP when asked for port 0.
+const PORT_ATTEMPTS: usize = 16;
+
+/// The sockets of one listen address, bound and ready to serve.
+pub struct Listener {
+    pub addr: SocketAddr,
+    udp: Vec<UdpSocket>,
+    tcp: TcpListener,
+}
+
+/// Binds UDP and TCP on `addr`, with `udp_sockets` reuse-port UDP sockets. Port 0 picks one
+/// port that is free for both protocols.
+pub fn bind(addr: SocketAddr, udp_sockets: usize) -> io::Result<Listener> {
+    let mut last_err = None;
+    for _ in 0..PORT_ATTEMPTS {
+        let first = udp_socket(addr)?;
+        let bound = first.local_addr()?;
+        match tcp_listener(bound) {
+            Ok(tcp) => {
+                let mut udp = vec![first];
+                for _ in 1..udp_sockets.max(1) {
+                    udp.push(udp_socket(bound)?);
+                }
+                return Ok(Listener {
+                    addr: bound,
+                    udp,
+                    tcp,
+                });
+            }
+            Err(e) if addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => {
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no port free for UDP and TCP")))
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Serves `listeners` until the task set is dropped.
+pub fn spawn(listeners: Vec<Listener>, state: SharedState, tasks: &mut JoinSet<()>) {
+    let tcp_slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    for listener in listeners {
+        for socket in listener.udp {
+            tasks.spawn(serve_udp(socket, state.clone()));
+        }
+        tasks.spawn(serve_tcp(listener.tcp, state.clone(), tcp_slots.clone()));
+    }
+}
+
+async fn serve_udp(socket: UdpSocket, state: SharedState) {
+    let mut buf = vec![0u8; usize::from(u16::MAX)];
+    loop {
+        let (len, src) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(error = %e, "udp receive failed");
+                continue;
+            }
+        };
+        let response = handle(&state.load(), &buf[..len], src, Transport::Udp);
+        if let Some(response) = response
+            && let Err(e) = socket.send_to(&response, src).await
+        {
+            debug!(error = %e, client = %src, "udp send failed");
+        }
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, state: SharedState, slots: Arc<Semaphore>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            debug!(client = %peer, "tcp connection limit reached; closing");
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, peer, state).await {
+                debug!(error = %e, client = %peer, "tcp connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Answers length-prefixed queries (RFC 1035 §4.2.2) in order until the client closes or idles.
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: SharedState,
+) -> io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        let len = match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_u16()).await {
+            Ok(Ok(len)) => usize::from(len),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        };
+        buf.resize(len, 0);
+        tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "query not completed in time"))??;
+        let Some(response) = handle(&state.load(), &buf, peer, Transport::Tcp) else {
+            continue;
+        };
+        let mut framed = Vec::with_capacity(response.len() + 2);
+        framed.extend_from_slice(&(response.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&response);
+        tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.write_all(&framed))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "response not taken in time"))??;
+    }
+}

@@ -1,0 +1,293 @@
+//! Client location from a MaxMind DB: where a client network is, and how wide that answer is.
+//!
+//! Reads both the MaxMind GeoIP2/GeoLite2 schema (`location`, `country.iso_code`,
+//! `continent.code`) and the flat ip-location-db schema (`country_code`, `latitude`,
+//! `longitude`); a country without coordinates falls back to [`countries`]. The network the
+//! database returns is what makes the ECS scope honest: every address in it gets the same
+//! location. Lookups are cached by client network with moka.
+
+pub mod countries;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use maxminddb::Reader;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::steer::GeoPoint;
+use countries::Continent;
+
+/// The country-level database compiled into the binary (CC BY 4.0, see geodata/).
+static EMBEDDED: &[u8] = include_bytes!("../../geodata/geo-whois-asn-country.mmdb");
+
+/// Distinct client networks whose location is kept in memory.
+const CACHE_CAPACITY: u64 = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    #[error("{path}: cannot open GeoIP database: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{name}: not a MaxMind DB: {source}")]
+    Invalid {
+        name: String,
+        source: maxminddb::MaxMindDbError,
+    },
+}
+
+/// Where the bytes of the database live: compiled in, or memory-mapped from a file.
+enum Source {
+    Embedded(&'static [u8]),
+    Mapped(memmap2::Mmap),
+}
+
+impl AsRef<[u8]> for Source {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Source::Embedded(b) => b,
+            Source::Mapped(m) => m,
+        }
+    }
+}
+
+/// How precise a location is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// Coordinates from the database (city level or better).
+    Coordinates,
+    /// Only the country is known: its representative point from the built-in table.
+    Country,
+    /// The database does not know this network.
+    Unknown,
+}
+
+/// What the database says about one client network.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Location {
+    /// The database network containing the client: every address in it has this location.
+    pub network: IpNet,
+    pub point: Option<GeoPoint>,
+    pub country: Option<&'static str>,
+    pub continent: Option<Continent>,
+    pub precision: Precision,
+}
+
+pub struct GeoDb {
+    reader: Reader<Source>,
+    name: String,
+    cache: moka::sync::Cache<IpNet, Location>,
+}
+
+impl fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeoDb").field("name", &self.name).finish()
+    }
+}
+
+impl GeoDb {
+    /// The database compiled into the binary.
+    pub fn embedded() -> Result<GeoDb, GeoError> {
+        Self::from_source(
+            Source::Embedded(EMBEDDED),
+            "embedded geo-whois-asn-country".into(),
+        )
+    }
+
+    /// A database file, memory-mapped so a 130 MB city database costs page cache, not heap.
+    pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
+        let open_err = |source| GeoError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(open_err)?;
+        // SAFETY: the map is read-only; replacing the database must be done by rename (as
+        // every MaxMind updater does), which leaves this mapping on the old inode.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(open_err)?;
+        Self::from_source(Source::Mapped(map), path.display().to_string())
+    }
+
+    /// `path`, or the embedded database when `None`.
+    pub fn open_or_embedded(path: Option<&Path>) -> Result<GeoDb, GeoError> {
+        match path {
+            Some(p) => Self::open(p),
+            None => Self::embedded(),
+        }
+    }
+
+    fn from_source(source: Source, name: String) -> Result<GeoDb, GeoError> {
+        let reader = Reader::from_source(source).map_err(|source| GeoError::Invalid {
+            name: name.clone(),
+            source,
+        })?;
+        Ok(GeoDb {
+            reader,
+            name,
+            cache: moka::sync::Cache::new(CACHE_CAPACITY),
+        })
+    }
+
+    /// A human name for logs: the path, or "embedded ...".
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database's own description: type and build time.
+    pub fn describe(&self) -> String {
+        let m = self.reader.metadata();
+        format!(
+            "{} ({}, built {})",
+            self.name, m.database_type, m.build_epoch
+        )
+    }
+
+    /// Locates a client network (an ECS subnet, or a resolver address as a host route).
+    /// Host bits beyond the prefix are ignored.
+    pub fn locate(&self, client: IpNet) -> Location {
+        let client = client.trunc();
+        if let Some(hit) = self.cache.get(&client) {
+            return hit;
+        }
+        let location = self.lookup(client.addr());
+        self.cache.insert(client, location);
+        location
+    }
+
+    fn lookup(&self, addr: IpAddr) -> Location {
+        let unknown = |network| Location {
+            network,
+            point: None,
+            country: None,
+            continent: None,
+            precision: Precision::Unknown,
+        };
+        let host = IpNet::from(addr);
+        let Ok(result) = self.reader.lookup(addr) else {
+            return unknown(host);
+        };
+        let network = result
+            .network()
+            .ok()
+            .and_then(|n| IpNet::new(n.ip(), n.prefix()).ok())
+            .map(|n| n.trunc())
+            .unwrap_or(host);
+        // A record that fails to decode is treated as unknown: the answer stays correct for
+        // that network (default region), and the database's other records still serve.
+        let Ok(Some(record)) = result.decode::<Record<'_>>() else {
+            return unknown(network);
+        };
+        record.into_location(network)
+    }
+}
+
+/// The fields of both schemas that steering needs; everything else is skipped.
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    country_code: Option<&'a str>,
+    latitude: Option<Float>,
+    longitude: Option<Float>,
+    #[serde(borrow)]
+    country: Option<Country<'a>>,
+    #[serde(borrow)]
+    registered_country: Option<Country<'a>>,
+    location: Option<Coordinates>,
+    #[serde(borrow)]
+    continent: Option<ContinentRecord<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Country<'a> {
+    iso_code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct ContinentRecord<'a> {
+    code: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Coordinates {
+    latitude: Option<Float>,
+    longitude: Option<Float>,
+}
+
+/// A coordinate stored as MMDB float (ip-location-db) or double (MaxMind).
+struct Float(f64);
+
+impl<'de> Deserialize<'de> for Float {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Float;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f32<E>(self, v: f32) -> Result<Float, E> {
+                Ok(Float(f64::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Float, E> {
+                Ok(Float(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Float, E> {
+                Ok(Float(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Float, E> {
+                Ok(Float(v as f64))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Record<'_> {
+    fn into_location(self, network: IpNet) -> Location {
+        let code = self
+            .country_code
+            .or(self.country.and_then(|c| c.iso_code))
+            .or(self.registered_country.and_then(|c| c.iso_code));
+        let country = code.and_then(countries::lookup);
+        let (lat, lon) = match self.location {
+            Some(l) => (l.latitude, l.longitude),
+            None => (self.latitude, self.longitude),
+        };
+        let coordinates = match (lat, lon) {
+            (Some(Float(lat)), Some(Float(lon)))
+                if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) =>
+            {
+                Some(GeoPoint { lat, lon })
+            }
+            _ => None,
+        };
+        let continent = self
+            .continent
+            .and_then(|c| c.code)
+            .and_then(Continent::from_code)
+            .or(country.map(|c| c.continent));
+        let (point, precision) = match (coordinates, country) {
+            (Some(p), _) => (Some(p), Precision::Coordinates),
+            (None, Some(c)) => (
+                Some(GeoPoint {
+                    lat: c.lat,
+                    lon: c.lon,
+                }),
+                Precision::Country,
+            ),
+            (None, None) => (None, Precision::Unknown),
+        };
+        Location {
+            network,
+            point,
+            country: country.map(|c| c.code),
+            continent,
+            precision,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,48 @@
+//! The state every query reads: zones, GeoIP and health, swapped in whole.
+//!
+//! A query loads the current [`ServingState`] once (one atomic load, no lock, no await) and
+//! answers from it; the control plane builds a new state aside and stores it, so a reload
+//! never makes a query wait or see half of a change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::Name;
+
+use crate::geo::GeoDb;
+use crate::steer::HealthView;
+use crate::zone::{Zone, ZoneSet};
+
+#[derive(Debug)]
+pub struct ServingState {
+    pub zones: ZoneSet,
+    pub geo: Arc<GeoDb>,
+    /// Region health per zone origin; a zone that is not listed has every region up.
+    pub health: HashMap<Name, HealthView>,
+}
+
+/// The handle the fast path and the control plane share.
+pub type SharedState = Arc<ArcSwap<ServingState>>;
+
+static ALL_UP: HealthView = HealthView {
+    regions: Vec::new(),
+};
+
+impl ServingState {
+    pub fn new(zones: ZoneSet, geo: Arc<GeoDb>) -> Self {
+        ServingState {
+            zones,
+            geo,
+            health: HashMap::new(),
+        }
+    }
+
+    pub fn health(&self, zone: &Zone) -> &HealthView {
+        self.health.get(&zone.origin).unwrap_or(&ALL_UP)
+    }
+
+    pub fn shared(self) -> SharedState {
+        Arc::new(ArcSwap::from_pointee(self))
+    }
+}

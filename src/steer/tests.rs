@@ -1,0 +1,305 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const US_EAST: GeoPoint = GeoPoint {
+    lat: 39.04,
+    lon: -77.49,
+};
+const EU_WEST: GeoPoint = GeoPoint {
+    lat: 53.35,
+    lon: -6.26,
+};
+const AP_SOUTHEAST: GeoPoint = GeoPoint {
+    lat: 1.35,
+    lon: 103.82,
+};
+
+fn ep(addr: &str, weight: u32) -> Endpoint {
+    Endpoint {
+        address: addr.parse().unwrap(),
+        weight,
+    }
+}
+
+/// The three regions of the shipped example zone.
+fn regions() -> Vec<Region> {
+    vec![
+        Region {
+            name: "us-east".into(),
+            location: US_EAST,
+            endpoints: vec![ep("192.0.2.10", 1), ep("2001:db8:1::10", 1)],
+        },
+        Region {
+            name: "eu-west".into(),
+            location: EU_WEST,
+            endpoints: vec![ep("198.51.100.10", 1), ep("2001:db8:2::10", 1)],
+        },
+        Region {
+            name: "ap-southeast".into(),
+            location: AP_SOUTHEAST,
+            endpoints: vec![ep("203.0.113.10", 1), ep("2001:db8:3::10", 1)],
+        },
+    ]
+}
+
+fn www() -> SteeredName {
+    SteeredName {
+        regions: vec![0, 1, 2],
+        default_region: 0,
+        ttl: 30,
+        answers: None,
+    }
+}
+
+fn at(lat: f64, lon: f64) -> Option<GeoPoint> {
+    Some(GeoPoint { lat, lon })
+}
+
+fn chosen_name(d: &Decision) -> Option<&'static str> {
+    d.chosen.map(|r| ["us-east", "eu-west", "ap-southeast"][r])
+}
+
+#[test]
+fn haversine_matches_known_distances() {
+    // London to Paris is about 344 km; New York to London about 5570 km.
+    let london = GeoPoint {
+        lat: 51.5074,
+        lon: -0.1278,
+    };
+    let paris = GeoPoint {
+        lat: 48.8566,
+        lon: 2.3522,
+    };
+    let new_york = GeoPoint {
+        lat: 40.7128,
+        lon: -74.0060,
+    };
+    assert!((london.distance_km(paris) - 344.0).abs() < 3.0);
+    assert!((new_york.distance_km(london) - 5570.0).abs() < 15.0);
+    assert_eq!(london.distance_km(london), 0.0);
+    // Antipodes: half the circumference, and no NaN from rounding.
+    let d = GeoPoint { lat: 0.0, lon: 0.0 }.distance_km(GeoPoint { lat: 0.0, lon: 180.0 });
+    assert!((d - std::f64::consts::PI * EARTH_RADIUS_KM).abs() < 1e-6);
+}
+
+#[test]
+fn clients_go_to_the_nearest_region_on_each_continent() {
+    let cases = [
+        ("Chicago", 41.88, -87.63, "us-east"),
+        ("Sao Paulo", -23.55, -46.63, "us-east"),
+        ("Berlin", 52.52, 13.40, "eu-west"),
+        ("Lagos", 6.52, 3.38, "eu-west"),
+        ("Tokyo", 35.68, 139.69, "ap-southeast"),
+        ("Sydney", -33.87, 151.21, "ap-southeast"),
+        ("Mumbai", 19.08, 72.88, "ap-southeast"),
+    ];
+    for (city, lat, lon, want) in cases {
+        let d = decide(
+            at(lat, lon),
+            &www(),
+            &regions(),
+            &HealthView::all_up(),
+            Family::V4,
+        );
+        assert_eq!(chosen_name(&d), Some(want), "{city}");
+        assert_eq!(d.basis, Basis::Nearest);
+        assert!(d.depends_on_client);
+        // Candidates are sorted nearest first.
+        let dist: Vec<f64> = d.candidates.iter().map(|c| c.distance_km.unwrap()).collect();
+        assert!(dist.windows(2).all(|w| w[0] <= w[1]), "{city}: {dist:?}");
+    }
+}
+
+#[test]
+fn unknown_location_uses_the_default_region() {
+    let mut name = www();
+    name.default_region = 1;
+    let d = decide(None, &name, &regions(), &HealthView::all_up(), Family::V4);
+    assert_eq!(chosen_name(&d), Some("eu-west"));
+    assert_eq!(d.basis, Basis::Default);
+    assert!(d.depends_on_client, "a located client could get another region");
+    assert!(d.candidates.iter().all(|c| c.distance_km.is_none()));
+    // The rest keep their configured order.
+    let order: Vec<RegionId> = d.candidates.iter().map(|c| c.region).collect();
+    assert_eq!(order, vec![1, 0, 2]);
+}
+
+#[test]
+fn down_region_is_skipped_for_the_next_nearest() {
+    let view = HealthView {
+        regions: vec![RegionState::Up, RegionState::Down, RegionState::Up],
+    };
+    let d = decide(at(52.52, 13.40), &www(), &regions(), &view, Family::V4);
+    assert_eq!(chosen_name(&d), Some("us-east"));
+    assert_eq!(d.candidates[0].region, 1, "eu-west still ranks first by distance");
+    assert_eq!(d.candidates[0].verdict, Verdict::Down);
+    assert_eq!(d.candidates[1].verdict, Verdict::Chosen);
+    assert_eq!(d.candidates[2].verdict, Verdict::Farther);
+}
+
+#[test]
+fn all_down_fails_open_with_every_endpoint() {
+    let view = HealthView {
+        regions: vec![RegionState::Down; 3],
+    };
+    let regions = regions();
+    let d = decide(at(52.52, 13.40), &www(), &regions, &view, Family::V6);
+    assert_eq!(d.basis, Basis::AllDown);
+    assert_eq!(d.chosen, None);
+    let addrs: Vec<IpAddr> = d
+        .endpoints(&regions, Family::V6)
+        .map(|e| e.address)
+        .collect();
+    assert_eq!(addrs.len(), 3);
+    assert!(addrs.iter().all(IpAddr::is_ipv6));
+    assert!(!d.depends_on_client);
+}
+
+#[test]
+fn one_up_region_does_not_depend_on_the_client() {
+    let view = HealthView {
+        regions: vec![RegionState::Down, RegionState::Up, RegionState::Down],
+    };
+    let d = decide(at(35.68, 139.69), &www(), &regions(), &view, Family::V4);
+    assert_eq!(chosen_name(&d), Some("eu-west"));
+    assert!(!d.depends_on_client);
+}
+
+#[test]
+fn regions_without_the_family_are_not_eligible() {
+    let mut regions = regions();
+    regions[2].endpoints.retain(|e| e.address.is_ipv4());
+    let d = decide(at(35.68, 139.69), &www(), &regions, &HealthView::all_up(), Family::V6);
+    // Tokyo is nearest ap-southeast, which has no IPv6: the next nearest answers AAAA.
+    assert_eq!(chosen_name(&d), Some("us-east"));
+    let last = d.candidates.last().unwrap();
+    assert_eq!((last.region, last.verdict), (2, Verdict::NoEndpoints));
+    let v4 = decide(at(35.68, 139.69), &www(), &regions, &HealthView::all_up(), Family::V4);
+    assert_eq!(chosen_name(&v4), Some("ap-southeast"));
+}
+
+#[test]
+fn no_endpoints_of_the_family_means_nodata() {
+    let mut regions = regions();
+    for r in &mut regions {
+        r.endpoints.retain(|e| e.address.is_ipv4());
+    }
+    let d = decide(at(0.0, 0.0), &www(), &regions, &HealthView::all_up(), Family::V6);
+    assert_eq!(d.basis, Basis::NoEndpoints);
+    assert_eq!(d.endpoints(&regions, Family::V6).count(), 0);
+    assert!(!d.depends_on_client);
+}
+
+#[test]
+fn equal_distances_go_to_the_earlier_configured_region() {
+    let mut regions = regions();
+    regions[1].location = US_EAST;
+    let mut name = www();
+    name.regions = vec![1, 0, 2];
+    let d = decide(Some(US_EAST), &name, &regions, &HealthView::all_up(), Family::V4);
+    assert_eq!(d.chosen, Some(1));
+}
+
+#[test]
+fn single_region_name_does_not_depend_on_the_client() {
+    let mut name = www();
+    name.regions = vec![2];
+    name.default_region = 2;
+    let d = decide(at(52.0, 13.0), &name, &regions(), &HealthView::all_up(), Family::V4);
+    assert_eq!(chosen_name(&d), Some("ap-southeast"));
+    assert!(!d.depends_on_client);
+}
+
+#[test]
+fn select_returns_count_distinct_endpoints() {
+    let eps = [
+        ep("192.0.2.1", 1),
+        ep("192.0.2.2", 1),
+        ep("192.0.2.3", 1),
+    ];
+    for seed in 0..100 {
+        let got = select(&eps, Some(2), seed);
+        assert_eq!(got.len(), 2);
+        assert_ne!(got[0], got[1]);
+        assert_eq!(select(&eps, None, seed).len(), 3);
+        assert_eq!(select(&eps, Some(10), seed).len(), 3);
+        assert_eq!(select(&eps, Some(2), seed), got, "deterministic per seed");
+    }
+}
+
+#[test]
+fn equal_weights_rotate_every_endpoint_to_the_front() {
+    let eps = [
+        ep("192.0.2.1", 1),
+        ep("192.0.2.2", 1),
+        ep("192.0.2.3", 1),
+    ];
+    let mut first: HashMap<IpAddr, u32> = HashMap::new();
+    for seed in 0..3000 {
+        *first.entry(select(&eps, None, seed)[0]).or_default() += 1;
+    }
+    assert_eq!(first.len(), 3);
+    for (addr, n) in first {
+        assert!((800..1200).contains(&n), "{addr} first {n} times of 3000");
+    }
+}
+
+#[test]
+fn weights_set_the_share_of_answers() {
+    let eps = [ep("192.0.2.1", 3), ep("192.0.2.2", 1)];
+    let heavy: IpAddr = "192.0.2.1".parse().unwrap();
+    let n = (0..4000u64)
+        .filter(|&s| select(&eps, Some(1), s)[0] == heavy)
+        .count();
+    // Expect 3/4 of 4000 = 3000.
+    assert!((2800..3200).contains(&n), "{n}");
+}
+
+fn arb_point() -> impl Strategy<Value = GeoPoint> {
+    (-90.0f64..=90.0, -180.0f64..=180.0).prop_map(|(lat, lon)| GeoPoint { lat, lon })
+}
+
+fn arb_state() -> impl Strategy<Value = RegionState> {
+    prop_oneof![Just(RegionState::Up), Just(RegionState::Down)]
+}
+
+proptest! {
+    #[test]
+    fn distance_is_symmetric_and_bounded(a in arb_point(), b in arb_point()) {
+        let d = a.distance_km(b);
+        prop_assert!((d - b.distance_km(a)).abs() < 1e-6);
+        prop_assert!((0.0..=std::f64::consts::PI * EARTH_RADIUS_KM + 1e-6).contains(&d));
+    }
+
+    #[test]
+    fn answers_hold_only_up_endpoints_unless_all_are_down(
+        client in proptest::option::of(arb_point()),
+        states in proptest::collection::vec(arb_state(), 3),
+        v6 in any::<bool>(),
+    ) {
+        let regions = regions();
+        let family = if v6 { Family::V6 } else { Family::V4 };
+        let view = HealthView { regions: states.clone() };
+        let d = decide(client, &www(), &regions, &view, family);
+        let any_up = states.contains(&RegionState::Up);
+        prop_assert_eq!(d.basis == Basis::AllDown, !any_up);
+        prop_assert_eq!(d.candidates.len(), 3);
+        for e in d.endpoints(&regions, family) {
+            prop_assert_eq!(Family::of(&e.address), family);
+            let owner = regions.iter().position(|r| r.endpoints.contains(e)).unwrap();
+            prop_assert!(!any_up || states[owner] == RegionState::Up);
+        }
+        if let (Some(chosen), Some(p)) = (d.chosen, client) {
+            // Nothing up is nearer than the chosen region.
+            let best = p.distance_km(regions[chosen].location);
+            for (i, r) in regions.iter().enumerate() {
+                if states[i] == RegionState::Up {
+                    prop_assert!(best <= p.distance_km(r.location));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! Zone files -> [`Zone`]s, with every problem reported as `file:line: what is wrong`.
+//!
+//! A zone file is TOML: `zone` (the origin), `records` (RFC 1035 master-file text, best as a
+//! `'''` literal string so that lines map one to one), `[regions.NAME]` and `[steered.NAME]`.
+//! Everything is checked before anything is returned, so one run shows every mistake.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::records::{self, LineRecord, MAX_TTL};
+use super::{Node, RRset, Steered, Zone, ZoneSet};
+use crate::steer::{Endpoint, GeoPoint, Region, SteeredName};
+
+/// TTL of steered answers when the name does not set one: short, so failover is quick.
+pub const DEFAULT_STEERED_TTL: u32 = 30;
+/// Most addresses one steered answer may carry.
+pub const MAX_ANSWERS: i64 = 64;
+/// Largest endpoint weight.
+pub const MAX_WEIGHT: i64 = 65_535;
+
+/// One problem in one file; `line` is 1-based, `None` for the file as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Every diagnostic of a failed load, one per line when displayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct LoadError(pub Vec<Diagnostic>);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ZoneToml {
+    zone: Option<Spanned<String>>,
+    records: Spanned<String>,
+    #[serde(default)]
+    regions: BTreeMap<Spanned<String>, Spanned<RegionToml>>,
+    #[serde(default)]
+    steered: BTreeMap<Spanned<String>, Spanned<SteeredToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RegionToml {
+    location: Spanned<LocationToml>,
+    endpoints: Vec<Spanned<EndpointToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationToml {
+    lat: f64,
+    lon: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SteeredToml {
+    regions: Vec<Spanned<String>>,
+    ttl: Option<Spanned<i64>>,
+    answers: Option<Spanned<i64>>,
+    default_region: Option<Spanned<String>>,
+}
+
+/// `"192.0.2.10"` or `{ address = "192.0.2.10", weight = 3 }`.
+struct EndpointToml {
+    address: IpAddr,
+    weight: i64,
+}
+
+impl<'de> Deserialize<'de> for EndpointToml {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EndpointToml;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"an address or { address = "...", weight = N }"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EndpointToml, E> {
+                Ok(EndpointToml {
+                    address: parse_addr(v)?,
+                    weight: 1,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EndpointToml, A::Error> {
+                let (mut address, mut weight) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "address" => address = Some(parse_addr(&map.next_value::<String>()?)?),
+                        "weight" => weight = Some(map.next_value::<i64>()?),
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["address", "weight"]));
+                        }
+                    }
+                }
+                Ok(EndpointToml {
+                    address: address.ok_or_else(|| de::Error::missing_field("address"))?,
+                    weight: weight.unwrap_or(1),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn parse_addr<E: de::Error>(v: &str) -> Result<IpAddr, E> {
+    v.parse()
+        .map_err(|_| E::custom(format!("bad address {v:?}: not an IPv4 or IPv6 address")))
+}
+
+/// Byte offsets -> 1-based line numbers.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Self {
+        Lines(text.match_indices('\n').map(|(i, _)| i).collect())
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
+}
+
+/// Collects diagnostics for one file.
+struct Report<'a> {
+    file: &'a Path,
+    lines: Lines,
+    out: Vec<Diagnostic>,
+}
+
+impl Report<'_> {
+    fn at(&mut self, line: usize, message: impl Into<String>) {
+        self.out.push(Diagnostic {
+            file: self.file.to_owned(),
+            line: Some(line),
+            message: message.into(),
+        });
+    }
+
+    fn span(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let line = self.lines.line(span.start);
+        self.at(line, message);
+    }
+}
+
+/// Loads every `*.toml` file of `dir`, or reports every problem in all of them.
+pub fn load_dir(dir: &Path) -> Result<ZoneSet, LoadError> {
+    let whole = |message: String| {
+        LoadError(vec![Diagnostic {
+            file: dir.to_owned(),
+            line: None,
+            message,
+        }])
+    };
+    let listing = std::fs::read_dir(dir).map_err(|e| whole(format!("cannot read zone directory: {e}")))?;
+    let mut paths: Vec<PathBuf> = listing
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(whole("no zone files (*.toml) found".into()));
+    }
+    let mut zones: Vec<Zone> = Vec::new();
+    let mut diagnostics = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match load_file(&path, &text) {
+                Ok(zone) => {
+                    if let Some(other) = zones.iter().find(|z| z.origin == zone.origin) {
+                        diagnostics.push(Diagnostic {
+                            file: path.clone(),
+                            line: None,
+                            message: format!(
+                                "zone {} is already defined in {}",
+                                zone.origin,
+                                other.file.display()
+                            ),
+                        });
+                    } else {
+                        zones.push(zone);
+                    }
+                }
+                Err(mut d) => diagnostics.append(&mut d),
+            },
+            Err(e) => diagnostics.push(Diagnostic {
+                file: path.clone(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(ZoneSet::new(zones))
+    } else {
+        Err(LoadError(diagnostics))
+    }
+}
+
+/// Parses and checks one zone file; `path` names it in diagnostics and sets the default origin.
+pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
+    let mut report = Report {
+        file: path,
+        lines: Lines::new(text),
+        out: Vec::new(),
+    };
+    let parsed: ZoneToml = match toml::from_str(text) {
+        Ok(z) => z,
+        Err(e) => {
+            let message = e.message().trim_end().to_string();
+            match e.span() {
+                Some(span) => report.span(span, message),
+                None => report.out.push(Diagnostic {
+                    file: path.to_owned(),
+                    line: None,
+                    message,
+                }),
+            }
+            return Err(report.out);
+        }
+    };
+
+    let origin_text = match &parsed.zone {
+        Some(z) => z.get_ref().clone(),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let origin_line = parsed
+        .zone
+        .as_ref()
+        .map(|z| report.lines.line(z.span().start))
+        .unwrap_or(1);
+    let origin = match Name::from_ascii(&origin_text) {
+        Ok(mut n) => {
+            n.set_fqdn(true);
+            n.to_lowercase()
+        }
+        Err(e) => {
+            report.at(origin_line, format!("bad zone name {origin_text:?}: {e}"));
+            return Err(report.out);
+        }
+    };
+
+    let records_line = report.lines.line(parsed.records.span().start);
+    let first_line = records_first_line(text, parsed.records.span(), &report.lines);
+    let records = match records::parse(parsed.records.get_ref(), &origin, first_line) {
+        Ok(r) => r,
+        Err(errs) => {
+            for e in errs {
+                report.at(e.line, e.message);
+            }
+            Vec::new()
+        }
+    };
+
+    let (regions, region_ids) = regions(&parsed, &mut report);
+    let builder = ZoneBuilder::new(&origin, &mut report, records_line);
+    let (nodes, soa) = builder.build(records);
+    let mut nodes = nodes;
+    let steered = steered(&parsed, &origin, &region_ids, &mut nodes, &mut report);
+
+    if !report.out.is_empty() {
+        return Err(report.out);
+    }
+    let soa = soa.expect("a zone without SOA was reported");
+    let mut negative_soa = soa.clone();
+    if let RData::SOA(s) = &soa.data {
+        negative_soa.ttl = soa.ttl.min(s.minimum);
+    }
+    Ok(Zone {
+        origin,
+        file: path.to_owned(),
+        negative_soa,
+        soa,
+        nodes,
+        regions,
+        steered,
+    })
+}
+
+/// The file line of the first line of the records text: TOML drops a newline that directly
+/// follows the opening `'''` or `"""`.
+fn records_first_line(text: &str, span: Range<usize>, lines: &Lines) -> usize {
+    let raw = &text[span.clone()];
+    let mut start = span.start;
+    if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+        start += 3;
+        let rest = &text[start..];
+        if rest.starts_with("\r\n") {
+            start += 2;
+        } else if rest.starts_with('\n') {
+            start += 1;
+        }
+    }
+    lines.line(start)
+}
+
+fn regions(parsed: &ZoneToml, report: &mut Report<'_>) -> (Vec<Region>, HashMap<String, usize>) {
+    let mut regions = Vec::new();
+    let mut ids = HashMap::new();
+    for (name, region) in &parsed.regions {
+        let span = name.span();
+        let name = name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            report.span(
+                span.clone(),
+                format!("bad region name {name:?}: use letters, digits, '-', '_' and '.'"),
+            );
+        }
+        let region = region.get_ref();
+        let loc = region.location.get_ref();
+        if !(-90.0..=90.0).contains(&loc.lat) || !(-180.0..=180.0).contains(&loc.lon) {
+            report.span(
+                region.location.span(),
+                format!(
+                    "region {name}: location lat {} lon {} is off the globe (lat -90..90, lon -180..180)",
+                    loc.lat, loc.lon
+                ),
+            );
+        }
+        if region.endpoints.is_empty() {
+            report.span(span.clone(), format!("region {name} has no endpoints"));
+        }
+        let mut endpoints: Vec<Endpoint> = Vec::new();
+        for ep in &region.endpoints {
+            let e = ep.get_ref();
+            if !(1..=MAX_WEIGHT).contains(&e.weight) {
+                report.span(
+                    ep.span(),
+                    format!("endpoint {}: weight {} is not in 1..={MAX_WEIGHT}", e.address, e.weight),
+                );
+            }
+            if endpoints.iter().any(|x| x.address == e.address) {
+                report.span(ep.span(), format!("region {name}: endpoint {} is listed twice", e.address));
+            }
+            endpoints.push(Endpoint {
+                address: e.address,
+                weight: e.weight.clamp(1, MAX_WEIGHT) as u32,
+            });
+        }
+        ids.insert(name.clone(), regions.len());
+        regions.push(Region {
+            name: name.clone(),
+            location: GeoPoint {
+                lat: loc.lat,
+                lon: loc.lon,
+            },
+            endpoints,
+        });
+    }
+    (regions, ids)
+}
+
+fn steered(
+    parsed: &ZoneToml,
+    origin: &Name,
+    region_ids: &HashMap<String, usize>,
+    nodes: &mut HashMap<LowerName, Node>,
+    report: &mut Report<'_>,
+) -> Vec<Steered> {
+    let mut known: Vec<&str> = region_ids.keys().map(String::as_str).collect();
+    known.sort_unstable();
+    let known = known.join(", ");
+    let mut out = Vec::new();
+    for (key, spec) in &parsed.steered {
+        let key_span = key.span();
+        let name = match Name::parse(key.get_ref(), Some(origin)) {
+            Ok(n) => n,
+            Err(e) => {
+                report.span(key_span, format!("bad steered name {:?}: {e}", key.get_ref()));
+                continue;
+            }
+        };
+        let display = name.to_ascii();
+        if !origin.zone_of(&name) {
+            report.span(key_span, format!("steered name {display} is outside the zone {origin}"));
+            continue;
+        }
+        let spec = spec.get_ref();
+        let mut ids = Vec::new();
+        for r in &spec.regions {
+            match region_ids.get(r.get_ref()) {
+                Some(&id) if ids.contains(&id) => report.span(
+                    r.span(),
+                    format!("{display}: region {:?} is listed twice", r.get_ref()),
+                ),
+                Some(&id) => ids.push(id),
+                None => report.span(
+                    r.span(),
+                    format!("unknown region {:?} (known: {known})", r.get_ref()),
+                ),
+            }
+        }
+        if spec.regions.is_empty() {
+            report.span(key_span.clone(), format!("{display}: `regions` is empty"));
+        }
+        let ttl = match &spec.ttl {
+            Some(t) if !(0..=i64::from(MAX_TTL)).contains(t.get_ref()) => {
+                report.span(
+                    t.span(),
+                    format!("{display}: bad TTL {}: must be 0..={MAX_TTL} (RFC 2181 §8)", t.get_ref()),
+                );
+                0
+            }
+            Some(t) => *t.get_ref() as u32,
+            None => DEFAULT_STEERED_TTL,
+        };
+        let answers = match &spec.answers {
+            Some(a) if !(1..=MAX_ANSWERS).contains(a.get_ref()) => {
+                report.span(
+                    a.span(),
+                    format!("{display}: answers {} is not in 1..={MAX_ANSWERS}", a.get_ref()),
+                );
+                None
+            }
+            Some(a) => Some(*a.get_ref() as usize),
+            None => None,
+        };
+        let default_region = match &spec.default_region {
+            Some(d) => match region_ids.get(d.get_ref()) {
+                Some(id) if ids.contains(id) => *id,
+                Some(_) => {
+                    report.span(
+                        d.span(),
+                        format!("{display}: default-region {:?} is not one of its regions", d.get_ref()),
+                    );
+                    0
+                }
+                None => {
+                    report.span(d.span(), format!("unknown region {:?} (known: {known})", d.get_ref()));
+                    0
+                }
+            },
+            None => ids.first().copied().unwrap_or(0),
+        };
+
+        let lower = LowerName::new(&name);
+        let apex = origin.num_labels();
+        let full = name.to_lowercase();
+        let cut = (apex + 1..=full.num_labels()).find_map(|depth| {
+            let ancestor = LowerName::new(&full.trim_to(depth as usize));
+            nodes
+                .get(&ancestor)
+                .filter(|n| n.is_cut())
+                .map(|_| ancestor)
+        });
+        if let Some(cut) = cut {
+            report.span(key_span, format!("steered name {display} is at or below the delegation {cut}"));
+            continue;
+        }
+        let node = nodes.entry(lower).or_default();
+        if let Some(clash) = node
+            .rrsets
+            .iter()
+            .find(|s| matches!(s.rtype, RecordType::A | RecordType::AAAA | RecordType::CNAME))
+        {
+            report.span(
+                key_span,
+                format!(
+                    "duplicate name: {display} is steered and also has {} records",
+                    clash.rtype
+                ),
+            );
+            continue;
+        }
+        node.steered = Some(out.len());
+        add_ancestors(nodes, &name, origin);
+        out.push(Steered {
+            name,
+            config: SteeredName {
+                regions: ids,
+                default_region,
+                ttl,
+                answers,
+            },
+        });
+    }
+    out
+}
+
+/// Creates the empty non-terminals between `name` and the apex, so that they answer NODATA.
+fn add_ancestors(nodes: &mut HashMap<LowerName, Node>, name: &Name, origin: &Name) {
+    let mut n = name.to_lowercase();
+    while n.num_labels() > origin.num_labels() {
+        n = n.base_name();
+        nodes.entry(LowerName::new(&n)).or_default();
+    }
+}
+
+/// Turns checked records into nodes and RRsets.
+struct ZoneBuilder<'r, 'a> {
+    origin: &'r Name,
+    report: &'r mut Report<'a>,
+    records_line: usize,
+}
+
+impl<'r, 'a> ZoneBuilder<'r, 'a> {
+    fn new(origin: &'r Name, report: &'r mut Report<'a>, records_line: usize) -> Self {
+        ZoneBuilder {
+            origin,
+            report,
+            records_line,
+        }
+    }
+
+    fn build(
+        self,
+        records: Vec<LineRecord>,
+    ) -> (HashMap<LowerName, Node>, Option<hickory_proto::rr::Record>) {
+        let origin = self.origin;
+        let mut nodes: HashMap<LowerName, Node> = HashMap::new();
+        // First line of each RRset, to point at both halves of a conflict.
+        let mut first_line: HashMap<(LowerName, RecordType), usize> = HashMap::new();
+        let mut soa: Option<(usize, hickory_proto::rr::Record)> = None;
+
+        for LineRecord { line, record } in records {
+            let rtype = record.record_type();
+            let name = record.name.clone();
+            if record.dns_class != DNSClass::IN {
+                self.report
+                    .at(line, format!("class {} is not served: only IN", record.dns_class));
+                continue;
+            }
+            if !origin.zone_of(&name) {
+                self.report
+                    .at(line, format!("{name} is outside the zone {origin}"));
+                continue;
+            }
+            if rtype == RecordType::SOA {
+                if name.to_lowercase() != *origin {
+                    self.report
+                        .at(line, format!("SOA must be at the apex {origin}, not at {name}"));
+                    continue;
+                }
+                if let Some((first, _)) = &soa {
+                    self.report
+                        .at(line, format!("second SOA record (the first is at line {first})"));
+                    continue;
+                }
+                soa = Some((line, record.clone()));
+            }
+            let lower = LowerName::new(&name);
+            let node = nodes.entry(lower.clone()).or_default();
+            match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
+                Some(set) => {
+                    let first = first_line[&(lower.clone(), rtype)];
+                    if set.records.iter().any(|r| r.data == record.data) {
+                        self.report.at(
+                            line,
+                            format!("duplicate record: {name} {rtype} is already at line {first}"),
+                        );
+                    } else if rtype == RecordType::CNAME {
+                        self.report.at(
+                            line,
+                            format!("{name} has a second CNAME (line {first}); RFC 1034 §3.6.2 allows one"),
+                        );
+                    } else if set.records[0].ttl != record.ttl {
+                        self.report.at(
+                            line,
+                            format!(
+                                "TTL {} differs from TTL {} of the {name} {rtype} RRset at line {first} (RFC 2181 §5.2)",
+                                record.ttl, set.records[0].ttl
+                            ),
+                        );
+                    } else {
+                        set.records.push(record);
+                    }
+                }
+                None => {
+                    first_line.insert((lower, rtype), line);
+                    node.rrsets.push(RRset {
+                        rtype,
+                        records: vec![record],
+                    });
+                }
+            }
+        }
+
+        let apex = LowerName::new(origin);
+        if soa.is_none() {
+            self.report
+                .at(self.records_line, format!("missing SOA record at the apex {origin}"));
+        }
+        if !nodes.get(&apex).is_some_and(|n| n.get(RecordType::NS).is_some()) {
+            self.report
+                .at(self.records_line, format!("missing NS records at the apex {origin}"));
+        }
+
+        for (name, node) in &nodes {
+            if node.get(RecordType::CNAME).is_some() && node.rrsets.len() > 1 {
+                let others: Vec<String> = node
+                    .rrsets
+                    .iter()
+                    .filter(|s| s.rtype != RecordType::CNAME)
+                    .map(|s| s.rtype.to_string())
+                    .collect();
+                self.report.at(
+                    first_line[&(name.clone(), RecordType::CNAME)],
+                    format!(
+                        "{name} has a CNAME and other data ({}); RFC 1034 §3.6.2 forbids it",
+                        others.join(", ")
+                    ),
+                );
+            }
+            // Below or at a cut only NS, DS and address glue may live (RFC 1034 §4.2.1).
+            let full: Name = name.into();
+            for depth in origin.num_labels() + 1..=full.num_labels() {
+                let ancestor = LowerName::new(&full.trim_to(depth as usize));
+                let Some(cut) = nodes.get(&ancestor) else {
+                    continue;
+                };
+                if !cut.is_cut() {
+                    continue;
+                }
+                let at_cut = depth == full.num_labels();
+                for set in &node.rrsets {
+                    let allowed = if at_cut {
+                        matches!(set.rtype, RecordType::NS | RecordType::DS)
+                    } else {
+                        matches!(set.rtype, RecordType::A | RecordType::AAAA)
+                    };
+                    if !allowed {
+                        self.report.at(
+                            first_line[&(name.clone(), set.rtype)],
+                            format!(
+                                "{name} {} is occluded by the delegation at {ancestor}: only {} may be there",
+                                set.rtype,
+                                if at_cut { "NS and DS" } else { "glue A/AAAA" }
+                            ),
+                        );
+                    }
+                }
+                break;
+            }
+        }
+
+        let owners: Vec<Name> = nodes.keys().map(Name::from).collect();
+        for owner in owners {
+            add_ancestors(&mut nodes, &owner, origin);
+        }
+        (nodes, soa.map(|(_, r)| r))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,310 @@
+//! Zones: ordinary records, regions and steered names, loaded from `zones/*.toml`.
+//!
+//! [`load`] turns files into a [`ZoneSet`] and reports every problem as `file:line: what`.
+//! [`Zone::resolve`] is the authoritative lookup of RFC 1034 §4.3.2 (referrals, CNAME chains,
+//! wildcards, empty non-terminals); the client-dependent part of a steered name is left to the
+//! caller, which alone knows the client.
+
+mod load;
+mod records;
+
+pub use load::{Diagnostic, LoadError, load_dir, load_file};
+pub use records::MAX_TTL;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+use crate::steer::{Region, SteeredName};
+
+/// Longest CNAME chain followed inside a zone before the answer stops (loop guard).
+const MAX_CNAME_CHAIN: usize = 8;
+
+/// Every loaded zone, found by the longest zone name that contains the query name.
+#[derive(Debug, Default)]
+pub struct ZoneSet {
+    zones: HashMap<LowerName, Zone>,
+}
+
+impl ZoneSet {
+    pub fn new(zones: Vec<Zone>) -> Self {
+        ZoneSet {
+            zones: zones
+                .into_iter()
+                .map(|z| (LowerName::new(&z.origin), z))
+                .collect(),
+        }
+    }
+
+    /// The zone with the most labels that `qname` is at or below.
+    pub fn find(&self, qname: &LowerName) -> Option<&Zone> {
+        let mut name = qname.clone();
+        loop {
+            if let Some(z) = self.zones.get(&name) {
+                return Some(z);
+            }
+            if name.is_root() {
+                return None;
+            }
+            name = name.base_name();
+        }
+    }
+
+    pub fn zones(&self) -> impl Iterator<Item = &Zone> {
+        self.zones.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.zones.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+}
+
+/// The records of one owner name that share a type.
+#[derive(Debug, Clone)]
+pub struct RRset {
+    pub rtype: RecordType,
+    pub records: Vec<Record>,
+}
+
+/// A name answered by steering.
+#[derive(Debug, Clone)]
+pub struct Steered {
+    pub name: Name,
+    pub config: SteeredName,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Node {
+    rrsets: Vec<RRset>,
+    /// Index into [`Zone::steered`].
+    steered: Option<usize>,
+}
+
+impl Node {
+    fn get(&self, rtype: RecordType) -> Option<&RRset> {
+        self.rrsets.iter().find(|s| s.rtype == rtype)
+    }
+
+    /// A zone cut below the apex: the node owns NS records.
+    fn is_cut(&self) -> bool {
+        self.get(RecordType::NS).is_some()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rrsets.is_empty() && self.steered.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub origin: Name,
+    pub file: PathBuf,
+    /// The SOA as it goes into negative answers: TTL = min(SOA TTL, SOA MINIMUM) (RFC 2308 §3).
+    negative_soa: Record,
+    soa: Record,
+    /// Every owner name, plus every empty non-terminal between an owner and the apex.
+    nodes: HashMap<LowerName, Node>,
+    pub regions: Vec<Region>,
+    pub steered: Vec<Steered>,
+}
+
+/// A steered name reached by a query: the caller adds the client's addresses to the answer.
+#[derive(Debug, Clone)]
+pub struct SteeredHit {
+    pub index: usize,
+    /// Owner of the answer records, in the case the query used.
+    pub owner: Name,
+}
+
+/// The authoritative answer for one question, before the client-dependent part.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
+    /// Set when the chain ends at a steered name; the answer is then incomplete.
+    pub steered: Option<SteeredHit>,
+}
+
+impl Zone {
+    pub fn soa(&self) -> &Record {
+        &self.soa
+    }
+
+    pub fn steered_by_name(&self, name: &LowerName) -> Option<&Steered> {
+        self.nodes
+            .get(name)
+            .and_then(|n| n.steered)
+            .map(|i| &self.steered[i])
+    }
+
+    /// Adds the zone's SOA to the authority section: the proof of a negative answer.
+    pub fn add_negative_soa(&self, resolved: &mut Resolved) {
+        resolved.authorities.push(self.negative_soa.clone());
+    }
+
+    /// Answers `qname`/`qtype` from this zone (RFC 1034 §4.3.2, steps 3a-3c).
+    pub fn resolve(&self, qname: &Name, qtype: RecordType) -> Resolved {
+        let mut out = Resolved {
+            authoritative: true,
+            ..Resolved::default()
+        };
+        let mut owner = qname.clone();
+        for _ in 0..=MAX_CNAME_CHAIN {
+            match self.step(&owner, qtype, &mut out) {
+                Some(next) => owner = next,
+                None => return out,
+            }
+        }
+        // Chain too long or looping: answer with what was followed, as BIND does.
+        out
+    }
+
+    /// One step of the lookup; returns the CNAME target to continue with, if any.
+    fn step(&self, owner: &Name, qtype: RecordType, out: &mut Resolved) -> Option<Name> {
+        let lower = LowerName::new(owner);
+        if !self.contains(&lower) {
+            // A CNAME led out of the zone: the resolver follows it.
+            return None;
+        }
+        // Step 3b: a zone cut above or at the name sends a referral. DS lives on the parent
+        // side of a cut (RFC 4035 §3.1.4.1), so a DS query at the cut is answered here.
+        if let Some(cut) = self.cut_above(&lower, qtype) {
+            if out.answers.is_empty() {
+                self.referral(cut, out);
+            }
+            return None;
+        }
+        let node = match self.nodes.get(&lower) {
+            Some(n) => n,
+            None => match self.wildcard_for(&lower) {
+                Some(n) => n,
+                None => {
+                    // RFC 6604 §3: the rcode describes the last name in the chain.
+                    out.rcode = ResponseCode::NXDomain;
+                    self.add_negative_soa(out);
+                    return None;
+                }
+            },
+        };
+        if let Some(cname) = node.get(RecordType::CNAME)
+            && qtype != RecordType::CNAME
+        {
+            let record = with_owner(&cname.records[0], owner);
+            let target = match &record.data {
+                RData::CNAME(c) => c.0.clone(),
+                _ => unreachable!("CNAME rrset holds CNAME data"),
+            };
+            out.answers.push(record);
+            return Some(target);
+        }
+        if let Some(index) = node.steered
+            && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY)
+        {
+            out.steered = Some(SteeredHit {
+                index,
+                owner: owner.clone(),
+            });
+            return None;
+        }
+        let rrset = if qtype == RecordType::ANY {
+            // RFC 8482 §4.2: answer ANY with one RRset of the name, not all of them.
+            node.rrsets.first()
+        } else {
+            node.get(qtype)
+        };
+        match rrset {
+            Some(set) => {
+                out.answers
+                    .extend(set.records.iter().map(|r| with_owner(r, owner)));
+                self.add_glue(set, out);
+            }
+            None => self.add_negative_soa(out),
+        }
+        None
+    }
+
+    fn contains(&self, name: &LowerName) -> bool {
+        LowerName::new(&self.origin).zone_of(name)
+    }
+
+    /// The highest zone cut strictly below the apex that is at or above `name`.
+    fn cut_above(&self, name: &LowerName, qtype: RecordType) -> Option<&Node> {
+        let apex = self.origin.num_labels();
+        let labels = name.num_labels();
+        let full: Name = name.into();
+        for depth in apex + 1..=labels {
+            let ancestor = LowerName::new(&full.trim_to(depth as usize));
+            match self.nodes.get(&ancestor) {
+                Some(node) if node.is_cut() => {
+                    if depth == labels && qtype == RecordType::DS {
+                        return None;
+                    }
+                    return Some(node);
+                }
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// `*.<closest encloser>` if the zone has it (RFC 4592 §3.3.1).
+    fn wildcard_for(&self, name: &LowerName) -> Option<&Node> {
+        let mut encloser = name.base_name();
+        while !self.nodes.contains_key(&encloser) {
+            if !self.contains(&encloser) {
+                return None;
+            }
+            encloser = encloser.base_name();
+        }
+        let wildcard = LowerName::new(&Name::from(&encloser).into_wildcard());
+        self.nodes.get(&wildcard).filter(|n| !n.is_empty())
+    }
+
+    /// A referral: NS of the cut in authority, their in-zone addresses as glue, AA clear.
+    fn referral(&self, cut: &Node, out: &mut Resolved) {
+        let ns = cut.get(RecordType::NS).expect("a cut owns NS records");
+        out.authoritative = false;
+        out.authorities.extend(ns.records.iter().cloned());
+        self.add_glue(ns, out);
+    }
+
+    /// Addresses of in-zone targets of NS, MX and SRV records (RFC 1034 §3.6.2 additional
+    /// section processing). Needed for NS (glue); helpful for the others.
+    fn add_glue(&self, set: &RRset, out: &mut Resolved) {
+        for record in &set.records {
+            let target = match &record.data {
+                RData::NS(ns) => &ns.0,
+                RData::MX(mx) => &mx.exchange,
+                RData::SRV(srv) => &srv.target,
+                _ => continue,
+            };
+            if let Some(node) = self.nodes.get(&LowerName::new(target)) {
+                for rtype in [RecordType::A, RecordType::AAAA] {
+                    if let Some(addrs) = node.get(rtype) {
+                        out.additionals.extend(addrs.records.iter().cloned());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The record with `owner` as its name: answers echo the case of the question (0x20).
+fn with_owner(record: &Record, owner: &Name) -> Record {
+    let mut r = record.clone();
+    r.name = owner.clone();
+    r
+}
+
+#[cfg(test)]
+mod tests;
