@@ -260,8 +260,9 @@ fn render(route: &Route, zone: &zone::Zone) -> String {
     };
     let _ = writeln!(
         w,
-        "location  {place} ({:?} precision) from GeoIP network {}",
-        loc.precision, loc.network
+        "location  {place} ({}), GeoIP network {}",
+        loc.precision.describe(),
+        loc.network
     );
     let _ = writeln!(w, "geoip     {}", route.geoip);
     for (label, ans) in [("A", &route.a), ("AAAA", &route.aaaa)] {

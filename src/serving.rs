@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 
 use crate::geo::GeoDb;
-use crate::steer::HealthView;
+use crate::steer::{Family, HealthView};
 use crate::zone::{Zone, ZoneSet};
 
 #[derive(Debug)]
@@ -20,7 +20,15 @@ pub struct ServingState {
     pub geo: Arc<GeoDb>,
     /// Region health per zone origin; a zone that is not listed has every region up.
     pub health: HashMap<Name, HealthView>,
+    /// Widened ECS scopes by (zone address, steered name index, family, GeoIP network). They
+    /// depend on zones and health, so the cache lives and dies with this state.
+    pub(crate) scopes: moka::sync::Cache<ScopeKey, u8>,
 }
+
+pub(crate) type ScopeKey = (usize, usize, Family, ipnet::IpNet);
+
+/// Distinct (name, family, network) scopes kept per state.
+const SCOPE_CACHE_CAPACITY: u64 = 100_000;
 
 /// The handle the fast path and the control plane share.
 pub type SharedState = Arc<ArcSwap<ServingState>>;
@@ -35,6 +43,7 @@ impl ServingState {
             zones,
             geo,
             health: HashMap::new(),
+            scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
         }
     }
 

@@ -66,11 +66,21 @@ pub fn steer(
         seed,
     );
     // Every client in the GeoIP network that decided shares its location, so it shares the
-    // answer: that network is an honest scope, capped by what the resolver disclosed. An
-    // answer no other client could see differently holds for everyone: scope 0.
+    // answer: that network, widened over neighbours with the same answer, is an honest scope,
+    // capped by what the resolver disclosed. An answer no other client could see differently
+    // holds for everyone: scope 0.
     let scope = match client {
         Client::Subnet { network } if decision.depends_on_client => {
-            location.network.prefix_len().min(network.prefix_len())
+            let key = (
+                zone as *const Zone as usize,
+                steered_index(zone, steered),
+                family,
+                location.network,
+            );
+            let widened = state.scopes.get_with(key, || {
+                widest_scope(state, zone, steered, family, &location, decision.chosen)
+            });
+            widened.min(network.prefix_len())
         }
         _ => 0,
     };
@@ -82,4 +92,58 @@ pub fn steer(
         ttl: steered.config.ttl,
         scope,
     }
+}
+
+/// Networks examined at most while widening one scope: bounds the work of a cache miss.
+const WIDEN_BUDGET: usize = 256;
+
+fn steered_index(zone: &Zone, steered: &Steered) -> usize {
+    zone.steered
+        .iter()
+        .position(|s| std::ptr::eq(s, steered))
+        .expect("steered name belongs to its zone")
+}
+
+/// The shortest prefix around `location.network` in which every GeoIP network (and every
+/// gap the database does not know) gets the same region, as gdnsd merges networks with
+/// identical answers. Each step adds the sibling half; a mixed sibling or the budget stops it.
+fn widest_scope(
+    state: &ServingState,
+    zone: &Zone,
+    steered: &Steered,
+    family: Family,
+    location: &Location,
+    chosen: Option<steer::RegionId>,
+) -> u8 {
+    let base = location.network;
+    let mut scope = base.prefix_len();
+    let mut budget = WIDEN_BUDGET;
+    let view = state.health(zone);
+    // Never scope 0 for a location-dependent answer: /1 is the widest claim made.
+    while scope > 1 {
+        let parent = IpNet::new(base.addr(), scope - 1)
+            .expect("shorter prefix is valid")
+            .trunc();
+        let Some(sibling) = parent
+            .subnets(scope)
+            .ok()
+            .and_then(|mut halves| halves.find(|h| !h.contains(&base.addr())))
+        else {
+            break;
+        };
+        let Some(neighbours) = state.geo.locations_within(sibling, budget) else {
+            break;
+        };
+        budget -= neighbours.len();
+        let same = !neighbours.is_empty()
+            && neighbours.iter().all(|n| {
+                steer::decide(n.point, &steered.config, &zone.regions, view, family).chosen
+                    == chosen
+            });
+        if !same {
+            break;
+        }
+        scope -= 1;
+    }
+    scope
 }

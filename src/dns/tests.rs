@@ -1,1 +1,133 @@
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet as EcsOption, EdnsCode, EdnsOption};
+use hickory_proto::rr::{Name, RData};
+use proptest::prelude::*;
+
+use super::*;
+use crate::geo::GeoDb;
+use crate::zone;
+
+fn state() -> &'static ServingState {
+    static STATE: OnceLock<ServingState> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+        let zones = zone::load_dir(&dir).expect("shipped zones load");
+        ServingState::new(zones, Arc::new(GeoDb::embedded().expect("embedded db")))
+    })
+}
+
+const RESOLVER: &str = "127.0.0.1:5300";
+
+fn ask(name: &str, rtype: RecordType, ecs: Option<(IpAddr, u8)>) -> Message {
+    let mut q = Message::query();
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    if let Some((addr, prefix)) = ecs {
+        edns.options_mut()
+            .insert(EdnsOption::Subnet(EcsOption::new(addr, prefix, 0)));
+    }
+    q.set_edns(edns);
+    let bytes = q.to_vec().unwrap();
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    let out = handle(state(), &bytes, src, Transport::Udp).expect("an answer");
+    Message::from_vec(&out).unwrap()
+}
+
+fn answer_and_scope(resp: &Message) -> (Vec<IpAddr>, u8) {
+    let addrs = resp
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    let scope = match resp
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Subnet))
+    {
+        Some(EdnsOption::Subnet(s)) => s.scope_prefix(),
+        _ => panic!("response without ECS"),
+    };
+    (addrs, scope)
+}
+
+#[test]
+fn packets_without_a_header_or_with_qr_set_get_no_answer() {
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    assert_eq!(handle(state(), &[0u8; 11], src, Transport::Udp), None);
+    let mut response = Message::query();
+    response.metadata.message_type = hickory_proto::op::MessageType::Response;
+    let bytes = response.to_vec().unwrap();
+    assert_eq!(handle(state(), &bytes, src, Transport::Udp), None);
+}
+
+#[test]
+fn rfc1035_undecodable_query_is_formerr_with_its_id() {
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    // Header claims one question; the question is cut short.
+    let packet = [0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w'];
+    let out = handle(state(), &packet, src, Transport::Udp).unwrap();
+    assert_eq!(&out[..2], &[0xAB, 0xCD]);
+    assert_eq!(out[2] & 0x80, 0x80, "QR");
+    assert_eq!(out[2] & 0x01, 0x01, "RD copied");
+    assert_eq!(out[3] & 0x0F, 1, "FORMERR");
+}
+
+#[test]
+fn rfc7871_source_prefix_zero_answers_by_resolver_with_scope_zero() {
+    let resp = ask(
+        "www.example.com.",
+        RecordType::A,
+        Some((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
+    );
+    let (addrs, scope) = answer_and_scope(&resp);
+    // 127.0.0.1 is unknown to GeoIP: the default (first) region, us-east.
+    assert_eq!(addrs, vec![IpAddr::from([192, 0, 2, 10])]);
+    assert_eq!(scope, 0);
+}
+
+fn v4_net() -> impl Strategy<Value = (Ipv4Addr, u8)> {
+    (any::<u32>(), 16u8..=24).prop_map(|(bits, prefix)| {
+        let net = ipnet::Ipv4Net::new(Ipv4Addr::from(bits), prefix)
+            .unwrap()
+            .trunc();
+        (net.addr(), prefix)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// RFC 7871 §7.3.1: a resolver caches the answer for the whole scope, so every client
+    /// inside the scope must get the same answer; and the scope never exceeds the source.
+    #[test]
+    fn rfc7871_every_client_inside_the_scope_gets_the_same_answer(
+        (addr, prefix) in v4_net(),
+        other in any::<u32>(),
+        v6 in any::<bool>(),
+    ) {
+        let rtype = if v6 { RecordType::AAAA } else { RecordType::A };
+        let resp = ask("www.example.com.", rtype, Some((IpAddr::V4(addr), prefix)));
+        let (addrs, scope) = answer_and_scope(&resp);
+        prop_assert!(scope <= prefix);
+        prop_assert!(scope > 0, "location-dependent answers never get scope 0");
+        // Another client network of the same length inside the scope.
+        let scope_net = ipnet::Ipv4Net::new(addr, scope).unwrap().trunc();
+        let host_bits = 32 - u32::from(scope);
+        let offset = if host_bits == 0 { 0 } else { other & (u32::MAX >> (32 - host_bits)) };
+        let inside = ipnet::Ipv4Net::new(Ipv4Addr::from(u32::from(scope_net.addr()) | offset), prefix)
+            .unwrap()
+            .trunc();
+        let again = ask("www.example.com.", rtype, Some((IpAddr::V4(inside.addr()), prefix)));
+        let (addrs2, _) = answer_and_scope(&again);
+        prop_assert_eq!(addrs, addrs2, "{}/{} scope /{} vs {}", addr, prefix, scope, inside);
+    }
+}

@@ -66,6 +66,16 @@ pub enum Precision {
     Unknown,
 }
 
+impl Precision {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Precision::Coordinates => "coordinates from the database",
+            Precision::Country => "country only: its point from the built-in table",
+            Precision::Unknown => "not in the database",
+        }
+    }
+}
+
 /// What the database says about one client network.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Location {
@@ -75,6 +85,18 @@ pub struct Location {
     pub country: Option<&'static str>,
     pub continent: Option<Continent>,
     pub precision: Precision,
+}
+
+impl Location {
+    fn unknown(network: IpNet) -> Location {
+        Location {
+            network,
+            point: None,
+            country: None,
+            continent: None,
+            precision: Precision::Unknown,
+        }
+    }
 }
 
 pub struct GeoDb {
@@ -140,7 +162,7 @@ impl GeoDb {
     pub fn describe(&self) -> String {
         let m = self.reader.metadata();
         format!(
-            "{} ({}, built {})",
+            "{} ({}, build epoch {})",
             self.name, m.database_type, m.build_epoch
         )
     }
@@ -157,14 +179,31 @@ impl GeoDb {
         location
     }
 
+    /// The locations of every database network inside `net`, gaps included as unknown, or
+    /// `None` when there are more than `limit` of them.
+    pub fn locations_within(&self, net: IpNet, limit: usize) -> Option<Vec<Location>> {
+        let cidr = ipnetwork::IpNetwork::new(net.addr(), net.prefix_len()).ok()?;
+        let options = maxminddb::WithinOptions::default().include_networks_without_data();
+        let mut out = Vec::new();
+        for item in self.reader.within(cidr, options).ok()? {
+            if out.len() == limit {
+                return None;
+            }
+            let item = item.ok()?;
+            let network = item
+                .network()
+                .ok()
+                .and_then(|n| IpNet::new(n.ip(), n.prefix()).ok())?;
+            out.push(match item.decode::<Record<'_>>() {
+                Ok(Some(record)) => record.into_location(network),
+                _ => Location::unknown(network),
+            });
+        }
+        Some(out)
+    }
+
     fn lookup(&self, addr: IpAddr) -> Location {
-        let unknown = |network| Location {
-            network,
-            point: None,
-            country: None,
-            continent: None,
-            precision: Precision::Unknown,
-        };
+        let unknown = Location::unknown;
         let host = IpNet::from(addr);
         let Ok(result) = self.reader.lookup(addr) else {
             return unknown(host);
