@@ -276,15 +276,10 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
 
     let records_line = report.lines.line(parsed.records.span().start);
     let first_line = records_first_line(text, parsed.records.span(), &report.lines);
-    let records = match records::parse(parsed.records.get_ref(), &origin, first_line) {
-        Ok(r) => r,
-        Err(errs) => {
-            for e in errs {
-                report.at(e.line, e.message);
-            }
-            Vec::new()
-        }
-    };
+    let (records, errors) = records::parse(parsed.records.get_ref(), &origin, first_line);
+    for e in errors {
+        report.at(e.line, e.message);
+    }
 
     let (regions, region_ids) = regions(&parsed, &mut report);
     let builder = ZoneBuilder::new(&origin, &mut report, records_line);
@@ -293,6 +288,7 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     let steered = steered(&parsed, &origin, &region_ids, &mut nodes, &mut report);
 
     if !report.out.is_empty() {
+        report.out.sort_by_key(|d| d.line);
         return Err(report.out);
     }
     let soa = soa.expect("a zone without SOA was reported");

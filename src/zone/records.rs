@@ -111,9 +111,13 @@ fn is_blank(text: &str) -> bool {
     code.trim().is_empty()
 }
 
-/// Parses every record of `text` (the records of zone `origin`), or returns every error.
-pub fn parse(text: &str, origin: &Name, first_line: usize) -> Result<Vec<LineRecord>, Vec<RecordError>> {
-    let entries = entries(text, first_line).map_err(|e| vec![e])?;
+/// Parses every record of `text` (the records of zone `origin`): the records that parse, and
+/// an error for each entry that does not, so that later checks still see the good ones.
+pub fn parse(text: &str, origin: &Name, first_line: usize) -> (Vec<LineRecord>, Vec<RecordError>) {
+    let entries = match entries(text, first_line) {
+        Ok(e) => e,
+        Err(e) => return (Vec::new(), vec![e]),
+    };
     let mut records = Vec::new();
     let mut errors = Vec::new();
     let mut current_origin = origin.clone();
@@ -195,11 +199,7 @@ pub fn parse(text: &str, origin: &Name, first_line: usize) -> Result<Vec<LineRec
             Err(e) => errors.push(err(describe(&e.to_string()))),
         }
     }
-    if errors.is_empty() {
-        Ok(records)
-    } else {
-        Err(errors)
-    }
+    (records, errors)
 }
 
 /// The largest TTL a record may carry (RFC 2181 §8: the top bit is zero).
@@ -210,7 +210,7 @@ fn describe(msg: &str) -> String {
     if msg.contains("ttl not specified") {
         "record has no TTL and no $TTL precedes it".into()
     } else {
-        msg.to_string()
+        format!("cannot parse record: {msg}")
     }
 }
 
@@ -219,6 +219,11 @@ mod tests {
     use super::*;
     use hickory_proto::rr::RecordType;
 
+    fn ok((records, errors): (Vec<LineRecord>, Vec<RecordError>)) -> Vec<LineRecord> {
+        assert!(errors.is_empty(), "{errors:?}");
+        records
+    }
+
     fn origin() -> Name {
         Name::from_ascii("example.com.").unwrap()
     }
@@ -226,7 +231,7 @@ mod tests {
     #[test]
     fn multi_line_soa_keeps_its_first_line() {
         let text = "$TTL 300\n\n@ IN SOA ns1 host (\n  1 2 3 4 5 )\nwww IN A 192.0.2.1 ; web\n";
-        let recs = parse(text, &origin(), 10).unwrap();
+        let recs = ok(parse(text, &origin(), 10));
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].line, 12);
         assert_eq!(recs[0].record.record_type(), RecordType::SOA);
@@ -237,7 +242,7 @@ mod tests {
     #[test]
     fn blank_owner_repeats_the_previous_owner_and_last_ttl_carries() {
         let text = "www 60 IN A 192.0.2.1\n    IN AAAA 2001:db8::1\n";
-        let recs = parse(text, &origin(), 1).unwrap();
+        let recs = ok(parse(text, &origin(), 1));
         assert_eq!(recs[1].record.name.to_ascii(), "www.example.com.");
         assert_eq!(recs[1].record.ttl, 60, "RFC 1035: omitted TTL is the last one");
     }
@@ -245,38 +250,39 @@ mod tests {
     #[test]
     fn origin_directive_moves_relative_names() {
         let text = "$TTL 60\n$ORIGIN sub.example.com.\nhost A 192.0.2.1\n";
-        let recs = parse(text, &origin(), 1).unwrap();
+        let recs = ok(parse(text, &origin(), 1));
         assert_eq!(recs[0].record.name.to_ascii(), "host.sub.example.com.");
     }
 
     #[test]
     fn quoted_semicolons_and_parentheses_are_data() {
         let text = "$TTL 60\nt IN TXT \"a;b(c\" \"d)\"\n";
-        let recs = parse(text, &origin(), 1).unwrap();
+        let recs = ok(parse(text, &origin(), 1));
         assert_eq!(recs.len(), 1);
     }
 
     #[test]
     fn every_bad_line_is_reported() {
         let text = "$TTL 60\nwww IN A 999.0.2.1\nok IN A 192.0.2.1\nmx IN MX ten mail\n$INCLUDE other\n";
-        let errs = parse(text, &origin(), 1).unwrap_err();
+        let (good, errs) = parse(text, &origin(), 1);
         let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 4, 5], "{errs:?}");
+        assert_eq!(good.len(), 1, "the good record still parses");
     }
 
     #[test]
     fn missing_ttl_and_unbalanced_parentheses_are_errors() {
-        let errs = parse("www IN A 192.0.2.1\n", &origin(), 1).unwrap_err();
+        let errs = parse("www IN A 192.0.2.1\n", &origin(), 1).1;
         assert!(errs[0].message.contains("no TTL"), "{errs:?}");
-        let errs = parse("$TTL 1\n@ SOA a b (1 2\n3 4 5\n", &origin(), 1).unwrap_err();
+        let errs = parse("$TTL 1\n@ SOA a b (1 2\n3 4 5\n", &origin(), 1).1;
         assert_eq!(errs[0].line, 2);
-        let errs = parse("$TTL 1\nwww A 192.0.2.1 )\n", &origin(), 7).unwrap_err();
+        let errs = parse("$TTL 1\nwww A 192.0.2.1 )\n", &origin(), 7).1;
         assert_eq!(errs[0].line, 8);
     }
 
     #[test]
     fn ttl_above_rfc2181_limit_is_refused() {
-        let errs = parse("www 2147483648 IN A 192.0.2.1\n", &origin(), 3).unwrap_err();
+        let errs = parse("www 2147483648 IN A 192.0.2.1\n", &origin(), 3).1;
         assert_eq!(errs[0].line, 3);
         assert!(errs[0].message.contains("2147483647"), "{errs:?}");
     }
