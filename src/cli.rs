@@ -8,19 +8,23 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use hickory_proto::rr::{LowerName, Name};
 use ipnet::IpNet;
-use serde::Serialize;
 use tracing::info;
 
 use crate::config::{self, Config, FileConfig, Flags, LogFormat};
-use crate::dns::answer::{self, Client, SteeredAnswer};
+use crate::dns::answer::Client;
 use crate::dns::server;
 use crate::geo::{GeoDb, GeoError};
+use crate::route::Route;
 use crate::serving::ServingState;
-use crate::steer::{Basis, Family, Verdict};
+use crate::steer::{Basis, Verdict};
 use crate::zone::{self, LoadError};
 
 #[derive(Debug, Parser)]
-#[command(name = "meridian", version, about = "Authoritative DNS that steers each client to the nearest healthy region")]
+#[command(
+    name = "meridian",
+    version,
+    about = "Authoritative DNS that steers each client to the nearest healthy region"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -184,16 +188,6 @@ pub fn check(args: &CheckArgs) -> Result<String, LoadError> {
     Ok(out)
 }
 
-/// What `meridian route` shows: the same decision the DNS path makes, for both families.
-#[derive(Debug, Serialize)]
-pub struct Route {
-    pub name: String,
-    pub zone: String,
-    pub geoip: String,
-    pub a: SteeredAnswer,
-    pub aaaa: SteeredAnswer,
-}
-
 pub fn route(args: &RouteArgs) -> Result<String, CliError> {
     let zones = zone::load_dir(&args.zones)?;
     let geo = Arc::new(GeoDb::open_or_embedded(args.geoip.as_deref())?);
@@ -227,27 +221,21 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
     let client = Client::Subnet {
         network: network.trunc(),
     };
-    let route = Route {
-        name: steered.name.to_string(),
-        zone: zone.origin.to_string(),
-        geoip: state.geo.describe(),
-        a: answer::steer(&state, zone, steered, client, Family::V4, 0),
-        aaaa: answer::steer(&state, zone, steered, client, Family::V6, 0),
-    };
+    let route = Route::explain(&state, zone, steered, client);
     if args.json {
         let mut s = serde_json::to_string_pretty(&route).expect("route serializes");
         s.push('\n');
         return Ok(s);
     }
-    Ok(render(&route, zone))
+    Ok(render(&route))
 }
 
-fn render(route: &Route, zone: &zone::Zone) -> String {
+fn render(route: &Route) -> String {
     let mut s = String::new();
-    let loc = &route.a.location;
+    let loc = &route.location;
     let w = &mut s;
     let _ = writeln!(w, "name      {} (zone {})", route.name, route.zone);
-    let _ = writeln!(w, "client    {} (as an ECS subnet)", route.a.client.network());
+    let _ = writeln!(w, "client    {} (as an ECS subnet)", route.client.network());
     let place = match (loc.country, loc.continent, loc.point) {
         (c, k, Some(p)) => format!(
             "{} {} at {:.2}, {:.2}",
@@ -266,9 +254,8 @@ fn render(route: &Route, zone: &zone::Zone) -> String {
     );
     let _ = writeln!(w, "geoip     {}", route.geoip);
     for (label, ans) in [("A", &route.a), ("AAAA", &route.aaaa)] {
-        let _ = writeln!(w, "\n{label}: {}", basis_text(ans.decision.basis));
-        for (i, c) in ans.decision.candidates.iter().enumerate() {
-            let region = &zone.regions[c.region];
+        let _ = writeln!(w, "\n{label}: {}", basis_text(ans.basis));
+        for (i, c) in ans.candidates.iter().enumerate() {
             let dist = c
                 .distance_km
                 .map(|d| format!("{d:>8.0} km"))
@@ -277,9 +264,9 @@ fn render(route: &Route, zone: &zone::Zone) -> String {
                 w,
                 "  {}. {:<16} ({:>7.2}, {:>7.2}) {dist}  {:<4}  {}",
                 i + 1,
-                region.name,
-                region.location.lat,
-                region.location.lon,
+                c.region,
+                c.location.lat,
+                c.location.lon,
                 format!("{:?}", c.state).to_lowercase(),
                 verdict_text(c.verdict)
             );

@@ -163,7 +163,10 @@ mod tests {
         let path = dir.path().join("meridian.toml");
         std::fs::write(&path, "zones = \"z\"\n\ndns-listn = []\n").unwrap();
         let err = FileConfig::read(&path, true).unwrap_err().to_string();
-        assert!(err.contains("meridian.toml:3: unknown field `dns-listn`"), "{err}");
+        assert!(
+            err.contains("meridian.toml:3: unknown field `dns-listn`"),
+            "{err}"
+        );
     }
 
     #[test]

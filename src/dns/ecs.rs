@@ -158,7 +158,7 @@ pub fn parse_option(body: &[u8]) -> Result<ClientSubnet, EcsError> {
     }
     let mut octets = [0u8; 16];
     octets[..want].copy_from_slice(address);
-    if prefix % 8 != 0 && octets[want - 1] & (0xFF >> (prefix % 8)) != 0 {
+    if !prefix.is_multiple_of(8) && octets[want - 1] & (0xFF >> (prefix % 8)) != 0 {
         return Err(EcsError::BitsBeyondPrefix(prefix));
     }
     let addr = if family == 1 {
@@ -199,11 +199,17 @@ mod tests {
     fn rfc7871_malformed_options() {
         assert_eq!(
             parse_option(&opt(1, 33, &[1, 2, 3, 4, 5])),
-            Err(EcsError::PrefixTooLong { prefix: 33, max: 32 })
+            Err(EcsError::PrefixTooLong {
+                prefix: 33,
+                max: 32
+            })
         );
         assert_eq!(
             parse_option(&opt(2, 129, &[0; 17])),
-            Err(EcsError::PrefixTooLong { prefix: 129, max: 128 })
+            Err(EcsError::PrefixTooLong {
+                prefix: 129,
+                max: 128
+            })
         );
         assert_eq!(
             parse_option(&opt(1, 20, &[10, 1, 0xF8])),
@@ -211,11 +217,19 @@ mod tests {
         );
         assert!(matches!(
             parse_option(&opt(1, 24, &[81, 2, 69, 0])),
-            Err(EcsError::AddressLength { got: 4, want: 3, .. })
+            Err(EcsError::AddressLength {
+                got: 4,
+                want: 3,
+                ..
+            })
         ));
         assert!(matches!(
             parse_option(&opt(1, 24, &[81, 2])),
-            Err(EcsError::AddressLength { got: 2, want: 3, .. })
+            Err(EcsError::AddressLength {
+                got: 2,
+                want: 3,
+                ..
+            })
         ));
         assert_eq!(parse_option(&opt(3, 0, &[])), Err(EcsError::Family(3)));
         assert_eq!(parse_option(&[0, 1, 24]), Err(EcsError::Short));

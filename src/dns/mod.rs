@@ -60,7 +60,6 @@ pub fn handle(
     {
         // RFC 6891 §6.1.3: a version we do not implement gets BADVERS, with our version (0).
         meta.response_code = ResponseCode::BADVERS;
-        response.queries.clear();
         return Some(response.encode(meta));
     }
     let subnet = match ecs::from_query(packet) {
@@ -81,9 +80,7 @@ pub fn handle(
         meta.response_code = ResponseCode::FormErr;
         return Some(response.encode(meta));
     }
-    if query.query_class() != DNSClass::IN
-        || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
-    {
+    if query.query_class() != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
         // Other classes hold no data here; zone transfers are not offered.
         meta.response_code = ResponseCode::Refused;
         return Some(response.encode(meta));

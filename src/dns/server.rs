@@ -156,7 +156,9 @@ async fn serve_connection(
         buf.resize(len, 0);
         tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut buf))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "query not completed in time"))??;
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, "query not completed in time")
+            })??;
         let Some(response) = handle(&state.load(), &buf, peer, Transport::Tcp) else {
             continue;
         };

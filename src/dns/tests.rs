@@ -48,11 +48,7 @@ fn answer_and_scope(resp: &Message) -> (Vec<IpAddr>, u8) {
             _ => None,
         })
         .collect();
-    let scope = match resp
-        .edns
-        .as_ref()
-        .and_then(|e| e.option(EdnsCode::Subnet))
-    {
+    let scope = match resp.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
         Some(EdnsOption::Subnet(s)) => s.scope_prefix(),
         _ => panic!("response without ECS"),
     };
@@ -73,7 +69,9 @@ fn packets_without_a_header_or_with_qr_set_get_no_answer() {
 fn rfc1035_undecodable_query_is_formerr_with_its_id() {
     let src: SocketAddr = RESOLVER.parse().unwrap();
     // Header claims one question; the question is cut short.
-    let packet = [0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w'];
+    let packet = [
+        0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w',
+    ];
     let out = handle(state(), &packet, src, Transport::Udp).unwrap();
     assert_eq!(&out[..2], &[0xAB, 0xCD]);
     assert_eq!(out[2] & 0x80, 0x80, "QR");

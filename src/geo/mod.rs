@@ -174,7 +174,10 @@ impl GeoDb {
         if let Some(hit) = self.cache.get(&client) {
             return hit;
         }
-        let location = self.lookup(client.addr());
+        let location = match special_block(client) {
+            Some(block) => Location::unknown(block),
+            None => self.lookup(client.addr()),
+        };
         self.cache.insert(client, location);
         location
     }
@@ -182,6 +185,14 @@ impl GeoDb {
     /// The locations of every database network inside `net`, gaps included as unknown, or
     /// `None` when there are more than `limit` of them.
     pub fn locations_within(&self, net: IpNet, limit: usize) -> Option<Vec<Location>> {
+        // Special-purpose space is located as unknown whatever the database says, so a range
+        // that overlaps it is not uniform by the database's word alone.
+        if SPECIAL_BLOCKS
+            .iter()
+            .any(|b| b.contains(&net) || net.contains(b))
+        {
+            return None;
+        }
         let cidr = ipnetwork::IpNetwork::new(net.addr(), net.prefix_len()).ok()?;
         let options = maxminddb::WithinOptions::default().include_networks_without_data();
         let mut out = Vec::new();
@@ -221,6 +232,41 @@ impl GeoDb {
         };
         record.into_location(network)
     }
+}
+
+/// Address space that is not on the public internet (IANA special-purpose registries). Some
+/// databases place these (192.168.0.0/16 in Australia, say); a client there is unknown.
+static SPECIAL_BLOCKS: std::sync::LazyLock<Vec<IpNet>> = std::sync::LazyLock::new(|| {
+    [
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/3",
+        "::/8",
+        "64:ff9b::/96",
+        "100::/64",
+        "2001:db8::/32",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    ]
+    .iter()
+    .map(|b| b.parse().expect("special blocks are valid networks"))
+    .collect()
+});
+
+/// The special-purpose block containing `net`, if any.
+fn special_block(net: IpNet) -> Option<IpNet> {
+    SPECIAL_BLOCKS.iter().copied().find(|b| b.contains(&net))
 }
 
 /// The fields of both schemas that steering needs; everything else is skipped.

@@ -1,1 +1,380 @@
+//! Locating clients: both MMDB schemas from small fixtures written with mmdb-writer and
+//! opened through the memory-mapped path, the embedded database, the cache and errors.
 
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use ipnet::IpNet;
+use mmdb_writer::Writer;
+use serde::Serialize;
+
+use super::countries::Continent;
+use super::*;
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+/// Writes `writer` to a temporary file and opens it as [`GeoDb::open`] does in production.
+/// The file is returned too: it must outlive the map.
+fn open(writer: &Writer) -> (GeoDb, tempfile::NamedTempFile) {
+    let bytes = writer.to_bytes().expect("fixture serializes");
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(&bytes).unwrap();
+    file.flush().unwrap();
+    let db = GeoDb::open(file.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(db.name(), file.path().display().to_string());
+    (db, file)
+}
+
+#[track_caller]
+fn assert_close(got: GeoPoint, lat: f64, lon: f64, tolerance: f64) {
+    assert!(
+        (got.lat - lat).abs() < tolerance && (got.lon - lon).abs() < tolerance,
+        "got {got:?}, want {lat}, {lon}"
+    );
+}
+
+// ---- ip-location-db flat schemas ----
+
+#[derive(Serialize)]
+struct FlatCity {
+    country_code: &'static str,
+    latitude: f32,
+    longitude: f32,
+}
+
+#[derive(Serialize)]
+struct FlatCountry {
+    country_code: &'static str,
+}
+
+#[test]
+fn flat_city_schema_gives_coordinates_and_the_database_network() {
+    let mut w = Writer::new("ip-location-db-city");
+    let london = FlatCity {
+        country_code: "GB",
+        latitude: 51.5072,
+        longitude: -0.1276,
+    };
+    w.insert(net("5.9.10.0/24"), &london).unwrap();
+    let sydney = FlatCity {
+        country_code: "AU",
+        latitude: -33.8688,
+        longitude: 151.2093,
+    };
+    w.insert(net("2a02:d00:100::/40"), &sydney).unwrap();
+    let (db, _file) = open(&w);
+
+    let loc = db.locate(net("5.9.10.77/32"));
+    assert_eq!(loc.precision, Precision::Coordinates);
+    assert_eq!(loc.network, net("5.9.10.0/24"));
+    assert_close(loc.point.unwrap(), 51.5072, -0.1276, 1e-4);
+    assert_eq!(loc.country, Some("GB"));
+    assert_eq!(
+        loc.continent,
+        Some(Continent::Europe),
+        "continent from the country table"
+    );
+
+    let loc = db.locate(net("2a02:d00:1ff::/48"));
+    assert_eq!(loc.precision, Precision::Coordinates);
+    assert_eq!(loc.network, net("2a02:d00:100::/40"));
+    assert_close(loc.point.unwrap(), -33.8688, 151.2093, 1e-4);
+    assert_eq!(loc.country, Some("AU"));
+    assert_eq!(loc.continent, Some(Continent::Oceania));
+}
+
+#[test]
+fn flat_country_schema_falls_back_to_the_country_point() {
+    let mut w = Writer::new("ip-location-db-country");
+    w.insert(net("89.160.20.0/24"), &FlatCountry { country_code: "JP" })
+        .unwrap();
+    let (db, _file) = open(&w);
+
+    let loc = db.locate(net("89.160.20.0/24"));
+    assert_eq!(loc.precision, Precision::Country);
+    assert_eq!(loc.network, net("89.160.20.0/24"));
+    assert_eq!(loc.country, Some("JP"));
+    assert_eq!(loc.continent, Some(Continent::Asia));
+    let jp = countries::lookup("JP").unwrap();
+    assert_eq!(
+        loc.point,
+        Some(GeoPoint {
+            lat: jp.lat,
+            lon: jp.lon
+        })
+    );
+}
+
+#[test]
+fn unknown_country_code_without_coordinates_is_unknown() {
+    let mut w = Writer::new("ip-location-db-country");
+    w.insert(net("89.160.20.0/24"), &FlatCountry { country_code: "ZZ" })
+        .unwrap();
+    let (db, _file) = open(&w);
+    let loc = db.locate(net("89.160.20.1/32"));
+    assert_eq!(loc.precision, Precision::Unknown);
+    assert_eq!(loc.point, None);
+    assert_eq!(loc.network, net("89.160.20.0/24"));
+}
+
+// ---- MaxMind GeoIP2 schemas ----
+
+#[derive(Serialize)]
+struct IsoCode {
+    iso_code: &'static str,
+    names: BTreeMap<&'static str, &'static str>,
+}
+
+#[derive(Serialize)]
+struct ContinentCode {
+    code: &'static str,
+}
+
+#[derive(Serialize)]
+struct GeoLocation {
+    latitude: f64,
+    longitude: f64,
+    accuracy_radius: u16,
+}
+
+#[derive(Serialize)]
+struct GeoIp2 {
+    continent: ContinentCode,
+    country: IsoCode,
+    registered_country: IsoCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<GeoLocation>,
+}
+
+fn iso(code: &'static str) -> IsoCode {
+    IsoCode {
+        iso_code: code,
+        names: BTreeMap::from([("en", "somewhere")]),
+    }
+}
+
+#[test]
+fn geoip2_city_schema_gives_coordinates_and_its_own_continent() {
+    let mut w = Writer::new("GeoIP2-City");
+    // Russia is Europe in the table; the record's continent wins where it says otherwise.
+    let novosibirsk = GeoIp2 {
+        continent: ContinentCode { code: "AS" },
+        country: iso("RU"),
+        registered_country: iso("RU"),
+        location: Some(GeoLocation {
+            latitude: 55.0415,
+            longitude: 82.9346,
+            accuracy_radius: 50,
+        }),
+    };
+    w.insert(net("175.16.199.0/25"), &novosibirsk).unwrap();
+    let (db, _file) = open(&w);
+
+    let loc = db.locate(net("175.16.199.0/24"));
+    assert_eq!(loc.precision, Precision::Coordinates);
+    assert_eq!(loc.network, net("175.16.199.0/25"));
+    assert_close(loc.point.unwrap(), 55.0415, 82.9346, 1e-9);
+    assert_eq!(loc.country, Some("RU"));
+    assert_eq!(loc.continent, Some(Continent::Asia));
+}
+
+#[test]
+fn geoip2_country_schema_falls_back_to_the_country_point() {
+    let mut w = Writer::new("GeoIP2-Country");
+    let us = GeoIp2 {
+        continent: ContinentCode { code: "NA" },
+        country: iso("US"),
+        registered_country: iso("US"),
+        location: None,
+    };
+    w.insert(net("2a02:d00:4000::/34"), &us).unwrap();
+    let (db, _file) = open(&w);
+
+    let loc = db.locate(net("2a02:d00:4000::1/128"));
+    assert_eq!(loc.precision, Precision::Country);
+    assert_eq!(loc.network, net("2a02:d00:4000::/34"));
+    assert_eq!(loc.country, Some("US"));
+    assert_eq!(loc.continent, Some(Continent::NorthAmerica));
+    let us = countries::lookup("US").unwrap();
+    assert_eq!(
+        loc.point,
+        Some(GeoPoint {
+            lat: us.lat,
+            lon: us.lon
+        })
+    );
+}
+
+#[test]
+fn geoip2_registered_country_is_used_when_country_is_absent() {
+    #[derive(Serialize)]
+    struct Registered {
+        registered_country: IsoCode,
+    }
+    let mut w = Writer::new("GeoIP2-Country");
+    w.insert(
+        net("5.9.10.0/24"),
+        &Registered {
+            registered_country: iso("DE"),
+        },
+    )
+    .unwrap();
+    let (db, _file) = open(&w);
+    let loc = db.locate(net("5.9.10.1/32"));
+    assert_eq!(loc.precision, Precision::Country);
+    assert_eq!(loc.country, Some("DE"));
+    assert_eq!(loc.continent, Some(Continent::Europe));
+}
+
+// ---- misses ----
+
+#[test]
+fn address_not_in_the_database_is_unknown_with_the_empty_network() {
+    let mut w = Writer::new("ip-location-db-city");
+    let rec = FlatCity {
+        country_code: "GB",
+        latitude: 51.5,
+        longitude: -0.12,
+    };
+    w.insert(net("5.9.10.0/24"), &rec).unwrap();
+    w.insert(net("2a02:d00::/32"), &rec).unwrap();
+    let (db, _file) = open(&w);
+
+    for client in [
+        "175.16.199.9/32",
+        "8.8.8.0/24",
+        "2a00:1450::/32",
+        "2001:db9::1/128",
+    ] {
+        let client = net(client);
+        let loc = db.locate(client);
+        assert_eq!(loc.precision, Precision::Unknown, "{client}");
+        assert_eq!((loc.point, loc.country, loc.continent), (None, None, None));
+        assert!(
+            loc.network.prefix_len() > 0,
+            "{client}: the empty subtree has a prefix: {}",
+            loc.network
+        );
+        assert!(
+            loc.network.contains(&client.addr()),
+            "{client} not in {}",
+            loc.network
+        );
+        assert!(
+            !loc.network.contains(&net("5.9.10.0/24").addr())
+                && !loc.network.contains(&net("2a02:d00::/32").addr()),
+            "{client}: {} must not cover known networks",
+            loc.network
+        );
+    }
+}
+
+// ---- embedded database ----
+
+#[test]
+fn embedded_database_locates_well_known_networks() {
+    let db = GeoDb::embedded().expect("the embedded database is valid");
+    assert!(db.name().contains("embedded"));
+    assert!(!db.describe().is_empty());
+    for (client, country) in [
+        ("81.2.69.0/24", "GB"),
+        ("8.8.8.0/24", "US"),
+        // IPv6: Hetzner and IIJ. (2001:200::/32, WIDE, is AU in this WHOIS-derived data.)
+        ("2a01:4f8::/32", "DE"),
+        ("2001:240::/32", "JP"),
+    ] {
+        let client = net(client);
+        let loc = db.locate(client);
+        assert_eq!(loc.country, Some(country), "{client}: {loc:?}");
+        assert_eq!(loc.precision, Precision::Country, "{client}");
+        let c = countries::lookup(country).unwrap();
+        assert_eq!(
+            loc.point,
+            Some(GeoPoint {
+                lat: c.lat,
+                lon: c.lon
+            })
+        );
+        assert_eq!(loc.continent, Some(c.continent));
+        assert!(
+            loc.network.contains(&client.addr()) && loc.network.prefix_len() > 0,
+            "{client}: {}",
+            loc.network
+        );
+    }
+}
+
+#[test]
+fn cache_returns_the_same_location_and_ignores_host_bits() {
+    let db = GeoDb::embedded().unwrap();
+    let first = db.locate(net("81.2.69.0/24"));
+    assert!(db.cache.contains_key(&net("81.2.69.0/24")));
+    let second = db.locate(net("81.2.69.0/24"));
+    assert_eq!(first, second);
+    let host_bits = db.locate(net("81.2.69.123/24"));
+    assert_eq!(first, host_bits);
+    assert!(
+        !db.cache.contains_key(&net("81.2.69.123/24")),
+        "keys are truncated"
+    );
+    // And the same answer as an uncached lookup.
+    assert_eq!(first, db.lookup(net("81.2.69.0/24").addr()));
+}
+
+// ---- errors ----
+
+#[test]
+fn open_missing_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such.mmdb");
+    let err = GeoDb::open(&path).unwrap_err();
+    assert!(matches!(err, GeoError::Open { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("cannot open"), "{msg}");
+}
+
+#[test]
+fn open_garbage_file_names_the_path() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(b"this is not a MaxMind database\n").unwrap();
+    file.flush().unwrap();
+    let err = GeoDb::open(file.path()).unwrap_err();
+    assert!(matches!(err, GeoError::Invalid { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&file.path().display().to_string()), "{msg}");
+    assert!(msg.contains("not a MaxMind DB"), "{msg}");
+}
+
+#[test]
+fn open_or_embedded_picks_the_file_when_given() {
+    let mut w = Writer::new("ip-location-db-country");
+    w.insert(net("89.160.20.0/24"), &FlatCountry { country_code: "FR" })
+        .unwrap();
+    let (_db, file) = open(&w);
+    let db = GeoDb::open_or_embedded(Some(file.path())).unwrap();
+    assert_eq!(db.locate(net("89.160.20.0/24")).country, Some("FR"));
+    let db = GeoDb::open_or_embedded(None).unwrap();
+    assert!(db.name().contains("embedded"));
+}
+
+#[test]
+fn special_purpose_space_is_unknown_whatever_the_database_says() {
+    // The embedded database places 192.168.0.0/16 in Australia; a private client is unknown,
+    // for the whole block, so its answer and scope are the default region's.
+    let db = GeoDb::embedded().unwrap();
+    for (client, block) in [
+        ("192.168.1.0/24", "192.168.0.0/16"),
+        ("172.20.0.0/16", "172.16.0.0/12"),
+        ("10.1.2.3/32", "10.0.0.0/8"),
+        ("fd12:3456::/48", "fc00::/7"),
+        ("2001:db8:1::/48", "2001:db8::/32"),
+    ] {
+        let loc = db.locate(net(client));
+        assert_eq!(loc.precision, Precision::Unknown, "{client}");
+        assert_eq!(loc.network, net(block), "{client}");
+    }
+    assert_eq!(db.locations_within(net("192.168.0.0/15"), 100), None);
+}

@@ -228,7 +228,9 @@ pub fn decide(
         .iter()
         .filter(|c| c.verdict == Verdict::Farther)
         .count();
-    let chosen = candidates.iter_mut().find(|c| c.verdict == Verdict::Farther);
+    let chosen = candidates
+        .iter_mut()
+        .find(|c| c.verdict == Verdict::Farther);
     let (basis, chosen) = match chosen {
         Some(c) => {
             c.verdict = Verdict::Chosen;

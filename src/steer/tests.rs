@@ -81,7 +81,10 @@ fn haversine_matches_known_distances() {
     assert!((new_york.distance_km(london) - 5570.0).abs() < 15.0);
     assert_eq!(london.distance_km(london), 0.0);
     // Antipodes: half the circumference, and no NaN from rounding.
-    let d = GeoPoint { lat: 0.0, lon: 0.0 }.distance_km(GeoPoint { lat: 0.0, lon: 180.0 });
+    let d = GeoPoint { lat: 0.0, lon: 0.0 }.distance_km(GeoPoint {
+        lat: 0.0,
+        lon: 180.0,
+    });
     assert!((d - std::f64::consts::PI * EARTH_RADIUS_KM).abs() < 1e-6);
 }
 
@@ -108,7 +111,11 @@ fn clients_go_to_the_nearest_region_on_each_continent() {
         assert_eq!(d.basis, Basis::Nearest);
         assert!(d.depends_on_client);
         // Candidates are sorted nearest first.
-        let dist: Vec<f64> = d.candidates.iter().map(|c| c.distance_km.unwrap()).collect();
+        let dist: Vec<f64> = d
+            .candidates
+            .iter()
+            .map(|c| c.distance_km.unwrap())
+            .collect();
         assert!(dist.windows(2).all(|w| w[0] <= w[1]), "{city}: {dist:?}");
     }
 }
@@ -120,7 +127,10 @@ fn unknown_location_uses_the_default_region() {
     let d = decide(None, &name, &regions(), &HealthView::all_up(), Family::V4);
     assert_eq!(chosen_name(&d), Some("eu-west"));
     assert_eq!(d.basis, Basis::Default);
-    assert!(d.depends_on_client, "a located client could get another region");
+    assert!(
+        d.depends_on_client,
+        "a located client could get another region"
+    );
     assert!(d.candidates.iter().all(|c| c.distance_km.is_none()));
     // The rest keep their configured order.
     let order: Vec<RegionId> = d.candidates.iter().map(|c| c.region).collect();
@@ -134,7 +144,10 @@ fn down_region_is_skipped_for_the_next_nearest() {
     };
     let d = decide(at(52.52, 13.40), &www(), &regions(), &view, Family::V4);
     assert_eq!(chosen_name(&d), Some("us-east"));
-    assert_eq!(d.candidates[0].region, 1, "eu-west still ranks first by distance");
+    assert_eq!(
+        d.candidates[0].region, 1,
+        "eu-west still ranks first by distance"
+    );
     assert_eq!(d.candidates[0].verdict, Verdict::Down);
     assert_eq!(d.candidates[1].verdict, Verdict::Chosen);
     assert_eq!(d.candidates[2].verdict, Verdict::Farther);
@@ -172,13 +185,25 @@ fn one_up_region_does_not_depend_on_the_client() {
 fn regions_without_the_family_are_not_eligible() {
     let mut regions = regions();
     regions[2].endpoints.retain(|e| e.address.is_ipv4());
-    let d = decide(at(35.68, 139.69), &www(), &regions, &HealthView::all_up(), Family::V6);
+    let d = decide(
+        at(35.68, 139.69),
+        &www(),
+        &regions,
+        &HealthView::all_up(),
+        Family::V6,
+    );
     // Tokyo is nearest ap-southeast, which has no IPv6: the next nearest (Dublin, 9,600 km,
     // before Virginia at 10,900 km) answers AAAA.
     assert_eq!(chosen_name(&d), Some("eu-west"));
     let last = d.candidates.last().unwrap();
     assert_eq!((last.region, last.verdict), (2, Verdict::NoEndpoints));
-    let v4 = decide(at(35.68, 139.69), &www(), &regions, &HealthView::all_up(), Family::V4);
+    let v4 = decide(
+        at(35.68, 139.69),
+        &www(),
+        &regions,
+        &HealthView::all_up(),
+        Family::V4,
+    );
     assert_eq!(chosen_name(&v4), Some("ap-southeast"));
 }
 
@@ -188,7 +213,13 @@ fn no_endpoints_of_the_family_means_nodata() {
     for r in &mut regions {
         r.endpoints.retain(|e| e.address.is_ipv4());
     }
-    let d = decide(at(0.0, 0.0), &www(), &regions, &HealthView::all_up(), Family::V6);
+    let d = decide(
+        at(0.0, 0.0),
+        &www(),
+        &regions,
+        &HealthView::all_up(),
+        Family::V6,
+    );
     assert_eq!(d.basis, Basis::NoEndpoints);
     assert_eq!(d.endpoints(&regions, Family::V6).count(), 0);
     assert!(!d.depends_on_client);
@@ -200,7 +231,13 @@ fn equal_distances_go_to_the_earlier_configured_region() {
     regions[1].location = US_EAST;
     let mut name = www();
     name.regions = vec![1, 0, 2];
-    let d = decide(Some(US_EAST), &name, &regions, &HealthView::all_up(), Family::V4);
+    let d = decide(
+        Some(US_EAST),
+        &name,
+        &regions,
+        &HealthView::all_up(),
+        Family::V4,
+    );
     assert_eq!(d.chosen, Some(1));
 }
 
@@ -209,18 +246,20 @@ fn single_region_name_does_not_depend_on_the_client() {
     let mut name = www();
     name.regions = vec![2];
     name.default_region = 2;
-    let d = decide(at(52.0, 13.0), &name, &regions(), &HealthView::all_up(), Family::V4);
+    let d = decide(
+        at(52.0, 13.0),
+        &name,
+        &regions(),
+        &HealthView::all_up(),
+        Family::V4,
+    );
     assert_eq!(chosen_name(&d), Some("ap-southeast"));
     assert!(!d.depends_on_client);
 }
 
 #[test]
 fn select_returns_count_distinct_endpoints() {
-    let eps = [
-        ep("192.0.2.1", 1),
-        ep("192.0.2.2", 1),
-        ep("192.0.2.3", 1),
-    ];
+    let eps = [ep("192.0.2.1", 1), ep("192.0.2.2", 1), ep("192.0.2.3", 1)];
     for seed in 0..100 {
         let got = select(&eps, Some(2), seed);
         assert_eq!(got.len(), 2);
@@ -233,11 +272,7 @@ fn select_returns_count_distinct_endpoints() {
 
 #[test]
 fn equal_weights_rotate_every_endpoint_to_the_front() {
-    let eps = [
-        ep("192.0.2.1", 1),
-        ep("192.0.2.2", 1),
-        ep("192.0.2.3", 1),
-    ];
+    let eps = [ep("192.0.2.1", 1), ep("192.0.2.2", 1), ep("192.0.2.3", 1)];
     let mut first: HashMap<IpAddr, u32> = HashMap::new();
     for seed in 0..3000 {
         *first.entry(select(&eps, None, seed)[0]).or_default() += 1;

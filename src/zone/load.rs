@@ -11,8 +11,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use super::records::{self, LineRecord, MAX_TTL};
@@ -183,7 +183,8 @@ pub fn load_dir(dir: &Path) -> Result<ZoneSet, LoadError> {
             message,
         }])
     };
-    let listing = std::fs::read_dir(dir).map_err(|e| whole(format!("cannot read zone directory: {e}")))?;
+    let listing =
+        std::fs::read_dir(dir).map_err(|e| whole(format!("cannot read zone directory: {e}")))?;
     let mut paths: Vec<PathBuf> = listing
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
@@ -360,11 +361,17 @@ fn regions(parsed: &ZoneToml, report: &mut Report<'_>) -> (Vec<Region>, HashMap<
             if !(1..=MAX_WEIGHT).contains(&e.weight) {
                 report.span(
                     ep.span(),
-                    format!("endpoint {}: weight {} is not in 1..={MAX_WEIGHT}", e.address, e.weight),
+                    format!(
+                        "endpoint {}: weight {} is not in 1..={MAX_WEIGHT}",
+                        e.address, e.weight
+                    ),
                 );
             }
             if endpoints.iter().any(|x| x.address == e.address) {
-                report.span(ep.span(), format!("region {name}: endpoint {} is listed twice", e.address));
+                report.span(
+                    ep.span(),
+                    format!("region {name}: endpoint {} is listed twice", e.address),
+                );
             }
             endpoints.push(Endpoint {
                 address: e.address,
@@ -400,13 +407,19 @@ fn steered(
         let name = match Name::parse(key.get_ref(), Some(origin)) {
             Ok(n) => n,
             Err(e) => {
-                report.span(key_span, format!("bad steered name {:?}: {e}", key.get_ref()));
+                report.span(
+                    key_span,
+                    format!("bad steered name {:?}: {e}", key.get_ref()),
+                );
                 continue;
             }
         };
         let display = name.to_ascii();
         if !origin.zone_of(&name) {
-            report.span(key_span, format!("steered name {display} is outside the zone {origin}"));
+            report.span(
+                key_span,
+                format!("steered name {display} is outside the zone {origin}"),
+            );
             continue;
         }
         let spec = spec.get_ref();
@@ -431,7 +444,10 @@ fn steered(
             Some(t) if !(0..=i64::from(MAX_TTL)).contains(t.get_ref()) => {
                 report.span(
                     t.span(),
-                    format!("{display}: bad TTL {}: must be 0..={MAX_TTL} (RFC 2181 §8)", t.get_ref()),
+                    format!(
+                        "{display}: bad TTL {}: must be 0..={MAX_TTL} (RFC 2181 §8)",
+                        t.get_ref()
+                    ),
                 );
                 0
             }
@@ -442,7 +458,10 @@ fn steered(
             Some(a) if !(1..=MAX_ANSWERS).contains(a.get_ref()) => {
                 report.span(
                     a.span(),
-                    format!("{display}: answers {} is not in 1..={MAX_ANSWERS}", a.get_ref()),
+                    format!(
+                        "{display}: answers {} is not in 1..={MAX_ANSWERS}",
+                        a.get_ref()
+                    ),
                 );
                 None
             }
@@ -455,12 +474,18 @@ fn steered(
                 Some(_) => {
                     report.span(
                         d.span(),
-                        format!("{display}: default-region {:?} is not one of its regions", d.get_ref()),
+                        format!(
+                            "{display}: default-region {:?} is not one of its regions",
+                            d.get_ref()
+                        ),
                     );
                     0
                 }
                 None => {
-                    report.span(d.span(), format!("unknown region {:?} (known: {known})", d.get_ref()));
+                    report.span(
+                        d.span(),
+                        format!("unknown region {:?} (known: {known})", d.get_ref()),
+                    );
                     0
                 }
             },
@@ -478,15 +503,19 @@ fn steered(
                 .map(|_| ancestor)
         });
         if let Some(cut) = cut {
-            report.span(key_span, format!("steered name {display} is at or below the delegation {cut}"));
+            report.span(
+                key_span,
+                format!("steered name {display} is at or below the delegation {cut}"),
+            );
             continue;
         }
         let node = nodes.entry(lower).or_default();
-        if let Some(clash) = node
-            .rrsets
-            .iter()
-            .find(|s| matches!(s.rtype, RecordType::A | RecordType::AAAA | RecordType::CNAME))
-        {
+        if let Some(clash) = node.rrsets.iter().find(|s| {
+            matches!(
+                s.rtype,
+                RecordType::A | RecordType::AAAA | RecordType::CNAME
+            )
+        }) {
             report.span(
                 key_span,
                 format!(
@@ -550,8 +579,10 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
             let rtype = record.record_type();
             let name = record.name.clone();
             if record.dns_class != DNSClass::IN {
-                self.report
-                    .at(line, format!("class {} is not served: only IN", record.dns_class));
+                self.report.at(
+                    line,
+                    format!("class {} is not served: only IN", record.dns_class),
+                );
                 continue;
             }
             if !origin.zone_of(&name) {
@@ -561,13 +592,17 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
             }
             if rtype == RecordType::SOA {
                 if name.to_lowercase() != *origin {
-                    self.report
-                        .at(line, format!("SOA must be at the apex {origin}, not at {name}"));
+                    self.report.at(
+                        line,
+                        format!("SOA must be at the apex {origin}, not at {name}"),
+                    );
                     continue;
                 }
                 if let Some((first, _)) = &soa {
-                    self.report
-                        .at(line, format!("second SOA record (the first is at line {first})"));
+                    self.report.at(
+                        line,
+                        format!("second SOA record (the first is at line {first})"),
+                    );
                     continue;
                 }
                 soa = Some((line, record.clone()));
@@ -611,12 +646,19 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
 
         let apex = LowerName::new(origin);
         if soa.is_none() {
-            self.report
-                .at(self.records_line, format!("missing SOA record at the apex {origin}"));
+            self.report.at(
+                self.records_line,
+                format!("missing SOA record at the apex {origin}"),
+            );
         }
-        if !nodes.get(&apex).is_some_and(|n| n.get(RecordType::NS).is_some()) {
-            self.report
-                .at(self.records_line, format!("missing NS records at the apex {origin}"));
+        if nodes
+            .get(&apex)
+            .is_none_or(|n| n.get(RecordType::NS).is_none())
+        {
+            self.report.at(
+                self.records_line,
+                format!("missing NS records at the apex {origin}"),
+            );
         }
 
         for (name, node) in &nodes {
@@ -635,7 +677,8 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                     ),
                 );
             }
-            // Below or at a cut only NS, DS and address glue may live (RFC 1034 §4.2.1).
+            // At a cut only NS, below it only address glue may live (RFC 1034 §4.2.1). (DS
+            // would belong at the cut too, but hickory-proto parses it only with DNSSEC.)
             let full: Name = name.into();
             for depth in origin.num_labels() + 1..=full.num_labels() {
                 let ancestor = LowerName::new(&full.trim_to(depth as usize));
@@ -648,7 +691,7 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                 let at_cut = depth == full.num_labels();
                 for set in &node.rrsets {
                     let allowed = if at_cut {
-                        matches!(set.rtype, RecordType::NS | RecordType::DS)
+                        set.rtype == RecordType::NS
                     } else {
                         matches!(set.rtype, RecordType::A | RecordType::AAAA)
                     };
@@ -658,7 +701,7 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                             format!(
                                 "{name} {} is occluded by the delegation at {ancestor}: only {} may be there",
                                 set.rtype,
-                                if at_cut { "NS and DS" } else { "glue A/AAAA" }
+                                if at_cut { "NS" } else { "glue A/AAAA" }
                             ),
                         );
                     }

@@ -158,9 +158,18 @@ impl Zone {
             ..Resolved::default()
         };
         let mut owner = qname.clone();
+        let mut visited = vec![LowerName::new(qname)];
         for _ in 0..=MAX_CNAME_CHAIN {
             match self.step(&owner, qtype, &mut out) {
-                Some(next) => owner = next,
+                Some(next) => {
+                    let lower = LowerName::new(&next);
+                    if visited.contains(&lower) {
+                        // A loop: each CNAME once, and the resolver sees the cycle.
+                        break;
+                    }
+                    visited.push(lower);
+                    owner = next;
+                }
                 None => return out,
             }
         }
@@ -266,7 +275,7 @@ impl Zone {
             }
             encloser = encloser.base_name();
         }
-        let wildcard = LowerName::new(&Name::from(&encloser).into_wildcard());
+        let wildcard = LowerName::new(&Name::from(&encloser).prepend_label("*").ok()?);
         self.nodes.get(&wildcard).filter(|n| !n.is_empty())
     }
 

@@ -177,7 +177,10 @@ pub fn parse(text: &str, origin: &Name, first_line: usize) -> (Vec<LineRecord>, 
         let source = format!("{prefix}{}\n", entry.text);
         match Parser::new(source, None, Some(current_origin.clone())).parse() {
             Ok((_, sets)) => {
-                let parsed: Vec<Record> = sets.into_values().flat_map(|s| s.records_without_rrsigs().cloned().collect::<Vec<_>>()).collect();
+                let parsed: Vec<Record> = sets
+                    .into_values()
+                    .flat_map(|s| s.records_without_rrsigs().cloned().collect::<Vec<_>>())
+                    .collect();
                 if let Some(r) = parsed.first() {
                     last_owner = Some(r.name.clone());
                     last_ttl = Some(r.ttl);
@@ -244,7 +247,10 @@ mod tests {
         let text = "www 60 IN A 192.0.2.1\n    IN AAAA 2001:db8::1\n";
         let recs = ok(parse(text, &origin(), 1));
         assert_eq!(recs[1].record.name.to_ascii(), "www.example.com.");
-        assert_eq!(recs[1].record.ttl, 60, "RFC 1035: omitted TTL is the last one");
+        assert_eq!(
+            recs[1].record.ttl, 60,
+            "RFC 1035: omitted TTL is the last one"
+        );
     }
 
     #[test]
@@ -263,7 +269,8 @@ mod tests {
 
     #[test]
     fn every_bad_line_is_reported() {
-        let text = "$TTL 60\nwww IN A 999.0.2.1\nok IN A 192.0.2.1\nmx IN MX ten mail\n$INCLUDE other\n";
+        let text =
+            "$TTL 60\nwww IN A 999.0.2.1\nok IN A 192.0.2.1\nmx IN MX ten mail\n$INCLUDE other\n";
         let (good, errs) = parse(text, &origin(), 1);
         let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 4, 5], "{errs:?}");

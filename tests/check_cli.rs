@@ -1,0 +1,325 @@
+//! The real binary's `check` and `route` commands: exit codes, `file:line: message` on stderr,
+//! and the `route` text and JSON an operator reads.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian");
+
+fn shipped_zones() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")
+}
+
+fn run(args: &[&str]) -> Output {
+    // A neutral working directory: no `zones/` or `meridian.toml` to fall back on.
+    let cwd = tempfile::tempdir().unwrap();
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the meridian binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
+}
+
+#[track_caller]
+fn assert_fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, got {:?}\nstdout:\n{}",
+        out.status,
+        text(&out.stdout)
+    );
+    let stderr = text(&out.stderr);
+    assert!(!stderr.trim().is_empty(), "failure without a message");
+    stderr
+}
+
+#[track_caller]
+fn assert_succeeds(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstderr:\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Splits a `<path>:<line>: <message>` line into its parts.
+fn diagnostic(line: &str) -> Option<(String, usize, String)> {
+    // Paths hold no ": " here, so the first ": " after a `:digits` ends the position.
+    let (position, message) = line.split_once(": ")?;
+    let (path, number) = position.rsplit_once(':')?;
+    Some((path.to_string(), number.parse().ok()?, message.to_string()))
+}
+
+/// 1-based line of the only line of `text` containing `needle`.
+#[track_caller]
+fn line_of(text: &str, needle: &str) -> usize {
+    let hits: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(hits.len(), 1, "{needle:?} must occur once in:\n{text}");
+    hits[0]
+}
+
+#[test]
+fn check_accepts_the_shipped_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        shipped_zones().join("example.com.toml"),
+        dir.path().join("example.com.toml"),
+    )
+    .unwrap();
+    let out = run(&["check", "--zones", dir.path().to_str().unwrap()]);
+    let stdout = assert_succeeds(&out);
+    let path = dir.path().join("example.com.toml");
+    assert_eq!(
+        stdout,
+        format!(
+            "{}: zone example.com. ok: 3 regions, 1 steered names\n",
+            path.display()
+        )
+    );
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_accepts_the_shipped_zone_directory_in_place() {
+    let out = run(&["check", "--zones", shipped_zones().to_str().unwrap()]);
+    let stdout = assert_succeeds(&out);
+    assert!(stdout.contains("zone example.com. ok"), "{stdout}");
+}
+
+const BROKEN_A: &str = r#"zone = "example.com."
+records = '''
+$TTL 300
+@     IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@     IN NS  ns1
+ns1   IN A   192.0.2.53
+bad   IN A   999.1.1.1
+t  60 IN TXT "a"
+t 120 IN TXT "b"
+'''
+
+[regions.eu-west]
+location = { lat = 53.35, lon = -6.26 }
+endpoints = ["198.51.100.10"]
+
+[steered.www]
+regions = ["eu-west", "eu-wset"]
+"#;
+
+const BROKEN_B: &str = r#"zone = "example.org."
+records = '''
+$TTL 300
+@     IN NS  ns1
+ns1   IN A   192.0.2.53
+'''
+
+[regions.us-east]
+location = { lat = 139.04, lon = -77.49 }
+endpoints = ["192.0.2.10"]
+"#;
+
+#[test]
+fn check_reports_every_error_of_every_file_as_path_line_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, BROKEN_A).unwrap();
+    std::fs::write(&b, BROKEN_B).unwrap();
+
+    let out = run(&["check", "--zones", dir.path().to_str().unwrap()]);
+    let stderr = assert_fails(&out);
+    assert!(
+        text(&out.stdout).is_empty(),
+        "nothing is ok: {}",
+        text(&out.stdout)
+    );
+
+    let diags: Vec<(String, usize, String)> = stderr
+        .lines()
+        .map(|l| diagnostic(l).unwrap_or_else(|| panic!("not <path>:<line>: <message>: {l:?}")))
+        .collect();
+    let (a, b) = (a.display().to_string(), b.display().to_string());
+    let expected: [(&str, usize, &str); 5] = [
+        (&a, line_of(BROKEN_A, "999.1.1.1"), "IPv4"),
+        (&a, line_of(BROKEN_A, "t 120"), "TTL 120"),
+        (
+            &a,
+            line_of(BROKEN_A, "eu-wset"),
+            "unknown region \"eu-wset\"",
+        ),
+        (&b, line_of(BROKEN_B, "records = '''"), "missing SOA"),
+        (&b, line_of(BROKEN_B, "lat = 139.04"), "off the globe"),
+    ];
+    for (path, line, words) in expected {
+        assert!(
+            diags
+                .iter()
+                .any(|(p, l, m)| p == path && *l == line && m.contains(words)),
+            "no {path}:{line}: ...{words}... in:\n{stderr}"
+        );
+    }
+    assert_eq!(diags.len(), expected.len(), "{stderr}");
+}
+
+#[test]
+fn check_of_an_empty_directory_says_there_are_no_zone_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.txt"), "not a zone").unwrap();
+    let out = run(&["check", "--zones", dir.path().to_str().unwrap()]);
+    let stderr = assert_fails(&out);
+    assert!(
+        stderr.contains(&dir.path().display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no zone files"), "{stderr}");
+}
+
+#[test]
+fn check_of_a_missing_directory_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let out = run(&["check", "--zones", missing.to_str().unwrap()]);
+    let stderr = assert_fails(&out);
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    assert!(stderr.contains("cannot read zone directory"), "{stderr}");
+}
+
+fn route(extra: &[&str]) -> Output {
+    let zones = shipped_zones();
+    let mut args = vec!["route", "--zones", zones.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn route_explains_the_answer_in_text() {
+    let out = route(&["--name", "www.example.com", "--client", "81.2.69.0/24"]);
+    let stdout = assert_succeeds(&out);
+    assert!(stdout.contains("eu-west"), "{stdout}");
+    assert!(stdout.contains("198.51.100.10"), "{stdout}");
+    assert!(stdout.contains("2001:db8:2::10"), "{stdout}");
+    assert!(stdout.contains("GB"), "{stdout}");
+    let answers = stdout.lines().find(|l| l.contains("<-")).unwrap_or("");
+    assert!(
+        answers.contains("eu-west"),
+        "the marked region answers: {stdout}"
+    );
+}
+
+#[test]
+fn route_json_carries_the_decision() {
+    let out = route(&[
+        "--name",
+        "www.example.com",
+        "--client",
+        "81.2.69.0/24",
+        "--json",
+    ]);
+    let stdout = assert_succeeds(&out);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("route --json is JSON");
+    assert_eq!(v["name"], "www.example.com.");
+    assert_eq!(v["zone"], "example.com.");
+
+    let a = &v["a"];
+    assert_eq!(a["addresses"], serde_json::json!(["198.51.100.10"]));
+    assert_eq!(
+        v["aaaa"]["addresses"],
+        serde_json::json!(["2001:db8:2::10"])
+    );
+    assert_eq!(v["location"]["country"], "GB");
+    assert_eq!(v["location"]["precision"], "country");
+    assert_eq!(v["client"]["source"], "subnet");
+    assert_eq!(a["chosen"], "eu-west", "{a}");
+    assert_eq!(a["basis"], "nearest");
+    let regions: Vec<&str> = a["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        regions,
+        ["eu-west", "us-east", "ap-southeast"],
+        "nearest first"
+    );
+    assert_eq!(a["candidates"][0]["verdict"], "chosen");
+    let scope = a["scope"].as_u64().expect("scope is a number");
+    assert!(
+        (1..=24).contains(&scope),
+        "a location-dependent answer has a scope in 1..=source prefix: {scope}"
+    );
+    assert_eq!(a["ttl"], 30);
+}
+
+#[test]
+fn route_for_a_name_that_is_not_steered_says_which_are() {
+    let out = route(&["--name", "static.example.com", "--client", "81.2.69.0/24"]);
+    let stderr = assert_fails(&out);
+    assert!(stderr.contains("static.example.com."), "{stderr}");
+    assert!(stderr.contains("not a steered name"), "{stderr}");
+    assert!(
+        stderr.contains("www.example.com."),
+        "lists the steered names: {stderr}"
+    );
+}
+
+#[test]
+fn route_for_a_name_in_no_zone_says_so() {
+    let out = route(&["--name", "www.example.org", "--client", "81.2.69.0/24"]);
+    let stderr = assert_fails(&out);
+    assert!(stderr.contains("www.example.org."), "{stderr}");
+    assert!(stderr.contains("no loaded zone"), "{stderr}");
+}
+
+#[test]
+fn route_with_a_bad_client_says_what_is_expected() {
+    for bad in ["not-an-address", "81.2.69.0/33", "81.2.69"] {
+        let out = route(&["--name", "www.example.com", "--client", bad]);
+        let stderr = assert_fails(&out);
+        assert!(stderr.contains("--client"), "{bad}: {stderr}");
+        assert!(stderr.contains(bad), "{bad}: {stderr}");
+    }
+}
+
+#[test]
+fn route_accepts_a_bare_address() {
+    let out = route(&[
+        "--name",
+        "www.example.com",
+        "--client",
+        "81.2.69.160",
+        "--json",
+    ]);
+    let stdout = assert_succeeds(&out);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["client"]["network"], "81.2.69.160/32");
+    assert_eq!(v["a"]["addresses"], serde_json::json!(["198.51.100.10"]));
+}
+
+#[test]
+fn route_with_broken_zones_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), BROKEN_A).unwrap();
+    let out = run(&[
+        "route",
+        "--zones",
+        dir.path().to_str().unwrap(),
+        "--name",
+        "www.example.com",
+        "--client",
+        "81.2.69.0/24",
+    ]);
+    let stderr = assert_fails(&out);
+    assert!(stderr.contains("unknown region \"eu-wset\""), "{stderr}");
+}
