@@ -54,9 +54,10 @@ pub struct ServeArgs {
     /// Admin API address [default: 127.0.0.1:8053]
     #[arg(long = "admin-listen", value_name = "ADDR:PORT")]
     pub admin_listen: Option<SocketAddr>,
-    /// MaxMind DB file [default: the embedded country database]
+    /// MaxMind DB file; repeat for separate IPv4 and IPv6 files [default: the embedded
+    /// country database]
     #[arg(long)]
-    pub geoip: Option<PathBuf>,
+    pub geoip: Vec<PathBuf>,
     /// Log format [default: human]
     #[arg(long = "log-format", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -80,9 +81,10 @@ pub struct RouteArgs {
     /// Directory of zone files
     #[arg(long, default_value = config::DEFAULT_ZONES)]
     pub zones: PathBuf,
-    /// MaxMind DB file [default: the embedded country database]
+    /// MaxMind DB file; repeat for separate IPv4 and IPv6 files [default: the embedded
+    /// country database]
     #[arg(long)]
-    pub geoip: Option<PathBuf>,
+    pub geoip: Vec<PathBuf>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -127,7 +129,7 @@ impl ServeArgs {
 /// Loads zones and GeoIP, binds every listener, then serves until SIGINT or SIGTERM.
 pub fn serve(config: Config) -> Result<(), CliError> {
     let zones = zone::load_dir(&config.zones)?;
-    let geo = Arc::new(GeoDb::open_or_embedded(config.geoip.as_deref())?);
+    let geo = Arc::new(GeoDb::open_or_embedded(&config.geoip)?);
     info!(
         zones = zones.len(),
         dir = %config.zones.display(),
@@ -190,7 +192,7 @@ pub fn check(args: &CheckArgs) -> Result<String, LoadError> {
 
 pub fn route(args: &RouteArgs) -> Result<String, CliError> {
     let zones = zone::load_dir(&args.zones)?;
-    let geo = Arc::new(GeoDb::open_or_embedded(args.geoip.as_deref())?);
+    let geo = Arc::new(GeoDb::open_or_embedded(&args.geoip)?);
     let network: IpNet = args
         .client
         .parse()

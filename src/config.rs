@@ -28,8 +28,9 @@ pub struct Config {
     pub dns_listen: Vec<SocketAddr>,
     /// The admin API's address; the admin API itself is not served yet.
     pub admin_listen: SocketAddr,
-    /// A MaxMind DB file; `None` uses the database compiled into the binary.
-    pub geoip: Option<PathBuf>,
+    /// MaxMind DB files, at most one per address family; none uses the database compiled
+    /// into the binary.
+    pub geoip: Vec<PathBuf>,
     pub log_format: LogFormat,
 }
 
@@ -40,8 +41,25 @@ pub struct FileConfig {
     pub zones: Option<PathBuf>,
     pub dns_listen: Option<Vec<SocketAddr>>,
     pub admin_listen: Option<SocketAddr>,
-    pub geoip: Option<PathBuf>,
+    pub geoip: Option<Paths>,
     pub log_format: Option<LogFormat>,
+}
+
+/// One path or a list of them: `geoip = "city.mmdb"` or `geoip = ["v4.mmdb", "v6.mmdb"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Paths {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl From<Paths> for Vec<PathBuf> {
+    fn from(p: Paths) -> Vec<PathBuf> {
+        match p {
+            Paths::One(p) => vec![p],
+            Paths::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +115,7 @@ pub struct Flags {
     pub zones: Option<PathBuf>,
     pub dns_listen: Vec<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
-    pub geoip: Option<PathBuf>,
+    pub geoip: Vec<PathBuf>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -119,7 +137,11 @@ impl Config {
                 .admin_listen
                 .or(file.admin_listen)
                 .unwrap_or_else(|| parse(DEFAULT_ADMIN_LISTEN)),
-            geoip: flags.geoip.or(file.geoip),
+            geoip: if flags.geoip.is_empty() {
+                file.geoip.map(Vec::from).unwrap_or_default()
+            } else {
+                flags.geoip
+            },
             log_format: flags
                 .log_format
                 .or(file.log_format)
@@ -147,7 +169,7 @@ mod tests {
         assert_eq!(c.dns_listen.len(), 2);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
-        assert_eq!(c.geoip, None);
+        assert!(c.geoip.is_empty());
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub enum GeoError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{first} and {second} are both IPv{version} databases: give one per address family")]
+    TwoForOneFamily {
+        first: String,
+        second: String,
+        version: u16,
+    },
     #[error("{name}: not a MaxMind DB: {source}")]
     Invalid {
         name: String,
@@ -51,6 +57,28 @@ impl AsRef<[u8]> for Source {
             Source::Embedded(b) => b,
             Source::Mapped(m) => m,
         }
+    }
+}
+
+impl Db {
+    fn open(path: &Path) -> Result<Db, GeoError> {
+        let open_err = |source| GeoError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(open_err)?;
+        // SAFETY: the map is read-only; replacing the database must be done by rename (as
+        // every MaxMind updater does), which leaves this mapping on the old inode.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(open_err)?;
+        Db::new(Source::Mapped(map), path.display().to_string())
+    }
+
+    fn new(source: Source, name: String) -> Result<Db, GeoError> {
+        let reader = Reader::from_source(source).map_err(|source| GeoError::Invalid {
+            name: name.clone(),
+            source,
+        })?;
+        Ok(Db { name, reader })
     }
 }
 
@@ -99,72 +127,106 @@ impl Location {
     }
 }
 
-pub struct GeoDb {
-    reader: Reader<Source>,
+/// One database file (or the embedded one).
+struct Db {
     name: String,
+    reader: Reader<Source>,
+}
+
+/// The databases that locate clients: at most one per address family. An IPv6 database
+/// (`ip_version` 6) also answers for IPv4 unless an IPv4-only database is given, as
+/// ip-location-db ships city data in separate IPv4 and IPv6 files.
+pub struct GeoDb {
+    dbs: Vec<Db>,
+    v4: Option<usize>,
+    v6: Option<usize>,
     cache: moka::sync::Cache<IpNet, Location>,
 }
 
 impl fmt::Debug for GeoDb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GeoDb").field("name", &self.name).finish()
+        f.debug_struct("GeoDb").field("name", &self.name()).finish()
     }
 }
 
 impl GeoDb {
     /// The database compiled into the binary.
     pub fn embedded() -> Result<GeoDb, GeoError> {
-        Self::from_source(
+        let db = Db::new(
             Source::Embedded(EMBEDDED),
             "embedded geo-whois-asn-country".into(),
-        )
+        )?;
+        Self::new(vec![db])
     }
 
     /// A database file, memory-mapped so a 130 MB city database costs page cache, not heap.
     pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
-        let open_err = |source| GeoError::Open {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(open_err)?;
-        // SAFETY: the map is read-only; replacing the database must be done by rename (as
-        // every MaxMind updater does), which leaves this mapping on the old inode.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(open_err)?;
-        Self::from_source(Source::Mapped(map), path.display().to_string())
+        Self::new(vec![Db::open(path)?])
     }
 
-    /// `path`, or the embedded database when `None`.
-    pub fn open_or_embedded(path: Option<&Path>) -> Result<GeoDb, GeoError> {
-        match path {
-            Some(p) => Self::open(p),
-            None => Self::embedded(),
+    /// The given files (one per address family), or the embedded database when none.
+    pub fn open_or_embedded(paths: &[PathBuf]) -> Result<GeoDb, GeoError> {
+        if paths.is_empty() {
+            return Self::embedded();
         }
+        let dbs = paths
+            .iter()
+            .map(|p| Db::open(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(dbs)
     }
 
-    fn from_source(source: Source, name: String) -> Result<GeoDb, GeoError> {
-        let reader = Reader::from_source(source).map_err(|source| GeoError::Invalid {
-            name: name.clone(),
-            source,
-        })?;
+    fn new(dbs: Vec<Db>) -> Result<GeoDb, GeoError> {
+        let of_version = |v: u16| -> Result<Option<usize>, GeoError> {
+            let found: Vec<usize> = (0..dbs.len())
+                .filter(|&i| dbs[i].reader.metadata().ip_version == v)
+                .collect();
+            match found[..] {
+                [] => Ok(None),
+                [one] => Ok(Some(one)),
+                [a, b, ..] => Err(GeoError::TwoForOneFamily {
+                    first: dbs[a].name.clone(),
+                    second: dbs[b].name.clone(),
+                    version: v,
+                }),
+            }
+        };
+        let v6 = of_version(6)?;
+        let v4 = of_version(4)?.or(v6);
         Ok(GeoDb {
-            reader,
-            name,
+            dbs,
+            v4,
+            v6,
             cache: moka::sync::Cache::new(CACHE_CAPACITY),
         })
     }
 
-    /// A human name for logs: the path, or "embedded ...".
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The databases' names: paths, or "embedded ...".
+    pub fn name(&self) -> String {
+        let names: Vec<&str> = self.dbs.iter().map(|d| d.name.as_str()).collect();
+        names.join(", ")
     }
 
-    /// The database's own description: type and build time.
+    /// Each database's own description: type and build time.
     pub fn describe(&self) -> String {
-        let m = self.reader.metadata();
-        format!(
-            "{} ({}, build epoch {})",
-            self.name, m.database_type, m.build_epoch
-        )
+        let parts: Vec<String> = self
+            .dbs
+            .iter()
+            .map(|d| {
+                let m = d.reader.metadata();
+                format!(
+                    "{} ({}, build epoch {})",
+                    d.name, m.database_type, m.build_epoch
+                )
+            })
+            .collect();
+        parts.join("; ")
+    }
+
+    /// The database that answers for `addr`'s family.
+    fn db_for(&self, addr: IpAddr) -> Option<&Db> {
+        let index = if addr.is_ipv4() { self.v4 } else { self.v6 };
+        index.map(|i| &self.dbs[i])
     }
 
     /// Locates a client network (an ECS subnet, or a resolver address as a host route).
@@ -193,10 +255,11 @@ impl GeoDb {
         {
             return None;
         }
+        let db = self.db_for(net.addr())?;
         let cidr = ipnetwork::IpNetwork::new(net.addr(), net.prefix_len()).ok()?;
         let options = maxminddb::WithinOptions::default().include_networks_without_data();
         let mut out = Vec::new();
-        for item in self.reader.within(cidr, options).ok()? {
+        for item in db.reader.within(cidr, options).ok()? {
             if out.len() == limit {
                 return None;
             }
@@ -216,7 +279,12 @@ impl GeoDb {
     fn lookup(&self, addr: IpAddr) -> Location {
         let unknown = Location::unknown;
         let host = IpNet::from(addr);
-        let Ok(result) = self.reader.lookup(addr) else {
+        let Some(db) = self.db_for(addr) else {
+            // No database for this family: every such client is alike unknown; /1 keeps the
+            // scope of a location-dependent answer above 0.
+            return unknown(IpNet::new(addr, 1).expect("/1 is valid").trunc());
+        };
+        let Ok(result) = db.reader.lookup(addr) else {
             return unknown(host);
         };
         let network = result

@@ -354,9 +354,9 @@ fn open_or_embedded_picks_the_file_when_given() {
     w.insert(net("89.160.20.0/24"), &FlatCountry { country_code: "FR" })
         .unwrap();
     let (_db, file) = open(&w);
-    let db = GeoDb::open_or_embedded(Some(file.path())).unwrap();
+    let db = GeoDb::open_or_embedded(&[file.path().to_owned()]).unwrap();
     assert_eq!(db.locate(net("89.160.20.0/24")).country, Some("FR"));
-    let db = GeoDb::open_or_embedded(None).unwrap();
+    let db = GeoDb::open_or_embedded(&[]).unwrap();
     assert!(db.name().contains("embedded"));
 }
 
@@ -377,4 +377,59 @@ fn special_purpose_space_is_unknown_whatever_the_database_says() {
         assert_eq!(loc.network, net(block), "{client}");
     }
     assert_eq!(db.locations_within(net("192.168.0.0/15"), 100), None);
+}
+
+fn write_file(writer: &Writer) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(&writer.to_bytes().unwrap()).unwrap();
+    file.flush().unwrap();
+    file
+}
+
+#[test]
+fn separate_ipv4_and_ipv6_files_each_answer_their_family() {
+    // As ip-location-db ships DB-IP city: an IPv4-only file and an IPv6 file.
+    let mut v4 = Writer::builder("city ipv4")
+        .ip_version(mmdb_writer::IpVersion::V4)
+        .build();
+    let tokyo = FlatCity {
+        country_code: "JP",
+        latitude: 35.68,
+        longitude: 139.69,
+    };
+    v4.insert(net("1.0.16.0/20"), &tokyo).unwrap();
+    let mut v6 = Writer::new("city ipv6");
+    let paris = FlatCity {
+        country_code: "FR",
+        latitude: 48.86,
+        longitude: 2.35,
+    };
+    v6.insert(net("2a01:e00::/26"), &paris).unwrap();
+    let (f4, f6) = (write_file(&v4), write_file(&v6));
+    // Either order: each family goes to its own file.
+    for paths in [
+        [f4.path().to_owned(), f6.path().to_owned()],
+        [f6.path().to_owned(), f4.path().to_owned()],
+    ] {
+        let db = GeoDb::open_or_embedded(&paths).unwrap();
+        assert_eq!(db.locate(net("1.0.16.0/24")).country, Some("JP"));
+        assert_eq!(db.locate(net("2a01:e00::/48")).country, Some("FR"));
+    }
+    // An IPv4-only database alone leaves IPv6 clients unknown, with a non-zero network.
+    let db = GeoDb::open_or_embedded(&[f4.path().to_owned()]).unwrap();
+    let loc = db.locate(net("2a01:e00::/48"));
+    assert_eq!(loc.precision, Precision::Unknown);
+    assert_eq!(loc.network.prefix_len(), 1);
+}
+
+#[test]
+fn two_databases_for_one_family_are_refused() {
+    let v4 = Writer::builder("a")
+        .ip_version(mmdb_writer::IpVersion::V4)
+        .build();
+    let (a, b) = (write_file(&v4), write_file(&v4));
+    let err = GeoDb::open_or_embedded(&[a.path().to_owned(), b.path().to_owned()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("both IPv4 databases"), "{err}");
 }
