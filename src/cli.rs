@@ -14,6 +14,7 @@ use crate::config::{self, Config, FileConfig, Flags, LogFormat};
 use crate::dns::answer::Client;
 use crate::dns::server;
 use crate::geo::{GeoDb, GeoError};
+use crate::health::Outcome;
 use crate::route::Route;
 use crate::serving::ServingState;
 use crate::steer::{Basis, Verdict};
@@ -85,6 +86,9 @@ pub struct RouteArgs {
     /// country database]
     #[arg(long)]
     pub geoip: Vec<PathBuf>,
+    /// Probe every endpoint once and decide with the results
+    #[arg(long)]
+    pub probe: bool,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -137,6 +141,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         "zones loaded"
     );
     let state = ServingState::new(zones, geo).shared();
+    crate::health::monitor::start(state.clone()).map_err(CliError::Runtime)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
@@ -207,12 +212,12 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
         .map_err(|e| CliError::Usage(format!("--name {:?}: {e}", args.name)))?;
     name.set_fqdn(true);
     let lower = LowerName::new(&name);
-    let state = ServingState::new(zones, geo);
+    let mut state = ServingState::new(zones, geo);
     let zone = state
         .zones
         .find(&lower)
         .ok_or_else(|| CliError::Usage(format!("{name} is in no loaded zone")))?;
-    let steered = zone.steered_by_name(&lower).ok_or_else(|| {
+    zone.steered_by_name(&lower).ok_or_else(|| {
         let known: Vec<String> = zone.steered.iter().map(|s| s.name.to_string()).collect();
         CliError::Usage(format!(
             "{name} is not a steered name of zone {} (steered: {})",
@@ -223,7 +228,25 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
     let client = Client::Subnet {
         network: network.trunc(),
     };
-    let route = Route::explain(&state, zone, steered, client);
+    let round = if args.probe {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(CliError::Runtime)?;
+        Some(runtime.block_on(crate::health::monitor::probe_once(zone)))
+    } else {
+        None
+    };
+    if let Some(round) = &round {
+        let view = crate::health::monitor::view_of_round(zone, round);
+        let origin = zone.origin.clone();
+        state = state.with_health(&origin, view);
+    }
+    let zone = state.zones.find(&lower).expect("the zone was found above");
+    let steered = zone
+        .steered_by_name(&lower)
+        .expect("the name was found above");
+    let route = Route::explain(&state, zone, steered, client, round.as_deref());
     if args.json {
         let mut s = serde_json::to_string_pretty(&route).expect("route serializes");
         s.push('\n');
@@ -262,16 +285,39 @@ fn render(route: &Route) -> String {
                 .distance_km
                 .map(|d| format!("{d:>8.0} km"))
                 .unwrap_or_else(|| "       ? km".into());
+            let rtt = c
+                .estimated_rtt_ms
+                .map(|r| format!("~{r:.0} ms"))
+                .unwrap_or_default();
             let _ = writeln!(
                 w,
-                "  {}. {:<16} ({:>7.2}, {:>7.2}) {dist}  {:<4}  {}",
+                "  {}. {:<16} ({:>7.2}, {:>7.2}) {dist} {rtt:>9}  degradation {:.0} ms  {:<4}  {}",
                 i + 1,
                 c.region,
                 c.location.lat,
                 c.location.lon,
+                c.degradation_ms,
                 format!("{:?}", c.state).to_lowercase(),
                 verdict_text(c.verdict)
             );
+            for e in &c.endpoints {
+                let target = e.target.map(|t| format!(" via {t}")).unwrap_or_default();
+                let probe = match &e.probe {
+                    Some(Outcome::Up { rtt }) => {
+                        format!(", probe ok in {:.1} ms", rtt.as_secs_f64() * 1000.0)
+                    }
+                    Some(Outcome::Down { reason }) => format!(", probe failed: {reason}"),
+                    None => String::new(),
+                };
+                let _ = writeln!(
+                    w,
+                    "       {:<24} weight {:<3} {} check {}{target}{probe}",
+                    e.address,
+                    e.weight,
+                    if e.up { "up  " } else { "down" },
+                    e.check
+                );
+            }
         }
         if ans.addresses.is_empty() {
             let _ = writeln!(w, "  answer: NODATA");
@@ -288,7 +334,8 @@ fn basis_text(b: Basis) -> &'static str {
     match b {
         Basis::Nearest => "nearest up region",
         Basis::Default => "client location unknown: default region",
-        Basis::AllDown => "every region down: all endpoints (fail open)",
+        Basis::Failover => "first up region in configured order (policy failover)",
+        Basis::AllDown => "every region down: the name's fallback answers",
         Basis::NoEndpoints => "no region has addresses of this family",
     }
 }
@@ -297,6 +344,7 @@ fn verdict_text(v: Verdict) -> &'static str {
     match v {
         Verdict::Chosen => "<- answers",
         Verdict::Farther => "farther",
+        Verdict::Degraded => "degraded past the limit, skipped",
         Verdict::Down => "down, skipped",
         Verdict::NoEndpoints => "no endpoints of this family",
     }

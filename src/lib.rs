@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod geo;
+pub mod health;
 pub mod route;
 pub mod serving;
 pub mod steer;

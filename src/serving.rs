@@ -16,7 +16,7 @@ use crate::zone::{Zone, ZoneSet};
 
 #[derive(Debug)]
 pub struct ServingState {
-    pub zones: ZoneSet,
+    pub zones: Arc<ZoneSet>,
     pub geo: Arc<GeoDb>,
     /// Region health per zone origin; a zone that is not listed has every region up.
     pub health: HashMap<Name, HealthView>,
@@ -40,7 +40,7 @@ static ALL_UP: HealthView = HealthView {
 impl ServingState {
     pub fn new(zones: ZoneSet, geo: Arc<GeoDb>) -> Self {
         ServingState {
-            zones,
+            zones: Arc::new(zones),
             geo,
             health: HashMap::new(),
             scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
@@ -49,6 +49,18 @@ impl ServingState {
 
     pub fn health(&self, zone: &Zone) -> &HealthView {
         self.health.get(&zone.origin).unwrap_or(&ALL_UP)
+    }
+
+    /// This state with `view` as the health of zone `origin`; zones and GeoIP are shared.
+    pub fn with_health(&self, origin: &Name, view: HealthView) -> ServingState {
+        let mut health = self.health.clone();
+        health.insert(origin.clone(), view);
+        ServingState {
+            zones: self.zones.clone(),
+            geo: self.geo.clone(),
+            health,
+            scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
+        }
     }
 
     pub fn shared(self) -> SharedState {

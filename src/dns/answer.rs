@@ -61,7 +61,7 @@ pub fn steer(
         family,
     );
     let addresses = steer::select(
-        decision.endpoints(&zone.regions, family),
+        decision.endpoints(&steered.config, &zone.regions, state.health(zone), family),
         steered.config.answers,
         seed,
     );
@@ -87,9 +87,9 @@ pub fn steer(
     SteeredAnswer {
         client,
         location,
+        ttl: decision.ttl,
         decision,
         addresses,
-        ttl: steered.config.ttl,
         scope,
     }
 }

@@ -71,16 +71,46 @@ impl Region {
 /// Index of a region in its zone's region list.
 pub type RegionId = usize;
 
+/// Great-circle km of fibre per millisecond of round-trip time: light in fibre covers about
+/// 200 km/ms one way, so 100 km per ms of RTT. Distances become RTT estimates with it, so that
+/// they add to measured degradation.
+pub const KM_PER_RTT_MS: f64 = 100.0;
+
+/// How a steered name orders its regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Lowest estimated client RTT: distance plus the region's degradation.
+    Nearest,
+    /// The configured order: the first healthy region answers (active/passive).
+    Failover,
+}
+
+/// What a name answers when every region is down.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fallback {
+    /// Fail open with every endpoint of every region (Route 53's behaviour), so that a probe
+    /// outage never empties DNS.
+    All,
+    /// These addresses.
+    Static(Vec<Endpoint>),
+}
+
 /// A name answered by steering, as configured in its zone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SteeredName {
-    /// Candidate regions in configured order; ties in distance go to the earlier one.
+    /// Candidate regions in configured order; ties go to the earlier one.
     pub regions: Vec<RegionId>,
-    /// Region that answers when the client's location is unknown.
+    /// Region that answers first when the client's location is unknown.
     pub default_region: RegionId,
     pub ttl: u32,
-    /// How many addresses to return; `None` returns every endpoint of the chosen region.
+    /// TTL while a region of the name is changing state, so resolvers move quickly.
+    pub trouble_ttl: u32,
+    /// How many addresses to return; `None` returns every up endpoint of the chosen region.
     pub answers: Option<usize>,
+    pub policy: Policy,
+    pub fallback: Fallback,
 }
 
 /// Health and operator state of a region, as the control plane sees it.
@@ -91,11 +121,38 @@ pub enum RegionState {
     Down,
 }
 
+/// What steering needs to know of one region's health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionHealth {
+    pub state: RegionState,
+    /// Up flag of each endpoint, in the region's endpoint order.
+    pub endpoints_up: Vec<bool>,
+    /// Measured slowness beyond the region's own normal, in ms of RTT; already filtered for
+    /// noise by the control plane, so steering may use it as is.
+    pub degradation_ms: f64,
+    /// Degradation is past the configured limit: skipped while a better region is up.
+    pub over_limit: bool,
+    /// A probe result points to a coming state change, or one just happened.
+    pub in_trouble: bool,
+}
+
+impl RegionHealth {
+    pub fn up(endpoints: usize) -> Self {
+        RegionHealth {
+            state: RegionState::Up,
+            endpoints_up: vec![true; endpoints],
+            degradation_ms: 0.0,
+            over_limit: false,
+            in_trouble: false,
+        }
+    }
+}
+
 /// The control plane's view of every region of a zone, indexed by [`RegionId`].
 /// Regions it does not cover count as up, so a view built before probes run is all-up.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthView {
-    pub regions: Vec<RegionState>,
+    pub regions: Vec<RegionHealth>,
 }
 
 impl HealthView {
@@ -103,8 +160,34 @@ impl HealthView {
         Self::default()
     }
 
+    pub fn region(&self, region: RegionId) -> Option<&RegionHealth> {
+        self.regions.get(region)
+    }
+
     pub fn state(&self, region: RegionId) -> RegionState {
-        self.regions.get(region).copied().unwrap_or(RegionState::Up)
+        self.region(region).map_or(RegionState::Up, |h| h.state)
+    }
+
+    fn endpoint_up(&self, region: RegionId, index: usize) -> bool {
+        self.region(region)
+            .and_then(|h| h.endpoints_up.get(index).copied())
+            .unwrap_or(true)
+    }
+}
+
+impl Region {
+    /// The endpoints of `family` that are up in `view`.
+    pub fn up_endpoints<'r>(
+        &'r self,
+        id: RegionId,
+        view: &'r HealthView,
+        family: Family,
+    ) -> impl Iterator<Item = &'r Endpoint> {
+        self.endpoints
+            .iter()
+            .enumerate()
+            .filter(move |(i, e)| Family::of(&e.address) == family && view.endpoint_up(id, *i))
+            .map(|(_, e)| e)
     }
 }
 
@@ -116,9 +199,11 @@ pub enum Verdict {
     Chosen,
     /// Up and eligible, but another region ranks first.
     Farther,
+    /// Up, but its degradation is past the limit and a better region is up.
+    Degraded,
     /// Down: skipped while any eligible region is up.
     Down,
-    /// Has no endpoint of the queried family.
+    /// Has no up endpoint of the queried family.
     NoEndpoints,
 }
 
@@ -126,6 +211,9 @@ pub enum Verdict {
 pub struct Candidate {
     pub region: RegionId,
     pub distance_km: Option<f64>,
+    /// Estimated client RTT: distance at [`KM_PER_RTT_MS`] plus degradation.
+    pub estimated_rtt_ms: Option<f64>,
+    pub degradation_ms: f64,
     pub state: RegionState,
     pub verdict: Verdict,
 }
@@ -134,12 +222,13 @@ pub struct Candidate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Basis {
-    /// The nearest up region to the client's location.
+    /// The up region with the lowest estimated RTT to the client.
     Nearest,
-    /// The client's location is unknown: the name's default region (or the first up one).
+    /// The client's location is unknown: the name's default region, then configured order.
     Default,
-    /// Every eligible region is down: fail open with all of their endpoints, so that a
-    /// probe outage never empties DNS (as Route 53 and gdnsd do).
+    /// The first up region in the configured order (policy failover).
+    Failover,
+    /// Every eligible region is down: the name's fallback answers.
     AllDown,
     /// No region has endpoints of the queried family: NODATA.
     NoEndpoints,
@@ -155,28 +244,34 @@ pub struct Decision {
     /// True when another client could get a different answer from the same state; the
     /// ECS scope is then the client's GeoIP network, else 0.
     pub depends_on_client: bool,
+    /// The name's TTL, or its trouble TTL while one of its regions is changing state.
+    pub ttl: u32,
 }
 
 impl Decision {
     /// The endpoints that may be answered, before selection by [`select`].
     pub fn endpoints<'r>(
         &self,
+        name: &'r SteeredName,
         regions: &'r [Region],
+        view: &'r HealthView,
         family: Family,
-    ) -> impl Iterator<Item = &'r Endpoint> {
-        let answering: Vec<RegionId> = match (self.basis, self.chosen) {
-            (_, Some(region)) => vec![region],
-            (Basis::AllDown, None) => self
-                .candidates
-                .iter()
-                .filter(|c| c.verdict != Verdict::NoEndpoints)
-                .map(|c| c.region)
-                .collect(),
+    ) -> Vec<&'r Endpoint> {
+        match (self.basis, self.chosen) {
+            (_, Some(id)) => regions[id].up_endpoints(id, view, family).collect(),
+            (Basis::AllDown, None) => match &name.fallback {
+                Fallback::All => name
+                    .regions
+                    .iter()
+                    .flat_map(|&id| regions[id].endpoints(family))
+                    .collect(),
+                Fallback::Static(addrs) => addrs
+                    .iter()
+                    .filter(|e| Family::of(&e.address) == family)
+                    .collect(),
+            },
             _ => Vec::new(),
-        };
-        answering
-            .into_iter()
-            .flat_map(move |r| regions[r].endpoints(family))
+        }
     }
 }
 
@@ -192,63 +287,95 @@ pub fn decide(
     let mut candidates: Vec<Candidate> = name
         .regions
         .iter()
-        .map(|&region| {
-            let eligible = regions[region].endpoints(family).next().is_some();
-            let state = view.state(region);
+        .map(|&id| {
+            let region = &regions[id];
+            let health = view.region(id);
+            let state = view.state(id);
+            let degradation_ms = health.map_or(0.0, |h| h.degradation_ms);
+            let distance_km = client.map(|c| c.distance_km(region.location));
+            // A down region keeps its configured endpoints eligible, so that the fallback
+            // (and `route`) can still name it; only up endpoints answer for an up region.
+            let eligible = match state {
+                RegionState::Up => region.up_endpoints(id, view, family).next().is_some(),
+                RegionState::Down => region.endpoints(family).next().is_some(),
+            };
             Candidate {
-                region,
-                distance_km: client.map(|c| c.distance_km(regions[region].location)),
+                region: id,
+                distance_km,
+                estimated_rtt_ms: distance_km.map(|d| d / KM_PER_RTT_MS + degradation_ms),
+                degradation_ms,
                 state,
                 verdict: match (eligible, state) {
                     (false, _) => Verdict::NoEndpoints,
                     (true, RegionState::Down) => Verdict::Down,
+                    (true, RegionState::Up) if health.is_some_and(|h| h.over_limit) => {
+                        Verdict::Degraded
+                    }
                     (true, RegionState::Up) => Verdict::Farther,
                 },
             }
         })
         .collect();
 
-    // Stable sort: equal distances keep the configured order. Without a location the
-    // default region goes first and the rest keep their order.
-    match client {
-        Some(_) => candidates.sort_by(|a, b| {
-            let (da, db) = (a.distance_km.unwrap_or(0.0), b.distance_km.unwrap_or(0.0));
-            da.total_cmp(&db)
-        }),
-        None => candidates.sort_by_key(|c| c.region != name.default_region),
+    // Stable sorts: ties keep the configured order.
+    let by_rtt = name.policy == Policy::Nearest && client.is_some();
+    if by_rtt {
+        candidates.sort_by(|a, b| {
+            let (x, y) = (
+                a.estimated_rtt_ms.unwrap_or(0.0),
+                b.estimated_rtt_ms.unwrap_or(0.0),
+            );
+            x.total_cmp(&y)
+        });
+    } else if name.policy == Policy::Nearest {
+        candidates.sort_by_key(|c| c.region != name.default_region);
     }
-    // Ineligible regions sink to the end; state does not change rank, only the verdict.
     candidates.sort_by_key(|c| c.verdict == Verdict::NoEndpoints);
 
+    let usable = |v: Verdict| matches!(v, Verdict::Farther | Verdict::Degraded);
+    let up = candidates.iter().filter(|c| usable(c.verdict)).count();
     let eligible = candidates
         .iter()
         .filter(|c| c.verdict != Verdict::NoEndpoints)
         .count();
-    let up = candidates
+    // The best region that is not degraded; if all up regions are degraded, the best of them.
+    let pick = candidates
         .iter()
-        .filter(|c| c.verdict == Verdict::Farther)
-        .count();
-    let chosen = candidates
-        .iter_mut()
-        .find(|c| c.verdict == Verdict::Farther);
-    let (basis, chosen) = match chosen {
-        Some(c) => {
-            c.verdict = Verdict::Chosen;
-            let basis = if client.is_some() {
-                Basis::Nearest
-            } else {
-                Basis::Default
+        .position(|c| c.verdict == Verdict::Farther)
+        .or_else(|| {
+            candidates
+                .iter()
+                .position(|c| c.verdict == Verdict::Degraded)
+        });
+    let (basis, chosen) = match pick {
+        Some(i) => {
+            candidates[i].verdict = Verdict::Chosen;
+            let basis = match (name.policy, client) {
+                (Policy::Failover, _) => Basis::Failover,
+                (Policy::Nearest, Some(_)) => Basis::Nearest,
+                (Policy::Nearest, None) => Basis::Default,
             };
-            (basis, Some(c.region))
+            (basis, Some(candidates[i].region))
         }
         None if eligible > 0 => (Basis::AllDown, None),
         None => (Basis::NoEndpoints, None),
     };
+    // Only a location-driven order makes the answer differ between clients.
+    let depends_on_client = name.policy == Policy::Nearest && up >= 2;
+    let trouble = name
+        .regions
+        .iter()
+        .any(|&id| view.region(id).is_some_and(|h| h.in_trouble));
     Decision {
         basis,
         chosen,
         candidates,
-        depends_on_client: up >= 2,
+        depends_on_client,
+        ttl: if trouble {
+            name.ttl.min(name.trouble_ttl)
+        } else {
+            name.ttl
+        },
     }
 }
 

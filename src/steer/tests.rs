@@ -50,7 +50,23 @@ fn www() -> SteeredName {
         regions: vec![0, 1, 2],
         default_region: 0,
         ttl: 30,
+        trouble_ttl: 5,
         answers: None,
+        policy: Policy::Nearest,
+        fallback: Fallback::All,
+    }
+}
+
+/// A view with these region states, every endpoint up.
+fn states(states: &[RegionState]) -> HealthView {
+    HealthView {
+        regions: states
+            .iter()
+            .map(|&state| RegionHealth {
+                state,
+                ..RegionHealth::up(2)
+            })
+            .collect(),
     }
 }
 
@@ -139,9 +155,7 @@ fn unknown_location_uses_the_default_region() {
 
 #[test]
 fn down_region_is_skipped_for_the_next_nearest() {
-    let view = HealthView {
-        regions: vec![RegionState::Up, RegionState::Down, RegionState::Up],
-    };
+    let view = states(&[RegionState::Up, RegionState::Down, RegionState::Up]);
     let d = decide(at(52.52, 13.40), &www(), &regions(), &view, Family::V4);
     assert_eq!(chosen_name(&d), Some("us-east"));
     assert_eq!(
@@ -155,15 +169,14 @@ fn down_region_is_skipped_for_the_next_nearest() {
 
 #[test]
 fn all_down_fails_open_with_every_endpoint() {
-    let view = HealthView {
-        regions: vec![RegionState::Down; 3],
-    };
+    let view = states(&[RegionState::Down; 3]);
     let regions = regions();
     let d = decide(at(52.52, 13.40), &www(), &regions, &view, Family::V6);
     assert_eq!(d.basis, Basis::AllDown);
     assert_eq!(d.chosen, None);
     let addrs: Vec<IpAddr> = d
-        .endpoints(&regions, Family::V6)
+        .endpoints(&www(), &regions, &view, Family::V6)
+        .iter()
         .map(|e| e.address)
         .collect();
     assert_eq!(addrs.len(), 3);
@@ -173,9 +186,7 @@ fn all_down_fails_open_with_every_endpoint() {
 
 #[test]
 fn one_up_region_does_not_depend_on_the_client() {
-    let view = HealthView {
-        regions: vec![RegionState::Down, RegionState::Up, RegionState::Down],
-    };
+    let view = states(&[RegionState::Down, RegionState::Up, RegionState::Down]);
     let d = decide(at(35.68, 139.69), &www(), &regions(), &view, Family::V4);
     assert_eq!(chosen_name(&d), Some("eu-west"));
     assert!(!d.depends_on_client);
@@ -221,7 +232,11 @@ fn no_endpoints_of_the_family_means_nodata() {
         Family::V6,
     );
     assert_eq!(d.basis, Basis::NoEndpoints);
-    assert_eq!(d.endpoints(&regions, Family::V6).count(), 0);
+    let all_up = HealthView::all_up();
+    assert!(
+        d.endpoints(&www(), &regions, &all_up, Family::V6)
+            .is_empty()
+    );
     assert!(!d.depends_on_client);
 }
 
@@ -318,12 +333,12 @@ proptest! {
     ) {
         let regions = regions();
         let family = if v6 { Family::V6 } else { Family::V4 };
-        let view = HealthView { regions: states.clone() };
+        let view = super::tests::states(&states);
         let d = decide(client, &www(), &regions, &view, family);
         let any_up = states.contains(&RegionState::Up);
         prop_assert_eq!(d.basis == Basis::AllDown, !any_up);
         prop_assert_eq!(d.candidates.len(), 3);
-        for e in d.endpoints(&regions, family) {
+        for e in d.endpoints(&www(), &regions, &view, family) {
             prop_assert_eq!(Family::of(&e.address), family);
             let owner = regions.iter().position(|r| r.endpoints.contains(e)).unwrap();
             prop_assert!(!any_up || states[owner] == RegionState::Up);

@@ -15,12 +15,16 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
+use super::health::{self, HealthToml};
 use super::records::{self, LineRecord, MAX_TTL};
 use super::{Node, RRset, Steered, Zone, ZoneSet};
-use crate::steer::{Endpoint, GeoPoint, Region, SteeredName};
+use crate::health::RegionCheck;
+use crate::steer::{Endpoint, Fallback, GeoPoint, Policy, Region, SteeredName};
 
 /// TTL of steered answers when the name does not set one: short, so failover is quick.
 pub const DEFAULT_STEERED_TTL: u32 = 30;
+/// TTL of steered answers while one of the name's regions is changing state.
+pub const DEFAULT_TROUBLE_TTL: u32 = 5;
 /// Most addresses one steered answer may carry.
 pub const MAX_ANSWERS: i64 = 64;
 /// Largest endpoint weight.
@@ -68,6 +72,8 @@ struct ZoneToml {
     regions: BTreeMap<Spanned<String>, Spanned<RegionToml>>,
     #[serde(default)]
     steered: BTreeMap<Spanned<String>, Spanned<SteeredToml>>,
+    /// Health-check defaults for every region of the zone.
+    health: Option<Spanned<HealthToml>>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +81,8 @@ struct ZoneToml {
 struct RegionToml {
     location: Spanned<LocationToml>,
     endpoints: Vec<Spanned<EndpointToml>>,
+    /// Overrides of the zone's health-check keys for this region.
+    health: Option<Spanned<HealthToml>>,
 }
 
 #[derive(Deserialize)]
@@ -91,12 +99,53 @@ struct SteeredToml {
     ttl: Option<Spanned<i64>>,
     answers: Option<Spanned<i64>>,
     default_region: Option<Spanned<String>>,
+    policy: Option<Spanned<String>>,
+    fallback: Option<Spanned<FallbackToml>>,
+    trouble_ttl: Option<Spanned<i64>>,
 }
 
-/// `"192.0.2.10"` or `{ address = "192.0.2.10", weight = 3 }`.
+/// `"all"` or a list of addresses.
+enum FallbackToml {
+    All,
+    Static(Vec<IpAddr>),
+}
+
+impl<'de> Deserialize<'de> for FallbackToml {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FallbackToml;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#""all" or a list of addresses"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FallbackToml, E> {
+                match v {
+                    "all" => Ok(FallbackToml::All),
+                    _ => Err(E::custom(format!(
+                        r#"fallback {v:?}: expected "all" or a list of addresses"#
+                    ))),
+                }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<FallbackToml, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(parse_addr(&s)?);
+                }
+                Ok(FallbackToml::Static(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `"192.0.2.10"` or `{ address = "192.0.2.10", weight = 3, check-address = "..." }`.
 struct EndpointToml {
     address: IpAddr,
     weight: i64,
+    check_address: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for EndpointToml {
@@ -111,22 +160,28 @@ impl<'de> Deserialize<'de> for EndpointToml {
                 Ok(EndpointToml {
                     address: parse_addr(v)?,
                     weight: 1,
+                    check_address: None,
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EndpointToml, A::Error> {
-                let (mut address, mut weight) = (None, None);
+                let (mut address, mut weight, mut check_address) = (None, None, None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "address" => address = Some(parse_addr(&map.next_value::<String>()?)?),
                         "weight" => weight = Some(map.next_value::<i64>()?),
+                        "check-address" => check_address = Some(map.next_value::<String>()?),
                         other => {
-                            return Err(de::Error::unknown_field(other, &["address", "weight"]));
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["address", "weight", "check-address"],
+                            ));
                         }
                     }
                 }
                 Ok(EndpointToml {
                     address: address.ok_or_else(|| de::Error::missing_field("address"))?,
                     weight: weight.unwrap_or(1),
+                    check_address,
                 })
             }
         }
@@ -282,7 +337,8 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
         report.at(e.line, e.message);
     }
 
-    let (regions, region_ids) = regions(&parsed, &mut report);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let (regions, checks, region_ids) = regions(&parsed, base, &mut report);
     let builder = ZoneBuilder::new(&origin, &mut report, records_line);
     let (nodes, soa) = builder.build(records);
     let mut nodes = nodes;
@@ -304,6 +360,7 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
         soa,
         nodes,
         regions,
+        checks,
         steered,
     })
 }
@@ -325,9 +382,15 @@ fn records_first_line(text: &str, span: Range<usize>, lines: &Lines) -> usize {
     lines.line(start)
 }
 
-fn regions(parsed: &ZoneToml, report: &mut Report<'_>) -> (Vec<Region>, HashMap<String, usize>) {
+fn regions(
+    parsed: &ZoneToml,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> (Vec<Region>, Vec<RegionCheck>, HashMap<String, usize>) {
     let mut regions = Vec::new();
+    let mut checks = Vec::new();
     let mut ids = HashMap::new();
+    let zone_health = parsed.health.as_ref();
     for (name, region) in &parsed.regions {
         let span = name.span();
         let name = name.get_ref();
@@ -378,6 +441,39 @@ fn regions(parsed: &ZoneToml, report: &mut Report<'_>) -> (Vec<Region>, HashMap<
                 weight: e.weight.clamp(1, MAX_WEIGHT) as u32,
             });
         }
+        let merged = match &region.health {
+            Some(h) => zone_health
+                .map_or_else(|| h.get_ref().clone(), |z| z.get_ref().overlay(h.get_ref())),
+            None => zone_health.map(|z| z.get_ref().clone()).unwrap_or_default(),
+        };
+        let health_span = region
+            .health
+            .as_ref()
+            .or(zone_health)
+            .map_or(span.clone(), |h| h.span());
+        let spec = match merged.resolve(base, region.endpoints.len()) {
+            Ok(spec) => spec,
+            Err(errors) => {
+                for e in errors {
+                    report.span(health_span.clone(), format!("region {name}: health: {e}"));
+                }
+                health::HealthToml::default()
+                    .resolve(base, 1)
+                    .expect("defaults are valid")
+            }
+        };
+        let mut targets = Vec::new();
+        for ep in &region.endpoints {
+            let e = ep.get_ref();
+            match health::target(&spec, e.address, e.check_address.as_deref()) {
+                Ok(t) => targets.push(t),
+                Err(msg) => {
+                    report.span(ep.span(), format!("region {name}: {msg}"));
+                    targets.push(None);
+                }
+            }
+        }
+        checks.push(RegionCheck { spec, targets });
         ids.insert(name.clone(), regions.len());
         regions.push(Region {
             name: name.clone(),
@@ -388,7 +484,7 @@ fn regions(parsed: &ZoneToml, report: &mut Report<'_>) -> (Vec<Region>, HashMap<
             endpoints,
         });
     }
-    (regions, ids)
+    (regions, checks, ids)
 }
 
 fn steered(
@@ -492,6 +588,53 @@ fn steered(
             None => ids.first().copied().unwrap_or(0),
         };
 
+        let policy = match spec
+            .policy
+            .as_ref()
+            .map(|p| (p.get_ref().as_str(), p.span()))
+        {
+            None | Some(("nearest", _)) => Policy::Nearest,
+            Some(("failover", _)) => Policy::Failover,
+            Some((other, span)) => {
+                report.span(
+                    span,
+                    format!("{display}: policy {other:?} must be \"nearest\" or \"failover\""),
+                );
+                Policy::Nearest
+            }
+        };
+        let fallback = match spec.fallback.as_ref().map(|f| (f.get_ref(), f.span())) {
+            None | Some((FallbackToml::All, _)) => Fallback::All,
+            Some((FallbackToml::Static(addrs), span)) => {
+                if addrs.is_empty() {
+                    report.span(
+                        span,
+                        format!("{display}: fallback is empty: give addresses, or \"all\""),
+                    );
+                }
+                Fallback::Static(
+                    addrs
+                        .iter()
+                        .map(|&address| Endpoint { address, weight: 1 })
+                        .collect(),
+                )
+            }
+        };
+        let trouble_ttl = match &spec.trouble_ttl {
+            Some(t) if !(0..=i64::from(MAX_TTL)).contains(t.get_ref()) => {
+                report.span(
+                    t.span(),
+                    format!(
+                        "{display}: bad trouble-ttl {}: must be 0..={MAX_TTL}",
+                        t.get_ref()
+                    ),
+                );
+                DEFAULT_TROUBLE_TTL
+            }
+            Some(t) => *t.get_ref() as u32,
+            None => DEFAULT_TROUBLE_TTL,
+        };
+
         let lower = LowerName::new(&name);
         let apex = origin.num_labels();
         let full = name.to_lowercase();
@@ -533,7 +676,10 @@ fn steered(
                 regions: ids,
                 default_region,
                 ttl,
+                trouble_ttl,
                 answers,
+                policy,
+                fallback,
             },
         });
     }

@@ -5,6 +5,7 @@
 //! wildcards, empty non-terminals); the client-dependent part of a steered name is left to the
 //! caller, which alone knows the client.
 
+mod health;
 mod load;
 mod records;
 
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
+use crate::health::RegionCheck;
 use crate::steer::{Region, SteeredName};
 
 /// Longest CNAME chain followed inside a zone before the answer stops (loop guard).
@@ -111,6 +113,8 @@ pub struct Zone {
     /// Every owner name, plus every empty non-terminal between an owner and the apex.
     nodes: HashMap<LowerName, Node>,
     pub regions: Vec<Region>,
+    /// Health checks of each region, in region order.
+    pub checks: Vec<RegionCheck>,
     pub steered: Vec<Steered>,
 }
 

@@ -1,0 +1,221 @@
+//! One probe of one endpoint: a TCP connect, or an HTTP(S) request sent to the endpoint's
+//! address with the configured Host and TLS server name, as load balancers check backends.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use super::{CheckKind, HttpCheck, Outcome};
+
+/// Most body bytes read while looking for the expected substring.
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot read CA file {path}: {source}")]
+    CaFile { path: String, source: io::Error },
+    #[error("bad CA file {path}: {source}")]
+    CaPem {
+        path: String,
+        source: reqwest::Error,
+    },
+    #[error("cannot build HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
+/// Makes rustls use ring; reqwest is built without a default crypto provider.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Everything needed to probe one endpoint repeatedly.
+#[derive(Debug, Clone)]
+pub struct Prober {
+    kind: CheckKind,
+    target: SocketAddr,
+    timeout: Duration,
+    /// For HTTP(S): a client pinned to `target`, without connection reuse, so every probe
+    /// measures a fresh connect and notices a listener that went away.
+    http: Option<(reqwest::Client, reqwest::Url, reqwest::Method)>,
+}
+
+impl Prober {
+    pub fn new(
+        kind: &CheckKind,
+        target: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Prober, ProbeError> {
+        let http = match kind {
+            CheckKind::Http(h) => Some(http_client(h, target, timeout)?),
+            _ => None,
+        };
+        Ok(Prober {
+            kind: kind.clone(),
+            target,
+            timeout,
+            http,
+        })
+    }
+
+    pub fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    /// Runs the check once; a result comes within the timeout.
+    pub async fn probe(&self) -> Outcome {
+        let start = Instant::now();
+        let work = async {
+            match (&self.kind, &self.http) {
+                (CheckKind::None, _) => Ok(Duration::ZERO),
+                (CheckKind::Tcp { .. }, _) => TcpStream::connect(self.target)
+                    .await
+                    .map(|_| start.elapsed())
+                    .map_err(|e| connect_reason(&e)),
+                (CheckKind::Http(check), Some((client, url, method))) => {
+                    http_probe(check, client, url, method, start).await
+                }
+                (CheckKind::Http(_), None) => unreachable!("HTTP probers hold a client"),
+            }
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => Outcome::Down {
+                reason: format!("timeout after {}", human(self.timeout)),
+            },
+            Ok(Err(reason)) => Outcome::Down { reason },
+            Ok(Ok(rtt)) => Outcome::Up { rtt },
+        }
+    }
+}
+
+fn http_client(
+    check: &HttpCheck,
+    target: SocketAddr,
+    timeout: Duration,
+) -> Result<(reqwest::Client, reqwest::Url, reqwest::Method), ProbeError> {
+    let scheme = if check.https { "https" } else { "http" };
+    let authority = match &check.host {
+        Some(host) => format!("{host}:{}", check.port),
+        None => SocketAddr::new(target.ip(), check.port).to_string(),
+    };
+    let url = reqwest::Url::parse(&format!("{scheme}://{authority}{}", check.path))
+        .expect("check host and path are validated when the zone loads");
+    let method = reqwest::Method::from_bytes(check.method.as_bytes())
+        .expect("check method is validated when the zone loads");
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .user_agent(concat!(
+            "meridian/",
+            env!("CARGO_PKG_VERSION"),
+            " health-check"
+        ));
+    if let Some(host) = &check.host {
+        // Connect to the endpoint whatever DNS says about the host name.
+        builder = builder.resolve(host, target);
+    }
+    if !check.tls_verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    if let Some(path) = &check.ca_file {
+        let display = path.display().to_string();
+        let pem = std::fs::read(path).map_err(|source| ProbeError::CaFile {
+            path: display.clone(),
+            source,
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ProbeError::CaPem {
+                path: display,
+                source,
+            })?;
+        builder = builder.tls_certs_only(certs);
+    }
+    let client = builder.build().map_err(ProbeError::Client)?;
+    Ok((client, url, method))
+}
+
+async fn http_probe(
+    check: &HttpCheck,
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    method: &reqwest::Method,
+    start: Instant,
+) -> Result<Duration, String> {
+    let mut response = client
+        .request(method.clone(), url.clone())
+        .send()
+        .await
+        .map_err(|e| http_reason(&e))?;
+    // The RTT is the time to the response headers: what a client waits before data flows.
+    let rtt = start.elapsed();
+    let status = response.status().as_u16();
+    if !check.expect.iter().any(|r| r.contains(&status)) {
+        return Err(format!("status {status}"));
+    }
+    let Some(want) = &check.body else {
+        return Ok(rtt);
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| http_reason(&e))? {
+        body.extend_from_slice(&chunk);
+        if body.windows(want.len()).any(|w| w == want.as_bytes()) {
+            return Ok(rtt);
+        }
+        if body.len() >= MAX_BODY {
+            break;
+        }
+    }
+    Err("body mismatch".into())
+}
+
+/// The innermost cause of a reqwest error, worded for operators.
+fn http_reason(e: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            return connect_reason(io);
+        }
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return format!("tls: {tls}");
+        }
+        source = s.source();
+    }
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        format!("connect failed: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
+fn connect_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connect refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::TimedOut => "connect timed out".into(),
+        _ => match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => format!("tls: {tls}"),
+            None => format!("connect failed: {e}"),
+        },
+    }
+}
+
+/// `2s`, `1.5s` or `250ms`.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
