@@ -40,6 +40,9 @@ struct ZoneHealth {
     regions: Vec<(String, Option<RegionMachine>)>,
     checks: Vec<RegionCheck>,
     addresses: Vec<Vec<SocketAddr>>,
+    /// The view last swapped in: a new one is published only when it differs, and time
+    /// alone can change it (trouble ends a settle time after a change).
+    published: HealthView,
 }
 
 /// Starts probing every zone of the current state on a new thread. The thread runs until the
@@ -84,6 +87,7 @@ fn zone_health(zone: &Zone) -> ZoneHealth {
                     .collect()
             })
             .collect(),
+        published: HealthView::default(),
     }
 }
 
@@ -125,7 +129,6 @@ async fn run(state: SharedState, zones: Vec<Zone>, mut health: Vec<ZoneHealth>) 
         let Some(machine) = machine.as_mut() else {
             continue;
         };
-        let before = machine.view(report.at, spec);
         let (transition, region_flipped) =
             machine.record(report.endpoint, &report.outcome, report.at, spec);
         let endpoint = zone.addresses[report.region][report.endpoint].ip();
@@ -150,9 +153,7 @@ async fn run(state: SharedState, zones: Vec<Zone>, mut health: Vec<ZoneHealth>) 
             info!(zone = %zone.origin, region = %region_name, from, to,
                 endpoints_up = up, min_healthy = spec.min_healthy, "region state changed");
         }
-        if machine.view(report.at, spec) != before {
-            publish(&state, zone, report.at);
-        }
+        publish(&state, zone, report.at);
     }
 }
 
@@ -163,8 +164,9 @@ fn publish_all(state: &SharedState, health: &mut [ZoneHealth], now: Instant) {
     }
 }
 
-/// Swaps in a serving state whose view of `zone` is the machines' current one.
-fn publish(state: &SharedState, zone: &ZoneHealth, now: Instant) {
+/// Swaps in a serving state whose view of `zone` is the machines' current one, if that
+/// differs from the view last published.
+fn publish(state: &SharedState, zone: &mut ZoneHealth, now: Instant) {
     let view = HealthView {
         regions: zone
             .regions
@@ -176,7 +178,10 @@ fn publish(state: &SharedState, zone: &ZoneHealth, now: Instant) {
             })
             .collect(),
     };
-    state.rcu(|current| current.with_health(&zone.origin, view.clone()));
+    if view != zone.published {
+        state.rcu(|current| current.with_health(&zone.origin, view.clone()));
+        zone.published = view;
+    }
 }
 
 struct ProbeTask {

@@ -354,3 +354,134 @@ proptest! {
         }
     }
 }
+
+fn health(state: RegionState, degradation_ms: f64, over_limit: bool) -> RegionHealth {
+    RegionHealth {
+        state,
+        degradation_ms,
+        over_limit,
+        ..RegionHealth::up(2)
+    }
+}
+
+#[test]
+fn degradation_adds_to_the_distance_estimate() {
+    // Dublin is ~5 ms from London by distance; Virginia ~59 ms. A 60 ms degradation of
+    // eu-west makes us-east the lower estimated RTT even below the limit.
+    let view = HealthView {
+        regions: vec![
+            RegionHealth::up(2),
+            health(RegionState::Up, 60.0, false),
+            RegionHealth::up(2),
+        ],
+    };
+    let d = decide(at(51.5, -0.13), &www(), &regions(), &view, Family::V4);
+    assert_eq!(chosen_name(&d), Some("us-east"));
+    let eu = d.candidates.iter().find(|c| c.region == 1).unwrap();
+    let est = eu.estimated_rtt_ms.unwrap();
+    assert!((est - (eu.distance_km.unwrap() / KM_PER_RTT_MS + 60.0)).abs() < 1e-9);
+}
+
+#[test]
+fn over_limit_region_is_skipped_while_a_better_one_is_up() {
+    let view = HealthView {
+        regions: vec![
+            RegionHealth::up(2),
+            health(RegionState::Up, 20.0, true),
+            RegionHealth::up(2),
+        ],
+    };
+    let d = decide(at(53.0, -6.0), &www(), &regions(), &view, Family::V4);
+    assert_eq!(chosen_name(&d), Some("us-east"));
+    assert_eq!(d.candidates[0].verdict, Verdict::Degraded);
+    // When every up region is over the limit, the best of them still answers.
+    let all = HealthView {
+        regions: vec![health(RegionState::Up, 20.0, true); 3],
+    };
+    let d = decide(at(53.0, -6.0), &www(), &regions(), &all, Family::V4);
+    assert_eq!(chosen_name(&d), Some("eu-west"));
+}
+
+#[test]
+fn only_up_endpoints_are_answered() {
+    let mut regions = regions();
+    regions[1].endpoints.push(ep("198.51.100.11", 1));
+    let view = HealthView {
+        regions: vec![
+            RegionHealth::up(2),
+            RegionHealth {
+                endpoints_up: vec![false, true, true],
+                ..RegionHealth::up(3)
+            },
+            RegionHealth::up(2),
+        ],
+    };
+    let d = decide(at(53.0, -6.0), &www(), &regions, &view, Family::V4);
+    let addrs: Vec<IpAddr> = d
+        .endpoints(&www(), &regions, &view, Family::V4)
+        .iter()
+        .map(|e| e.address)
+        .collect();
+    assert_eq!(addrs, vec!["198.51.100.11".parse::<IpAddr>().unwrap()]);
+    // A region whose only endpoint of a family is down is not eligible for that family.
+    let view6 = HealthView {
+        regions: vec![
+            RegionHealth::up(2),
+            RegionHealth {
+                endpoints_up: vec![true, false, true],
+                ..RegionHealth::up(3)
+            },
+            RegionHealth::up(2),
+        ],
+    };
+    let d = decide(at(53.0, -6.0), &www(), &regions, &view6, Family::V6);
+    assert_eq!(chosen_name(&d), Some("us-east"));
+}
+
+#[test]
+fn failover_policy_takes_the_first_up_region_in_order_for_everyone() {
+    let mut name = www();
+    name.policy = Policy::Failover;
+    name.regions = vec![2, 1, 0];
+    for client in [at(53.0, -6.0), at(39.0, -77.0), None] {
+        let d = decide(client, &name, &regions(), &HealthView::all_up(), Family::V4);
+        assert_eq!(chosen_name(&d), Some("ap-southeast"));
+        assert_eq!(d.basis, Basis::Failover);
+        assert!(!d.depends_on_client, "failover answers are the same for every client");
+    }
+    let view = states(&[RegionState::Up, RegionState::Up, RegionState::Down]);
+    let d = decide(at(39.0, -77.0), &name, &regions(), &view, Family::V4);
+    assert_eq!(chosen_name(&d), Some("eu-west"), "next in the configured order");
+}
+
+#[test]
+fn static_fallback_answers_when_every_region_is_down() {
+    let mut name = www();
+    name.fallback = Fallback::Static(vec![ep("192.0.2.99", 1), ep("2001:db8::99", 1)]);
+    let view = states(&[RegionState::Down; 3]);
+    let regions = regions();
+    let d = decide(at(53.0, -6.0), &name, &regions, &view, Family::V4);
+    assert_eq!(d.basis, Basis::AllDown);
+    let addrs: Vec<IpAddr> = d
+        .endpoints(&name, &regions, &view, Family::V4)
+        .iter()
+        .map(|e| e.address)
+        .collect();
+    assert_eq!(addrs, vec!["192.0.2.99".parse::<IpAddr>().unwrap()]);
+}
+
+#[test]
+fn trouble_shortens_the_ttl() {
+    let mut view = HealthView {
+        regions: vec![RegionHealth::up(2), RegionHealth::up(2), RegionHealth::up(2)],
+    };
+    let d = decide(at(53.0, -6.0), &www(), &regions(), &view, Family::V4);
+    assert_eq!(d.ttl, 30);
+    view.regions[2].in_trouble = true;
+    let d = decide(at(53.0, -6.0), &www(), &regions(), &view, Family::V4);
+    assert_eq!(d.ttl, 5, "any region of the name in trouble");
+    let mut name = www();
+    name.ttl = 3;
+    let d = decide(at(53.0, -6.0), &name, &regions(), &view, Family::V4);
+    assert_eq!(d.ttl, 3, "never longer than the normal TTL");
+}
