@@ -62,6 +62,12 @@ pub struct ServeArgs {
     /// Log format [default: human]
     #[arg(long = "log-format", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Directory of the overrides journal and audit log [default: state]
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
+    /// File of admin API tokens, one `name:secret` per line (or set MERIDIAN_ADMIN_TOKEN)
+    #[arg(long = "admin-token-file")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +115,14 @@ pub enum CliError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Tokens(#[from] crate::admin::auth::TokenError),
+    #[error(
+        "the admin listener {0} is not on loopback and no token is configured: give --admin-token-file or MERIDIAN_ADMIN_TOKEN"
+    )]
+    OpenAdmin(SocketAddr),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -125,13 +139,16 @@ impl ServeArgs {
             admin_listen: self.admin_listen,
             geoip: self.geoip.clone(),
             log_format: self.log_format,
+            state_dir: self.state_dir.clone(),
+            admin_token_file: self.admin_token_file.clone(),
         };
         Ok(Config::merge(flags, file))
     }
 }
 
-/// Loads zones and GeoIP, binds every listener, then serves until SIGINT or SIGTERM.
-pub fn serve(config: Config) -> Result<(), CliError> {
+/// Loads zones, GeoIP and the journal, starts the control plane, binds every listener, then
+/// serves until SIGINT or SIGTERM. `env_token` is the value of MERIDIAN_ADMIN_TOKEN.
+pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> {
     let zones = zone::load_dir(&config.zones)?;
     let geo = Arc::new(GeoDb::open_or_embedded(&config.geoip)?);
     info!(
@@ -140,8 +157,35 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         geoip = %geo.describe(),
         "zones loaded"
     );
+    let journal = crate::state::Journal::open(&config.state_dir)?;
+    let tokens = crate::admin::auth::Tokens::load(config.admin_token_file.as_deref(), env_token)?;
+    if tokens.is_empty() && !config.admin_listen.ip().is_loopback() {
+        return Err(CliError::OpenAdmin(config.admin_listen));
+    }
+    info!(
+        journal = %journal.path().display(),
+        entries = journal.entries().len(),
+        tokens = ?tokens,
+        "state loaded"
+    );
+    let admin_listener =
+        std::net::TcpListener::bind(config.admin_listen).map_err(|source| CliError::Listen {
+            addr: config.admin_listen,
+            source,
+        })?;
+    let admin_addr = admin_listener.local_addr().map_err(CliError::Runtime)?;
     let state = ServingState::new(zones, geo).shared();
-    crate::health::monitor::start(state.clone()).map_err(CliError::Runtime)?;
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::control::start(crate::control::Setup {
+        state: state.clone(),
+        journal,
+        tokens,
+        zones_dir: config.zones.clone(),
+        admin_listener,
+        ready: ready.clone(),
+    })
+    .map_err(CliError::Runtime)?;
+    info!(admin = %admin_addr, "listening");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
@@ -159,6 +203,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
         }
         let mut tasks = tokio::task::JoinSet::new();
         server::spawn(listeners, state, &mut tasks);
+        ready.store(true, std::sync::atomic::Ordering::Release);
         shutdown_signal().await;
         info!("shutting down");
         tasks.abort_all();
@@ -346,6 +391,7 @@ fn verdict_text(v: Verdict) -> &'static str {
         Verdict::Farther => "farther",
         Verdict::Degraded => "degraded past the limit, skipped",
         Verdict::Down => "down, skipped",
+        Verdict::Drained => "drained by an operator, skipped",
         Verdict::NoEndpoints => "no endpoints of this family",
     }
 }

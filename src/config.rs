@@ -10,6 +10,7 @@ use serde::Deserialize;
 pub const DEFAULT_ZONES: &str = "zones";
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8053";
+pub const DEFAULT_STATE_DIR: &str = "state";
 /// Read from the working directory when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "meridian.toml";
 
@@ -26,8 +27,11 @@ pub enum LogFormat {
 pub struct Config {
     pub zones: PathBuf,
     pub dns_listen: Vec<SocketAddr>,
-    /// The admin API's address; the admin API itself is not served yet.
     pub admin_listen: SocketAddr,
+    /// Where overrides and the audit log persist.
+    pub state_dir: PathBuf,
+    /// `name:secret` lines of admin API tokens.
+    pub admin_token_file: Option<PathBuf>,
     /// MaxMind DB files, at most one per address family; none uses the database compiled
     /// into the binary.
     pub geoip: Vec<PathBuf>,
@@ -43,6 +47,8 @@ pub struct FileConfig {
     pub admin_listen: Option<SocketAddr>,
     pub geoip: Option<Paths>,
     pub log_format: Option<LogFormat>,
+    pub state_dir: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// One path or a list of them: `geoip = "city.mmdb"` or `geoip = ["v4.mmdb", "v6.mmdb"]`.
@@ -117,6 +123,8 @@ pub struct Flags {
     pub admin_listen: Option<SocketAddr>,
     pub geoip: Vec<PathBuf>,
     pub log_format: Option<LogFormat>,
+    pub state_dir: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -146,6 +154,11 @@ impl Config {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Human),
+            state_dir: flags
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            admin_token_file: flags.admin_token_file.or(file.admin_token_file),
         }
     }
 }

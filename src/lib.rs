@@ -10,12 +10,16 @@
 //! Configuration is read once by [`config`]; zone files are checked in full by [`zone::load_dir`]
 //! before anything serves. [`cli`] wires the three commands: `serve`, `check` and `route`.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dns;
 pub mod geo;
 pub mod health;
+pub mod metrics;
 pub mod route;
 pub mod serving;
+pub mod state;
 pub mod steer;
 pub mod zone;

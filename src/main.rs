@@ -13,7 +13,8 @@ fn main() -> ExitCode {
                 Err(e) => return fail(&e),
             };
             init_logs(config.log_format);
-            match cli::serve(config) {
+            let env_token = std::env::var("MERIDIAN_ADMIN_TOKEN").ok();
+            match cli::serve(config, env_token) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "meridian stopped");

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 
 use crate::geo::GeoDb;
+use crate::metrics::{Metrics, ZoneCounters};
 use crate::steer::{Family, HealthView};
 use crate::zone::{Zone, ZoneSet};
 
@@ -23,6 +24,11 @@ pub struct ServingState {
     /// Widened ECS scopes by (zone address, steered name index, family, GeoIP network). They
     /// depend on zones and health, so the cache lives and dies with this state.
     pub(crate) scopes: moka::sync::Cache<ScopeKey, u8>,
+    pub metrics: Arc<Metrics>,
+    /// Query counters per zone, by zone index.
+    pub counters: Arc<Vec<Arc<ZoneCounters>>>,
+    /// Query counters for responses outside every zone.
+    pub outside: Arc<ZoneCounters>,
 }
 
 pub(crate) type ScopeKey = (usize, usize, Family, ipnet::IpNet);
@@ -39,11 +45,33 @@ static ALL_UP: HealthView = HealthView {
 
 impl ServingState {
     pub fn new(zones: ZoneSet, geo: Arc<GeoDb>) -> Self {
-        ServingState {
-            zones: Arc::new(zones),
+        Self::build(
+            Arc::new(zones),
             geo,
-            health: HashMap::new(),
+            Arc::new(Metrics::default()),
+            HashMap::new(),
+        )
+    }
+
+    fn build(
+        zones: Arc<ZoneSet>,
+        geo: Arc<GeoDb>,
+        metrics: Arc<Metrics>,
+        health: HashMap<Name, HealthView>,
+    ) -> Self {
+        let counters = zones
+            .by_index()
+            .into_iter()
+            .map(|z| metrics.zone_counters(z))
+            .collect();
+        ServingState {
+            zones,
+            geo,
+            health,
             scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
+            outside: metrics.outside_counters(),
+            counters: Arc::new(counters),
+            metrics,
         }
     }
 
@@ -51,16 +79,30 @@ impl ServingState {
         self.health.get(&zone.origin).unwrap_or(&ALL_UP)
     }
 
-    /// This state with `view` as the health of zone `origin`; zones and GeoIP are shared.
-    pub fn with_health(&self, origin: &Name, view: HealthView) -> ServingState {
-        let mut health = self.health.clone();
-        health.insert(origin.clone(), view);
+    /// This state with new zones and their health, swapped in together by a reload; GeoIP
+    /// and metrics carry over.
+    pub fn with_zones(&self, zones: Arc<ZoneSet>, health: HashMap<Name, HealthView>) -> Self {
+        Self::build(zones, self.geo.clone(), self.metrics.clone(), health)
+    }
+
+    /// This state with `health` for every zone.
+    pub fn with_all_health(&self, health: HashMap<Name, HealthView>) -> ServingState {
         ServingState {
             zones: self.zones.clone(),
             geo: self.geo.clone(),
             health,
             scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
+            metrics: self.metrics.clone(),
+            counters: self.counters.clone(),
+            outside: self.outside.clone(),
         }
+    }
+
+    /// This state with `view` as the health of zone `origin`; zones and GeoIP are shared.
+    pub fn with_health(&self, origin: &Name, view: HealthView) -> ServingState {
+        let mut health = self.health.clone();
+        health.insert(origin.clone(), view);
+        self.with_all_health(health)
     }
 
     pub fn shared(self) -> SharedState {

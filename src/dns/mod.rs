@@ -46,49 +46,63 @@ pub fn handle(
     }
     let request = match Message::from_vec(packet) {
         Ok(m) => m,
-        Err(_) => return Some(raw_formerr(packet)),
+        Err(_) => {
+            state
+                .outside
+                .plain(RecordType::Unknown(0), ResponseCode::FormErr);
+            return Some(raw_formerr(packet));
+        }
     };
     let mut meta = Metadata::response_from_request(&request.metadata);
     let mut response = Response::new(&request, transport);
+    // Responses decided before a zone is found count as outside every zone.
+    let asked = request
+        .queries
+        .first()
+        .map_or(RecordType::Unknown(0), |q| q.query_type());
+    let outside = |meta: Metadata, response: Response| {
+        state.outside.plain(asked, meta.response_code);
+        Some(response.encode(meta))
+    };
 
     if request.metadata.op_code != OpCode::Query {
         meta.response_code = ResponseCode::NotImp;
-        return Some(response.encode(meta));
+        return outside(meta, response);
     }
     if let Some(edns) = &request.edns
         && edns.version() > 0
     {
         // RFC 6891 §6.1.3: a version we do not implement gets BADVERS, with our version (0).
         meta.response_code = ResponseCode::BADVERS;
-        return Some(response.encode(meta));
+        return outside(meta, response);
     }
     let subnet = match ecs::from_query(packet) {
         Ok(s) => s,
         Err(_) => {
             meta.response_code = ResponseCode::FormErr;
-            return Some(response.encode(meta));
+            return outside(meta, response);
         }
     };
     response.ecs = subnet;
     if request.queries.len() != 1 {
         meta.response_code = ResponseCode::FormErr;
-        return Some(response.encode(meta));
+        return outside(meta, response);
     }
     let query = &request.queries[0];
     let qtype = query.query_type();
     if qtype == RecordType::OPT {
         meta.response_code = ResponseCode::FormErr;
-        return Some(response.encode(meta));
+        return outside(meta, response);
     }
     if query.query_class() != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
         // Other classes hold no data here; zone transfers are not offered.
         meta.response_code = ResponseCode::Refused;
-        return Some(response.encode(meta));
+        return outside(meta, response);
     }
     let qname = query.name();
     let Some(zone) = state.zones.find(&LowerName::new(qname)) else {
         meta.response_code = ResponseCode::Refused;
-        return Some(response.encode(meta));
+        return outside(meta, response);
     };
 
     let mut resolved = zone.resolve(qname, qtype);
@@ -112,6 +126,7 @@ pub fn handle(
         let seed = u64::from(request.metadata.id) ^ (u64::from(src.port()) << 16);
         let steered = &zone.steered[hit.index];
         let answer = answer::steer(state, zone, steered, client, family, seed);
+        state.counters[zone.index].steered(hit.index, qtype, answer.decision.chosen);
         response.scope = answer.scope;
         if answer.addresses.is_empty() {
             zone.add_negative_soa(&mut resolved);
@@ -125,6 +140,8 @@ pub fn handle(
                 };
                 Record::from_rdata(hit.owner.clone(), answer.ttl, rdata)
             }));
+    } else {
+        state.counters[zone.index].plain(qtype, resolved.rcode);
     }
     meta.authoritative = resolved.authoritative;
     meta.response_code = resolved.rcode;

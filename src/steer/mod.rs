@@ -119,6 +119,8 @@ pub struct SteeredName {
 pub enum RegionState {
     Up,
     Down,
+    /// Taken out of service by an operator: treated as down.
+    Drained,
 }
 
 /// What steering needs to know of one region's health.
@@ -203,6 +205,8 @@ pub enum Verdict {
     Degraded,
     /// Down: skipped while any eligible region is up.
     Down,
+    /// Drained by an operator: skipped like a down region.
+    Drained,
     /// Has no up endpoint of the queried family.
     NoEndpoints,
 }
@@ -297,7 +301,9 @@ pub fn decide(
             // (and `route`) can still name it; only up endpoints answer for an up region.
             let eligible = match state {
                 RegionState::Up => region.up_endpoints(id, view, family).next().is_some(),
-                RegionState::Down => region.endpoints(family).next().is_some(),
+                RegionState::Down | RegionState::Drained => {
+                    region.endpoints(family).next().is_some()
+                }
             };
             Candidate {
                 region: id,
@@ -308,6 +314,7 @@ pub fn decide(
                 verdict: match (eligible, state) {
                     (false, _) => Verdict::NoEndpoints,
                     (true, RegionState::Down) => Verdict::Down,
+                    (true, RegionState::Drained) => Verdict::Drained,
                     (true, RegionState::Up) if health.is_some_and(|h| h.over_limit) => {
                         Verdict::Degraded
                     }

@@ -447,11 +447,18 @@ fn failover_policy_takes_the_first_up_region_in_order_for_everyone() {
         let d = decide(client, &name, &regions(), &HealthView::all_up(), Family::V4);
         assert_eq!(chosen_name(&d), Some("ap-southeast"));
         assert_eq!(d.basis, Basis::Failover);
-        assert!(!d.depends_on_client, "failover answers are the same for every client");
+        assert!(
+            !d.depends_on_client,
+            "failover answers are the same for every client"
+        );
     }
     let view = states(&[RegionState::Up, RegionState::Up, RegionState::Down]);
     let d = decide(at(39.0, -77.0), &name, &regions(), &view, Family::V4);
-    assert_eq!(chosen_name(&d), Some("eu-west"), "next in the configured order");
+    assert_eq!(
+        chosen_name(&d),
+        Some("eu-west"),
+        "next in the configured order"
+    );
 }
 
 #[test]
@@ -473,7 +480,11 @@ fn static_fallback_answers_when_every_region_is_down() {
 #[test]
 fn trouble_shortens_the_ttl() {
     let mut view = HealthView {
-        regions: vec![RegionHealth::up(2), RegionHealth::up(2), RegionHealth::up(2)],
+        regions: vec![
+            RegionHealth::up(2),
+            RegionHealth::up(2),
+            RegionHealth::up(2),
+        ],
     };
     let d = decide(at(53.0, -6.0), &www(), &regions(), &view, Family::V4);
     assert_eq!(d.ttl, 30);

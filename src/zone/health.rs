@@ -168,7 +168,7 @@ impl HealthToml {
             self.min_healthy,
             1,
             1,
-            endpoints.max(1) as i64,
+            endpoints.clamp(1, 100_000) as i64,
         ) as usize;
         let interval = self.interval.map_or(DEFAULT_INTERVAL, |s| s.0);
         let timeout = self.timeout.map_or(DEFAULT_TIMEOUT.min(interval), |s| s.0);
@@ -193,15 +193,17 @@ impl HealthToml {
         let degradation_limit_ms = self
             .degradation_limit
             .unwrap_or(DEFAULT_DEGRADATION_LIMIT_MS);
-        let hysteresis_ms = self.hysteresis.unwrap_or(DEFAULT_HYSTERESIS_MS);
+        // The default margin shrinks with a small limit, so that any positive limit is valid.
+        let hysteresis_ms = self
+            .hysteresis
+            .unwrap_or(DEFAULT_HYSTERESIS_MS.min(degradation_limit_ms / 2.0));
         if degradation_limit_ms.is_nan() || degradation_limit_ms <= 0.0 {
             errors.push(format!(
                 "degradation-limit {degradation_limit_ms} must be above 0 (ms)"
             ));
-        }
-        if !(0.0..degradation_limit_ms.max(0.0)).contains(&hysteresis_ms) {
+        } else if !(0.0..degradation_limit_ms).contains(&hysteresis_ms) {
             errors.push(format!(
-                "hysteresis {hysteresis_ms} must be at least 0 and below degradation-limit (ms)"
+                "hysteresis {hysteresis_ms} must be at least 0 and below degradation-limit {degradation_limit_ms} (ms)"
             ));
         }
         let port = |default: u16, errors: &mut Vec<String>| match self.port {
@@ -264,10 +266,13 @@ impl HealthToml {
             ));
         }
         if let Some(host) = &self.host
-            && reqwest::Url::parse(&format!("http://{host}/"))
-                .map_or(true, |u| u.host_str() != Some(host.as_str()))
+            && reqwest::Url::parse(&format!("http://{host}/")).map_or(true, |u| {
+                u.host_str() != Some(host.to_ascii_lowercase().as_str())
+            })
         {
-            errors.push(format!("host {host:?} is not a host name"));
+            errors.push(format!(
+                "host {host:?} is not a host name (a port goes in `port`)"
+            ));
         }
         let ca_file = self.ca_file.as_ref().map(|f| base.join(f));
         if let Some(f) = &ca_file
@@ -303,6 +308,37 @@ impl HealthToml {
     }
 }
 
+/// The key an error message is about: messages start with it.
+pub fn error_key(message: &str) -> &str {
+    message.split_whitespace().next().unwrap_or("")
+}
+
+impl HealthToml {
+    /// Whether this table sets `key` (as written in the file).
+    pub fn sets(&self, key: &str) -> bool {
+        match key {
+            "check" => self.check.is_some(),
+            "port" => self.port.is_some(),
+            "path" => self.path.is_some(),
+            "method" => self.method.is_some(),
+            "host" => self.host.is_some(),
+            "expect" => self.expect.is_some(),
+            "body" => self.body.is_some(),
+            "tls-verify" => self.tls_verify.is_some(),
+            "ca-file" => self.ca_file.is_some(),
+            "interval" => self.interval.is_some(),
+            "timeout" => self.timeout.is_some(),
+            "rise" => self.rise.is_some(),
+            "fall" => self.fall.is_some(),
+            "start" => self.start.is_some(),
+            "min-healthy" => self.min_healthy.is_some(),
+            "degradation-limit" => self.degradation_limit.is_some(),
+            "hysteresis" => self.hysteresis.is_some(),
+            _ => false,
+        }
+    }
+}
+
 /// Where an endpoint's probes connect: its `check-address` (an address, or address:port), or
 /// its own address; the port comes from the check unless given.
 pub fn target(
@@ -310,15 +346,23 @@ pub fn target(
     address: IpAddr,
     check_address: Option<&str>,
 ) -> Result<Option<SocketAddr>, String> {
+    // Checked even when nothing is probed, so that turning probes on cannot reveal it later.
+    let given = match check_address {
+        None => None,
+        Some(s) => Some(
+            s.parse::<SocketAddr>()
+                .map(|a| (a.ip(), Some(a.port())))
+                .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, None)))
+                .map_err(|_| {
+                    format!("bad check-address {s:?}: expected an address or address:port")
+                })?,
+        ),
+    };
     let Some(port) = spec.kind.port() else {
         return Ok(None);
     };
-    match check_address {
-        None => Ok(Some(SocketAddr::new(address, port))),
-        Some(s) => s
-            .parse::<SocketAddr>()
-            .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, port)))
-            .map(Some)
-            .map_err(|_| format!("bad check-address {s:?}: expected an address or address:port")),
-    }
+    Ok(Some(match given {
+        None => SocketAddr::new(address, port),
+        Some((ip, p)) => SocketAddr::new(ip, p.unwrap_or(port)),
+    }))
 }

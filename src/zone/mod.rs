@@ -31,13 +31,26 @@ pub struct ZoneSet {
 }
 
 impl ZoneSet {
-    pub fn new(zones: Vec<Zone>) -> Self {
+    /// The set of `zones`, each given its index in origin order.
+    pub fn new(mut zones: Vec<Zone>) -> Self {
+        zones.sort_by(|a, b| a.origin.cmp(&b.origin));
         ZoneSet {
             zones: zones
                 .into_iter()
-                .map(|z| (LowerName::new(&z.origin), z))
+                .enumerate()
+                .map(|(index, mut z)| {
+                    z.index = index;
+                    (LowerName::new(&z.origin), z)
+                })
                 .collect(),
         }
+    }
+
+    /// The zones in index order.
+    pub fn by_index(&self) -> Vec<&Zone> {
+        let mut zones: Vec<&Zone> = self.zones.values().collect();
+        zones.sort_by_key(|z| z.index);
+        zones
     }
 
     /// The zone with the most labels that `qname` is at or below.
@@ -106,6 +119,8 @@ impl Node {
 #[derive(Debug, Clone)]
 pub struct Zone {
     pub origin: Name,
+    /// Position in its [`ZoneSet`], in origin order: indexes per-zone tables such as metrics.
+    pub index: usize,
     pub file: PathBuf,
     /// The SOA as it goes into negative answers: TTL = min(SOA TTL, SOA MINIMUM) (RFC 2308 §3).
     negative_soa: Record,

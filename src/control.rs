@@ -1,0 +1,93 @@
+//! CONTROL: the control plane's own runtime thread: health probes, the admin API, reloads on
+//! SIGHUP and traffic sampling. It touches the DNS fast path only by swapping the serving
+//! state, so nothing here can make a query wait.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tracing::{error, info};
+
+use crate::admin::{self, Admin, auth::Tokens};
+use crate::health::monitor;
+use crate::serving::SharedState;
+use crate::state::Journal;
+
+/// What the control plane needs from `serve`.
+pub struct Setup {
+    pub state: SharedState,
+    pub journal: Journal,
+    pub tokens: Tokens,
+    pub zones_dir: PathBuf,
+    pub admin_listener: std::net::TcpListener,
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Starts the control plane on its own thread. Returns once the start states of every
+/// region (probes' start states with the journaled overrides) serve.
+pub fn start(setup: Setup) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("meridian-control")
+        .enable_all()
+        .build()?;
+    let admin_addr: SocketAddr = setup.admin_listener.local_addr()?;
+    setup.admin_listener.set_nonblocking(true)?;
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("meridian-control".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let monitor = monitor::spawn(setup.state.clone(), setup.journal.overrides());
+                let admin = Arc::new(Admin {
+                    state: setup.state.clone(),
+                    monitor,
+                    journal: Mutex::new(setup.journal),
+                    tokens: setup.tokens,
+                    zones_dir: setup.zones_dir,
+                    ready: setup.ready,
+                    reads_need_token: !admin_addr.ip().is_loopback(),
+                });
+                let _ = started_tx.send(());
+                tokio::spawn(sample_traffic(setup.state));
+                tokio::spawn(reload_on_sighup(admin.clone()));
+                let listener = match tokio::net::TcpListener::from_std(setup.admin_listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        error!(error = %e, "admin listener unusable");
+                        return;
+                    }
+                };
+                if let Err(e) = admin::serve(listener, admin).await {
+                    error!(error = %e, "admin server stopped");
+                }
+            })
+        })?;
+    started_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the control plane did not start"))
+}
+
+/// Once a second: the traffic totals behind "share of the last minute".
+async fn sample_traffic(state: SharedState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        state.load().metrics.sample_traffic();
+    }
+}
+
+async fn reload_on_sighup(admin: Arc<Admin>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        error!("cannot listen for SIGHUP; reload through the admin API");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        info!("SIGHUP: reloading zones");
+        // Success and refusal are both logged by the reload itself.
+        let _ = admin::reload_zones(&admin, "SIGHUP", "SIGHUP").await;
+    }
+}

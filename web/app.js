@@ -1,0 +1,130 @@
+// Meridian dashboard: polls the admin API every 2 s and redraws; writes send the token from
+// the header field and a reason the operator types.
+"use strict";
+
+const POLL_MS = 2000;
+const SPARK_POINTS = 30;
+const rttHistory = new Map(); // "zone/region/address" -> recent RTTs (ms)
+const $ = (sel) => document.querySelector(sel);
+
+const tokenField = $("#token");
+tokenField.value = sessionStorage.getItem("meridian-token") || "";
+tokenField.addEventListener("change", () => sessionStorage.setItem("meridian-token", tokenField.value));
+
+function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+function when(ms) {
+  return new Date(ms).toISOString().replace("T", " ").slice(0, 19);
+}
+
+async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  if (tokenField.value) headers.Authorization = "Bearer " + tokenField.value;
+  const r = await fetch("/api/v1" + path, { ...options, headers });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || r.status + " " + r.statusText);
+  return body;
+}
+
+// The state shown for a region: drained and down win over degraded.
+function look(r) {
+  if (r.state === "drained") return "drained";
+  if (r.state === "down") return "down";
+  if (r.over_limit) return "degraded";
+  return "up";
+}
+
+function spark(key, rtt) {
+  const h = rttHistory.get(key) || [];
+  if (rtt != null) h.push(rtt);
+  while (h.length > SPARK_POINTS) h.shift();
+  rttHistory.set(key, h);
+  if (h.length < 2) return "";
+  const max = Math.max(...h), min = Math.min(...h), span = max - min || 1;
+  const pts = h.map((v, i) => `${(i * 80) / (SPARK_POINTS - 1)},${18 - ((v - min) / span) * 16}`).join(" ");
+  return `<svg viewBox="0 0 80 20" aria-label="RTT history"><polyline fill="none" stroke="#4a78c2" stroke-width="1.2" points="${pts}"/></svg>`;
+}
+
+function endpointRow(r, e) {
+  const p = e.probe;
+  const rtt = p && p.rtt_ms != null ? `${p.rtt_ms.toFixed(1)} ms` : "";
+  const forced = e.forced ? ` <b>forced ${e.forced.up ? "up" : "down"}</b>` : "";
+  const err = p && p.last_error && !p.up ? `<span class="err">${esc(p.last_error)}</span>` : "";
+  const key = `${r.zone}/${r.region}/${e.address}`;
+  const btn = e.forced
+    ? `<button data-act="unforce" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}" data-addr="${esc(e.address)}">release</button>`
+    : `<button data-act="force-down" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}" data-addr="${esc(e.address)}">force down</button>`;
+  return `<li><span class="dot ${e.up ? "up" : "down"}"></span><span class="addr">${esc(e.address)}</span>
+    <span>${esc(rtt)}${forced} ${err}</span>${spark(key, p && p.rtt_last_ms)}${btn}</li>`;
+}
+
+function card(r) {
+  const s = look(r);
+  const t = r.traffic;
+  const pct = (x) => `${(x * 100).toFixed(0)}%`;
+  const drainBtn = r.state === "drained"
+    ? `<button data-act="undrain" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}">undrain</button>`
+    : `<button class="danger" data-act="drain" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}">drain</button>`;
+  const drained = r.drained ? `<p class="note">drained by ${esc(r.drained.by)}: ${esc(r.drained.reason)}${r.drained.expires_at_ms ? " (until " + when(r.drained.expires_at_ms) + ")" : ""}</p>` : "";
+  return `<article class="card ${s}" data-region="${esc(r.region)}" data-zone="${esc(r.zone)}">
+    <h3>${esc(r.region)} <span class="badge ${s}">${s}</span><span class="zone">${esc(r.zone)}</span></h3>
+    <div class="stats"><span>check <b>${esc(r.check)}</b></span><span>degradation <b>${r.degradation_ms.toFixed(1)} ms</b></span>
+      <span>traffic <b>${pct(t.share_last_minute)}</b> last min, <b>${pct(t.share_total)}</b> since start (${t.answers_total})</span></div>
+    <div class="share" title="share of answers, last minute"><div style="width:${pct(t.share_last_minute)}"></div></div>
+    <ul class="endpoints">${r.endpoints.map((e) => endpointRow(r, e)).join("")}</ul>
+    ${drained}<div class="actions">${drainBtn}</div></article>`;
+}
+
+function markers(regions) {
+  $("#markers").innerHTML = regions.map((r) => {
+    const x = r.location.lon + 180, y = 90 - r.location.lat;
+    return `<g class="marker ${look(r)}"><circle cx="${x}" cy="${y}" r="3.2" fill="var(--${look(r)})" stroke="#fff" stroke-width="0.8">
+      <title>${esc(r.region)}: ${look(r)}</title></circle>
+      <text x="${x + 4.5}" y="${y + 1.5}" font-size="5" fill="#1d2430">${esc(r.region)}</text></g>`;
+  }).join("");
+}
+
+function rows(sel, list, render) {
+  $(sel + " tbody").innerHTML = list.slice().reverse().map(render).join("");
+}
+
+async function refresh() {
+  try {
+    const [regions, audit, events] = await Promise.all([api("/regions"), api("/audit?limit=25"), api("/events?limit=25")]);
+    markers(regions);
+    $("#regions").innerHTML = regions.map(card).join("");
+    rows("#audit", audit, (e) => `<tr><td>${when(e.at_ms)}</td><td>${esc(e.by)}</td><td>${esc(e.action)}</td>
+      <td>${esc([e.zone, e.region, e.endpoint].filter(Boolean).join(" "))}</td><td>${esc(e.reason)}</td></tr>`);
+    rows("#events", events, (e) => `<tr><td>${when(e.at_ms)}</td><td>${esc([e.region, e.endpoint].filter(Boolean).join(" "))}</td>
+      <td>${esc(e.from)} → ${esc(e.to)}</td><td>${esc(e.reason)}</td></tr>`);
+    $("#status").textContent = "updated " + new Date().toLocaleTimeString();
+    $("#error").textContent = "";
+  } catch (err) {
+    $("#status").textContent = "cannot reach the admin API";
+    $("#error").textContent = err.message;
+  }
+}
+
+document.addEventListener("click", async (ev) => {
+  const b = ev.target.closest("button[data-act]");
+  if (!b) return;
+  const { act, zone, region, addr } = b.dataset;
+  const what = addr ? `${addr} in ${region}` : region;
+  const reason = window.prompt(`Reason to ${act.replace("-", " ")} ${what}?`);
+  if (reason === null) return;
+  const base = `/zones/${encodeURIComponent(zone)}/regions/${encodeURIComponent(region)}`;
+  const path = addr ? `${base}/endpoints/${encodeURIComponent(addr)}/${act === "unforce" ? "unforce" : "force"}` : `${base}/${act}`;
+  const body = { reason };
+  if (act === "force-down") body.state = "down";
+  try {
+    await api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    await refresh();
+  } catch (err) {
+    $("#error").textContent = `${act} ${what}: ${err.message}`;
+  }
+});
+
+refresh();
+setInterval(refresh, POLL_MS);
