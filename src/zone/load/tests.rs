@@ -718,3 +718,605 @@ fn steered_defaults_and_settings_are_kept() {
     assert_eq!(www.config.answers, Some(64));
     assert_eq!(z.regions[www.config.default_region].name, "us-east");
 }
+
+// ---- health checks ----
+
+use std::time::Duration;
+
+use crate::health::{CheckKind, HttpCheck};
+
+/// The base zone with `health = { inline }` in region us-east (one endpoint).
+fn us_east_health(inline: &str) -> String {
+    zone("", "", "").replace(
+        "endpoints = [\"192.0.2.10\"]",
+        &format!("endpoints = [\"192.0.2.10\"]\nhealth = {{ {inline} }}"),
+    )
+}
+
+/// The check of region `name`.
+#[track_caller]
+fn check_of<'z>(z: &'z Zone, name: &str) -> &'z RegionCheck {
+    let i = z
+        .regions
+        .iter()
+        .position(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no region {name}"));
+    &z.checks[i]
+}
+
+#[track_caller]
+fn http_of(check: &RegionCheck) -> &HttpCheck {
+    match &check.spec.kind {
+        CheckKind::Http(h) => h,
+        other => panic!("not an HTTP check: {other:?}"),
+    }
+}
+
+#[track_caller]
+fn loads(text: &str) -> Zone {
+    load(text).unwrap_or_else(|d| panic!("{}\n{text}", LoadError(d)))
+}
+
+#[test]
+fn unknown_key_in_zone_health_is_named() {
+    let text = zone(
+        "",
+        "",
+        "\n[health]\ncheck = \"tcp\"\nport = 80\nchek = \"http\"",
+    );
+    let d = only(&text);
+    assert_diag(&d, line_of(&text, "chek"), &["unknown field", "chek"]);
+}
+
+#[test]
+fn unknown_key_in_region_health_is_named() {
+    let text = zone("", "", "\n[regions.us-east.health]\nintervall = 5");
+    let d = only(&text);
+    assert_diag(
+        &d,
+        line_of(&text, "intervall"),
+        &["unknown field", "intervall"],
+    );
+}
+
+#[test]
+fn bad_health_values_are_reported_on_their_line() {
+    // (inline table of region us-east, words of the one diagnostic)
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "check = \"icmp\"",
+            &[
+                "check \"icmp\"",
+                "\"http\"",
+                "\"https\"",
+                "\"tcp\"",
+                "\"none\"",
+            ],
+        ),
+        ("check = \"tcp\"", &["check \"tcp\" needs a port"]),
+        ("check = \"tcp\", port = 0", &["port 0", "1..=65535"]),
+        ("check = \"http\", port = 0", &["port 0", "1..=65535"]),
+        (
+            "check = \"tcp\", port = 65536",
+            &["port 65536", "1..=65535"],
+        ),
+        (
+            "check = \"tcp\", port = 80, rise = 0",
+            &["rise 0", "1..=1000"],
+        ),
+        (
+            "check = \"tcp\", port = 80, fall = 0",
+            &["fall 0", "1..=1000"],
+        ),
+        (
+            "check = \"tcp\", port = 80, interval = 0.01",
+            &["interval 10ms", "below the minimum 50ms"],
+        ),
+        (
+            "check = \"tcp\", port = 80, interval = 1, timeout = 2",
+            &["timeout 2s", "at most the interval 1s"],
+        ),
+        (
+            "check = \"tcp\", port = 80, timeout = 0",
+            &["timeout 0ns", "above 0"],
+        ),
+        (
+            "check = \"http\", method = \"GE T\"",
+            &["method \"GE T\"", "not an HTTP method"],
+        ),
+        (
+            "check = \"http\", path = \"healthz\"",
+            &["path \"healthz\"", "must start with '/'"],
+        ),
+        (
+            "check = \"https\", ca-file = \"no-such-ca.pem\"",
+            &["ca-file", "no-such-ca.pem"],
+        ),
+        (
+            "check = \"http\", tls-verify = false",
+            &["tls-verify", "check \"https\" only"],
+        ),
+        (
+            "check = \"http\", ca-file = \"example.com.toml\"",
+            &["ca-file", "check \"https\" only"],
+        ),
+        (
+            "check = \"tcp\", port = 80, min-healthy = 2",
+            &["min-healthy 2", "1..=1"],
+        ),
+        ("check = \"http\", expect = []", &["expect is empty"]),
+        ("check = \"http\", body = \"\"", &["body is empty"]),
+        (
+            "check = \"tcp\", port = 80, start = \"sideways\"",
+            &["start \"sideways\"", "\"up\" or \"down\""],
+        ),
+        (
+            "check = \"tcp\", port = 80, hysteresis = 200.0",
+            &["hysteresis 200", "below degradation-limit"],
+        ),
+    ];
+    for (inline, words) in cases {
+        let text = us_east_health(inline);
+        let d = only(&text);
+        let mut all = vec!["region us-east", "health"];
+        all.extend_from_slice(words);
+        assert_diag(&d, line_of(&text, "health = {"), &all);
+    }
+}
+
+#[test]
+fn bad_health_value_types_are_reported_on_their_line() {
+    // Values that fail while the file is read: the TOML error points at the key's line.
+    // (line in [regions.us-east.health], words of the one diagnostic)
+    let cases: &[(&str, &[&str])] = &[
+        ("interval = \"5 parsecs\"", &["bad duration \"5 parsecs\""]),
+        ("interval = \"5\"", &["bad duration \"5\"", "unit"]),
+        ("timeout = -1", &["bad duration -1", ">= 0"]),
+        ("expect = [\"300-200\"]", &["bad status range \"300-200\""]),
+        ("expect = [\"200-\"]", &["bad status range \"200-\""]),
+        ("expect = [700]", &["bad HTTP status 700"]),
+        ("expect = [200, 99]", &["bad HTTP status 99"]),
+    ];
+    for (line, words) in cases {
+        let text = zone(
+            "",
+            "",
+            &format!("\n[regions.us-east.health]\ncheck = \"http\"\n{line}\nport = 8080"),
+        );
+        let d = only(&text);
+        assert_diag(&d, line_of(&text, line), words);
+    }
+}
+
+#[test]
+fn bad_check_address_is_reported_at_its_endpoint() {
+    for bad in [
+        "127.0.0.1:notaport",
+        "localhost",
+        "127.0.0.1:99999",
+        "[::1]",
+    ] {
+        let text = zone("", "", "").replace(
+            "endpoints = [\"192.0.2.10\"]",
+            &format!(
+                "health = {{ check = \"tcp\", port = 80 }}\nendpoints = [\n  \"192.0.2.11\",\n  {{ address = \"192.0.2.10\", check-address = \"{bad}\" }},\n]"
+            ),
+        );
+        let d = only(&text);
+        assert_diag(
+            &d,
+            line_of(&text, "check-address"),
+            &["region us-east", &format!("bad check-address \"{bad}\"")],
+        );
+    }
+}
+
+#[test]
+fn bad_check_address_is_refused_even_when_the_region_is_not_probed() {
+    // Check everything: a malformed address must not wait for the day probing is turned on.
+    let text = zone("", "", "").replace(
+        "endpoints = [\"192.0.2.10\"]",
+        "endpoints = [\n  { address = \"192.0.2.10\", check-address = \"127.0.0.1:notaport\" },\n]",
+    );
+    let d = only(&text);
+    assert_diag(
+        &d,
+        line_of(&text, "check-address"),
+        &["bad check-address \"127.0.0.1:notaport\""],
+    );
+}
+
+#[test]
+fn every_mistake_of_one_health_table_is_reported() {
+    let text = us_east_health("check = \"tcp\", port = 0, rise = 0, interval = 0.01");
+    let d = errors(&text);
+    let line = line_of(&text, "health = {");
+    assert_has(&d, line, &["port 0"]);
+    assert_has(&d, line, &["rise 0"]);
+    assert_has(&d, line, &["interval 10ms"]);
+    assert_eq!(d.len(), 3, "{}", LoadError(d.clone()));
+}
+
+#[test]
+fn a_mistake_in_zone_health_is_reported_once() {
+    // The zone's [health] applies to both regions, but it is one mistake on one line.
+    let text = zone("health = { check = \"tcp\", port = 80, rise = 0 }", "", "");
+    let d = only(&text);
+    assert_diag(&d, line_of(&text, "rise = 0"), &["rise 0"]);
+}
+
+#[test]
+fn a_zone_health_mistake_is_reported_at_the_zone_table_not_at_a_region_override() {
+    // us-east overrides only the port: its copy of the zone's `rise = 0` is not on its line.
+    let text = zone("health = { check = \"tcp\", port = 80, rise = 0 }", "", "").replace(
+        "endpoints = [\"192.0.2.10\"]",
+        "endpoints = [\"192.0.2.10\"]\nhealth = { port = 81 }",
+    );
+    let d = errors(&text);
+    let line = line_of(&text, "rise = 0");
+    assert!(
+        d.iter()
+            .all(|d| d.line == Some(line) && d.message.contains("rise 0")),
+        "every diagnostic belongs on line {line}:\n{}",
+        LoadError(d.clone())
+    );
+}
+
+#[test]
+fn degradation_limit_zero_is_one_mistake() {
+    // Only the limit is written: the default hysteresis is not a second mistake.
+    let text = us_east_health("check = \"tcp\", port = 80, degradation-limit = 0.0");
+    let d = only(&text);
+    assert_diag(
+        &d,
+        line_of(&text, "health = {"),
+        &["region us-east", "degradation-limit 0", "above 0"],
+    );
+}
+
+#[test]
+fn a_health_mistake_in_a_multi_line_table_is_reported_at_its_key() {
+    let text = zone(
+        "",
+        "",
+        "\n[regions.us-east.health]\ncheck = \"tcp\"\nport = 80\nrise = 0\nfall = 2",
+    );
+    let d = only(&text);
+    assert_diag(
+        &d,
+        line_of(&text, "rise = 0"),
+        &["region us-east", "rise 0"],
+    );
+}
+
+#[test]
+fn zone_health_error_that_fits_one_region_only_names_that_region() {
+    // eu-west has two endpoints, us-east one: min-healthy 2 is wrong for us-east alone.
+    let text = zone(
+        "health = { check = \"tcp\", port = 80, min-healthy = 2 }",
+        "",
+        "",
+    );
+    let d = only(&text);
+    assert_diag(
+        &d,
+        line_of(&text, "min-healthy"),
+        &["region us-east", "min-healthy 2", "1..=1"],
+    );
+}
+
+#[test]
+fn bad_steered_health_settings_are_reported_on_their_line() {
+    // (line in [steered.www], words of the one diagnostic)
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "policy = \"random\"",
+            &[
+                "www.example.com.",
+                "policy \"random\"",
+                "\"nearest\" or \"failover\"",
+            ],
+        ),
+        ("fallback = \"none\"", &["fallback \"none\"", "\"all\""]),
+        (
+            "fallback = []",
+            &["www.example.com.", "fallback is empty", "\"all\""],
+        ),
+        (
+            "fallback = [\"192.0.2.300\"]",
+            &["bad address \"192.0.2.300\""],
+        ),
+        (
+            "trouble-ttl = -1",
+            &["www.example.com.", "bad trouble-ttl -1", "0..=2147483647"],
+        ),
+        ("trouble-ttl = 2147483648", &["bad trouble-ttl 2147483648"]),
+    ];
+    for (line, words) in cases {
+        let text = zone("", "", line);
+        let d = only(&text);
+        assert_diag(&d, line_of(&text, line), words);
+    }
+}
+
+#[test]
+fn zone_health_defaults_merge_with_region_overrides() {
+    let text = zone(
+        "",
+        "",
+        "\n[health]\ncheck = \"http\"\nport = 8080\npath = \"/a\"\nhost = \"www.example.com\"\ninterval = 2\nrise = 4\n\n[regions.us-east.health]\npath = \"/b\"\nrise = 1",
+    );
+    let z = loads(&text);
+    let us = check_of(&z, "us-east");
+    let eu = check_of(&z, "eu-west");
+    assert_eq!(http_of(us).path, "/b", "region overrides the zone");
+    assert_eq!(http_of(eu).path, "/a", "zone default");
+    for (c, rise) in [(us, 1), (eu, 4)] {
+        let h = http_of(c);
+        assert!(!h.https);
+        assert_eq!(h.port, 8080, "from the zone");
+        assert_eq!(h.host.as_deref(), Some("www.example.com"));
+        assert_eq!(c.spec.interval, Duration::from_secs(2));
+        assert_eq!(c.spec.rise, rise);
+        assert_eq!(c.spec.fall, health::DEFAULT_FALL);
+    }
+    assert_eq!(
+        us.targets,
+        [Some("192.0.2.10:8080".parse().unwrap())],
+        "probes go to the endpoint on the check's port"
+    );
+    assert_eq!(
+        eu.targets,
+        [
+            Some("198.51.100.10:8080".parse().unwrap()),
+            Some("[2001:db8:2::10]:8080".parse().unwrap()),
+        ]
+    );
+}
+
+#[test]
+fn region_health_alone_applies_to_that_region_only() {
+    let z = loads(&us_east_health("check = \"tcp\", port = 22"));
+    assert_eq!(
+        check_of(&z, "us-east").spec.kind,
+        CheckKind::Tcp { port: 22 }
+    );
+    assert_eq!(check_of(&z, "eu-west").spec.kind, CheckKind::None);
+}
+
+#[test]
+fn health_defaults_are_the_documented_constants() {
+    let z = loads(&us_east_health("check = \"https\""));
+    let c = check_of(&z, "us-east");
+    assert_eq!(c.spec.interval, health::DEFAULT_INTERVAL);
+    assert_eq!(c.spec.timeout, health::DEFAULT_TIMEOUT);
+    assert_eq!(c.spec.rise, health::DEFAULT_RISE);
+    assert_eq!(c.spec.fall, health::DEFAULT_FALL);
+    assert!(c.spec.start_up);
+    assert_eq!(c.spec.min_healthy, 1);
+    assert_eq!(
+        c.spec.degradation_limit_ms,
+        health::DEFAULT_DEGRADATION_LIMIT_MS
+    );
+    assert_eq!(c.spec.hysteresis_ms, health::DEFAULT_HYSTERESIS_MS);
+    let h = http_of(c);
+    assert!(h.https);
+    assert_eq!(h.port, 443);
+    assert_eq!(h.method, "GET");
+    assert_eq!(h.path, "/");
+    assert_eq!(h.host, None);
+    assert_eq!(h.expect, [200..=399]);
+    assert_eq!(h.body, None);
+    assert!(h.tls_verify, "TLS verification is on by default");
+    assert_eq!(h.ca_file, None);
+
+    let z = loads(&us_east_health("check = \"http\""));
+    assert_eq!(http_of(check_of(&z, "us-east")).port, 80);
+}
+
+#[test]
+fn health_settings_are_kept() {
+    let z = loads(&us_east_health(
+        "check = \"https\", port = 8443, method = \"HEAD\", path = \"/healthz?full=1\", body = \"ok\", tls-verify = false, start = \"down\", min-healthy = 1, degradation-limit = 50.0, hysteresis = 5.0, ca-file = \"example.com.toml\"",
+    ));
+    let c = check_of(&z, "us-east");
+    assert!(!c.spec.start_up);
+    assert_eq!(c.spec.degradation_limit_ms, 50.0);
+    assert_eq!(c.spec.hysteresis_ms, 5.0);
+    let h = http_of(c);
+    assert_eq!(h.port, 8443);
+    assert_eq!(h.method, "HEAD");
+    assert_eq!(h.path, "/healthz?full=1");
+    assert_eq!(h.body.as_deref(), Some("ok"));
+    assert!(!h.tls_verify);
+    assert_eq!(
+        h.ca_file.as_deref(),
+        Some(Path::new("zones/example.com.toml")),
+        "ca-file is relative to the zone file's directory"
+    );
+}
+
+#[test]
+fn durations_take_seconds_or_a_unit() {
+    // (interval, timeout, expected interval, expected timeout)
+    let cases = [
+        ("\"2s\"", "\"500ms\"", 2_000, 500),
+        ("0.5", "0.25", 500, 250),
+        ("3", "1", 3_000, 1_000),
+        ("\"1m\"", "\"1.5s\"", 60_000, 1_500),
+        ("\"50ms\"", "\"50ms\"", 50, 50),
+        ("1", "\"1000ms\"", 1_000, 1_000),
+    ];
+    for (interval, timeout, want_i, want_t) in cases {
+        let z = loads(&us_east_health(&format!(
+            "check = \"tcp\", port = 80, interval = {interval}, timeout = {timeout}"
+        )));
+        let spec = &check_of(&z, "us-east").spec;
+        assert_eq!(
+            spec.interval,
+            Duration::from_millis(want_i),
+            "interval {interval}"
+        );
+        assert_eq!(
+            spec.timeout,
+            Duration::from_millis(want_t),
+            "timeout {timeout}"
+        );
+    }
+}
+
+#[test]
+fn timeout_defaults_to_at_most_the_interval() {
+    let z = loads(&us_east_health(
+        "check = \"tcp\", port = 80, interval = \"1s\"",
+    ));
+    let spec = &check_of(&z, "us-east").spec;
+    assert_eq!(spec.interval, Duration::from_secs(1));
+    assert_eq!(spec.timeout, Duration::from_secs(1));
+}
+
+#[test]
+fn expect_takes_statuses_and_ranges_mixed() {
+    let z = loads(&us_east_health(
+        "check = \"http\", expect = [204, \"200-299\", \" 301 - 302 \"]",
+    ));
+    assert_eq!(
+        http_of(check_of(&z, "us-east")).expect,
+        [204..=204, 200..=299, 301..=302]
+    );
+}
+
+#[test]
+fn check_address_takes_an_address_or_address_and_port() {
+    let text = zone("", "", "").replace(
+        "endpoints = [\"192.0.2.10\"]",
+        "health = { check = \"tcp\", port = 9000 }\nendpoints = [\n  { address = \"192.0.2.10\", check-address = \"127.0.0.1:8080\" },\n  { address = \"192.0.2.11\", check-address = \"127.0.0.1\" },\n  { address = \"2001:db8::10\", check-address = \"[::1]:8081\" },\n  { address = \"2001:db8::11\", check-address = \"::1\" },\n  \"192.0.2.12\",\n]",
+    );
+    let z = loads(&text);
+    let c = check_of(&z, "us-east");
+    let want: Vec<Option<std::net::SocketAddr>> = [
+        "127.0.0.1:8080",
+        "127.0.0.1:9000",
+        "[::1]:8081",
+        "[::1]:9000",
+        "192.0.2.12:9000",
+    ]
+    .iter()
+    .map(|s| Some(s.parse().unwrap()))
+    .collect();
+    assert_eq!(c.targets, want);
+    let us = z.regions.iter().find(|r| r.name == "us-east").unwrap();
+    assert_eq!(
+        us.endpoints[0].address.to_string(),
+        "192.0.2.10",
+        "answers keep the endpoint's own address"
+    );
+}
+
+#[test]
+fn check_none_gives_no_targets() {
+    for text in [
+        us_east_health("check = \"none\""),
+        us_east_health("check = \"none\", port = 80"),
+        zone("", "", ""),
+    ] {
+        let z = loads(&text);
+        for r in ["us-east", "eu-west"] {
+            let c = check_of(&z, r);
+            assert_eq!(c.spec.kind, CheckKind::None, "{r}");
+            assert!(
+                c.targets.iter().all(Option::is_none),
+                "{r}: {:?}",
+                c.targets
+            );
+            assert_eq!(
+                c.targets.len(),
+                z.regions
+                    .iter()
+                    .find(|x| x.name == r)
+                    .unwrap()
+                    .endpoints
+                    .len(),
+                "one target slot per endpoint"
+            );
+        }
+    }
+}
+
+#[test]
+fn steered_policy_fallback_and_trouble_ttl_are_kept() {
+    let z = loads(&zone("", "", ""));
+    let c = &z.steered[0].config;
+    assert_eq!(c.policy, Policy::Nearest);
+    assert_eq!(c.fallback, Fallback::All, "fail open by default");
+    assert_eq!(c.trouble_ttl, DEFAULT_TROUBLE_TTL);
+
+    let z = loads(&zone(
+        "",
+        "",
+        "policy = \"failover\"\nfallback = [\"192.0.2.1\", \"2001:db8::1\"]\ntrouble-ttl = 2",
+    ));
+    let c = &z.steered[0].config;
+    assert_eq!(c.policy, Policy::Failover);
+    assert_eq!(
+        c.fallback,
+        Fallback::Static(vec![
+            Endpoint {
+                address: "192.0.2.1".parse().unwrap(),
+                weight: 1
+            },
+            Endpoint {
+                address: "2001:db8::1".parse().unwrap(),
+                weight: 1
+            },
+        ])
+    );
+    assert_eq!(c.trouble_ttl, 2);
+
+    let z = loads(&zone(
+        "",
+        "",
+        "policy = \"nearest\"\nfallback = \"all\"\ntrouble-ttl = 0",
+    ));
+    let c = &z.steered[0].config;
+    assert_eq!(c.policy, Policy::Nearest);
+    assert_eq!(c.fallback, Fallback::All);
+    assert_eq!(c.trouble_ttl, 0);
+}
+
+#[test]
+fn host_names_are_accepted_in_any_case() {
+    // Host names are case-insensitive (RFC 4343); the Host header is sent as written.
+    for host in [
+        "www.example.com",
+        "localhost",
+        "192.0.2.1",
+        "WWW.Example.COM",
+    ] {
+        let z = loads(&us_east_health(&format!(
+            "check = \"https\", host = \"{host}\""
+        )));
+        assert_eq!(http_of(check_of(&z, "us-east")).host.as_deref(), Some(host));
+    }
+}
+
+#[test]
+fn bad_host_is_refused() {
+    for host in [
+        "www example.com",
+        "http://www.example.com",
+        "www.example.com/x",
+        "",
+    ] {
+        let text = us_east_health(&format!("check = \"https\", host = \"{host}\""));
+        let d = only(&text);
+        assert_diag(
+            &d,
+            line_of(&text, "health = {"),
+            &[
+                "region us-east",
+                &format!("host {host:?} is not a host name"),
+            ],
+        );
+    }
+}
