@@ -1,0 +1,275 @@
+//! The dashboard in a real browser: headless Chromium driven over the WebDriver protocol by
+//! chromedriver (Debian packages `chromium` and `chromium-driver`, which scripts/setup.sh
+//! installs). Loads the page, sees the three example regions, drains one with a reason typed
+//! into the prompt, and sees its state and the audit log change. Saves a screenshot.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::Server;
+
+const TOKEN: &str = "dashboard-test-secret-0123";
+
+/// chromedriver on a free loopback port, killed on drop.
+struct Driver {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        meridian::health::probe::install_crypto_provider();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is required (scripts/setup.sh installs chromium-driver)");
+        let driver = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = driver
+                .http
+                .get(format!("{}/status", driver.base))
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            if ready {
+                return driver;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("chromedriver answers");
+        let status = resp.status();
+        let bytes = resp.bytes().await.expect("a WebDriver body");
+        let v: Value = serde_json::from_slice(&bytes).expect("WebDriver answers JSON");
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v["value"].clone()
+    }
+}
+
+struct Session<'d> {
+    driver: &'d Driver,
+    id: String,
+}
+
+impl Session<'_> {
+    async fn new<'d>(driver: &'d Driver, profile: &std::path::Path) -> Session<'d> {
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1400,1100",
+                    format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let v = driver
+            .call(reqwest::Method::POST, "/session", Some(caps))
+            .await;
+        Session {
+            driver,
+            id: v["sessionId"].as_str().expect("a session id").to_string(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.driver
+            .call(
+                reqwest::Method::POST,
+                &format!("/session/{}{path}", self.id),
+                Some(body),
+            )
+            .await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.driver
+            .call(reqwest::Method::GET, &format!("/session/{}{path}", self.id), None)
+            .await
+    }
+
+    /// Runs `script` in the page and returns its value.
+    async fn eval(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []}))
+            .await
+    }
+
+    /// Polls `script` until it returns true, with a deadline.
+    async fn wait_for(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.eval(script).await != json!(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let v = self
+            .post("/element", json!({"using": "css selector", "value": css}))
+            .await;
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("an element id")
+            .to_string()
+    }
+}
+
+fn admin_addr(server: &Server) -> SocketAddr {
+    server
+        .log_lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["fields"]["admin"].as_str().map(str::to_string))
+        .expect("a `listening admin=` line")
+        .parse()
+        .unwrap()
+}
+
+/// Standard base64 (the screenshot), without padding checks.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').map(value).collect();
+    bytes
+        .chunks(4)
+        .flat_map(|c| {
+            let n = c.iter().fold(0u32, |n, &v| (n << 6) | u32::from(v)) << (6 * (4 - c.len()));
+            let out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.into_iter().take(c.len() - 1)
+        })
+        .collect()
+}
+
+#[test]
+fn base64_decodes() {
+    assert_eq!(base64_decode("TWFu"), b"Man");
+    assert_eq!(base64_decode("TWE="), b"Ma");
+    assert_eq!(base64_decode("TQ=="), b"M");
+}
+
+#[tokio::test]
+async fn dashboard_shows_regions_and_drains_one_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("browser:{TOKEN}\n")).unwrap();
+    let server = Server::start(&[
+        "--admin-token-file",
+        tokens.to_str().unwrap(),
+        "--state-dir",
+        dir.path().join("state").to_str().unwrap(),
+    ]);
+    let admin = admin_addr(&server);
+    let driver = Driver::start().await;
+    let session = Session::new(&driver, &dir.path().join("profile")).await;
+    session
+        .post("/url", json!({"url": format!("http://{admin}/")}))
+        .await;
+
+    session
+        .wait_for(
+            "three region cards",
+            "return document.querySelectorAll('article.card').length === 3",
+        )
+        .await;
+    let names = session
+        .eval("return [...document.querySelectorAll('article.card')].map(c => c.dataset.region).sort()")
+        .await;
+    assert_eq!(names, json!(["ap-southeast", "eu-west", "us-east"]));
+    let markers = session
+        .eval("return document.querySelectorAll('#markers .marker.up').length")
+        .await;
+    assert_eq!(markers, json!(3), "three green markers on the map");
+
+    let token = session.element("#token").await;
+    session
+        .post(&format!("/element/{token}/value"), json!({"text": TOKEN}))
+        .await;
+    let drain = session
+        .element("article.card[data-region='eu-west'] button[data-act='drain']")
+        .await;
+    session
+        .post(&format!("/element/{drain}/click"), json!({}))
+        .await;
+    let prompt = session.get("/alert/text").await;
+    assert!(
+        prompt.as_str().unwrap_or("").contains("drain eu-west"),
+        "{prompt}"
+    );
+    session
+        .post("/alert/text", json!({"text": "browser test drain"}))
+        .await;
+    session.post("/alert/accept", json!({})).await;
+
+    session
+        .wait_for(
+            "eu-west drained",
+            "return document.querySelector(\"article.card[data-region='eu-west']\").classList.contains('drained')",
+        )
+        .await;
+    session
+        .wait_for(
+            "the audit log entry",
+            "return document.querySelector('#audit tbody').textContent.includes('browser test drain')",
+        )
+        .await;
+    let who = session
+        .eval("return document.querySelector('#audit tbody tr').textContent")
+        .await;
+    let row = who.as_str().unwrap();
+    assert!(row.contains("browser") && row.contains("drain") && row.contains("eu-west"), "{row}");
+    let marker = session
+        .eval("return document.querySelectorAll('#markers .marker.drained').length")
+        .await;
+    assert_eq!(marker, json!(1));
+
+    session.eval("window.scrollTo(0, 0); return true").await;
+    let shot = session.get("/screenshot").await;
+    let png = base64_decode(shot.as_str().expect("base64 PNG"));
+    assert_eq!(&png[1..4], b"PNG");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
