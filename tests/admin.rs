@@ -1,0 +1,478 @@
+//! The admin API against the real binary: drains move DNS answers at once and survive
+//! restarts and kill -9, bad requests get precise 4xx errors, metrics move with real queries,
+//! a reload that fails validation keeps serving.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+use serde_json::{Value, json};
+
+use common::Server;
+
+const TOKEN: &str = "admin-test-secret-0123456";
+
+/// A server with a token file and its own state directory.
+struct Admin {
+    server: Server,
+    http: reqwest::Client,
+    base: String,
+    dir: PathBuf,
+}
+
+fn admin_addr(server: &Server) -> SocketAddr {
+    server
+        .log_lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["fields"]["admin"].as_str().map(str::to_string))
+        .expect("a `listening admin=` line")
+        .parse()
+        .unwrap()
+}
+
+impl Admin {
+    fn start(dir: &Path, zones: Option<&Path>) -> Admin {
+        meridian::health::probe::install_crypto_provider();
+        let tokens = dir.join("tokens");
+        std::fs::write(&tokens, format!("ops:{TOKEN}\n")).unwrap();
+        let state = dir.join("state");
+        let args = [
+            "--admin-token-file",
+            tokens.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ];
+        let server = match zones {
+            Some(z) => Server::start_with_zones(z, &args),
+            None => Server::start(&args),
+        };
+        let base = format!("http://{}", admin_addr(&server));
+        Admin {
+            server,
+            http: reqwest::Client::new(),
+            base,
+            dir: dir.to_owned(),
+        }
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("the admin API answers");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, v)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, None, None).await
+    }
+
+    async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, Some(TOKEN), Some(body))
+            .await
+    }
+
+    async fn text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// The A answer for a GB client (eu-west when all is well).
+async fn gb_answer(server: &Server) -> Vec<String> {
+    let client = common::udp_client(server.addr()).await;
+    let resp = common::query(
+        &client,
+        "www.example.com.",
+        RecordType::A,
+        Some("81.2.69.0/24"),
+        Some(1232),
+    )
+    .await;
+    resp.answers.iter().map(|r| r.data.to_string()).collect()
+}
+
+const EU_WEST: &str = "198.51.100.10";
+const US_EAST: &str = "192.0.2.10";
+const DRAIN: &str = "/api/v1/zones/example.com/regions/eu-west/drain";
+
+#[tokio::test]
+async fn drain_moves_answers_at_once_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    assert_eq!(gb_answer(&admin.server).await, [EU_WEST]);
+
+    let (status, entry) = admin.post(DRAIN, r#"{"reason": "kernel upgrade"}"#).await;
+    assert_eq!(status, 200, "{entry}");
+    assert_eq!(entry["by"], "ops");
+    assert_eq!(entry["action"], "drain");
+    // The API answers once DNS follows: no waiting here.
+    assert_eq!(gb_answer(&admin.server).await, [US_EAST]);
+
+    let (_, regions) = admin.get("/api/v1/regions").await;
+    let eu = regions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "eu-west")
+        .unwrap();
+    assert_eq!(eu["state"], "drained");
+    assert_eq!(eu["drained"]["reason"], "kernel upgrade");
+
+    // Restart on the same state directory: the drain is still in force.
+    let dir_path = admin.dir.clone();
+    drop(admin);
+    let admin = Admin::start(&dir_path, None);
+    assert_eq!(gb_answer(&admin.server).await, [US_EAST]);
+    let (status, _) = admin
+        .post(
+            "/api/v1/zones/example.com/regions/eu-west/undrain",
+            r#"{"reason": "done"}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(gb_answer(&admin.server).await, [EU_WEST]);
+
+    let (_, audit) = admin.get("/api/v1/audit").await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["drain", "undrain"]);
+    let log = std::fs::read_to_string(dir_path.join("state/audit.jsonl")).unwrap();
+    assert!(!log.contains(TOKEN), "the audit log names tokens, never secrets");
+    assert!(!admin.server.log_text().contains(TOKEN), "nor do the logs");
+}
+
+#[tokio::test]
+async fn forced_endpoint_and_expiring_drain_lift_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let (status, _) = admin
+        .post(
+            "/api/v1/zones/example.com/regions/eu-west/endpoints/198.51.100.10/force",
+            r#"{"state": "down", "reason": "bad disk", "expires_in": 2}"#,
+        )
+        .await;
+    assert_eq!(status, 200);
+    // eu-west's only IPv4 endpoint is held down: IPv4 answers move, the region stays up.
+    assert_eq!(gb_answer(&admin.server).await, [US_EAST]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gb_answer(&admin.server).await != [EU_WEST] {
+        assert!(Instant::now() < deadline, "the force did not lift at its expiry");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_precise_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let post = |path: &'static str, token: Option<&'static str>, body: &'static str| {
+        admin.request(reqwest::Method::POST, path, token, Some(body))
+    };
+
+    let (s, v) = post(DRAIN, None, r#"{"reason": "x"}"#).await;
+    assert_eq!((s, v["status"].as_u64()), (401, Some(401)), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("bearer token"), "{v}");
+    let (s, v) = post(DRAIN, Some("wrong-token-wrong-token"), r#"{"reason": "x"}"#).await;
+    assert_eq!(s, 401, "{v}");
+    let (s, v) = post(DRAIN, Some(TOKEN), r#"{"reason": "x","#).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = post(DRAIN, Some(TOKEN), r#"{"reason": "x", "color": "red"}"#).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("unknown field `color`"), "{v}");
+    let (s, v) = post(DRAIN, Some(TOKEN), r#"{"reason": "  "}"#).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = post(DRAIN, Some(TOKEN), r#"{"reason": "x", "expires_in": 0}"#).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = post(
+        "/api/v1/zones/example.com/regions/eu-wset/drain",
+        Some(TOKEN),
+        r#"{"reason": "x"}"#,
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(
+        v["error"],
+        "unknown region \"eu-wset\" in zone example.com. (known: ap-southeast, eu-west, us-east)"
+    );
+    let (s, v) = post(
+        "/api/v1/zones/example.org/regions/eu-west/drain",
+        Some(TOKEN),
+        r#"{"reason": "x"}"#,
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = post(
+        "/api/v1/zones/example.com/regions/eu-west/endpoints/192.0.2.10/force",
+        Some(TOKEN),
+        r#"{"reason": "x", "state": "down"}"#,
+    )
+    .await;
+    assert_eq!(s, 404, "an endpoint of another region: {v}");
+    let (s, v) = post(
+        "/api/v1/zones/example.com/regions/eu-west/endpoints/not-an-ip/force",
+        Some(TOKEN),
+        r#"{"reason": "x", "state": "down"}"#,
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = post(
+        "/api/v1/zones/example.com/regions/eu-west/endpoints/198.51.100.10/force",
+        Some(TOKEN),
+        r#"{"reason": "x", "state": "sideways"}"#,
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    // A body that is not JSON at all, and one over the size limit.
+    let (s, _) = admin
+        .request(reqwest::Method::POST, DRAIN, Some(TOKEN), None)
+        .await;
+    assert_eq!(s, 415);
+    let huge = format!(r#"{{"reason": "{}"}}"#, "x".repeat(40_000));
+    let (s, v) = admin
+        .request(reqwest::Method::POST, DRAIN, Some(TOKEN), Some(&huge))
+        .await;
+    assert_eq!(s, 413, "{v}");
+    let (s, v) = admin.get("/api/v1/route?name=www.example.com").await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = admin.get("/api/v1/route?name=static.example.com&client=81.2.69.0/24").await;
+    assert_eq!(s, 404, "{v}");
+    let (s, _) = admin.get("/api/v1/nothing").await;
+    assert_eq!(s, 404);
+    // None of that left an override behind.
+    let (_, audit) = admin.get("/api/v1/audit").await;
+    assert_eq!(audit, json!([]));
+}
+
+#[tokio::test]
+async fn metrics_count_real_queries_by_zone_name_qtype_rcode_and_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    for _ in 0..3 {
+        assert_eq!(gb_answer(&admin.server).await, [EU_WEST]);
+    }
+    let client = common::udp_client(admin.server.addr()).await;
+    common::query(&client, "nope.example.com.", RecordType::A, None, Some(1232)).await;
+    common::query(&client, "example.org.", RecordType::A, None, Some(1232)).await;
+    let text = admin.text("/metrics").await;
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(
+        has("meridian_dns_queries_total{zone=\"example.com.\",name=\"www.example.com.\",qtype=\"A\",rcode=\"NOERROR\",region=\"eu-west\"} 3"),
+        "{text}"
+    );
+    assert!(
+        has("meridian_dns_queries_total{zone=\"example.com.\",name=\"\",qtype=\"A\",rcode=\"NXDOMAIN\",region=\"\"} 1"),
+        "{text}"
+    );
+    assert!(
+        has("meridian_dns_queries_total{zone=\"\",name=\"\",qtype=\"A\",rcode=\"REFUSED\",region=\"\"} 1"),
+        "{text}"
+    );
+    assert!(has("meridian_region_up{zone=\"example.com.\",region=\"eu-west\"} 1"), "{text}");
+    let (_, regions) = admin.get("/api/v1/regions").await;
+    let eu = regions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "eu-west")
+        .unwrap();
+    assert_eq!(eu["traffic"]["answers_total"], 3);
+    assert_eq!(eu["traffic"]["share_total"], 1.0);
+}
+
+#[tokio::test]
+async fn a_reload_that_fails_validation_keeps_serving_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.com.toml");
+    let good = std::fs::read_to_string(&shipped).unwrap();
+    std::fs::write(zones.join("example.com.toml"), &good).unwrap();
+    let admin = Admin::start(dir.path(), Some(&zones));
+    assert_eq!(gb_answer(&admin.server).await, [EU_WEST]);
+
+    let broken = good.replace(
+        r#"regions = ["us-east", "eu-west", "ap-southeast"]"#,
+        r#"regions = ["us-east", "eu-wset", "ap-southeast"]"#,
+    );
+    std::fs::write(zones.join("example.com.toml"), &broken).unwrap();
+    let (s, v) = admin.post("/api/v1/reload", "").await;
+    assert_eq!(s, 422, "{v}");
+    let line = broken
+        .lines()
+        .position(|l| l.contains("eu-wset"))
+        .unwrap()
+        + 1;
+    let diag = v["diagnostics"][0].as_str().unwrap();
+    assert!(
+        diag.ends_with(&format!(
+            "example.com.toml:{line}: unknown region \"eu-wset\" (known: ap-southeast, eu-west, us-east)"
+        )),
+        "{v}"
+    );
+    assert_eq!(gb_answer(&admin.server).await, [EU_WEST], "old zones serve");
+
+    // A good reload takes effect: move eu-west's address.
+    std::fs::write(
+        zones.join("example.com.toml"),
+        good.replace("198.51.100.10", "198.51.100.77"),
+    )
+    .unwrap();
+    let (s, v) = admin.post("/api/v1/reload", r#"{"reason": "new address"}"#).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(gb_answer(&admin.server).await, ["198.51.100.77"]);
+    let text = admin.text("/metrics").await;
+    assert!(text.contains("meridian_reloads_total{result=\"ok\"} 1"), "{text}");
+    assert!(text.contains("meridian_reloads_total{result=\"failed\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn reads_are_open_on_loopback_and_the_openapi_document_lists_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    for path in ["/api/v1/zones", "/api/v1/names", "/api/v1/regions", "/api/v1/events"] {
+        let (s, v) = admin.get(path).await;
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    assert_eq!(admin.text("/healthz").await, "ok\n");
+    assert_eq!(admin.text("/readyz").await, "ready\n");
+    let (s, route) = admin
+        .get("/api/v1/route?name=www.example.com&client=81.2.69.0/24")
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(route["a"]["chosen"], "eu-west");
+    let (_, doc) = admin.get("/api/v1/openapi.json").await;
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/zones",
+        "/api/v1/names",
+        "/api/v1/regions",
+        "/api/v1/events",
+        "/api/v1/audit",
+        "/api/v1/route",
+        "/api/v1/zones/{zone}/regions/{region}/drain",
+        "/api/v1/zones/{zone}/regions/{region}/undrain",
+        "/api/v1/zones/{zone}/regions/{region}/endpoints/{address}/force",
+        "/api/v1/zones/{zone}/regions/{region}/endpoints/{address}/unforce",
+        "/api/v1/reload",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(paths.contains_key(p), "OpenAPI lacks {p}");
+    }
+}
+
+#[test]
+fn a_non_loopback_admin_listener_without_a_token_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "serve",
+            "--zones",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("zones").to_str().unwrap(),
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "0.0.0.0:0",
+            "--state-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .env_remove("MERIDIAN_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not on loopback and no token is configured"), "{err}");
+}
+
+/// kill -9 in the middle of a burst of writes: every write the API acknowledged is in the
+/// journal after a restart, and the overrides in force are exactly the journal's replay.
+#[tokio::test]
+async fn kill_9_during_writes_loses_no_acknowledged_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..3u64 {
+        let admin = Admin::start(dir.path(), None);
+        let (base, http) = (admin.base.clone(), admin.http.clone());
+        let writer = tokio::spawn(async move {
+            let mut acks = Vec::new();
+            for i in 0..500u32 {
+                let region = ["us-east", "eu-west", "ap-southeast"][(i % 3) as usize];
+                let verb = if (i / 3) % 2 == 0 { "drain" } else { "undrain" };
+                let reason = format!("round {round} write {i}");
+                let r = http
+                    .post(format!("{base}/api/v1/zones/example.com/regions/{region}/{verb}"))
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .header("content-type", "application/json")
+                    .body(format!(r#"{{"reason": "{reason}"}}"#))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => acks.push(reason),
+                    _ => break,
+                }
+            }
+            acks
+        });
+        // Let writes run, then kill without warning (the harness kills with SIGKILL).
+        tokio::time::sleep(Duration::from_millis(200 + 150 * round)).await;
+        drop(admin);
+        let acks = writer.await.unwrap();
+        assert!(!acks.is_empty(), "round {round}: some writes were acknowledged");
+        acknowledged.extend(acks);
+    }
+    let admin = Admin::start(dir.path(), None);
+    let (_, audit) = admin.get("/api/v1/audit?limit=100000").await;
+    let audit = audit.as_array().unwrap();
+    let reasons: std::collections::HashSet<&str> =
+        audit.iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    for r in &acknowledged {
+        assert!(reasons.contains(r.as_str()), "acknowledged write lost: {r}");
+    }
+    // At most the one write in flight at each kill landed without an answer.
+    assert!(audit.len() <= acknowledged.len() + 3, "{} vs {}", audit.len(), acknowledged.len());
+    let seqs: Vec<u64> = audit.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "journal in order, no gaps");
+    let (_, regions) = admin.get("/api/v1/regions").await;
+    for r in regions.as_array().unwrap() {
+        let last = audit.iter().rev().find(|e| e["region"] == r["region"]);
+        let drained = last.is_some_and(|e| e["action"] == "drain");
+        assert_eq!(r["state"] == "drained", drained, "{}", r["region"]);
+    }
+    eprintln!(
+        "kill -9 x3: {} writes acknowledged, {} in the journal",
+        acknowledged.len(),
+        audit.len()
+    );
+}
