@@ -168,7 +168,10 @@ async fn drain_moves_answers_at_once_and_survives_a_restart() {
         .collect();
     assert_eq!(actions, ["drain", "undrain"]);
     let log = std::fs::read_to_string(dir_path.join("state/audit.jsonl")).unwrap();
-    assert!(!log.contains(TOKEN), "the audit log names tokens, never secrets");
+    assert!(
+        !log.contains(TOKEN),
+        "the audit log names tokens, never secrets"
+    );
     assert!(!admin.server.log_text().contains(TOKEN), "nor do the logs");
 }
 
@@ -187,7 +190,10 @@ async fn forced_endpoint_and_expiring_drain_lift_themselves() {
     assert_eq!(gb_answer(&admin.server).await, [US_EAST]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while gb_answer(&admin.server).await != [EU_WEST] {
-        assert!(Instant::now() < deadline, "the force did not lift at its expiry");
+        assert!(
+            Instant::now() < deadline,
+            "the force did not lift at its expiry"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -209,7 +215,13 @@ async fn bad_requests_get_precise_errors() {
     assert_eq!(s, 400, "{v}");
     let (s, v) = post(DRAIN, Some(TOKEN), r#"{"reason": "x", "color": "red"}"#).await;
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("unknown field `color`"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `color`"),
+        "{v}"
+    );
     let (s, v) = post(DRAIN, Some(TOKEN), r#"{"reason": "  "}"#).await;
     assert_eq!(s, 400, "{v}");
     let (s, v) = post(DRAIN, Some(TOKEN), r#"{"reason": "x", "expires_in": 0}"#).await;
@@ -265,7 +277,9 @@ async fn bad_requests_get_precise_errors() {
     assert_eq!(s, 413, "{v}");
     let (s, v) = admin.get("/api/v1/route?name=www.example.com").await;
     assert_eq!(s, 400, "{v}");
-    let (s, v) = admin.get("/api/v1/route?name=static.example.com&client=81.2.69.0/24").await;
+    let (s, v) = admin
+        .get("/api/v1/route?name=static.example.com&client=81.2.69.0/24")
+        .await;
     assert_eq!(s, 404, "{v}");
     let (s, _) = admin.get("/api/v1/nothing").await;
     assert_eq!(s, 404);
@@ -282,23 +296,39 @@ async fn metrics_count_real_queries_by_zone_name_qtype_rcode_and_region() {
         assert_eq!(gb_answer(&admin.server).await, [EU_WEST]);
     }
     let client = common::udp_client(admin.server.addr()).await;
-    common::query(&client, "nope.example.com.", RecordType::A, None, Some(1232)).await;
+    common::query(
+        &client,
+        "nope.example.com.",
+        RecordType::A,
+        None,
+        Some(1232),
+    )
+    .await;
     common::query(&client, "example.org.", RecordType::A, None, Some(1232)).await;
     let text = admin.text("/metrics").await;
     let has = |line: &str| text.lines().any(|l| l == line);
     assert!(
-        has("meridian_dns_queries_total{zone=\"example.com.\",name=\"www.example.com.\",qtype=\"A\",rcode=\"NOERROR\",region=\"eu-west\"} 3"),
+        has(
+            "meridian_dns_queries_total{zone=\"example.com.\",name=\"www.example.com.\",qtype=\"A\",rcode=\"NOERROR\",region=\"eu-west\"} 3"
+        ),
         "{text}"
     );
     assert!(
-        has("meridian_dns_queries_total{zone=\"example.com.\",name=\"\",qtype=\"A\",rcode=\"NXDOMAIN\",region=\"\"} 1"),
+        has(
+            "meridian_dns_queries_total{zone=\"example.com.\",name=\"\",qtype=\"A\",rcode=\"NXDOMAIN\",region=\"\"} 1"
+        ),
         "{text}"
     );
     assert!(
-        has("meridian_dns_queries_total{zone=\"\",name=\"\",qtype=\"A\",rcode=\"REFUSED\",region=\"\"} 1"),
+        has(
+            "meridian_dns_queries_total{zone=\"\",name=\"\",qtype=\"A\",rcode=\"REFUSED\",region=\"\"} 1"
+        ),
         "{text}"
     );
-    assert!(has("meridian_region_up{zone=\"example.com.\",region=\"eu-west\"} 1"), "{text}");
+    assert!(
+        has("meridian_region_up{zone=\"example.com.\",region=\"eu-west\"} 1"),
+        "{text}"
+    );
     let (_, regions) = admin.get("/api/v1/regions").await;
     let eu = regions
         .as_array()
@@ -328,11 +358,7 @@ async fn a_reload_that_fails_validation_keeps_serving_and_says_where() {
     std::fs::write(zones.join("example.com.toml"), &broken).unwrap();
     let (s, v) = admin.post("/api/v1/reload", "").await;
     assert_eq!(s, 422, "{v}");
-    let line = broken
-        .lines()
-        .position(|l| l.contains("eu-wset"))
-        .unwrap()
-        + 1;
+    let line = broken.lines().position(|l| l.contains("eu-wset")).unwrap() + 1;
     let diag = v["diagnostics"][0].as_str().unwrap();
     assert!(
         diag.ends_with(&format!(
@@ -348,19 +374,32 @@ async fn a_reload_that_fails_validation_keeps_serving_and_says_where() {
         good.replace("198.51.100.10", "198.51.100.77"),
     )
     .unwrap();
-    let (s, v) = admin.post("/api/v1/reload", r#"{"reason": "new address"}"#).await;
+    let (s, v) = admin
+        .post("/api/v1/reload", r#"{"reason": "new address"}"#)
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(gb_answer(&admin.server).await, ["198.51.100.77"]);
     let text = admin.text("/metrics").await;
-    assert!(text.contains("meridian_reloads_total{result=\"ok\"} 1"), "{text}");
-    assert!(text.contains("meridian_reloads_total{result=\"failed\"} 1"), "{text}");
+    assert!(
+        text.contains("meridian_reloads_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("meridian_reloads_total{result=\"failed\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn reads_are_open_on_loopback_and_the_openapi_document_lists_every_route() {
     let dir = tempfile::tempdir().unwrap();
     let admin = Admin::start(dir.path(), None);
-    for path in ["/api/v1/zones", "/api/v1/names", "/api/v1/regions", "/api/v1/events"] {
+    for path in [
+        "/api/v1/zones",
+        "/api/v1/names",
+        "/api/v1/regions",
+        "/api/v1/events",
+    ] {
         let (s, v) = admin.get(path).await;
         assert_eq!(s, 200, "{path}: {v}");
     }
@@ -400,7 +439,10 @@ fn a_non_loopback_admin_listener_without_a_token_refuses_to_start() {
         .args([
             "serve",
             "--zones",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("zones").to_str().unwrap(),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("zones")
+                .to_str()
+                .unwrap(),
             "--dns-listen",
             "127.0.0.1:0",
             "--admin-listen",
@@ -413,7 +455,10 @@ fn a_non_loopback_admin_listener_without_a_token_refuses_to_start() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is not on loopback and no token is configured"), "{err}");
+    assert!(
+        err.contains("is not on loopback and no token is configured"),
+        "{err}"
+    );
 }
 
 /// kill -9 in the middle of a burst of writes: every write the API acknowledged is in the
@@ -432,7 +477,9 @@ async fn kill_9_during_writes_loses_no_acknowledged_override() {
                 let verb = if (i / 3) % 2 == 0 { "drain" } else { "undrain" };
                 let reason = format!("round {round} write {i}");
                 let r = http
-                    .post(format!("{base}/api/v1/zones/example.com/regions/{region}/{verb}"))
+                    .post(format!(
+                        "{base}/api/v1/zones/example.com/regions/{region}/{verb}"
+                    ))
                     .header("authorization", format!("Bearer {TOKEN}"))
                     .header("content-type", "application/json")
                     .body(format!(r#"{{"reason": "{reason}"}}"#))
@@ -449,21 +496,34 @@ async fn kill_9_during_writes_loses_no_acknowledged_override() {
         tokio::time::sleep(Duration::from_millis(200 + 150 * round)).await;
         drop(admin);
         let acks = writer.await.unwrap();
-        assert!(!acks.is_empty(), "round {round}: some writes were acknowledged");
+        assert!(
+            !acks.is_empty(),
+            "round {round}: some writes were acknowledged"
+        );
         acknowledged.extend(acks);
     }
     let admin = Admin::start(dir.path(), None);
     let (_, audit) = admin.get("/api/v1/audit?limit=100000").await;
     let audit = audit.as_array().unwrap();
-    let reasons: std::collections::HashSet<&str> =
-        audit.iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    let reasons: std::collections::HashSet<&str> = audit
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
     for r in &acknowledged {
         assert!(reasons.contains(r.as_str()), "acknowledged write lost: {r}");
     }
     // At most the one write in flight at each kill landed without an answer.
-    assert!(audit.len() <= acknowledged.len() + 3, "{} vs {}", audit.len(), acknowledged.len());
+    assert!(
+        audit.len() <= acknowledged.len() + 3,
+        "{} vs {}",
+        audit.len(),
+        acknowledged.len()
+    );
     let seqs: Vec<u64> = audit.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "journal in order, no gaps");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "journal in order, no gaps"
+    );
     let (_, regions) = admin.get("/api/v1/regions").await;
     for r in regions.as_array().unwrap() {
         let last = audit.iter().rev().find(|e| e["region"] == r["region"]);

@@ -120,7 +120,11 @@ impl Session<'_> {
 
     async fn get(&self, path: &str) -> Value {
         self.driver
-            .call(reqwest::Method::GET, &format!("/session/{}{path}", self.id), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/session/{}{path}", self.id),
+                None,
+            )
             .await
     }
 
@@ -259,7 +263,10 @@ async fn dashboard_shows_regions_and_drains_one_with_a_reason() {
         .eval("return document.querySelector('#audit tbody tr').textContent")
         .await;
     let row = who.as_str().unwrap();
-    assert!(row.contains("browser") && row.contains("drain") && row.contains("eu-west"), "{row}");
+    assert!(
+        row.contains("browser") && row.contains("drain") && row.contains("eu-west"),
+        "{row}"
+    );
     let marker = session
         .eval("return document.querySelectorAll('#markers .marker.drained').length")
         .await;
