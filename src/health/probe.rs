@@ -49,7 +49,7 @@ impl Prober {
         timeout: Duration,
     ) -> Result<Prober, ProbeError> {
         let http = match kind {
-            CheckKind::Http(h) => Some(http_client(h, target, timeout)?),
+            CheckKind::Http(h) => Some(http_client(h, target)?),
             _ => None,
         };
         Ok(Prober {
@@ -93,19 +93,20 @@ impl Prober {
 fn http_client(
     check: &HttpCheck,
     target: SocketAddr,
-    timeout: Duration,
 ) -> Result<(reqwest::Client, reqwest::Url, reqwest::Method), ProbeError> {
     let scheme = if check.https { "https" } else { "http" };
+    // The target's port: the check's, or the one its check-address gives.
     let authority = match &check.host {
-        Some(host) => format!("{host}:{}", check.port),
-        None => SocketAddr::new(target.ip(), check.port).to_string(),
+        Some(host) => format!("{host}:{}", target.port()),
+        None => target.to_string(),
     };
     let url = reqwest::Url::parse(&format!("{scheme}://{authority}{}", check.path))
         .expect("check host and path are validated when the zone loads");
     let method = reqwest::Method::from_bytes(check.method.as_bytes())
         .expect("check method is validated when the zone loads");
+    // No reqwest timeout: the probe's own deadline covers connect, TLS and headers, and
+    // reports "timeout after ..." alone.
     let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
         .no_proxy()

@@ -152,6 +152,23 @@ impl HealthToml {
     /// The check this table describes; `base` is the zone file's directory (for `ca-file`),
     /// `endpoints` the region's endpoint count. Errors are messages for the table's line.
     pub fn resolve(&self, base: &Path, endpoints: usize) -> Result<CheckSpec, Vec<String>> {
+        self.resolve_with(base, endpoints, true)
+    }
+
+    /// The mistakes of a zone's defaults table on its own: a key that every region may set
+    /// (a tcp check's port) is not required there.
+    pub fn defaults_errors(&self, base: &Path) -> Vec<String> {
+        self.resolve_with(base, usize::MAX, false)
+            .err()
+            .unwrap_or_default()
+    }
+
+    fn resolve_with(
+        &self,
+        base: &Path,
+        endpoints: usize,
+        complete: bool,
+    ) -> Result<CheckSpec, Vec<String>> {
         let mut errors = Vec::new();
         let mut count = |key: &str, v: Option<i64>, default: u32, min: i64, max: i64| match v {
             None => default,
@@ -218,7 +235,9 @@ impl HealthToml {
             None | Some("none") => CheckKind::None,
             Some("tcp") => match self.port {
                 None => {
-                    errors.push("check \"tcp\" needs a port".into());
+                    if complete {
+                        errors.push("check \"tcp\" needs a port".into());
+                    }
                     CheckKind::None
                 }
                 Some(_) => {

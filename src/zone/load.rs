@@ -417,12 +417,7 @@ fn regions(
     let zone_health = parsed.health.as_ref();
     // Mistakes of the zone's own table are reported once, at their keys.
     let zone_errors = zone_health
-        .map(|z| {
-            z.get_ref()
-                .resolve(base, usize::MAX)
-                .err()
-                .unwrap_or_default()
-        })
+        .map(|z| z.get_ref().defaults_errors(base))
         .unwrap_or_default();
     if let Some(z) = zone_health {
         for e in &zone_errors {

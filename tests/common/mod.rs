@@ -5,9 +5,11 @@
 // Each test binary compiles this module on its own and uses only some of it.
 #![allow(dead_code)]
 
+pub mod probe_targets;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::mpsc;
@@ -38,6 +40,8 @@ pub struct Server {
     child: Child,
     addrs: Vec<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
+    /// The private state directory, removed with the server.
+    _state_dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -46,9 +50,20 @@ impl Server {
     /// `--dns-listen`.
     pub fn start(args: &[&str]) -> Server {
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let zones = repo.join("zones");
+        Server::start_with_zones(&repo.join("zones"), args)
+    }
+
+    /// Like [`Server::start`], with the zone files of `zones` instead of the shipped ones.
+    pub fn start_with_zones(zones: &Path, args: &[&str]) -> Server {
+        Server::start_with_env(zones, args, &[])
+    }
+
+    /// Like [`Server::start_with_zones`], with extra environment variables for the child
+    /// (e.g. `("RUST_LOG", "info,meridian::health=debug")`).
+    pub fn start_with_env(zones: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
-        cmd.arg("serve").arg("--zones").arg(&zones).args([
+        cmd.envs(env.iter().copied());
+        cmd.arg("serve").arg("--zones").arg(zones).args([
             "--dns-listen",
             "127.0.0.1:0",
             "--log-format",
@@ -58,6 +73,14 @@ impl Server {
             // Never the fixed default port: tests run side by side.
             cmd.args(["--admin-listen", "127.0.0.1:0"]);
         }
+        // Never a shared journal: each server gets its own state directory unless given one.
+        let state_dir = if args.contains(&"--state-dir") {
+            None
+        } else {
+            let dir = tempfile::tempdir().expect("a state directory");
+            cmd.arg("--state-dir").arg(dir.path());
+            Some(dir)
+        };
         cmd.args(args)
             // Away from the repository, so no stray meridian.toml is picked up.
             .current_dir(env!("CARGO_TARGET_TMPDIR"))
@@ -86,6 +109,7 @@ impl Server {
             child,
             addrs: Vec::new(),
             log,
+            _state_dir: state_dir,
         };
         let deadline = Instant::now() + START_DEADLINE;
         while server.addrs.len() < expected {
@@ -129,6 +153,11 @@ impl Server {
     /// Everything the server has written to stderr so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Every stderr line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Panics (with the log) if the server has exited.

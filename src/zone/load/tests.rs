@@ -1320,3 +1320,39 @@ fn bad_host_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_zone_wide_tcp_check_takes_its_port_from_each_region() {
+    // The zone's defaults need not be complete on their own: every region sets the port.
+    let text = zone("health = { check = \"tcp\" }", "", "")
+        .replace(
+            "endpoints = [\"198.51.100.10\", \"2001:db8:2::10\"]",
+            "endpoints = [\"198.51.100.10\", \"2001:db8:2::10\"]\nhealth = { port = 8081 }",
+        )
+        .replace(
+            "endpoints = [\"192.0.2.10\"]",
+            "endpoints = [\"192.0.2.10\"]\nhealth = { port = 8082 }",
+        );
+    let z = load(&text).unwrap_or_else(|d| panic!("{}", LoadError(d)));
+    assert_eq!(
+        check_of(&z, "eu-west").spec.kind,
+        CheckKind::Tcp { port: 8081 }
+    );
+    assert_eq!(
+        check_of(&z, "us-east").spec.kind,
+        CheckKind::Tcp { port: 8082 }
+    );
+    // A region that does not set it is told so, at its own name.
+    let text = zone("health = { check = \"tcp\" }", "", "").replace(
+        "endpoints = [\"192.0.2.10\"]",
+        "endpoints = [\"192.0.2.10\"]\nhealth = { port = 8082 }",
+    );
+    let d = errors(&text);
+    assert_eq!(d.len(), 1, "{}", LoadError(d.clone()));
+    assert!(
+        d[0].message
+            .contains("region eu-west: health: check \"tcp\" needs a port"),
+        "{}",
+        d[0]
+    );
+}
