@@ -367,8 +367,13 @@ impl Monitor {
                 ("up", "down")
             };
             let up = machine.endpoints.iter().filter(|e| e.up).count();
-            info!(zone = %zone.label, region = %region_name, from, to,
-                endpoints_up = up, min_healthy = spec.min_healthy, "region state changed");
+            let reason = format!(
+                "{up} of {} endpoints up, {} needed",
+                machine.endpoints.len(),
+                spec.min_healthy
+            );
+            info!(zone = %zone.label, region = %region_name, from, to, reason = %reason,
+                "region state changed");
             events.push(Event {
                 at_ms: now_ms(),
                 zone: zone.label.clone(),
@@ -376,11 +381,7 @@ impl Monitor {
                 endpoint: None,
                 from,
                 to,
-                reason: format!(
-                    "{up} of {} endpoints up, {} needed",
-                    machine.endpoints.len(),
-                    spec.min_healthy
-                ),
+                reason,
             });
         }
         for e in events {
