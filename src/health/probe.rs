@@ -173,17 +173,24 @@ async fn http_probe(
     Err("body mismatch".into())
 }
 
-/// The innermost cause of a reqwest error, worded for operators.
+/// The cause of a reqwest error, worded for operators: a TLS failure anywhere in the chain
+/// wins, then the innermost I/O error.
 fn http_reason(e: &reqwest::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<io::Error>() {
-            return connect_reason(io);
-        }
-        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+    let chain = || {
+        std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |s| {
+            s.source()
+        })
+    };
+    for s in chain() {
+        let tls = s
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| s.downcast_ref::<io::Error>().and_then(tls_inside));
+        if let Some(tls) = tls {
             return format!("tls: {tls}");
         }
-        source = s.source();
+    }
+    if let Some(io) = chain().find_map(|s| s.downcast_ref::<io::Error>()) {
+        return connect_reason(io);
     }
     if e.is_timeout() {
         "timeout".into()
@@ -192,6 +199,14 @@ fn http_reason(e: &reqwest::Error) -> String {
     } else {
         e.to_string()
     }
+}
+
+/// A TLS error wrapped in I/O errors (tokio-rustls wraps it, hyper wraps that again).
+fn tls_inside(e: &io::Error) -> Option<&rustls::Error> {
+    let inner = e.get_ref()?;
+    inner
+        .downcast_ref::<rustls::Error>()
+        .or_else(|| inner.downcast_ref::<io::Error>().and_then(tls_inside))
 }
 
 fn connect_reason(e: &io::Error) -> String {
