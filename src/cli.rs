@@ -202,7 +202,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
             listeners.push(listener);
         }
         let mut tasks = tokio::task::JoinSet::new();
-        server::spawn(listeners, state, &mut tasks);
+        server::spawn(listeners, state, &mut tasks).map_err(CliError::Runtime)?;
         ready.store(true, std::sync::atomic::Ordering::Release);
         shutdown_signal().await;
         info!("shutting down");

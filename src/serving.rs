@@ -24,6 +24,8 @@ pub struct ServingState {
     /// Widened ECS scopes by (zone address, steered name index, family, GeoIP network). They
     /// depend on zones and health, so the cache lives and dies with this state.
     pub(crate) scopes: moka::sync::Cache<ScopeKey, u8>,
+    /// Encoded answers and steering decisions of the fast path.
+    pub(crate) fast: crate::dns::FastCaches,
     pub metrics: Arc<Metrics>,
     /// Query counters per zone, by zone index.
     pub counters: Arc<Vec<Arc<ZoneCounters>>>,
@@ -69,6 +71,7 @@ impl ServingState {
             geo,
             health,
             scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
+            fast: Default::default(),
             outside: metrics.outside_counters(),
             counters: Arc::new(counters),
             metrics,
@@ -92,6 +95,7 @@ impl ServingState {
             geo: self.geo.clone(),
             health,
             scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
+            fast: Default::default(),
             metrics: self.metrics.clone(),
             counters: self.counters.clone(),
             outside: self.outside.clone(),

@@ -38,6 +38,9 @@ pub struct SteeredAnswer {
     pub location: Location,
     pub decision: Decision,
     pub addresses: Vec<IpAddr>,
+    /// How the addresses were ordered: a rotation, or a draw by weight.
+    #[serde(skip)]
+    pub order: steer::Order,
     pub ttl: u32,
     /// ECS scope prefix for the response (RFC 7871 §7.2.1).
     pub scope: u8,
@@ -60,11 +63,10 @@ pub fn steer(
         state.health(zone),
         family,
     );
-    let addresses = steer::select(
-        decision.endpoints(&steered.config, &zone.regions, state.health(zone), family),
-        steered.config.answers,
-        seed,
-    );
+    let endpoints = decision.endpoints(&steered.config, &zone.regions, state.health(zone), family);
+    let equal = endpoints.windows(2).all(|w| w[0].weight == w[1].weight);
+    let order = steer::order(endpoints.len(), equal, seed);
+    let addresses = steer::select(endpoints, steered.config.answers, seed);
     // Every client in the GeoIP network that decided shares its location, so it shares the
     // answer: that network, widened over neighbours with the same answer, is an honest scope,
     // capped by what the resolver disclosed. An answer no other client could see differently
@@ -90,6 +92,7 @@ pub fn steer(
         ttl: decision.ttl,
         decision,
         addresses,
+        order,
         scope,
     }
 }

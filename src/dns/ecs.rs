@@ -132,6 +132,33 @@ pub fn from_query(packet: &[u8]) -> Result<Option<ClientSubnet>, EcsError> {
     Ok(found)
 }
 
+/// Where the OPT record of a message starts, if it is the message's last record.
+pub fn opt_record_start(message: &[u8]) -> Option<usize> {
+    let mut r = Reader {
+        buf: message,
+        pos: 0,
+    };
+    let header = r.take(12, "the header").ok()?;
+    let count = |i: usize| u32::from(u16::from_be_bytes([header[i], header[i + 1]]));
+    for _ in 0..count(4) {
+        r.skip_name().ok()?;
+        r.take(4, "a question").ok()?;
+    }
+    let records = count(6) + count(8) + count(10);
+    for i in 0..records {
+        let start = r.pos;
+        r.skip_name().ok()?;
+        let rtype = r.u16("a record").ok()?;
+        r.take(6, "a record").ok()?;
+        let len = r.u16("a record").ok()?;
+        r.take(usize::from(len), "record data").ok()?;
+        if i + 1 == records {
+            return (rtype == OPT && r.pos == message.len()).then_some(start);
+        }
+    }
+    None
+}
+
 /// Validates one ECS option body (RFC 7871 §6).
 pub fn parse_option(body: &[u8]) -> Result<ClientSubnet, EcsError> {
     if body.len() < 4 {

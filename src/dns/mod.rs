@@ -7,7 +7,11 @@
 
 pub mod answer;
 pub mod ecs;
+mod fast;
+mod fastmap;
 pub mod server;
+
+pub(crate) use fast::Caches as FastCaches;
 
 use std::net::SocketAddr;
 
@@ -33,13 +37,50 @@ pub enum Transport {
     Tcp,
 }
 
-/// Answers one query packet from `src`. `None` means send nothing: the packet is too short
-/// to carry an ID, or it is itself a response (answering those invites loops).
+/// Answers one query packet from `src`: from the response cache when the query is ordinary
+/// and answered before ([`fast`]), else by the general path below. `None` means send nothing:
+/// the packet is too short to carry an ID, or it is itself a response (answering those
+/// invites loops).
 pub fn handle(
     state: &ServingState,
     packet: &[u8],
     src: SocketAddr,
     transport: Transport,
+) -> Option<Vec<u8>> {
+    fast::handle(state, packet, src, transport)
+}
+
+/// What the general path did with a query, so that the fast path can cache the answer.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Trace {
+    /// The query reached a zone and got an ordinary answer.
+    pub answered: Option<Answered>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answered {
+    pub zone: usize,
+    pub rcode: ResponseCode,
+    pub steered: Option<SteeredTrace>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SteeredTrace {
+    pub index: usize,
+    pub family: Family,
+    pub region: Option<usize>,
+    pub order: crate::steer::Order,
+    pub ttl: u32,
+}
+
+/// The general path: every rule, for every query. Fills `trace` when the answer is one the
+/// fast path may cache.
+pub(crate) fn general(
+    state: &ServingState,
+    packet: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+    trace: &mut Trace,
 ) -> Option<Vec<u8>> {
     if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
         return None;
@@ -127,6 +168,17 @@ pub fn handle(
         let steered = &zone.steered[hit.index];
         let answer = answer::steer(state, zone, steered, client, family, seed);
         state.counters[zone.index].steered(hit.index, qtype, answer.decision.chosen);
+        trace.answered = Some(Answered {
+            zone: zone.index,
+            rcode: ResponseCode::NoError,
+            steered: Some(SteeredTrace {
+                index: hit.index,
+                family,
+                region: answer.decision.chosen,
+                order: answer.order,
+                ttl: answer.ttl,
+            }),
+        });
         response.scope = answer.scope;
         if answer.addresses.is_empty() {
             zone.add_negative_soa(&mut resolved);
@@ -142,6 +194,11 @@ pub fn handle(
             }));
     } else {
         state.counters[zone.index].plain(qtype, resolved.rcode);
+        trace.answered = Some(Answered {
+            zone: zone.index,
+            rcode: resolved.rcode,
+            steered: None,
+        });
     }
     meta.authoritative = resolved.authoritative;
     meta.response_code = resolved.rcode;

@@ -1,8 +1,10 @@
 //! UDP and TCP listeners feeding [`super::handle`].
 //!
-//! Each listen address gets one `SO_REUSEPORT` UDP socket per core, each with its own receive
-//! loop (no task per query), and one TCP listener whose connections are served in order with
-//! an idle timeout (RFC 7766 §6.2.3) under a global connection limit.
+//! Each listen address gets one `SO_REUSEPORT` UDP socket per core, each served by its own OS
+//! thread in a blocking receive loop (no task per query, no async wake-ups: under load a
+//! receive returns at once, as gdnsd's I/O threads do), and one TCP listener on the async
+//! runtime whose connections are served in order with an idle timeout (RFC 7766 §6.2.3)
+//! under a global connection limit.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
@@ -23,13 +25,15 @@ use crate::serving::SharedState;
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most TCP connections served at once; more are closed on accept.
 pub const MAX_TCP_CONNECTIONS: usize = 1024;
+/// Socket buffer size asked for UDP sockets.
+const UDP_BUFFER: usize = 4 << 20;
 /// Attempts at finding a port free for both UDP and TCP when asked for port 0.
 const PORT_ATTEMPTS: usize = 16;
 
 /// The sockets of one listen address, bound and ready to serve.
 pub struct Listener {
     pub addr: SocketAddr,
-    udp: Vec<UdpSocket>,
+    udp: Vec<std::net::UdpSocket>,
     tcp: TcpListener,
 }
 
@@ -61,15 +65,17 @@ pub fn bind(addr: SocketAddr, udp_sockets: usize) -> io::Result<Listener> {
     Err(last_err.unwrap_or_else(|| io::Error::other("no port free for UDP and TCP")))
 }
 
-fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
+    // Room for a burst while the thread is descheduled; the kernel caps it at rmem_max.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -85,20 +91,29 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Serves `listeners` until the task set is dropped.
-pub fn spawn(listeners: Vec<Listener>, state: SharedState, tasks: &mut JoinSet<()>) {
+/// Serves `listeners`: UDP on threads of their own, TCP as tasks of `tasks`.
+pub fn spawn(
+    listeners: Vec<Listener>,
+    state: SharedState,
+    tasks: &mut JoinSet<()>,
+) -> io::Result<()> {
     let tcp_slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     for listener in listeners {
-        for socket in listener.udp {
-            tasks.spawn(serve_udp(socket, state.clone()));
+        for (i, socket) in listener.udp.into_iter().enumerate() {
+            let state = state.clone();
+            std::thread::Builder::new()
+                .name(format!("meridian-udp-{i}"))
+                .spawn(move || serve_udp(socket, state))?;
         }
         tasks.spawn(serve_tcp(listener.tcp, state.clone(), tcp_slots.clone()));
     }
+    Ok(())
 }
 
-async fn serve_udp(socket: UdpSocket, state: SharedState) {
+fn serve_udp(socket: std::net::UdpSocket, state: SharedState) {
     let mut buf = vec![0u8; usize::from(u16::MAX)];
     loop {
-        let (len, src) = match socket.recv_from(&mut buf).await {
+        let (len, src) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e) => {
                 debug!(error = %e, "udp receive failed");
@@ -107,7 +122,7 @@ async fn serve_udp(socket: UdpSocket, state: SharedState) {
         };
         let response = handle(&state.load(), &buf[..len], src, Transport::Udp);
         if let Some(response) = response
-            && let Err(e) = socket.send_to(&response, src).await
+            && let Err(e) = socket.send_to(&response, src)
         {
             debug!(error = %e, client = %src, "udp send failed");
         }

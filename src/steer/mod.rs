@@ -386,8 +386,31 @@ pub fn decide(
     }
 }
 
-/// Picks up to `count` of `endpoints` (all when `None`), in an order drawn by weight from
-/// `seed`: equal weights rotate, so successive queries spread over every endpoint.
+/// How [`select`] orders a set of endpoints for a seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Order {
+    /// Equal weights: the list rotated by this many places.
+    Rotation(usize),
+    /// Unequal weights: drawn by weight, different for every seed.
+    Weighted,
+}
+
+/// The order [`select`] uses for `n` endpoints of which `equal_weights` tells.
+pub fn order(n: usize, equal_weights: bool, seed: u64) -> Order {
+    if equal_weights {
+        Order::Rotation(if n == 0 {
+            0
+        } else {
+            (seed % n as u64) as usize
+        })
+    } else {
+        Order::Weighted
+    }
+}
+
+/// Picks up to `count` of `endpoints` (all when `None`). Equal weights rotate with `seed`, so
+/// successive queries spread over every endpoint (and an answer depends only on the rotation,
+/// which keeps it cacheable); unequal weights are drawn by weight from `seed`.
 pub fn select<'e>(
     endpoints: impl IntoIterator<Item = &'e Endpoint>,
     count: Option<usize>,
@@ -395,6 +418,11 @@ pub fn select<'e>(
 ) -> Vec<IpAddr> {
     let mut pool: Vec<&Endpoint> = endpoints.into_iter().collect();
     let want = count.unwrap_or(pool.len()).min(pool.len());
+    let equal = pool.windows(2).all(|w| w[0].weight == w[1].weight);
+    if let Order::Rotation(k) = order(pool.len(), equal, seed) {
+        pool.rotate_left(k);
+        return pool.iter().take(want).map(|e| e.address).collect();
+    }
     let mut out = Vec::with_capacity(want);
     let mut rng = SplitMix64(seed);
     while out.len() < want {

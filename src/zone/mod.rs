@@ -27,38 +27,40 @@ const MAX_CNAME_CHAIN: usize = 8;
 /// Every loaded zone, found by the longest zone name that contains the query name.
 #[derive(Debug, Default)]
 pub struct ZoneSet {
-    zones: HashMap<LowerName, Zone>,
+    /// In origin order; a zone's position is its `index`.
+    zones: Vec<Zone>,
+    by_name: HashMap<LowerName, usize>,
 }
 
 impl ZoneSet {
     /// The set of `zones`, each given its index in origin order.
     pub fn new(mut zones: Vec<Zone>) -> Self {
         zones.sort_by(|a, b| a.origin.cmp(&b.origin));
-        ZoneSet {
-            zones: zones
-                .into_iter()
-                .enumerate()
-                .map(|(index, mut z)| {
-                    z.index = index;
-                    (LowerName::new(&z.origin), z)
-                })
-                .collect(),
+        for (index, z) in zones.iter_mut().enumerate() {
+            z.index = index;
         }
+        let by_name = zones
+            .iter()
+            .map(|z| (LowerName::new(&z.origin), z.index))
+            .collect();
+        ZoneSet { zones, by_name }
     }
 
     /// The zones in index order.
     pub fn by_index(&self) -> Vec<&Zone> {
-        let mut zones: Vec<&Zone> = self.zones.values().collect();
-        zones.sort_by_key(|z| z.index);
-        zones
+        self.zones.iter().collect()
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Zone> {
+        self.zones.get(index)
     }
 
     /// The zone with the most labels that `qname` is at or below.
     pub fn find(&self, qname: &LowerName) -> Option<&Zone> {
         let mut name = qname.clone();
         loop {
-            if let Some(z) = self.zones.get(&name) {
-                return Some(z);
+            if let Some(&i) = self.by_name.get(&name) {
+                return Some(&self.zones[i]);
             }
             if name.is_root() {
                 return None;
@@ -68,7 +70,7 @@ impl ZoneSet {
     }
 
     pub fn zones(&self) -> impl Iterator<Item = &Zone> {
-        self.zones.values()
+        self.zones.iter()
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,458 @@
+//! FAST PATH: an ordinary query answered from cached response bytes.
+//!
+//! A query that is one question of class IN with at most an OPT record (and a valid ECS
+//! option) is parsed in place; its answer is looked up by (lower-case name, type) and, for a
+//! steered name, by the region its client's GeoIP network decides and the rotation of the
+//! endpoints. A hit costs the parse, two or three hash lookups and a copy with the ID, the RD
+//! and CD bits, the question's case and the OPT record (with the ECS echo) patched in.
+//! Everything else, and every first query, takes the general path, which fills the cache.
+//! The caches live in the serving state, so a reload or a health change starts them afresh.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use super::answer::{self, Client};
+use super::ecs::{self, ClientSubnet};
+use super::fastmap::FastMap;
+use super::{MAX_UDP_PAYLOAD, SteeredTrace, Trace, Transport, general};
+use crate::serving::ServingState;
+use crate::steer::{Family, Order, order};
+
+/// Cached responses per serving state.
+const ANSWER_CAPACITY: usize = 50_000;
+/// Cached steering decisions (per client network) per serving state.
+const DECISION_CAPACITY: usize = 200_000;
+const HEADER_LEN: usize = 12;
+const MAX_NAME: usize = 255;
+const CLASSIC_UDP_PAYLOAD: usize = 512;
+const OPT_TYPE: u16 = 41;
+const ECS_CODE: u16 = 8;
+
+/// The fast path's caches, part of a serving state.
+pub struct Caches {
+    answers: FastMap<AnswerKey, Arc<Entry>>,
+    decisions: FastMap<ClientKey, Decided>,
+}
+
+/// The hash of (lower-case name, type, steered variant: region, rotation, TTL); entries
+/// hold their name and type, which a hit checks.
+type AnswerKey = u64;
+/// (zone index, steered name index, family, client network as sent).
+type ClientKey = (usize, usize, Family, IpNet);
+
+impl Default for Caches {
+    fn default() -> Self {
+        Caches {
+            answers: FastMap::new(ANSWER_CAPACITY),
+            decisions: FastMap::new(DECISION_CAPACITY),
+        }
+    }
+}
+
+impl std::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caches")
+            .field("answers", &self.answers.len())
+            .finish()
+    }
+}
+
+/// What the cache holds for a (name, type) and, for steered names, a variant.
+enum Entry {
+    /// The whole response but its OPT record; the same for every client.
+    Fixed(Body),
+    /// A steered name: the client decides which [`Entry::Fixed`] variant answers.
+    Steered {
+        name: Box<[u8]>,
+        qtype: u16,
+        zone: usize,
+        steered: usize,
+        family: Family,
+    },
+}
+
+struct Body {
+    name: Box<[u8]>,
+    qtype: u16,
+    zone: usize,
+    rcode: ResponseCode,
+    /// For a steered answer: the steered name and the region that answered.
+    steered: Option<(usize, Option<usize>)>,
+    bytes: Box<[u8]>,
+    /// ARCOUNT without the OPT record.
+    additional: u16,
+}
+
+/// The steering decision for one client network, with the ECS scope to send it.
+#[derive(Clone, Copy)]
+struct Decided {
+    region: Option<usize>,
+    endpoints: usize,
+    equal_weights: bool,
+    ttl: u32,
+    scope: u8,
+}
+
+/// An ordinary query, parsed in place.
+struct Query<'p> {
+    packet: &'p [u8],
+    id: u16,
+    /// Lower-case wire-format name.
+    name: [u8; MAX_NAME],
+    name_len: usize,
+    qtype: u16,
+    edns: Option<Edns>,
+}
+
+#[derive(Clone, Copy)]
+struct Edns {
+    payload: u16,
+    dnssec_ok: bool,
+    ecs: Option<ClientSubnet>,
+    /// The ECS option as sent (family, source, scope, address), to echo.
+    ecs_at: Option<(usize, usize)>,
+}
+
+impl<'p> Query<'p> {
+    /// The query if it is ordinary: QUERY opcode, one IN question, no answer or authority
+    /// records, at most one additional record which is an EDNS(0) OPT with at most one valid
+    /// ECS option, and nothing after it. `None` sends it down the general path.
+    fn parse(packet: &'p [u8]) -> Option<Query<'p>> {
+        if packet.len() < HEADER_LEN + 5 {
+            return None;
+        }
+        let flags = u16::from_be_bytes([packet[2], packet[3]]);
+        // QR clear, opcode QUERY; no TC, no Z or AD games, RCODE zero.
+        if flags & 0xFA4F != 0 {
+            return None;
+        }
+        let count = |i: usize| u16::from_be_bytes([packet[i], packet[i + 1]]);
+        if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+            return None;
+        }
+        let mut name = [0u8; MAX_NAME];
+        let mut pos = HEADER_LEN;
+        loop {
+            let len = usize::from(*packet.get(pos)?);
+            if len & 0xC0 != 0 || pos - HEADER_LEN + len + 1 > MAX_NAME {
+                return None;
+            }
+            let label = packet.get(pos..pos + len + 1)?;
+            for (i, &b) in label.iter().enumerate() {
+                name[pos - HEADER_LEN + i] = if i == 0 { b } else { b.to_ascii_lowercase() };
+            }
+            pos += len + 1;
+            if len == 0 {
+                break;
+            }
+        }
+        let name_len = pos - HEADER_LEN;
+        let tail = packet.get(pos..pos + 4)?;
+        let qtype = u16::from_be_bytes([tail[0], tail[1]]);
+        let qclass = u16::from_be_bytes([tail[2], tail[3]]);
+        // Meta types (OPT, AXFR, ANY, ...) and other classes take the general path.
+        if qclass != 1 || qtype == 0 || (128..=255).contains(&qtype) || qtype == OPT_TYPE {
+            return None;
+        }
+        pos += 4;
+        let edns = if count(10) == 1 {
+            let opt = packet.get(pos..pos + 11)?;
+            let (rtype, payload) = (
+                u16::from_be_bytes([opt[1], opt[2]]),
+                u16::from_be_bytes([opt[3], opt[4]]),
+            );
+            // Root owner, OPT, extended RCODE 0 and version 0 (else BADVERS, generally).
+            if opt[0] != 0 || rtype != OPT_TYPE || opt[5] != 0 || opt[6] != 0 {
+                return None;
+            }
+            let dnssec_ok = opt[7] & 0x80 != 0;
+            let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
+            let start = pos + 11;
+            let rdata = packet.get(start..start + rdlen)?;
+            pos = start + rdlen;
+            let (mut ecs, mut ecs_at) = (None, None);
+            let mut o = 0;
+            while o < rdata.len() {
+                let head = rdata.get(o..o + 4)?;
+                let code = u16::from_be_bytes([head[0], head[1]]);
+                let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+                let body = rdata.get(o + 4..o + 4 + len)?;
+                if code == ECS_CODE {
+                    if ecs.is_some() {
+                        return None;
+                    }
+                    ecs = Some(ecs::parse_option(body).ok()?);
+                    ecs_at = Some((start + o + 4, len));
+                }
+                o += 4 + len;
+            }
+            Some(Edns {
+                payload,
+                dnssec_ok,
+                ecs,
+                ecs_at,
+            })
+        } else {
+            None
+        };
+        if pos != packet.len() {
+            return None;
+        }
+        Some(Query {
+            packet,
+            id: u16::from_be_bytes([packet[0], packet[1]]),
+            name,
+            name_len,
+            qtype,
+            edns,
+        })
+    }
+
+    fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+
+    /// The most response bytes the transport allows.
+    fn limit(&self, transport: Transport) -> usize {
+        match (transport, self.edns) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
+            (Transport::Udp, Some(e)) => usize::from(e.payload.clamp(512, MAX_UDP_PAYLOAD)),
+        }
+    }
+
+    fn client(&self, src: SocketAddr) -> Client {
+        match self.edns.and_then(|e| e.ecs) {
+            Some(s) if s.source_prefix > 0 => Client::Subnet { network: s.net() },
+            Some(_) => Client::Resolver {
+                address: src.ip(),
+                ecs_withheld: true,
+            },
+            None => Client::Resolver {
+                address: src.ip(),
+                ecs_withheld: false,
+            },
+        }
+    }
+}
+
+fn key(name: &[u8], qtype: u16, variant: Option<(Option<usize>, usize, u32)>) -> AnswerKey {
+    use std::hash::BuildHasher;
+    std::hash::BuildHasherDefault::<super::fastmap::FxHasher>::default()
+        .hash_one((name, qtype, variant))
+}
+
+pub fn handle(
+    state: &ServingState,
+    packet: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    let Some(q) = Query::parse(packet) else {
+        return general(state, packet, src, transport, &mut Trace::default());
+    };
+    let caches = &state.fast;
+    let entry = caches.answers.get(&key(q.name(), q.qtype, None));
+    let body = match entry.as_deref() {
+        Some(Entry::Fixed(b)) if matches(&b.name, b.qtype, &q) => Some((entry.clone(), 0u8)),
+        Some(Entry::Steered {
+            name,
+            qtype,
+            zone,
+            steered,
+            family,
+        }) if name.as_ref() == q.name() && *qtype == q.qtype => {
+            steered_body(state, &q, src, *zone, *steered, *family)
+        }
+        _ => None,
+    };
+    if let Some((Some(entry), scope)) = body
+        && let Entry::Fixed(b) = entry.as_ref()
+        && let Some(out) = respond(b, &q, scope, transport)
+    {
+        count(state, b, q.qtype);
+        return Some(out);
+    }
+    // Miss: the general path answers and, for an ordinary answer, fills the cache.
+    let mut trace = Trace::default();
+    let out = general(state, packet, src, transport, &mut trace)?;
+    if let Some(answered) = trace.answered {
+        fill(state, &q, &out, answered);
+    }
+    Some(out)
+}
+
+fn matches(name: &[u8], qtype: u16, q: &Query<'_>) -> bool {
+    name == q.name() && qtype == q.qtype
+}
+
+/// The cached body for this client of a steered name, with the ECS scope to send.
+fn steered_body(
+    state: &ServingState,
+    q: &Query<'_>,
+    src: SocketAddr,
+    zone_index: usize,
+    steered_index: usize,
+    family: Family,
+) -> Option<(Option<Arc<Entry>>, u8)> {
+    let client = q.client(src);
+    let ckey: ClientKey = (zone_index, steered_index, family, client.network());
+    let decided = match state.fast.decisions.get(&ckey) {
+        Some(d) => d,
+        None => {
+            let zone = state.zones.get(zone_index)?;
+            let steered = zone.steered.get(steered_index)?;
+            // Seed 0: the decision does not depend on it; only the rotation does.
+            let a = answer::steer(state, zone, steered, client, family, 0);
+            let endpoints =
+                a.decision
+                    .endpoints(&steered.config, &zone.regions, state.health(zone), family);
+            let d = Decided {
+                region: a.decision.chosen,
+                endpoints: endpoints.len(),
+                equal_weights: endpoints.windows(2).all(|w| w[0].weight == w[1].weight),
+                ttl: a.ttl,
+                scope: a.scope,
+            };
+            state.fast.decisions.insert(ckey, d);
+            d
+        }
+    };
+    let Order::Rotation(k) = order(decided.endpoints, decided.equal_weights, seed(q.id, src))
+    else {
+        return None;
+    };
+    let scope = decided.scope;
+    let vkey = key(q.name(), q.qtype, Some((decided.region, k, decided.ttl)));
+    let entry = state.fast.answers.get(&vkey)?;
+    match entry.as_ref() {
+        Entry::Fixed(b)
+            if matches(&b.name, b.qtype, q)
+                && b.steered == Some((steered_index, decided.region)) =>
+        {
+            Some((Some(entry), scope))
+        }
+        _ => None,
+    }
+}
+
+/// The seed of the general path: the same rotation for the same query.
+pub(crate) fn seed(id: u16, src: SocketAddr) -> u64 {
+    u64::from(id) ^ (u64::from(src.port()) << 16)
+}
+
+/// Stores the general path's answer for the queries like `q` to come.
+fn fill(state: &ServingState, q: &Query<'_>, response: &[u8], answered: super::Answered) {
+    // A truncated or failed response is never cached; nor one that is not ours to reuse.
+    if response.len() < HEADER_LEN || response[2] & 0x02 != 0 {
+        return;
+    }
+    let Some((bytes, additional)) = strip_opt(response, q.edns.is_some()) else {
+        return;
+    };
+    let name: Box<[u8]> = q.name().into();
+    let caches = &state.fast;
+    let body = |steered| Body {
+        name: name.clone(),
+        qtype: q.qtype,
+        zone: answered.zone,
+        rcode: answered.rcode,
+        steered,
+        bytes: bytes.clone().into(),
+        additional,
+    };
+    match answered.steered {
+        None => {
+            caches.answers.insert(
+                key(q.name(), q.qtype, None),
+                Arc::new(Entry::Fixed(body(None))),
+            );
+        }
+        Some(SteeredTrace {
+            index,
+            family,
+            region,
+            order: Order::Rotation(k),
+            ttl,
+        }) => {
+            caches.answers.insert(
+                key(q.name(), q.qtype, None),
+                Arc::new(Entry::Steered {
+                    name: name.clone(),
+                    qtype: q.qtype,
+                    zone: answered.zone,
+                    steered: index,
+                    family,
+                }),
+            );
+            caches.answers.insert(
+                key(q.name(), q.qtype, Some((region, k, ttl))),
+                Arc::new(Entry::Fixed(body(Some((index, region))))),
+            );
+        }
+        // Drawn by weight: a new draw every query, nothing to reuse.
+        Some(_) => {}
+    }
+}
+
+/// The response without its OPT record (the last record, as the general path writes it),
+/// and the additional count without it.
+fn strip_opt(response: &[u8], had_opt: bool) -> Option<(Vec<u8>, u16)> {
+    let arcount = u16::from_be_bytes([response[10], response[11]]);
+    if !had_opt {
+        return Some((response.to_vec(), arcount));
+    }
+    let start = ecs::opt_record_start(response)?;
+    Some((response[..start].to_vec(), arcount.checked_sub(1)?))
+}
+
+/// The cached body patched for `q`, or `None` when it would not fit the transport.
+fn respond(b: &Body, q: &Query<'_>, scope: u8, transport: Transport) -> Option<Vec<u8>> {
+    let ecs_len = q.edns.and_then(|e| e.ecs_at).map_or(0, |(_, len)| 4 + len);
+    let opt_len = if q.edns.is_some() { 11 + ecs_len } else { 0 };
+    if b.bytes.len() + opt_len > q.limit(transport) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.bytes.len() + opt_len);
+    out.extend_from_slice(&b.bytes);
+    out[0..2].copy_from_slice(&q.id.to_be_bytes());
+    // RD and CD are copied from the query (RFC 6895 §2); the rest is the cached answer's.
+    out[2] = (out[2] & !0x01) | (q.packet[2] & 0x01);
+    out[3] = (out[3] & !0x10) | (q.packet[3] & 0x10);
+    // The question as asked: same length, its own case (0x20).
+    out[HEADER_LEN..HEADER_LEN + q.name_len]
+        .copy_from_slice(&q.packet[HEADER_LEN..HEADER_LEN + q.name_len]);
+    let additional = b.additional + u16::from(q.edns.is_some());
+    out[10..12].copy_from_slice(&additional.to_be_bytes());
+    if let Some(e) = q.edns {
+        out.push(0);
+        out.extend_from_slice(&OPT_TYPE.to_be_bytes());
+        out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
+        // Extended RCODE 0, version 0, DO copied (RFC 3225 §3).
+        out.extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0]);
+        out.extend_from_slice(&(ecs_len as u16).to_be_bytes());
+        if let Some((at, len)) = e.ecs_at {
+            out.extend_from_slice(&ECS_CODE.to_be_bytes());
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+            let option = &q.packet[at..at + len];
+            out.extend_from_slice(&option[..3]);
+            out.push(scope);
+            out.extend_from_slice(&option[4..]);
+        }
+    }
+    Some(out)
+}
+
+fn count(state: &ServingState, b: &Body, qtype: u16) {
+    let counters = &state.counters[b.zone];
+    let qtype = RecordType::from(qtype);
+    match b.steered {
+        Some((name, region)) => counters.steered(name, qtype, region),
+        None => counters.plain(qtype, b.rcode),
+    }
+}
