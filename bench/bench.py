@@ -121,7 +121,8 @@ def start_meridian(tmp, threads):
     logfile = os.path.join(tmp, "meridian.log")
     p = spawn("meridian", [os.path.join(ROOT, "target/release/meridian"), "serve",
                            "--zones", os.path.join(ROOT, "bench/zones"),
-                           "--dns-listen", f"127.0.0.1:{port}", "--admin-listen", "127.0.0.1:0",
+                           "--dns-listen", f"127.0.0.1:{port}", "--udp-threads", str(threads),
+                           "--admin-listen", "127.0.0.1:0",
                            "--state-dir", os.path.join(tmp, "state"), "--geoip", GEODB],
               logfile, env={**os.environ, "RUST_LOG": "warn"})
     wait_ready("meridian", port, p, logfile)

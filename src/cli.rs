@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// DNS address for UDP and TCP; repeat for more [default: 127.0.0.1:5353]
     #[arg(long = "dns-listen", value_name = "ADDR:PORT")]
     pub dns_listen: Vec<SocketAddr>,
+    /// UDP sockets, each with its own thread, per DNS address [default: one per core]
+    #[arg(long = "udp-threads", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub udp_threads: Option<u16>,
     /// Admin API address [default: 127.0.0.1:8053]
     #[arg(long = "admin-listen", value_name = "ADDR:PORT")]
     pub admin_listen: Option<SocketAddr>,
@@ -136,6 +139,7 @@ impl ServeArgs {
         let flags = Flags {
             zones: self.zones.clone(),
             dns_listen: self.dns_listen.clone(),
+            udp_threads: self.udp_threads.map(usize::from),
             admin_listen: self.admin_listen,
             geoip: self.geoip.clone(),
             log_format: self.log_format,
@@ -195,8 +199,8 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
     runtime.block_on(async move {
         let mut listeners = Vec::new();
         for &addr in &config.dns_listen {
-            let listener =
-                server::bind(addr, cores).map_err(|source| CliError::Listen { addr, source })?;
+            let listener = server::bind(addr, config.udp_threads.unwrap_or(cores))
+                .map_err(|source| CliError::Listen { addr, source })?;
             // Tests and scripts read the bound port from this line: keep its shape.
             info!(dns = %listener.addr, "listening");
             listeners.push(listener);

@@ -27,6 +27,8 @@ pub enum LogFormat {
 pub struct Config {
     pub zones: PathBuf,
     pub dns_listen: Vec<SocketAddr>,
+    /// UDP sockets (and threads) per listen address; default one per core.
+    pub udp_threads: Option<usize>,
     pub admin_listen: SocketAddr,
     /// Where overrides and the audit log persist.
     pub state_dir: PathBuf,
@@ -44,6 +46,7 @@ pub struct Config {
 pub struct FileConfig {
     pub zones: Option<PathBuf>,
     pub dns_listen: Option<Vec<SocketAddr>>,
+    pub udp_threads: Option<usize>,
     pub admin_listen: Option<SocketAddr>,
     pub geoip: Option<Paths>,
     pub log_format: Option<LogFormat>,
@@ -120,6 +123,7 @@ impl FileConfig {
 pub struct Flags {
     pub zones: Option<PathBuf>,
     pub dns_listen: Vec<SocketAddr>,
+    pub udp_threads: Option<usize>,
     pub admin_listen: Option<SocketAddr>,
     pub geoip: Vec<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -141,6 +145,7 @@ impl Config {
             } else {
                 flags.dns_listen
             },
+            udp_threads: flags.udp_threads.or(file.udp_threads),
             admin_listen: flags
                 .admin_listen
                 .or(file.admin_listen)
