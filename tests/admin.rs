@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -23,17 +22,6 @@ struct Admin {
     dir: PathBuf,
 }
 
-fn admin_addr(server: &Server) -> SocketAddr {
-    server
-        .log_lines()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find_map(|v| v["fields"]["admin"].as_str().map(str::to_string))
-        .expect("a `listening admin=` line")
-        .parse()
-        .unwrap()
-}
-
 impl Admin {
     fn start(dir: &Path, zones: Option<&Path>) -> Admin {
         meridian::health::probe::install_crypto_provider();
@@ -50,7 +38,7 @@ impl Admin {
             Some(z) => Server::start_with_zones(z, &args),
             None => Server::start(&args),
         };
-        let base = format!("http://{}", admin_addr(&server));
+        let base = format!("http://{}", server.admin_addr());
         Admin {
             server,
             http: reqwest::Client::new(),

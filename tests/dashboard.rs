@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -155,17 +155,6 @@ impl Session<'_> {
     }
 }
 
-fn admin_addr(server: &Server) -> SocketAddr {
-    server
-        .log_lines()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find_map(|v| v["fields"]["admin"].as_str().map(str::to_string))
-        .expect("a `listening admin=` line")
-        .parse()
-        .unwrap()
-}
-
 /// Standard base64 (the screenshot), without padding checks.
 fn base64_decode(s: &str) -> Vec<u8> {
     let value = |c: u8| match c {
@@ -205,7 +194,7 @@ async fn dashboard_shows_regions_and_drains_one_with_a_reason() {
         "--state-dir",
         dir.path().join("state").to_str().unwrap(),
     ]);
-    let admin = admin_addr(&server);
+    let admin = server.admin_addr();
     let driver = Driver::start().await;
     let session = Session::new(&driver, &dir.path().join("profile")).await;
     session

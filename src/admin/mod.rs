@@ -535,11 +535,11 @@ async fn write(admin: &Admin, entry: Entry) -> ApiResult<Entry> {
     Ok(axum::Json(entry))
 }
 
-fn entry(caller: &Caller, action: Action, zone: String, region: String, reason: &str) -> Entry {
+fn entry(by: &str, action: Action, zone: String, region: String, reason: &str) -> Entry {
     Entry {
         seq: 0,
         at_ms: now_ms(),
-        by: caller.0.clone(),
+        by: by.to_string(),
         action,
         zone,
         region,
@@ -555,15 +555,7 @@ async fn drain(
     Path((zone, region)): Path<(String, String)>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
-    let body = body?.0;
-    if body.state.is_some() {
-        return Err(ApiError::bad_request("state applies to force only"));
-    }
-    let expires = body.check(true)?;
-    let (zone, region) = find_region(&admin, &zone, &region)?;
-    let mut e = entry(&caller, Action::Drain, zone, region, &body.reason);
-    e.expires_at_ms = expires;
-    write(&admin, e).await
+    region_write(&admin, &caller, &zone, &region, body, Action::Drain).await
 }
 
 async fn undrain(
@@ -572,17 +564,27 @@ async fn undrain(
     Path((zone, region)): Path<(String, String)>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
+    region_write(&admin, &caller, &zone, &region, body, Action::Undrain).await
+}
+
+/// A drain (which may expire) or an undrain of one region.
+async fn region_write(
+    admin: &Admin,
+    caller: &Caller,
+    zone: &str,
+    region: &str,
+    body: Result<axum::Json<WriteBody>, JsonRejection>,
+    action: Action,
+) -> ApiResult<Entry> {
     let body = body?.0;
     if body.state.is_some() {
         return Err(ApiError::bad_request("state applies to force only"));
     }
-    body.check(false)?;
-    let (zone, region) = find_region(&admin, &zone, &region)?;
-    write(
-        &admin,
-        entry(&caller, Action::Undrain, zone, region, &body.reason),
-    )
-    .await
+    let expires = body.check(action == Action::Drain)?;
+    let (zone, region) = find_region(admin, zone, region)?;
+    let mut e = entry(&caller.0, action, zone, region, &body.reason);
+    e.expires_at_ms = expires;
+    write(admin, e).await
 }
 
 fn find_endpoint(
@@ -639,7 +641,7 @@ async fn force(
     };
     let expires = body.check(true)?;
     let (zone, region, addr) = find_endpoint(&admin, &zone, &region, &address)?;
-    let mut e = entry(&caller, action, zone, region, &body.reason);
+    let mut e = entry(&caller.0, action, zone, region, &body.reason);
     e.endpoint = Some(addr);
     e.expires_at_ms = expires;
     write(&admin, e).await
@@ -657,7 +659,7 @@ async fn unforce(
     }
     body.check(false)?;
     let (zone, region, addr) = find_endpoint(&admin, &zone, &region, &address)?;
-    let mut e = entry(&caller, Action::Unforce, zone, region, &body.reason);
+    let mut e = entry(&caller.0, Action::Unforce, zone, region, &body.reason);
     e.endpoint = Some(addr);
     write(&admin, e).await
 }
@@ -704,17 +706,7 @@ pub async fn reload_zones(admin: &Admin, by: &str, reason: &str) -> Result<Reloa
             let count = zones.len();
             admin.monitor.reload(zones).await;
             metrics.reload(true);
-            let e = Entry {
-                seq: 0,
-                at_ms: now_ms(),
-                by: by.into(),
-                action: Action::Reload,
-                zone: String::new(),
-                region: String::new(),
-                endpoint: None,
-                reason: reason.into(),
-                expires_at_ms: None,
-            };
+            let e = entry(by, Action::Reload, String::new(), String::new(), reason);
             let entry = admin.journal.lock().await.append(e).map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

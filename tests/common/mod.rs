@@ -150,6 +150,17 @@ impl Server {
         &self.addrs
     }
 
+    /// The admin listener's address, from its `listening admin=` line.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.log_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["fields"]["admin"].as_str().map(str::to_string))
+            .expect("a `listening admin=` line")
+            .parse()
+            .expect("an address")
+    }
+
     /// Everything the server has written to stderr so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
