@@ -19,7 +19,7 @@ use hickory_proto::rr::RecordType;
 use super::answer::{self, Client};
 use super::ecs::{self, ClientSubnet};
 use super::fastmap::FastMap;
-use super::{MAX_UDP_PAYLOAD, SteeredTrace, Trace, Transport, general};
+use super::{HEADER_LEN, MAX_UDP_PAYLOAD, SteeredTrace, Trace, Transport, general, response_limit};
 use crate::serving::ServingState;
 use crate::steer::{Family, Order, order};
 
@@ -27,9 +27,7 @@ use crate::steer::{Family, Order, order};
 const ANSWER_CAPACITY: usize = 50_000;
 /// Cached steering decisions (per client network) per serving state.
 const DECISION_CAPACITY: usize = 200_000;
-const HEADER_LEN: usize = 12;
 const MAX_NAME: usize = 255;
-const CLASSIC_UDP_PAYLOAD: usize = 512;
 const OPT_TYPE: u16 = 41;
 const ECS_CODE: u16 = 8;
 
@@ -219,11 +217,7 @@ impl<'p> Query<'p> {
 
     /// The most response bytes the transport allows.
     fn limit(&self, transport: Transport) -> usize {
-        match (transport, self.edns) {
-            (Transport::Tcp, _) => usize::from(u16::MAX),
-            (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
-            (Transport::Udp, Some(e)) => usize::from(e.payload.clamp(512, MAX_UDP_PAYLOAD)),
-        }
+        response_limit(transport, self.edns.map(|e| e.payload))
     }
 
     fn client(&self, src: SocketAddr) -> Client {

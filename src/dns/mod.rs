@@ -31,6 +31,16 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 const CLASSIC_UDP_PAYLOAD: usize = 512;
 const HEADER_LEN: usize = 12;
 
+/// The most response bytes `transport` allows for a query advertising `payload` (EDNS).
+fn response_limit(transport: Transport, payload: Option<u16>) -> usize {
+    match (transport, payload) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
+        // RFC 6891 §6.2.5: values below 512 are treated as 512.
+        (Transport::Udp, Some(p)) => usize::from(p.clamp(512, MAX_UDP_PAYLOAD)),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,
@@ -230,12 +240,7 @@ struct Response {
 
 impl Response {
     fn new(request: &Message, transport: Transport) -> Self {
-        let limit = match (transport, &request.edns) {
-            (Transport::Tcp, _) => usize::from(u16::MAX),
-            (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
-            // RFC 6891 §6.2.5: values below 512 are treated as 512.
-            (Transport::Udp, Some(e)) => usize::from(e.max_payload().clamp(512, MAX_UDP_PAYLOAD)),
-        };
+        let limit = response_limit(transport, request.edns.as_ref().map(Edns::max_payload));
         Response {
             queries: request.queries.clone(),
             request_edns: request.edns.clone(),
