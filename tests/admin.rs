@@ -524,3 +524,39 @@ async fn kill_9_during_writes_loses_no_acknowledged_override() {
         audit.len()
     );
 }
+
+#[tokio::test]
+async fn reads_need_the_token_when_the_admin_listener_is_not_loopback() {
+    meridian::health::probe::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("ops:{TOKEN}\n")).unwrap();
+    // Listening on every address; the test still connects over loopback only.
+    let server = Server::start(&[
+        "--admin-listen",
+        "0.0.0.0:0",
+        "--admin-token-file",
+        tokens.to_str().unwrap(),
+    ]);
+    let port = server.admin_addr().port();
+    let http = reqwest::Client::new();
+    for path in ["/api/v1/regions", "/api/v1/audit", "/metrics"] {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let anonymous = http.get(&url).send().await.unwrap();
+        assert_eq!(anonymous.status().as_u16(), 401, "{path}");
+        let authorized = http
+            .get(&url)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(authorized.status().as_u16(), 200, "{path}");
+    }
+    // The process itself answers whoever asks whether it lives.
+    let health = http
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
