@@ -1,0 +1,81 @@
+//! The hot functions, alone: the steering decision, a GeoIP lookup (cache misses), and a
+//! whole query through `dns::handle` (parse, cache hit, patch) for a static and a steered
+//! name with ECS. Run: cargo bench --bench hot
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+use ipnet::IpNet;
+use meridian::dns::{Transport, handle};
+use meridian::geo::GeoDb;
+use meridian::serving::ServingState;
+use meridian::steer::{Family, HealthView, decide};
+
+fn state() -> ServingState {
+    let zones = meridian::zone::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
+        .expect("shipped zones");
+    ServingState::new(
+        zones,
+        Arc::new(GeoDb::embedded().expect("embedded database")),
+    )
+}
+
+fn query(name: &str, ecs: Option<&str>) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.id = 4242;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    if let Some(net) = ecs {
+        e.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::from(
+                net.parse::<IpNet>().unwrap(),
+            )));
+    }
+    m.set_edns(e);
+    m.to_vec().unwrap()
+}
+
+fn hot(c: &mut Criterion) {
+    let state = state();
+    let zone = state.zones.zones().next().expect("a zone");
+    let steered = &zone.steered[0];
+    let view = HealthView::all_up();
+    let london = Some(meridian::steer::GeoPoint {
+        lat: 51.5,
+        lon: -0.13,
+    });
+    c.bench_function("decide: 3 regions", |b| {
+        b.iter(|| decide(london, &steered.config, &zone.regions, &view, Family::V4))
+    });
+
+    let geo = GeoDb::embedded().unwrap();
+    let mut n: u32 = 0x0100_0000;
+    c.bench_function("geoip: locate a new /24 (cache miss)", |b| {
+        b.iter(|| {
+            // A different /24 each time, striding across the whole space.
+            n = n.wrapping_add(0x0001_0f00);
+            geo.locate(IpNet::new(IpAddr::V4(Ipv4Addr::from(n & 0xffff_ff00)), 24).unwrap())
+        })
+    });
+
+    let src = SocketAddr::from(([127, 0, 0, 1], 5300));
+    let stat = query("static.example.com.", None);
+    let www = query("www.example.com.", Some("81.2.69.0/24"));
+    handle(&state, &stat, src, Transport::Udp);
+    handle(&state, &www, src, Transport::Udp);
+    c.bench_function("handle: static name, cached", |b| {
+        b.iter(|| handle(&state, &stat, src, Transport::Udp))
+    });
+    c.bench_function("handle: steered name with ECS, cached", |b| {
+        b.iter(|| handle(&state, &www, src, Transport::Udp))
+    });
+}
+
+criterion_group!(benches, hot);
+criterion_main!(benches);
