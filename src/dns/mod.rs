@@ -48,7 +48,7 @@ pub enum Transport {
 }
 
 /// Answers one query packet from `src`: from the response cache when the query is ordinary
-/// and answered before ([`fast`]), else by the general path below. `None` means send nothing:
+/// and answered before (the `fast` module), else by the general path below. `None` means send nothing:
 /// the packet is too short to carry an ID, or it is itself a response (answering those
 /// invites loops).
 pub fn handle(
