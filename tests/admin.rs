@@ -560,3 +560,27 @@ async fn reads_need_the_token_when_the_admin_listener_is_not_loopback() {
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn admin_responses_carry_security_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    for path in ["/", "/api/v1/regions", "/api/v1/nothing"] {
+        let r = admin
+            .http
+            .get(format!("{}{path}", admin.base))
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'self'"),
+            "{path}"
+        );
+    }
+}
