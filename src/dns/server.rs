@@ -25,6 +25,11 @@ use crate::serving::SharedState;
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most TCP connections served at once; more are closed on accept.
 pub const MAX_TCP_CONNECTIONS: usize = 1024;
+/// Most TCP connections one client address may hold: one client cannot take every slot.
+pub const MAX_TCP_PER_CLIENT: usize = 16;
+/// Queries answered on one TCP connection before it is closed (RFC 7766 §6.2.1 lets a
+/// server close; the client reconnects), so that no client holds a slot forever.
+pub const MAX_QUERIES_PER_CONNECTION: usize = 10_000;
 /// Socket buffer size asked for UDP sockets.
 const UDP_BUFFER: usize = 4 << 20;
 /// Attempts at finding a port free for both UDP and TCP when asked for port 0.
@@ -263,7 +268,44 @@ fn socket_addr(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// Open connections per client address.
+type PerClient = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// A client's hold on one of its connection slots, released on drop.
+struct ClientSlot {
+    clients: PerClient,
+    ip: std::net::IpAddr,
+}
+
+impl ClientSlot {
+    fn take(clients: &PerClient, ip: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut map = clients.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= MAX_TCP_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: clients.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn serve_tcp(listener: TcpListener, state: SharedState, slots: Arc<Semaphore>) {
+    let clients = PerClient::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -278,12 +320,16 @@ async fn serve_tcp(listener: TcpListener, state: SharedState, slots: Arc<Semapho
             debug!(client = %peer, "tcp connection limit reached; closing");
             continue;
         };
+        let Some(slot) = ClientSlot::take(&clients, peer.ip()) else {
+            debug!(client = %peer, "tcp connections per client limit reached; closing");
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_connection(stream, peer, state).await {
                 debug!(error = %e, client = %peer, "tcp connection ended");
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
 }
@@ -295,7 +341,7 @@ async fn serve_connection(
     state: SharedState,
 ) -> io::Result<()> {
     let mut buf = Vec::new();
-    loop {
+    for _ in 0..MAX_QUERIES_PER_CONNECTION {
         let len = match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_u16()).await {
             Ok(Ok(len)) => usize::from(len),
             Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
@@ -318,4 +364,6 @@ async fn serve_connection(
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "response not taken in time"))??;
     }
+    // Enough from this client on one connection: closing lets others have the slot.
+    Ok(())
 }
