@@ -205,12 +205,13 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
             info!(dns = %listener.addr, "listening");
             listeners.push(listener);
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        server::spawn(listeners, state, &mut tasks).map_err(CliError::Runtime)?;
+        let running = server::spawn(listeners, state).map_err(CliError::Runtime)?;
         ready.store(true, std::sync::atomic::Ordering::Release);
         shutdown_signal().await;
-        info!("shutting down");
-        tasks.abort_all();
+        info!("shutting down: no new queries; answering those in flight");
+        ready.store(false, std::sync::atomic::Ordering::Release);
+        running.shutdown().await;
+        info!("stopped");
         Ok(())
     })
 }

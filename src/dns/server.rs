@@ -97,22 +97,74 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Serves `listeners` until the task set is dropped.
 /// Serves `listeners`: UDP on threads of their own, TCP as tasks of `tasks`.
-pub fn spawn(
-    listeners: Vec<Listener>,
-    state: SharedState,
-    tasks: &mut JoinSet<()>,
-) -> io::Result<()> {
+pub fn spawn(listeners: Vec<Listener>, state: SharedState) -> io::Result<Running> {
     let tcp_slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut running = Running {
+        udp: Vec::new(),
+        accept: JoinSet::new(),
+        tcp_slots: tcp_slots.clone(),
+        stop: stop.clone(),
+        stop_tx,
+    };
     for listener in listeners {
         for (i, socket) in listener.udp.into_iter().enumerate() {
-            let state = state.clone();
-            std::thread::Builder::new()
-                .name(format!("meridian-udp-{i}"))
-                .spawn(move || serve_udp(socket, state))?;
+            let (state, stop) = (state.clone(), stop.clone());
+            // Wakes the thread now and then to notice a shutdown.
+            socket.set_read_timeout(Some(STOP_CHECK))?;
+            running.udp.push(
+                std::thread::Builder::new()
+                    .name(format!("meridian-udp-{i}"))
+                    .spawn(move || serve_udp(socket, state, stop))?,
+            );
         }
-        tasks.spawn(serve_tcp(listener.tcp, state.clone(), tcp_slots.clone()));
+        running.accept.spawn(serve_tcp(
+            listener.tcp,
+            state.clone(),
+            tcp_slots.clone(),
+            stop_rx.clone(),
+        ));
     }
-    Ok(())
+    Ok(running)
+}
+
+/// How often an idle UDP thread looks for a shutdown.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+/// How long a shutdown waits for open TCP connections to finish their query.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The serving threads and tasks, to stop gracefully.
+pub struct Running {
+    udp: Vec<std::thread::JoinHandle<()>>,
+    accept: JoinSet<()>,
+    tcp_slots: Arc<Semaphore>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops accepting, lets every query already read be answered, and returns when the
+    /// UDP threads have ended and the TCP connections closed (or [`DRAIN_TIMEOUT`] passed).
+    pub async fn shutdown(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.stop_tx.send(true);
+        self.accept.abort_all();
+        let all = MAX_TCP_CONNECTIONS as u32;
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.tcp_slots.acquire_many(all))
+            .await
+            .is_err()
+        {
+            warn!("TCP connections still open after the drain timeout; closing them");
+        }
+        let udp = std::mem::take(&mut self.udp);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in udp {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
 }
 
 /// Datagrams taken from (and answers given to) the kernel per system call.
@@ -123,7 +175,11 @@ const MAX_QUERY: usize = 4096;
 /// Receives up to [`BATCH`] queries with one `recvmmsg` (waiting for the first only), answers
 /// them, and sends the answers with one `sendmmsg`: two system calls per batch instead of two
 /// per query, as gdnsd does.
-fn serve_udp(socket: std::net::UdpSocket, state: SharedState) {
+fn serve_udp(
+    socket: std::net::UdpSocket,
+    state: SharedState,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
     let mut bufs = vec![[0u8; MAX_QUERY]; BATCH];
@@ -131,6 +187,9 @@ fn serve_udp(socket: std::net::UdpSocket, state: SharedState) {
     let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut answers: Vec<(Vec<u8>, usize)> = Vec::with_capacity(BATCH);
     loop {
+        // Once stopping, what the kernel still holds is read without waiting and answered;
+        // then the thread ends.
+        let stopping = stop.load(std::sync::atomic::Ordering::Acquire);
         let mut iovecs: Vec<libc::iovec> = bufs
             .iter_mut()
             .map(|b| libc::iovec {
@@ -159,13 +218,23 @@ fn serve_udp(socket: std::net::UdpSocket, state: SharedState) {
                 fd,
                 headers.as_mut_ptr(),
                 BATCH as u32,
-                libc::MSG_WAITFORONE,
+                if stopping {
+                    libc::MSG_DONTWAIT
+                } else {
+                    libc::MSG_WAITFORONE
+                },
                 std::ptr::null_mut(),
             )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
+            if stopping && e.kind() == io::ErrorKind::WouldBlock {
+                return;
+            }
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
                 debug!(error = %e, "udp receive failed");
             }
             continue;
@@ -304,7 +373,12 @@ impl Drop for ClientSlot {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, state: SharedState, slots: Arc<Semaphore>) {
+async fn serve_tcp(
+    listener: TcpListener,
+    state: SharedState,
+    slots: Arc<Semaphore>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let clients = PerClient::default();
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -324,9 +398,9 @@ async fn serve_tcp(listener: TcpListener, state: SharedState, slots: Arc<Semapho
             debug!(client = %peer, "tcp connections per client limit reached; closing");
             continue;
         };
-        let state = state.clone();
+        let (state, stop) = (state.clone(), stop.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, state).await {
+            if let Err(e) = serve_connection(stream, peer, state, stop).await {
                 debug!(error = %e, client = %peer, "tcp connection ended");
             }
             drop((permit, slot));
@@ -339,10 +413,16 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     state: SharedState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> io::Result<()> {
     let mut buf = Vec::new();
     for _ in 0..MAX_QUERIES_PER_CONNECTION {
-        let len = match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_u16()).await {
+        // Between queries a shutdown closes the connection; a query being read is answered.
+        let next = tokio::select! {
+            r = tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_u16()) => r,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        let len = match next {
             Ok(Ok(len)) => usize::from(len),
             Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(Err(e)) => return Err(e),

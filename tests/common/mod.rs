@@ -150,6 +150,13 @@ impl Server {
         &self.addrs
     }
 
+    /// Sends SIGTERM and waits (up to `limit`) for the exit status.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: kill(2) with a child's pid and a valid signal number.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        wait_exit(&mut self.child, limit)
+    }
+
     /// The admin listener's address, from its `listening admin=` line.
     pub fn admin_addr(&self) -> SocketAddr {
         self.log_lines()
