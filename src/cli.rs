@@ -187,6 +187,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         zones_dir: config.zones.clone(),
         admin_listener,
         ready: ready.clone(),
+        geoip: config.geoip.clone(),
     })
     .map_err(CliError::Runtime)?;
     info!(admin = %admin_addr, "listening");

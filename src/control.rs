@@ -24,6 +24,8 @@ pub struct Setup {
     pub zones_dir: PathBuf,
     pub admin_listener: std::net::TcpListener,
     pub ready: Arc<AtomicBool>,
+    /// GeoIP database files to watch for replacement (none: the embedded database).
+    pub geoip: Vec<PathBuf>,
 }
 
 /// Starts the control plane on its own thread. Returns once the start states of every
@@ -52,6 +54,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     reads_need_token: !admin_addr.ip().is_loopback(),
                 });
                 let _ = started_tx.send(());
+                tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
                 tokio::spawn(sample_traffic(setup.state));
                 tokio::spawn(reload_on_sighup(admin.clone()));
                 let listener = match tokio::net::TcpListener::from_std(setup.admin_listener) {
@@ -77,6 +80,58 @@ async fn sample_traffic(state: SharedState) {
     loop {
         tick.tick().await;
         state.load().metrics.sample_traffic();
+    }
+}
+
+/// How often the GeoIP files are looked at for a replacement.
+const GEOIP_CHECK: Duration = Duration::from_secs(2);
+
+/// Picks up GeoIP files replaced on disk (a new inode, size or modification time): a file
+/// that opens as a MaxMind DB replaces the running one; one that does not is refused with
+/// its error and the running database keeps serving.
+async fn watch_geoip(state: SharedState, paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    let stamp = |paths: &[PathBuf]| -> Vec<Option<(u64, u64, std::time::SystemTime)>> {
+        use std::os::unix::fs::MetadataExt;
+        paths
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p).ok().map(|m| {
+                    (
+                        m.ino(),
+                        m.size(),
+                        m.modified().unwrap_or(std::time::UNIX_EPOCH),
+                    )
+                })
+            })
+            .collect()
+    };
+    let mut seen = stamp(&paths);
+    let mut tick = tokio::time::interval(GEOIP_CHECK);
+    loop {
+        tick.tick().await;
+        let now = stamp(&paths);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let opened = {
+            let paths = paths.clone();
+            tokio::task::spawn_blocking(move || crate::geo::GeoDb::open_or_embedded(&paths)).await
+        };
+        match opened {
+            Ok(Ok(geo)) => {
+                info!(geoip = %geo.describe(), "GeoIP database replaced on disk: now serving it");
+                let geo = Arc::new(geo);
+                state.rcu(|cur| cur.with_geo(geo.clone()));
+            }
+            Ok(Err(e)) => {
+                error!(error = %e, "GeoIP database replaced on disk is refused; the running one keeps serving");
+            }
+            Err(e) => error!(error = %e, "GeoIP reload failed"),
+        }
     }
 }
 

@@ -88,6 +88,14 @@ impl ServingState {
         Self::build(zones, self.geo.clone(), self.metrics.clone(), health)
     }
 
+    /// This state with another GeoIP database (replaced on disk); answers cached with the
+    /// old one go with the old state.
+    pub fn with_geo(&self, geo: Arc<GeoDb>) -> ServingState {
+        let mut next = self.with_all_health(self.health.clone());
+        next.geo = geo;
+        next
+    }
+
     /// This state with `health` for every zone.
     pub fn with_all_health(&self, health: HashMap<Name, HealthView>) -> ServingState {
         ServingState {
