@@ -1157,3 +1157,53 @@ fn http_probe_connects_to_the_check_address_port() {
     }
     assert_eq!(ask(server.addr(), WWW, GB).region(), Some("eu-west"));
 }
+
+/// With `isolation-guard = true`, every probed region failing at once reads as this
+/// nameserver being cut off: the last good state keeps serving (clients stay on their nearest
+/// region, no fallback) and the log says so; when a target answers again, probes rule again.
+#[test]
+fn isolation_guard_keeps_the_last_good_state_when_every_region_fails_at_once() {
+    let mut targets = [(); 3].map(|_| HttpTarget::builder().start());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = zone_text(&ZoneSpec {
+        health: HTTP_HEALTH,
+        ports: targets.each_ref().map(|t| t.port()),
+        ..ZoneSpec::default()
+    })
+    .replacen(
+        "zone = \"probe.test.\"\n",
+        "zone = \"probe.test.\"\nisolation-guard = true\n",
+        1,
+    );
+    std::fs::write(dir.path().join("probe.test.toml"), text).expect("write zone");
+    let server = serve(dir.path());
+    wait_region(&server, WWW, GB, EU_WEST, SETTLE);
+
+    for t in &mut targets {
+        t.stop();
+    }
+    poll_until(
+        SETTLE,
+        || format!("isolation not detected\nlog:\n{}", server.log_text()),
+        || server.log_text().contains("looks cut off").then_some(()),
+    );
+    for client in CLIENTS {
+        let a = ask(server.addr(), WWW, client);
+        assert_eq!(
+            a.ips.len(),
+            1,
+            "{client}: still one region, not the fallback: {a:?}"
+        );
+    }
+    assert_eq!(
+        ask(server.addr(), WWW, GB).region(),
+        Some(REGIONS[EU_WEST].name)
+    );
+
+    targets[1].restart();
+    poll_until(
+        SETTLE,
+        || format!("recovery not logged\nlog:\n{}", server.log_text()),
+        || server.log_text().contains("reachable again").then_some(()),
+    );
+}

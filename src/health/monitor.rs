@@ -32,6 +32,8 @@ use crate::zone::{Zone, ZoneSet};
 pub const MAX_CONCURRENT_PROBES: usize = 64;
 /// State changes kept for the admin API.
 const MAX_EVENTS: usize = 500;
+/// Recent good probe states kept per zone for the isolation guard.
+const GOOD_STATES: usize = 64;
 
 /// What the control plane asks of the monitor.
 pub enum Command {
@@ -126,6 +128,12 @@ struct ZoneHealth {
     addresses: Vec<Vec<IpAddr>>,
     checks: Vec<RegionCheck>,
     machines: Vec<Option<RegionMachine>>,
+    /// Recent probe states in which some probed region was up, newest last: while this
+    /// nameserver looks cut off, the one from before the failures began is served.
+    good: VecDeque<(Instant, Vec<RegionHealth>)>,
+    isolated: bool,
+    /// The zone asks for that guard (`isolation-guard = true`).
+    guard: bool,
 }
 
 impl ZoneHealth {
@@ -161,21 +169,93 @@ impl ZoneHealth {
                 .collect(),
             checks: zone.checks.clone(),
             machines,
+            good: VecDeque::new(),
+            isolated: false,
+            guard: zone.isolation_guard,
         }
     }
 
     /// The view steering sees: probe states with the overrides on top.
-    fn view(&self, now: Instant, overrides: &Overrides, now_ms: u64) -> HealthView {
+    /// What the probes say of each region. With the zone's isolation guard on, when every
+    /// probed region (two or more) fails at once, the likelier story is that this nameserver
+    /// lost its own connectivity, not that every region died: the last good probe states are
+    /// kept (and said so in the log) rather than failing everything over.
+    fn probe_views(&mut self, now: Instant) -> Vec<RegionHealth> {
+        let fresh: Vec<RegionHealth> = self
+            .checks
+            .iter()
+            .zip(&self.machines)
+            .map(|(check, m)| match m {
+                Some(m) => m.view(now, &check.spec),
+                None => RegionHealth::up(check.targets.len()),
+            })
+            .collect();
+        let probed: Vec<&RegionHealth> = self
+            .machines
+            .iter()
+            .zip(&fresh)
+            .filter(|(m, _)| m.is_some())
+            .map(|(_, h)| h)
+            .collect();
+        let all_down =
+            self.guard && probed.len() >= 2 && probed.iter().all(|h| h.state != RegionState::Up);
+        // Failures of one cut-off moment are detected over up to this long.
+        let window = self
+            .checks
+            .iter()
+            .map(|c| c.spec.interval * (c.spec.fall + 1) + c.spec.timeout)
+            .max()
+            .unwrap_or_default();
+        if !all_down {
+            if self.isolated {
+                info!(zone = %self.label, "probe targets reachable again: following the probes");
+                self.isolated = false;
+            }
+            let up = probed.iter().any(|h| h.state == RegionState::Up);
+            if up && self.good.back().is_none_or(|(_, v)| *v != fresh) {
+                self.good.push_back((now, fresh.clone()));
+                while self.good.len() > GOOD_STATES
+                    || self
+                        .good
+                        .front()
+                        .is_some_and(|(t, _)| now.saturating_duration_since(*t) > window * 10)
+                        && self.good.len() > 1
+                {
+                    self.good.pop_front();
+                }
+            }
+            return fresh;
+        }
+        // The newest state from before the failures began: older than the detection window.
+        let before = self
+            .good
+            .iter()
+            .rev()
+            .find(|(t, _)| now.saturating_duration_since(*t) >= window)
+            .or(self.good.front())
+            .map(|(_, v)| v.clone());
+        match before {
+            Some(good) => {
+                if !self.isolated {
+                    warn!(zone = %self.label, regions = probed.len(),
+                        "every probed region failed at once: this nameserver looks cut off; keeping the last known good state");
+                    self.isolated = true;
+                }
+                good
+            }
+            None => fresh,
+        }
+    }
+
+    fn view(&mut self, now: Instant, overrides: &Overrides, now_ms: u64) -> HealthView {
+        let probes = self.probe_views(now);
         let regions = self
             .checks
             .iter()
             .enumerate()
-            .map(|(ri, check)| {
+            .zip(probes)
+            .map(|((ri, check), mut h)| {
                 let name = &self.region_names[ri];
-                let mut h = match &self.machines[ri] {
-                    Some(m) => m.view(now, &check.spec),
-                    None => RegionHealth::up(check.targets.len()),
-                };
                 let mut forced = false;
                 for (ei, addr) in self.addresses[ri].iter().enumerate() {
                     if let Some((up, _)) = overrides.forced(&self.label, name, *addr, now_ms) {
@@ -396,10 +476,11 @@ impl Monitor {
     /// Publishes every zone whose view changed (or, with `zones`, new zones with all views).
     fn publish(&mut self, now: Instant, zones: Option<ZoneSet>) {
         let now_ms = now_ms();
+        let overrides = &self.overrides;
         let views: Vec<(Name, HealthView)> = self
             .zones
-            .iter()
-            .map(|z| (z.origin.clone(), z.view(now, &self.overrides, now_ms)))
+            .iter_mut()
+            .map(|z| (z.origin.clone(), z.view(now, overrides, now_ms)))
             .collect();
         let changed = zones.is_some()
             || views

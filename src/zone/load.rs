@@ -74,6 +74,10 @@ struct ZoneToml {
     steered: BTreeMap<Spanned<String>, Spanned<SteeredToml>>,
     /// Health-check defaults for every region of the zone.
     health: Option<Spanned<HealthToml>>,
+    /// Every probed region failing at once means this nameserver is cut off: keep the last
+    /// good states instead of failing everything over.
+    #[serde(default)]
+    isolation_guard: bool,
 }
 
 #[derive(Deserialize)]
@@ -354,6 +358,7 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
         negative_soa.ttl = soa.ttl.min(s.minimum);
     }
     Ok(Zone {
+        isolation_guard: parsed.isolation_guard,
         origin,
         index: 0,
         file: path.to_owned(),

@@ -132,6 +132,8 @@ pub struct Zone {
     pub regions: Vec<Region>,
     /// Health checks of each region, in region order.
     pub checks: Vec<RegionCheck>,
+    /// Keep the last good probe states when every probed region fails at once.
+    pub isolation_guard: bool,
     pub steered: Vec<Steered>,
 }
 
