@@ -55,6 +55,13 @@ pub struct ServeArgs {
     /// UDP sockets, each with its own thread, per DNS address [default: one per core]
     #[arg(long = "udp-threads", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub udp_threads: Option<u16>,
+    /// UDP responses per second per client network and response; over it, drop or slip
+    /// [default: no limit]
+    #[arg(long = "rrl-rate")]
+    pub rrl_rate: Option<u32>,
+    /// Every how many rate-limited responses one goes out truncated; 0 drops all [default: 2]
+    #[arg(long = "rrl-slip")]
+    pub rrl_slip: Option<u32>,
     /// Admin API address [default: 127.0.0.1:8053]
     #[arg(long = "admin-listen", value_name = "ADDR:PORT")]
     pub admin_listen: Option<SocketAddr>,
@@ -140,6 +147,8 @@ impl ServeArgs {
             zones: self.zones.clone(),
             dns_listen: self.dns_listen.clone(),
             udp_threads: self.udp_threads.map(usize::from),
+            rrl_rate: self.rrl_rate,
+            rrl_slip: self.rrl_slip,
             admin_listen: self.admin_listen,
             geoip: self.geoip.clone(),
             log_format: self.log_format,
@@ -206,7 +215,12 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
             info!(dns = %listener.addr, "listening");
             listeners.push(listener);
         }
-        let running = server::spawn(listeners, state).map_err(CliError::Runtime)?;
+        let rrl = config.rrl_rate.map(|rate| {
+            let rrl = Arc::new(crate::dns::rrl::Rrl::new(rate, config.rrl_slip));
+            state.load().metrics.set_rrl(rrl.clone());
+            rrl
+        });
+        let running = server::spawn(listeners, state, rrl).map_err(CliError::Runtime)?;
         ready.store(true, std::sync::atomic::Ordering::Release);
         shutdown_signal().await;
         info!("shutting down: no new queries; answering those in flight");

@@ -11,6 +11,8 @@ pub const DEFAULT_ZONES: &str = "zones";
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8053";
 pub const DEFAULT_STATE_DIR: &str = "state";
+/// Every second response over the rate goes out truncated, as BIND's default slip.
+pub const DEFAULT_RRL_SLIP: u32 = 2;
 /// Read from the working directory when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_FILE: &str = "meridian.toml";
 
@@ -29,6 +31,10 @@ pub struct Config {
     pub dns_listen: Vec<SocketAddr>,
     /// UDP sockets (and threads) per listen address; default one per core.
     pub udp_threads: Option<usize>,
+    /// UDP responses per second per (client network, response); `None`: no limit.
+    pub rrl_rate: Option<u32>,
+    /// Every how many limited responses one goes out truncated (0: none).
+    pub rrl_slip: u32,
     pub admin_listen: SocketAddr,
     /// Where overrides and the audit log persist.
     pub state_dir: PathBuf,
@@ -47,6 +53,8 @@ pub struct FileConfig {
     pub zones: Option<PathBuf>,
     pub dns_listen: Option<Vec<SocketAddr>>,
     pub udp_threads: Option<usize>,
+    pub rrl_rate: Option<u32>,
+    pub rrl_slip: Option<u32>,
     pub admin_listen: Option<SocketAddr>,
     pub geoip: Option<Paths>,
     pub log_format: Option<LogFormat>,
@@ -124,6 +132,8 @@ pub struct Flags {
     pub zones: Option<PathBuf>,
     pub dns_listen: Vec<SocketAddr>,
     pub udp_threads: Option<usize>,
+    pub rrl_rate: Option<u32>,
+    pub rrl_slip: Option<u32>,
     pub admin_listen: Option<SocketAddr>,
     pub geoip: Vec<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -146,6 +156,8 @@ impl Config {
                 flags.dns_listen
             },
             udp_threads: flags.udp_threads.or(file.udp_threads),
+            rrl_rate: flags.rrl_rate.or(file.rrl_rate).filter(|r| *r > 0),
+            rrl_slip: flags.rrl_slip.or(file.rrl_slip).unwrap_or(DEFAULT_RRL_SLIP),
             admin_listen: flags
                 .admin_listen
                 .or(file.admin_listen)

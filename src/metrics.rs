@@ -209,6 +209,8 @@ pub struct Metrics {
     zones: Mutex<BTreeMap<String, Arc<ZoneCounters>>>,
     outside: Mutex<Option<Arc<ZoneCounters>>>,
     control: Mutex<Control>,
+    /// Response rate limiting, when on.
+    rrl: std::sync::OnceLock<Arc<crate::dns::rrl::Rrl>>,
 }
 
 impl Metrics {
@@ -264,6 +266,10 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    pub fn set_rrl(&self, rrl: Arc<crate::dns::rrl::Rrl>) {
+        let _ = self.rrl.set(rrl);
     }
 
     pub fn region_up(&self, zone: &str, region: &str, up: bool) {
@@ -346,6 +352,19 @@ impl Metrics {
         }
         if let Some(o) = self.outside.lock().expect("metrics lock").clone() {
             o.render(&mut out);
+        }
+        if let Some(rrl) = self.rrl.get() {
+            out.push_str("# HELP meridian_rrl_responses_total UDP responses over the rate limit.\n# TYPE meridian_rrl_responses_total counter\n");
+            let _ = writeln!(
+                out,
+                "meridian_rrl_responses_total{{action=\"dropped\"}} {}",
+                rrl.dropped.load(Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "meridian_rrl_responses_total{{action=\"slipped\"}} {}",
+                rrl.slipped.load(Relaxed)
+            );
         }
         let c = self.control.lock().expect("metrics lock");
         out.push_str("# HELP meridian_probes_total Health probes by result.\n# TYPE meridian_probes_total counter\n");

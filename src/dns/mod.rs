@@ -9,6 +9,7 @@ pub mod answer;
 pub mod ecs;
 mod fast;
 mod fastmap;
+pub mod rrl;
 pub mod server;
 
 pub(crate) use fast::Caches as FastCaches;

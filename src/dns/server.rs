@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use super::rrl::{Rrl, Verdict};
 use super::{Transport, handle};
 use crate::serving::SharedState;
 
@@ -97,7 +98,11 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Serves `listeners` until the task set is dropped.
 /// Serves `listeners`: UDP on threads of their own, TCP as tasks of `tasks`.
-pub fn spawn(listeners: Vec<Listener>, state: SharedState) -> io::Result<Running> {
+pub fn spawn(
+    listeners: Vec<Listener>,
+    state: SharedState,
+    rrl: Option<Arc<Rrl>>,
+) -> io::Result<Running> {
     let tcp_slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -110,13 +115,13 @@ pub fn spawn(listeners: Vec<Listener>, state: SharedState) -> io::Result<Running
     };
     for listener in listeners {
         for (i, socket) in listener.udp.into_iter().enumerate() {
-            let (state, stop) = (state.clone(), stop.clone());
+            let (state, stop, rrl) = (state.clone(), stop.clone(), rrl.clone());
             // Wakes the thread now and then to notice a shutdown.
             socket.set_read_timeout(Some(STOP_CHECK))?;
             running.udp.push(
                 std::thread::Builder::new()
                     .name(format!("meridian-udp-{i}"))
-                    .spawn(move || serve_udp(socket, state, stop))?,
+                    .spawn(move || serve_udp(socket, state, stop, rrl))?,
             );
         }
         running.accept.spawn(serve_tcp(
@@ -179,6 +184,7 @@ fn serve_udp(
     socket: std::net::UdpSocket,
     state: SharedState,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    rrl: Option<Arc<Rrl>>,
 ) {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
@@ -240,6 +246,7 @@ fn serve_udp(
             continue;
         }
         let current = state.load();
+        let now = std::time::Instant::now();
         answers.clear();
         for (i, h) in headers.iter().take(n as usize).enumerate() {
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
@@ -249,8 +256,13 @@ fn serve_udp(
                 continue;
             };
             let len = (h.msg_len as usize).min(MAX_QUERY);
-            if let Some(answer) = handle(&current, &bufs[i][..len], src, Transport::Udp) {
-                answers.push((answer, i));
+            let Some(answer) = handle(&current, &bufs[i][..len], src, Transport::Udp) else {
+                continue;
+            };
+            match rrl.as_deref().map(|r| r.check(src, &answer, now)) {
+                None | Some(Verdict::Send) => answers.push((answer, i)),
+                Some(Verdict::Slip(truncated)) => answers.push((truncated, i)),
+                Some(Verdict::Drop) => {}
             }
         }
         send_all(fd, &mut answers, &mut addrs, &headers);
