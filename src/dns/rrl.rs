@@ -103,7 +103,7 @@ impl Rrl {
             return Verdict::Send;
         }
         b.refused += 1;
-        if self.slip > 0 && b.refused % self.slip == 0 {
+        if self.slip > 0 && b.refused.is_multiple_of(self.slip) {
             self.slipped.fetch_add(1, Relaxed);
             Verdict::Slip(truncated(response, question_end))
         } else {
