@@ -94,16 +94,7 @@ impl Admin {
 
 /// The A answer for a GB client (eu-west when all is well).
 async fn gb_answer(server: &Server) -> Vec<String> {
-    let client = common::udp_client(server.addr()).await;
-    let resp = common::query(
-        &client,
-        "www.example.com.",
-        RecordType::A,
-        Some("81.2.69.0/24"),
-        Some(1232),
-    )
-    .await;
-    resp.answers.iter().map(|r| r.data.to_string()).collect()
+    common::www_answer(server, "81.2.69.0/24").await
 }
 
 const EU_WEST: &str = "198.51.100.10";

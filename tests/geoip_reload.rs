@@ -6,7 +6,6 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::RecordType;
 use serde::Serialize;
 
 use common::Server;
@@ -39,16 +38,7 @@ fn city_db(code: &'static str, lat: f32, lon: f32) -> Vec<u8> {
 }
 
 async fn answer(server: &Server) -> Vec<String> {
-    let client = common::udp_client(server.addr()).await;
-    let r = common::query(
-        &client,
-        "www.example.com.",
-        RecordType::A,
-        Some("81.2.69.0/24"),
-        Some(1232),
-    )
-    .await;
-    r.answers.iter().map(|a| a.data.to_string()).collect()
+    common::www_answer(server, "81.2.69.0/24").await
 }
 
 #[tokio::test]

@@ -516,6 +516,15 @@ impl WriteBody {
 
 /// The zone and region named in a path, or a 404 that says what exists.
 fn find_region(admin: &Admin, zone: &str, region: &str) -> Result<(String, String), ApiError> {
+    locate_region(admin, zone, region).map(|(_, origin, region)| (origin, region))
+}
+
+/// The zone (index and origin) and region named in a path.
+fn locate_region(
+    admin: &Admin,
+    zone: &str,
+    region: &str,
+) -> Result<(usize, String, String), ApiError> {
     let mut name =
         Name::from_utf8(zone).map_err(|e| ApiError::bad_request(format!("zone {zone:?}: {e}")))?;
     name.set_fqdn(true);
@@ -533,7 +542,7 @@ fn find_region(admin: &Admin, zone: &str, region: &str) -> Result<(String, Strin
             known.join(", ")
         )));
     }
-    Ok((z.origin.to_string(), region.to_string()))
+    Ok((z.index, z.origin.to_string(), region.to_string()))
 }
 
 /// Journals `entry` and applies the new overrides; answers once DNS follows them.
@@ -614,16 +623,15 @@ fn find_endpoint(
     region: &str,
     address: &str,
 ) -> Result<(String, String, IpAddr), ApiError> {
-    let (zone, region) = find_region(admin, zone, region)?;
+    let (index, zone, region) = locate_region(admin, zone, region)?;
     let addr: IpAddr = address
         .parse()
         .map_err(|_| ApiError::bad_request(format!("endpoint {address:?} is not an IP address")))?;
     let state = admin.state.load();
-    let z = state
-        .zones
-        .zones()
-        .find(|z| z.origin.to_string() == zone)
-        .expect("zone found above");
+    let z = state.zones.get(index).ok_or_else(|| {
+        // Only a reload between the two loads can get here.
+        ApiError::not_found(format!("zone {zone} was reloaded away"))
+    })?;
     let r = z
         .regions
         .iter()

@@ -132,6 +132,21 @@ pub fn from_query(packet: &[u8]) -> Result<Option<ClientSubnet>, EcsError> {
     Ok(found)
 }
 
+/// Where the question section of a message with exactly one question ends.
+pub fn single_question_end(message: &[u8]) -> Option<usize> {
+    let mut r = Reader {
+        buf: message,
+        pos: 0,
+    };
+    let header = r.take(12, "the header").ok()?;
+    if u16::from_be_bytes([header[4], header[5]]) != 1 {
+        return None;
+    }
+    r.skip_name().ok()?;
+    r.take(4, "a question").ok()?;
+    Some(r.pos)
+}
+
 /// Where the OPT record of a message starts, if it is the message's last record.
 pub fn opt_record_start(message: &[u8]) -> Option<usize> {
     let mut r = Reader {

@@ -14,10 +14,12 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
+use super::HEADER_LEN;
+use super::ecs::single_question_end;
+
 const SHARDS: usize = 32;
 /// Buckets kept per shard; a full shard is emptied (clients then start with a full bucket).
 const BUCKETS_PER_SHARD: usize = 4096;
-const HEADER_LEN: usize = 12;
 
 /// What to do with a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +69,7 @@ impl Rrl {
 
     /// The verdict for `response` to `client` at `now`.
     pub fn check(&self, client: SocketAddr, response: &[u8], now: Instant) -> Verdict {
-        let Some(question_end) = question_end(response) else {
+        let Some(question_end) = single_question_end(response) else {
             return Verdict::Send;
         };
         let network = match client.ip() {
@@ -118,26 +120,6 @@ fn network_hash(net: &IpNet) -> usize {
         IpAddr::V4(a) => u32::from(a) as usize,
         IpAddr::V6(a) => (u128::from(a) >> 72) as usize,
     }
-}
-
-/// The end of the one question of a response.
-fn question_end(response: &[u8]) -> Option<usize> {
-    if response.len() < HEADER_LEN || u16::from_be_bytes([response[4], response[5]]) != 1 {
-        return None;
-    }
-    let mut pos = HEADER_LEN;
-    loop {
-        let len = usize::from(*response.get(pos)?);
-        if len & 0xC0 != 0 {
-            return None;
-        }
-        pos += len + 1;
-        if len == 0 {
-            break;
-        }
-    }
-    let end = pos + 4;
-    (end <= response.len()).then_some(end)
 }
 
 /// The response cut to its header and question, with TC set: no larger than the query.

@@ -304,6 +304,20 @@ pub async fn query(
     send(client, query_message(name, rtype, ecs, payload)).await
 }
 
+/// The A records (as text) of www.example.com for the ECS client network `net`, over UDP.
+pub async fn www_answer(server: &Server, net: &str) -> Vec<String> {
+    let client = udp_client(server.addr()).await;
+    let r = query(
+        &client,
+        "www.example.com.",
+        RecordType::A,
+        Some(net),
+        Some(1232),
+    )
+    .await;
+    r.answers.iter().map(|a| a.data.to_string()).collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw packets
 
