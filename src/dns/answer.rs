@@ -75,7 +75,7 @@ pub fn steer(
         Client::Subnet { network } if decision.depends_on_client => {
             let key = (
                 zone as *const Zone as usize,
-                steered_index(zone, steered),
+                steered.index,
                 family,
                 location.network,
             );
@@ -99,13 +99,6 @@ pub fn steer(
 
 /// Networks examined at most while widening one scope: bounds the work of a cache miss.
 const WIDEN_BUDGET: usize = 256;
-
-fn steered_index(zone: &Zone, steered: &Steered) -> usize {
-    zone.steered
-        .iter()
-        .position(|s| std::ptr::eq(s, steered))
-        .expect("steered name belongs to its zone")
-}
 
 /// The shortest prefix around `location.network` in which every GeoIP network (and every
 /// gap the database does not know) gets the same region, as gdnsd merges networks with

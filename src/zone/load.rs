@@ -722,6 +722,7 @@ fn steered(
         add_ancestors(nodes, &name, origin);
         out.push(Steered {
             name,
+            index: out.len(),
             config: SteeredName {
                 regions: ids,
                 default_region,

@@ -93,6 +93,8 @@ pub struct RRset {
 #[derive(Debug, Clone)]
 pub struct Steered {
     pub name: Name,
+    /// Position in [`Zone::steered`]: indexes per-name caches and counters.
+    pub index: usize,
     pub config: SteeredName,
 }
 
