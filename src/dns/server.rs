@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
@@ -421,8 +421,9 @@ async fn serve_tcp(
 }
 
 /// Answers length-prefixed queries (RFC 1035 §4.2.2) in order until the client closes or idles.
-async fn serve_connection(
-    mut stream: TcpStream,
+/// Generic over the stream so the fuzz target can feed it bytes without a socket.
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     state: SharedState,
     mut stop: tokio::sync::watch::Receiver<bool>,
