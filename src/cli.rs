@@ -62,9 +62,20 @@ pub struct ServeArgs {
     /// Every how many rate-limited responses one goes out truncated; 0 drops all [default: 2]
     #[arg(long = "rrl-slip")]
     pub rrl_slip: Option<u32>,
+    /// UDP responses to clients without a valid DNS cookie are at most this many times the
+    /// query's size; larger ones go out truncated; 0: no limit [default: 8]
+    #[arg(long = "amplification-limit", value_parser = amplification)]
+    pub amplification_limit: Option<u16>,
     /// Admin API address [default: 127.0.0.1:8053]
     #[arg(long = "admin-listen", value_name = "ADDR:PORT")]
     pub admin_listen: Option<SocketAddr>,
+    /// PEM certificate chain for the admin API: it then speaks HTTPS only (with
+    /// --admin-tls-key)
+    #[arg(long = "admin-tls-cert", value_name = "FILE")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// PEM private key of the admin certificate
+    #[arg(long = "admin-tls-key", value_name = "FILE")]
+    pub admin_tls_key: Option<PathBuf>,
     /// MaxMind DB file; repeat for separate IPv4 and IPv6 files [default: the embedded
     /// country database]
     #[arg(long)]
@@ -78,6 +89,10 @@ pub struct ServeArgs {
     /// File of admin API tokens, one `name:secret` per line (or set MERIDIAN_ADMIN_TOKEN)
     #[arg(long = "admin-token-file")]
     pub admin_token_file: Option<PathBuf>,
+}
+
+fn amplification(s: &str) -> Result<u16, String> {
+    config::check_amplification(s.parse().map_err(|e| format!("{s}: {e}"))?)
 }
 
 #[derive(Debug, Args)]
@@ -135,7 +150,13 @@ pub enum CliError {
     OpenAdmin(SocketAddr),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("DNS cookie secret: {0}")]
+    CookieSecret(#[from] crate::dns::cookie::SecretError),
 }
+
+/// The DNS cookie secret, in the state directory: it survives restarts, and anycast nodes
+/// that share it accept each other's cookies (RFC 9018).
+pub const COOKIE_SECRET_FILE: &str = "cookie-secret";
 
 impl ServeArgs {
     pub fn config(&self) -> Result<Config, config::ConfigError> {
@@ -149,13 +170,16 @@ impl ServeArgs {
             udp_threads: self.udp_threads.map(usize::from),
             rrl_rate: self.rrl_rate,
             rrl_slip: self.rrl_slip,
+            amplification_limit: self.amplification_limit,
             admin_listen: self.admin_listen,
+            admin_tls_cert: self.admin_tls_cert.clone(),
+            admin_tls_key: self.admin_tls_key.clone(),
             geoip: self.geoip.clone(),
             log_format: self.log_format,
             state_dir: self.state_dir.clone(),
             admin_token_file: self.admin_token_file.clone(),
         };
-        Ok(Config::merge(flags, file))
+        Config::merge(flags, file)
     }
 }
 
@@ -187,7 +211,11 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
             source,
         })?;
     let admin_addr = admin_listener.local_addr().map_err(CliError::Runtime)?;
-    let state = ServingState::new(zones, geo).shared();
+    let cookies = crate::dns::cookie::Cookies::load_or_create(
+        &config.state_dir.join(COOKIE_SECRET_FILE),
+        config.amplification_limit,
+    )?;
+    let state = ServingState::new(zones, geo).with_cookies(cookies).shared();
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::control::start(crate::control::Setup {
         state: state.clone(),

@@ -35,7 +35,11 @@ pub struct Config {
     pub rrl_rate: Option<u32>,
     /// Every how many limited responses one goes out truncated (0: none).
     pub rrl_slip: u32,
+    /// UDP response bytes per query byte for clients without a valid DNS cookie (0: no limit).
+    pub amplification_limit: u16,
     pub admin_listen: SocketAddr,
+    /// PEM certificate chain and private key: the admin listener speaks HTTPS.
+    pub admin_tls: Option<AdminTls>,
     /// Where overrides and the audit log persist.
     pub state_dir: PathBuf,
     /// `name:secret` lines of admin API tokens.
@@ -44,6 +48,12 @@ pub struct Config {
     /// into the binary.
     pub geoip: Vec<PathBuf>,
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The keys of `meridian.toml`, all optional.
@@ -55,7 +65,10 @@ pub struct FileConfig {
     pub udp_threads: Option<usize>,
     pub rrl_rate: Option<u32>,
     pub rrl_slip: Option<u32>,
+    pub amplification_limit: Option<u16>,
     pub admin_listen: Option<SocketAddr>,
+    pub admin_tls_cert: Option<PathBuf>,
+    pub admin_tls_key: Option<PathBuf>,
     pub geoip: Option<Paths>,
     pub log_format: Option<LogFormat>,
     pub state_dir: Option<PathBuf>,
@@ -94,6 +107,20 @@ pub enum ConfigError {
     },
     #[error("{0}: dns-listen is empty: give at least one address")]
     NoListen(PathBuf),
+    #[error("admin TLS needs both a certificate (admin-tls-cert) and a key (admin-tls-key)")]
+    HalfTls,
+}
+
+/// An amplification limit of 1 could not even let a truncated answer with a server cookie
+/// through; 0 turns the limit off.
+pub fn check_amplification(limit: u16) -> Result<u16, String> {
+    match limit {
+        0 | crate::dns::cookie::MIN_AMPLIFICATION..=1000 => Ok(limit),
+        _ => Err(format!(
+            "amplification-limit {limit}: give 0 (no limit) or {} to 1000",
+            crate::dns::cookie::MIN_AMPLIFICATION
+        )),
+    }
 }
 
 impl FileConfig {
@@ -119,11 +146,25 @@ impl FileConfig {
                 .unwrap_or(1),
             message: e.message().trim_end().to_string(),
         })?;
+        if let Some(Err(message)) = parsed.amplification_limit.map(check_amplification) {
+            return Err(ConfigError::Parse {
+                path: path.to_owned(),
+                line: line_of(&text, "amplification-limit"),
+                message,
+            });
+        }
         if parsed.dns_listen.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::NoListen(path.to_owned()));
         }
         Ok(parsed)
     }
+}
+
+/// The line where `key` is set, for an error about its value.
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(key))
+        .map_or(1, |i| i + 1)
 }
 
 /// Flags as given on the command line (`None`: not given).
@@ -134,7 +175,10 @@ pub struct Flags {
     pub udp_threads: Option<usize>,
     pub rrl_rate: Option<u32>,
     pub rrl_slip: Option<u32>,
+    pub amplification_limit: Option<u16>,
     pub admin_listen: Option<SocketAddr>,
+    pub admin_tls_cert: Option<PathBuf>,
+    pub admin_tls_key: Option<PathBuf>,
     pub geoip: Vec<PathBuf>,
     pub log_format: Option<LogFormat>,
     pub state_dir: Option<PathBuf>,
@@ -142,9 +186,17 @@ pub struct Flags {
 }
 
 impl Config {
-    pub fn merge(flags: Flags, file: FileConfig) -> Config {
+    pub fn merge(flags: Flags, file: FileConfig) -> Result<Config, ConfigError> {
         let parse = |s: &str| s.parse().expect("default addresses are valid");
-        Config {
+        let admin_tls = match (
+            flags.admin_tls_cert.or(file.admin_tls_cert),
+            flags.admin_tls_key.or(file.admin_tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(AdminTls { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::HalfTls),
+        };
+        Ok(Config {
             zones: flags
                 .zones
                 .or(file.zones)
@@ -158,6 +210,11 @@ impl Config {
             udp_threads: flags.udp_threads.or(file.udp_threads),
             rrl_rate: flags.rrl_rate.or(file.rrl_rate).filter(|r| *r > 0),
             rrl_slip: flags.rrl_slip.or(file.rrl_slip).unwrap_or(DEFAULT_RRL_SLIP),
+            amplification_limit: flags
+                .amplification_limit
+                .or(file.amplification_limit)
+                .unwrap_or(crate::dns::cookie::DEFAULT_AMPLIFICATION),
+            admin_tls,
             admin_listen: flags
                 .admin_listen
                 .or(file.admin_listen)
@@ -176,7 +233,7 @@ impl Config {
                 .or(file.state_dir)
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
             admin_token_file: flags.admin_token_file.or(file.admin_token_file),
-        }
+        })
     }
 }
 
@@ -194,7 +251,7 @@ mod tests {
             zones: Some("mine".into()),
             ..Flags::default()
         };
-        let c = Config::merge(flags, file);
+        let c = Config::merge(flags, file).unwrap();
         assert_eq!(c.zones, PathBuf::from("mine"));
         assert_eq!(c.dns_listen.len(), 2);
         assert_eq!(c.log_format, LogFormat::Json);
@@ -204,9 +261,47 @@ mod tests {
 
     #[test]
     fn defaults_apply_without_file_or_flags() {
-        let c = Config::merge(Flags::default(), FileConfig::default());
+        let c = Config::merge(Flags::default(), FileConfig::default()).unwrap();
         assert_eq!(c.zones, PathBuf::from(DEFAULT_ZONES));
         assert_eq!(c.dns_listen[0].to_string(), DEFAULT_DNS_LISTEN);
+        assert_eq!(c.amplification_limit, 8);
+        assert_eq!(c.admin_tls, None);
+    }
+
+    #[test]
+    fn admin_tls_needs_a_certificate_and_a_key() {
+        let file: FileConfig = toml::from_str("admin-tls-cert = \"c.pem\"\n").unwrap();
+        let err = Config::merge(Flags::default(), file).unwrap_err();
+        assert!(matches!(err, ConfigError::HalfTls), "{err}");
+        let flags = Flags {
+            admin_tls_key: Some("k.pem".into()),
+            ..Flags::default()
+        };
+        let file: FileConfig = toml::from_str("admin-tls-cert = \"c.pem\"\n").unwrap();
+        let c = Config::merge(flags, file).unwrap();
+        assert_eq!(
+            c.admin_tls,
+            Some(AdminTls {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+    }
+
+    #[test]
+    fn an_amplification_limit_of_one_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.toml");
+        std::fs::write(&path, "zones = \"z\"\namplification-limit = 1\n").unwrap();
+        let err = FileConfig::read(&path, true).unwrap_err().to_string();
+        assert!(
+            err.contains("meridian.toml:2: amplification-limit 1"),
+            "{err}"
+        );
+        for ok in [0, 2, 1000] {
+            assert_eq!(check_amplification(ok), Ok(ok));
+        }
+        assert!(check_amplification(1001).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 
+use crate::dns::cookie::{Cookies, DEFAULT_AMPLIFICATION};
 use crate::geo::GeoDb;
 use crate::metrics::{Metrics, ZoneCounters};
 use crate::steer::{Family, HealthView};
@@ -31,6 +32,8 @@ pub struct ServingState {
     pub counters: Arc<Vec<Arc<ZoneCounters>>>,
     /// Query counters for responses outside every zone.
     pub outside: Arc<ZoneCounters>,
+    /// The DNS cookie secret and the response size limit for clients without a cookie.
+    pub cookies: Arc<Cookies>,
 }
 
 pub(crate) type ScopeKey = (usize, usize, Family, ipnet::IpNet);
@@ -46,13 +49,21 @@ static ALL_UP: HealthView = HealthView {
 };
 
 impl ServingState {
+    /// A state with every region up and a cookie secret of its own (see [`Self::with_cookies`]).
     pub fn new(zones: ZoneSet, geo: Arc<GeoDb>) -> Self {
         Self::build(
             Arc::new(zones),
             geo,
             Arc::new(Metrics::default()),
             HashMap::new(),
+            Arc::new(Cookies::random(DEFAULT_AMPLIFICATION)),
         )
+    }
+
+    /// This state with the configured cookie secret and limit.
+    pub fn with_cookies(mut self, cookies: Cookies) -> Self {
+        self.cookies = Arc::new(cookies);
+        self
     }
 
     fn build(
@@ -60,6 +71,7 @@ impl ServingState {
         geo: Arc<GeoDb>,
         metrics: Arc<Metrics>,
         health: HashMap<Name, HealthView>,
+        cookies: Arc<Cookies>,
     ) -> Self {
         let counters = zones
             .by_index()
@@ -75,6 +87,7 @@ impl ServingState {
             outside: metrics.outside_counters(),
             counters: Arc::new(counters),
             metrics,
+            cookies,
         }
     }
 
@@ -85,7 +98,13 @@ impl ServingState {
     /// This state with new zones and their health, swapped in together by a reload; GeoIP
     /// and metrics carry over.
     pub fn with_zones(&self, zones: Arc<ZoneSet>, health: HashMap<Name, HealthView>) -> Self {
-        Self::build(zones, self.geo.clone(), self.metrics.clone(), health)
+        Self::build(
+            zones,
+            self.geo.clone(),
+            self.metrics.clone(),
+            health,
+            self.cookies.clone(),
+        )
     }
 
     /// This state with another GeoIP database (replaced on disk); answers cached with the
@@ -107,6 +126,7 @@ impl ServingState {
             metrics: self.metrics.clone(),
             counters: self.counters.clone(),
             outside: self.outside.clone(),
+            cookies: self.cookies.clone(),
         }
     }
 

@@ -1,4 +1,4 @@
-//! EDNS Client Subnet (RFC 7871) as it arrives on the wire.
+//! EDNS Client Subnet (RFC 7871), and the COOKIE option (RFC 7873), as they arrive on the wire.
 //!
 //! hickory-proto's decoder accepts ADDRESS fields with too many octets and bits set beyond
 //! the source prefix, and drops unparseable options silently, so the option is read here from
@@ -44,6 +44,15 @@ pub enum EcsError {
     BitsBeyondPrefix(u8),
     #[error("more than one ECS option")]
     Duplicate,
+    #[error(transparent)]
+    Cookie(#[from] super::cookie::Malformed),
+}
+
+/// The options of a query's OPT record that the answer depends on.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueryOptions<'a> {
+    pub subnet: Option<ClientSubnet>,
+    pub cookie: Option<super::cookie::Sent<'a>>,
 }
 
 struct Reader<'a> {
@@ -89,6 +98,12 @@ impl<'a> Reader<'a> {
 
 /// The ECS option of a query, if it has one.
 pub fn from_query(packet: &[u8]) -> Result<Option<ClientSubnet>, EcsError> {
+    query_options(packet).map(|o| o.subnet)
+}
+
+/// The ECS and COOKIE options of a query. RFC 7873 §5.2: of several COOKIE options only the
+/// first counts; a malformed one is an error (FORMERR).
+pub fn query_options(packet: &[u8]) -> Result<QueryOptions<'_>, EcsError> {
     let mut r = Reader {
         buf: packet,
         pos: 0,
@@ -106,7 +121,7 @@ pub fn from_query(packet: &[u8]) -> Result<Option<ClientSubnet>, EcsError> {
         let len = r.u16("a record")?;
         r.take(usize::from(len), "record data")?;
     }
-    let mut found = None;
+    let mut found = QueryOptions::default();
     for _ in 0..ar {
         r.skip_name()?;
         let rtype = r.u16("a record")?;
@@ -122,10 +137,12 @@ pub fn from_query(packet: &[u8]) -> Result<Option<ClientSubnet>, EcsError> {
             let len = o.u16("an EDNS option")?;
             let body = o.take(usize::from(len), "an EDNS option")?;
             if code == ECS {
-                if found.is_some() {
+                if found.subnet.is_some() {
                     return Err(EcsError::Duplicate);
                 }
-                found = Some(parse_option(body)?);
+                found.subnet = Some(parse_option(body)?);
+            } else if code == super::cookie::CODE && found.cookie.is_none() {
+                found.cookie = Some(super::cookie::parse(body)?);
             }
         }
     }

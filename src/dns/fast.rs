@@ -17,6 +17,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use super::answer::{self, Client};
+use super::cookie::{self, Reply};
 use super::ecs::{self, ClientSubnet};
 use super::fastmap::FastMap;
 use super::{HEADER_LEN, MAX_UDP_PAYLOAD, SteeredTrace, Trace, Transport, general, response_limit};
@@ -114,12 +115,15 @@ struct Edns {
     ecs: Option<ClientSubnet>,
     /// The ECS option as sent (family, source, scope, address), to echo.
     ecs_at: Option<(usize, usize)>,
+    /// The first COOKIE option's body (RFC 7873 §5.2), checked well-formed.
+    cookie_at: Option<(usize, usize)>,
 }
 
 impl<'p> Query<'p> {
     /// The query if it is ordinary: QUERY opcode, one IN question, no answer or authority
     /// records, at most one additional record which is an EDNS(0) OPT with at most one valid
-    /// ECS option, and nothing after it. `None` sends it down the general path.
+    /// ECS option and well-formed cookies, and nothing after it. `None` sends it down the
+    /// general path.
     fn parse(packet: &'p [u8]) -> Option<Query<'p>> {
         if packet.len() < HEADER_LEN + 5 {
             return None;
@@ -173,7 +177,7 @@ impl<'p> Query<'p> {
             let start = pos + 11;
             let rdata = packet.get(start..start + rdlen)?;
             pos = start + rdlen;
-            let (mut ecs, mut ecs_at) = (None, None);
+            let (mut ecs, mut ecs_at, mut cookie_at) = (None, None, None);
             let mut o = 0;
             while o < rdata.len() {
                 let head = rdata.get(o..o + 4)?;
@@ -186,6 +190,9 @@ impl<'p> Query<'p> {
                     }
                     ecs = Some(ecs::parse_option(body).ok()?);
                     ecs_at = Some((start + o + 4, len));
+                } else if code == cookie::CODE && cookie_at.is_none() {
+                    cookie::parse(body).ok()?;
+                    cookie_at = Some((start + o + 4, len));
                 }
                 o += 4 + len;
             }
@@ -194,6 +201,7 @@ impl<'p> Query<'p> {
                 dnssec_ok,
                 ecs,
                 ecs_at,
+                cookie_at,
             })
         } else {
             None
@@ -215,9 +223,21 @@ impl<'p> Query<'p> {
         &self.name[..self.name_len]
     }
 
-    /// The most response bytes the transport allows.
-    fn limit(&self, transport: Transport) -> usize {
-        response_limit(transport, self.edns.map(|e| e.payload))
+    /// The most response bytes the transport allows, and for UDP the cookie policy.
+    fn limit(&self, state: &ServingState, transport: Transport, cookie: Option<&Reply>) -> usize {
+        let limit = response_limit(transport, self.edns.map(|e| e.payload));
+        let valid = cookie.is_some_and(|c| c.valid);
+        match state.cookies.limit(self.packet.len(), valid) {
+            Some(l) if transport == Transport::Udp => limit.min(l),
+            _ => limit,
+        }
+    }
+
+    /// The server's answer to the query's cookie, if it sent one.
+    fn cookie(&self, state: &ServingState, src: SocketAddr) -> Option<Reply> {
+        let (at, len) = self.edns?.cookie_at?;
+        let sent = cookie::parse(&self.packet[at..at + len]).ok()?;
+        Some(state.cookies.reply(&sent, src.ip(), cookie::now()))
     }
 
     fn client(&self, src: SocketAddr) -> Client {
@@ -267,7 +287,7 @@ pub fn handle(
     };
     if let Some((Some(entry), scope)) = body
         && let Entry::Fixed(b) = entry.as_ref()
-        && let Some(out) = respond(b, &q, scope, transport)
+        && let Some(out) = respond(state, b, &q, scope, transport, src)
     {
         count(state, b, q.qtype);
         return Some(out);
@@ -406,10 +426,23 @@ fn strip_opt(response: &[u8], had_opt: bool) -> Option<(Vec<u8>, u16)> {
 }
 
 /// The cached body patched for `q`, or `None` when it would not fit the transport.
-fn respond(b: &Body, q: &Query<'_>, scope: u8, transport: Transport) -> Option<Vec<u8>> {
+fn respond(
+    state: &ServingState,
+    b: &Body,
+    q: &Query<'_>,
+    scope: u8,
+    transport: Transport,
+    src: SocketAddr,
+) -> Option<Vec<u8>> {
+    let cookie = q.cookie(state, src);
     let ecs_len = q.edns.and_then(|e| e.ecs_at).map_or(0, |(_, len)| 4 + len);
-    let opt_len = if q.edns.is_some() { 11 + ecs_len } else { 0 };
-    if b.bytes.len() + opt_len > q.limit(transport) {
+    let options_len = ecs_len + cookie.map_or(0, |_| 4 + cookie::REPLY_LEN);
+    let opt_len = if q.edns.is_some() {
+        11 + options_len
+    } else {
+        0
+    };
+    if b.bytes.len() + opt_len > q.limit(state, transport, cookie.as_ref()) {
         return None;
     }
     let mut out = Vec::with_capacity(b.bytes.len() + opt_len);
@@ -429,7 +462,7 @@ fn respond(b: &Body, q: &Query<'_>, scope: u8, transport: Transport) -> Option<V
         out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
         // Extended RCODE 0, version 0, DO copied (RFC 3225 §3).
         out.extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0]);
-        out.extend_from_slice(&(ecs_len as u16).to_be_bytes());
+        out.extend_from_slice(&(options_len as u16).to_be_bytes());
         if let Some((at, len)) = e.ecs_at {
             out.extend_from_slice(&ECS_CODE.to_be_bytes());
             out.extend_from_slice(&(len as u16).to_be_bytes());
@@ -437,6 +470,11 @@ fn respond(b: &Body, q: &Query<'_>, scope: u8, transport: Transport) -> Option<V
             out.extend_from_slice(&option[..3]);
             out.push(scope);
             out.extend_from_slice(&option[4..]);
+        }
+        if let Some(c) = cookie {
+            out.extend_from_slice(&cookie::CODE.to_be_bytes());
+            out.extend_from_slice(&(cookie::REPLY_LEN as u16).to_be_bytes());
+            out.extend_from_slice(&c.option);
         }
     }
     Some(out)

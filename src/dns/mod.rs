@@ -6,6 +6,7 @@
 //! answers), RFC 6891 (EDNS), RFC 7871 (ECS), RFC 8482 (ANY).
 
 pub mod answer;
+pub mod cookie;
 pub mod ecs;
 mod fast;
 mod fastmap;
@@ -128,16 +129,31 @@ pub(crate) fn general(
         meta.response_code = ResponseCode::BADVERS;
         return outside(meta, response);
     }
-    let subnet = match ecs::from_query(packet) {
-        Ok(s) => s,
+    let options = match ecs::query_options(packet) {
+        Ok(o) => o,
         Err(_) => {
             meta.response_code = ResponseCode::FormErr;
             return outside(meta, response);
         }
     };
+    let subnet = options.subnet;
     response.ecs = subnet;
+    let reply = options
+        .cookie
+        .map(|sent| state.cookies.reply(&sent, src.ip(), cookie::now()));
+    response.cookie = reply.map(|r| r.option);
+    if transport == Transport::Udp
+        && let Some(limit) = state
+            .cookies
+            .limit(packet.len(), reply.is_some_and(|r| r.valid))
+    {
+        response.limit = response.limit.min(limit);
+    }
     if request.queries.len() != 1 {
-        meta.response_code = ResponseCode::FormErr;
+        // RFC 7873 §5.4: a query with a cookie and no question asks for a server cookie.
+        if !(request.queries.is_empty() && reply.is_some()) {
+            meta.response_code = ResponseCode::FormErr;
+        }
         return outside(meta, response);
     }
     let query = &request.queries[0];
@@ -235,6 +251,8 @@ struct Response {
     request_edns: Option<Edns>,
     ecs: Option<ecs::ClientSubnet>,
     scope: u8,
+    /// The COOKIE option to answer with (RFC 7873 §5.2).
+    cookie: Option<[u8; cookie::REPLY_LEN]>,
     sections: Resolved,
     limit: usize,
 }
@@ -247,6 +265,7 @@ impl Response {
             request_edns: request.edns.clone(),
             ecs: None,
             scope: 0,
+            cookie: None,
             sections: Resolved::default(),
             limit,
         }
@@ -266,6 +285,10 @@ impl Response {
                 s.source_prefix,
                 self.scope,
             )));
+        }
+        if let Some(c) = self.cookie {
+            edns.options_mut()
+                .insert(EdnsOption::Unknown(cookie::CODE, c.to_vec()));
         }
         Some(edns)
     }

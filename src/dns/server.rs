@@ -256,17 +256,28 @@ fn serve_udp(
                 continue;
             };
             let len = (h.msg_len as usize).min(MAX_QUERY);
-            let Some(answer) = handle(&current, &bufs[i][..len], src, Transport::Udp) else {
+            let query = &bufs[i][..len];
+            let Some(answer) = handle(&current, query, src, Transport::Udp) else {
                 continue;
             };
             match rrl.as_deref().map(|r| r.check(src, &answer, now)) {
                 None | Some(Verdict::Send) => answers.push((answer, i)),
+                // A valid server cookie proves the source is not spoofed: nothing to limit.
+                Some(_) if proven(&current, query, src) => answers.push((answer, i)),
                 Some(Verdict::Slip(truncated)) => answers.push((truncated, i)),
                 Some(Verdict::Drop) => {}
             }
         }
         send_all(fd, &mut answers, &mut addrs, &headers);
     }
+}
+
+/// Whether the query carries a server cookie that verifies for its source (RFC 7873).
+fn proven(state: &crate::serving::ServingState, query: &[u8], src: SocketAddr) -> bool {
+    super::ecs::query_options(query)
+        .ok()
+        .and_then(|o| o.cookie)
+        .is_some_and(|c| state.cookies.verifies(&c, src.ip(), super::cookie::now()))
 }
 
 /// Sends every answer to the address its query came from, with as few `sendmmsg` as it takes.

@@ -11,13 +11,15 @@ use super::*;
 use crate::geo::GeoDb;
 use crate::zone;
 
+fn shipped() -> ServingState {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+    let zones = zone::load_dir(&dir).expect("shipped zones load");
+    ServingState::new(zones, Arc::new(GeoDb::embedded().expect("embedded db")))
+}
+
 fn state() -> &'static ServingState {
     static STATE: OnceLock<ServingState> = OnceLock::new();
-    STATE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
-        let zones = zone::load_dir(&dir).expect("shipped zones load");
-        ServingState::new(zones, Arc::new(GeoDb::embedded().expect("embedded db")))
-    })
+    STATE.get_or_init(shipped)
 }
 
 const RESOLVER: &str = "127.0.0.1:5300";
@@ -130,12 +132,13 @@ proptest! {
     }
 }
 
-/// A query packet: `name` (its case as given), `rtype`, optional EDNS with an optional ECS.
+/// A query packet: `name` (its case as given), `rtype`, optional EDNS (DO, ECS, COOKIE).
 fn packet(
     id: u16,
     name: &str,
     rtype: RecordType,
     edns: Option<(bool, Option<(IpAddr, u8)>)>,
+    cookie: Option<Vec<u8>>,
 ) -> Vec<u8> {
     let mut q = Message::query();
     q.metadata.id = id;
@@ -149,9 +152,50 @@ fn packet(
             e.options_mut()
                 .insert(EdnsOption::Subnet(EcsOption::new(addr, prefix, 0)));
         }
+        if let Some(c) = cookie {
+            e.options_mut().insert(EdnsOption::Unknown(cookie::CODE, c));
+        }
         q.set_edns(e);
     }
     q.to_vec().unwrap()
+}
+
+const CLIENT_COOKIE: [u8; 8] = [0x24, 0x64, 0xc4, 0xab, 0xcf, 0x10, 0xc9, 0x57];
+
+/// The COOKIE option a query sends: none, a client cookie alone, one with the server cookie
+/// `state()` gave `src`, or one with a forged server cookie.
+fn query_cookie(kind: u8, src: SocketAddr) -> Option<Vec<u8>> {
+    cookie_for(state(), kind, src)
+}
+
+fn cookie_for(state: &ServingState, kind: u8, src: SocketAddr) -> Option<Vec<u8>> {
+    let client = cookie::parse(&CLIENT_COOKIE).unwrap();
+    match kind {
+        1 => Some(CLIENT_COOKIE.to_vec()),
+        2 => Some(
+            state
+                .cookies
+                .reply(&client, src.ip(), cookie::now())
+                .option
+                .to_vec(),
+        ),
+        3 => Some([&CLIENT_COOKIE[..], &[1, 0, 0, 0], &[9; 12]].concat()),
+        _ => None,
+    }
+}
+
+/// The response's COOKIE option, which must echo the client cookie with a server cookie that
+/// verifies for `src`; taken out of the message, since its timestamp may tick between answers.
+fn take_cookie(m: &mut Message, src: SocketAddr) -> Option<Vec<u8>> {
+    let edns = m.edns.as_mut()?;
+    let Some(EdnsOption::Unknown(_, body)) = edns.option(EdnsCode::Cookie).cloned() else {
+        return None;
+    };
+    edns.options_mut().remove(EdnsCode::Cookie);
+    let sent = cookie::parse(&body).unwrap();
+    assert_eq!(sent.client, CLIENT_COOKIE);
+    assert!(state().cookies.verifies(&sent, src.ip(), cookie::now()));
+    Some(body[..8].to_vec())
 }
 
 const NAMES: [&str; 10] = [
@@ -191,6 +235,7 @@ proptest! {
         (addr, prefix) in v4_net(),
         port in 1024u16..,
         tcp in any::<bool>(),
+        cookie in 0..4u8,
     ) {
         let ecs = match edns {
             2 => Some((IpAddr::V4(addr), prefix)),
@@ -198,19 +243,149 @@ proptest! {
             _ => None,
         };
         let e = (edns > 0).then_some((edns == 1, ecs));
-        let bytes = packet(id, NAMES[name], TYPES[rtype], e);
         let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let sent = query_cookie(cookie, src).filter(|_| e.is_some());
+        let bytes = packet(id, NAMES[name], TYPES[rtype], e, sent.clone());
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let general = super::general(state(), &bytes, src, transport, &mut Trace::default());
         let first = handle(state(), &bytes, src, transport);
         let cached = handle(state(), &bytes, src, transport);
-        let decode = |b: &Option<Vec<u8>>| b.as_ref().map(|b| Message::from_vec(b).unwrap());
+        let decode = |b: &Option<Vec<u8>>| {
+            b.as_ref().map(|b| {
+                let mut m = Message::from_vec(b).unwrap();
+                let echoed = take_cookie(&mut m, src);
+                assert_eq!(echoed.is_some(), sent.is_some(), "a cookie for a cookie");
+                m
+            })
+        };
         let general = decode(&general);
         for answer in [decode(&first), decode(&cached)] {
             prop_assert_eq!(&answer, &general);
             if let (Some(a), Some(g)) = (&answer, &general) {
                 prop_assert!(a.queries[0].name().eq_case(g.queries[0].name()));
             }
+        }
+    }
+}
+
+fn decode(out: &[u8]) -> Message {
+    Message::from_vec(out).unwrap()
+}
+
+#[test]
+fn rfc7873_a_malformed_cookie_is_formerr_and_a_well_formed_one_is_answered_in_kind() {
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    for len in [1, 7, 12, 41] {
+        let bytes = packet(
+            7,
+            "www.example.com.",
+            RecordType::A,
+            Some((false, None)),
+            Some(vec![3; len]),
+        );
+        let out = decode(&handle(state(), &bytes, src, Transport::Udp).unwrap());
+        assert_eq!(
+            out.metadata.response_code,
+            ResponseCode::FormErr,
+            "{len} octets"
+        );
+    }
+    let bytes = packet(
+        7,
+        "www.example.com.",
+        RecordType::A,
+        Some((false, None)),
+        query_cookie(1, src),
+    );
+    let mut out = decode(&handle(state(), &bytes, src, Transport::Udp).unwrap());
+    assert_eq!(out.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(take_cookie(&mut out, src), Some(CLIENT_COOKIE.to_vec()));
+}
+
+#[test]
+fn rfc7873_a_query_with_a_cookie_and_no_question_gets_a_server_cookie() {
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    let mut q = Message::query();
+    let mut e = Edns::new();
+    e.options_mut()
+        .insert(EdnsOption::Unknown(cookie::CODE, CLIENT_COOKIE.to_vec()));
+    q.set_edns(e);
+    let mut out = decode(&handle(state(), &q.to_vec().unwrap(), src, Transport::Udp).unwrap());
+    assert_eq!(out.metadata.response_code, ResponseCode::NoError);
+    assert!(out.queries.is_empty());
+    assert!(take_cookie(&mut out, src).is_some());
+    // Without a cookie, a query without a question is still malformed.
+    let mut q = Message::query();
+    q.set_edns(Edns::new());
+    let out = decode(&handle(state(), &q.to_vec().unwrap(), src, Transport::Udp).unwrap());
+    assert_eq!(out.metadata.response_code, ResponseCode::FormErr);
+}
+
+#[test]
+fn without_a_valid_cookie_a_udp_answer_larger_than_the_factor_allows_is_truncated() {
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    // The apex NS answer with glue is 2.8 times its query: over a factor of 2.
+    let state = shipped().with_cookies(cookie::Cookies::new([5; 16], 2));
+    for kind in 0..4u8 {
+        let bytes = packet(
+            9,
+            "example.com.",
+            RecordType::NS,
+            Some((false, None)),
+            cookie_for(&state, kind, src),
+        );
+        // Twice: the general path, then the fast path's cached answer.
+        let udp = handle(&state, &bytes, src, Transport::Udp).unwrap();
+        let again = handle(&state, &bytes, src, Transport::Udp).unwrap();
+        assert_eq!(udp.len(), again.len(), "fast path as the general path");
+        let tcp = handle(&state, &bytes, src, Transport::Tcp).unwrap();
+        let (u, t) = (decode(&udp), decode(&tcp));
+        assert!(
+            !t.metadata.truncation && t.answers.len() > 1,
+            "TCP is never limited"
+        );
+        if kind == 2 {
+            assert!(!u.metadata.truncation, "a valid cookie proves the source");
+            assert_eq!(u.answers, t.answers);
+        } else {
+            assert!(u.metadata.truncation, "cookie kind {kind}");
+            assert!(u.answers.is_empty());
+            assert!(
+                udp.len() <= 2 * bytes.len(),
+                "{} > 2 x {}",
+                udp.len(),
+                bytes.len()
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// No UDP response to a query without a valid cookie is larger than the default limit
+    /// (8) times the query, whatever is asked: a spoofed query is amplified no more.
+    #[test]
+    fn cookieless_udp_responses_amplify_at_most_the_default_limit(
+        id in any::<u16>(),
+        name in 0..NAMES.len(),
+        rtype in 0..TYPES.len(),
+        edns in 0..3u8,
+        cookie in 0..4u8,
+        (addr, prefix) in v4_net(),
+    ) {
+        let src: SocketAddr = RESOLVER.parse().unwrap();
+        let e = match edns {
+            0 => None,
+            1 => Some((false, None)),
+            _ => Some((true, Some((IpAddr::V4(addr), prefix)))),
+        };
+        let sent = query_cookie(cookie, src).filter(|_| e.is_some() && cookie != 2);
+        let bytes = packet(id, NAMES[name], TYPES[rtype], e, sent);
+        for _ in 0..2 {
+            let out = handle(state(), &bytes, src, Transport::Udp).unwrap();
+            let limit = usize::from(cookie::DEFAULT_AMPLIFICATION) * bytes.len();
+            prop_assert!(out.len() <= limit, "{} > 8 x {}", out.len(), bytes.len());
         }
     }
 }
