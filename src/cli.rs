@@ -150,6 +150,8 @@ pub enum CliError {
     OpenAdmin(SocketAddr),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("admin TLS: {0}")]
+    AdminTls(#[from] crate::admin::tls::TlsError),
     #[error("DNS cookie secret: {0}")]
     CookieSecret(#[from] crate::dns::cookie::SecretError),
 }
@@ -211,6 +213,10 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
             source,
         })?;
     let admin_addr = admin_listener.local_addr().map_err(CliError::Runtime)?;
+    let admin_cert = match &config.admin_tls {
+        Some(t) => Some(crate::admin::tls::AdminCert::load(&t.cert, &t.key)?),
+        None => None,
+    };
     let cookies = crate::dns::cookie::Cookies::load_or_create(
         &config.state_dir.join(COOKIE_SECRET_FILE),
         config.amplification_limit,
@@ -225,9 +231,15 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         admin_listener,
         ready: ready.clone(),
         geoip: config.geoip.clone(),
+        admin_cert,
     })
     .map_err(CliError::Runtime)?;
-    info!(admin = %admin_addr, "listening");
+    let scheme = if config.admin_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    info!(admin = %admin_addr, scheme, "listening");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)

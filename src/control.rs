@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tracing::{error, info};
 
+use crate::admin::tls::AdminCert;
 use crate::admin::{self, Admin, auth::Tokens};
 use crate::health::monitor;
 use crate::serving::SharedState;
@@ -26,6 +27,8 @@ pub struct Setup {
     pub ready: Arc<AtomicBool>,
     /// GeoIP database files to watch for replacement (none: the embedded database).
     pub geoip: Vec<PathBuf>,
+    /// The admin listener's certificate: HTTPS only when given.
+    pub admin_cert: Option<Arc<AdminCert>>,
 }
 
 /// Starts the control plane on its own thread. Returns once the start states of every
@@ -56,7 +59,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
                 tokio::spawn(sample_traffic(setup.state));
-                tokio::spawn(reload_on_sighup(admin.clone()));
+                tokio::spawn(reload_on_sighup(admin.clone(), setup.admin_cert.clone()));
                 let listener = match tokio::net::TcpListener::from_std(setup.admin_listener) {
                     Ok(l) => l,
                     Err(e) => {
@@ -64,7 +67,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                         return;
                     }
                 };
-                if let Err(e) = admin::serve(listener, admin).await {
+                if let Err(e) = admin::serve(listener, admin, setup.admin_cert).await {
                     error!(error = %e, "admin server stopped");
                 }
             })
@@ -135,7 +138,7 @@ async fn watch_geoip(state: SharedState, paths: Vec<PathBuf>) {
     }
 }
 
-async fn reload_on_sighup(admin: Arc<Admin>) {
+async fn reload_on_sighup(admin: Arc<Admin>, cert: Option<Arc<AdminCert>>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         error!("cannot listen for SIGHUP; reload through the admin API");
         return;
@@ -144,5 +147,13 @@ async fn reload_on_sighup(admin: Arc<Admin>) {
         info!("SIGHUP: reloading zones");
         // Success and refusal are both logged by the reload itself.
         let _ = admin::reload_zones(&admin, "SIGHUP", "SIGHUP").await;
+        // A renewed certificate is picked up without a restart; a bad one leaves the old.
+        match cert.as_deref().map(AdminCert::reload) {
+            Some(Ok(())) => info!("SIGHUP: admin TLS certificate reloaded"),
+            Some(Err(e)) => {
+                error!(error = %e, "SIGHUP: admin TLS certificate not reloaded; the old one stays")
+            }
+            None => {}
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! with their real status: `{"error": "...", "status": 404}`.
 
 pub mod auth;
+pub mod tls;
 mod web;
 
 use std::net::{IpAddr, SocketAddr};
@@ -764,7 +765,18 @@ pub async fn reload_zones(admin: &Admin, by: &str, reason: &str) -> Result<Reloa
     }
 }
 
-/// Serves the admin API on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, admin: Arc<Admin>) -> std::io::Result<()> {
-    axum::serve(listener, router(admin)).await
+/// Serves the admin API on `listener` until the process ends, over HTTPS when a certificate
+/// is given.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    admin: Arc<Admin>,
+    cert: Option<Arc<tls::AdminCert>>,
+) -> std::io::Result<()> {
+    match cert {
+        Some(cert) => {
+            let tls = tls::TlsListener::new(listener, cert.server_config())?;
+            axum::serve(tls, router(admin)).await
+        }
+        None => axum::serve(listener, router(admin)).await,
+    }
 }

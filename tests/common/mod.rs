@@ -157,6 +157,11 @@ impl Server {
         wait_exit(&mut self.child, limit)
     }
 
+    /// The server's process id, for signals (e.g. SIGHUP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The admin listener's address, from its `listening admin=` line.
     pub fn admin_addr(&self) -> SocketAddr {
         self.log_lines()

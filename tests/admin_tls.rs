@@ -1,0 +1,192 @@
+//! The admin listener over HTTPS (rustls) with a certificate file: the API and dashboard
+//! answer over TLS only, a renewed certificate is taken on SIGHUP without a restart, a
+//! broken one is refused while the old one keeps serving, and bad files stop the start
+//! with their path.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+/// A CA (PEM) and a leaf for 127.0.0.1 signed by it, written to `cert.pem` and `key.pem`.
+fn issue(dir: &Path) -> String {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    // Written whole then renamed, as a certificate manager does.
+    for (name, pem) in [
+        ("cert.pem", leaf.pem()),
+        ("key.pem", leaf_key.serialize_pem()),
+    ] {
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, pem).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+    ca_cert.pem()
+}
+
+fn client(ca: &str) -> reqwest::Client {
+    meridian::health::probe::install_crypto_provider();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+async fn healthz(client: &reqwest::Client, url: &str) -> Result<u16, String> {
+    client
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn hup(server: &Server) {
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn the_admin_api_speaks_https_and_takes_a_renewed_certificate_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_ca = issue(dir.path());
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let server = Server::start(&[
+        "--admin-tls-cert",
+        cert.to_str().unwrap(),
+        "--admin-tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let addr = server.admin_addr();
+    let url = format!("https://{addr}");
+    let first = client(&first_ca);
+    assert_eq!(healthz(&first, &url).await, Ok(200));
+    let r = first
+        .get(format!("{url}/api/v1/regions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let page = first.get(format!("{url}/")).send().await.unwrap();
+    assert!(
+        page.text().await.unwrap().contains("<html"),
+        "dashboard over HTTPS"
+    );
+
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    assert!(
+        plain
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    // A renewed certificate (another CA) is served after SIGHUP; the old CA no longer works.
+    let second_ca = issue(dir.path());
+    hup(&server);
+    let second = client(&second_ca);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while healthz(&client(&second_ca), &url).await != Ok(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthz(&client(&first_ca), &url).await.is_err());
+
+    // A broken certificate file is refused on SIGHUP and the one in use stays.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    hup(&server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .log_text()
+        .contains("admin TLS certificate not reloaded")
+    {
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(healthz(&second, &url).await, Ok(200));
+}
+
+#[test]
+fn bad_certificate_files_stop_the_start_with_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    issue(dir.path());
+    let cert = dir.path().join("cert.pem");
+    let missing = dir.path().join("missing-key.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "hello\n").unwrap();
+    let cases = [
+        (
+            vec!["--admin-tls-cert", cert.to_str().unwrap()],
+            "needs both".to_string(),
+        ),
+        (
+            vec![
+                "--admin-tls-cert",
+                cert.to_str().unwrap(),
+                "--admin-tls-key",
+                missing.to_str().unwrap(),
+            ],
+            format!("{}: No such file", missing.display()),
+        ),
+        (
+            vec![
+                "--admin-tls-cert",
+                garbage.to_str().unwrap(),
+                "--admin-tls-key",
+                cert.to_str().unwrap(),
+            ],
+            format!("{}: no certificate", garbage.display()),
+        ),
+    ];
+    let state = tempfile::tempdir().unwrap();
+    for (args, expected) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args([
+                "serve",
+                "--dns-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--state-dir")
+            .arg(state.path())
+            .arg("--zones")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must not start");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+    }
+}
