@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -109,6 +109,20 @@ impl From<JsonRejection> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, r.body_text())
+    }
+}
+
+/// A body over [`MAX_BODY`] (413), or one that could not be read.
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        ApiError::new(r.status(), r.body_text())
+    }
+}
+
+/// A path parameter that does not decode (not UTF-8, say).
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::new(r.status(), r.body_text())
     }
 }
 
@@ -583,18 +597,20 @@ fn entry(by: &str, action: Action, zone: String, region: String, reason: &str) -
 async fn drain(
     State(admin): State<Arc<Admin>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Path((zone, region)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
+    let Path((zone, region)) = path?;
     region_write(&admin, &caller, &zone, &region, body, Action::Drain).await
 }
 
 async fn undrain(
     State(admin): State<Arc<Admin>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Path((zone, region)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
+    let Path((zone, region)) = path?;
     region_write(&admin, &caller, &zone, &region, body, Action::Undrain).await
 }
 
@@ -651,9 +667,10 @@ fn find_endpoint(
 async fn force(
     State(admin): State<Arc<Admin>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Path((zone, region, address)): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
+    let Path((zone, region, address)) = path?;
     let body = body?.0;
     let action = match body.state.as_deref() {
         Some("up") => Action::ForceUp,
@@ -680,9 +697,10 @@ async fn force(
 async fn unforce(
     State(admin): State<Arc<Admin>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Path((zone, region, address)): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
+    let Path((zone, region, address)) = path?;
     let body = body?.0;
     if body.state.is_some() {
         return Err(ApiError::bad_request("state applies to force only"));
@@ -709,8 +727,9 @@ pub struct Reloaded {
 async fn reload(
     State(admin): State<Arc<Admin>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Reloaded> {
+    let body = body?;
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         "reload requested".to_string()
     } else {
