@@ -12,7 +12,7 @@ use crate::steer::{self, Decision, Family};
 use crate::zone::{Steered, Zone};
 
 /// Who an answer is for, and how we know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "source", rename_all = "kebab-case")]
 pub enum Client {
     /// The query carried an ECS option with a non-zero source prefix.

@@ -11,8 +11,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ipnet::IpNet;
-
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
@@ -41,8 +39,9 @@ pub struct Caches {
 /// The hash of (lower-case name, type, steered variant: region, rotation, TTL); entries
 /// hold their name and type, which a hit checks.
 type AnswerKey = u64;
-/// (zone index, steered name index, family, client network as sent).
-type ClientKey = (usize, usize, Family, IpNet);
+/// (zone index, steered name index, family, client). The whole client, not only its network:
+/// 127.0.0.1/32 sent as ECS gets a scope, the resolver 127.0.0.1 itself does not.
+type ClientKey = (usize, usize, Family, Client);
 
 impl Default for Caches {
     fn default() -> Self {
@@ -315,7 +314,7 @@ fn steered_body(
     family: Family,
 ) -> Option<(Option<Arc<Entry>>, u8)> {
     let client = q.client(src);
-    let ckey: ClientKey = (zone_index, steered_index, family, client.network());
+    let ckey: ClientKey = (zone_index, steered_index, family, client);
     let decided = match state.fast.decisions.get(&ckey) {
         Some(d) => d,
         None => {

@@ -325,7 +325,16 @@ impl Response {
                 msg.answers.clear();
                 msg.authorities.clear();
                 msg.additionals.clear();
-                msg.to_vec().unwrap_or_else(|_| raw_servfail(meta.id))
+                match msg.to_vec() {
+                    Ok(bytes) if bytes.len() <= self.limit => bytes,
+                    // Even the question does not fit (several long ones, say, in a query that
+                    // is answered FORMERR): the header alone, never more than the limit.
+                    Ok(_) => {
+                        msg.queries.clear();
+                        msg.to_vec().unwrap_or_else(|_| raw_servfail(meta.id))
+                    }
+                    Err(_) => raw_servfail(meta.id),
+                }
             }
         }
     }

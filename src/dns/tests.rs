@@ -389,3 +389,60 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_resolver_decision_is_not_reused_for_the_same_address_sent_as_ecs() {
+    // Found by fuzzing: the fast path keyed decisions by network only, so ECS 127.0.0.1/32
+    // after a plain query from 127.0.0.1 got the resolver's scope. Here with a resolver
+    // address GeoIP knows (GB), whose own decision carries no scope.
+    let state = shipped();
+    let src: SocketAddr = "81.2.69.1:5300".parse().unwrap();
+    let plain = packet(
+        1,
+        "www.example.com.",
+        RecordType::A,
+        Some((false, None)),
+        None,
+    );
+    // The first fills the answer cache, the second the decision for this client.
+    for _ in 0..2 {
+        handle(&state, &plain, src, Transport::Udp).unwrap();
+    }
+    let ecs = Some((false, Some((src.ip(), 32))));
+    let with_ecs = packet(1, "www.example.com.", RecordType::A, ecs, None);
+    let general = super::general(
+        &state,
+        &with_ecs,
+        src,
+        Transport::Udp,
+        &mut Trace::default(),
+    );
+    for _ in 0..2 {
+        let fast = handle(&state, &with_ecs, src, Transport::Udp);
+        assert_eq!(fast, general);
+    }
+}
+
+#[test]
+fn a_formerr_for_several_long_questions_still_fits_512_octets_over_udp() {
+    // Found by fuzzing: the truncated FORMERR kept both questions, 500+ octets each.
+    // Three questions of about 200 octets, none compressible against another.
+    let mut q = Message::query();
+    for c in ["a", "b", "c"] {
+        let long = format!("{}.example.com.", vec![c.repeat(60); 3].join("."));
+        q.add_query(Query::query(
+            Name::from_ascii(&long).unwrap(),
+            RecordType::A,
+        ));
+    }
+    let bytes = q.to_vec().unwrap();
+    assert!(bytes.len() > 512);
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    let out = handle(state(), &bytes, src, Transport::Udp).unwrap();
+    assert!(out.len() <= 512, "{} octets", out.len());
+    let m = decode(&out);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert!(m.metadata.truncation, "TC: the whole answer comes over TCP");
+    let tcp = decode(&handle(state(), &bytes, src, Transport::Tcp).unwrap());
+    assert_eq!(tcp.queries.len(), 3);
+}
