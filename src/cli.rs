@@ -156,6 +156,33 @@ pub enum CliError {
     CookieSecret(#[from] crate::dns::cookie::SecretError),
 }
 
+/// Raises the open-file soft limit to the hard limit: the TCP listener alone may hold
+/// 1,024 connections, the common default soft limit. Warns when even the hard limit leaves
+/// too little room, since connections past it would fail to be accepted.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid resource and a live struct.
+    let limit = unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return;
+        }
+        l.rlim_cur = l.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        }
+        l.rlim_cur
+    };
+    // Room for the TCP connections plus sockets, files and probes besides.
+    let needed = (server::MAX_TCP_CONNECTIONS + 256) as libc::rlim_t;
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            "the open-file limit is below what 1,024 TCP connections need: raise it (ulimit -n, LimitNOFILE)"
+        );
+    }
+}
+
 /// The DNS cookie secret, in the state directory: it survives restarts, and anycast nodes
 /// that share it accept each other's cookies (RFC 9018).
 pub const COOKIE_SECRET_FILE: &str = "cookie-secret";
@@ -188,6 +215,7 @@ impl ServeArgs {
 /// Loads zones, GeoIP and the journal, starts the control plane, binds every listener, then
 /// serves until SIGINT or SIGTERM. `env_token` is the value of MERIDIAN_ADMIN_TOKEN.
 pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> {
+    raise_fd_limit();
     let zones = zone::load_dir(&config.zones)?;
     let geo = Arc::new(GeoDb::open_or_embedded(&config.geoip)?);
     info!(

@@ -66,3 +66,45 @@ fn one_client_cannot_take_every_tcp_slot() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Raises this process's open-file limit to its hard limit: the test holds over a thousand
+/// sockets (the server raises its own at start).
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid resource and a live struct.
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+#[test]
+fn the_server_holds_at_most_its_global_tcp_connections() {
+    raise_fd_limit();
+    let server = Server::start(&[]);
+    let addr = server.addr();
+    let per = meridian::dns::server::MAX_TCP_PER_CLIENT;
+    let max = meridian::dns::server::MAX_TCP_CONNECTIONS;
+    // Many clients, each within its own share, until every slot is taken.
+    let mut held = Vec::with_capacity(max);
+    for i in 0..max {
+        let local = format!("127.0.{}.{}", 10 + i / per / 200, 1 + (i / per) % 200);
+        let mut s = connect_from(&local, addr);
+        assert!(answered(&mut s), "connection {i} of {max} is served");
+        held.push(s);
+    }
+    let mut extra = connect_from("127.0.200.1", addr);
+    assert!(!answered(&mut extra), "connection {} is closed", max + 1);
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !answered(&mut connect_from("127.0.200.1", addr)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a freed slot is taken again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("TCP: {max} connections held and served, the next one closed, a freed slot reused");
+}

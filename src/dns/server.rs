@@ -471,3 +471,6 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     // Enough from this client on one connection: closing lets others have the slot.
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

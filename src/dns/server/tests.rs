@@ -1,0 +1,132 @@
+//! The TCP connection loop over an in-memory stream with tokio's paused clock: timeouts are
+//! shown in virtual time, so a 10 s idle limit costs the test nothing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::time::Instant;
+
+use super::*;
+use crate::geo::GeoDb;
+use crate::serving::ServingState;
+
+fn shared() -> SharedState {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+    let zones = crate::zone::load_dir(&dir).expect("shipped zones load");
+    ServingState::new(zones, Arc::new(GeoDb::embedded().expect("embedded db"))).shared()
+}
+
+fn framed(id: u16, name: &str) -> Vec<u8> {
+    let mut q = Message::query();
+    q.metadata.id = id;
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let bytes = q.to_vec().unwrap();
+    [&(bytes.len() as u16).to_be_bytes()[..], &bytes].concat()
+}
+
+/// Starts the connection loop on one end of a pipe; returns the client end and the task.
+fn connect() -> (DuplexStream, tokio::task::JoinHandle<io::Result<()>>) {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let peer: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        // Never stopping: the loop ends by itself or by the client.
+        let _stop_tx = stop_tx;
+        serve_connection(server, peer, shared(), stop).await
+    });
+    (client, task)
+}
+
+async fn read_response(client: &mut DuplexStream) -> Option<Message> {
+    let len = client.read_u16().await.ok()?;
+    let mut buf = vec![0; usize::from(len)];
+    client.read_exact(&mut buf).await.ok()?;
+    Some(Message::from_vec(&buf).unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn pipelined_queries_are_answered_in_order() {
+    let (mut client, _task) = connect();
+    let names = [
+        "www.example.com.",
+        "static.example.com.",
+        "nope.example.com.",
+    ];
+    let mut burst = Vec::new();
+    for (i, name) in names.iter().cycle().take(30).enumerate() {
+        burst.extend(framed(i as u16, name));
+    }
+    // All thirty in one write, as a pipelining client sends them (RFC 7766 §6.2.1.1).
+    client.write_all(&burst).await.unwrap();
+    for (i, name) in names.iter().cycle().take(30).enumerate() {
+        let m = read_response(&mut client).await.expect("an answer");
+        assert_eq!(m.metadata.id, i as u16, "in order");
+        assert_eq!(m.queries[0].name().to_ascii(), *name);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slowloris_client_is_cut_off_after_the_idle_timeout() {
+    // Half a length prefix, then nothing.
+    let (mut client, task) = connect();
+    let started = Instant::now();
+    client.write_all(&[0]).await.unwrap();
+    let result = task.await.unwrap();
+    let held = started.elapsed();
+    assert!(
+        held >= TCP_IDLE_TIMEOUT && held < TCP_IDLE_TIMEOUT * 2,
+        "{held:?}"
+    );
+    assert!(result.is_ok(), "{result:?}");
+    // A length, then a query that never completes: cut off the same way.
+    let (mut client, task) = connect();
+    let started = Instant::now();
+    client
+        .write_all(&framed(1, "www.example.com.")[..10])
+        .await
+        .unwrap();
+    let err = task.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert!(started.elapsed() < TCP_IDLE_TIMEOUT * 2);
+    // The server's end is gone: the client reads end of stream.
+    assert!(read_response(&mut client).await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed_and_a_busy_one_after_its_query_bound() {
+    let (mut client, task) = connect();
+    client
+        .write_all(&framed(1, "www.example.com."))
+        .await
+        .unwrap();
+    assert!(read_response(&mut client).await.is_some());
+    let started = Instant::now();
+    task.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() >= TCP_IDLE_TIMEOUT,
+        "idle for the whole timeout first"
+    );
+
+    let (client, task) = connect();
+    let query = framed(7, "static.example.com.");
+    let writer = tokio::spawn(async move {
+        let mut client = client;
+        let mut answered = 0;
+        for _ in 0..MAX_QUERIES_PER_CONNECTION + 5 {
+            if client.write_all(&query).await.is_err() {
+                break;
+            }
+            if read_response(&mut client).await.is_none() {
+                break;
+            }
+            answered += 1;
+        }
+        answered
+    });
+    task.await.unwrap().unwrap();
+    assert_eq!(writer.await.unwrap(), MAX_QUERIES_PER_CONNECTION);
+}
