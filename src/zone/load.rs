@@ -335,10 +335,15 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     };
 
     let records_line = report.lines.line(parsed.records.span().start);
-    let first_line = records_first_line(text, parsed.records.span(), &report.lines);
-    let (records, errors) = records::parse(parsed.records.get_ref(), &origin, first_line);
+    let file_lines = records_lines(text, parsed.records.span(), &report.lines);
+    // Line `n` of the records text (1-based) is on this line of the file.
+    let file_line = |n: usize| file_lines[(n - 1).min(file_lines.len() - 1)];
+    let (mut records, errors) = records::parse(parsed.records.get_ref(), &origin, 1);
+    for r in &mut records {
+        r.line = file_line(r.line);
+    }
     for e in errors {
-        report.at(e.line, e.message);
+        report.at(file_line(e.line), e.message);
     }
 
     let base = path.parent().unwrap_or(Path::new("."));
@@ -371,21 +376,58 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     })
 }
 
-/// The file line of the first line of the records text: TOML drops a newline that directly
-/// follows the opening `'''` or `"""`.
-fn records_first_line(text: &str, span: Range<usize>, lines: &Lines) -> usize {
-    let raw = &text[span.clone()];
-    let mut start = span.start;
-    if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
-        start += 3;
-        let rest = &text[start..];
-        if rest.starts_with("\r\n") {
-            start += 2;
-        } else if rest.starts_with('\n') {
-            start += 1;
+/// The file line of each line of the records text. A literal string (`'''`) maps one to one;
+/// a basic string (`"""`) may add lines with escapes (`\n`, `\u000A`) and join lines with a
+/// line-ending backslash, so its escapes are followed. TOML drops a newline that directly
+/// follows an opening `'''` or `"""`.
+fn records_lines(text: &str, span: Range<usize>, lines: &Lines) -> Vec<usize> {
+    let raw = &text[span.start..span.end];
+    let quote = ["'''", "\"\"\"", "'", "\""]
+        .into_iter()
+        .find(|q| raw.starts_with(q))
+        .unwrap_or("");
+    let mut body = &raw[quote.len()..];
+    if quote.len() == 3 {
+        body = body
+            .strip_prefix("\r\n")
+            .or_else(|| body.strip_prefix('\n'))
+            .unwrap_or(body);
+    }
+    let mut line = lines.line(span.end - body.len());
+    let mut out = vec![line];
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => {
+                line += 1;
+                out.push(line);
+            }
+            '\\' if quote.starts_with('"') => match chars.next() {
+                Some('n') => out.push(line),
+                Some(x @ ('x' | 'u' | 'U')) => {
+                    let digits = match x {
+                        'x' => 2,
+                        'u' => 4,
+                        _ => 8,
+                    };
+                    let hex: String = chars.by_ref().take(digits).collect();
+                    if u32::from_str_radix(&hex, 16) == Ok(0x0A) {
+                        out.push(line);
+                    }
+                }
+                // A line-ending backslash: the newline and the whitespace around it vanish.
+                Some(w) if w.is_whitespace() => {
+                    line += usize::from(w == '\n');
+                    while let Some(w) = chars.next_if(|w| w.is_whitespace()) {
+                        line += usize::from(w == '\n');
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
         }
     }
-    lines.line(start)
+    out
 }
 
 /// The line of `key = ...` in the table at `span` of `text`, if written there. A `[header]`

@@ -500,6 +500,25 @@ www  IN A   192.0.2.1
 }
 
 #[test]
+fn records_in_a_basic_string_are_reported_on_their_file_lines() {
+    // Escaped newlines make lines that the file does not have (found by the zone_file fuzz
+    // target: line 11 of a 2-line file); a line-ending backslash joins two file lines.
+    let text = "zone = \"example.com.\"\nrecords = \"$TTL 300\\n@ IN SOA ns1 h 1 2 3 4 5\\n@ IN NS ns1\\n\\n\\nns1 IN A 999.1.1.1\\n\"\n";
+    assert_diag(&only(text), 2, &["IPv4"]);
+    let text = r#"zone = "example.com."
+records = """
+$TTL 300
+@ IN SOA ns1 h \
+    1 2 3 4 5
+@ IN NS ns1
+ns1 IN A 192.0.2.53
+www IN A 999.1.1.1
+"""
+"#;
+    assert_diag(&only(text), line_of(text, "999.1.1.1"), &["IPv4"]);
+}
+
+#[test]
 fn bad_record_does_not_hide_the_good_soa_and_ns() {
     // One bad TXT must not make the loader claim that SOA and NS are missing.
     let text = zone("", "bad IN A 999.1.1.1", "");
