@@ -6,3 +6,5 @@ scripts/setup.sh
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets
+# Each fuzz target for 2 minutes (about 15 minutes with the build; see fuzz/README.md).
+scripts/fuzz.sh 120
