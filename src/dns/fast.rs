@@ -265,9 +265,11 @@ pub fn handle(
     packet: &[u8],
     src: SocketAddr,
     transport: Transport,
-) -> Option<Vec<u8>> {
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
     let Some(q) = Query::parse(packet) else {
-        return general(state, packet, src, transport, &mut Trace::default());
+        return general_into(state, packet, src, transport, &mut Trace::default(), out);
     };
     let caches = &state.fast;
     let entry = caches.answers.get(&key(q.name(), q.qtype, None));
@@ -286,18 +288,38 @@ pub fn handle(
     };
     if let Some((Some(entry), scope)) = body
         && let Entry::Fixed(b) = entry.as_ref()
-        && let Some(out) = respond(state, b, &q, scope, transport, src)
+        && respond(state, b, &q, scope, transport, src, out)
     {
         count(state, b, q.qtype);
-        return Some(out);
+        return true;
     }
     // Miss: the general path answers and, for an ordinary answer, fills the cache.
     let mut trace = Trace::default();
-    let out = general(state, packet, src, transport, &mut trace)?;
-    if let Some(answered) = trace.answered {
-        fill(state, &q, &out, answered);
+    if !general_into(state, packet, src, transport, &mut trace, out) {
+        return false;
     }
-    Some(out)
+    if let Some(answered) = trace.answered {
+        fill(state, &q, out, answered);
+    }
+    true
+}
+
+/// The general path's response, into `out`.
+fn general_into(
+    state: &ServingState,
+    packet: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+    trace: &mut Trace,
+    out: &mut Vec<u8>,
+) -> bool {
+    match general(state, packet, src, transport, trace) {
+        Some(response) => {
+            *out = response;
+            true
+        }
+        None => false,
+    }
 }
 
 fn matches(name: &[u8], qtype: u16, q: &Query<'_>) -> bool {
@@ -424,7 +446,8 @@ fn strip_opt(response: &[u8], had_opt: bool) -> Option<(Vec<u8>, u16)> {
     Some((response[..start].to_vec(), arcount.checked_sub(1)?))
 }
 
-/// The cached body patched for `q`, or `None` when it would not fit the transport.
+/// Writes the cached body patched for `q` into `out` (empty); `false`, leaving it empty, when
+/// it would not fit the transport.
 fn respond(
     state: &ServingState,
     b: &Body,
@@ -432,7 +455,8 @@ fn respond(
     scope: u8,
     transport: Transport,
     src: SocketAddr,
-) -> Option<Vec<u8>> {
+    out: &mut Vec<u8>,
+) -> bool {
     let cookie = q.cookie(state, src);
     let ecs_len = q.edns.and_then(|e| e.ecs_at).map_or(0, |(_, len)| 4 + len);
     let options_len = ecs_len + cookie.map_or(0, |_| 4 + cookie::REPLY_LEN);
@@ -442,9 +466,9 @@ fn respond(
         0
     };
     if b.bytes.len() + opt_len > q.limit(state, transport, cookie.as_ref()) {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(b.bytes.len() + opt_len);
+    out.reserve(b.bytes.len() + opt_len);
     out.extend_from_slice(&b.bytes);
     out[0..2].copy_from_slice(&q.id.to_be_bytes());
     // RD and CD are copied from the query (RFC 6895 §2); the rest is the cached answer's.
@@ -476,7 +500,7 @@ fn respond(
             out.extend_from_slice(&c.option);
         }
     }
-    Some(out)
+    true
 }
 
 fn count(state: &ServingState, b: &Body, qtype: u16) {

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::rrl::{Rrl, Verdict};
-use super::{Transport, handle};
+use super::{Transport, handle, handle_into};
 use crate::serving::SharedState;
 
 /// A TCP connection with no complete query for this long is closed.
@@ -77,11 +77,48 @@ fn udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
+    dont_fragment(&socket, addr)?;
     // Room for a burst while the thread is descheduled; the kernel caps it at rmem_max.
     let _ = socket.set_recv_buffer_size(UDP_BUFFER);
     let _ = socket.set_send_buffer_size(UDP_BUFFER);
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Answers leave with DF set and are never fragmented by this host (RFC 9715 §3.1: they fit
+/// 1232 octets), and the path MTU is ignored (`PMTUDISC_PROBE`), so a forged ICMP "fragmentation
+/// needed" cannot make the kernel fragment or refuse them. DF also spares the kernel the IP ID
+/// hash each fragmentable datagram needs.
+fn dont_fragment(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name, value) = if addr.is_ipv6() {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    };
+    // SAFETY: a valid socket, and a c_int option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -191,32 +228,34 @@ fn serve_udp(
     let mut bufs = vec![[0u8; MAX_QUERY]; BATCH];
     // SAFETY: all-zero bytes are a valid sockaddr_storage (plain data).
     let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
-    let mut answers: Vec<(Vec<u8>, usize)> = Vec::with_capacity(BATCH);
+    // One answer buffer per slot, reused batch after batch: no allocation per query.
+    let mut answers: Vec<Vec<u8>> = (0..BATCH)
+        .map(|_| Vec::with_capacity(usize::from(super::MAX_UDP_PAYLOAD)))
+        .collect();
+    let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
+    let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
+    let mut headers: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
+    let mut sending = Sending::default();
     loop {
         // Once stopping, what the kernel still holds is read without waiting and answered;
         // then the thread ends.
         let stopping = stop.load(std::sync::atomic::Ordering::Acquire);
-        let mut iovecs: Vec<libc::iovec> = bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: MAX_QUERY,
-            })
-            .collect();
-        let mut headers: Vec<libc::mmsghdr> = iovecs
-            .iter_mut()
-            .zip(addrs.iter_mut())
-            .map(|(iov, addr)| {
-                // SAFETY: all-zero bytes are a valid mmsghdr; the pointers set below outlive
-                // the call.
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
-                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
+        iovecs.clear();
+        iovecs.extend(bufs.iter_mut().map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: MAX_QUERY,
+        }));
+        headers.clear();
+        headers.extend(iovecs.iter_mut().zip(addrs.iter_mut()).map(|(iov, addr)| {
+            // SAFETY: all-zero bytes are a valid mmsghdr; the pointers set below outlive
+            // the call.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        }));
         // SAFETY: `headers` holds BATCH valid mmsghdr whose buffers and addresses live in
         // `bufs`, `iovecs` and `addrs`, untouched until the call returns.
         let n = unsafe {
@@ -247,7 +286,7 @@ fn serve_udp(
         }
         let current = state.load();
         let now = std::time::Instant::now();
-        answers.clear();
+        ready.clear();
         for (i, h) in headers.iter().take(n as usize).enumerate() {
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 continue;
@@ -257,18 +296,22 @@ fn serve_udp(
             };
             let len = (h.msg_len as usize).min(MAX_QUERY);
             let query = &bufs[i][..len];
-            let Some(answer) = handle(&current, query, src, Transport::Udp) else {
+            let answer = &mut answers[i];
+            if !handle_into(&current, query, src, Transport::Udp, answer) {
                 continue;
-            };
-            match rrl.as_deref().map(|r| r.check(src, &answer, now)) {
-                None | Some(Verdict::Send) => answers.push((answer, i)),
+            }
+            match rrl.as_deref().map(|r| r.check(src, answer, now)) {
+                None | Some(Verdict::Send) => ready.push(i),
                 // A valid server cookie proves the source is not spoofed: nothing to limit.
-                Some(_) if proven(&current, query, src) => answers.push((answer, i)),
-                Some(Verdict::Slip(truncated)) => answers.push((truncated, i)),
+                Some(_) if proven(&current, query, src) => ready.push(i),
+                Some(Verdict::Slip(truncated)) => {
+                    *answer = truncated;
+                    ready.push(i);
+                }
                 Some(Verdict::Drop) => {}
             }
         }
-        send_all(fd, &mut answers, &mut addrs, &headers);
+        sending.send_all(fd, &mut answers, &ready, &mut addrs, &headers);
     }
 }
 
@@ -280,55 +323,64 @@ fn proven(state: &crate::serving::ServingState, query: &[u8], src: SocketAddr) -
         .is_some_and(|c| state.cookies.verifies(&c, src.ip(), super::cookie::now()))
 }
 
-/// Sends every answer to the address its query came from, with as few `sendmmsg` as it takes.
-fn send_all(
-    fd: i32,
-    answers: &mut [(Vec<u8>, usize)],
-    addrs: &mut [libc::sockaddr_storage],
-    received: &[libc::mmsghdr],
-) {
-    let mut iovecs: Vec<libc::iovec> = answers
-        .iter_mut()
-        .map(|(a, _)| libc::iovec {
-            iov_base: a.as_mut_ptr().cast(),
-            iov_len: a.len(),
-        })
-        .collect();
-    let mut headers: Vec<libc::mmsghdr> = iovecs
-        .iter_mut()
-        .zip(answers.iter())
-        .map(|(iov, (_, i))| {
-            // SAFETY: as in serve_udp; the address is the one the query arrived from.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_name = (&mut addrs[*i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = received[*i].msg_hdr.msg_namelen;
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    let mut sent = 0;
-    while sent < headers.len() {
-        // SAFETY: the headers point into `answers` and `addrs`, alive for the call.
-        let n = unsafe {
-            libc::sendmmsg(
-                fd,
-                headers[sent..].as_mut_ptr(),
-                (headers.len() - sent) as u32,
-                0,
-            )
-        };
-        if n <= 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
+/// The `sendmmsg` vectors, kept from batch to batch.
+#[derive(Default)]
+struct Sending {
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl Sending {
+    /// Sends the answers in the `ready` slots, each to the address its query came from, with as
+    /// few `sendmmsg` as it takes.
+    fn send_all(
+        &mut self,
+        fd: i32,
+        answers: &mut [Vec<u8>],
+        ready: &[usize],
+        addrs: &mut [libc::sockaddr_storage],
+        received: &[libc::mmsghdr],
+    ) {
+        self.iovecs.clear();
+        self.iovecs.extend(ready.iter().map(|&i| libc::iovec {
+            iov_base: answers[i].as_mut_ptr().cast(),
+            iov_len: answers[i].len(),
+        }));
+        self.headers.clear();
+        self.headers
+            .extend(self.iovecs.iter_mut().zip(ready).map(|(iov, &i)| {
+                // SAFETY: as in serve_udp; the address is the one the query arrived from.
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = received[i].msg_hdr.msg_namelen;
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            }));
+        let headers = &mut self.headers;
+        let mut sent = 0;
+        while sent < headers.len() {
+            // SAFETY: the headers point into `answers` and `addrs`, alive for the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    headers[sent..].as_mut_ptr(),
+                    (headers.len() - sent) as u32,
+                    0,
+                )
+            };
+            if n <= 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // One answer the kernel refuses (an unreachable address, say) must not stop
+                // the rest: skip it.
+                debug!(error = %e, "udp send failed");
+                sent += 1;
+            } else {
+                sent += n as usize;
             }
-            // One answer the kernel refuses (an unreachable address, say) must not stop the
-            // rest: skip it.
-            debug!(error = %e, "udp send failed");
-            sent += 1;
-        } else {
-            sent += n as usize;
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The TCP connection loop over an in-memory stream with tokio's paused clock: timeouts are
-//! shown in virtual time, so a 10 s idle limit costs the test nothing.
+//! The TCP connection loop over an in-memory stream with tokio's paused clock (timeouts are
+//! shown in virtual time, so a 10 s idle limit costs the test nothing), and the UDP socket options.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -129,4 +129,41 @@ async fn an_idle_connection_is_closed_and_a_busy_one_after_its_query_bound() {
     });
     task.await.unwrap().unwrap();
     assert_eq!(writer.await.unwrap(), MAX_QUERIES_PER_CONNECTION);
+}
+
+/// The IP_MTU_DISCOVER (or IPV6_MTU_DISCOVER) value of a UDP socket.
+fn mtu_discover(socket: &std::net::UdpSocket, v6: bool) -> libc::c_int {
+    use std::os::fd::AsRawFd;
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER)
+    };
+    let mut value: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid socket and a c_int-sized output buffer.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+    value
+}
+
+#[tokio::test]
+async fn udp_answers_leave_with_df_and_ignore_the_path_mtu() {
+    let v4 = bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    assert_eq!(v4.udp.len(), 2);
+    for s in &v4.udp {
+        assert_eq!(mtu_discover(s, false), libc::IP_PMTUDISC_PROBE);
+    }
+    // Loopback IPv6 may be missing in a container; IPv4 is then the whole check.
+    if let Ok(v6) = bind("[::1]:0".parse().unwrap(), 1) {
+        assert_eq!(mtu_discover(&v6.udp[0], true), libc::IPV6_PMTUDISC_PROBE);
+    }
 }
