@@ -10,24 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// A CA (PEM) and a leaf for 127.0.0.1 signed by it, written to `cert.pem` and `key.pem`.
 fn issue(dir: &Path) -> String {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
+    let (ca, leaf, leaf_key) = common::test_ca::leaf_for("127.0.0.1");
     // Written whole then renamed, as a certificate manager does.
     for (name, pem) in [
         ("cert.pem", leaf.pem()),
@@ -37,7 +23,7 @@ fn issue(dir: &Path) -> String {
         std::fs::write(&tmp, pem).unwrap();
         std::fs::rename(&tmp, dir.join(name)).unwrap();
     }
-    ca_cert.pem()
+    ca
 }
 
 fn client(ca: &str) -> reqwest::Client {

@@ -3,33 +3,20 @@
 //! off, and the Host/SNI comes from `host` while the connection goes to the check address.
 //! Checked through `meridian route --probe`, which runs the same probes as the server.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOST: &str = "www.probe.test";
 
 /// A CA (PEM) and a TLS server for `HOST` signed by it, answering 200 "ok".
 async fn tls_server() -> (String, SocketAddr) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![HOST.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-
+    let (ca, leaf, leaf_key) = common::test_ca::leaf_for(HOST);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -70,7 +57,7 @@ async fn tls_server() -> (String, SocketAddr) {
             });
         }
     });
-    (ca_cert.pem(), addr)
+    (ca, addr)
 }
 
 /// `meridian route --probe` for a zone whose eu-west endpoint is checked over HTTPS with

@@ -260,6 +260,8 @@ fn key(name: &[u8], qtype: u16, variant: Option<(Option<usize>, usize, u32)>) ->
         .hash_one((name, qtype, variant))
 }
 
+/// [`super::handle`] writing the response into `out` (cleared first), so that a serving loop
+/// reuses its buffers instead of allocating one per query. `false` means send nothing.
 pub fn handle(
     state: &ServingState,
     packet: &[u8],

@@ -63,17 +63,7 @@ pub fn handle(
     handle_into(state, packet, src, transport, &mut out).then_some(out)
 }
 
-/// [`handle`] writing the response into `out` (cleared first), so that a serving loop reuses
-/// its buffers instead of allocating one per query. `false` means send nothing.
-pub fn handle_into(
-    state: &ServingState,
-    packet: &[u8],
-    src: SocketAddr,
-    transport: Transport,
-    out: &mut Vec<u8>,
-) -> bool {
-    fast::handle(state, packet, src, transport, out)
-}
+pub use fast::handle as handle_into;
 
 /// What the general path did with a query, so that the fast path can cache the answer.
 #[derive(Debug, Default, Clone, Copy)]

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod probe_targets;
+pub mod test_ca;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
