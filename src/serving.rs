@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
@@ -25,8 +26,9 @@ pub struct ServingState {
     /// Widened ECS scopes by (zone address, steered name index, family, GeoIP network). They
     /// depend on zones and health, so the cache lives and dies with this state.
     pub(crate) scopes: moka::sync::Cache<ScopeKey, u8>,
-    /// Encoded answers and steering decisions of the fast path.
-    pub(crate) fast: crate::dns::FastCaches,
+    /// Unique to this state: each serving thread's fast-path caches (encoded answers and
+    /// steering decisions) belong to one generation and start afresh when it changes.
+    pub(crate) generation: u64,
     pub metrics: Arc<Metrics>,
     /// Query counters per zone, by zone index.
     pub counters: Arc<Vec<Arc<ZoneCounters>>>,
@@ -40,6 +42,13 @@ pub(crate) type ScopeKey = (usize, usize, Family, ipnet::IpNet);
 
 /// Distinct (name, family, network) scopes kept per state.
 const SCOPE_CACHE_CAPACITY: u64 = 100_000;
+
+/// The last generation given to a state; never reused, unlike a freed state's address.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+fn next_generation() -> u64 {
+    GENERATION.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// The handle the fast path and the control plane share.
 pub type SharedState = Arc<ArcSwap<ServingState>>;
@@ -83,7 +92,7 @@ impl ServingState {
             geo,
             health,
             scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
-            fast: Default::default(),
+            generation: next_generation(),
             outside: metrics.outside_counters(),
             counters: Arc::new(counters),
             metrics,
@@ -122,7 +131,7 @@ impl ServingState {
             geo: self.geo.clone(),
             health,
             scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
-            fast: Default::default(),
+            generation: next_generation(),
             metrics: self.metrics.clone(),
             counters: self.counters.clone(),
             outside: self.outside.clone(),

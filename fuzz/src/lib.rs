@@ -16,7 +16,7 @@ pub mod zone_file;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, mpsc};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Name;
@@ -112,6 +112,45 @@ fn client(selector: u8) -> SocketAddr {
     SocketAddr::new(ip, 1024 + u16::from(selector >> 1))
 }
 
+/// A serving state answering on a thread of its own, as a UDP thread serves the current
+/// state: each thread keeps the fast path's caches for one state at a time, so the cold
+/// states that [`exchange`] builds on the calling thread leave this one's caches warm.
+pub struct Warm {
+    asks: mpsc::Sender<(Vec<u8>, SocketAddr, Transport)>,
+    answers: mpsc::Receiver<Option<Vec<u8>>>,
+}
+
+impl Warm {
+    fn handle(&self, query: &[u8], src: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
+        self.asks
+            .send((query.to_vec(), src, transport))
+            .expect("the warm thread runs");
+        self.answers.recv().expect("the warm thread answers")
+    }
+}
+
+/// Runs `f` with `state` served by a [`Warm`] thread, which ends with it.
+fn serve_warm<R>(state: &ServingState, f: impl FnOnce(&Warm) -> R) -> R {
+    let (asks, asked) = mpsc::channel::<(Vec<u8>, SocketAddr, Transport)>();
+    let (answer, answers) = mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (query, src, transport) in asked {
+                // The UDP loop's hint first: it must change nothing.
+                dns::prefetch(state, &query, src);
+                if answer
+                    .send(dns::handle(state, &query, src, transport))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        // Dropping the `Warm` closes its channel, which ends the thread before the scope waits.
+        f(&Warm { asks, answers })
+    })
+}
+
 /// Answers `query` on a cold copy of `state` twice, the second time from the fast path's
 /// cache, and once on `warm`, whose caches hold the answers to the queries before it.
 /// All three must [`agree`]: the only per-query variation is the rotation of equal-weight
@@ -120,7 +159,7 @@ fn client(selector: u8) -> SocketAddr {
 /// clock's second turned meanwhile. Returns the answer after checking it.
 fn exchange(
     state: &ServingState,
-    warm: &ServingState,
+    warm: &Warm,
     query: &[u8],
     src: SocketAddr,
     transport: Transport,
@@ -130,7 +169,7 @@ fn exchange(
         let cold = state.with_all_health(state.health.clone());
         let general = dns::handle(&cold, query, src, transport);
         let cached = dns::handle(&cold, query, src, transport);
-        let after = dns::handle(warm, query, src, transport);
+        let after = warm.handle(query, src, transport);
         if cookie::now() == second {
             break (general, cached, after);
         }

@@ -6,10 +6,13 @@
 //! endpoints. A hit costs the parse, two or three hash lookups and a copy with the ID, the RD
 //! and CD bits, the question's case and the OPT record (with the ECS echo) patched in.
 //! Everything else, and every first query, takes the general path, which fills the cache.
-//! The caches live in the serving state, so a reload or a health change starts them afresh.
+//! Each thread keeps its own caches, so a hit takes no lock and touches no shared counter;
+//! they belong to one serving state's generation, so a reload or a health change starts them
+//! afresh.
 
+use std::cell::RefCell;
+use std::hash::Hasher;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -17,22 +20,27 @@ use hickory_proto::rr::RecordType;
 use super::answer::{self, Client};
 use super::cookie::{self, Reply};
 use super::ecs::{self, ClientSubnet};
-use super::fastmap::FastMap;
+use super::fastmap::{FastMap, FxHasher};
 use super::{HEADER_LEN, MAX_UDP_PAYLOAD, SteeredTrace, Trace, Transport, general, response_limit};
 use crate::serving::ServingState;
 use crate::steer::{Family, Order, order};
 
-/// Cached responses per serving state.
+/// Cached responses per thread.
 const ANSWER_CAPACITY: usize = 50_000;
-/// Cached steering decisions (per client network) per serving state.
+/// Cached steering decisions (per client network) per thread.
 const DECISION_CAPACITY: usize = 200_000;
 const MAX_NAME: usize = 255;
 const OPT_TYPE: u16 = 41;
 const ECS_CODE: u16 = 8;
 
-/// The fast path's caches, part of a serving state.
-pub struct Caches {
-    answers: FastMap<AnswerKey, Arc<Entry>>,
+thread_local! {
+    static CACHES: RefCell<Caches> = RefCell::new(Caches::default());
+}
+
+/// One thread's fast-path caches, for the serving state of `generation`.
+struct Caches {
+    generation: u64,
+    answers: FastMap<AnswerKey, Entry>,
     decisions: FastMap<ClientKey, Decided>,
 }
 
@@ -46,17 +54,22 @@ type ClientKey = (usize, usize, Family, Client);
 impl Default for Caches {
     fn default() -> Self {
         Caches {
+            generation: 0,
             answers: FastMap::new(ANSWER_CAPACITY),
             decisions: FastMap::new(DECISION_CAPACITY),
         }
     }
 }
 
-impl std::fmt::Debug for Caches {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Caches")
-            .field("answers", &self.answers.len())
-            .finish()
+impl Caches {
+    /// These caches for `state`: emptied if they were filled from another one.
+    fn renew(&mut self, state: &ServingState) -> &mut Self {
+        if self.generation != state.generation {
+            self.answers.clear();
+            self.decisions.clear();
+            self.generation = state.generation;
+        }
+        self
     }
 }
 
@@ -100,9 +113,10 @@ struct Decided {
 struct Query<'p> {
     packet: &'p [u8],
     id: u16,
-    /// Lower-case wire-format name.
-    name: [u8; MAX_NAME],
+    /// The wire-format name as asked is `packet[HEADER_LEN..][..name_len]`.
     name_len: usize,
+    /// The hash of its lower-case form.
+    name_hash: u64,
     qtype: u16,
     edns: Option<Edns>,
 }
@@ -136,16 +150,11 @@ impl<'p> Query<'p> {
         if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
             return None;
         }
-        let mut name = [0u8; MAX_NAME];
         let mut pos = HEADER_LEN;
         loop {
             let len = usize::from(*packet.get(pos)?);
             if len & 0xC0 != 0 || pos - HEADER_LEN + len + 1 > MAX_NAME {
                 return None;
-            }
-            let label = packet.get(pos..pos + len + 1)?;
-            for (i, &b) in label.iter().enumerate() {
-                name[pos - HEADER_LEN + i] = if i == 0 { b } else { b.to_ascii_lowercase() };
             }
             pos += len + 1;
             if len == 0 {
@@ -154,6 +163,7 @@ impl<'p> Query<'p> {
         }
         let name_len = pos - HEADER_LEN;
         let tail = packet.get(pos..pos + 4)?;
+        let name_hash = hash_lower(&packet[HEADER_LEN..pos]);
         let qtype = u16::from_be_bytes([tail[0], tail[1]]);
         let qclass = u16::from_be_bytes([tail[2], tail[3]]);
         // Meta types (OPT, AXFR, ANY, ...) and other classes take the general path.
@@ -211,15 +221,21 @@ impl<'p> Query<'p> {
         Some(Query {
             packet,
             id: u16::from_be_bytes([packet[0], packet[1]]),
-            name,
             name_len,
+            name_hash,
             qtype,
             edns,
         })
     }
 
+    /// The name as asked, in its own case.
     fn name(&self) -> &[u8] {
-        &self.name[..self.name_len]
+        &self.packet[HEADER_LEN..HEADER_LEN + self.name_len]
+    }
+
+    /// Whether `name` (lower case, as cached) is this query's name, in any case.
+    fn asks(&self, name: &[u8]) -> bool {
+        name.eq_ignore_ascii_case(self.name())
     }
 
     /// The most response bytes the transport allows, and for UDP the cookie policy.
@@ -254,10 +270,59 @@ impl<'p> Query<'p> {
     }
 }
 
-fn key(name: &[u8], qtype: u16, variant: Option<(Option<usize>, usize, u32)>) -> AnswerKey {
+fn key(q: &Query<'_>, variant: Option<(Option<usize>, usize, u32)>) -> AnswerKey {
     use std::hash::BuildHasher;
-    std::hash::BuildHasherDefault::<super::fastmap::FxHasher>::default()
-        .hash_one((name, qtype, variant))
+    std::hash::BuildHasherDefault::<FxHasher>::default().hash_one((q.name_hash, q.qtype, variant))
+}
+
+/// The FxHash of `name.to_ascii_lowercase()`, eight octets at a time without copying it.
+fn hash_lower(name: &[u8]) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Sets 0x20 in every octet that is 'A'..='Z'; the 0x7f mask keeps the additions from
+    // carrying into the next octet, and `!w` leaves octets with the high bit alone.
+    let lower = |w: u64| {
+        let low7 = w & (0x7f * ONES);
+        let from_a = low7 + (0x80 - u64::from(b'A')) * ONES;
+        let past_z = low7 + (0x80 - u64::from(b'Z') - 1) * ONES;
+        w | ((from_a & !past_z & !w & (0x80 * ONES)) >> 2)
+    };
+    let mut h = FxHasher::default();
+    h.write_usize(name.len());
+    let mut chunks = name.chunks_exact(8);
+    for c in &mut chunks {
+        h.write_u64(lower(u64::from_le_bytes(c.try_into().expect("8 octets"))));
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h.write_u64(lower(u64::from_le_bytes(last)));
+    h.finish()
+}
+
+/// Loads into the CPU cache what [`handle`] will read for this query when it is steered:
+/// its client's decision, a likely miss among many client networks. A serving loop calls it
+/// for a whole batch before answering it, so that the batch's memory waits overlap.
+pub fn prefetch(state: &ServingState, packet: &[u8], src: SocketAddr) {
+    if let Some(q) = &Query::parse(packet) {
+        CACHES.with_borrow(|caches| {
+            if caches.generation != state.generation {
+                return;
+            }
+            if let Some(&Entry::Steered {
+                ref name,
+                qtype,
+                zone,
+                steered,
+                family,
+            }) = caches.answers.get(&key(q, None))
+                && q.asks(name)
+                && qtype == q.qtype
+            {
+                caches
+                    .decisions
+                    .prefetch(&(zone, steered, family, q.client(src)));
+            }
+        });
+    }
 }
 
 /// [`super::handle`] writing the response into `out` (cleared first), so that a serving loop
@@ -270,29 +335,34 @@ pub fn handle(
     out: &mut Vec<u8>,
 ) -> bool {
     out.clear();
-    let Some(q) = Query::parse(packet) else {
+    let Some(q) = &Query::parse(packet) else {
         return general_into(state, packet, src, transport, &mut Trace::default(), out);
     };
-    let caches = &state.fast;
-    let entry = caches.answers.get(&key(q.name(), q.qtype, None));
-    let body = match entry.as_deref() {
-        Some(Entry::Fixed(b)) if matches(&b.name, b.qtype, &q) => Some((entry.clone(), 0u8)),
-        Some(Entry::Steered {
-            name,
-            qtype,
-            zone,
-            steered,
-            family,
-        }) if name.as_ref() == q.name() && *qtype == q.qtype => {
-            steered_body(state, &q, src, *zone, *steered, *family)
+    let hit = CACHES.with_borrow_mut(|caches| {
+        let caches = caches.renew(state);
+        let body = match caches.answers.get(&key(q, None)) {
+            Some(Entry::Fixed(b)) if matches(&b.name, b.qtype, q) => Some((b, 0u8)),
+            Some(&Entry::Steered {
+                ref name,
+                qtype,
+                zone,
+                steered,
+                family,
+            }) if q.asks(name) && qtype == q.qtype => {
+                let decided = decide(caches, state, q, src, zone, steered, family);
+                decided.and_then(|d| steered_body(&caches.answers, q, src, steered, d))
+            }
+            _ => None,
+        };
+        match body {
+            Some((b, scope)) if respond(state, b, q, scope, transport, src, out) => {
+                count(state, b, q.qtype);
+                true
+            }
+            _ => false,
         }
-        _ => None,
-    };
-    if let Some((Some(entry), scope)) = body
-        && let Entry::Fixed(b) = entry.as_ref()
-        && respond(state, b, &q, scope, transport, src, out)
-    {
-        count(state, b, q.qtype);
+    });
+    if hit {
         return true;
     }
     // Miss: the general path answers and, for an ordinary answer, fills the cache.
@@ -301,7 +371,7 @@ pub fn handle(
         return false;
     }
     if let Some(answered) = trace.answered {
-        fill(state, &q, out, answered);
+        CACHES.with_borrow_mut(|caches| fill(caches.renew(state), q, out, answered));
     }
     true
 }
@@ -325,54 +395,61 @@ fn general_into(
 }
 
 fn matches(name: &[u8], qtype: u16, q: &Query<'_>) -> bool {
-    name == q.name() && qtype == q.qtype
+    q.asks(name) && qtype == q.qtype
 }
 
-/// The cached body for this client of a steered name, with the ECS scope to send.
-fn steered_body(
+/// The steering decision for this client of a steered name, cached.
+fn decide(
+    caches: &mut Caches,
     state: &ServingState,
     q: &Query<'_>,
     src: SocketAddr,
     zone_index: usize,
     steered_index: usize,
     family: Family,
-) -> Option<(Option<Arc<Entry>>, u8)> {
+) -> Option<Decided> {
     let client = q.client(src);
     let ckey: ClientKey = (zone_index, steered_index, family, client);
-    let decided = match state.fast.decisions.get(&ckey) {
-        Some(d) => d,
-        None => {
-            let zone = state.zones.get(zone_index)?;
-            let steered = zone.steered.get(steered_index)?;
-            // Seed 0: the decision does not depend on it; only the rotation does.
-            let a = answer::steer(state, zone, steered, client, family, 0);
-            let endpoints =
-                a.decision
-                    .endpoints(&steered.config, &zone.regions, state.health(zone), family);
-            let d = Decided {
-                region: a.decision.chosen,
-                endpoints: endpoints.len(),
-                equal_weights: endpoints.windows(2).all(|w| w[0].weight == w[1].weight),
-                ttl: a.ttl,
-                scope: a.scope,
-            };
-            state.fast.decisions.insert(ckey, d);
-            d
-        }
+    if let Some(&d) = caches.decisions.get(&ckey) {
+        return Some(d);
+    }
+    let zone = state.zones.get(zone_index)?;
+    let steered = zone.steered.get(steered_index)?;
+    // Seed 0: the decision does not depend on it; only the rotation does.
+    let a = answer::steer(state, zone, steered, client, family, 0);
+    let endpoints =
+        a.decision
+            .endpoints(&steered.config, &zone.regions, state.health(zone), family);
+    let d = Decided {
+        region: a.decision.chosen,
+        endpoints: endpoints.len(),
+        equal_weights: endpoints.windows(2).all(|w| w[0].weight == w[1].weight),
+        ttl: a.ttl,
+        scope: a.scope,
     };
+    caches.decisions.insert(ckey, d);
+    Some(d)
+}
+
+/// The cached body of a steered name for a decision, with the ECS scope to send.
+fn steered_body<'c>(
+    answers: &'c FastMap<AnswerKey, Entry>,
+    q: &Query<'_>,
+    src: SocketAddr,
+    steered_index: usize,
+    decided: Decided,
+) -> Option<(&'c Body, u8)> {
     let Order::Rotation(k) = order(decided.endpoints, decided.equal_weights, seed(q.id, src))
     else {
         return None;
     };
-    let scope = decided.scope;
-    let vkey = key(q.name(), q.qtype, Some((decided.region, k, decided.ttl)));
-    let entry = state.fast.answers.get(&vkey)?;
-    match entry.as_ref() {
+    let vkey = key(q, Some((decided.region, k, decided.ttl)));
+    match answers.get(&vkey)? {
         Entry::Fixed(b)
             if matches(&b.name, b.qtype, q)
                 && b.steered == Some((steered_index, decided.region)) =>
         {
-            Some((Some(entry), scope))
+            Some((b, decided.scope))
         }
         _ => None,
     }
@@ -384,7 +461,7 @@ pub(crate) fn seed(id: u16, src: SocketAddr) -> u64 {
 }
 
 /// Stores the general path's answer for the queries like `q` to come.
-fn fill(state: &ServingState, q: &Query<'_>, response: &[u8], answered: super::Answered) {
+fn fill(caches: &mut Caches, q: &Query<'_>, response: &[u8], answered: super::Answered) {
     // A truncated or failed response is never cached; nor one that is not ours to reuse.
     if response.len() < HEADER_LEN || response[2] & 0x02 != 0 {
         return;
@@ -392,10 +469,8 @@ fn fill(state: &ServingState, q: &Query<'_>, response: &[u8], answered: super::A
     let Some((bytes, additional)) = strip_opt(response, q.edns.is_some()) else {
         return;
     };
-    let name: Box<[u8]> = q.name().into();
-    let caches = &state.fast;
     let body = |steered| Body {
-        name: name.clone(),
+        name: q.name().to_ascii_lowercase().into(),
         qtype: q.qtype,
         zone: answered.zone,
         rcode: answered.rcode,
@@ -405,10 +480,9 @@ fn fill(state: &ServingState, q: &Query<'_>, response: &[u8], answered: super::A
     };
     match answered.steered {
         None => {
-            caches.answers.insert(
-                key(q.name(), q.qtype, None),
-                Arc::new(Entry::Fixed(body(None))),
-            );
+            caches
+                .answers
+                .insert(key(q, None), Entry::Fixed(body(None)));
         }
         Some(SteeredTrace {
             index,
@@ -418,18 +492,18 @@ fn fill(state: &ServingState, q: &Query<'_>, response: &[u8], answered: super::A
             ttl,
         }) => {
             caches.answers.insert(
-                key(q.name(), q.qtype, None),
-                Arc::new(Entry::Steered {
-                    name: name.clone(),
+                key(q, None),
+                Entry::Steered {
+                    name: q.name().to_ascii_lowercase().into(),
                     qtype: q.qtype,
                     zone: answered.zone,
                     steered: index,
                     family,
-                }),
+                },
             );
             caches.answers.insert(
-                key(q.name(), q.qtype, Some((region, k, ttl))),
-                Arc::new(Entry::Fixed(body(Some((index, region))))),
+                key(q, Some((region, k, ttl))),
+                Entry::Fixed(body(Some((index, region)))),
             );
         }
         // Drawn by weight: a new draw every query, nothing to reuse.
@@ -513,3 +587,6 @@ fn count(state: &ServingState, b: &Body, qtype: u16) {
         None => counters.plain(qtype, b.rcode),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,8 +13,6 @@ mod fastmap;
 pub mod rrl;
 pub mod server;
 
-pub(crate) use fast::Caches as FastCaches;
-
 use std::net::SocketAddr;
 
 use hickory_proto::op::{Edns, Message, Metadata, OpCode, Query, ResponseCode};
@@ -64,6 +62,7 @@ pub fn handle(
 }
 
 pub use fast::handle as handle_into;
+pub use fast::prefetch;
 
 /// What the general path did with a query, so that the fast path can cache the answer.
 #[derive(Debug, Default, Clone, Copy)]

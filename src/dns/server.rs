@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::rrl::{Rrl, Verdict};
-use super::{Transport, handle, handle_into};
+use super::{Transport, handle, handle_into, prefetch};
 use crate::serving::SharedState;
 
 /// A TCP connection with no complete query for this long is closed.
@@ -286,6 +286,12 @@ fn serve_udp(
         }
         let current = state.load();
         let now = std::time::Instant::now();
+        // The whole batch's cache lines are requested before any query is answered.
+        for (h, (buf, addr)) in headers.iter().zip(bufs.iter().zip(&addrs)).take(n as usize) {
+            if let Some(src) = socket_addr(addr) {
+                prefetch(&current, &buf[..(h.msg_len as usize).min(MAX_QUERY)], src);
+            }
+        }
         ready.clear();
         for (i, h) in headers.iter().take(n as usize).enumerate() {
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
