@@ -136,12 +136,11 @@ fn serve_warm<R>(state: &ServingState, f: impl FnOnce(&Warm) -> R) -> R {
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for (query, src, transport) in asked {
-                // The UDP loop's hint first: it must change nothing.
-                dns::prefetch(state, &query, src);
-                if answer
-                    .send(dns::handle(state, &query, src, transport))
-                    .is_err()
-                {
+                // As the UDP loop answers: parsed and prefetched first, then answered.
+                let parsed = dns::prefetch(state, &query, src);
+                let mut out = Vec::new();
+                let answered = dns::handle_parsed(state, &query, parsed, src, transport, &mut out);
+                if answer.send(answered.then_some(out)).is_err() {
                     return;
                 }
             }

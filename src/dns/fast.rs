@@ -109,9 +109,9 @@ struct Decided {
     scope: u8,
 }
 
-/// An ordinary query, parsed in place.
-struct Query<'p> {
-    packet: &'p [u8],
+/// An ordinary query as parsed, without the packet (see [`prefetch`]).
+#[derive(Clone, Copy)]
+pub struct Parsed {
     id: u16,
     /// The wire-format name as asked is `packet[HEADER_LEN..][..name_len]`.
     name_len: usize,
@@ -132,12 +132,26 @@ struct Edns {
     cookie_at: Option<(usize, usize)>,
 }
 
-impl<'p> Query<'p> {
+/// An ordinary query: the packet and what parsing it found.
+struct Query<'p> {
+    packet: &'p [u8],
+    parsed: Parsed,
+}
+
+impl std::ops::Deref for Query<'_> {
+    type Target = Parsed;
+
+    fn deref(&self) -> &Parsed {
+        &self.parsed
+    }
+}
+
+impl Parsed {
     /// The query if it is ordinary: QUERY opcode, one IN question, no answer or authority
     /// records, at most one additional record which is an EDNS(0) OPT with at most one valid
     /// ECS option and well-formed cookies, and nothing after it. `None` sends it down the
     /// general path.
-    fn parse(packet: &'p [u8]) -> Option<Query<'p>> {
+    fn parse(packet: &[u8]) -> Option<Parsed> {
         if packet.len() < HEADER_LEN + 5 {
             return None;
         }
@@ -218,8 +232,7 @@ impl<'p> Query<'p> {
         if pos != packet.len() {
             return None;
         }
-        Some(Query {
-            packet,
+        Some(Parsed {
             id: u16::from_be_bytes([packet[0], packet[1]]),
             name_len,
             name_hash,
@@ -227,7 +240,9 @@ impl<'p> Query<'p> {
             edns,
         })
     }
+}
 
+impl Query<'_> {
     /// The name as asked, in its own case.
     fn name(&self) -> &[u8] {
         &self.packet[HEADER_LEN..HEADER_LEN + self.name_len]
@@ -298,31 +313,33 @@ fn hash_lower(name: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Loads into the CPU cache what [`handle`] will read for this query when it is steered:
-/// its client's decision, a likely miss among many client networks. A serving loop calls it
-/// for a whole batch before answering it, so that the batch's memory waits overlap.
-pub fn prefetch(state: &ServingState, packet: &[u8], src: SocketAddr) {
-    if let Some(q) = &Query::parse(packet) {
-        CACHES.with_borrow(|caches| {
-            if caches.generation != state.generation {
-                return;
-            }
-            if let Some(&Entry::Steered {
-                ref name,
-                qtype,
-                zone,
-                steered,
-                family,
-            }) = caches.answers.get(&key(q, None))
-                && q.asks(name)
-                && qtype == q.qtype
-            {
-                caches
-                    .decisions
-                    .prefetch(&(zone, steered, family, q.client(src)));
-            }
-        });
-    }
+/// Parses a query and loads into the CPU cache what [`handle_parsed`] will read for it when
+/// it is steered: its client's decision, a likely miss among many client networks. A serving
+/// loop calls it for a whole batch before answering any, so that the batch's memory waits
+/// overlap, and hands the result to [`handle_parsed`] with the same packet.
+pub fn prefetch(state: &ServingState, packet: &[u8], src: SocketAddr) -> Option<Parsed> {
+    let parsed = Parsed::parse(packet)?;
+    let q = &Query { packet, parsed };
+    CACHES.with_borrow(|caches| {
+        if caches.generation != state.generation {
+            return;
+        }
+        if let Some(&Entry::Steered {
+            ref name,
+            qtype,
+            zone,
+            steered,
+            family,
+        }) = caches.answers.get(&key(q, None))
+            && q.asks(name)
+            && qtype == q.qtype
+        {
+            caches
+                .decisions
+                .prefetch(&(zone, steered, family, q.client(src)));
+        }
+    });
+    Some(parsed)
 }
 
 /// [`super::handle`] writing the response into `out` (cleared first), so that a serving loop
@@ -334,10 +351,23 @@ pub fn handle(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> bool {
+    handle_parsed(state, packet, Parsed::parse(packet), src, transport, out)
+}
+
+/// [`handle`] for a packet that [`prefetch`] parsed already: `parsed` is what it returned.
+pub fn handle_parsed(
+    state: &ServingState,
+    packet: &[u8],
+    parsed: Option<Parsed>,
+    src: SocketAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> bool {
     out.clear();
-    let Some(q) = &Query::parse(packet) else {
+    let Some(parsed) = parsed else {
         return general_into(state, packet, src, transport, &mut Trace::default(), out);
     };
+    let q = &Query { packet, parsed };
     let hit = CACHES.with_borrow_mut(|caches| {
         let caches = caches.renew(state);
         let body = match caches.answers.get(&key(q, None)) {

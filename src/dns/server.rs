@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::rrl::{Rrl, Verdict};
-use super::{Transport, handle, handle_into, prefetch};
+use super::{Parsed, Transport, handle, handle_parsed, prefetch};
 use crate::serving::SharedState;
 
 /// A TCP connection with no complete query for this long is closed.
@@ -233,6 +233,8 @@ fn serve_udp(
         .map(|_| Vec::with_capacity(usize::from(super::MAX_UDP_PAYLOAD)))
         .collect();
     let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
+    // What `prefetch` parsed of each query of the batch, for `handle_parsed`.
+    let mut parsed: Vec<Option<Parsed>> = vec![None; BATCH];
     let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
     let mut headers: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
     let mut sending = Sending::default();
@@ -286,11 +288,10 @@ fn serve_udp(
         }
         let current = state.load();
         let now = std::time::Instant::now();
-        // The whole batch's cache lines are requested before any query is answered.
-        for (h, (buf, addr)) in headers.iter().zip(bufs.iter().zip(&addrs)).take(n as usize) {
-            if let Some(src) = socket_addr(addr) {
-                prefetch(&current, &buf[..(h.msg_len as usize).min(MAX_QUERY)], src);
-            }
+        // The whole batch is parsed, and its cache lines requested, before any is answered.
+        for (i, (h, addr)) in headers.iter().zip(&addrs).take(n as usize).enumerate() {
+            let len = (h.msg_len as usize).min(MAX_QUERY);
+            parsed[i] = socket_addr(addr).and_then(|src| prefetch(&current, &bufs[i][..len], src));
         }
         ready.clear();
         for (i, h) in headers.iter().take(n as usize).enumerate() {
@@ -303,7 +304,7 @@ fn serve_udp(
             let len = (h.msg_len as usize).min(MAX_QUERY);
             let query = &bufs[i][..len];
             let answer = &mut answers[i];
-            if !handle_into(&current, query, src, Transport::Udp, answer) {
+            if !handle_parsed(&current, query, parsed[i], src, Transport::Udp, answer) {
                 continue;
             }
             match rrl.as_deref().map(|r| r.check(src, answer, now)) {

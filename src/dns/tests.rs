@@ -248,9 +248,10 @@ proptest! {
         let bytes = packet(id, NAMES[name], TYPES[rtype], e, sent.clone());
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let general = super::general(state(), &bytes, src, transport, &mut Trace::default());
-        // A hint only: the answers that follow must not change.
-        prefetch(state(), &bytes, src);
-        let first = handle(state(), &bytes, src, transport);
+        // As the UDP loop answers: parsed and prefetched first, then answered.
+        let parsed = prefetch(state(), &bytes, src);
+        let mut out = Vec::new();
+        let first = handle_parsed(state(), &bytes, parsed, src, transport, &mut out).then_some(out);
         let cached = handle(state(), &bytes, src, transport);
         let decode = |b: &Option<Vec<u8>>| {
             b.as_ref().map(|b| {
