@@ -14,15 +14,16 @@ pub mod packet;
 pub mod tcp_stream;
 pub mod zone_file;
 
+use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, OnceLock};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Name;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use meridian::dns::cookie::{self, Cookies, DEFAULT_AMPLIFICATION};
-use meridian::dns::{self, Transport};
+use meridian::dns::{self, FastCaches, Transport};
 use meridian::geo::GeoDb;
 use meridian::serving::ServingState;
 use meridian::steer::{HealthView, RegionHealth, RegionState};
@@ -112,42 +113,30 @@ fn client(selector: u8) -> SocketAddr {
     SocketAddr::new(ip, 1024 + u16::from(selector >> 1))
 }
 
-/// A serving state answering on a thread of its own, as a UDP thread serves the current
-/// state: each thread keeps the fast path's caches for one state at a time, so the cold
-/// states that [`exchange`] builds on the calling thread leave this one's caches warm.
-pub struct Warm {
-    asks: mpsc::Sender<(Vec<u8>, SocketAddr, Transport)>,
-    answers: mpsc::Receiver<Option<Vec<u8>>>,
+/// A serving state with fast-path caches of its own, as a UDP loop serves the current state:
+/// the cold states that [`exchange`] builds answer with the thread's caches instead, so they
+/// leave these warm.
+pub struct Warm<'s> {
+    state: &'s ServingState,
+    caches: RefCell<FastCaches>,
 }
 
-impl Warm {
-    fn handle(&self, query: &[u8], src: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
-        self.asks
-            .send((query.to_vec(), src, transport))
-            .expect("the warm thread runs");
-        self.answers.recv().expect("the warm thread answers")
+impl<'s> Warm<'s> {
+    fn new(state: &'s ServingState) -> Self {
+        Warm {
+            state,
+            caches: RefCell::default(),
+        }
     }
-}
 
-/// Runs `f` with `state` served by a [`Warm`] thread, which ends with it.
-fn serve_warm<R>(state: &ServingState, f: impl FnOnce(&Warm) -> R) -> R {
-    let (asks, asked) = mpsc::channel::<(Vec<u8>, SocketAddr, Transport)>();
-    let (answer, answers) = mpsc::channel();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for (query, src, transport) in asked {
-                // As the UDP loop answers: parsed and prefetched first, then answered.
-                let parsed = dns::prefetch(state, &query, src);
-                let mut out = Vec::new();
-                let answered = dns::handle_parsed(state, &query, parsed, src, transport, &mut out);
-                if answer.send(answered.then_some(out)).is_err() {
-                    return;
-                }
-            }
-        });
-        // Dropping the `Warm` closes its channel, which ends the thread before the scope waits.
-        f(&Warm { asks, answers })
-    })
+    /// The answer as the UDP loop gives it: parsed and prefetched first, then answered.
+    fn handle(&self, query: &[u8], src: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
+        let caches = &mut *self.caches.borrow_mut();
+        let parsed = dns::prefetch(caches, self.state, query, src);
+        let mut out = Vec::new();
+        dns::handle_parsed(caches, self.state, query, parsed, src, transport, &mut out)
+            .then_some(out)
+    }
 }
 
 /// Answers `query` on a cold copy of `state` twice, the second time from the fast path's
@@ -158,7 +147,7 @@ fn serve_warm<R>(state: &ServingState, f: impl FnOnce(&Warm) -> R) -> R {
 /// clock's second turned meanwhile. Returns the answer after checking it.
 fn exchange(
     state: &ServingState,
-    warm: &Warm,
+    warm: &Warm<'_>,
     query: &[u8],
     src: SocketAddr,
     transport: Transport,

@@ -20,16 +20,16 @@ pub fn run(data: &[u8]) {
         Transport::Tcp
     };
     let src = super::client(selector >> 1);
-    super::serve_warm(&super::cold(), |warm| {
-        for _ in 0..MAX_QUERIES {
-            if rest.is_empty() {
-                break;
-            }
-            let (query, after) = next_query(rest);
-            rest = after;
-            super::exchange(super::serving(), warm, query, src, transport);
+    let cold = super::cold();
+    let warm = super::Warm::new(&cold);
+    for _ in 0..MAX_QUERIES {
+        if rest.is_empty() {
+            break;
         }
-    });
+        let (query, after) = next_query(rest);
+        rest = after;
+        super::exchange(super::serving(), &warm, query, src, transport);
+    }
 }
 
 /// The next query and what follows it: a framed query, or all of `rest` when it does not

@@ -44,25 +44,24 @@ fn answer(zone: Zone) {
         names.push(missing);
     }
     let state = ServingState::new(ZoneSet::new(vec![zone]), super::geo());
+    let warm = super::Warm::new(&state);
     let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5300);
-    super::serve_warm(&state, |warm| {
-        for (id, name) in names.iter().enumerate() {
-            for rtype in [
-                RecordType::SOA,
-                RecordType::NS,
-                RecordType::A,
-                RecordType::AAAA,
-                RecordType::TXT,
-                RecordType::ANY,
-            ] {
-                let mut query = Message::query();
-                query.metadata.id = id as u16;
-                query.add_query(Query::query(name.clone(), rtype));
-                let Ok(bytes) = query.to_vec() else { continue };
-                for transport in [Transport::Udp, Transport::Tcp] {
-                    super::exchange(&state, warm, &bytes, src, transport);
-                }
+    for (id, name) in names.iter().enumerate() {
+        for rtype in [
+            RecordType::SOA,
+            RecordType::NS,
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::TXT,
+            RecordType::ANY,
+        ] {
+            let mut query = Message::query();
+            query.metadata.id = id as u16;
+            query.add_query(Query::query(name.clone(), rtype));
+            let Ok(bytes) = query.to_vec() else { continue };
+            for transport in [Transport::Udp, Transport::Tcp] {
+                super::exchange(&state, &warm, &bytes, src, transport);
             }
         }
-    });
+    }
 }

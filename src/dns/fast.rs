@@ -6,9 +6,9 @@
 //! endpoints. A hit costs the parse, two or three hash lookups and a copy with the ID, the RD
 //! and CD bits, the question's case and the OPT record (with the ECS echo) patched in.
 //! Everything else, and every first query, takes the general path, which fills the cache.
-//! Each thread keeps its own caches, so a hit takes no lock and touches no shared counter;
-//! they belong to one serving state's generation, so a reload or a health change starts them
-//! afresh.
+//! Each serving thread keeps its own caches (a UDP loop owns one, other callers use their
+//! thread's), so a hit takes no lock and touches no shared counter; they belong to one
+//! serving state's generation, so a reload or a health change starts them afresh.
 
 use std::cell::RefCell;
 use std::hash::Hasher;
@@ -25,20 +25,21 @@ use super::{HEADER_LEN, MAX_UDP_PAYLOAD, SteeredTrace, Trace, Transport, general
 use crate::serving::ServingState;
 use crate::steer::{Family, Order, order};
 
-/// Cached responses per thread.
+/// Cached responses per set of caches.
 const ANSWER_CAPACITY: usize = 50_000;
-/// Cached steering decisions (per client network) per thread.
+/// Cached steering decisions (per client network) per set of caches.
 const DECISION_CAPACITY: usize = 200_000;
 const MAX_NAME: usize = 255;
 const OPT_TYPE: u16 = 41;
 const ECS_CODE: u16 = 8;
 
 thread_local! {
+    /// The caches of [`handle`]'s callers on this thread.
     static CACHES: RefCell<Caches> = RefCell::new(Caches::default());
 }
 
-/// One thread's fast-path caches, for the serving state of `generation`.
-struct Caches {
+/// One serving thread's fast-path caches, for the serving state of `generation`.
+pub struct Caches {
     generation: u64,
     answers: FastMap<AnswerKey, Entry>,
     decisions: FastMap<ClientKey, Decided>,
@@ -314,36 +315,39 @@ fn hash_lower(name: &[u8]) -> u64 {
 }
 
 /// Parses a query and loads into the CPU cache what [`handle_parsed`] will read for it when
-/// it is steered: its client's decision, a likely miss among many client networks. A serving
-/// loop calls it for a whole batch before answering any, so that the batch's memory waits
-/// overlap, and hands the result to [`handle_parsed`] with the same packet.
-pub fn prefetch(state: &ServingState, packet: &[u8], src: SocketAddr) -> Option<Parsed> {
+/// it is steered: its client's decision in `caches`, a likely miss among many client
+/// networks. A serving loop calls it for a whole batch before answering any, so that the
+/// batch's memory waits overlap, and hands the result to [`handle_parsed`] with the same
+/// packet and caches.
+pub fn prefetch(
+    caches: &Caches,
+    state: &ServingState,
+    packet: &[u8],
+    src: SocketAddr,
+) -> Option<Parsed> {
     let parsed = Parsed::parse(packet)?;
     let q = &Query { packet, parsed };
-    CACHES.with_borrow(|caches| {
-        if caches.generation != state.generation {
-            return;
-        }
-        if let Some(&Entry::Steered {
+    if caches.generation == state.generation
+        && let Some(&Entry::Steered {
             ref name,
             qtype,
             zone,
             steered,
             family,
         }) = caches.answers.get(&key(q, None))
-            && q.asks(name)
-            && qtype == q.qtype
-        {
-            caches
-                .decisions
-                .prefetch(&(zone, steered, family, q.client(src)));
-        }
-    });
+        && q.asks(name)
+        && qtype == q.qtype
+    {
+        caches
+            .decisions
+            .prefetch(&(zone, steered, family, q.client(src)));
+    }
     Some(parsed)
 }
 
 /// [`super::handle`] writing the response into `out` (cleared first), so that a serving loop
-/// reuses its buffers instead of allocating one per query. `false` means send nothing.
+/// reuses its buffers instead of allocating one per query; with this thread's caches.
+/// `false` means send nothing.
 pub fn handle(
     state: &ServingState,
     packet: &[u8],
@@ -351,11 +355,15 @@ pub fn handle(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> bool {
-    handle_parsed(state, packet, Parsed::parse(packet), src, transport, out)
+    let parsed = Parsed::parse(packet);
+    CACHES
+        .with_borrow_mut(|caches| handle_parsed(caches, state, packet, parsed, src, transport, out))
 }
 
-/// [`handle`] for a packet that [`prefetch`] parsed already: `parsed` is what it returned.
+/// [`handle`] with `caches`, for a packet that [`prefetch`] parsed already: `parsed` is what
+/// it returned.
 pub fn handle_parsed(
+    caches: &mut Caches,
     state: &ServingState,
     packet: &[u8],
     parsed: Option<Parsed>,
@@ -368,31 +376,25 @@ pub fn handle_parsed(
         return general_into(state, packet, src, transport, &mut Trace::default(), out);
     };
     let q = &Query { packet, parsed };
-    let hit = CACHES.with_borrow_mut(|caches| {
-        let caches = caches.renew(state);
-        let body = match caches.answers.get(&key(q, None)) {
-            Some(Entry::Fixed(b)) if matches(&b.name, b.qtype, q) => Some((b, 0u8)),
-            Some(&Entry::Steered {
-                ref name,
-                qtype,
-                zone,
-                steered,
-                family,
-            }) if q.asks(name) && qtype == q.qtype => {
-                let decided = decide(caches, state, q, src, zone, steered, family);
-                decided.and_then(|d| steered_body(&caches.answers, q, src, steered, d))
-            }
-            _ => None,
-        };
-        match body {
-            Some((b, scope)) if respond(state, b, q, scope, transport, src, out) => {
-                count(state, b, q.qtype);
-                true
-            }
-            _ => false,
+    let caches = caches.renew(state);
+    let body = match caches.answers.get(&key(q, None)) {
+        Some(Entry::Fixed(b)) if matches(&b.name, b.qtype, q) => Some((b, 0u8)),
+        Some(&Entry::Steered {
+            ref name,
+            qtype,
+            zone,
+            steered,
+            family,
+        }) if q.asks(name) && qtype == q.qtype => {
+            let decided = decide(caches, state, q, src, zone, steered, family);
+            decided.and_then(|d| steered_body(&caches.answers, q, src, steered, d))
         }
-    });
-    if hit {
+        _ => None,
+    };
+    if let Some((b, scope)) = body
+        && respond(state, b, q, scope, transport, src, out)
+    {
+        count(state, b, q.qtype);
         return true;
     }
     // Miss: the general path answers and, for an ordinary answer, fills the cache.
@@ -401,7 +403,7 @@ pub fn handle_parsed(
         return false;
     }
     if let Some(answered) = trace.answered {
-        CACHES.with_borrow_mut(|caches| fill(caches.renew(state), q, out, answered));
+        fill(caches, q, out, answered);
     }
     true
 }

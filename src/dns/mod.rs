@@ -62,7 +62,7 @@ pub fn handle(
 }
 
 pub use fast::handle as handle_into;
-pub use fast::{Parsed, handle_parsed, prefetch};
+pub use fast::{Caches as FastCaches, Parsed, handle_parsed, prefetch};
 
 /// What the general path did with a query, so that the fast path can cache the answer.
 #[derive(Debug, Default, Clone, Copy)]

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::rrl::{Rrl, Verdict};
-use super::{Parsed, Transport, handle, handle_parsed, prefetch};
+use super::{FastCaches, Parsed, Transport, handle, handle_parsed, prefetch};
 use crate::serving::SharedState;
 
 /// A TCP connection with no complete query for this long is closed.
@@ -233,7 +233,8 @@ fn serve_udp(
         .map(|_| Vec::with_capacity(usize::from(super::MAX_UDP_PAYLOAD)))
         .collect();
     let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
-    // What `prefetch` parsed of each query of the batch, for `handle_parsed`.
+    // This thread's fast-path caches, and what `prefetch` parsed of each query of the batch.
+    let mut caches = FastCaches::default();
     let mut parsed: Vec<Option<Parsed>> = vec![None; BATCH];
     let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
     let mut headers: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
@@ -291,7 +292,8 @@ fn serve_udp(
         // The whole batch is parsed, and its cache lines requested, before any is answered.
         for (i, (h, addr)) in headers.iter().zip(&addrs).take(n as usize).enumerate() {
             let len = (h.msg_len as usize).min(MAX_QUERY);
-            parsed[i] = socket_addr(addr).and_then(|src| prefetch(&current, &bufs[i][..len], src));
+            parsed[i] =
+                socket_addr(addr).and_then(|src| prefetch(&caches, &current, &bufs[i][..len], src));
         }
         ready.clear();
         for (i, h) in headers.iter().take(n as usize).enumerate() {
@@ -304,7 +306,15 @@ fn serve_udp(
             let len = (h.msg_len as usize).min(MAX_QUERY);
             let query = &bufs[i][..len];
             let answer = &mut answers[i];
-            if !handle_parsed(&current, query, parsed[i], src, Transport::Udp, answer) {
+            if !handle_parsed(
+                &mut caches,
+                &current,
+                query,
+                parsed[i],
+                src,
+                Transport::Udp,
+                answer,
+            ) {
                 continue;
             }
             match rrl.as_deref().map(|r| r.check(src, answer, now)) {
