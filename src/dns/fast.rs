@@ -25,10 +25,14 @@ use super::{HEADER_LEN, MAX_UDP_PAYLOAD, SteeredTrace, Trace, Transport, general
 use crate::serving::ServingState;
 use crate::steer::{Family, Order, order};
 
-/// Cached responses per set of caches.
+/// Cached responses per set of caches: every thread answers every name.
 const ANSWER_CAPACITY: usize = 50_000;
-/// Cached steering decisions (per client network) per set of caches.
+/// Cached steering decisions (per client network), shared out between the UDP threads. Each
+/// sees most client networks (resolvers spread their queries over source ports, and so over
+/// the threads), so each keeps at least [`MIN_DECISIONS`]: a decision costs about 3 us to
+/// make again, a slot 72 octets (at most half of them full).
 const DECISION_CAPACITY: usize = 200_000;
+const MIN_DECISIONS: usize = 50_000;
 const MAX_NAME: usize = 255;
 const OPT_TYPE: u16 = 41;
 const ECS_CODE: u16 = 8;
@@ -54,15 +58,20 @@ type ClientKey = (usize, usize, Family, Client);
 
 impl Default for Caches {
     fn default() -> Self {
-        Caches {
-            generation: 0,
-            answers: FastMap::new(ANSWER_CAPACITY),
-            decisions: FastMap::new(DECISION_CAPACITY),
-        }
+        Caches::share_of(1)
     }
 }
 
 impl Caches {
+    /// The caches of one of `threads` UDP threads.
+    pub fn share_of(threads: usize) -> Self {
+        Caches {
+            generation: 0,
+            answers: FastMap::new(ANSWER_CAPACITY),
+            decisions: FastMap::new((DECISION_CAPACITY / threads.max(1)).max(MIN_DECISIONS)),
+        }
+    }
+
     /// These caches for `state`: emptied if they were filled from another one.
     fn renew(&mut self, state: &ServingState) -> &mut Self {
         if self.generation != state.generation {

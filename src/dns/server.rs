@@ -133,7 +133,6 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Serves `listeners` until the task set is dropped.
 /// Serves `listeners`: UDP on threads of their own, TCP as tasks of `tasks`.
 pub fn spawn(
     listeners: Vec<Listener>,
@@ -151,6 +150,7 @@ pub fn spawn(
         stop_tx,
     };
     for listener in listeners {
+        let threads = listener.udp.len();
         for (i, socket) in listener.udp.into_iter().enumerate() {
             let (state, stop, rrl) = (state.clone(), stop.clone(), rrl.clone());
             // Wakes the thread now and then to notice a shutdown.
@@ -158,7 +158,7 @@ pub fn spawn(
             running.udp.push(
                 std::thread::Builder::new()
                     .name(format!("meridian-udp-{i}"))
-                    .spawn(move || serve_udp(socket, state, stop, rrl))?,
+                    .spawn(move || serve_udp(socket, threads, state, stop, rrl))?,
             );
         }
         running.accept.spawn(serve_tcp(
@@ -216,9 +216,10 @@ const MAX_QUERY: usize = 4096;
 
 /// Receives up to [`BATCH`] queries with one `recvmmsg` (waiting for the first only), answers
 /// them, and sends the answers with one `sendmmsg`: two system calls per batch instead of two
-/// per query, as gdnsd does.
+/// per query, as gdnsd does. `threads` UDP threads serve the listener, this one among them.
 fn serve_udp(
     socket: std::net::UdpSocket,
+    threads: usize,
     state: SharedState,
     stop: Arc<std::sync::atomic::AtomicBool>,
     rrl: Option<Arc<Rrl>>,
@@ -234,7 +235,7 @@ fn serve_udp(
         .collect();
     let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
     // This thread's fast-path caches, and what `prefetch` parsed of each query of the batch.
-    let mut caches = FastCaches::default();
+    let mut caches = FastCaches::share_of(threads);
     let mut parsed: Vec<Option<Parsed>> = vec![None; BATCH];
     let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
     let mut headers: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
