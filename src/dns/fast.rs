@@ -7,7 +7,7 @@
 //! and CD bits, the question's case and the OPT record (with the ECS echo) patched in.
 //! Everything else, and every first query, takes the general path, which fills the cache.
 //! Each serving thread keeps its own caches (a UDP loop owns one, other callers use their
-//! thread's), so a hit takes no lock and touches no shared counter; they belong to one
+//! thread's), so a hit takes no lock and no reference count; they belong to one
 //! serving state's generation, so a reload or a health change starts them afresh.
 
 use std::cell::RefCell;
