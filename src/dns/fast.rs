@@ -338,14 +338,11 @@ pub fn prefetch(
     let q = &Query { packet, parsed };
     if caches.generation == state.generation
         && let Some(&Entry::Steered {
-            ref name,
-            qtype,
             zone,
             steered,
             family,
-        }) = caches.answers.get(&key(q, None))
-        && q.asks(name)
-        && qtype == q.qtype
+            ..
+        }) = cached(&caches.answers, q, None)
     {
         caches
             .decisions
@@ -354,9 +351,8 @@ pub fn prefetch(
     Some(parsed)
 }
 
-/// [`super::handle`] writing the response into `out` (cleared first), so that a serving loop
-/// reuses its buffers instead of allocating one per query; with this thread's caches.
-/// `false` means send nothing.
+/// [`super::handle`] with this thread's caches, writing the response into `out`; `false`
+/// means send nothing.
 pub fn handle(
     state: &ServingState,
     packet: &[u8],
@@ -386,19 +382,18 @@ pub fn handle_parsed(
     };
     let q = &Query { packet, parsed };
     let caches = caches.renew(state);
-    let body = match caches.answers.get(&key(q, None)) {
-        Some(Entry::Fixed(b)) if matches(&b.name, b.qtype, q) => Some((b, 0u8)),
+    let body = match cached(&caches.answers, q, None) {
+        Some(Entry::Fixed(b)) => Some((b, 0u8)),
         Some(&Entry::Steered {
-            ref name,
-            qtype,
             zone,
             steered,
             family,
-        }) if q.asks(name) && qtype == q.qtype => {
+            ..
+        }) => {
             let decided = decide(caches, state, q, src, zone, steered, family);
             decided.and_then(|d| steered_body(&caches.answers, q, src, steered, d))
         }
-        _ => None,
+        None => None,
     };
     if let Some((b, scope)) = body
         && respond(state, b, q, scope, transport, src, out)
@@ -435,8 +430,19 @@ fn general_into(
     }
 }
 
-fn matches(name: &[u8], qtype: u16, q: &Query<'_>) -> bool {
-    q.asks(name) && qtype == q.qtype
+/// The cached entry for `q` (and a steered variant), if it is for the query's name and type:
+/// keys are hashes, so a hit is checked.
+fn cached<'c>(
+    answers: &'c FastMap<AnswerKey, Entry>,
+    q: &Query<'_>,
+    variant: Option<(Option<usize>, usize, u32)>,
+) -> Option<&'c Entry> {
+    let entry = answers.get(&key(q, variant))?;
+    let (name, qtype) = match entry {
+        Entry::Fixed(b) => (&b.name, b.qtype),
+        Entry::Steered { name, qtype, .. } => (name, *qtype),
+    };
+    (q.asks(name) && qtype == q.qtype).then_some(entry)
 }
 
 /// The steering decision for this client of a steered name, cached.
@@ -484,12 +490,8 @@ fn steered_body<'c>(
     else {
         return None;
     };
-    let vkey = key(q, Some((decided.region, k, decided.ttl)));
-    match answers.get(&vkey)? {
-        Entry::Fixed(b)
-            if matches(&b.name, b.qtype, q)
-                && b.steered == Some((steered_index, decided.region)) =>
-        {
+    match cached(answers, q, Some((decided.region, k, decided.ttl)))? {
+        Entry::Fixed(b) if b.steered == Some((steered_index, decided.region)) => {
             Some((b, decided.scope))
         }
         _ => None,

@@ -86,6 +86,11 @@ impl<K, V> Shard<K, V> {
         }
     }
 
+    fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.len = 0;
+    }
+
     /// The first slot to probe for hash `h`: FxHash mixes best into its high bits, and the
     /// highest ones already picked the shard.
     fn start(&self, h: u64) -> usize {
@@ -151,8 +156,7 @@ impl<K: Hash + Eq, V> FastMap<K, V> {
             i = (i + 1) & mask;
         }
         if shard.len >= per_shard {
-            shard.slots.iter_mut().for_each(|s| *s = None);
-            shard.len = 0;
+            shard.clear();
         } else if 2 * (shard.len + 1) > shard.slots.len() {
             self.grow(index);
         }
@@ -183,10 +187,7 @@ impl<K: Hash + Eq, V> FastMap<K, V> {
 
     /// Empties every shard, keeping their slots.
     pub fn clear(&mut self) {
-        for shard in self.shards.iter_mut() {
-            shard.slots.iter_mut().for_each(|s| *s = None);
-            shard.len = 0;
-        }
+        self.shards.iter_mut().for_each(Shard::clear);
     }
 
     #[cfg(test)]

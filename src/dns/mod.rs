@@ -58,10 +58,9 @@ pub fn handle(
     transport: Transport,
 ) -> Option<Vec<u8>> {
     let mut out = Vec::new();
-    handle_into(state, packet, src, transport, &mut out).then_some(out)
+    fast::handle(state, packet, src, transport, &mut out).then_some(out)
 }
 
-pub use fast::handle as handle_into;
 pub use fast::{Caches as FastCaches, Parsed, handle_parsed, prefetch};
 
 /// What the general path did with a query, so that the fast path can cache the answer.

@@ -234,9 +234,10 @@ fn serve_udp(
         .map(|_| Vec::with_capacity(usize::from(super::MAX_UDP_PAYLOAD)))
         .collect();
     let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
-    // This thread's fast-path caches, and what `prefetch` parsed of each query of the batch.
+    // This thread's fast-path caches, and for each query of the batch that is whole, its
+    // source and what `prefetch` parsed of it.
     let mut caches = FastCaches::share_of(threads);
-    let mut parsed: Vec<Option<Parsed>> = vec![None; BATCH];
+    let mut batch: Vec<Option<(SocketAddr, Option<Parsed>)>> = vec![None; BATCH];
     let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
     let mut headers: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
     let mut sending = Sending::default();
@@ -291,27 +292,24 @@ fn serve_udp(
         let current = state.load();
         let now = std::time::Instant::now();
         // The whole batch is parsed, and its cache lines requested, before any is answered.
-        for (i, (h, addr)) in headers.iter().zip(&addrs).take(n as usize).enumerate() {
+        for (i, h) in headers.iter().take(n as usize).enumerate() {
             let len = (h.msg_len as usize).min(MAX_QUERY);
-            parsed[i] =
-                socket_addr(addr).and_then(|src| prefetch(&caches, &current, &bufs[i][..len], src));
+            batch[i] = socket_addr(&addrs[i])
+                .filter(|_| h.msg_hdr.msg_flags & libc::MSG_TRUNC == 0)
+                .map(|src| (src, prefetch(&caches, &current, &bufs[i][..len], src)));
         }
         ready.clear();
         for (i, h) in headers.iter().take(n as usize).enumerate() {
-            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                continue;
-            }
-            let Some(src) = socket_addr(&addrs[i]) else {
+            let Some((src, parsed)) = batch[i] else {
                 continue;
             };
-            let len = (h.msg_len as usize).min(MAX_QUERY);
-            let query = &bufs[i][..len];
+            let query = &bufs[i][..(h.msg_len as usize).min(MAX_QUERY)];
             let answer = &mut answers[i];
             if !handle_parsed(
                 &mut caches,
                 &current,
                 query,
-                parsed[i],
+                parsed,
                 src,
                 Transport::Udp,
                 answer,
