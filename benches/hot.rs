@@ -11,18 +11,16 @@ use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
-use meridian::dns::{Transport, handle};
+use meridian::dns::{Services, Transport, cookie, handle};
 use meridian::geo::GeoDb;
-use meridian::serving::ServingState;
+use meridian::serving::Snapshot;
 use meridian::steer::{Family, HealthView, decide};
 
-fn state() -> ServingState {
+fn state() -> Snapshot {
     let zones = meridian::zone::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
         .expect("shipped zones");
-    ServingState::new(
-        zones,
-        Arc::new(GeoDb::embedded().expect("embedded database")),
-    )
+    let geo = Arc::new(GeoDb::embedded().expect("embedded database"));
+    Snapshot::new(zones, geo, &meridian::metrics::Metrics::default())
 }
 
 fn query(name: &str, ecs: Option<&str>) -> Vec<u8> {
@@ -67,13 +65,19 @@ fn hot(c: &mut Criterion) {
     let src = SocketAddr::from(([127, 0, 0, 1], 5300));
     let stat = query("static.example.com.", None);
     let www = query("www.example.com.", Some("81.2.69.0/24"));
-    handle(&state, &stat, src, Transport::Udp);
-    handle(&state, &www, src, Transport::Udp);
+    let services = Services::new(
+        cookie::Cookies::random(cookie::DEFAULT_AMPLIFICATION),
+        None,
+        Arc::default(),
+    );
+    let now = cookie::now();
+    handle(&state, &services, &stat, src, Transport::Udp, now);
+    handle(&state, &services, &www, src, Transport::Udp, now);
     c.bench_function("handle: static name, cached", |b| {
-        b.iter(|| handle(&state, &stat, src, Transport::Udp))
+        b.iter(|| handle(&state, &services, &stat, src, Transport::Udp, now))
     });
     c.bench_function("handle: steered name with ECS, cached", |b| {
-        b.iter(|| handle(&state, &www, src, Transport::Udp))
+        b.iter(|| handle(&state, &services, &www, src, Transport::Udp, now))
     });
 }
 

@@ -11,12 +11,12 @@ use ipnet::IpNet;
 use tracing::info;
 
 use crate::config::{self, Config, FileConfig, Flags, LogFormat};
-use crate::dns::answer::Client;
 use crate::dns::server;
 use crate::geo::{GeoDb, GeoError};
 use crate::health::Outcome;
 use crate::route::Route;
-use crate::serving::ServingState;
+use crate::serving::Snapshot;
+use crate::serving::answer::Client;
 use crate::steer::{Basis, Verdict};
 use crate::zone::{self, LoadError};
 
@@ -249,10 +249,17 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         &config.state_dir.join(COOKIE_SECRET_FILE),
         config.amplification_limit,
     )?;
-    let state = ServingState::new(zones, geo).with_cookies(cookies).shared();
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let state = Snapshot::new(zones, geo, &metrics).shared();
+    let rrl = config.rrl_rate.map(|rate| crate::dns::rrl::Limits {
+        rate,
+        slip: config.rrl_slip,
+    });
+    let services = Arc::new(crate::dns::Services::new(cookies, rrl, metrics.clone()));
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::control::start(crate::control::Setup {
         state: state.clone(),
+        metrics,
         journal,
         tokens,
         zones_dir: config.zones.clone(),
@@ -283,12 +290,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
             info!(dns = %listener.addr, "listening");
             listeners.push(listener);
         }
-        let rrl = config.rrl_rate.map(|rate| {
-            let rrl = Arc::new(crate::dns::rrl::Rrl::new(rate, config.rrl_slip));
-            state.load().metrics.set_rrl(rrl.clone());
-            rrl
-        });
-        let running = server::spawn(listeners, state, rrl).map_err(CliError::Runtime)?;
+        let running = server::spawn(listeners, state, services).map_err(CliError::Runtime)?;
         ready.store(true, std::sync::atomic::Ordering::Release);
         shutdown_signal().await;
         info!("shutting down: no new queries; answering those in flight");
@@ -345,7 +347,7 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
         .map_err(|e| CliError::Usage(format!("--name {:?}: {e}", args.name)))?;
     name.set_fqdn(true);
     let lower = LowerName::new(&name);
-    let mut state = ServingState::new(zones, geo);
+    let mut state = Snapshot::new(zones, geo, &crate::metrics::Metrics::default());
     let zone = state
         .zones
         .find(&lower)
@@ -372,8 +374,8 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
     };
     if let Some(round) = &round {
         let view = crate::health::monitor::view_of_round(zone, round);
-        let origin = zone.origin.clone();
-        state = state.with_health(&origin, view);
+        let index = zone.index;
+        state = state.with_health(index, view);
     }
     let zone = state.zones.find(&lower).expect("the zone was found above");
     let steered = zone

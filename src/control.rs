@@ -14,12 +14,15 @@ use tracing::{error, info};
 use crate::admin::tls::AdminCert;
 use crate::admin::{self, Admin, auth::Tokens};
 use crate::health::monitor;
-use crate::serving::SharedState;
+use crate::metrics::Metrics;
+use crate::serving::SharedSnapshot;
 use crate::state::Journal;
 
 /// What the control plane needs from `serve`.
 pub struct Setup {
-    pub state: SharedState,
+    pub state: SharedSnapshot,
+    /// The registry the DNS server counts into; probes, reloads and the API add to it.
+    pub metrics: Arc<Metrics>,
     pub journal: Journal,
     pub tokens: Tokens,
     pub zones_dir: PathBuf,
@@ -46,9 +49,14 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
         .name("meridian-control".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let monitor = monitor::spawn(setup.state.clone(), setup.journal.overrides());
+                let monitor = monitor::spawn(
+                    setup.state.clone(),
+                    setup.metrics.clone(),
+                    setup.journal.overrides(),
+                );
                 let admin = Arc::new(Admin {
                     state: setup.state.clone(),
+                    metrics: setup.metrics.clone(),
                     monitor,
                     journal: Mutex::new(setup.journal),
                     tokens: setup.tokens,
@@ -58,7 +66,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 });
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
-                tokio::spawn(sample_traffic(setup.state));
+                tokio::spawn(sample_traffic(setup.metrics));
                 tokio::spawn(reload_on_sighup(admin.clone(), setup.admin_cert.clone()));
                 let listener = match tokio::net::TcpListener::from_std(setup.admin_listener) {
                     Ok(l) => l,
@@ -78,11 +86,11 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
 }
 
 /// Once a second: the traffic totals behind "share of the last minute".
-async fn sample_traffic(state: SharedState) {
+async fn sample_traffic(metrics: Arc<Metrics>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        state.load().metrics.sample_traffic();
+        metrics.sample_traffic();
     }
 }
 
@@ -92,7 +100,7 @@ const GEOIP_CHECK: Duration = Duration::from_secs(2);
 /// Picks up GeoIP files replaced on disk (a new inode, size or modification time): a file
 /// that opens as a MaxMind DB replaces the running one; one that does not is refused with
 /// its error and the running database keeps serving.
-async fn watch_geoip(state: SharedState, paths: Vec<PathBuf>) {
+async fn watch_geoip(state: SharedSnapshot, paths: Vec<PathBuf>) {
     if paths.is_empty() {
         return;
     }

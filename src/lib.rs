@@ -3,21 +3,25 @@
 //! A query arrives at [`dns::server`] (one `SO_REUSEPORT` UDP socket and blocking thread per
 //! core, TCP per connection) and goes to [`dns::handle`], the fast path: an ordinary query is
 //! answered from cached response bytes; anything else, and every first query, takes the
-//! general path. Both load the current [`serving::ServingState`] once and answer from it:
-//! [`zone`] finds the zone and walks the name (referrals, CNAMEs, wildcards, negative
-//! answers); for a steered name, [`geo`] locates the client (ECS subnet, else the resolver)
-//! and [`steer::decide`], a pure function, ranks the regions by estimated RTT and health. The
+//! general path, which says with its bytes what they vary on, so the cache can reuse them.
+//! Both read messages through one reader and frame responses through one writer, and load
+//! the current [`serving::Snapshot`] once: [`zone`] finds the zone and walks the name
+//! (referrals, CNAMEs, wildcards, negative answers); for a steered name,
+//! [`serving::answer`] locates the client with [`geo`] (ECS subnet, else the resolver) and
+//! [`steer::decide`], a pure function, ranks the regions by estimated RTT and health. The
 //! answer carries an ECS scope equal to the GeoIP network that decided, widened over
-//! neighbours with the same answer.
+//! neighbours with the same answer. What outlives snapshots (the cookie secret, rate
+//! limiting, the metrics registry) is handed to the server at start as [`dns::Services`].
 //!
 //! The control plane runs on its own thread ([`control`]): [`health`] probes endpoints and
 //! publishes what steering sees; [`admin`] serves the API, metrics ([`metrics`]) and the
 //! dashboard; operator overrides persist in a journal ([`state`]). None of it takes a lock
-//! the fast path waits on: a change builds a new serving state and swaps it in.
+//! the fast path waits on: a change builds a new snapshot and swaps it in.
 //!
 //! Configuration is read once by [`config`]; zone files are checked in full by
 //! [`zone::load_dir`] before anything serves. [`cli`] wires the three commands: `serve`,
-//! `check` and `route` (whose explanation lives in [`route`]).
+//! `check` and `route` (whose explanation lives in [`route`]). `ARCHITECTURE.md` records why
+//! the code is cut this way.
 
 pub mod admin;
 pub mod cli;

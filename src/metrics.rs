@@ -209,8 +209,15 @@ pub struct Metrics {
     zones: Mutex<BTreeMap<String, Arc<ZoneCounters>>>,
     outside: Mutex<Option<Arc<ZoneCounters>>>,
     control: Mutex<Control>,
-    /// Response rate limiting, when on.
-    rrl: std::sync::OnceLock<Arc<crate::dns::rrl::Rrl>>,
+    /// Response rate limiting's counters, once it is on.
+    rrl: std::sync::OnceLock<Arc<RrlCounters>>,
+}
+
+/// What response rate limiting refused.
+#[derive(Debug, Default)]
+pub struct RrlCounters {
+    pub dropped: AtomicU64,
+    pub slipped: AtomicU64,
 }
 
 impl Metrics {
@@ -268,8 +275,9 @@ impl Metrics {
         }
     }
 
-    pub fn set_rrl(&self, rrl: Arc<crate::dns::rrl::Rrl>) {
-        let _ = self.rrl.set(rrl);
+    /// The counters of response rate limiting, which are exported from the first call on.
+    pub fn rrl_counters(&self) -> Arc<RrlCounters> {
+        self.rrl.get_or_init(Arc::default).clone()
     }
 
     pub fn region_up(&self, zone: &str, region: &str, up: bool) {

@@ -5,10 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
-use crate::dns::answer::{self, Client, SteeredAnswer};
 use crate::geo::Location;
 use crate::health::Outcome;
-use crate::serving::ServingState;
+use crate::serving::Snapshot;
+use crate::serving::answer::{self, Client, SteeredAnswer};
 use crate::steer::{Basis, Family, GeoPoint, RegionState, Verdict};
 use crate::zone::{Steered, Zone};
 
@@ -66,7 +66,7 @@ impl Route {
     /// health; `probes` (per region, per endpoint) are shown beside the endpoints. The
     /// endpoint order is that of seed 0; queries rotate it.
     pub fn explain(
-        state: &ServingState,
+        state: &Snapshot,
         zone: &Zone,
         steered: &Steered,
         client: Client,
@@ -93,7 +93,7 @@ impl Route {
 
 struct Context<'a> {
     zone: &'a Zone,
-    state: &'a ServingState,
+    state: &'a Snapshot,
     probes: Option<&'a [Vec<Option<Outcome>>]>,
 }
 

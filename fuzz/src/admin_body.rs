@@ -22,7 +22,7 @@ use axum::http::{Method, Request, StatusCode, Uri, header};
 use meridian::admin::auth::Tokens;
 use meridian::admin::{self, Admin};
 use meridian::health::monitor;
-use meridian::serving::ServingState;
+use meridian::serving::Snapshot;
 use meridian::state::Journal;
 use meridian::zone;
 use tower::ServiceExt;
@@ -48,15 +48,17 @@ impl Fixture {
             .expect("a current-thread runtime builds");
         let zones_dir = super::repo().join("zones");
         let zones = zone::load_dir(&zones_dir).expect("the shipped zones load");
-        let state = ServingState::new(zones, super::geo()).shared();
+        let metrics = Arc::new(meridian::metrics::Metrics::default());
+        let state = Snapshot::new(zones, super::geo(), &metrics).shared();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let journal = Journal::open(dir.path()).expect("a new journal opens");
         dir.close().expect("the journal's directory is removed");
         let tokens = Tokens::load(None, Some(TOKEN.into())).expect("the token is long enough");
         let admin = runtime.block_on(async {
             Arc::new(Admin {
-                monitor: monitor::spawn(state.clone(), journal.overrides()),
+                monitor: monitor::spawn(state.clone(), metrics.clone(), journal.overrides()),
                 state,
+                metrics,
                 journal: tokio::sync::Mutex::new(journal),
                 tokens,
                 zones_dir,

@@ -1,31 +1,33 @@
 //! The EDNS options a query's answer depends on, as read from the wire: Client Subnet
 //! (RFC 7871) and COOKIE (RFC 7873).
 //!
-//! Input: tried both as an option body ([`ecs::parse_option`], [`cookie::parse`]) and as a
-//! whole message ([`ecs::query_options`] and the message walkers the fast path uses). An
-//! option is accepted exactly when its RFC allows it, checked against an independent reading.
+//! Input: tried both as an option body ([`wire::parse_ecs`], [`cookie::parse`]) and as a
+//! whole message ([`wire::query_options`], the fast path's [`wire::Parsed::ordinary`] and
+//! the other walks of the one wire reader). An option is accepted exactly when its RFC allows
+//! it, checked against an independent reading.
 
 use std::net::IpAddr;
 
-use meridian::dns::cookie;
-use meridian::dns::ecs::{self, ClientSubnet};
+use ipnet::IpNet;
+use meridian::dns::{cookie, wire};
 
 pub fn run(data: &[u8]) {
-    let parsed = ecs::parse_option(data);
+    let parsed = wire::parse_ecs(data);
     let valid = valid(data);
     assert_eq!(
         parsed.is_ok(),
         valid,
-        "parse_option({data:02x?}) = {parsed:?}, RFC 7871 says valid = {valid}"
+        "parse_ecs({data:02x?}) = {parsed:?}, RFC 7871 says valid = {valid}"
     );
     if let Ok(subnet) = parsed {
         check_subnet(&subnet);
         assert_eq!(
-            subnet.source_prefix, data[2],
+            subnet.prefix_len(),
+            data[2],
             "the source prefix is the option's"
         );
         assert_eq!(
-            octets(subnet.addr)[..data.len() - 4],
+            octets(subnet.addr())[..data.len() - 4],
             data[4..],
             "the address is the option's"
         );
@@ -37,13 +39,27 @@ pub fn run(data: &[u8]) {
         "cookie of {} octets",
         data.len()
     );
-    if let Ok(Some(subnet)) = ecs::from_query(data) {
-        check_subnet(&subnet);
+    if let Ok(options) = wire::query_options(data) {
+        if let Some(subnet) = options.subnet() {
+            check_subnet(&subnet);
+        }
+        if let Some((at, len)) = options.cookie {
+            assert!(
+                options.sent_cookie(data).is_some(),
+                "a checked cookie reads"
+            );
+            assert!(at + len <= data.len(), "the cookie lies inside the message");
+        }
     }
-    if let Some(end) = ecs::single_question_end(data) {
+    if let Some(parsed) = wire::Parsed::ordinary(data) {
+        // An ordinary query has exactly the options the general reading finds.
+        let options = wire::query_options(data).expect("an ordinary query reads");
+        assert_eq!(parsed.edns.map(|e| e.options).unwrap_or_default(), options);
+    }
+    if let Some(end) = wire::single_question_end(data) {
         assert!((12 + 5..=data.len()).contains(&end), "question end {end}");
     }
-    if let Some(start) = ecs::opt_record_start(data) {
+    if let Some(start) = wire::opt_record_start(data) {
         // An OPT record is at least a one-octet name and ten octets of fixed fields.
         assert!((12..=data.len() - 11).contains(&start), "OPT start {start}");
     }
@@ -76,14 +92,11 @@ fn octets(addr: IpAddr) -> Vec<u8> {
     }
 }
 
-/// A subnet the server acts on: its prefix fits its family and it is its own network.
-fn check_subnet(subnet: &ClientSubnet) {
-    let max = if subnet.addr.is_ipv4() { 32 } else { 128 };
-    assert!(subnet.source_prefix <= max, "{subnet:?}: prefix too long");
-    let net = subnet.net();
+/// A subnet the server acts on: it is its own network.
+fn check_subnet(subnet: &IpNet) {
     assert_eq!(
-        net.trunc(),
-        net,
+        subnet.trunc(),
+        *subnet,
         "{subnet:?}: address bits beyond the prefix"
     );
 }

@@ -22,10 +22,11 @@ use std::sync::{Arc, OnceLock};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::Name;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
-use meridian::dns::cookie::{self, Cookies, DEFAULT_AMPLIFICATION};
-use meridian::dns::{self, FastCaches, Transport};
+use meridian::dns::cookie::{Cookies, DEFAULT_AMPLIFICATION};
+use meridian::dns::{self, At, FastCaches, Services, Transport};
 use meridian::geo::GeoDb;
-use meridian::serving::ServingState;
+use meridian::metrics::Metrics;
+use meridian::serving::Snapshot;
 use meridian::steer::{HealthView, RegionHealth, RegionState};
 use meridian::zone::{self, ZoneSet};
 
@@ -46,10 +47,28 @@ fn geo() -> Arc<GeoDb> {
         .clone()
 }
 
+/// The time every fuzzed query is answered at (Unix seconds): server cookies depend on the
+/// input alone.
+const NOW: u32 = 1_790_000_000;
+
+fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::default)
+}
+
+/// The services every target answers with: a fixed cookie secret, the default limit.
+fn services() -> &'static Arc<Services> {
+    static SERVICES: OnceLock<Arc<Services>> = OnceLock::new();
+    SERVICES.get_or_init(|| {
+        let cookies = Cookies::new(*b"meridian-fuzzing", DEFAULT_AMPLIFICATION);
+        Arc::new(Services::new(cookies, None, Arc::new(Metrics::default())))
+    })
+}
+
 /// The shipped zones and the fuzz zones (`fuzz/zones`), served with some health trouble so
 /// that failover, trouble TTLs and fallbacks are reachable.
-fn serving() -> &'static ServingState {
-    static STATE: OnceLock<ServingState> = OnceLock::new();
+fn serving() -> &'static Snapshot {
+    static STATE: OnceLock<Snapshot> = OnceLock::new();
     STATE.get_or_init(|| {
         let root = repo();
         let mut zones = Vec::new();
@@ -65,9 +84,7 @@ fn serving() -> &'static ServingState {
                 zones.push(zone::load_file(&path, &text).expect("zone file loads"));
             }
         }
-        // A fixed cookie secret: server cookies depend on the input and the clock alone.
-        let state = ServingState::new(ZoneSet::new(zones), geo())
-            .with_cookies(Cookies::new(*b"meridian-fuzzing", DEFAULT_AMPLIFICATION));
+        let state = Snapshot::new(ZoneSet::new(zones), geo(), metrics());
         let trouble = |state: RegionState, endpoints_up: Vec<bool>| RegionHealth {
             state,
             endpoints_up,
@@ -75,7 +92,11 @@ fn serving() -> &'static ServingState {
             over_limit: false,
             in_trouble: true,
         };
-        let name = |s: &str| Name::from_ascii(s).expect("zone name");
+        let index = |s: &str| {
+            let name = Name::from_ascii(s).expect("zone name");
+            let zone = state.zones.find(&(&name).into()).expect("a fuzz zone");
+            zone.index
+        };
         let fuzz = HealthView {
             regions: vec![
                 trouble(RegionState::Up, vec![true, false, true]),
@@ -90,14 +111,14 @@ fn serving() -> &'static ServingState {
             ],
         };
         state
-            .with_health(&name("fuzz.test."), fuzz)
-            .with_health(&name("down.test."), down)
+            .with_health(index("fuzz.test."), fuzz)
+            .with_health(index("down.test."), down)
     })
 }
 
 /// The serving state with empty caches: its first answer to a query comes from the general
 /// path.
-fn cold() -> ServingState {
+fn cold() -> Snapshot {
     let base = serving();
     base.with_all_health(base.health.clone())
 }
@@ -117,12 +138,12 @@ fn client(selector: u8) -> SocketAddr {
 /// the cold states that [`exchange`] builds answer with the thread's caches instead, so they
 /// leave these warm.
 pub struct Warm<'s> {
-    state: &'s ServingState,
+    state: &'s Snapshot,
     caches: RefCell<FastCaches>,
 }
 
 impl<'s> Warm<'s> {
-    fn new(state: &'s ServingState) -> Self {
+    fn new(state: &'s Snapshot) -> Self {
         Warm {
             state,
             caches: RefCell::default(),
@@ -133,8 +154,13 @@ impl<'s> Warm<'s> {
     fn handle(&self, query: &[u8], src: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
         let caches = &mut *self.caches.borrow_mut();
         let parsed = dns::prefetch(caches, self.state, query, src);
+        let at = At {
+            src,
+            transport,
+            now: NOW,
+        };
         let mut out = Vec::new();
-        dns::handle_parsed(caches, self.state, query, parsed, src, transport, &mut out)
+        dns::handle_parsed(caches, self.state, services(), query, parsed, at, &mut out)
             .then_some(out)
     }
 }
@@ -143,25 +169,19 @@ impl<'s> Warm<'s> {
 /// cache, and once on `warm`, whose caches hold the answers to the queries before it.
 /// All three must [`agree`]: the only per-query variation is the rotation of equal-weight
 /// endpoints (and the draw by weight), which depends on the ID and the client port alone,
-/// both the same here, and the server cookie's timestamp, so the three are asked again if the
-/// clock's second turned meanwhile. Returns the answer after checking it.
+/// both the same here, and the server cookie's timestamp, the same [`NOW`] for all three.
+/// Returns the answer after checking it.
 fn exchange(
-    state: &ServingState,
+    state: &Snapshot,
     warm: &Warm<'_>,
     query: &[u8],
     src: SocketAddr,
     transport: Transport,
 ) -> Option<Vec<u8>> {
-    let (general, cached, after) = loop {
-        let second = cookie::now();
-        let cold = state.with_all_health(state.health.clone());
-        let general = dns::handle(&cold, query, src, transport);
-        let cached = dns::handle(&cold, query, src, transport);
-        let after = warm.handle(query, src, transport);
-        if cookie::now() == second {
-            break (general, cached, after);
-        }
-    };
+    let cold = state.with_all_health(state.health.clone());
+    let general = dns::handle(&cold, services(), query, src, transport, NOW);
+    let cached = dns::handle(&cold, services(), query, src, transport, NOW);
+    let after = warm.handle(query, src, transport);
     assert!(
         agree(&general, &cached),
         "the cached answer differs from the general path's:\n{general:?}\n{cached:?}"
@@ -222,8 +242,9 @@ fn check_response(query: &[u8], response: &[u8], transport: Transport) {
     );
     // Without a server cookie (which might be valid) a UDP answer is at most
     // DEFAULT_AMPLIFICATION times its query; every serving state here has that limit.
-    let options = dns::ecs::query_options(query);
-    let server_cookie = matches!(&options, Ok(o) if o.cookie.is_some_and(|c| !c.server.is_empty()));
+    let options = dns::wire::query_options(query);
+    let server_cookie = matches!(&options,
+        Ok(o) if o.sent_cookie(query).is_some_and(|c| !c.server.is_empty()));
     if transport == Transport::Udp && !server_cookie {
         let most = query.len() * usize::from(DEFAULT_AMPLIFICATION);
         assert!(
@@ -264,7 +285,7 @@ fn check_response(query: &[u8], response: &[u8], transport: Transport) {
             );
         }
     }
-    let asked = options.map(|o| o.subnet);
+    let asked = options.map(|o| o.subnet());
     let echoed = parsed
         .edns
         .as_ref()
@@ -277,17 +298,17 @@ fn check_response(query: &[u8], response: &[u8], transport: Transport) {
             panic!("ECS in a response to a query without a valid ECS option");
         };
         // RFC 7871 §7.2.1: FAMILY, SOURCE PREFIX-LENGTH and ADDRESS echo the query.
-        assert_eq!(echo.addr(), asked.addr, "ECS address echoes");
+        assert_eq!(echo.addr(), asked.addr(), "ECS address echoes");
         assert_eq!(
             echo.source_prefix(),
-            asked.source_prefix,
+            asked.prefix_len(),
             "ECS source echoes"
         );
         assert!(
-            echo.scope_prefix() <= asked.source_prefix,
+            echo.scope_prefix() <= asked.prefix_len(),
             "ECS scope /{} beyond the source /{}",
             echo.scope_prefix(),
-            asked.source_prefix
+            asked.prefix_len()
         );
     } else if let Ok(Some(_)) = asked
         && request.as_ref().is_some_and(|r| r.edns.is_some())

@@ -69,7 +69,10 @@ fn expected(stream: &[u8], peer: SocketAddr) -> Vec<Vec<u8>> {
         }
         let (query, after) = tail.split_at(len);
         rest = after;
-        if let Some(answer) = dns::handle(&state, query, peer, Transport::Tcp) {
+        let now = cookie::now();
+        if let Some(answer) =
+            dns::handle(&state, super::services(), query, peer, Transport::Tcp, now)
+        {
             super::check_response(query, &answer, Transport::Tcp);
             answers.push(answer);
         }
@@ -92,7 +95,13 @@ fn converse(stream: &[u8], peer: SocketAddr) -> (std::io::Result<()>, Vec<u8>, D
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
         let started = tokio::time::Instant::now();
         let (result, (), received) = tokio::join!(
-            serve_connection(server, peer, super::cold().shared(), stop_rx),
+            serve_connection(
+                server,
+                peer,
+                super::cold().shared(),
+                super::services().clone(),
+                stop_rx
+            ),
             async {
                 // The handler may close first (query limit); what it did not read is moot.
                 let _ = to_server.write_all(stream).await;

@@ -9,7 +9,7 @@ use std::path::Path;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use meridian::dns::Transport;
-use meridian::serving::ServingState;
+use meridian::serving::Snapshot;
 use meridian::zone::{self, Zone, ZoneSet};
 
 pub fn run(data: &[u8]) {
@@ -43,7 +43,7 @@ fn answer(zone: Zone) {
     {
         names.push(missing);
     }
-    let state = ServingState::new(ZoneSet::new(vec![zone]), super::geo());
+    let state = Snapshot::new(ZoneSet::new(vec![zone]), super::geo(), super::metrics());
     let warm = super::Warm::new(&state);
     let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5300);
     for (id, name) in names.iter().enumerate() {

@@ -29,10 +29,11 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::dns::answer::Client;
 use crate::health::monitor::{EndpointDetail, MonitorHandle};
+use crate::metrics::Metrics;
 use crate::route::Route;
-use crate::serving::SharedState;
+use crate::serving::SharedSnapshot;
+use crate::serving::answer::Client;
 use crate::state::{Action, Entry, Journal, Override, now_ms};
 use crate::steer::{GeoPoint, RegionState};
 use crate::zone::{self, Diagnostic, Zone};
@@ -47,7 +48,8 @@ pub const MAX_EXPIRES_IN: u64 = 30 * 24 * 3600;
 
 /// What the admin handlers share.
 pub struct Admin {
-    pub state: SharedState,
+    pub state: SharedSnapshot,
+    pub metrics: Arc<Metrics>,
     pub monitor: MonitorHandle,
     pub journal: Mutex<Journal>,
     pub tokens: Tokens,
@@ -243,7 +245,7 @@ async fn metrics(
             "this call needs a bearer token: Authorization: Bearer <token>",
         ));
     }
-    let body = admin.state.load().metrics.render();
+    let body = admin.metrics.render();
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -372,7 +374,7 @@ async fn regions(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<RegionView>> 
     let mut out = Vec::new();
     for z in state.zones.by_index() {
         let label = z.origin.to_string();
-        let traffic = state.metrics.traffic(&label);
+        let traffic = admin.metrics.traffic(&label);
         let total: u64 = traffic.iter().map(|t| t.1).sum();
         let minute: u64 = traffic.iter().map(|t| t.2).sum();
         let view = state.health(z);
@@ -749,7 +751,7 @@ pub async fn reload_zones(admin: &Admin, by: &str, reason: &str) -> Result<Reloa
     let loaded = tokio::task::spawn_blocking(move || zone::load_dir(&dir))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let metrics = admin.state.load().metrics.clone();
+    let metrics = admin.metrics.clone();
     match loaded {
         Ok(zones) => {
             let count = zones.len();

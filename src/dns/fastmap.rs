@@ -206,6 +206,32 @@ fn prefetch(p: *const i8) {
 #[cfg(not(target_arch = "x86_64"))]
 fn prefetch(_: *const i8) {}
 
+/// The FxHash of `name.to_ascii_lowercase()`, eight octets at a time without copying it.
+pub fn hash_lower(name: &[u8]) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Sets 0x20 in every octet that is 'A'..='Z'; the 0x7f mask keeps the additions from
+    // carrying into the next octet, and `!w` leaves octets with the high bit alone.
+    let lower = |w: u64| {
+        let low7 = w & (0x7f * ONES);
+        let from_a = low7 + (0x80 - u64::from(b'A')) * ONES;
+        let past_z = low7 + (0x80 - u64::from(b'Z') - 1) * ONES;
+        w | ((from_a & !past_z & !w & (0x80 * ONES)) >> 2)
+    };
+    let mut h = FxHasher::default();
+    h.write_usize(name.len());
+    let mut chunks = name.chunks_exact(8);
+    for c in &mut chunks {
+        h.write_u64(lower(u64::from_le_bytes(c.try_into().expect("8 octets"))));
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h.write_u64(lower(u64::from_le_bytes(last)));
+    h.finish()
+}
+
+#[cfg(test)]
+mod hash_tests;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,14 +8,15 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ipnet::IpNet;
 
-use super::HEADER_LEN;
-use super::ecs::single_question_end;
+use super::response::truncated_to_question;
+use super::wire::{HEADER_LEN, single_question_end};
+use crate::metrics::RrlCounters;
 
 const SHARDS: usize = 32;
 /// Buckets kept per shard; a full shard is emptied (clients then start with a full bucket).
@@ -37,12 +38,20 @@ struct Bucket {
     refused: u64,
 }
 
+/// The configured limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Responses per second per (client network, response), with a burst of as many.
+    pub rate: u32,
+    /// 0 drops every response over the rate; N sends every N-th truncated.
+    pub slip: u32,
+}
+
 pub struct Rrl {
     rate: f64,
     slip: u64,
     shards: Vec<Mutex<HashMap<(IpNet, u64), Bucket>>>,
-    pub dropped: AtomicU64,
-    pub slipped: AtomicU64,
+    counters: Arc<RrlCounters>,
 }
 
 impl std::fmt::Debug for Rrl {
@@ -55,15 +64,13 @@ impl std::fmt::Debug for Rrl {
 }
 
 impl Rrl {
-    /// `rate` responses per second per (client network, response), with a burst of as many;
-    /// `slip` 0 drops every response over the rate, N sends every N-th truncated.
-    pub fn new(rate: u32, slip: u32) -> Rrl {
+    /// A limiter of `limits` that counts what it refuses in `counters`.
+    pub fn new(limits: Limits, counters: Arc<RrlCounters>) -> Rrl {
         Rrl {
-            rate: f64::from(rate.max(1)),
-            slip: u64::from(slip),
+            rate: f64::from(limits.rate.max(1)),
+            slip: u64::from(limits.slip),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            dropped: AtomicU64::new(0),
-            slipped: AtomicU64::new(0),
+            counters,
         }
     }
 
@@ -106,10 +113,10 @@ impl Rrl {
         }
         b.refused += 1;
         if self.slip > 0 && b.refused.is_multiple_of(self.slip) {
-            self.slipped.fetch_add(1, Relaxed);
-            Verdict::Slip(truncated(response, question_end))
+            self.counters.slipped.fetch_add(1, Relaxed);
+            Verdict::Slip(truncated_to_question(response, question_end))
         } else {
-            self.dropped.fetch_add(1, Relaxed);
+            self.counters.dropped.fetch_add(1, Relaxed);
             Verdict::Drop
         }
     }
@@ -120,14 +127,6 @@ fn network_hash(net: &IpNet) -> usize {
         IpAddr::V4(a) => u32::from(a) as usize,
         IpAddr::V6(a) => (u128::from(a) >> 72) as usize,
     }
-}
-
-/// The response cut to its header and question, with TC set: no larger than the query.
-fn truncated(response: &[u8], question_end: usize) -> Vec<u8> {
-    let mut out = response[..question_end].to_vec();
-    out[2] |= 0x02;
-    out[6..12].fill(0);
-    out
 }
 
 #[cfg(test)]
@@ -145,7 +144,7 @@ mod tests {
 
     #[test]
     fn over_the_rate_every_second_response_slips_truncated_and_the_rest_drop() {
-        let rrl = Rrl::new(5, 2);
+        let rrl = Rrl::new(Limits { rate: 5, slip: 2 }, Arc::default());
         let t = Instant::now();
         let client: SocketAddr = "198.51.100.7:5300".parse().unwrap();
         let r = response(b"\x03www\x07example\x03com\x00");
@@ -166,13 +165,13 @@ mod tests {
             rrl.check(client, &r, t + Duration::from_millis(400)),
             Verdict::Send
         );
-        assert_eq!(rrl.dropped.load(Relaxed), 2);
-        assert_eq!(rrl.slipped.load(Relaxed), 2);
+        assert_eq!(rrl.counters.dropped.load(Relaxed), 2);
+        assert_eq!(rrl.counters.slipped.load(Relaxed), 2);
     }
 
     #[test]
     fn buckets_are_per_client_network_and_per_response() {
-        let rrl = Rrl::new(1, 0);
+        let rrl = Rrl::new(Limits { rate: 1, slip: 0 }, Arc::default());
         let t = Instant::now();
         let a: SocketAddr = "198.51.100.7:1".parse().unwrap();
         let same_net: SocketAddr = "198.51.100.200:2".parse().unwrap();

@@ -18,9 +18,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::rrl::{Rrl, Verdict};
-use super::{FastCaches, Parsed, Transport, handle, handle_parsed, prefetch};
-use crate::serving::SharedState;
+use super::fast::At;
+use super::rrl::Verdict;
+use super::{FastCaches, Parsed, Services, Transport, cookie, handle, handle_parsed, prefetch};
+use crate::serving::SharedSnapshot;
 
 /// A TCP connection with no complete query for this long is closed.
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,11 +134,12 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Serves `listeners`: UDP on threads of their own, TCP as tasks of `tasks`.
+/// Serves `listeners` from the current `snapshot` with `services`: UDP on threads of their
+/// own, TCP as tasks on the calling runtime.
 pub fn spawn(
     listeners: Vec<Listener>,
-    state: SharedState,
-    rrl: Option<Arc<Rrl>>,
+    snapshot: SharedSnapshot,
+    services: Arc<Services>,
 ) -> io::Result<Running> {
     let tcp_slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -152,18 +154,19 @@ pub fn spawn(
     for listener in listeners {
         let threads = listener.udp.len();
         for (i, socket) in listener.udp.into_iter().enumerate() {
-            let (state, stop, rrl) = (state.clone(), stop.clone(), rrl.clone());
+            let (snapshot, services, stop) = (snapshot.clone(), services.clone(), stop.clone());
             // Wakes the thread now and then to notice a shutdown.
             socket.set_read_timeout(Some(STOP_CHECK))?;
             running.udp.push(
                 std::thread::Builder::new()
                     .name(format!("meridian-udp-{i}"))
-                    .spawn(move || serve_udp(socket, threads, state, stop, rrl))?,
+                    .spawn(move || serve_udp(socket, threads, snapshot, services, stop))?,
             );
         }
         running.accept.spawn(serve_tcp(
             listener.tcp,
-            state.clone(),
+            snapshot.clone(),
+            services.clone(),
             tcp_slots.clone(),
             stop_rx.clone(),
         ));
@@ -220,9 +223,9 @@ const MAX_QUERY: usize = 4096;
 fn serve_udp(
     socket: std::net::UdpSocket,
     threads: usize,
-    state: SharedState,
+    snapshot: SharedSnapshot,
+    services: Arc<Services>,
     stop: Arc<std::sync::atomic::AtomicBool>,
-    rrl: Option<Arc<Rrl>>,
 ) {
     use std::os::fd::AsRawFd;
     let fd = socket.as_raw_fd();
@@ -289,8 +292,10 @@ fn serve_udp(
             }
             continue;
         }
-        let current = state.load();
+        let current = snapshot.load();
+        // The clocks, once per batch: monotonic for RRL, Unix seconds for cookies.
         let now = std::time::Instant::now();
+        let unix_now = cookie::now();
         // The whole batch is parsed, and its cache lines requested, before any is answered.
         for (i, h) in headers.iter().take(n as usize).enumerate() {
             let len = (h.msg_len as usize).min(MAX_QUERY);
@@ -305,21 +310,18 @@ fn serve_udp(
             };
             let query = &bufs[i][..(h.msg_len as usize).min(MAX_QUERY)];
             let answer = &mut answers[i];
-            if !handle_parsed(
-                &mut caches,
-                &current,
-                query,
-                parsed,
+            let at = At {
                 src,
-                Transport::Udp,
-                answer,
-            ) {
+                transport: Transport::Udp,
+                now: unix_now,
+            };
+            if !handle_parsed(&mut caches, &current, &services, query, parsed, at, answer) {
                 continue;
             }
-            match rrl.as_deref().map(|r| r.check(src, answer, now)) {
+            match services.rrl.as_ref().map(|r| r.check(src, answer, now)) {
                 None | Some(Verdict::Send) => ready.push(i),
                 // A valid server cookie proves the source is not spoofed: nothing to limit.
-                Some(_) if proven(&current, query, src) => ready.push(i),
+                Some(_) if proven(&services, query, src, unix_now) => ready.push(i),
                 Some(Verdict::Slip(truncated)) => {
                     *answer = truncated;
                     ready.push(i);
@@ -332,11 +334,11 @@ fn serve_udp(
 }
 
 /// Whether the query carries a server cookie that verifies for its source (RFC 7873).
-fn proven(state: &crate::serving::ServingState, query: &[u8], src: SocketAddr) -> bool {
-    super::ecs::query_options(query)
+fn proven(services: &Services, query: &[u8], src: SocketAddr, now: u32) -> bool {
+    super::wire::query_options(query)
         .ok()
-        .and_then(|o| o.cookie)
-        .is_some_and(|c| state.cookies.verifies(&c, src.ip(), super::cookie::now()))
+        .and_then(|o| o.sent_cookie(query))
+        .is_some_and(|c| services.cookies.verifies(&c, src.ip(), now))
 }
 
 /// The `sendmmsg` vectors, kept from batch to batch.
@@ -466,7 +468,8 @@ impl Drop for ClientSlot {
 
 async fn serve_tcp(
     listener: TcpListener,
-    state: SharedState,
+    snapshot: SharedSnapshot,
+    services: Arc<Services>,
     slots: Arc<Semaphore>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -489,9 +492,9 @@ async fn serve_tcp(
             debug!(client = %peer, "tcp connections per client limit reached; closing");
             continue;
         };
-        let (state, stop) = (state.clone(), stop.clone());
+        let (snapshot, services, stop) = (snapshot.clone(), services.clone(), stop.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, state, stop).await {
+            if let Err(e) = serve_connection(stream, peer, snapshot, services, stop).await {
                 debug!(error = %e, client = %peer, "tcp connection ended");
             }
             drop((permit, slot));
@@ -504,7 +507,8 @@ async fn serve_tcp(
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
-    state: SharedState,
+    snapshot: SharedSnapshot,
+    services: Arc<Services>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> io::Result<()> {
     let mut buf = Vec::new();
@@ -526,7 +530,8 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             .map_err(|_| {
                 io::Error::new(io::ErrorKind::TimedOut, "query not completed in time")
             })??;
-        let Some(response) = handle(&state.load(), &buf, peer, Transport::Tcp) else {
+        let (current, now) = (snapshot.load(), cookie::now());
+        let Some(response) = handle(&current, &services, &buf, peer, Transport::Tcp, now) else {
             continue;
         };
         let mut framed = Vec::with_capacity(response.len() + 2);

@@ -1,32 +1,81 @@
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet as EcsOption, EdnsCode, EdnsOption};
-use hickory_proto::rr::{Name, RData};
+use hickory_proto::rr::{Name, RData, RecordType};
 use proptest::prelude::*;
 
 use super::*;
 use crate::geo::GeoDb;
-use crate::zone;
+use crate::steer::{HealthView, RegionHealth, RegionState};
+use crate::zone::{self, ZoneSet};
 
-fn shipped() -> ServingState {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
-    let zones = zone::load_dir(&dir).expect("shipped zones load");
-    ServingState::new(zones, Arc::new(GeoDb::embedded().expect("embedded db")))
+fn geo() -> Arc<GeoDb> {
+    static GEO: OnceLock<Arc<GeoDb>> = OnceLock::new();
+    GEO.get_or_init(|| Arc::new(GeoDb::embedded().expect("embedded db")))
+        .clone()
 }
 
-fn state() -> &'static ServingState {
-    static STATE: OnceLock<ServingState> = OnceLock::new();
+fn metrics() -> &'static Arc<Metrics> {
+    static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
+    METRICS.get_or_init(Arc::default)
+}
+
+fn shipped() -> Snapshot {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+    let zones = zone::load_dir(&dir).expect("shipped zones load");
+    Snapshot::new(zones, geo(), metrics())
+}
+
+fn state() -> &'static Snapshot {
+    static STATE: OnceLock<Snapshot> = OnceLock::new();
     STATE.get_or_init(shipped)
+}
+
+/// Services with a cookie secret of their own and the default amplification limit.
+fn services_with(amplification: u16) -> Services {
+    Services::new(
+        cookie::Cookies::new(*b"meridian-testing", amplification),
+        None,
+        metrics().clone(),
+    )
+}
+
+fn services() -> &'static Services {
+    static SERVICES: OnceLock<Services> = OnceLock::new();
+    SERVICES.get_or_init(|| services_with(cookie::DEFAULT_AMPLIFICATION))
+}
+
+/// [`handle`] with the test services, at the current second.
+fn ask_raw(
+    snapshot: &Snapshot,
+    packet: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    handle(snapshot, services(), packet, src, transport, cookie::now())
+}
+
+/// The general path's bytes alone, without the cache.
+fn general_raw(
+    snapshot: &Snapshot,
+    packet: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    general::answer(snapshot, services(), packet, src, transport, cookie::now()).map(|a| a.bytes)
 }
 
 const RESOLVER: &str = "127.0.0.1:5300";
 
 thread_local! {
-    /// Caches as a UDP loop owns them, apart from the thread's own that `handle` uses.
-    static UDP_CACHES: std::cell::RefCell<FastCaches> = Default::default();
+    /// Caches as a UDP loop owns them, apart from the thread's own that `handle` uses: one
+    /// set per health state of [`oracle_states`], so that each stays warm with the answers
+    /// to earlier cases, as a serving thread's caches are.
+    static UDP_CACHES: std::cell::RefCell<Vec<FastCaches>> =
+        std::cell::RefCell::new((0..5).map(|_| FastCaches::default()).collect());
 }
 
 fn ask(name: &str, rtype: RecordType, ecs: Option<(IpAddr, u8)>) -> Message {
@@ -41,7 +90,7 @@ fn ask(name: &str, rtype: RecordType, ecs: Option<(IpAddr, u8)>) -> Message {
     q.set_edns(edns);
     let bytes = q.to_vec().unwrap();
     let src: SocketAddr = RESOLVER.parse().unwrap();
-    let out = handle(state(), &bytes, src, Transport::Udp).expect("an answer");
+    let out = ask_raw(state(), &bytes, src, Transport::Udp).expect("an answer");
     Message::from_vec(&out).unwrap()
 }
 
@@ -65,11 +114,11 @@ fn answer_and_scope(resp: &Message) -> (Vec<IpAddr>, u8) {
 #[test]
 fn packets_without_a_header_or_with_qr_set_get_no_answer() {
     let src: SocketAddr = RESOLVER.parse().unwrap();
-    assert_eq!(handle(state(), &[0u8; 11], src, Transport::Udp), None);
+    assert_eq!(ask_raw(state(), &[0u8; 11], src, Transport::Udp), None);
     let mut response = Message::query();
     response.metadata.message_type = hickory_proto::op::MessageType::Response;
     let bytes = response.to_vec().unwrap();
-    assert_eq!(handle(state(), &bytes, src, Transport::Udp), None);
+    assert_eq!(ask_raw(state(), &bytes, src, Transport::Udp), None);
 }
 
 #[test]
@@ -79,7 +128,7 @@ fn rfc1035_undecodable_query_is_formerr_with_its_id() {
     let packet = [
         0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'w',
     ];
-    let out = handle(state(), &packet, src, Transport::Udp).unwrap();
+    let out = ask_raw(state(), &packet, src, Transport::Udp).unwrap();
     assert_eq!(&out[..2], &[0xAB, 0xCD]);
     assert_eq!(out[2] & 0x80, 0x80, "QR");
     assert_eq!(out[2] & 0x01, 0x01, "RD copied");
@@ -168,17 +217,17 @@ fn packet(
 const CLIENT_COOKIE: [u8; 8] = [0x24, 0x64, 0xc4, 0xab, 0xcf, 0x10, 0xc9, 0x57];
 
 /// The COOKIE option a query sends: none, a client cookie alone, one with the server cookie
-/// `state()` gave `src`, or one with a forged server cookie.
+/// the test services gave `src`, or one with a forged server cookie.
 fn query_cookie(kind: u8, src: SocketAddr) -> Option<Vec<u8>> {
-    cookie_for(state(), kind, src)
+    cookie_for(services(), kind, src)
 }
 
-fn cookie_for(state: &ServingState, kind: u8, src: SocketAddr) -> Option<Vec<u8>> {
+fn cookie_for(services: &Services, kind: u8, src: SocketAddr) -> Option<Vec<u8>> {
     let client = cookie::parse(&CLIENT_COOKIE).unwrap();
     match kind {
         1 => Some(CLIENT_COOKIE.to_vec()),
         2 => Some(
-            state
+            services
                 .cookies
                 .reply(&client, src.ip(), cookie::now())
                 .option
@@ -199,7 +248,7 @@ fn take_cookie(m: &mut Message, src: SocketAddr) -> Option<Vec<u8>> {
     edns.options_mut().remove(EdnsCode::Cookie);
     let sent = cookie::parse(&body).unwrap();
     assert_eq!(sent.client, CLIENT_COOKIE);
-    assert!(state().cookies.verifies(&sent, src.ip(), cookie::now()));
+    assert!(services().cookies.verifies(&sent, src.ip(), cookie::now()));
     Some(body[..8].to_vec())
 }
 
@@ -224,56 +273,272 @@ const TYPES: [RecordType; 6] = [
     RecordType::SOA,
 ];
 
+/// The shipped zones and the fuzz zones (unequal weights, several answers, failover, static
+/// fallbacks, wildcards, CNAME chains), each under health states from all up to all down.
+fn oracle_states() -> &'static [Snapshot] {
+    static STATES: OnceLock<Vec<Snapshot>> = OnceLock::new();
+    STATES.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let mut zones = Vec::new();
+        for dir in [root.join("zones"), root.join("fuzz/zones")] {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let text = std::fs::read_to_string(&path).unwrap();
+                zones.push(zone::load_file(&path, &text).unwrap());
+            }
+        }
+        let base = Snapshot::new(ZoneSet::new(zones), geo(), metrics());
+        let index = |origin: &str| {
+            let name = hickory_proto::rr::LowerName::new(&Name::from_ascii(origin).unwrap());
+            base.zones.find(&name).unwrap().index
+        };
+        let (example, fuzz, down) = (
+            index("example.com."),
+            index("fuzz.test."),
+            index("down.test."),
+        );
+        let region = |state, endpoints_up: Vec<bool>, degradation_ms, over_limit| RegionHealth {
+            state,
+            endpoints_up,
+            degradation_ms,
+            over_limit,
+            in_trouble: state != RegionState::Up || over_limit,
+        };
+        let up = |n| RegionHealth::up(n);
+        let view = |regions| HealthView { regions };
+        use RegionState::{Down, Drained, Up};
+        let drained = base
+            .with_health(
+                example,
+                view(vec![up(2), region(Drained, vec![true; 2], 0.0, false)]),
+            )
+            .with_health(
+                fuzz,
+                view(vec![region(Up, vec![true, false, true], 0.0, false)]),
+            );
+        let troubled = base
+            .with_health(
+                example,
+                view(vec![region(Down, vec![false; 2], 0.0, false)]),
+            )
+            .with_health(
+                fuzz,
+                view(vec![up(3), region(Up, vec![true; 5], 900.0, true), up(1)]),
+            );
+        let degraded = base
+            .with_health(
+                example,
+                view(vec![up(2), up(2), region(Up, vec![true; 2], 120.0, false)]),
+            )
+            .with_health(
+                down,
+                view(vec![
+                    region(Down, vec![false; 2], 0.0, false),
+                    region(Drained, vec![true], 0.0, false),
+                ]),
+            );
+        let all_down = base.with_all_health(Arc::new(
+            base.zones
+                .by_index()
+                .into_iter()
+                .map(|z| {
+                    let regions = z
+                        .regions
+                        .iter()
+                        .map(|r| region(Down, vec![false; r.endpoints.len()], 0.0, false));
+                    view(regions.collect())
+                })
+                .collect(),
+        ));
+        vec![base, drained, troubled, degraded, all_down]
+    })
+}
+
+const ORACLE_NAMES: [&str; 20] = [
+    "www.example.com.",
+    "WwW.ExAmPlE.CoM.",
+    "static.example.com.",
+    "alias.example.com.",
+    "nope.example.com.",
+    "b.example.com.",
+    "lab.example.com.",
+    "x.lab.example.com.",
+    "example.com.",
+    "big.example.com.",
+    "weighted.fuzz.test.",
+    "FailOver.fuzz.test.",
+    "chain.fuzz.test.",
+    "a.wild.fuzz.test.",
+    "loop1.fuzz.test.",
+    "outside.fuzz.test.",
+    "x.sub.fuzz.test.",
+    "all.down.test.",
+    "fixed.down.test.",
+    "elsewhere.test.",
+];
+const ORACLE_TYPES: [RecordType; 8] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::TXT,
+    RecordType::NS,
+    RecordType::MX,
+    RecordType::SOA,
+    RecordType::CNAME,
+    RecordType::SRV,
+];
+/// UDP payload sizes a query may advertise: below the minimum, classic, ours, more.
+const PAYLOADS: [u16; 5] = [100, 512, 1232, 1400, 4096];
+
+/// A client address: loopback or public, IPv4 or IPv6.
+fn oracle_source(kind: u8, port: u16) -> SocketAddr {
+    let ip: IpAddr = match kind {
+        0 => Ipv4Addr::LOCALHOST.into(),
+        1 => Ipv4Addr::new(81, 2, 69, 1).into(),
+        2 => Ipv6Addr::LOCALHOST.into(),
+        _ => "2001:4860:4860::8888".parse::<Ipv6Addr>().unwrap().into(),
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// An ECS subnet: none, IPv4, IPv6, or source prefix 0.
+fn oracle_ecs() -> impl Strategy<Value = Option<(IpAddr, u8)>> {
+    prop_oneof![
+        Just(None),
+        v4_net().prop_map(|(a, p)| Some((IpAddr::V4(a), p))),
+        (any::<u128>(), 32u8..=64).prop_map(|(bits, prefix)| {
+            let net = ipnet::Ipv6Net::new(Ipv6Addr::from(bits), prefix)
+                .unwrap()
+                .trunc();
+            Some((IpAddr::V6(net.addr()), prefix))
+        }),
+        Just(Some((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))),
+    ]
+}
+
+/// Sets the query's header flags that a response may depend on or must ignore: AA, RD, RA,
+/// Z, AD and CD, one bit of `flags` each.
+fn set_flags(packet: &mut [u8], flags: u8) {
+    let bit = |n: u8, value: u8| if flags & (1 << n) != 0 { value } else { 0 };
+    packet[2] = (packet[2] & !0x05) | bit(0, 0x04) | bit(1, 0x01);
+    packet[3] = (packet[3] & !0xF0) | bit(2, 0x80) | bit(3, 0x40) | bit(4, 0x20) | bit(5, 0x10);
+}
+
+/// One query of an oracle case, as the generator picks it.
+#[derive(Debug, Clone)]
+struct OracleQuery {
+    id: u16,
+    /// Which of the case's names, and a type: A or AAAA for the most part.
+    name: usize,
+    rtype: usize,
+    /// With EDNS: DO, the payload's index in [`PAYLOADS`], and whether the case's ECS goes.
+    edns: Option<(bool, usize, bool)>,
+    flags: u8,
+    port: u16,
+    tcp: bool,
+    cookie: u8,
+}
+
+fn oracle_query() -> impl Strategy<Value = OracleQuery> {
+    (
+        any::<u16>(),
+        0..3usize,
+        prop_oneof![4 => 0..2usize, 1 => 0..ORACLE_TYPES.len()],
+        prop::option::of((any::<bool>(), 0..PAYLOADS.len(), any::<bool>())),
+        0u8..64,
+        // Few ports, so that rotations repeat.
+        1024u16..1028,
+        any::<bool>(),
+        0..4u8,
+    )
+        .prop_map(
+            |(id, name, rtype, edns, flags, port, tcp, cookie)| OracleQuery {
+                id,
+                name,
+                rtype,
+                edns,
+                flags,
+                port,
+                tcp,
+                cookie,
+            },
+        )
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(300))]
 
     /// The fast path answers as the general path does, on its first (filling) and its later
-    /// (cached) answers, over UDP and TCP: the same header, question (in the query's case),
-    /// records and OPT. (Names that compress against the question may take its case in a
-    /// cached answer; names compare without case, as DNS does.)
+    /// (cached) answers, and with caches warm from the queries before (one client, as a
+    /// resolver asks), over UDP and TCP, under every health state, for IPv4 and IPv6 clients
+    /// and ECS subnets, every query flag and payload size: the same header, question (in the
+    /// query's case), records and OPT. (Names that compress against the question may take its
+    /// case in a cached answer; names compare without case, as DNS does.)
     #[test]
     fn fast_path_and_general_path_give_identical_answers(
-        id in any::<u16>(),
-        name in 0..NAMES.len(),
-        rtype in 0..TYPES.len(),
-        edns in 0..4u8,
-        (addr, prefix) in v4_net(),
-        port in 1024u16..,
-        tcp in any::<bool>(),
-        cookie in 0..4u8,
+        health in 0..5usize,
+        source in 0u8..4,
+        ecs in oracle_ecs(),
+        names in [0..ORACLE_NAMES.len(), 0..ORACLE_NAMES.len(), 0..ORACLE_NAMES.len()],
+        queries in prop::collection::vec(oracle_query(), 1..10),
     ) {
-        let ecs = match edns {
-            2 => Some((IpAddr::V4(addr), prefix)),
-            3 => Some((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
-            _ => None,
-        };
-        let e = (edns > 0).then_some((edns == 1, ecs));
-        let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-        let sent = query_cookie(cookie, src).filter(|_| e.is_some());
-        let bytes = packet(id, NAMES[name], TYPES[rtype], e, sent.clone());
-        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-        let general = super::general(state(), &bytes, src, transport, &mut Trace::default());
-        let first = handle(state(), &bytes, src, transport);
-        let cached = handle(state(), &bytes, src, transport);
-        // As a UDP loop answers, with caches of its own: parsed and prefetched first.
-        let udp = UDP_CACHES.with_borrow_mut(|caches| {
-            let parsed = prefetch(caches, state(), &bytes, src);
-            let mut out = Vec::new();
-            handle_parsed(caches, state(), &bytes, parsed, src, transport, &mut out).then_some(out)
-        });
-        let decode = |b: &Option<Vec<u8>>| {
-            b.as_ref().map(|b| {
-                let mut m = Message::from_vec(b).unwrap();
-                let echoed = take_cookie(&mut m, src);
-                assert_eq!(echoed.is_some(), sent.is_some(), "a cookie for a cookie");
-                m
-            })
-        };
-        let general = decode(&general);
-        for answer in [decode(&first), decode(&cached), decode(&udp)] {
-            prop_assert_eq!(&answer, &general);
-            if let (Some(a), Some(g)) = (&answer, &general) {
-                prop_assert!(a.queries[0].name().eq_case(g.queries[0].name()));
+        let snapshot = &oracle_states()[health];
+        // Twice over: the second round finds decisions and answers the first one cached.
+        for query in queries.iter().chain(&queries) {
+            let src = oracle_source(source, query.port);
+            let sent = query_cookie(query.cookie, src).filter(|_| query.edns.is_some());
+            let mut q = Message::query();
+            q.metadata.id = query.id;
+            q.add_query(Query::query(
+                Name::from_ascii(ORACLE_NAMES[names[query.name]]).unwrap(),
+                ORACLE_TYPES[query.rtype],
+            ));
+            if let Some((dnssec_ok, payload, with_ecs)) = query.edns {
+                let mut e = Edns::new();
+                e.set_max_payload(PAYLOADS[payload]);
+                e.set_dnssec_ok(dnssec_ok);
+                if let Some((addr, prefix)) = ecs.filter(|_| with_ecs) {
+                    e.options_mut()
+                        .insert(EdnsOption::Subnet(EcsOption::new(addr, prefix, 0)));
+                }
+                if let Some(c) = sent.clone() {
+                    e.options_mut().insert(EdnsOption::Unknown(cookie::CODE, c));
+                }
+                q.set_edns(e);
+            }
+            let mut bytes = q.to_vec().unwrap();
+            set_flags(&mut bytes, query.flags);
+            let transport = if query.tcp { Transport::Tcp } else { Transport::Udp };
+            let general = general_raw(snapshot, &bytes, src, transport);
+            let first = ask_raw(snapshot, &bytes, src, transport);
+            let cached = ask_raw(snapshot, &bytes, src, transport);
+            // As a UDP loop answers, with warm caches of its own: parsed and prefetched first.
+            let warm = UDP_CACHES.with_borrow_mut(|caches| {
+                let caches = &mut caches[health];
+                let parsed = prefetch(caches, snapshot, &bytes, src);
+                let at = fast::At { src, transport, now: cookie::now() };
+                let mut out = Vec::new();
+                handle_parsed(caches, snapshot, services(), &bytes, parsed, at, &mut out)
+                    .then_some(out)
+            });
+            let decode = |b: &Option<Vec<u8>>| {
+                b.as_ref().map(|b| {
+                    let mut m = Message::from_vec(b).unwrap();
+                    let echoed = take_cookie(&mut m, src);
+                    assert_eq!(echoed.is_some(), sent.is_some(), "a cookie for a cookie");
+                    m
+                })
+            };
+            let general = decode(&general);
+            for answer in [decode(&first), decode(&cached), decode(&warm)] {
+                prop_assert_eq!(&answer, &general, "{:?}", query);
+                if let (Some(a), Some(g)) = (&answer, &general) {
+                    prop_assert!(a.queries[0].name().eq_case(g.queries[0].name()));
+                }
             }
         }
     }
@@ -294,7 +559,7 @@ fn rfc7873_a_malformed_cookie_is_formerr_and_a_well_formed_one_is_answered_in_ki
             Some((false, None)),
             Some(vec![3; len]),
         );
-        let out = decode(&handle(state(), &bytes, src, Transport::Udp).unwrap());
+        let out = decode(&ask_raw(state(), &bytes, src, Transport::Udp).unwrap());
         assert_eq!(
             out.metadata.response_code,
             ResponseCode::FormErr,
@@ -308,7 +573,7 @@ fn rfc7873_a_malformed_cookie_is_formerr_and_a_well_formed_one_is_answered_in_ki
         Some((false, None)),
         query_cookie(1, src),
     );
-    let mut out = decode(&handle(state(), &bytes, src, Transport::Udp).unwrap());
+    let mut out = decode(&ask_raw(state(), &bytes, src, Transport::Udp).unwrap());
     assert_eq!(out.metadata.response_code, ResponseCode::NoError);
     assert_eq!(take_cookie(&mut out, src), Some(CLIENT_COOKIE.to_vec()));
 }
@@ -321,14 +586,14 @@ fn rfc7873_a_query_with_a_cookie_and_no_question_gets_a_server_cookie() {
     e.options_mut()
         .insert(EdnsOption::Unknown(cookie::CODE, CLIENT_COOKIE.to_vec()));
     q.set_edns(e);
-    let mut out = decode(&handle(state(), &q.to_vec().unwrap(), src, Transport::Udp).unwrap());
+    let mut out = decode(&ask_raw(state(), &q.to_vec().unwrap(), src, Transport::Udp).unwrap());
     assert_eq!(out.metadata.response_code, ResponseCode::NoError);
     assert!(out.queries.is_empty());
     assert!(take_cookie(&mut out, src).is_some());
     // Without a cookie, a query without a question is still malformed.
     let mut q = Message::query();
     q.set_edns(Edns::new());
-    let out = decode(&handle(state(), &q.to_vec().unwrap(), src, Transport::Udp).unwrap());
+    let out = decode(&ask_raw(state(), &q.to_vec().unwrap(), src, Transport::Udp).unwrap());
     assert_eq!(out.metadata.response_code, ResponseCode::FormErr);
 }
 
@@ -336,20 +601,24 @@ fn rfc7873_a_query_with_a_cookie_and_no_question_gets_a_server_cookie() {
 fn without_a_valid_cookie_a_udp_answer_larger_than_the_factor_allows_is_truncated() {
     let src: SocketAddr = RESOLVER.parse().unwrap();
     // The apex NS answer with glue is 2.8 times its query: over a factor of 2.
-    let state = shipped().with_cookies(cookie::Cookies::new([5; 16], 2));
+    let state = shipped();
+    let services = services_with(2);
+    let ask = |bytes: &[u8], transport| {
+        handle(&state, &services, bytes, src, transport, cookie::now()).unwrap()
+    };
     for kind in 0..4u8 {
         let bytes = packet(
             9,
             "example.com.",
             RecordType::NS,
             Some((false, None)),
-            cookie_for(&state, kind, src),
+            cookie_for(&services, kind, src),
         );
         // Twice: the general path, then the fast path's cached answer.
-        let udp = handle(&state, &bytes, src, Transport::Udp).unwrap();
-        let again = handle(&state, &bytes, src, Transport::Udp).unwrap();
+        let udp = ask(&bytes, Transport::Udp);
+        let again = ask(&bytes, Transport::Udp);
         assert_eq!(udp.len(), again.len(), "fast path as the general path");
-        let tcp = handle(&state, &bytes, src, Transport::Tcp).unwrap();
+        let tcp = ask(&bytes, Transport::Tcp);
         let (u, t) = (decode(&udp), decode(&tcp));
         assert!(
             !t.metadata.truncation && t.answers.len() > 1,
@@ -394,7 +663,7 @@ proptest! {
         let sent = query_cookie(cookie, src).filter(|_| e.is_some() && cookie != 2);
         let bytes = packet(id, NAMES[name], TYPES[rtype], e, sent);
         for _ in 0..2 {
-            let out = handle(state(), &bytes, src, Transport::Udp).unwrap();
+            let out = ask_raw(state(), &bytes, src, Transport::Udp).unwrap();
             let limit = usize::from(cookie::DEFAULT_AMPLIFICATION) * bytes.len();
             prop_assert!(out.len() <= limit, "{} > 8 x {}", out.len(), bytes.len());
         }
@@ -417,19 +686,13 @@ fn a_resolver_decision_is_not_reused_for_the_same_address_sent_as_ecs() {
     );
     // The first fills the answer cache, the second the decision for this client.
     for _ in 0..2 {
-        handle(&state, &plain, src, Transport::Udp).unwrap();
+        ask_raw(&state, &plain, src, Transport::Udp).unwrap();
     }
     let ecs = Some((false, Some((src.ip(), 32))));
     let with_ecs = packet(1, "www.example.com.", RecordType::A, ecs, None);
-    let general = super::general(
-        &state,
-        &with_ecs,
-        src,
-        Transport::Udp,
-        &mut Trace::default(),
-    );
+    let general = general_raw(&state, &with_ecs, src, Transport::Udp);
     for _ in 0..2 {
-        let fast = handle(&state, &with_ecs, src, Transport::Udp);
+        let fast = ask_raw(&state, &with_ecs, src, Transport::Udp);
         assert_eq!(fast, general);
     }
 }
@@ -449,11 +712,11 @@ fn a_formerr_for_several_long_questions_still_fits_512_octets_over_udp() {
     let bytes = q.to_vec().unwrap();
     assert!(bytes.len() > 512);
     let src: SocketAddr = RESOLVER.parse().unwrap();
-    let out = handle(state(), &bytes, src, Transport::Udp).unwrap();
+    let out = ask_raw(state(), &bytes, src, Transport::Udp).unwrap();
     assert!(out.len() <= 512, "{} octets", out.len());
     let m = decode(&out);
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     assert!(m.metadata.truncation, "TC: the whole answer comes over TCP");
-    let tcp = decode(&handle(state(), &bytes, src, Transport::Tcp).unwrap());
+    let tcp = decode(&ask_raw(state(), &bytes, src, Transport::Tcp).unwrap());
     assert_eq!(tcp.queries.len(), 3);
 }

@@ -7,7 +7,7 @@
 //! serving state in when a zone's view changes. A reload swaps zones and their health in one
 //! step, carrying over the machines of regions whose checks did not change.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +23,8 @@ use tracing::{debug, info, warn};
 use super::machine::RegionMachine;
 use super::probe::{Prober, human, install_crypto_provider};
 use super::{CheckKind, Outcome, RegionCheck};
-use crate::serving::SharedState;
+use crate::metrics::Metrics;
+use crate::serving::SharedSnapshot;
 use crate::state::{Overrides, now_ms};
 use crate::steer::{HealthView, RegionHealth, RegionState};
 use crate::zone::{Zone, ZoneSet};
@@ -309,7 +310,8 @@ impl ZoneHealth {
 }
 
 struct Monitor {
-    state: SharedState,
+    state: SharedSnapshot,
+    metrics: Arc<Metrics>,
     zones: Vec<ZoneHealth>,
     overrides: Overrides,
     generation: u64,
@@ -317,14 +319,15 @@ struct Monitor {
     reports: mpsc::Sender<Report>,
     slots: Arc<Semaphore>,
     seeds: RandomState,
-    published: HashMap<Name, HealthView>,
+    /// The views last published, by zone index.
+    published: Vec<HealthView>,
     details: Arc<ArcSwap<Details>>,
     events: VecDeque<Event>,
 }
 
 /// Starts the monitor on the current runtime for the zones of `state`. The start states
 /// (with `overrides`) are published before this returns.
-pub fn spawn(state: SharedState, overrides: Overrides) -> MonitorHandle {
+pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: Overrides) -> MonitorHandle {
     install_crypto_provider();
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let (commands_tx, commands_rx) = mpsc::channel(16);
@@ -338,6 +341,7 @@ pub fn spawn(state: SharedState, overrides: Overrides) -> MonitorHandle {
         .collect();
     let mut monitor = Monitor {
         state,
+        metrics,
         zones,
         overrides,
         generation: 0,
@@ -345,7 +349,7 @@ pub fn spawn(state: SharedState, overrides: Overrides) -> MonitorHandle {
         reports: reports_tx,
         slots: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
         seeds: RandomState::new(),
-        published: HashMap::new(),
+        published: Vec::new(),
         details: details.clone(),
         events: VecDeque::new(),
     };
@@ -406,7 +410,7 @@ impl Monitor {
         let (transition, region_flipped) =
             machine.record(report.endpoint, &report.outcome, report.at, spec);
         let endpoint = zone.addresses[report.region][report.endpoint];
-        let metrics = self.state.load().metrics.clone();
+        let metrics = self.metrics.clone();
         match &report.outcome {
             Outcome::Up { rtt } => {
                 metrics.probe(
@@ -477,30 +481,28 @@ impl Monitor {
     fn publish(&mut self, now: Instant, zones: Option<ZoneSet>) {
         let now_ms = now_ms();
         let overrides = &self.overrides;
-        let views: Vec<(Name, HealthView)> = self
+        // By zone index: `self.zones` is in the snapshot's zone order.
+        let health: Vec<HealthView> = self
             .zones
             .iter_mut()
-            .map(|z| (z.origin.clone(), z.view(now, overrides, now_ms)))
+            .map(|z| z.view(now, overrides, now_ms))
             .collect();
-        let changed = zones.is_some()
-            || views
-                .iter()
-                .any(|(origin, v)| self.published.get(origin) != Some(v));
-        let metrics = self.state.load().metrics.clone();
+        let changed = zones.is_some() || health != self.published;
+        let metrics = self.metrics.clone();
         if changed {
-            let health: HashMap<Name, HealthView> = views.into_iter().collect();
             match zones {
                 Some(zones) => {
                     let zones = Arc::new(zones);
                     self.state
-                        .rcu(|cur| cur.with_zones(zones.clone(), health.clone()));
+                        .rcu(|cur| cur.with_zones(zones.clone(), health.clone(), &metrics));
                 }
                 None => {
-                    self.state.rcu(|cur| cur.with_all_health(health.clone()));
+                    let shared = Arc::new(health.clone());
+                    self.state.rcu(|cur| cur.with_all_health(shared.clone()));
                 }
             }
-            for z in &self.zones {
-                for (ri, h) in health[&z.origin].regions.iter().enumerate() {
+            for (z, view) in self.zones.iter().zip(&health) {
+                for (ri, h) in view.regions.iter().enumerate() {
                     metrics.region_up(&z.label, &z.region_names[ri], h.state == RegionState::Up);
                 }
             }

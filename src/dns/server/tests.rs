@@ -12,12 +12,18 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::geo::GeoDb;
-use crate::serving::ServingState;
+use crate::serving::Snapshot;
 
-fn shared() -> SharedState {
+fn shared() -> SharedSnapshot {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
     let zones = crate::zone::load_dir(&dir).expect("shipped zones load");
-    ServingState::new(zones, Arc::new(GeoDb::embedded().expect("embedded db"))).shared()
+    let geo = Arc::new(GeoDb::embedded().expect("embedded db"));
+    Snapshot::new(zones, geo, &crate::metrics::Metrics::default()).shared()
+}
+
+fn services() -> Arc<Services> {
+    let cookies = super::cookie::Cookies::random(super::cookie::DEFAULT_AMPLIFICATION);
+    Arc::new(Services::new(cookies, None, Arc::default()))
 }
 
 fn framed(id: u16, name: &str) -> Vec<u8> {
@@ -36,7 +42,7 @@ fn connect() -> (DuplexStream, tokio::task::JoinHandle<io::Result<()>>) {
     let task = tokio::spawn(async move {
         // Never stopping: the loop ends by itself or by the client.
         let _stop_tx = stop_tx;
-        serve_connection(server, peer, shared(), stop).await
+        serve_connection(server, peer, shared(), services(), stop).await
     });
     (client, task)
 }

@@ -1,13 +1,14 @@
-//! The client-dependent part of an answer: locate the client, decide, pick the addresses,
-//! and say how far the answer holds (the ECS scope).
+//! The client-dependent part of an answer: who the client is, locate it, decide, pick the
+//! addresses, and say how far the answer holds (the ECS scope). DNS, `meridian route` and
+//! the admin API all answer through [`steer`], so they cannot disagree.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::Snapshot;
 use crate::geo::Location;
-use crate::serving::ServingState;
 use crate::steer::{self, Decision, Family};
 use crate::zone::{Steered, Zone};
 
@@ -23,11 +24,43 @@ pub enum Client {
 }
 
 impl Client {
+    /// The client of a query from `resolver` that disclosed `ecs` (RFC 7871 §7.1.2: a source
+    /// prefix of 0 withholds the client, and the resolver's address decides).
+    pub fn of(ecs: Option<IpNet>, resolver: IpAddr) -> Client {
+        match ecs {
+            Some(network) if network.prefix_len() > 0 => Client::Subnet { network },
+            withheld => Client::Resolver {
+                address: resolver,
+                ecs_withheld: withheld.is_some(),
+            },
+        }
+    }
+
     pub fn network(&self) -> IpNet {
         match *self {
             Client::Subnet { network } => network,
             Client::Resolver { address, .. } => IpNet::from(address),
         }
+    }
+}
+
+/// The seed of a query's rotation: the same query (ID and source port) gets the same order.
+pub fn seed(id: u16, src: SocketAddr) -> u64 {
+    u64::from(id) ^ (u64::from(src.port()) << 16)
+}
+
+/// What the order of a decision's endpoints depends on besides the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    /// How many endpoints may answer.
+    pub endpoints: usize,
+    /// Whether their weights are all equal (a rotation), or not (a draw by weight).
+    pub equal_weights: bool,
+}
+
+impl Spread {
+    pub fn order(self, seed: u64) -> steer::Order {
+        steer::order(self.endpoints, self.equal_weights, seed)
     }
 }
 
@@ -38,6 +71,9 @@ pub struct SteeredAnswer {
     pub location: Location,
     pub decision: Decision,
     pub addresses: Vec<IpAddr>,
+    /// The endpoints the addresses were drawn from, for another seed's order.
+    #[serde(skip)]
+    pub spread: Spread,
     /// How the addresses were ordered: a rotation, or a draw by weight.
     #[serde(skip)]
     pub order: steer::Order,
@@ -48,7 +84,7 @@ pub struct SteeredAnswer {
 
 /// Answers `steered` for `client`. `seed` varies the order of equal-weight endpoints.
 pub fn steer(
-    state: &ServingState,
+    state: &Snapshot,
     zone: &Zone,
     steered: &Steered,
     client: Client,
@@ -64,8 +100,11 @@ pub fn steer(
         family,
     );
     let endpoints = decision.endpoints(&steered.config, &zone.regions, state.health(zone), family);
-    let equal = endpoints.windows(2).all(|w| w[0].weight == w[1].weight);
-    let order = steer::order(endpoints.len(), equal, seed);
+    let spread = Spread {
+        endpoints: endpoints.len(),
+        equal_weights: endpoints.windows(2).all(|w| w[0].weight == w[1].weight),
+    };
+    let order = spread.order(seed);
     let addresses = steer::select(endpoints, steered.config.answers, seed);
     // Every client in the GeoIP network that decided shares its location, so it shares the
     // answer: that network, widened over neighbours with the same answer, is an honest scope,
@@ -73,12 +112,7 @@ pub fn steer(
     // holds for everyone: scope 0.
     let scope = match client {
         Client::Subnet { network } if decision.depends_on_client => {
-            let key = (
-                zone as *const Zone as usize,
-                steered.index,
-                family,
-                location.network,
-            );
+            let key = (zone.index, steered.index, family, location.network);
             let widened = state.scopes.get_with(key, || {
                 widest_scope(state, zone, steered, family, &location, decision.chosen)
             });
@@ -92,6 +126,7 @@ pub fn steer(
         ttl: decision.ttl,
         decision,
         addresses,
+        spread,
         order,
         scope,
     }
@@ -104,7 +139,7 @@ const WIDEN_BUDGET: usize = 256;
 /// gap the database does not know) gets the same region, as gdnsd merges networks with
 /// identical answers. Each step adds the sibling half; a mixed sibling or the budget stops it.
 fn widest_scope(
-    state: &ServingState,
+    state: &Snapshot,
     zone: &Zone,
     steered: &Steered,
     family: Family,

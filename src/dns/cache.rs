@@ -1,0 +1,54 @@
+//! The contract between the general path and the fast path's cache: what an answer varies
+//! on.
+//!
+//! The general path states it with the bytes it returns ([`Cacheable`]), and only for an
+//! answer that encoded whole: a truncated answer or a SERVFAIL from a failed encode carries
+//! none, so it can never be reused. The fast path keys its cache by (lower-case name, type,
+//! [`Variant`]) and builds the lookup key from the query with the same types, so an input
+//! that answers come to depend on (the DO bit, once answers carry signatures) is added here,
+//! and the fast path cannot compile without supplying it.
+
+use super::response::Outcome;
+use crate::steer::Family;
+
+/// An answer the fast path may send again, with the query's ID, RD and CD bits, question
+/// case and OPT record written afresh, to every query that agrees on its (name, type) and
+/// on [`Cacheable::varies`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cacheable {
+    /// The zone's index, for counting reuses.
+    pub zone: usize,
+    /// The header's AA and RCODE (never TC: a truncated answer is not cacheable).
+    pub outcome: Outcome,
+    pub varies: Varies,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Varies {
+    /// On nothing else: every client gets these bytes. Not on DO either: no answer carries
+    /// DNSSEC records yet, and the OPT record that echoes DO is written per query.
+    Nothing,
+    /// A steered name: on the client's decision.
+    Steered(SteeredVariant),
+}
+
+/// What a steered answer depends on besides (name, type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SteeredVariant {
+    /// The steered name's index in its zone.
+    pub name: usize,
+    pub family: Family,
+    pub variant: Variant,
+}
+
+/// The part of a steered answer's key that the client's decision and the query's rotation
+/// seed give. Only rotations are cacheable; a draw by weight differs for every query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// The answering region, if one region answers.
+    pub region: Option<usize>,
+    /// How many places the endpoints are rotated.
+    pub rotation: usize,
+    /// The TTL, which a region in trouble shortens.
+    pub ttl: u32,
+}

@@ -1,0 +1,349 @@
+//! The general path: every rule, for every query the fast path cannot answer from its cache.
+//!
+//! hickory-proto decodes the query and encodes the sections; [`super::wire`] reads the EDNS
+//! options and [`super::response`] writes the header flags and the OPT record, as it does for
+//! the fast path. The answer comes back with a [`Cacheable`] statement of what it varies on,
+//! made only once the bytes are final.
+
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
+
+use super::cache::{Cacheable, SteeredVariant, Variant, Varies};
+use super::response::{self, Opt, Outcome};
+use super::wire::{self, HEADER_LEN};
+use super::{Services, Transport, response_limit};
+use crate::serving::Snapshot;
+use crate::serving::answer::{self, Client};
+use crate::steer::{Family, Order};
+use crate::zone::Resolved;
+
+/// The general path's response, and what it varies on when the fast path may reuse it.
+pub struct Answer {
+    pub bytes: Vec<u8>,
+    pub cacheable: Option<Cacheable>,
+}
+
+/// How a response is counted once its bytes are final.
+enum Counted {
+    /// Outside every zone.
+    Outside,
+    Plain {
+        zone: usize,
+    },
+    Steered {
+        zone: usize,
+        name: usize,
+        region: Option<usize>,
+    },
+}
+
+/// Answers `packet` from `src`; `None` means send nothing: the packet is too short to carry
+/// an ID, or it is itself a response (answering those invites loops). `now` is the time in
+/// Unix seconds, for cookies.
+pub fn answer(
+    snapshot: &Snapshot,
+    services: &Services,
+    packet: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+    now: u32,
+) -> Option<Answer> {
+    if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
+        return None;
+    }
+    let Ok(request) = Message::from_vec(packet) else {
+        services
+            .outside
+            .plain(RecordType::Unknown(0), ResponseCode::FormErr);
+        return Some(Answer {
+            bytes: response::formerr_header(packet),
+            cacheable: None,
+        });
+    };
+    let limit = response_limit(transport, request.edns.as_ref().map(|e| e.max_payload()));
+    let mut response = Response {
+        packet,
+        queries: &request.queries,
+        has_opt: request.edns.is_some(),
+        dnssec_ok: request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+        ecs: None,
+        scope: 0,
+        cookie: None,
+        limit,
+    };
+    // Responses decided before a zone is found count as outside every zone.
+    let asked = request
+        .queries
+        .first()
+        .map_or(RecordType::Unknown(0), |q| q.query_type());
+    let refuse = |response: Response<'_>, rcode: ResponseCode| {
+        let outcome = Outcome {
+            authoritative: false,
+            truncated: false,
+            rcode,
+        };
+        response.finish(
+            snapshot,
+            services,
+            asked,
+            Resolved::default(),
+            outcome,
+            Counted::Outside,
+            None,
+        )
+    };
+
+    if request.metadata.op_code != OpCode::Query {
+        return Some(refuse(response, ResponseCode::NotImp));
+    }
+    if let Some(edns) = &request.edns
+        && edns.version() > 0
+    {
+        // RFC 6891 §6.1.3: a version we do not implement gets BADVERS, with our version (0).
+        return Some(refuse(response, ResponseCode::BADVERS));
+    }
+    let Ok(options) = wire::query_options(packet) else {
+        return Some(refuse(response, ResponseCode::FormErr));
+    };
+    response.ecs = options.ecs.map(|(_, (at, len))| &packet[at..at + len]);
+    let reply = options
+        .sent_cookie(packet)
+        .map(|sent| services.cookies.reply(&sent, src.ip(), now));
+    response.cookie = reply.map(|r| r.option);
+    if transport == Transport::Udp
+        && let Some(limit) = services
+            .cookies
+            .limit(packet.len(), reply.is_some_and(|r| r.valid))
+    {
+        response.limit = response.limit.min(limit);
+    }
+    if request.queries.len() != 1 {
+        // RFC 7873 §5.4: a query with a cookie and no question asks for a server cookie.
+        let rcode = if request.queries.is_empty() && reply.is_some() {
+            ResponseCode::NoError
+        } else {
+            ResponseCode::FormErr
+        };
+        return Some(refuse(response, rcode));
+    }
+    let query = &request.queries[0];
+    let qtype = query.query_type();
+    if qtype == RecordType::OPT {
+        return Some(refuse(response, ResponseCode::FormErr));
+    }
+    if query.query_class() != DNSClass::IN || matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        // Other classes hold no data here; zone transfers are not offered.
+        return Some(refuse(response, ResponseCode::Refused));
+    }
+    let qname = query.name();
+    let Some(zone) = snapshot.zones.find(&LowerName::new(qname)) else {
+        return Some(refuse(response, ResponseCode::Refused));
+    };
+
+    let mut resolved = zone.resolve(qname, qtype);
+    let mut counted = Counted::Plain { zone: zone.index };
+    let mut varies = Some(Varies::Nothing);
+    if let Some(hit) = resolved.steered.take() {
+        let family = if qtype == RecordType::AAAA {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        let client = Client::of(options.subnet(), src.ip());
+        let seed = answer::seed(request.metadata.id, src);
+        let steered = &zone.steered[hit.index];
+        let a = answer::steer(snapshot, zone, steered, client, family, seed);
+        counted = Counted::Steered {
+            zone: zone.index,
+            name: hit.index,
+            region: a.decision.chosen,
+        };
+        // A draw by weight differs for every query: nothing to reuse.
+        varies = match a.order {
+            Order::Rotation(rotation) => Some(Varies::Steered(SteeredVariant {
+                name: hit.index,
+                family,
+                variant: Variant {
+                    region: a.decision.chosen,
+                    rotation,
+                    ttl: a.ttl,
+                },
+            })),
+            Order::Weighted => None,
+        };
+        response.scope = a.scope;
+        if a.addresses.is_empty() {
+            zone.add_negative_soa(&mut resolved);
+        }
+        resolved.answers.extend(a.addresses.into_iter().map(|addr| {
+            let rdata = match addr {
+                IpAddr::V4(a) => RData::A(A(a)),
+                IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+            };
+            Record::from_rdata(hit.owner.clone(), a.ttl, rdata)
+        }));
+    }
+    let outcome = Outcome {
+        authoritative: resolved.authoritative,
+        truncated: false,
+        rcode: resolved.rcode,
+    };
+    Some(response.finish(
+        snapshot,
+        services,
+        qtype,
+        resolved,
+        outcome,
+        counted,
+        varies.map(|varies| Cacheable {
+            zone: zone.index,
+            outcome,
+            varies,
+        }),
+    ))
+}
+
+/// A response being built: the parts that come from the query, not from the zone data.
+struct Response<'q> {
+    packet: &'q [u8],
+    queries: &'q [Query],
+    /// Whether the query had EDNS: the response then carries OPT too (RFC 6891 §6.1.1).
+    has_opt: bool,
+    dnssec_ok: bool,
+    /// The query's ECS option body, to echo.
+    ecs: Option<&'q [u8]>,
+    scope: u8,
+    /// The COOKIE option to answer with (RFC 7873 §5.2).
+    cookie: Option<[u8; super::cookie::REPLY_LEN]>,
+    limit: usize,
+}
+
+/// How an encode ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoded {
+    /// Every record, as decided.
+    Whole,
+    /// Too large for the transport: the question alone with TC=1.
+    Truncated,
+    /// The records could not be written: SERVFAIL.
+    Failed,
+}
+
+impl Response<'_> {
+    fn opt(&self) -> Option<Opt<'_>> {
+        self.has_opt.then_some(Opt {
+            dnssec_ok: self.dnssec_ok,
+            ecs: self.ecs,
+            scope: self.scope,
+            cookie: self.cookie,
+        })
+    }
+
+    /// Encodes the response, counts it as it went out, and hands back `cacheable` only when
+    /// every record went out as decided.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        self,
+        snapshot: &Snapshot,
+        services: &Services,
+        qtype: RecordType,
+        sections: Resolved,
+        outcome: Outcome,
+        counted: Counted,
+        cacheable: Option<Cacheable>,
+    ) -> Answer {
+        let (bytes, encoded) = self.encode(sections, outcome);
+        let counters = |zone: usize| &snapshot.counters[zone];
+        match (encoded, counted) {
+            (Encoded::Failed, Counted::Outside) => {
+                services.outside.plain(qtype, ResponseCode::ServFail);
+            }
+            (Encoded::Failed, Counted::Plain { zone } | Counted::Steered { zone, .. }) => {
+                counters(zone).plain(qtype, ResponseCode::ServFail);
+            }
+            (_, Counted::Outside) => services.outside.plain(qtype, outcome.rcode),
+            (_, Counted::Plain { zone }) => counters(zone).plain(qtype, outcome.rcode),
+            (_, Counted::Steered { zone, name, region }) => {
+                counters(zone).steered(name, qtype, region);
+            }
+        }
+        Answer {
+            bytes,
+            cacheable: cacheable.filter(|_| encoded == Encoded::Whole),
+        }
+    }
+
+    /// Encodes the response; when it exceeds the transport's limit, sends the question alone
+    /// with TC=1 so the client retries over TCP (RFC 2181 §9: no partial RRsets).
+    fn encode(&self, sections: Resolved, outcome: Outcome) -> (Vec<u8>, Encoded) {
+        let id = u16::from_be_bytes([self.packet[0], self.packet[1]]);
+        // hickory writes the sections; the header's flags and the OPT record are ours.
+        let mut msg = Message::response(id, OpCode::Query);
+        msg.queries = self.queries.to_vec();
+        msg.answers = sections.answers;
+        msg.authorities = sections.authorities;
+        msg.additionals = sections.additionals;
+        let opt = self.opt();
+        let opt_size = opt.map_or(0, |o| o.size());
+        let frame = |mut bytes: Vec<u8>, outcome: Outcome| {
+            response::write_flags(&mut bytes, self.packet, outcome);
+            if let Some(o) = &opt {
+                o.append(&mut bytes, outcome.rcode);
+            }
+            bytes
+        };
+        let encoded = msg.to_vec();
+        if let Ok(bytes) = &encoded
+            && bytes.len() + opt_size <= self.limit
+        {
+            // hickory stops at 65,535 octets and says so with TC: such an answer is partial.
+            let partial = bytes[2] & 0x02 != 0;
+            let outcome = Outcome {
+                truncated: partial,
+                ..outcome
+            };
+            let how = if partial {
+                Encoded::Truncated
+            } else {
+                Encoded::Whole
+            };
+            return (frame(encoded.expect("checked above"), outcome), how);
+        }
+        // A failed encode (a name that cannot be written) must not leave the client without
+        // an answer: SERVFAIL, with the question.
+        let (fallback, how) = if encoded.is_err() {
+            let servfail = Outcome {
+                authoritative: false,
+                truncated: false,
+                rcode: ResponseCode::ServFail,
+            };
+            (servfail, Encoded::Failed)
+        } else {
+            let truncated = Outcome {
+                truncated: true,
+                ..outcome
+            };
+            (truncated, Encoded::Truncated)
+        };
+        msg.answers.clear();
+        msg.authorities.clear();
+        msg.additionals.clear();
+        let bytes = match msg.to_vec() {
+            Ok(bytes) if bytes.len() + opt_size <= self.limit => frame(bytes, fallback),
+            // Even the question does not fit (several long ones, say, in a query that is
+            // answered FORMERR): the header alone, never more than the limit.
+            Ok(_) => {
+                msg.queries.clear();
+                match msg.to_vec() {
+                    Ok(bytes) => frame(bytes, fallback),
+                    Err(_) => response::servfail_header(id),
+                }
+            }
+            Err(_) => response::servfail_header(id),
+        };
+        (bytes, how)
+    }
+}
