@@ -230,7 +230,7 @@ pub(super) struct Limit {
     limit: Option<usize>,
 }
 
-/// The last `limit` (100) probe events, oldest first.
+/// The last `limit` probe events (100 by default), oldest first.
 pub(super) async fn events(
     State(admin): State<Arc<Admin>>,
     query: Result<Query<Limit>, QueryRejection>,
@@ -243,7 +243,7 @@ pub(super) async fn events(
     ))
 }
 
-/// The last `limit` (100) journal entries, oldest first.
+/// The last `limit` journal entries (100 by default), oldest first.
 pub(super) async fn audit(
     State(admin): State<Arc<Admin>>,
     query: Result<Query<Limit>, QueryRejection>,

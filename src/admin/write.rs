@@ -158,8 +158,8 @@ pub(super) async fn drain(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
-    let Path((zone, region)) = path?;
-    region_write(&admin, &caller, &zone, &region, body, Action::Drain).await
+    let Path(target) = path?;
+    region_write(&admin, &caller, &target, body, Action::Drain).await
 }
 
 pub(super) async fn undrain(
@@ -168,16 +168,15 @@ pub(super) async fn undrain(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
-    let Path((zone, region)) = path?;
-    region_write(&admin, &caller, &zone, &region, body, Action::Undrain).await
+    let Path(target) = path?;
+    region_write(&admin, &caller, &target, body, Action::Undrain).await
 }
 
 /// A drain (which may expire) or an undrain of one region.
 async fn region_write(
     admin: &Admin,
     caller: &Caller,
-    zone: &str,
-    region: &str,
+    target: &(String, String),
     body: Result<axum::Json<WriteBody>, JsonRejection>,
     action: Action,
 ) -> ApiResult<Entry> {
@@ -186,17 +185,7 @@ async fn region_write(
         return Err(ApiError::bad_request("state applies to force only"));
     }
     let expires = body.check(action == Action::Drain)?;
-    let mut e = {
-        let state = admin.state.load();
-        let (z, r) = find_region(&state, zone, region)?;
-        entry(
-            &caller.0,
-            action,
-            z.origin.to_string(),
-            r.name.clone(),
-            &body.reason,
-        )
-    };
+    let mut e = region_entry(admin, caller, action, target, &body.reason)?;
     e.expires_at_ms = expires;
     write(admin, e).await
 }
@@ -207,7 +196,7 @@ pub(super) async fn force(
     path: Result<Path<(String, String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
-    let Path((zone, region, address)) = path?;
+    let Path(target) = path?;
     let body = body?.0;
     let action = match body.state.as_deref() {
         Some("up") => Action::ForceUp,
@@ -224,7 +213,7 @@ pub(super) async fn force(
         }
     };
     let expires = body.check(true)?;
-    let mut e = endpoint_entry(&admin, &caller, action, &zone, &region, &address, &body)?;
+    let mut e = endpoint_entry(&admin, &caller, action, &target, &body.reason)?;
     e.expires_at_ms = expires;
     write(&admin, e).await
 }
@@ -235,34 +224,45 @@ pub(super) async fn unforce(
     path: Result<Path<(String, String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
 ) -> ApiResult<Entry> {
-    let Path((zone, region, address)) = path?;
+    let Path(target) = path?;
     let body = body?.0;
     if body.state.is_some() {
         return Err(ApiError::bad_request("state applies to force only"));
     }
     body.check(false)?;
-    let e = endpoint_entry(
-        &admin,
-        &caller,
-        Action::Unforce,
-        &zone,
-        &region,
-        &address,
-        &body,
-    )?;
+    let e = endpoint_entry(&admin, &caller, Action::Unforce, &target, &body.reason)?;
     write(&admin, e).await
 }
 
-/// The entry for `action` on the endpoint a path names, looked up in one snapshot (loaded
-/// here, released before the write waits on the journal and the monitor).
+/// The entry for `action` on the region a path names (zone, region), looked up in one
+/// snapshot: loaded here, so it is released before the write waits on the journal and the
+/// monitor.
+fn region_entry(
+    admin: &Admin,
+    caller: &Caller,
+    action: Action,
+    (zone, region): &(String, String),
+    reason: &str,
+) -> Result<Entry, ApiError> {
+    let state = admin.state.load();
+    let (z, r) = find_region(&state, zone, region)?;
+    Ok(entry(
+        &caller.0,
+        action,
+        z.origin.to_string(),
+        r.name.clone(),
+        reason,
+    ))
+}
+
+/// The entry for `action` on the endpoint a path names (zone, region, address), looked up
+/// in one snapshot, as [`region_entry`] does.
 fn endpoint_entry(
     admin: &Admin,
     caller: &Caller,
     action: Action,
-    zone: &str,
-    region: &str,
-    address: &str,
-    body: &WriteBody,
+    (zone, region, address): &(String, String, String),
+    reason: &str,
 ) -> Result<Entry, ApiError> {
     let state = admin.state.load();
     let (z, r, endpoint) = find_endpoint(&state, zone, region, address)?;
@@ -271,7 +271,7 @@ fn endpoint_entry(
         action,
         z.origin.to_string(),
         r.name.clone(),
-        &body.reason,
+        reason,
     );
     e.endpoint = Some(endpoint.address);
     Ok(e)
@@ -280,7 +280,6 @@ fn endpoint_entry(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Arc;
 
     use super::*;
     use crate::geo::GeoDb;
