@@ -6,18 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use hickory_proto::rr::{LowerName, Name};
-use ipnet::IpNet;
 use tracing::info;
 
 use crate::config::{self, Config, FileConfig, Flags, LogFormat};
 use crate::dns::server;
 use crate::geo::{GeoDb, GeoError};
-use crate::health::Outcome;
-use crate::route::Route;
+use crate::route::{QueryError, Route, RouteQuery};
 use crate::serving::Snapshot;
-use crate::serving::answer::Client;
-use crate::steer::{Basis, Verdict};
 use crate::zone::{self, LoadError};
 
 #[derive(Debug, Parser)]
@@ -333,155 +328,34 @@ pub fn check(args: &CheckArgs) -> Result<String, LoadError> {
 pub fn route(args: &RouteArgs) -> Result<String, CliError> {
     let zones = zone::load_dir(&args.zones)?;
     let geo = Arc::new(GeoDb::open_or_embedded(&args.geoip)?);
-    let network: IpNet = args
-        .client
-        .parse()
-        .or_else(|_| args.client.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            CliError::Usage(format!(
-                "--client {:?}: expected an address or a network such as 81.2.69.0/24",
-                args.client
-            ))
-        })?;
-    let mut name = Name::from_utf8(&args.name)
-        .map_err(|e| CliError::Usage(format!("--name {:?}: {e}", args.name)))?;
-    name.set_fqdn(true);
-    let lower = LowerName::new(&name);
     let mut state = Snapshot::new(zones, geo, &crate::metrics::Metrics::default());
-    let zone = state
-        .zones
-        .find(&lower)
-        .ok_or_else(|| CliError::Usage(format!("{name} is in no loaded zone")))?;
-    zone.steered_by_name(&lower).ok_or_else(|| {
-        let known: Vec<String> = zone.steered.iter().map(|s| s.name.to_string()).collect();
-        CliError::Usage(format!(
-            "{name} is not a steered name of zone {} (steered: {})",
-            zone.origin,
-            known.join(", ")
-        ))
+    // Probe health is put into a new state below; that state shares these zones.
+    let zones = state.zones.clone();
+    let query = RouteQuery::parse(&zones, &args.name, &args.client).map_err(|e| {
+        CliError::Usage(match e {
+            QueryError::Client(_) => format!("--client {e}"),
+            QueryError::Name { .. } => format!("--name {e}"),
+            QueryError::NoZone(_) | QueryError::NotSteered { .. } => e.to_string(),
+        })
     })?;
-    let client = Client::Subnet {
-        network: network.trunc(),
-    };
     let round = if args.probe {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(CliError::Runtime)?;
-        Some(runtime.block_on(crate::health::monitor::probe_once(zone)))
+        Some(runtime.block_on(crate::health::monitor::probe_once(query.zone)))
     } else {
         None
     };
     if let Some(round) = &round {
-        let view = crate::health::monitor::view_of_round(zone, round);
-        let index = zone.index;
-        state = state.with_health(index, view);
+        let view = crate::health::monitor::view_of_round(query.zone, round);
+        state = state.with_health(query.zone.index, view);
     }
-    let zone = state.zones.find(&lower).expect("the zone was found above");
-    let steered = zone
-        .steered_by_name(&lower)
-        .expect("the name was found above");
-    let route = Route::explain(&state, zone, steered, client, round.as_deref());
+    let route = Route::explain(&state, query, round.as_deref());
     if args.json {
         let mut s = serde_json::to_string_pretty(&route).expect("route serializes");
         s.push('\n');
         return Ok(s);
     }
-    Ok(render(&route))
-}
-
-fn render(route: &Route) -> String {
-    let mut s = String::new();
-    let loc = &route.location;
-    let w = &mut s;
-    let _ = writeln!(w, "name      {} (zone {})", route.name, route.zone);
-    let _ = writeln!(w, "client    {} (as an ECS subnet)", route.client.network());
-    let place = match (loc.country, loc.continent, loc.point) {
-        (c, k, Some(p)) => format!(
-            "{} {} at {:.2}, {:.2}",
-            c.unwrap_or("??"),
-            k.map(|k| k.code()).unwrap_or("??"),
-            p.lat,
-            p.lon
-        ),
-        _ => "unknown".into(),
-    };
-    let _ = writeln!(
-        w,
-        "location  {place} ({}), GeoIP network {}",
-        loc.precision.describe(),
-        loc.network
-    );
-    let _ = writeln!(w, "geoip     {}", route.geoip);
-    for (label, ans) in [("A", &route.a), ("AAAA", &route.aaaa)] {
-        let _ = writeln!(w, "\n{label}: {}", basis_text(ans.basis));
-        for (i, c) in ans.candidates.iter().enumerate() {
-            let dist = c
-                .distance_km
-                .map(|d| format!("{d:>8.0} km"))
-                .unwrap_or_else(|| "       ? km".into());
-            let rtt = c
-                .estimated_rtt_ms
-                .map(|r| format!("~{r:.0} ms"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                w,
-                "  {}. {:<16} ({:>7.2}, {:>7.2}) {dist} {rtt:>9}  degradation {:.0} ms  {:<4}  {}",
-                i + 1,
-                c.region,
-                c.location.lat,
-                c.location.lon,
-                c.degradation_ms,
-                format!("{:?}", c.state).to_lowercase(),
-                verdict_text(c.verdict)
-            );
-            for e in &c.endpoints {
-                let target = e.target.map(|t| format!(" via {t}")).unwrap_or_default();
-                let probe = match &e.probe {
-                    Some(Outcome::Up { rtt }) => {
-                        format!(", probe ok in {:.1} ms", rtt.as_secs_f64() * 1000.0)
-                    }
-                    Some(Outcome::Down { reason }) => format!(", probe failed: {reason}"),
-                    None => String::new(),
-                };
-                let _ = writeln!(
-                    w,
-                    "       {:<24} weight {:<3} {} check {}{target}{probe}",
-                    e.address,
-                    e.weight,
-                    if e.up { "up  " } else { "down" },
-                    e.check
-                );
-            }
-        }
-        if ans.addresses.is_empty() {
-            let _ = writeln!(w, "  answer: NODATA");
-        }
-        for a in &ans.addresses {
-            let _ = writeln!(w, "  answer: {} {} IN {label} {a}", route.name, ans.ttl);
-        }
-        let _ = writeln!(w, "  ecs scope: /{}", ans.scope);
-    }
-    s
-}
-
-fn basis_text(b: Basis) -> &'static str {
-    match b {
-        Basis::Nearest => "nearest up region",
-        Basis::Default => "client location unknown: default region",
-        Basis::Failover => "first up region in configured order (policy failover)",
-        Basis::AllDown => "every region down: the name's fallback answers",
-        Basis::NoEndpoints => "no region has addresses of this family",
-    }
-}
-
-fn verdict_text(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Chosen => "<- answers",
-        Verdict::Farther => "farther",
-        Verdict::Degraded => "degraded past the limit, skipped",
-        Verdict::Down => "down, skipped",
-        Verdict::Drained => "drained by an operator, skipped",
-        Verdict::NoEndpoints => "no endpoints of this family",
-    }
+    Ok(route.to_string())
 }

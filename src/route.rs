@@ -1,8 +1,17 @@
-//! The explanation of a steered answer: what `meridian route` prints (and `--json` emits),
-//! with region names instead of indexes so that it reads on its own.
+//! The explanation of a steered answer: what `meridian route` prints (and `--json` emits)
+//! and `GET /api/v1/route` returns, with region names instead of indexes so that it reads on
+//! its own.
+//!
+//! The rule: the command line and the API read the operator's question with
+//! [`RouteQuery::parse`] and explain it with [`Route::explain`], which asks the DNS path's own
+//! steering, so neither can accept other input or tell another story than the answers do.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use hickory_proto::ProtoError;
+use hickory_proto::rr::{LowerName, Name};
+use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::geo::Location;
@@ -10,7 +19,69 @@ use crate::health::Outcome;
 use crate::serving::Snapshot;
 use crate::serving::answer::{self, Client, SteeredAnswer};
 use crate::steer::{Basis, Family, GeoPoint, RegionState, Verdict};
-use crate::zone::{Steered, Zone};
+use crate::zone::{Steered, Zone, ZoneSet};
+
+/// A route question as an operator types it (the API's `name` and `client` parameters, or
+/// `meridian route --name --client`), found in one zone set.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteQuery<'z> {
+    pub zone: &'z Zone,
+    pub steered: &'z Steered,
+    /// The client as an ECS subnet, so that a network asks what its resolvers would be told.
+    pub client: Client,
+}
+
+/// Why a route question cannot be answered. The messages leave out which parameter was
+/// wrong: the API calls it `client`, the command line `--client`.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0:?}: expected an address or a network such as 81.2.69.0/24")]
+    Client(String),
+    #[error("{given:?}: {source}")]
+    Name { given: String, source: ProtoError },
+    #[error("{0} is in no loaded zone")]
+    NoZone(String),
+    #[error("{name} is not a steered name of zone {zone} (steered: {})", steered.join(", "))]
+    NotSteered {
+        name: String,
+        zone: String,
+        steered: Vec<String>,
+    },
+}
+
+impl<'z> RouteQuery<'z> {
+    /// The steered name `name` (fully qualified or not) in `zones`, asked for `client`: an
+    /// address or a network, its host bits cleared.
+    pub fn parse(zones: &'z ZoneSet, name: &str, client: &str) -> Result<Self, QueryError> {
+        let network: IpNet = client
+            .parse()
+            .or_else(|_| client.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| QueryError::Client(client.to_string()))?;
+        let mut name = Name::from_utf8(name).map_err(|source| QueryError::Name {
+            given: name.to_string(),
+            source,
+        })?;
+        name.set_fqdn(true);
+        let lower = LowerName::new(&name);
+        let zone = zones
+            .find(&lower)
+            .ok_or_else(|| QueryError::NoZone(name.to_string()))?;
+        let steered = zone
+            .steered_by_name(&lower)
+            .ok_or_else(|| QueryError::NotSteered {
+                name: name.to_string(),
+                zone: zone.origin.to_string(),
+                steered: zone.steered.iter().map(|s| s.name.to_string()).collect(),
+            })?;
+        Ok(RouteQuery {
+            zone,
+            steered,
+            client: Client::Subnet {
+                network: network.trunc(),
+            },
+        })
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct Route {
@@ -62,16 +133,19 @@ pub struct EndpointView {
 }
 
 impl Route {
-    /// The decision the DNS path makes for `client`, for both families, from `state`'s
-    /// health; `probes` (per region, per endpoint) are shown beside the endpoints. The
-    /// endpoint order is that of seed 0; queries rotate it.
+    /// The decision the DNS path makes for `query`, for both families, from `state`'s
+    /// health; `query` must come from `state`'s zones. `probes` (per region, per endpoint) are
+    /// shown beside the endpoints. The endpoint order is that of seed 0; queries rotate it.
     pub fn explain(
         state: &Snapshot,
-        zone: &Zone,
-        steered: &Steered,
-        client: Client,
+        query: RouteQuery<'_>,
         probes: Option<&[Vec<Option<Outcome>>]>,
     ) -> Route {
+        let RouteQuery {
+            zone,
+            steered,
+            client,
+        } = query;
         let a = answer::steer(state, zone, steered, client, Family::V4, 0);
         let aaaa = answer::steer(state, zone, steered, client, Family::V6, 0);
         let ctx = Context {
@@ -101,7 +175,7 @@ impl Context<'_> {
     fn endpoints(&self, id: usize) -> Vec<EndpointView> {
         let region = &self.zone.regions[id];
         let check = &self.zone.checks[id];
-        let health = self.state.health(self.zone).region(id);
+        let health = self.state.health(self.zone);
         region
             .endpoints
             .iter()
@@ -109,7 +183,7 @@ impl Context<'_> {
             .map(|(i, e)| EndpointView {
                 address: e.address,
                 weight: e.weight,
-                up: health.is_none_or(|h| h.endpoints_up.get(i).copied().unwrap_or(true)),
+                up: health.endpoint_up(id, i),
                 check: check.spec.kind.name(),
                 target: check.targets[i],
                 probe: self
@@ -146,6 +220,166 @@ impl FamilyRoute {
             addresses: answer.addresses,
             ttl: answer.ttl,
             scope: answer.scope,
+        }
+    }
+}
+
+/// The text `meridian route` prints: the client's place, then per family every candidate with
+/// its endpoints and verdict, and the answer.
+impl fmt::Display for Route {
+    fn fmt(&self, w: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let loc = &self.location;
+        writeln!(w, "name      {} (zone {})", self.name, self.zone)?;
+        writeln!(w, "client    {} (as an ECS subnet)", self.client.network())?;
+        let place = match (loc.country, loc.continent, loc.point) {
+            (c, k, Some(p)) => format!(
+                "{} {} at {:.2}, {:.2}",
+                c.unwrap_or("??"),
+                k.map(|k| k.code()).unwrap_or("??"),
+                p.lat,
+                p.lon
+            ),
+            _ => "unknown".into(),
+        };
+        writeln!(
+            w,
+            "location  {place} ({}), GeoIP network {}",
+            loc.precision.describe(),
+            loc.network
+        )?;
+        writeln!(w, "geoip     {}", self.geoip)?;
+        for (label, ans) in [("A", &self.a), ("AAAA", &self.aaaa)] {
+            writeln!(w, "\n{label}: {}", basis_text(ans.basis))?;
+            for (i, c) in ans.candidates.iter().enumerate() {
+                let dist = c
+                    .distance_km
+                    .map(|d| format!("{d:>8.0} km"))
+                    .unwrap_or_else(|| "       ? km".into());
+                let rtt = c
+                    .estimated_rtt_ms
+                    .map(|r| format!("~{r:.0} ms"))
+                    .unwrap_or_default();
+                writeln!(
+                    w,
+                    "  {}. {:<16} ({:>7.2}, {:>7.2}) {dist} {rtt:>9}  degradation {:.0} ms  {:<4}  {}",
+                    i + 1,
+                    c.region,
+                    c.location.lat,
+                    c.location.lon,
+                    c.degradation_ms,
+                    format!("{:?}", c.state).to_lowercase(),
+                    verdict_text(c.verdict)
+                )?;
+                for e in &c.endpoints {
+                    let target = e.target.map(|t| format!(" via {t}")).unwrap_or_default();
+                    let probe = match &e.probe {
+                        Some(Outcome::Up { rtt }) => {
+                            format!(", probe ok in {:.1} ms", rtt.as_secs_f64() * 1000.0)
+                        }
+                        Some(Outcome::Down { reason }) => format!(", probe failed: {reason}"),
+                        None => String::new(),
+                    };
+                    writeln!(
+                        w,
+                        "       {:<24} weight {:<3} {} check {}{target}{probe}",
+                        e.address,
+                        e.weight,
+                        if e.up { "up  " } else { "down" },
+                        e.check
+                    )?;
+                }
+            }
+            if ans.addresses.is_empty() {
+                writeln!(w, "  answer: NODATA")?;
+            }
+            for a in &ans.addresses {
+                writeln!(w, "  answer: {} {} IN {label} {a}", self.name, ans.ttl)?;
+            }
+            writeln!(w, "  ecs scope: /{}", ans.scope)?;
+        }
+        Ok(())
+    }
+}
+
+fn basis_text(b: Basis) -> &'static str {
+    match b {
+        Basis::Nearest => "nearest up region",
+        Basis::Default => "client location unknown: default region",
+        Basis::Failover => "first up region in configured order (policy failover)",
+        Basis::AllDown => "every region down: the name's fallback answers",
+        Basis::NoEndpoints => "no region has addresses of this family",
+    }
+}
+
+fn verdict_text(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Chosen => "<- answers",
+        Verdict::Farther => "farther",
+        Verdict::Degraded => "degraded past the limit, skipped",
+        Verdict::Down => "down, skipped",
+        Verdict::Drained => "drained by an operator, skipped",
+        Verdict::NoEndpoints => "no endpoints of this family",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::zone;
+
+    fn shipped() -> ZoneSet {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+        zone::load_dir(&dir).expect("shipped zones load")
+    }
+
+    fn parse(zones: &ZoneSet, name: &str, client: &str) -> Result<IpNet, String> {
+        RouteQuery::parse(zones, name, client)
+            .map(|q| q.client.network())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_client_is_an_address_or_a_network_with_its_host_bits_cleared() {
+        let zones = shipped();
+        let ok = |client: &str, want: &str| {
+            assert_eq!(
+                parse(&zones, "www.example.com", client),
+                Ok(want.parse().expect("a network")),
+                "{client}"
+            );
+        };
+        ok("81.2.69.7", "81.2.69.7/32");
+        ok("81.2.69.7/24", "81.2.69.0/24");
+        ok("2001:db8::1", "2001:db8::1/128");
+        ok("2001:db8::1/48", "2001:db8::/48");
+    }
+
+    #[test]
+    fn a_question_that_cannot_be_answered_says_why_client_first() {
+        let zones = shipped();
+        for (name, client, want) in [
+            (
+                "a..b",
+                "81.2.69.0/33",
+                "\"81.2.69.0/33\": expected an address or a network such as 81.2.69.0/24",
+            ),
+            ("a..b", "81.2.69.7", "\"a..b\": Malformed label: "),
+            (
+                "www.example.org",
+                "81.2.69.7",
+                "www.example.org. is in no loaded zone",
+            ),
+            (
+                "STATIC.example.com.",
+                "81.2.69.7",
+                // Read as IDNA, which lowers the case.
+                "static.example.com. is not a steered name of zone example.com. \
+                 (steered: www.example.com.)",
+            ),
+        ] {
+            assert_eq!(parse(&zones, name, client), Err(want.to_string()), "{name}");
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The steering decision: which region answers a steered name for a client.
 //!
 //! Everything here is PURE: no I/O, no clock, no logging, no async. The DNS fast path,
-//! `meridian route` and (later) the admin API all call [`decide`] with the same inputs and
-//! get the same [`Decision`], which carries the answer and every candidate with its reason.
+//! `meridian route` and the admin API (both through `route::Route`) all call [`decide`] with
+//! the same inputs and get the same [`Decision`], which carries the answer and every candidate
+//! with its reason.
 
 use std::net::IpAddr;
 
@@ -170,7 +171,10 @@ impl HealthView {
         self.region(region).map_or(RegionState::Up, |h| h.state)
     }
 
-    fn endpoint_up(&self, region: RegionId, index: usize) -> bool {
+    /// Whether endpoint `index` of `region` is in service: what steering answers with, and
+    /// what `meridian route` and the admin API show. Endpoints the view does not cover count
+    /// as up, as regions do.
+    pub fn endpoint_up(&self, region: RegionId, index: usize) -> bool {
         self.region(region)
             .and_then(|h| h.endpoints_up.get(index).copied())
             .unwrap_or(true)

@@ -1,0 +1,274 @@
+//! The read views: zones, steered names, regions, probe events, the audit log, route
+//! explanations, `/readyz` and `/metrics`.
+//!
+//! The rule: a view loads the serving state once and reads everything from that one
+//! snapshot, so a reload or a health change in the middle of a request cannot mix two
+//! states in one answer. Nothing here writes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiResult};
+use super::{Admin, bearer};
+use crate::health::monitor::{EndpointDetail, Event};
+use crate::route::{Route, RouteQuery};
+use crate::state::{Entry, Override, now_ms};
+use crate::steer::{Fallback, GeoPoint, Policy, RegionState};
+
+pub(super) async fn readyz(State(admin): State<Arc<Admin>>) -> impl IntoResponse {
+    if admin.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// Prometheus text. Served outside `/api/v1`, so it checks the token itself.
+pub(super) async fn metrics(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if admin.reads_need_token
+        && bearer(&headers)
+            .and_then(|t| admin.tokens.check(t))
+            .is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this call needs a bearer token: Authorization: Bearer <token>",
+        ));
+    }
+    let body = admin.metrics.render();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Serialize)]
+pub(super) struct ZoneView {
+    zone: String,
+    file: String,
+    serial: Option<u32>,
+    regions: Vec<String>,
+    steered: Vec<String>,
+}
+
+pub(super) async fn zones(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<ZoneView>> {
+    let state = admin.state.load();
+    Ok(axum::Json(
+        state
+            .zones
+            .by_index()
+            .into_iter()
+            .map(|z| ZoneView {
+                zone: z.origin.to_string(),
+                file: z.file.display().to_string(),
+                serial: match &z.soa().data {
+                    hickory_proto::rr::RData::SOA(s) => Some(s.serial),
+                    _ => None,
+                },
+                regions: z.regions.iter().map(|r| r.name.clone()).collect(),
+                steered: z.steered.iter().map(|s| s.name.to_string()).collect(),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize)]
+pub(super) struct NameView {
+    zone: String,
+    name: String,
+    regions: Vec<String>,
+    default_region: String,
+    policy: Policy,
+    ttl: u32,
+    trouble_ttl: u32,
+    answers: Option<usize>,
+    fallback: Fallback,
+}
+
+pub(super) async fn names(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<NameView>> {
+    let state = admin.state.load();
+    let mut out = Vec::new();
+    for z in state.zones.by_index() {
+        for s in &z.steered {
+            let c = &s.config;
+            out.push(NameView {
+                zone: z.origin.to_string(),
+                name: s.name.to_string(),
+                regions: c
+                    .regions
+                    .iter()
+                    .map(|&r| z.regions[r].name.clone())
+                    .collect(),
+                default_region: z.regions[c.default_region].name.clone(),
+                policy: c.policy,
+                ttl: c.ttl,
+                trouble_ttl: c.trouble_ttl,
+                answers: c.answers,
+                fallback: c.fallback.clone(),
+            });
+        }
+    }
+    Ok(axum::Json(out))
+}
+
+#[derive(Serialize)]
+struct Traffic {
+    answers_total: u64,
+    answers_last_minute: u64,
+    share_total: f64,
+    share_last_minute: f64,
+}
+
+#[derive(Serialize)]
+pub(super) struct RegionView {
+    zone: String,
+    region: String,
+    location: GeoPoint,
+    state: RegionState,
+    drained: Option<Override>,
+    degradation_ms: f64,
+    over_limit: bool,
+    in_trouble: bool,
+    check: &'static str,
+    traffic: Traffic,
+    endpoints: Vec<EndpointView>,
+}
+
+#[derive(Serialize)]
+struct Forced {
+    up: bool,
+    #[serde(flatten)]
+    by: Override,
+}
+
+#[derive(Serialize)]
+struct EndpointView {
+    address: IpAddr,
+    weight: u32,
+    /// In service: probes and overrides together.
+    up: bool,
+    forced: Option<Forced>,
+    target: Option<SocketAddr>,
+    probe: Option<EndpointDetail>,
+}
+
+/// Every region of every zone with its health, overrides, probes and traffic: what the
+/// dashboard polls.
+pub(super) async fn regions(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<RegionView>> {
+    let state = admin.state.load();
+    let details = admin.monitor.details.load();
+    let overrides = admin.journal.lock().await.overrides();
+    let now = now_ms();
+    let mut out = Vec::new();
+    for z in state.zones.by_index() {
+        let label = z.origin.to_string();
+        let traffic = admin.metrics.traffic(&label);
+        let total: u64 = traffic.iter().map(|t| t.1).sum();
+        let minute: u64 = traffic.iter().map(|t| t.2).sum();
+        let view = state.health(z);
+        let probes = details.zones.get(&label);
+        for (ri, region) in z.regions.iter().enumerate() {
+            let h = view.region(ri);
+            let (answers_total, answers_last_minute) =
+                traffic.get(ri).map_or((0, 0), |t| (t.1, t.2));
+            let share = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
+            let region_probes = probes.and_then(|p| p.get(ri)).and_then(Option::as_ref);
+            out.push(RegionView {
+                zone: label.clone(),
+                region: region.name.clone(),
+                location: region.location,
+                state: view.state(ri),
+                drained: overrides.drained(&label, &region.name, now).cloned(),
+                degradation_ms: h.map_or(0.0, |h| h.degradation_ms),
+                over_limit: h.is_some_and(|h| h.over_limit),
+                in_trouble: h.is_some_and(|h| h.in_trouble),
+                check: z.checks[ri].spec.kind.name(),
+                traffic: Traffic {
+                    answers_total,
+                    answers_last_minute,
+                    share_total: share(answers_total, total),
+                    share_last_minute: share(answers_last_minute, minute),
+                },
+                endpoints: region
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .map(|(ei, e)| EndpointView {
+                        address: e.address,
+                        weight: e.weight,
+                        up: view.endpoint_up(ri, ei),
+                        forced: overrides
+                            .forced(&label, &region.name, e.address, now)
+                            .map(|(up, o)| Forced { up, by: o.clone() }),
+                        target: z.checks[ri].targets[ei],
+                        probe: region_probes.and_then(|p| p.get(ei)).cloned(),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Ok(axum::Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Limit {
+    limit: Option<usize>,
+}
+
+/// The last `limit` probe events (100 by default), oldest first.
+pub(super) async fn events(
+    State(admin): State<Arc<Admin>>,
+    query: Result<Query<Limit>, QueryRejection>,
+) -> ApiResult<Vec<Event>> {
+    let limit = query?.0.limit.unwrap_or(100);
+    let details = admin.monitor.details.load();
+    let skip = details.events.len().saturating_sub(limit);
+    Ok(axum::Json(
+        details.events.iter().skip(skip).cloned().collect(),
+    ))
+}
+
+/// The last `limit` journal entries (100 by default), oldest first.
+pub(super) async fn audit(
+    State(admin): State<Arc<Admin>>,
+    query: Result<Query<Limit>, QueryRejection>,
+) -> ApiResult<Vec<Entry>> {
+    let limit = query?.0.limit.unwrap_or(100);
+    let journal = admin.journal.lock().await;
+    let entries = journal.entries();
+    let skip = entries.len().saturating_sub(limit);
+    Ok(axum::Json(entries[skip..].to_vec()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RouteParams {
+    name: String,
+    client: String,
+}
+
+/// What `meridian route --json` prints, from the running state's health.
+pub(super) async fn route(
+    State(admin): State<Arc<Admin>>,
+    query: Result<Query<RouteParams>, QueryRejection>,
+) -> ApiResult<Route> {
+    let params = query?.0;
+    let state = admin.state.load();
+    let query = RouteQuery::parse(&state.zones, &params.name, &params.client)?;
+    Ok(axum::Json(Route::explain(&state, query, None)))
+}
