@@ -121,16 +121,16 @@ def wait_ready(name, port, proc, logfile):
     raise SystemExit(f"{name} did not answer on port {port}; see {logfile}")
 
 
-def start_meridian(tmp, threads):
+def start_meridian(tmp, threads, binary=None, name="meridian"):
     port = free_port()
-    logfile = os.path.join(tmp, "meridian.log")
-    p = spawn("meridian", [os.path.join(ROOT, "target/release/meridian"), "serve",
+    logfile = os.path.join(tmp, f"{name}.log")
+    p = spawn(name, [binary or os.path.join(ROOT, "target/release/meridian"), "serve",
                            "--zones", os.path.join(ROOT, "bench/zones"),
                            "--dns-listen", f"127.0.0.1:{port}", "--udp-threads", str(threads),
                            "--admin-listen", "127.0.0.1:0",
-                           "--state-dir", os.path.join(tmp, "state"), "--geoip", GEODB],
+                           "--state-dir", os.path.join(tmp, f"{name}-state"), "--geoip", GEODB],
               logfile, env={**os.environ, "RUST_LOG": "warn"})
-    wait_ready("meridian", port, p, logfile)
+    wait_ready(name, port, p, logfile)
     return p, port
 
 
@@ -352,6 +352,9 @@ def main():
     ap.add_argument("--ecs-networks", type=int, default=20000)
     ap.add_argument("--servers", default="meridian,gdnsd,pdns")
     ap.add_argument("--mixes", default="static,steered,steered-ecs,nxdomain")
+    ap.add_argument("--baseline", metavar="BINARY",
+                    help="also run this Meridian binary (another commit's build) as server "
+                         "'baseline', interleaved with the rest: a before/after comparison")
     args = ap.parse_args()
     cores = sorted(os.sched_getaffinity(0))
     if not args.no_pin and len(cores) >= 2:
@@ -367,9 +370,14 @@ def main():
         raise SystemExit(f"{GEODB} is missing: run bench/run.sh")
     tmp = tempfile.mkdtemp(prefix="meridian-bench-")
     starters = {"meridian": start_meridian, "gdnsd": start_gdnsd, "pdns": start_pdns}
+    names = args.servers.split(",")
+    if args.baseline:
+        starters["baseline"] = lambda tmp, threads: start_meridian(
+            tmp, threads, os.path.abspath(args.baseline), "baseline")
+        names.insert(names.index("meridian") + 1 if "meridian" in names else 0, "baseline")
     try:
         servers = {}
-        for name in args.servers.split(","):
+        for name in names:
             servers[name] = starters[name](tmp, args.threads)
             log(f"{name}: serving on 127.0.0.1:{servers[name][1]}")
         check_answers(servers)
