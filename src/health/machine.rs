@@ -15,8 +15,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::{CheckSpec, Outcome};
+use super::Outcome;
 use crate::steer::{RegionHealth, RegionState};
+use crate::zone::CheckSpec;
 
 /// Weight of the newest RTT sample in the moving average.
 const EWMA_WEIGHT: f64 = 0.3;

@@ -20,13 +20,13 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use super::Outcome;
 use super::machine::RegionMachine;
 use super::probe::{Prober, human, install_crypto_provider};
-use super::{CheckKind, Outcome, RegionCheck};
 use crate::serving::SharedState;
 use crate::state::{Overrides, now_ms};
 use crate::steer::{HealthView, RegionHealth, RegionState};
-use crate::zone::{Zone, ZoneSet};
+use crate::zone::{CheckKind, RegionCheck, Zone, ZoneSet};
 
 /// Probes in flight at once, over all endpoints.
 pub const MAX_CONCURRENT_PROBES: usize = 64;

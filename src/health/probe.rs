@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-use super::{CheckKind, HttpCheck, Outcome};
+use super::Outcome;
+use crate::zone::{CheckKind, HttpCheck};
 
 /// Most body bytes read while looking for the expected substring.
 const MAX_BODY: usize = 64 * 1024;

@@ -17,8 +17,7 @@ use toml::Spanned;
 
 use super::health::{self, HealthToml};
 use super::records::{self, LineRecord, MAX_TTL};
-use super::{Node, RRset, Steered, Zone, ZoneSet};
-use crate::health::RegionCheck;
+use super::{Node, RRset, RegionCheck, Steered, Zone, ZoneSet};
 use crate::steer::{Endpoint, Fallback, GeoPoint, Policy, Region, SteeredName};
 
 /// TTL of steered answers when the name does not set one: short, so failover is quick.

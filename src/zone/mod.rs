@@ -5,10 +5,12 @@
 //! wildcards, empty non-terminals); the client-dependent part of a steered name is left to the
 //! caller, which alone knows the client.
 
+mod check;
 mod health;
 mod load;
 mod records;
 
+pub use check::{CheckKind, CheckSpec, HttpCheck, RegionCheck};
 pub use load::{Diagnostic, LoadError, load_dir, load_file};
 pub use records::MAX_TTL;
 
@@ -18,7 +20,6 @@ use std::path::PathBuf;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use crate::health::RegionCheck;
 use crate::steer::{Region, SteeredName};
 
 /// Longest CNAME chain followed inside a zone before the answer stops (loop guard).

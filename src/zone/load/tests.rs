@@ -742,7 +742,7 @@ fn steered_defaults_and_settings_are_kept() {
 
 use std::time::Duration;
 
-use crate::health::{CheckKind, HttpCheck};
+use crate::zone::{CheckKind, HttpCheck};
 
 /// The base zone with `health = { inline }` in region us-east (one endpoint).
 fn us_east_health(inline: &str) -> String {
