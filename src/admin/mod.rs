@@ -367,7 +367,7 @@ struct EndpointView {
 async fn regions(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<RegionView>> {
     let state = admin.state.load();
     let details = admin.monitor.details.load();
-    let overrides = admin.journal.lock().await.overrides();
+    let overrides = admin.journal.lock().await.overrides().clone();
     let now = now_ms();
     let mut out = Vec::new();
     for z in state.zones.by_index() {
@@ -571,7 +571,7 @@ async fn write(admin: &Admin, entry: Entry) -> ApiResult<Entry> {
                 format!("cannot record the change: {e}"),
             )
         })?;
-        (entry, journal.overrides())
+        (entry, journal.overrides().clone())
     };
     info!(by = %entry.by, action = ?entry.action, zone = %entry.zone, region = %entry.region,
         endpoint = ?entry.endpoint, reason = %entry.reason, expires_at_ms = ?entry.expires_at_ms,

@@ -324,7 +324,7 @@ struct Monitor {
 
 /// Starts the monitor on the current runtime for the zones of `state`. The start states
 /// (with `overrides`) are published before this returns.
-pub fn spawn(state: SharedState, overrides: Overrides) -> MonitorHandle {
+pub fn spawn(state: SharedState, overrides: &Overrides) -> MonitorHandle {
     install_crypto_provider();
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let (commands_tx, commands_rx) = mpsc::channel(16);
@@ -339,7 +339,7 @@ pub fn spawn(state: SharedState, overrides: Overrides) -> MonitorHandle {
     let mut monitor = Monitor {
         state,
         zones,
-        overrides,
+        overrides: overrides.clone(),
         generation: 0,
         tasks: JoinSet::new(),
         reports: reports_tx,
