@@ -371,7 +371,7 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
         None
     };
     if let Some(round) = &round {
-        let view = crate::health::monitor::view_of_round(zone, round);
+        let view = crate::health::view::view_of_round(zone, round);
         let origin = zone.origin.clone();
         state = state.with_health(&origin, view);
     }

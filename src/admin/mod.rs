@@ -30,7 +30,8 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::dns::answer::Client;
-use crate::health::monitor::{EndpointDetail, MonitorHandle};
+use crate::health::monitor::MonitorHandle;
+use crate::health::view::EndpointDetail;
 use crate::route::Route;
 use crate::serving::SharedState;
 use crate::state::{Action, Entry, Journal, Override, now_ms};

@@ -13,7 +13,9 @@
 //! never moves traffic; the over-limit flag likewise needs the margin to clear.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::Outcome;
 use crate::steer::{RegionHealth, RegionState};

@@ -1,14 +1,19 @@
 //! CONTROL PLANE: active health probes, their state machines, and the view steering reads.
 //!
 //! [`probe`] runs one check against one endpoint; [`machine`] turns results into up/down
-//! states (rise/fall), RTT statistics and degradation, with no I/O and time as an argument;
-//! [`monitor`] schedules probes on their own runtime and publishes a new
-//! [`crate::steer::HealthView`] into the serving state when something steering sees changes.
-//! The DNS fast path never waits on any of it.
+//! states (rise/fall), RTT statistics and degradation; [`view`] merges a zone's probe states,
+//! its isolation guard and the operator overrides into the [`crate::steer::HealthView`]
+//! steering reads. Those two are pure, with time as an argument. [`monitor`] schedules the
+//! probes on the control plane's runtime, reads the clocks once per event, and publishes a
+//! new serving state when a view changes. The DNS fast path never waits on any of it.
+//!
+//! The checks themselves are zone configuration ([`crate::zone::CheckSpec`]): this module
+//! imports `zone`, never the other way round.
 
 pub mod machine;
 pub mod monitor;
 pub mod probe;
+pub mod view;
 
 use std::time::Duration;
 

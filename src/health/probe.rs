@@ -3,9 +3,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::Outcome;
 use crate::zone::{CheckKind, HttpCheck};
