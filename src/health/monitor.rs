@@ -2,10 +2,12 @@
 //!
 //! Each probed endpoint has its own task, started at a random offset within its interval so
 //! that probes do not fire together; a global semaphore bounds how many run at once, and a
-//! slow target only delays itself. Results go to one control task that owns the state
-//! machines, applies operator overrides on top, logs each state change once, and swaps a new
-//! serving state in when a zone's view changes. A reload swaps zones and their health in one
-//! step, carrying over the machines of regions whose checks did not change.
+//! slow target only delays itself. Results go to one control task, the only writer of health:
+//! it owns each zone's [`ZoneHealth`] (state machines, isolation guard and resolved overrides,
+//! merged purely in [`super::view`]), reads the clocks once per event and passes them down,
+//! logs each state change once, and swaps a new serving state in when a zone's view changes.
+//! A reload swaps zones and their health in one step, carrying over the machines of regions
+//! whose checks did not change.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -56,11 +58,13 @@ pub struct Event {
 }
 
 /// Probe details of every zone, by origin, region by region in zone order (`None` when the
-/// region is not probed), plus the recent state changes.
-#[derive(Debug, Clone, Default, Serialize)]
+/// region is not probed), plus the recent state changes. Shared in parts, so that a probe
+/// report renders only its own zone again.
+#[derive(Debug, Clone, Default)]
 pub struct Details {
-    pub zones: BTreeMap<String, Vec<Option<Vec<EndpointDetail>>>>,
-    pub events: VecDeque<Event>,
+    pub zones: BTreeMap<String, Arc<Vec<Option<Vec<EndpointDetail>>>>>,
+    /// Oldest first, at most [`MAX_EVENTS`].
+    pub events: Arc<VecDeque<Event>>,
 }
 
 /// The monitor as the rest of the control plane holds it.
@@ -125,7 +129,6 @@ struct Monitor {
     /// The views serving, by zone index; empty until the first publish after a reload.
     published: Vec<HealthView>,
     details: Arc<ArcSwap<Details>>,
-    events: VecDeque<Event>,
 }
 
 /// Starts the monitor on the current runtime for the zones of `state`. The start states
@@ -152,9 +155,9 @@ pub fn spawn(state: SharedState, overrides: &Overrides) -> MonitorHandle {
         seeds: RandomState::new(),
         published: Vec::new(),
         details: details.clone(),
-        events: VecDeque::new(),
     };
     monitor.publish(read_clocks(), None);
+    monitor.render_details();
     monitor.spawn_probes();
     tokio::spawn(monitor.run(reports_rx, commands_rx));
     MonitorHandle {
@@ -170,11 +173,13 @@ impl Monitor {
         mut commands: mpsc::Receiver<Command>,
     ) {
         loop {
-            let now = now_ms();
+            // Expiries are wall-clock times (journaled); one reading of both clocks puts the
+            // next one on the monotonic clock the timer runs on.
+            let now = read_clocks();
             let expiry = self
                 .overrides
-                .next_expiry(now)
-                .map(|t| Duration::from_millis(t - now));
+                .next_expiry(now.unix_ms)
+                .map(|t| now.instant + Duration::from_millis(t - now.unix_ms));
             tokio::select! {
                 Some(report) = reports.recv() => {
                     if report.generation == self.generation {
@@ -196,7 +201,7 @@ impl Monitor {
                     }
                     None => return,
                 },
-                _ = tokio::time::sleep(expiry.unwrap_or(Duration::from_secs(3600))), if expiry.is_some() => {
+                _ = tokio::time::sleep_until(expiry.unwrap_or(now.instant)), if expiry.is_some() => {
                     info!("an operator override expired and lifted itself");
                     self.publish(read_clocks(), None);
                 }
@@ -256,12 +261,20 @@ impl Monitor {
                 reason: t.reason,
             });
         }
-        for e in events {
-            if self.events.len() == MAX_EVENTS {
-                self.events.pop_front();
+        let mut details = Details::clone(&self.details.load());
+        details
+            .zones
+            .insert(label.to_string(), Arc::new(zone.details()));
+        if !events.is_empty() {
+            let log = Arc::make_mut(&mut details.events);
+            for e in events {
+                if log.len() == MAX_EVENTS {
+                    log.pop_front();
+                }
+                log.push_back(e);
             }
-            self.events.push_back(e);
         }
+        self.details.store(Arc::new(details));
         self.publish(now, None);
     }
 
@@ -317,13 +330,18 @@ impl Monitor {
             self.published = views;
         }
         metrics.overrides(self.overrides.active_count(now.unix_ms));
+    }
+
+    /// The probe details of every zone, rendered afresh; the events carry over.
+    fn render_details(&self) {
+        let events = self.details.load().events.clone();
         self.details.store(Arc::new(Details {
             zones: self
                 .zones
                 .iter()
-                .map(|z| (z.label().to_string(), z.details()))
+                .map(|z| (z.label().to_string(), Arc::new(z.details())))
                 .collect(),
-            events: self.events.clone(),
+            events,
         }));
     }
 
@@ -340,6 +358,7 @@ impl Monitor {
         self.generation += 1;
         self.published.clear();
         self.publish(now, Some(Arc::new(zones)));
+        self.render_details();
         self.spawn_probes();
     }
 
@@ -449,3 +468,6 @@ pub async fn probe_once(zone: &Zone) -> Vec<Vec<Option<Outcome>>> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
