@@ -63,7 +63,7 @@ pub struct Event {
 #[derive(Debug, Clone, Default)]
 pub struct Details {
     pub zones: BTreeMap<String, Arc<Vec<Option<Vec<EndpointDetail>>>>>,
-    /// Oldest first, at most [`MAX_EVENTS`].
+    /// Oldest first, at most `MAX_EVENTS` (500).
     pub events: Arc<VecDeque<Event>>,
 }
 
@@ -120,6 +120,8 @@ struct Monitor {
     state: SharedState,
     /// By zone index: the zones of the serving state, in their order.
     zones: Vec<ZoneHealth>,
+    /// As the journal keeps them, by name: each zone holds them resolved to its indexes, and
+    /// a reload resolves them again for the new zones.
     overrides: Overrides,
     generation: u64,
     tasks: JoinSet<()>,

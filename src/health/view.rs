@@ -181,7 +181,7 @@ pub enum Isolation {
 /// no good state kept, the probes are followed.
 /// Recovery: as soon as one probed region is up again, the probes are followed.
 /// Memory: a good state (some probed region up) is kept when it differs from the last one
-/// kept; at most [`GOOD_STATES`], and those older than ten windows are forgotten (the newest
+/// kept; at most `GOOD_STATES` (64), and those older than ten windows are forgotten (the newest
 /// always stays).
 #[derive(Debug, Clone)]
 pub struct IsolationGuard {

@@ -1,6 +1,8 @@
 //! Zones: ordinary records, regions and steered names, loaded from `zones/*.toml`.
 //!
 //! [`load_dir`] turns files into a [`ZoneSet`] and reports every problem as `file:line: what`.
+//! Each region's health check ([`RegionCheck`]) is zone configuration and lives here too; the
+//! health monitor reads it, and nothing here imports `health`.
 //! [`Zone::resolve`] is the authoritative lookup of RFC 1034 §4.3.2 (referrals, CNAME chains,
 //! wildcards, empty non-terminals); the client-dependent part of a steered name is left to the
 //! caller, which alone knows the client.
