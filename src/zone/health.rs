@@ -107,6 +107,31 @@ fn at<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
     value.as_ref().map(Spanned::span)
 }
 
+/// `key`'s value when written and in `min..=max`; a written value outside is a mistake.
+fn in_range(
+    key: &'static str,
+    value: &Option<Spanned<i64>>,
+    min: i64,
+    max: i64,
+    mistakes: &mut Vec<Mistake>,
+) -> Option<i64> {
+    let value = value.as_ref()?;
+    let n = *value.get_ref();
+    if (min..=max).contains(&n) {
+        return Some(n);
+    }
+    mistakes.push(Mistake {
+        error: HealthError::OutOfRange {
+            key,
+            value: n,
+            min,
+            max,
+        },
+        span: Some(value.span()),
+    });
+    None
+}
+
 /// The value, if written.
 fn val<T: Clone>(value: &Option<Spanned<T>>) -> Option<T> {
     value.as_ref().map(|v| v.get_ref().clone())
@@ -239,35 +264,13 @@ impl HealthToml {
         complete: bool,
     ) -> Result<CheckSpec, Vec<Mistake>> {
         let mut mistakes = Vec::new();
-        let mut count =
-            |key: &'static str, v: &Option<Spanned<i64>>, default: u32, min: i64, max: i64| match v
-                .as_ref()
-                .map(|n| (*n.get_ref(), n.span()))
-            {
-                None => default,
-                Some((n, _)) if (min..=max).contains(&n) => n as u32,
-                Some((value, span)) => {
-                    mistakes.push(Mistake {
-                        error: HealthError::OutOfRange {
-                            key,
-                            value,
-                            min,
-                            max,
-                        },
-                        span: Some(span),
-                    });
-                    default
-                }
-            };
-        let rise = count("rise", &self.rise, DEFAULT_RISE, 1, 1000);
-        let fall = count("fall", &self.fall, DEFAULT_FALL, 1, 1000);
-        let min_healthy = count(
-            "min-healthy",
-            &self.min_healthy,
-            1,
-            1,
-            endpoints.clamp(1, 100_000) as i64,
-        ) as usize;
+        let rise =
+            in_range("rise", &self.rise, 1, 1000, &mut mistakes).map_or(DEFAULT_RISE, |n| n as u32);
+        let fall =
+            in_range("fall", &self.fall, 1, 1000, &mut mistakes).map_or(DEFAULT_FALL, |n| n as u32);
+        let most = endpoints.clamp(1, 100_000) as i64;
+        let min_healthy = in_range("min-healthy", &self.min_healthy, 1, most, &mut mistakes)
+            .map_or(1, |n| n as usize);
         let mut wrong = |error, span| mistakes.push(Mistake { error, span });
         let interval = val(&self.interval).map_or(DEFAULT_INTERVAL, |s| s.0);
         let timeout = val(&self.timeout).map_or(DEFAULT_TIMEOUT.min(interval), |s| s.0);
@@ -310,19 +313,7 @@ impl HealthToml {
         }
         let port = |default: u16, mistakes: &mut Vec<Mistake>| match &self.port {
             None => Some(default),
-            Some(p) if (1..=65535).contains(p.get_ref()) => Some(*p.get_ref() as u16),
-            Some(p) => {
-                mistakes.push(Mistake {
-                    error: HealthError::OutOfRange {
-                        key: "port",
-                        value: *p.get_ref(),
-                        min: 1,
-                        max: 65535,
-                    },
-                    span: Some(p.span()),
-                });
-                None
-            }
+            Some(_) => in_range("port", &self.port, 1, 65535, mistakes).map(|p| p as u16),
         };
         let kind = match val(&self.check).as_deref() {
             None | Some("none") => CheckKind::None,
