@@ -217,7 +217,8 @@ fn status(v: i64) -> Option<u16> {
 }
 
 impl HealthToml {
-    /// `self` with every key `over` sets taken from `over`.
+    /// `self` with every key `over` sets taken from `over`, span and all: a mistake then
+    /// points at the table that wrote the key.
     pub fn overlay(&self, over: &HealthToml) -> HealthToml {
         macro_rules! pick {
             ($($f:ident),*) => { HealthToml { $($f: over.$f.clone().or_else(|| self.$f.clone()),)* } };
