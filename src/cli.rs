@@ -348,7 +348,7 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
         None
     };
     if let Some(round) = &round {
-        let view = crate::health::monitor::view_of_round(query.zone, round);
+        let view = crate::health::view::view_of_round(query.zone, round);
         state = state.with_health(query.zone.index, view);
     }
     let route = Route::explain(&state, query, round.as_deref());

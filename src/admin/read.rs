@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult};
 use super::{Admin, bearer};
-use crate::health::monitor::{EndpointDetail, Event};
+use crate::health::monitor::Event;
+use crate::health::view::EndpointDetail;
 use crate::route::{Route, RouteQuery};
 use crate::state::{Entry, Override, now_ms};
 use crate::steer::{Fallback, GeoPoint, Policy, RegionState};
@@ -171,7 +172,7 @@ struct EndpointView {
 pub(super) async fn regions(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<RegionView>> {
     let state = admin.state.load();
     let details = admin.monitor.details.load();
-    let overrides = admin.journal.lock().await.overrides();
+    let overrides = admin.journal.lock().await.overrides().clone();
     let now = now_ms();
     let mut out = Vec::new();
     for z in state.zones.by_index() {

@@ -128,7 +128,7 @@ async fn write(admin: &Admin, entry: Entry) -> ApiResult<Entry> {
                 format!("cannot record the change: {e}"),
             )
         })?;
-        (entry, journal.overrides())
+        (entry, journal.overrides().clone())
     };
     info!(by = %entry.by, action = ?entry.action, zone = %entry.zone, region = %entry.region,
         endpoint = ?entry.endpoint, reason = %entry.reason, expires_at_ms = ?entry.expires_at_ms,

@@ -13,10 +13,13 @@
 //! never moves traffic; the over-limit flag likewise needs the margin to clear.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{CheckSpec, Outcome};
+use tokio::time::Instant;
+
+use super::Outcome;
 use crate::steer::{RegionHealth, RegionState};
+use crate::zone::CheckSpec;
 
 /// Weight of the newest RTT sample in the moving average.
 const EWMA_WEIGHT: f64 = 0.3;

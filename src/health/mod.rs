@@ -1,95 +1,23 @@
 //! CONTROL PLANE: active health probes, their state machines, and the view steering reads.
 //!
 //! [`probe`] runs one check against one endpoint; [`machine`] turns results into up/down
-//! states (rise/fall), RTT statistics and degradation, with no I/O and time as an argument;
-//! [`monitor`] schedules probes on their own runtime and publishes a new
-//! [`crate::steer::HealthView`] into the serving state when something steering sees changes.
-//! The DNS fast path never waits on any of it.
+//! states (rise/fall), RTT statistics and degradation; [`view`] merges a zone's probe states,
+//! its isolation guard and the operator overrides into the [`crate::steer::HealthView`]
+//! steering reads. Those two are pure, with time as an argument. [`monitor`] schedules the
+//! probes on the control plane's runtime, reads the clocks once per event, and publishes a
+//! new serving state when a view changes. The DNS fast path never waits on any of it.
+//!
+//! The checks themselves are zone configuration ([`crate::zone::CheckSpec`]): this module
+//! imports `zone`, never the other way round.
 
 pub mod machine;
 pub mod monitor;
 pub mod probe;
+pub mod view;
 
-use std::net::SocketAddr;
-use std::ops::RangeInclusive;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-
-/// How one region's endpoints are checked, after zone defaults and region overrides merge.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckSpec {
-    pub kind: CheckKind,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// Consecutive successes that bring a down endpoint up.
-    pub rise: u32,
-    /// Consecutive failures that take an up endpoint down.
-    pub fall: u32,
-    /// State before the first results arrive.
-    pub start_up: bool,
-    /// Up endpoints needed for the region to be up.
-    pub min_healthy: usize,
-    /// Degradation past which the region is skipped while a better one is up, in ms.
-    pub degradation_limit_ms: f64,
-    /// Change in degradation that steering notices, in ms: smaller moves are noise.
-    pub hysteresis_ms: f64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CheckKind {
-    /// Not probed: always up.
-    None,
-    /// A TCP connect to this port.
-    Tcp {
-        port: u16,
-    },
-    Http(HttpCheck),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpCheck {
-    pub https: bool,
-    pub port: u16,
-    pub method: String,
-    pub path: String,
-    /// Host header and TLS server name; the connection still goes to the endpoint.
-    pub host: Option<String>,
-    pub expect: Vec<RangeInclusive<u16>>,
-    pub body: Option<String>,
-    pub tls_verify: bool,
-    /// PEM file of the CA (or CAs) that alone is trusted for this check.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl CheckKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            CheckKind::None => "none",
-            CheckKind::Tcp { .. } => "tcp",
-            CheckKind::Http(h) if h.https => "https",
-            CheckKind::Http(_) => "http",
-        }
-    }
-
-    /// The port probes connect to, if any.
-    pub fn port(&self) -> Option<u16> {
-        match self {
-            CheckKind::None => None,
-            CheckKind::Tcp { port } => Some(*port),
-            CheckKind::Http(h) => Some(h.port),
-        }
-    }
-}
-
-/// The checks of one region: its spec and, per endpoint, where probes connect.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RegionCheck {
-    pub spec: CheckSpec,
-    /// One per endpoint of the region, in endpoint order; `None` when not probed.
-    pub targets: Vec<Option<SocketAddr>>,
-}
 
 /// A probe result as the state machine sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

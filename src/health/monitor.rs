@@ -2,39 +2,39 @@
 //!
 //! Each probed endpoint has its own task, started at a random offset within its interval so
 //! that probes do not fire together; a global semaphore bounds how many run at once, and a
-//! slow target only delays itself. Results go to one control task that owns the state
-//! machines, applies operator overrides on top, logs each state change once, and swaps a new
-//! serving state in when a zone's view changes. A reload swaps zones and their health in one
-//! step, carrying over the machines of regions whose checks did not change.
+//! slow target only delays itself. Results go to one control task, the only writer of health:
+//! it owns each zone's [`ZoneHealth`] (state machines, isolation guard and resolved overrides,
+//! merged purely in [`super::view`]), reads the clocks once per event and passes them down,
+//! logs each state change once, and swaps a new serving state in when a zone's view changes.
+//! A reload swaps zones and their health in one step, carrying over the machines of regions
+//! whose checks did not change.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::Name;
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::machine::RegionMachine;
+use super::Outcome;
 use super::probe::{Prober, human, install_crypto_provider};
-use super::{CheckKind, Outcome, RegionCheck};
+use super::view::{EndpointDetail, Isolation, Now, ZoneHealth};
 use crate::metrics::Metrics;
 use crate::serving::SharedSnapshot;
 use crate::state::{Overrides, now_ms};
-use crate::steer::{HealthView, RegionHealth, RegionState};
+use crate::steer::{HealthView, RegionState};
 use crate::zone::{Zone, ZoneSet};
 
 /// Probes in flight at once, over all endpoints.
 pub const MAX_CONCURRENT_PROBES: usize = 64;
 /// State changes kept for the admin API.
 const MAX_EVENTS: usize = 500;
-/// Recent good probe states kept per zone for the isolation guard.
-const GOOD_STATES: usize = 64;
 
 /// What the control plane asks of the monitor.
 pub enum Command {
@@ -57,28 +57,14 @@ pub struct Event {
     pub reason: String,
 }
 
-/// One endpoint as its probes see it.
-#[derive(Debug, Clone, Serialize)]
-pub struct EndpointDetail {
-    pub address: IpAddr,
-    /// Up by its probes (before overrides).
-    pub up: bool,
-    pub probes: u64,
-    pub consecutive_ok: u32,
-    pub consecutive_fail: u32,
-    pub last_error: Option<String>,
-    pub rtt_ms: Option<f64>,
-    pub rtt_min_ms: Option<f64>,
-    pub rtt_last_ms: Option<f64>,
-    pub degradation_ms: f64,
-}
-
 /// Probe details of every zone, by origin, region by region in zone order (`None` when the
-/// region is not probed), plus the recent state changes.
-#[derive(Debug, Clone, Default, Serialize)]
+/// region is not probed), plus the recent state changes. Shared in parts, so that a probe
+/// report renders only its own zone again.
+#[derive(Debug, Clone, Default)]
 pub struct Details {
-    pub zones: BTreeMap<String, Vec<Option<Vec<EndpointDetail>>>>,
-    pub events: VecDeque<Event>,
+    pub zones: BTreeMap<String, Arc<Vec<Option<Vec<EndpointDetail>>>>>,
+    /// Oldest first, at most `MAX_EVENTS` (500).
+    pub events: Arc<VecDeque<Event>>,
 }
 
 /// The monitor as the rest of the control plane holds it.
@@ -118,216 +104,39 @@ struct Report {
     region: usize,
     endpoint: usize,
     outcome: Outcome,
+    /// When the probe finished.
     at: Instant,
 }
 
-/// The machines of one zone.
-struct ZoneHealth {
-    origin: Name,
-    label: String,
-    region_names: Vec<String>,
-    addresses: Vec<Vec<IpAddr>>,
-    checks: Vec<RegionCheck>,
-    machines: Vec<Option<RegionMachine>>,
-    /// Recent probe states in which some probed region was up, newest last: while this
-    /// nameserver looks cut off, the one from before the failures began is served.
-    good: VecDeque<(Instant, Vec<RegionHealth>)>,
-    isolated: bool,
-    /// The zone asks for that guard (`isolation-guard = true`).
-    guard: bool,
-}
-
-impl ZoneHealth {
-    /// Machines for `zone`, reusing those of `old` whose region kept its check and endpoints.
-    fn new(zone: &Zone, old: &[ZoneHealth]) -> ZoneHealth {
-        let previous = old.iter().find(|z| z.origin == zone.origin);
-        let machines = zone
-            .regions
-            .iter()
-            .zip(&zone.checks)
-            .map(|(r, c)| {
-                if c.spec.kind == CheckKind::None {
-                    return None;
-                }
-                let addrs: Vec<IpAddr> = r.endpoints.iter().map(|e| e.address).collect();
-                let kept = previous.and_then(|p| {
-                    let i = p.region_names.iter().position(|n| *n == r.name)?;
-                    (p.checks[i] == *c && p.addresses[i] == addrs)
-                        .then(|| p.machines[i].clone())
-                        .flatten()
-                });
-                Some(kept.unwrap_or_else(|| RegionMachine::new(r.endpoints.len(), &c.spec)))
-            })
-            .collect();
-        ZoneHealth {
-            origin: zone.origin.clone(),
-            label: zone.origin.to_string(),
-            region_names: zone.regions.iter().map(|r| r.name.clone()).collect(),
-            addresses: zone
-                .regions
-                .iter()
-                .map(|r| r.endpoints.iter().map(|e| e.address).collect())
-                .collect(),
-            checks: zone.checks.clone(),
-            machines,
-            good: VecDeque::new(),
-            isolated: false,
-            guard: zone.isolation_guard,
-        }
-    }
-
-    /// The view steering sees: probe states with the overrides on top.
-    /// What the probes say of each region. With the zone's isolation guard on, when every
-    /// probed region (two or more) fails at once, the likelier story is that this nameserver
-    /// lost its own connectivity, not that every region died: the last good probe states are
-    /// kept (and said so in the log) rather than failing everything over.
-    fn probe_views(&mut self, now: Instant) -> Vec<RegionHealth> {
-        let fresh: Vec<RegionHealth> = self
-            .checks
-            .iter()
-            .zip(&self.machines)
-            .map(|(check, m)| match m {
-                Some(m) => m.view(now, &check.spec),
-                None => RegionHealth::up(check.targets.len()),
-            })
-            .collect();
-        let probed: Vec<&RegionHealth> = self
-            .machines
-            .iter()
-            .zip(&fresh)
-            .filter(|(m, _)| m.is_some())
-            .map(|(_, h)| h)
-            .collect();
-        let all_down =
-            self.guard && probed.len() >= 2 && probed.iter().all(|h| h.state != RegionState::Up);
-        // Failures of one cut-off moment are detected over up to this long.
-        let window = self
-            .checks
-            .iter()
-            .map(|c| c.spec.interval * (c.spec.fall + 1) + c.spec.timeout)
-            .max()
-            .unwrap_or_default();
-        if !all_down {
-            if self.isolated {
-                info!(zone = %self.label, "probe targets reachable again: following the probes");
-                self.isolated = false;
-            }
-            let up = probed.iter().any(|h| h.state == RegionState::Up);
-            if up && self.good.back().is_none_or(|(_, v)| *v != fresh) {
-                self.good.push_back((now, fresh.clone()));
-                while self.good.len() > GOOD_STATES
-                    || self
-                        .good
-                        .front()
-                        .is_some_and(|(t, _)| now.saturating_duration_since(*t) > window * 10)
-                        && self.good.len() > 1
-                {
-                    self.good.pop_front();
-                }
-            }
-            return fresh;
-        }
-        // The newest state from before the failures began: older than the detection window.
-        let before = self
-            .good
-            .iter()
-            .rev()
-            .find(|(t, _)| now.saturating_duration_since(*t) >= window)
-            .or(self.good.front())
-            .map(|(_, v)| v.clone());
-        match before {
-            Some(good) => {
-                if !self.isolated {
-                    warn!(zone = %self.label, regions = probed.len(),
-                        "every probed region failed at once: this nameserver looks cut off; keeping the last known good state");
-                    self.isolated = true;
-                }
-                good
-            }
-            None => fresh,
-        }
-    }
-
-    fn view(&mut self, now: Instant, overrides: &Overrides, now_ms: u64) -> HealthView {
-        let probes = self.probe_views(now);
-        let regions = self
-            .checks
-            .iter()
-            .enumerate()
-            .zip(probes)
-            .map(|((ri, check), mut h)| {
-                let name = &self.region_names[ri];
-                let mut forced = false;
-                for (ei, addr) in self.addresses[ri].iter().enumerate() {
-                    if let Some((up, _)) = overrides.forced(&self.label, name, *addr, now_ms) {
-                        h.endpoints_up[ei] = up;
-                        forced = true;
-                    }
-                }
-                if forced {
-                    let up = h.endpoints_up.iter().filter(|u| **u).count();
-                    h.state = if up >= check.spec.min_healthy {
-                        RegionState::Up
-                    } else {
-                        RegionState::Down
-                    };
-                }
-                if overrides.drained(&self.label, name, now_ms).is_some() {
-                    h.state = RegionState::Drained;
-                }
-                h
-            })
-            .collect();
-        HealthView { regions }
-    }
-
-    fn details(&self) -> Vec<Option<Vec<EndpointDetail>>> {
-        self.machines
-            .iter()
-            .enumerate()
-            .map(|(ri, m)| {
-                m.as_ref().map(|m| {
-                    m.endpoints
-                        .iter()
-                        .zip(&self.addresses[ri])
-                        .map(|(e, &address)| EndpointDetail {
-                            address,
-                            up: e.up,
-                            probes: e.probes,
-                            consecutive_ok: e.consecutive_ok,
-                            consecutive_fail: e.consecutive_fail,
-                            last_error: e.last_error.clone(),
-                            rtt_ms: e.rtt.ewma_ms(),
-                            rtt_min_ms: e.rtt.min_ms(),
-                            rtt_last_ms: e.rtt.last_ms(),
-                            degradation_ms: e.rtt.degradation_ms(),
-                        })
-                        .collect()
-                })
-            })
-            .collect()
+/// Both clocks, read once per event the monitor handles.
+fn read_clocks() -> Now {
+    Now {
+        instant: Instant::now(),
+        unix_ms: now_ms(),
     }
 }
 
 struct Monitor {
     state: SharedSnapshot,
     metrics: Arc<Metrics>,
+    /// By zone index: the zones of the serving state, in their order.
     zones: Vec<ZoneHealth>,
+    /// As the journal keeps them, by name: each zone holds them resolved to its indexes, and
+    /// a reload resolves them again for the new zones.
     overrides: Overrides,
     generation: u64,
     tasks: JoinSet<()>,
     reports: mpsc::Sender<Report>,
     slots: Arc<Semaphore>,
     seeds: RandomState,
-    /// The views last published, by zone index.
+    /// The views serving, by zone index; empty until the first publish after a reload.
     published: Vec<HealthView>,
     details: Arc<ArcSwap<Details>>,
-    events: VecDeque<Event>,
 }
 
 /// Starts the monitor on the current runtime for the zones of `state`. The start states
 /// (with `overrides`) are published before this returns.
-pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: Overrides) -> MonitorHandle {
+pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: &Overrides) -> MonitorHandle {
     install_crypto_provider();
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let (commands_tx, commands_rx) = mpsc::channel(16);
@@ -335,15 +144,14 @@ pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: Overrides)
     let zones: Vec<ZoneHealth> = state
         .load()
         .zones
-        .by_index()
-        .into_iter()
-        .map(|z| ZoneHealth::new(z, &[]))
+        .zones()
+        .map(|z| ZoneHealth::new(z, &[], overrides))
         .collect();
     let mut monitor = Monitor {
         state,
         metrics,
         zones,
-        overrides,
+        overrides: overrides.clone(),
         generation: 0,
         tasks: JoinSet::new(),
         reports: reports_tx,
@@ -351,9 +159,9 @@ pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: Overrides)
         seeds: RandomState::new(),
         published: Vec::new(),
         details: details.clone(),
-        events: VecDeque::new(),
     };
-    monitor.publish(Instant::now(), None);
+    monitor.publish(read_clocks(), None);
+    monitor.render_details();
     monitor.spawn_probes();
     tokio::spawn(monitor.run(reports_rx, commands_rx));
     MonitorHandle {
@@ -369,74 +177,73 @@ impl Monitor {
         mut commands: mpsc::Receiver<Command>,
     ) {
         loop {
-            let now = now_ms();
+            // Expiries are wall-clock times (journaled); one reading of both clocks puts the
+            // next one on the monotonic clock the timer runs on.
+            let now = read_clocks();
             let expiry = self
                 .overrides
-                .next_expiry(now)
-                .map(|t| Duration::from_millis(t - now));
+                .next_expiry(now.unix_ms)
+                .map(|t| now.instant + Duration::from_millis(t - now.unix_ms));
             tokio::select! {
                 Some(report) = reports.recv() => {
                     if report.generation == self.generation {
-                        self.record(report);
+                        self.record(report, read_clocks());
                     }
                 }
                 command = commands.recv() => match command {
                     Some(Command::Reload(zones, done)) => {
-                        self.reload(zones);
+                        self.reload(zones, read_clocks());
                         let _ = done.send(());
                     }
-                    Some(Command::Overrides(o, done)) => {
-                        self.overrides = o;
-                        self.publish(Instant::now(), None);
+                    Some(Command::Overrides(overrides, done)) => {
+                        for z in &mut self.zones {
+                            z.set_overrides(&overrides);
+                        }
+                        self.overrides = overrides;
+                        self.publish(read_clocks(), None);
                         let _ = done.send(());
                     }
                     None => return,
                 },
-                _ = tokio::time::sleep(expiry.unwrap_or(Duration::from_secs(3600))), if expiry.is_some() => {
+                _ = tokio::time::sleep_until(expiry.unwrap_or(now.instant)), if expiry.is_some() => {
                     info!("an operator override expired and lifted itself");
-                    self.publish(Instant::now(), None);
+                    self.publish(read_clocks(), None);
                 }
             }
         }
     }
 
-    fn record(&mut self, report: Report) {
+    fn record(&mut self, report: Report, now: Now) {
         let zone = &mut self.zones[report.zone];
-        let spec = &zone.checks[report.region].spec;
-        let region_name = &zone.region_names[report.region];
-        let Some(machine) = zone.machines[report.region].as_mut() else {
+        let Some(recorded) =
+            zone.record(report.region, report.endpoint, &report.outcome, report.at)
+        else {
             return;
         };
-        let (transition, region_flipped) =
-            machine.record(report.endpoint, &report.outcome, report.at, spec);
-        let endpoint = zone.addresses[report.region][report.endpoint];
+        let label = zone.label();
+        let region_name = &zone.regions()[report.region].name;
+        let endpoint = zone.regions()[report.region].endpoints[report.endpoint].address;
         let metrics = self.metrics.clone();
         match &report.outcome {
             Outcome::Up { rtt } => {
-                metrics.probe(
-                    &zone.label,
-                    region_name,
-                    &endpoint.to_string(),
-                    true,
-                    Some(*rtt),
-                );
-                debug!(zone = %zone.label, region = %region_name, endpoint = %endpoint,
+                metrics.probe(label, region_name, &endpoint.to_string(), true, Some(*rtt));
+                debug!(zone = %label, region = %region_name, endpoint = %endpoint,
                     rtt = %human(*rtt), "probe ok");
             }
             Outcome::Down { reason } => {
-                metrics.probe(&zone.label, region_name, &endpoint.to_string(), false, None);
-                debug!(zone = %zone.label, region = %region_name, endpoint = %endpoint,
+                metrics.probe(label, region_name, &endpoint.to_string(), false, None);
+                debug!(zone = %label, region = %region_name, endpoint = %endpoint,
                     reason = %reason, "probe failed");
             }
         }
         let mut events = Vec::new();
-        if let Some(t) = transition {
+        if let Some(t) = recorded.endpoint {
             let (from, to) = if t.up { ("down", "up") } else { ("up", "down") };
-            info!(zone = %zone.label, region = %region_name, endpoint = %endpoint,
+            info!(zone = %label, region = %region_name, endpoint = %endpoint,
                 from, to, reason = %t.reason, "endpoint state changed");
             events.push(Event {
-                at_ms: now_ms(),
-                zone: zone.label.clone(),
+                at_ms: now.unix_ms,
+                zone: label.to_string(),
                 region: region_name.clone(),
                 endpoint: Some(endpoint),
                 from,
@@ -444,55 +251,73 @@ impl Monitor {
                 reason: t.reason,
             });
         }
-        if region_flipped {
-            let (from, to) = if machine.up {
-                ("down", "up")
-            } else {
-                ("up", "down")
-            };
-            let up = machine.endpoints.iter().filter(|e| e.up).count();
-            let reason = format!(
-                "{up} of {} endpoints up, {} needed",
-                machine.endpoints.len(),
-                spec.min_healthy
-            );
-            info!(zone = %zone.label, region = %region_name, from, to, reason = %reason,
+        if let Some(t) = recorded.region {
+            let (from, to) = if t.up { ("down", "up") } else { ("up", "down") };
+            info!(zone = %label, region = %region_name, from, to, reason = %t.reason,
                 "region state changed");
             events.push(Event {
-                at_ms: now_ms(),
-                zone: zone.label.clone(),
+                at_ms: now.unix_ms,
+                zone: label.to_string(),
                 region: region_name.clone(),
                 endpoint: None,
                 from,
                 to,
-                reason,
+                reason: t.reason,
             });
         }
-        for e in events {
-            if self.events.len() == MAX_EVENTS {
-                self.events.pop_front();
+        let mut details = Details::clone(&self.details.load());
+        details
+            .zones
+            .insert(label.to_string(), Arc::new(zone.details()));
+        if !events.is_empty() {
+            let log = Arc::make_mut(&mut details.events);
+            for e in events {
+                if log.len() == MAX_EVENTS {
+                    log.pop_front();
+                }
+                log.push_back(e);
             }
-            self.events.push_back(e);
         }
-        self.publish(report.at, None);
+        self.details.store(Arc::new(details));
+        self.publish(now, None);
     }
 
-    /// Publishes every zone whose view changed (or, with `zones`, new zones with all views).
-    fn publish(&mut self, now: Instant, zones: Option<ZoneSet>) {
-        let now_ms = now_ms();
-        let overrides = &self.overrides;
-        // By zone index: `self.zones` is in the snapshot's zone order.
-        let health: Vec<HealthView> = self
+    /// Publishes the views of every zone when one changed; with `zones`, swaps those zones in
+    /// with their views, changed or not.
+    fn publish(&mut self, now: Now, zones: Option<Arc<ZoneSet>>) {
+        let views: Vec<HealthView> = self
             .zones
             .iter_mut()
-            .map(|z| z.view(now, overrides, now_ms))
+            .map(|z| {
+                let (view, isolation) = z.view(now);
+                match isolation {
+                    Some(Isolation::Started { regions }) => warn!(zone = %z.label(), regions,
+                        "every probed region failed at once: this nameserver looks cut off; keeping the last known good state"),
+                    Some(Isolation::Ended) => info!(zone = %z.label(),
+                        "probe targets reachable again: following the probes"),
+                    None => {}
+                }
+                view
+            })
             .collect();
-        let changed = zones.is_some() || health != self.published;
         let metrics = self.metrics.clone();
-        if changed {
+        if zones.is_some() || views != self.published {
+            for (zi, (z, view)) in self.zones.iter().zip(&views).enumerate() {
+                for (ri, h) in view.regions.iter().enumerate() {
+                    let up = h.state == RegionState::Up;
+                    let was_up = self
+                        .published
+                        .get(zi)
+                        .and_then(|p| p.region(ri))
+                        .map(|p| p.state == RegionState::Up);
+                    if was_up != Some(up) {
+                        metrics.region_up(z.label(), &z.regions()[ri].name, up);
+                    }
+                }
+            }
+            let health = &views;
             match zones {
                 Some(zones) => {
-                    let zones = Arc::new(zones);
                     self.state
                         .rcu(|cur| cur.with_zones(zones.clone(), health.clone(), &metrics));
                 }
@@ -501,66 +326,61 @@ impl Monitor {
                     self.state.rcu(|cur| cur.with_all_health(shared.clone()));
                 }
             }
-            for (z, view) in self.zones.iter().zip(&health) {
-                for (ri, h) in view.regions.iter().enumerate() {
-                    metrics.region_up(&z.label, &z.region_names[ri], h.state == RegionState::Up);
-                }
-            }
-            self.published = health;
+            self.published = views;
         }
-        metrics.overrides(self.overrides.active_count(now_ms));
+        metrics.overrides(self.overrides.active_count(now.unix_ms));
+    }
+
+    /// The probe details of every zone, rendered afresh; the events carry over.
+    fn render_details(&self) {
+        let events = self.details.load().events.clone();
         self.details.store(Arc::new(Details {
             zones: self
                 .zones
                 .iter()
-                .map(|z| (z.label.clone(), z.details()))
+                .map(|z| (z.label().to_string(), Arc::new(z.details())))
                 .collect(),
-            events: self.events.clone(),
+            events,
         }));
     }
 
-    fn reload(&mut self, zones: ZoneSet) {
+    /// Swaps in `zones`: each region that kept its check and endpoints keeps its machine, and
+    /// the probes start again for the new generation.
+    fn reload(&mut self, zones: ZoneSet, now: Now) {
         let fresh: Vec<ZoneHealth> = zones
-            .by_index()
-            .into_iter()
-            .map(|z| ZoneHealth::new(z, &self.zones))
+            .zones()
+            .map(|z| ZoneHealth::new(z, &self.zones, &self.overrides))
             .collect();
         self.zones = fresh;
         self.tasks.abort_all();
         self.tasks = JoinSet::new();
         self.generation += 1;
         self.published.clear();
-        self.publish(Instant::now(), Some(zones));
+        self.publish(now, Some(Arc::new(zones)));
+        self.render_details();
         self.spawn_probes();
     }
 
+    /// A probe task for every probed endpoint of the monitor's zones.
     fn spawn_probes(&mut self) {
-        let zones: Vec<Zone> = self
-            .state
-            .load()
-            .zones
-            .by_index()
-            .into_iter()
-            .cloned()
-            .collect();
-        for zone in &zones {
-            for (ri, check) in zone.checks.iter().enumerate() {
+        for (zi, zone) in self.zones.iter().enumerate() {
+            for (ri, check) in zone.checks().iter().enumerate() {
                 for (ei, target) in check.targets.iter().enumerate() {
                     let Some(target) = *target else { continue };
                     let prober = match Prober::new(&check.spec.kind, target, check.spec.timeout) {
                         Ok(p) => p,
                         Err(e) => {
-                            warn!(zone = %zone.origin, region = %zone.regions[ri].name, error = %e,
+                            warn!(zone = %zone.origin(), region = %zone.regions()[ri].name, error = %e,
                                 "cannot probe endpoint; it stays in its start state");
                             continue;
                         }
                     };
                     let interval = check.spec.interval;
-                    let offset = self.seeds.hash_one((self.generation, zone.index, ri, ei))
+                    let offset = self.seeds.hash_one((self.generation, zi, ri, ei))
                         % (interval.as_nanos().max(1) as u64);
                     let task = ProbeTask {
                         generation: self.generation,
-                        zone: zone.index,
+                        zone: zi,
                         region: ri,
                         endpoint: ei,
                         prober,
@@ -587,7 +407,7 @@ struct ProbeTask {
 
 impl ProbeTask {
     async fn run(self, tx: mpsc::Sender<Report>, slots: Arc<Semaphore>) {
-        let mut next = tokio::time::Instant::now() + self.first;
+        let mut next = Instant::now() + self.first;
         loop {
             tokio::time::sleep_until(next).await;
             next += self.interval;
@@ -610,7 +430,7 @@ impl ProbeTask {
                 return;
             }
             // A probe that overran its interval starts the next one at once, not a burst.
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
             if next < now {
                 next = now;
             }
@@ -648,19 +468,5 @@ pub async fn probe_once(zone: &Zone) -> Vec<Vec<Option<Outcome>>> {
     out
 }
 
-/// The view of one round of probes: an endpoint is up if its probe passed.
-pub fn view_of_round(zone: &Zone, round: &[Vec<Option<Outcome>>]) -> HealthView {
-    let mut regions = Vec::new();
-    for (check, outcomes) in zone.checks.iter().zip(round) {
-        let mut health = RegionHealth::up(outcomes.len());
-        for (i, o) in outcomes.iter().enumerate() {
-            health.endpoints_up[i] = !matches!(o, Some(Outcome::Down { .. }));
-        }
-        let up = health.endpoints_up.iter().filter(|u| **u).count();
-        if check.spec.kind != CheckKind::None && up < check.spec.min_healthy {
-            health.state = RegionState::Down;
-        }
-        regions.push(health);
-    }
-    HealthView { regions }
-}
+#[cfg(test)]
+mod tests;

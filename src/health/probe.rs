@@ -3,11 +3,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use super::{CheckKind, HttpCheck, Outcome};
+use super::Outcome;
+use crate::zone::{CheckKind, HttpCheck};
 
 /// Most body bytes read while looking for the expected substring.
 const MAX_BODY: usize = 64 * 1024;

@@ -2,7 +2,8 @@
 //!
 //! The one rule: `state/audit.jsonl` is a journal. Every write (drain, force, reload) is one
 //! JSON line, appended and fsynced before the API answers, so an acknowledged write is on
-//! disk. On start the overrides are rebuilt by replaying the journal. A kill -9 in the middle
+//! disk. On start the overrides are rebuilt by replaying the journal once; from then on each
+//! append applies its entry, so no read or write replays the journal. A kill -9 in the middle
 //! of an append can leave a torn last line; that write was never acknowledged, so the line is
 //! cut away and the rest replays exactly as acknowledged. A damaged line anywhere else is not
 //! guessed at: the server refuses to start and names the line.
@@ -171,6 +172,8 @@ pub struct Journal {
     file: File,
     next_seq: u64,
     entries: Vec<Entry>,
+    /// What `entries` add up to, kept current by [`Journal::append`].
+    overrides: Overrides,
 }
 
 impl Journal {
@@ -207,11 +210,16 @@ impl Journal {
         }
         file.seek(SeekFrom::End(0)).map_err(io_err)?;
         let next_seq = entries.last().map_or(1, |e| e.seq + 1);
+        let mut overrides = Overrides::default();
+        for e in &entries {
+            overrides.apply(e);
+        }
         Ok(Journal {
             path,
             file,
             next_seq,
             entries,
+            overrides,
         })
     }
 
@@ -224,12 +232,9 @@ impl Journal {
         &self.entries
     }
 
-    pub fn overrides(&self) -> Overrides {
-        let mut o = Overrides::default();
-        for e in &self.entries {
-            o.apply(e);
-        }
-        o
+    /// The overrides every entry so far adds up to.
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
     }
 
     /// Appends `entry` (its `seq` is assigned here) and returns once it is on disk.
@@ -244,6 +249,7 @@ impl Journal {
         self.file.write_all(&line).map_err(io_err)?;
         self.file.sync_data().map_err(io_err)?;
         self.next_seq += 1;
+        self.overrides.apply(&entry);
         self.entries.push(entry.clone());
         Ok(entry)
     }

@@ -111,3 +111,61 @@ fn expired_overrides_lift_themselves() {
     o.apply(&f);
     assert!(o.forced("example.com.", "us-east", addr, 1).is_none());
 }
+
+/// Every entry of `entries` applied in order: what the journal's overrides must always equal.
+fn replay(entries: &[Entry]) -> Overrides {
+    let mut o = Overrides::default();
+    for e in entries {
+        o.apply(e);
+    }
+    o
+}
+
+fn arb_entry() -> impl proptest::strategy::Strategy<Value = Entry> {
+    use proptest::prelude::*;
+    let action = prop_oneof![
+        Just(Action::Drain),
+        Just(Action::Undrain),
+        Just(Action::ForceDown),
+        Just(Action::ForceUp),
+        Just(Action::Unforce),
+        Just(Action::Reload),
+    ];
+    (
+        action,
+        prop_oneof![Just("example.com."), Just("example.org.")],
+        prop_oneof![Just("eu-west"), Just("us-east")],
+        proptest::option::of(prop_oneof![
+            Just("192.0.2.10".parse().unwrap()),
+            Just("2001:db8::10".parse().unwrap()),
+        ]),
+        proptest::option::of(1u64..10_000),
+    )
+        .prop_map(|(action, zone, region, endpoint, expires_at_ms)| Entry {
+            zone: zone.into(),
+            endpoint,
+            expires_at_ms,
+            ..entry(action, region, "why")
+        })
+}
+
+proptest::proptest! {
+    // Each case fsyncs every append: a few dozen cases cover the actions well enough.
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn kept_overrides_equal_a_replay_after_every_append_and_a_reopen(
+        entries in proptest::collection::vec(arb_entry(), 0..16),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        for e in entries {
+            j.append(e).unwrap();
+            proptest::prop_assert_eq!(j.overrides(), &replay(j.entries()));
+        }
+        let kept = j.overrides().clone();
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        proptest::prop_assert_eq!(j.overrides(), &kept);
+    }
+}

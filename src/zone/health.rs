@@ -1,15 +1,21 @@
 //! The `[health]` table of a zone file (zone defaults) and of a region (overrides): parsed,
 //! merged and checked into a [`CheckSpec`].
+//!
+//! The one rule: every value keeps its span ([`Spanned`]) through the merge, so a mistake is
+//! reported on the line of the key it is about, in whichever table (the zone's or the
+//! region's) wrote it.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
 
-use crate::health::{CheckKind, CheckSpec, HttpCheck};
+use super::check::{CheckKind, CheckSpec, HttpCheck};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,23 +30,111 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HealthToml {
-    check: Option<String>,
-    port: Option<i64>,
-    path: Option<String>,
-    method: Option<String>,
-    host: Option<String>,
-    expect: Option<Vec<StatusRange>>,
-    body: Option<String>,
-    tls_verify: Option<bool>,
-    ca_file: Option<String>,
-    interval: Option<Secs>,
-    timeout: Option<Secs>,
-    rise: Option<i64>,
-    fall: Option<i64>,
-    start: Option<String>,
-    min_healthy: Option<i64>,
-    degradation_limit: Option<f64>,
-    hysteresis: Option<f64>,
+    check: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    path: Option<Spanned<String>>,
+    method: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    expect: Option<Spanned<Vec<StatusRange>>>,
+    body: Option<Spanned<String>>,
+    tls_verify: Option<Spanned<bool>>,
+    ca_file: Option<Spanned<String>>,
+    interval: Option<Spanned<Secs>>,
+    timeout: Option<Spanned<Secs>>,
+    rise: Option<Spanned<i64>>,
+    fall: Option<Spanned<i64>>,
+    start: Option<Spanned<String>>,
+    min_healthy: Option<Spanned<i64>>,
+    degradation_limit: Option<Spanned<f64>>,
+    hysteresis: Option<Spanned<f64>>,
+}
+
+/// A mistake in a health table, or in an endpoint's `check-address`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HealthError {
+    #[error("{key} {value} is not in {min}..={max}")]
+    OutOfRange {
+        key: &'static str,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
+    #[error("interval {0:?} is below the minimum {MIN_INTERVAL:?}")]
+    IntervalTooShort(Duration),
+    #[error("timeout {timeout:?} must be above 0 and at most the interval {interval:?}")]
+    Timeout {
+        timeout: Duration,
+        interval: Duration,
+    },
+    #[error("start {0:?} must be \"up\" or \"down\"")]
+    Start(String),
+    #[error("degradation-limit {0} must be above 0 (ms)")]
+    DegradationLimit(f64),
+    #[error("hysteresis {hysteresis} must be at least 0 and below degradation-limit {limit} (ms)")]
+    Hysteresis { hysteresis: f64, limit: f64 },
+    #[error("check \"tcp\" needs a port")]
+    TcpNeedsPort,
+    #[error("check {0:?} must be one of \"http\", \"https\", \"tcp\", \"none\"")]
+    Check(String),
+    #[error("method {0:?} is not an HTTP method")]
+    Method(String),
+    #[error("path {0:?} must start with '/' and hold no spaces")]
+    Path(String),
+    #[error("host {0:?} is not a host name (a port goes in `port`)")]
+    Host(String),
+    #[error("ca-file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    #[error("ca-file and tls-verify apply to check \"https\" only")]
+    HttpsOnly,
+    #[error("expect is empty: list statuses such as [200] or [\"200-299\"]")]
+    EmptyExpect,
+    #[error("body is empty: give the text the response must contain")]
+    EmptyBody,
+    #[error("bad check-address {0:?}: expected an address or address:port")]
+    CheckAddress(String),
+}
+
+/// A mistake and where the key it is about is written: `None` when no table writes it (its
+/// default does not fit the keys that are written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mistake {
+    pub error: HealthError,
+    pub span: Option<Range<usize>>,
+}
+
+/// Where `value` is written, if it is.
+fn at<T>(value: &Option<Spanned<T>>) -> Option<Range<usize>> {
+    value.as_ref().map(Spanned::span)
+}
+
+/// `key`'s value when written and in `min..=max`; a written value outside is a mistake.
+fn in_range(
+    key: &'static str,
+    value: &Option<Spanned<i64>>,
+    min: i64,
+    max: i64,
+    mistakes: &mut Vec<Mistake>,
+) -> Option<i64> {
+    let value = value.as_ref()?;
+    let n = *value.get_ref();
+    if (min..=max).contains(&n) {
+        return Some(n);
+    }
+    mistakes.push(Mistake {
+        error: HealthError::OutOfRange {
+            key,
+            value: n,
+            min,
+            max,
+        },
+        span: Some(value.span()),
+    });
+    None
+}
+
+/// The value, if written.
+fn val<T: Clone>(value: &Option<Spanned<T>>) -> Option<T> {
+    value.as_ref().map(|v| v.get_ref().clone())
 }
 
 /// A duration: a number of seconds (`5`, `0.5`) or a string with a unit (`"500ms"`, `"2s"`).
@@ -123,7 +217,8 @@ fn status(v: i64) -> Option<u16> {
 }
 
 impl HealthToml {
-    /// `self` with every key `over` sets taken from `over`.
+    /// `self` with every key `over` sets taken from `over`, span and all: a mistake then
+    /// points at the table that wrote the key.
     pub fn overlay(&self, over: &HealthToml) -> HealthToml {
         macro_rules! pick {
             ($($f:ident),*) => { HealthToml { $($f: over.$f.clone().or_else(|| self.$f.clone()),)* } };
@@ -150,14 +245,14 @@ impl HealthToml {
     }
 
     /// The check this table describes; `base` is the zone file's directory (for `ca-file`),
-    /// `endpoints` the region's endpoint count. Errors are messages for the table's line.
-    pub fn resolve(&self, base: &Path, endpoints: usize) -> Result<CheckSpec, Vec<String>> {
+    /// `endpoints` the region's endpoint count.
+    pub fn resolve(&self, base: &Path, endpoints: usize) -> Result<CheckSpec, Vec<Mistake>> {
         self.resolve_with(base, endpoints, true)
     }
 
     /// The mistakes of a zone's defaults table on its own: a key that every region may set
     /// (a tcp check's port) is not required there.
-    pub fn defaults_errors(&self, base: &Path) -> Vec<String> {
+    pub fn defaults_mistakes(&self, base: &Path) -> Vec<Mistake> {
         self.resolve_with(base, usize::MAX, false)
             .err()
             .unwrap_or_default()
@@ -168,95 +263,89 @@ impl HealthToml {
         base: &Path,
         endpoints: usize,
         complete: bool,
-    ) -> Result<CheckSpec, Vec<String>> {
-        let mut errors = Vec::new();
-        let mut count = |key: &str, v: Option<i64>, default: u32, min: i64, max: i64| match v {
-            None => default,
-            Some(n) if (min..=max).contains(&n) => n as u32,
-            Some(n) => {
-                errors.push(format!("{key} {n} is not in {min}..={max}"));
-                default
-            }
-        };
-        let rise = count("rise", self.rise, DEFAULT_RISE, 1, 1000);
-        let fall = count("fall", self.fall, DEFAULT_FALL, 1, 1000);
-        let min_healthy = count(
-            "min-healthy",
-            self.min_healthy,
-            1,
-            1,
-            endpoints.clamp(1, 100_000) as i64,
-        ) as usize;
-        let interval = self.interval.map_or(DEFAULT_INTERVAL, |s| s.0);
-        let timeout = self.timeout.map_or(DEFAULT_TIMEOUT.min(interval), |s| s.0);
+    ) -> Result<CheckSpec, Vec<Mistake>> {
+        let mut mistakes = Vec::new();
+        let rise =
+            in_range("rise", &self.rise, 1, 1000, &mut mistakes).map_or(DEFAULT_RISE, |n| n as u32);
+        let fall =
+            in_range("fall", &self.fall, 1, 1000, &mut mistakes).map_or(DEFAULT_FALL, |n| n as u32);
+        let most = endpoints.clamp(1, 100_000) as i64;
+        let min_healthy = in_range("min-healthy", &self.min_healthy, 1, most, &mut mistakes)
+            .map_or(1, |n| n as usize);
+        let mut wrong = |error, span| mistakes.push(Mistake { error, span });
+        let interval = val(&self.interval).map_or(DEFAULT_INTERVAL, |s| s.0);
+        let timeout = val(&self.timeout).map_or(DEFAULT_TIMEOUT.min(interval), |s| s.0);
         if interval < MIN_INTERVAL {
-            errors.push(format!(
-                "interval {interval:?} is below the minimum {MIN_INTERVAL:?}"
-            ));
+            wrong(HealthError::IntervalTooShort(interval), at(&self.interval));
         }
         if timeout.is_zero() || timeout > interval {
-            errors.push(format!(
-                "timeout {timeout:?} must be above 0 and at most the interval {interval:?}"
-            ));
+            // An unwritten timeout is the interval's doing: its default follows the interval.
+            wrong(
+                HealthError::Timeout { timeout, interval },
+                at(&self.timeout).or(at(&self.interval)),
+            );
         }
-        let start_up = match self.start.as_deref() {
+        let start_up = match val(&self.start).as_deref() {
             None | Some("up") => true,
             Some("down") => false,
             Some(other) => {
-                errors.push(format!("start {other:?} must be \"up\" or \"down\""));
+                wrong(HealthError::Start(other.into()), at(&self.start));
                 true
             }
         };
-        let degradation_limit_ms = self
-            .degradation_limit
-            .unwrap_or(DEFAULT_DEGRADATION_LIMIT_MS);
+        let degradation_limit_ms =
+            val(&self.degradation_limit).unwrap_or(DEFAULT_DEGRADATION_LIMIT_MS);
         // The default margin shrinks with a small limit, so that any positive limit is valid.
-        let hysteresis_ms = self
-            .hysteresis
-            .unwrap_or(DEFAULT_HYSTERESIS_MS.min(degradation_limit_ms / 2.0));
+        let hysteresis_ms =
+            val(&self.hysteresis).unwrap_or(DEFAULT_HYSTERESIS_MS.min(degradation_limit_ms / 2.0));
         if degradation_limit_ms.is_nan() || degradation_limit_ms <= 0.0 {
-            errors.push(format!(
-                "degradation-limit {degradation_limit_ms} must be above 0 (ms)"
-            ));
+            wrong(
+                HealthError::DegradationLimit(degradation_limit_ms),
+                at(&self.degradation_limit),
+            );
         } else if !(0.0..degradation_limit_ms).contains(&hysteresis_ms) {
-            errors.push(format!(
-                "hysteresis {hysteresis_ms} must be at least 0 and below degradation-limit {degradation_limit_ms} (ms)"
-            ));
+            wrong(
+                HealthError::Hysteresis {
+                    hysteresis: hysteresis_ms,
+                    limit: degradation_limit_ms,
+                },
+                at(&self.hysteresis).or(at(&self.degradation_limit)),
+            );
         }
-        let port = |default: u16, errors: &mut Vec<String>| match self.port {
+        let port = |default: u16, mistakes: &mut Vec<Mistake>| match &self.port {
             None => Some(default),
-            Some(p) if (1..=65535).contains(&p) => Some(p as u16),
-            Some(p) => {
-                errors.push(format!("port {p} is not in 1..=65535"));
-                None
-            }
+            Some(_) => in_range("port", &self.port, 1, 65535, mistakes).map(|p| p as u16),
         };
-        let kind = match self.check.as_deref() {
+        let kind = match val(&self.check).as_deref() {
             None | Some("none") => CheckKind::None,
             Some("tcp") => match self.port {
                 None => {
                     if complete {
-                        errors.push("check \"tcp\" needs a port".into());
+                        mistakes.push(Mistake {
+                            error: HealthError::TcpNeedsPort,
+                            span: at(&self.check),
+                        });
                     }
                     CheckKind::None
                 }
                 Some(_) => {
-                    port(0, &mut errors).map_or(CheckKind::None, |port| CheckKind::Tcp { port })
+                    port(0, &mut mistakes).map_or(CheckKind::None, |port| CheckKind::Tcp { port })
                 }
             },
             Some(scheme @ ("http" | "https")) => {
                 let https = scheme == "https";
-                let port = port(if https { 443 } else { 80 }, &mut errors).unwrap_or(0);
-                self.http(https, port, base, &mut errors)
+                let port = port(if https { 443 } else { 80 }, &mut mistakes).unwrap_or(0);
+                self.http(https, port, base, &mut mistakes)
             }
             Some(other) => {
-                errors.push(format!(
-                    "check {other:?} must be one of \"http\", \"https\", \"tcp\", \"none\""
-                ));
+                mistakes.push(Mistake {
+                    error: HealthError::Check(other.into()),
+                    span: at(&self.check),
+                });
                 CheckKind::None
             }
         };
-        if errors.is_empty() {
+        if mistakes.is_empty() {
             Ok(CheckSpec {
                 kind,
                 interval,
@@ -269,92 +358,69 @@ impl HealthToml {
                 hysteresis_ms,
             })
         } else {
-            Err(errors)
+            Err(mistakes)
         }
     }
 
-    fn http(&self, https: bool, port: u16, base: &Path, errors: &mut Vec<String>) -> CheckKind {
-        let method = self.method.clone().unwrap_or_else(|| "GET".into());
+    fn http(&self, https: bool, port: u16, base: &Path, mistakes: &mut Vec<Mistake>) -> CheckKind {
+        let mut wrong = |error, span| mistakes.push(Mistake { error, span });
+        let method = val(&self.method).unwrap_or_else(|| "GET".into());
         if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
-            errors.push(format!("method {method:?} is not an HTTP method"));
+            wrong(HealthError::Method(method.clone()), at(&self.method));
         }
-        let path = self.path.clone().unwrap_or_else(|| "/".into());
+        let path = val(&self.path).unwrap_or_else(|| "/".into());
         if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace()) {
-            errors.push(format!(
-                "path {path:?} must start with '/' and hold no spaces"
-            ));
+            wrong(HealthError::Path(path.clone()), at(&self.path));
         }
-        if let Some(host) = &self.host
+        let host = val(&self.host);
+        if let Some(host) = &host
             && reqwest::Url::parse(&format!("http://{host}/")).map_or(true, |u| {
                 u.host_str() != Some(host.to_ascii_lowercase().as_str())
             })
         {
-            errors.push(format!(
-                "host {host:?} is not a host name (a port goes in `port`)"
-            ));
+            wrong(HealthError::Host(host.clone()), at(&self.host));
         }
-        let ca_file = self.ca_file.as_ref().map(|f| base.join(f));
+        let ca_file = val(&self.ca_file).map(|f| base.join(f));
         if let Some(f) = &ca_file
             && let Err(e) = std::fs::metadata(f)
         {
-            errors.push(format!("ca-file {}: {e}", f.display()));
+            wrong(
+                HealthError::CaFile {
+                    path: f.clone(),
+                    reason: e.to_string(),
+                },
+                at(&self.ca_file),
+            );
         }
         if !https && (self.ca_file.is_some() || self.tls_verify.is_some()) {
-            errors.push("ca-file and tls-verify apply to check \"https\" only".into());
+            wrong(
+                HealthError::HttpsOnly,
+                at(&self.ca_file).or(at(&self.tls_verify)),
+            );
         }
         let expect = match &self.expect {
-            Some(list) if list.is_empty() => {
-                errors.push("expect is empty: list statuses such as [200] or [\"200-299\"]".into());
+            Some(list) if list.get_ref().is_empty() => {
+                wrong(HealthError::EmptyExpect, Some(list.span()));
                 vec![200..=399]
             }
-            Some(list) => list.iter().map(|r| r.0..=r.1).collect(),
+            Some(list) => list.get_ref().iter().map(|r| r.0..=r.1).collect(),
             None => vec![200..=399],
         };
-        if self.body.as_deref() == Some("") {
-            errors.push("body is empty: give the text the response must contain".into());
+        let body = val(&self.body);
+        if body.as_deref() == Some("") {
+            wrong(HealthError::EmptyBody, at(&self.body));
         }
         CheckKind::Http(HttpCheck {
             https,
             port,
             method,
             path,
-            host: self.host.clone(),
+            host,
             expect,
-            body: self.body.clone(),
-            tls_verify: self.tls_verify.unwrap_or(true),
+            body,
+            tls_verify: val(&self.tls_verify).unwrap_or(true),
             ca_file,
         })
-    }
-}
-
-/// The key an error message is about: messages start with it.
-pub fn error_key(message: &str) -> &str {
-    message.split_whitespace().next().unwrap_or("")
-}
-
-impl HealthToml {
-    /// Whether this table sets `key` (as written in the file).
-    pub fn sets(&self, key: &str) -> bool {
-        match key {
-            "check" => self.check.is_some(),
-            "port" => self.port.is_some(),
-            "path" => self.path.is_some(),
-            "method" => self.method.is_some(),
-            "host" => self.host.is_some(),
-            "expect" => self.expect.is_some(),
-            "body" => self.body.is_some(),
-            "tls-verify" => self.tls_verify.is_some(),
-            "ca-file" => self.ca_file.is_some(),
-            "interval" => self.interval.is_some(),
-            "timeout" => self.timeout.is_some(),
-            "rise" => self.rise.is_some(),
-            "fall" => self.fall.is_some(),
-            "start" => self.start.is_some(),
-            "min-healthy" => self.min_healthy.is_some(),
-            "degradation-limit" => self.degradation_limit.is_some(),
-            "hysteresis" => self.hysteresis.is_some(),
-            _ => false,
-        }
     }
 }
 
@@ -364,7 +430,7 @@ pub fn target(
     spec: &CheckSpec,
     address: IpAddr,
     check_address: Option<&str>,
-) -> Result<Option<SocketAddr>, String> {
+) -> Result<Option<SocketAddr>, HealthError> {
     // Checked even when nothing is probed, so that turning probes on cannot reveal it later.
     let given = match check_address {
         None => None,
@@ -372,9 +438,7 @@ pub fn target(
             s.parse::<SocketAddr>()
                 .map(|a| (a.ip(), Some(a.port())))
                 .or_else(|_| s.parse::<IpAddr>().map(|ip| (ip, None)))
-                .map_err(|_| {
-                    format!("bad check-address {s:?}: expected an address or address:port")
-                })?,
+                .map_err(|_| HealthError::CheckAddress(s.into()))?,
         ),
     };
     let Some(port) = spec.kind.port() else {

@@ -17,8 +17,7 @@ use toml::Spanned;
 
 use super::health::{self, HealthToml};
 use super::records::{self, LineRecord, MAX_TTL};
-use super::{Node, RRset, Steered, Zone, ZoneSet};
-use crate::health::RegionCheck;
+use super::{Node, RRset, RegionCheck, Steered, Zone, ZoneSet};
 use crate::steer::{Endpoint, Fallback, GeoPoint, Policy, Region, SteeredName};
 
 /// TTL of steered answers when the name does not set one: short, so failover is quick.
@@ -347,7 +346,7 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     }
 
     let base = path.parent().unwrap_or(Path::new("."));
-    let (regions, checks, region_ids) = regions(&parsed, text, base, &mut report);
+    let (regions, checks, region_ids) = regions(&parsed, base, &mut report);
     let builder = ZoneBuilder::new(&origin, &mut report, records_line);
     let (nodes, soa) = builder.build(records);
     let mut nodes = nodes;
@@ -430,31 +429,8 @@ fn records_lines(text: &str, span: Range<usize>, lines: &Lines) -> Vec<usize> {
     out
 }
 
-/// The line of `key = ...` in the table at `span` of `text`, if written there. A `[header]`
-/// table's span may cover only its header, so the search runs to the next header.
-fn key_line(text: &str, span: Range<usize>, key: &str) -> Option<usize> {
-    let next_header = text[span.start..]
-        .find("\n[")
-        .map_or(text.len(), |i| span.start + i);
-    let span = span.start..span.end.max(next_header);
-    let table = text.get(span.clone())?;
-    let mut from = 0;
-    while let Some(i) = table[from..].find(key) {
-        let at = from + i;
-        let before = table[..at].chars().next_back();
-        let after = table[at + key.len()..].trim_start().chars().next();
-        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-') && after == Some('=') {
-            let offset = span.start + at;
-            return Some(text[..offset].matches('\n').count() + 1);
-        }
-        from = at + key.len();
-    }
-    None
-}
-
 fn regions(
     parsed: &ZoneToml,
-    text: &str,
     base: &Path,
     report: &mut Report<'_>,
 ) -> (Vec<Region>, Vec<RegionCheck>, HashMap<String, usize>) {
@@ -463,15 +439,13 @@ fn regions(
     let mut ids = HashMap::new();
     let zone_health = parsed.health.as_ref();
     // Mistakes of the zone's own table are reported once, at their keys.
-    let zone_errors = zone_health
-        .map(|z| z.get_ref().defaults_errors(base))
+    let zone_mistakes = zone_health
+        .map(|z| z.get_ref().defaults_mistakes(base))
         .unwrap_or_default();
     if let Some(z) = zone_health {
-        for e in &zone_errors {
-            let key = health::error_key(e);
-            let line =
-                key_line(text, z.span(), key).unwrap_or_else(|| report.lines.line(z.span().start));
-            report.at(line, format!("health: {e}"));
+        for m in &zone_mistakes {
+            let at = m.span.clone().unwrap_or_else(|| z.span());
+            report.span(at, format!("health: {}", m.error));
         }
     }
     for (name, region) in &parsed.regions {
@@ -531,23 +505,18 @@ fn regions(
         };
         let spec = match merged.resolve(base, region.endpoints.len()) {
             Ok(spec) => spec,
-            Err(errors) => {
-                for e in errors {
-                    let key = health::error_key(&e);
-                    let own = region.health.as_ref().filter(|h| h.get_ref().sets(key));
-                    if own.is_none() && zone_errors.contains(&e) {
-                        continue; // reported once, at the zone's table
+            Err(mistakes) => {
+                for m in mistakes {
+                    // The same mistake at the same key: the zone's table, reported above.
+                    if zone_mistakes.contains(&m) {
+                        continue;
                     }
-                    // A key the region does not set comes from the zone's table.
-                    let table = own
-                        .or(zone_health.filter(|z| z.get_ref().sets(key)))
-                        .or(region.health.as_ref())
-                        .map(|h| h.span());
-                    let line = table
-                        .as_ref()
-                        .and_then(|t| key_line(text, t.clone(), key))
-                        .unwrap_or_else(|| report.lines.line(table.unwrap_or(span.clone()).start));
-                    report.at(line, format!("region {name}: health: {e}"));
+                    // A key that no table writes is the region's to set.
+                    let at = m
+                        .span
+                        .or_else(|| region.health.as_ref().map(Spanned::span))
+                        .unwrap_or_else(|| span.clone());
+                    report.span(at, format!("region {name}: health: {}", m.error));
                 }
                 health::HealthToml::default()
                     .resolve(base, 1)

@@ -1,14 +1,18 @@
 //! Zones: ordinary records, regions and steered names, loaded from `zones/*.toml`.
 //!
 //! [`load_dir`] turns files into a [`ZoneSet`] and reports every problem as `file:line: what`.
+//! Each region's health check ([`RegionCheck`]) is zone configuration and lives here too; the
+//! health monitor reads it, and nothing here imports `health`.
 //! [`Zone::resolve`] is the authoritative lookup of RFC 1034 §4.3.2 (referrals, CNAME chains,
 //! wildcards, empty non-terminals); the client-dependent part of a steered name is left to the
 //! caller, which alone knows the client.
 
+mod check;
 mod health;
 mod load;
 mod records;
 
+pub use check::{CheckKind, CheckSpec, HttpCheck, RegionCheck};
 pub use load::{Diagnostic, LoadError, load_dir, load_file};
 pub use records::MAX_TTL;
 
@@ -18,7 +22,6 @@ use std::path::PathBuf;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use crate::health::RegionCheck;
 use crate::steer::{Region, SteeredName};
 
 /// Longest CNAME chain followed inside a zone before the answer stops (loop guard).

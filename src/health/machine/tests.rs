@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::health::CheckKind;
+use crate::zone::CheckKind;
 
 /// A probed region: interval 1 s, so `settle` is `max(rise, fall)` seconds.
 fn spec(rise: u32, fall: u32, min_healthy: usize) -> CheckSpec {

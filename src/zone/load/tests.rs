@@ -742,7 +742,7 @@ fn steered_defaults_and_settings_are_kept() {
 
 use std::time::Duration;
 
-use crate::health::{CheckKind, HttpCheck};
+use crate::zone::{CheckKind, HttpCheck};
 
 /// The base zone with `health = { inline }` in region us-east (one endpoint).
 fn us_east_health(inline: &str) -> String {
@@ -1374,4 +1374,36 @@ fn a_zone_wide_tcp_check_takes_its_port_from_each_region() {
         "{}",
         d[0]
     );
+}
+
+#[test]
+fn a_mistake_about_either_of_two_keys_is_reported_at_the_one_written() {
+    // `ca-file and tls-verify apply to check "https" only`: here only tls-verify is written.
+    let text = zone(
+        "",
+        "",
+        "\n[regions.us-east.health]\ncheck = \"http\"\nport = 8080\ntls-verify = false",
+    );
+    let d = only(&text);
+    assert_diag(
+        &d,
+        line_of(&text, "tls-verify = false"),
+        &["region us-east", "check \"https\" only"],
+    );
+}
+
+#[test]
+fn an_unwritten_timeout_is_reported_at_the_interval_it_follows() {
+    // The default timeout is the interval when that is shorter: a zero interval makes both
+    // wrong, and both are the interval's line.
+    let text = zone(
+        "",
+        "",
+        "\n[regions.us-east.health]\ncheck = \"tcp\"\nport = 80\ninterval = 0",
+    );
+    let d = errors(&text);
+    let line = line_of(&text, "interval = 0");
+    assert_has(&d, line, &["interval 0ns", "below the minimum"]);
+    assert_has(&d, line, &["timeout 0ns", "above 0"]);
+    assert_eq!(d.len(), 2, "{}", LoadError(d.clone()));
 }

@@ -1,0 +1,460 @@
+//! PURE: what steering sees of one zone. The probe states of its regions, the isolation guard
+//! over them and the operator overrides on top merge into one [`HealthView`].
+//!
+//! The one rule: time is one argument, [`Now`], which the monitor reads once per event;
+//! nothing here reads a clock, sleeps, logs or does I/O. What the monitor must log (a state
+//! change, an isolation that starts or ends) comes back as a value.
+//!
+//! Precedence, strongest first: a drain (the region is out, whatever its endpoints say); a
+//! forced endpoint (it takes the forced state, and its region's state is counted again from
+//! its endpoints); the isolation guard; the probes. Overrides arrive keyed by strings, as the
+//! journal keeps them, and are resolved to region and endpoint indexes once per change of
+//! overrides or zones ([`ZoneOverrides::resolve`]), so that a merge compares no strings.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::Outcome;
+use super::machine::{RegionMachine, Transition};
+use crate::state::{Override, Overrides};
+use crate::steer::{HealthView, Region, RegionHealth, RegionState};
+use crate::zone::{CheckKind, RegionCheck, Zone};
+
+/// Recent good probe states kept per zone for the isolation guard.
+const GOOD_STATES: usize = 64;
+
+/// One reading of both clocks, taken once per event and passed down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic, for probe history, settle times and the isolation guard: tokio's, so that a
+    /// test on a paused clock moves it.
+    pub instant: Instant,
+    /// Milliseconds since the Unix epoch, for override expiries (journaled, so they must mean
+    /// the same after a restart) and event stamps.
+    pub unix_ms: u64,
+}
+
+/// How long an override holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// When it lifts itself, in Unix ms; `None`: when an operator lifts it.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Hold {
+    fn of(o: &Override) -> Hold {
+        Hold {
+            expires_at_ms: o.expires_at_ms,
+        }
+    }
+
+    /// In force at `now`, by the rule of [`Override::active`].
+    pub fn active(self, now: Now) -> bool {
+        self.expires_at_ms.is_none_or(|t| now.unix_ms < t)
+    }
+}
+
+/// An endpoint held up or down by an operator, whatever its probes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forced {
+    pub up: bool,
+    pub hold: Hold,
+}
+
+/// The overrides of one zone, by region and endpoint index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneOverrides {
+    /// Per region: drained, and until when.
+    pub drained: Vec<Option<Hold>>,
+    /// Per region, per endpoint: held up or down.
+    pub forced: Vec<Vec<Option<Forced>>>,
+}
+
+impl ZoneOverrides {
+    /// The overrides naming zone `label` (its origin as the journal writes it), at the indexes
+    /// of `regions`. One naming a region or endpoint the zone does not have is left out; the
+    /// journal keeps it, and it applies again if a reload brings the name back.
+    pub fn resolve(overrides: &Overrides, label: &str, regions: &[Region]) -> ZoneOverrides {
+        let mut out = ZoneOverrides {
+            drained: vec![None; regions.len()],
+            forced: regions
+                .iter()
+                .map(|r| vec![None; r.endpoints.len()])
+                .collect(),
+        };
+        let region = |name: &str| regions.iter().position(|r| r.name == name);
+        // Overrides are operator actions, few against the endpoints: a scan is enough.
+        for ((zone, name), o) in &overrides.drains {
+            if zone == label
+                && let Some(ri) = region(name)
+            {
+                out.drained[ri] = Some(Hold::of(o));
+            }
+        }
+        for ((zone, name, address), (up, o)) in &overrides.forced {
+            if zone == label
+                && let Some(ri) = region(name)
+                && let Some(ei) = regions[ri]
+                    .endpoints
+                    .iter()
+                    .position(|e| e.address == *address)
+            {
+                out.forced[ri][ei] = Some(Forced {
+                    up: *up,
+                    hold: Hold::of(o),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The operator overrides of one zone on top of the probe views of its regions, at `now`.
+///
+/// A forced endpoint takes its forced state, and its region is counted again: up while
+/// `min-healthy` endpoints are. A drained region is [`RegionState::Drained`] whatever its
+/// endpoints say. An override past its expiry is ignored.
+pub fn merge(
+    probes: Vec<RegionHealth>,
+    checks: &[RegionCheck],
+    overrides: &ZoneOverrides,
+    now: Now,
+) -> HealthView {
+    let regions = probes
+        .into_iter()
+        .zip(checks)
+        .enumerate()
+        .map(|(ri, (mut h, check))| {
+            let forced = overrides.forced.get(ri).map_or(&[][..], Vec::as_slice);
+            let mut recount = false;
+            for (ei, f) in forced.iter().enumerate() {
+                if let Some(f) = f.filter(|f| f.hold.active(now)) {
+                    h.endpoints_up[ei] = f.up;
+                    recount = true;
+                }
+            }
+            if recount {
+                let up = h.endpoints_up.iter().filter(|u| **u).count();
+                h.state = if up >= check.spec.min_healthy {
+                    RegionState::Up
+                } else {
+                    RegionState::Down
+                };
+            }
+            if overrides
+                .drained
+                .get(ri)
+                .copied()
+                .flatten()
+                .is_some_and(|d| d.active(now))
+            {
+                h.state = RegionState::Drained;
+            }
+            h
+        })
+        .collect();
+    HealthView { regions }
+}
+
+/// What the monitor logs when the isolation guard takes over or lets go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Every probed region (this many) failed at once: the last good state serves.
+    Started { regions: usize },
+    /// A probe target answers again: the probes are followed.
+    Ended,
+}
+
+/// The isolation guard of one zone (`isolation-guard = true`).
+///
+/// Why: when every probed region fails at once, the likelier story is that this nameserver
+/// lost its own connectivity, not that every region died; failing everything over on the
+/// word of a blind observer would move all traffic for nothing.
+/// Trip: two or more regions are probed and none of them is up. The guard then serves the
+/// newest good state from before the failures began: one older than the detection window
+/// (the time one cut-off moment takes to show in every region), else the oldest kept. With
+/// no good state kept, the probes are followed.
+/// Recovery: as soon as one probed region is up again, the probes are followed.
+/// Memory: a good state (some probed region up) is kept when it differs from the last one
+/// kept; at most `GOOD_STATES` (64), and those older than ten windows are forgotten (the newest
+/// always stays).
+#[derive(Debug, Clone)]
+pub struct IsolationGuard {
+    on: bool,
+    /// Per region: probed (not `check = "none"`).
+    probed: Vec<bool>,
+    /// How long the failures of one cut-off moment take to show in every region.
+    window: Duration,
+    /// Good probe states with their times, newest last.
+    good: VecDeque<(Instant, Vec<RegionHealth>)>,
+    isolated: bool,
+}
+
+impl IsolationGuard {
+    /// The guard over regions checked by `checks`; `on` as the zone asks.
+    pub fn new(on: bool, checks: &[RegionCheck]) -> IsolationGuard {
+        IsolationGuard {
+            on,
+            probed: checks
+                .iter()
+                .map(|c| c.spec.kind != CheckKind::None)
+                .collect(),
+            window: checks
+                .iter()
+                .map(|c| c.spec.interval * (c.spec.fall + 1) + c.spec.timeout)
+                .max()
+                .unwrap_or_default(),
+            good: VecDeque::new(),
+            isolated: false,
+        }
+    }
+
+    /// The probe views to serve at `now`, given what the probes say (`fresh`), and whether
+    /// the guard took over or let go.
+    pub fn apply(
+        &mut self,
+        fresh: Vec<RegionHealth>,
+        now: Instant,
+    ) -> (Vec<RegionHealth>, Option<Isolation>) {
+        if !self.on {
+            return (fresh, None);
+        }
+        let probed = || {
+            fresh
+                .iter()
+                .zip(&self.probed)
+                .filter_map(|(h, &p)| p.then_some(h))
+        };
+        let count = probed().count();
+        if count < 2 || probed().any(|h| h.state == RegionState::Up) {
+            let change = self.isolated.then_some(Isolation::Ended);
+            self.isolated = false;
+            let up = probed().any(|h| h.state == RegionState::Up);
+            if up && self.good.back().is_none_or(|(_, v)| *v != fresh) {
+                self.good.push_back((now, fresh.clone()));
+                let window = self.window;
+                let stale = |t: Instant| now.saturating_duration_since(t) > window * 10;
+                while self.good.len() > GOOD_STATES
+                    || self.good.len() > 1 && self.good.front().is_some_and(|(t, _)| stale(*t))
+                {
+                    self.good.pop_front();
+                }
+            }
+            return (fresh, change);
+        }
+        let before = self
+            .good
+            .iter()
+            .rev()
+            .find(|(t, _)| now.saturating_duration_since(*t) >= self.window)
+            .or(self.good.front());
+        match before {
+            Some((_, good)) => {
+                let change = (!self.isolated).then_some(Isolation::Started { regions: count });
+                self.isolated = true;
+                (good.clone(), change)
+            }
+            None => (fresh, None),
+        }
+    }
+}
+
+/// What one probe result changed, for the log and the event list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The endpoint's state flipped.
+    pub endpoint: Option<Transition>,
+    /// The region's state flipped.
+    pub region: Option<Transition>,
+}
+
+/// One endpoint as its probes see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointDetail {
+    pub address: IpAddr,
+    /// Up by its probes (before overrides).
+    pub up: bool,
+    pub probes: u64,
+    pub consecutive_ok: u32,
+    pub consecutive_fail: u32,
+    pub last_error: Option<String>,
+    pub rtt_ms: Option<f64>,
+    pub rtt_min_ms: Option<f64>,
+    pub rtt_last_ms: Option<f64>,
+    pub degradation_ms: f64,
+}
+
+/// The health of one zone: a state machine per probed region, the isolation guard, and the
+/// operator overrides resolved to the zone's indexes.
+#[derive(Debug)]
+pub struct ZoneHealth {
+    origin: Name,
+    /// The origin as the journal, logs and metrics name it.
+    label: String,
+    regions: Vec<Region>,
+    checks: Vec<RegionCheck>,
+    /// Per region; `None` when not probed.
+    machines: Vec<Option<RegionMachine>>,
+    guard: IsolationGuard,
+    overrides: ZoneOverrides,
+}
+
+impl ZoneHealth {
+    /// The health of `zone` with `overrides`. A region that kept its check and endpoints
+    /// keeps its machine from `old`, the zones before a reload in origin order (as a
+    /// [`crate::zone::ZoneSet`] orders them).
+    pub fn new(zone: &Zone, old: &[ZoneHealth], overrides: &Overrides) -> ZoneHealth {
+        let previous = old
+            .binary_search_by(|z| z.origin.cmp(&zone.origin))
+            .ok()
+            .map(|i| &old[i]);
+        let machines = zone
+            .regions
+            .iter()
+            .zip(&zone.checks)
+            .map(|(r, c)| {
+                if c.spec.kind == CheckKind::None {
+                    return None;
+                }
+                let kept = previous.and_then(|p| {
+                    let i = p.regions.iter().position(|o| o.name == r.name)?;
+                    let same_endpoints = p.regions[i]
+                        .endpoints
+                        .iter()
+                        .map(|e| e.address)
+                        .eq(r.endpoints.iter().map(|e| e.address));
+                    (p.checks[i] == *c && same_endpoints)
+                        .then(|| p.machines[i].clone())
+                        .flatten()
+                });
+                Some(kept.unwrap_or_else(|| RegionMachine::new(r.endpoints.len(), &c.spec)))
+            })
+            .collect();
+        let label = zone.origin.to_string();
+        ZoneHealth {
+            overrides: ZoneOverrides::resolve(overrides, &label, &zone.regions),
+            origin: zone.origin.clone(),
+            label,
+            regions: zone.regions.clone(),
+            checks: zone.checks.clone(),
+            machines,
+            guard: IsolationGuard::new(zone.isolation_guard, &zone.checks),
+        }
+    }
+
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    pub fn checks(&self) -> &[RegionCheck] {
+        &self.checks
+    }
+
+    /// Takes `overrides` in place of the ones in force.
+    pub fn set_overrides(&mut self, overrides: &Overrides) {
+        self.overrides = ZoneOverrides::resolve(overrides, &self.label, &self.regions);
+    }
+
+    /// Records a probe of endpoint `endpoint` of region `region`, finished at `at`. `None`
+    /// when the region is not probed.
+    pub fn record(
+        &mut self,
+        region: usize,
+        endpoint: usize,
+        outcome: &Outcome,
+        at: Instant,
+    ) -> Option<Recorded> {
+        let spec = &self.checks[region].spec;
+        let machine = self.machines[region].as_mut()?;
+        let (endpoint, flipped) = machine.record(endpoint, outcome, at, spec);
+        let region = flipped.then(|| {
+            let up = machine.endpoints.iter().filter(|e| e.up).count();
+            Transition {
+                up: machine.up,
+                reason: format!(
+                    "{up} of {} endpoints up, {} needed",
+                    machine.endpoints.len(),
+                    spec.min_healthy
+                ),
+            }
+        });
+        Some(Recorded { endpoint, region })
+    }
+
+    /// The view steering sees at `now`, and whether the isolation guard took over or let go.
+    pub fn view(&mut self, now: Now) -> (HealthView, Option<Isolation>) {
+        let fresh = self
+            .checks
+            .iter()
+            .zip(&self.machines)
+            .map(|(check, m)| match m {
+                Some(m) => m.view(now.instant, &check.spec),
+                None => RegionHealth::up(check.targets.len()),
+            })
+            .collect();
+        let (probes, isolation) = self.guard.apply(fresh, now.instant);
+        (merge(probes, &self.checks, &self.overrides, now), isolation)
+    }
+
+    /// Per region, the endpoints as their probes see them (`None` when not probed).
+    pub fn details(&self) -> Vec<Option<Vec<EndpointDetail>>> {
+        self.machines
+            .iter()
+            .zip(&self.regions)
+            .map(|(m, region)| {
+                m.as_ref().map(|m| {
+                    m.endpoints
+                        .iter()
+                        .zip(&region.endpoints)
+                        .map(|(e, endpoint)| EndpointDetail {
+                            address: endpoint.address,
+                            up: e.up,
+                            probes: e.probes,
+                            consecutive_ok: e.consecutive_ok,
+                            consecutive_fail: e.consecutive_fail,
+                            last_error: e.last_error.clone(),
+                            rtt_ms: e.rtt.ewma_ms(),
+                            rtt_min_ms: e.rtt.min_ms(),
+                            rtt_last_ms: e.rtt.last_ms(),
+                            degradation_ms: e.rtt.degradation_ms(),
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    }
+}
+
+/// The view of one round of probes (`meridian route --probe`): an endpoint is up unless its
+/// probe failed, and a probed region is up while `min-healthy` of its endpoints are.
+pub fn view_of_round(zone: &Zone, round: &[Vec<Option<Outcome>>]) -> HealthView {
+    let mut regions = Vec::new();
+    for (check, outcomes) in zone.checks.iter().zip(round) {
+        let mut health = RegionHealth::up(outcomes.len());
+        for (i, o) in outcomes.iter().enumerate() {
+            health.endpoints_up[i] = !matches!(o, Some(Outcome::Down { .. }));
+        }
+        let up = health.endpoints_up.iter().filter(|u| **u).count();
+        if check.spec.kind != CheckKind::None && up < check.spec.min_healthy {
+            health.state = RegionState::Down;
+        }
+        regions.push(health);
+    }
+    HealthView { regions }
+}
+
+#[cfg(test)]
+mod tests;
