@@ -440,7 +440,7 @@ fn respond(
     out[HEADER_LEN..HEADER_LEN + q.name_len]
         .copy_from_slice(&q.packet[HEADER_LEN..HEADER_LEN + q.name_len]);
     if let Some(o) = opt {
-        o.append(out, b.cacheable.outcome.rcode);
+        o.append(out, &b.cacheable.outcome);
     }
     true
 }

@@ -80,11 +80,7 @@ pub fn answer(
         .first()
         .map_or(RecordType::Unknown(0), |q| q.query_type());
     let refuse = |response: Response<'_>, rcode: ResponseCode| {
-        let outcome = Outcome {
-            authoritative: false,
-            truncated: false,
-            rcode,
-        };
+        let outcome = Outcome::new(false, false, rcode);
         response.finish(
             snapshot,
             services,
@@ -186,11 +182,7 @@ pub fn answer(
             Record::from_rdata(hit.owner.clone(), a.ttl, rdata)
         }));
     }
-    let outcome = Outcome {
-        authoritative: resolved.authoritative,
-        truncated: false,
-        rcode: resolved.rcode,
-    };
+    let outcome = Outcome::new(resolved.authoritative, false, resolved.rcode);
     Some(response.finish(
         snapshot,
         services,
@@ -291,7 +283,7 @@ impl Response<'_> {
         let frame = |mut bytes: Vec<u8>, outcome: Outcome| {
             response::write_flags(&mut bytes, self.packet, outcome);
             if let Some(o) = &opt {
-                o.append(&mut bytes, outcome.rcode);
+                o.append(&mut bytes, &outcome);
             }
             bytes
         };
@@ -301,9 +293,10 @@ impl Response<'_> {
         {
             // hickory stops at 65,535 octets and says so with TC: such an answer is partial.
             let partial = bytes[2] & 0x02 != 0;
-            let outcome = Outcome {
-                truncated: partial,
-                ..outcome
+            let outcome = if partial {
+                outcome.truncated()
+            } else {
+                outcome
             };
             let how = if partial {
                 Encoded::Truncated
@@ -315,18 +308,10 @@ impl Response<'_> {
         // A failed encode (a name that cannot be written) must not leave the client without
         // an answer: SERVFAIL, with the question.
         let (fallback, how) = if encoded.is_err() {
-            let servfail = Outcome {
-                authoritative: false,
-                truncated: false,
-                rcode: ResponseCode::ServFail,
-            };
+            let servfail = Outcome::new(false, false, ResponseCode::ServFail);
             (servfail, Encoded::Failed)
         } else {
-            let truncated = Outcome {
-                truncated: true,
-                ..outcome
-            };
-            (truncated, Encoded::Truncated)
+            (outcome.truncated(), Encoded::Truncated)
         };
         msg.answers.clear();
         msg.authorities.clear();

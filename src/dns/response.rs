@@ -12,25 +12,50 @@ use super::wire::{ECS, HEADER_LEN, OPT};
 /// Our UDP payload size: the DNS Flag Day 2020 value, safe from IP fragmentation.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
-/// What the answer itself decides in the header's flags.
+// The option codes and the OPT type fit one octet each, as `Opt::append` writes them.
+const _: () = assert!(OPT < 256 && ECS < 256 && cookie::CODE < 256 && cookie::REPLY_LEN < 256);
+
+/// What the answer itself decides in the header's flags (and the extended RCODE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     pub authoritative: bool,
     pub truncated: bool,
     pub rcode: ResponseCode,
+    /// The RCODE's twelve bits, worked out once: the fast path writes them for every hit.
+    code: u16,
+}
+
+impl Outcome {
+    pub fn new(authoritative: bool, truncated: bool, rcode: ResponseCode) -> Self {
+        Outcome {
+            authoritative,
+            truncated,
+            rcode,
+            code: u16::from(rcode),
+        }
+    }
+
+    /// This outcome with TC set.
+    pub fn truncated(self) -> Self {
+        Outcome {
+            truncated: true,
+            ..self
+        }
+    }
 }
 
 /// Writes the flags of a response to `query` (whose header is at least 4 octets) into
 /// `out[2..4]`: QR, the opcode, AA and TC as the answer says, RD and CD copied (RFC 1035
 /// §4.1.1; RFC 6895 §2), RA, Z and AD clear (no recursion; no DNSSEC data), the low four bits
 /// of the RCODE (the rest go in OPT, RFC 6891 §6.1.3).
+#[inline]
 pub fn write_flags(out: &mut [u8], query: &[u8], o: Outcome) {
     out[2] = 0x80
         | (query[2] & 0x78)
         | if o.authoritative { 0x04 } else { 0 }
         | if o.truncated { 0x02 } else { 0 }
         | (query[2] & 0x01);
-    out[3] = (query[3] & 0x10) | o.rcode.low();
+    out[3] = (query[3] & 0x10) | (o.code & 0x0F) as u8;
 }
 
 /// FORMERR for a packet that does not decode: the ID, opcode and RD from its header, and
@@ -79,36 +104,50 @@ pub struct Opt<'q> {
 }
 
 impl Opt<'_> {
+    #[inline]
     fn options_len(&self) -> usize {
         self.ecs.map_or(0, |e| 4 + e.len()) + self.cookie.map_or(0, |_| 4 + cookie::REPLY_LEN)
     }
 
     /// The record's size on the wire.
+    #[inline]
     pub fn size(&self) -> usize {
         11 + self.options_len()
     }
 
     /// Appends the record to `out`, a response whose last record it becomes, and counts it in
-    /// ARCOUNT. `rcode`'s upper bits go in the extended RCODE (RFC 6891 §6.1.3).
-    pub fn append(&self, out: &mut Vec<u8>, rcode: ResponseCode) {
+    /// ARCOUNT. The RCODE's upper bits go in the extended RCODE (RFC 6891 §6.1.3).
+    #[inline]
+    pub fn append(&self, out: &mut Vec<u8>, outcome: &Outcome) {
         let count = u16::from_be_bytes([out[10], out[11]]) + 1;
         out[10..12].copy_from_slice(&count.to_be_bytes());
-        out.push(0);
-        out.extend_from_slice(&OPT.to_be_bytes());
-        out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
-        // Extended RCODE, version 0, DO.
-        out.extend_from_slice(&[rcode.high(), 0, if self.dnssec_ok { 0x80 } else { 0 }, 0]);
-        out.extend_from_slice(&(self.options_len() as u16).to_be_bytes());
+        let [payload_hi, payload_lo] = MAX_UDP_PAYLOAD.to_be_bytes();
+        let [len_hi, len_lo] = (self.options_len() as u16).to_be_bytes();
+        let dnssec_ok = if self.dnssec_ok { 0x80 } else { 0 };
+        // The root owner, OPT, our payload; extended RCODE, version 0, DO; the options' length.
+        out.extend_from_slice(&[
+            0,
+            0,
+            OPT as u8,
+            payload_hi,
+            payload_lo,
+            (outcome.code >> 4) as u8,
+            0,
+            dnssec_ok,
+            0,
+            len_hi,
+            len_lo,
+        ]);
         if let Some(option) = self.ecs {
-            out.extend_from_slice(&ECS.to_be_bytes());
-            out.extend_from_slice(&(option.len() as u16).to_be_bytes());
-            out.extend_from_slice(&option[..3]);
-            out.push(self.scope);
+            let [hi, lo] = (option.len() as u16).to_be_bytes();
+            let [family_hi, family_lo, source] = [option[0], option[1], option[2]];
+            out.extend_from_slice(&[
+                0, ECS as u8, hi, lo, family_hi, family_lo, source, self.scope,
+            ]);
             out.extend_from_slice(&option[4..]);
         }
         if let Some(c) = self.cookie {
-            out.extend_from_slice(&cookie::CODE.to_be_bytes());
-            out.extend_from_slice(&(cookie::REPLY_LEN as u16).to_be_bytes());
+            out.extend_from_slice(&[0, cookie::CODE as u8, 0, cookie::REPLY_LEN as u8]);
             out.extend_from_slice(&c);
         }
     }

@@ -27,10 +27,8 @@ const MAX_NAME: usize = 255;
 /// Why a message (or one of its options) cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    #[error("message ends inside {0}")]
-    Truncated(&'static str),
-    #[error("bad label in a name")]
-    BadLabel,
+    #[error("the message ends early or has a bad label")]
+    Malformed,
     #[error(transparent)]
     Ecs(#[from] EcsError),
     #[error("more than one ECS option")]
@@ -40,7 +38,7 @@ pub enum WireError {
 }
 
 /// Why an ECS option body is malformed (RFC 7871 §6).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EcsError {
     #[error("ECS option shorter than 4 octets")]
     Short,
@@ -49,7 +47,7 @@ pub enum EcsError {
     #[error("ECS source prefix /{prefix} is too long for the family (max /{max})")]
     PrefixTooLong { prefix: u8, max: u8 },
     #[error("ECS address has {got} octets; /{prefix} needs {want}")]
-    AddressLength { got: usize, want: usize, prefix: u8 },
+    AddressLength { got: u16, want: u8, prefix: u8 },
     #[error("ECS address has bits set beyond /{0}")]
     BitsBeyondPrefix(u8),
 }
@@ -57,7 +55,9 @@ pub enum EcsError {
 /// A part of the message being read, by offset and length.
 pub type Span = (usize, usize);
 
-/// A cursor over a message that checks every length before it reads.
+/// A cursor over a message that checks every length before it reads. Its steps return
+/// `None` when the message ends early or a label is bad: the fast path only needs to know
+/// that, and small return values keep it fast.
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -99,29 +99,24 @@ impl<'a> Reader<'a> {
         self.pos == self.buf.len()
     }
 
-    #[inline]
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or(WireError::Truncated(what))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
+    #[inline(always)]
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
     }
 
-    #[inline]
-    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+    #[inline(always)]
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    #[inline]
-    pub fn header(&mut self) -> Result<Header, WireError> {
-        let h = self.take(HEADER_LEN, "the header")?;
+    #[inline(always)]
+    pub fn header(&mut self) -> Option<Header> {
+        let h = self.take(HEADER_LEN)?;
         let word = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
-        Ok(Header {
+        Some(Header {
             id: word(0),
             flags: word(2),
             questions: word(4),
@@ -132,26 +127,27 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips a domain name: labels up to the root, or up to a compression pointer.
-    pub fn skip_name(&mut self) -> Result<(), WireError> {
+    #[inline(always)]
+    pub fn skip_name(&mut self) -> Option<()> {
         loop {
-            let len = self.take(1, "a name")?[0];
+            let len = self.take(1)?[0];
             match len & 0xC0 {
-                0x00 if len == 0 => return Ok(()),
+                0x00 if len == 0 => return Some(()),
                 0x00 => {
-                    self.take(usize::from(len), "a label")?;
+                    self.take(usize::from(len))?;
                 }
                 0xC0 => {
-                    self.take(1, "a name pointer")?;
-                    return Ok(());
+                    self.take(1)?;
+                    return Some(());
                 }
-                _ => return Err(WireError::BadLabel),
+                _ => return None,
             }
         }
     }
 
     /// A name written out in full (no compression pointer), as a query's question is: its
     /// span. `None` for a pointer, a bad label or more than 255 octets.
-    #[inline]
+    #[inline(always)]
     pub fn plain_name(&mut self) -> Option<Span> {
         let start = self.pos;
         loop {
@@ -167,30 +163,40 @@ impl<'a> Reader<'a> {
     }
 
     /// Type and class of a question whose name was just read.
-    #[inline]
-    pub fn question_tail(&mut self) -> Result<(u16, u16), WireError> {
-        let t = self.take(4, "a question")?;
-        Ok((
+    #[inline(always)]
+    pub fn question_tail(&mut self) -> Option<(u16, u16)> {
+        let t = self.take(4)?;
+        Some((
             u16::from_be_bytes([t[0], t[1]]),
             u16::from_be_bytes([t[2], t[3]]),
         ))
     }
 
-    pub fn skip_question(&mut self) -> Result<(), WireError> {
+    #[inline]
+    pub fn skip_question(&mut self) -> Option<()> {
         self.skip_name()?;
         self.question_tail().map(|_| ())
     }
 
+    /// The next resource record, if its owner is the root (as an OPT record's must be).
+    #[inline(always)]
+    pub fn root_record(&mut self) -> Option<Record<'a>> {
+        if *self.buf.get(self.pos)? != 0 {
+            return None;
+        }
+        self.record()
+    }
+
     /// The next resource record.
-    #[inline]
-    pub fn record(&mut self) -> Result<Record<'a>, WireError> {
+    #[inline(always)]
+    pub fn record(&mut self) -> Option<Record<'a>> {
         let start = self.pos;
         self.skip_name()?;
-        let f = self.take(10, "a record")?;
+        let f = self.take(10)?;
         let len = usize::from(u16::from_be_bytes([f[8], f[9]]));
         let data_at = self.pos;
-        let data = self.take(len, "record data")?;
-        Ok(Record {
+        let data = self.take(len)?;
+        Some(Record {
             start,
             rtype: u16::from_be_bytes([f[0], f[1]]),
             class: u16::from_be_bytes([f[2], f[3]]),
@@ -213,13 +219,14 @@ pub struct Options {
 
 impl Options {
     /// Adds the options of one OPT record's data, which starts at `at` in the message.
+    #[inline(always)]
     pub fn read(&mut self, data: &[u8], at: usize) -> Result<(), WireError> {
         let mut r = Reader::new(data);
         while !r.at_end() {
-            let code = r.u16("an EDNS option")?;
-            let len = usize::from(r.u16("an EDNS option")?);
+            let (code, len) = r.u16().zip(r.u16()).ok_or(WireError::Malformed)?;
+            let len = usize::from(len);
             let span = (at + r.pos(), len);
-            let body = r.take(len, "an EDNS option")?;
+            let body = r.take(len).ok_or(WireError::Malformed)?;
             if code == ECS {
                 if self.ecs.is_some() {
                     return Err(WireError::DuplicateEcs);
@@ -248,16 +255,16 @@ impl Options {
 /// The ECS and COOKIE options of a query, from every OPT record it has.
 pub fn query_options(message: &[u8]) -> Result<Options, WireError> {
     let mut r = Reader::new(message);
-    let h = r.header()?;
+    let h = r.header().ok_or(WireError::Malformed)?;
     for _ in 0..h.questions {
-        r.skip_question()?;
+        r.skip_question().ok_or(WireError::Malformed)?;
     }
     for _ in 0..u32::from(h.answers) + u32::from(h.authorities) {
-        r.record()?;
+        r.record().ok_or(WireError::Malformed)?;
     }
     let mut found = Options::default();
     for _ in 0..h.additionals {
-        let rec = r.record()?;
+        let rec = r.record().ok_or(WireError::Malformed)?;
         if rec.rtype == OPT {
             found.read(rec.data, rec.data_at)?;
         }
@@ -268,23 +275,23 @@ pub fn query_options(message: &[u8]) -> Result<Options, WireError> {
 /// Where the question section of a message with exactly one question ends.
 pub fn single_question_end(message: &[u8]) -> Option<usize> {
     let mut r = Reader::new(message);
-    if r.header().ok()?.questions != 1 {
+    if r.header()?.questions != 1 {
         return None;
     }
-    r.skip_question().ok()?;
+    r.skip_question()?;
     Some(r.pos())
 }
 
 /// Where the OPT record of a message starts, if it is the message's last record.
 pub fn opt_record_start(message: &[u8]) -> Option<usize> {
     let mut r = Reader::new(message);
-    let h = r.header().ok()?;
+    let h = r.header()?;
     for _ in 0..h.questions {
-        r.skip_question().ok()?;
+        r.skip_question()?;
     }
     let records = u32::from(h.answers) + u32::from(h.authorities) + u32::from(h.additionals);
     for i in 0..records {
-        let rec = r.record().ok()?;
+        let rec = r.record()?;
         if i + 1 == records {
             return (rec.rtype == OPT && r.at_end()).then_some(rec.start);
         }
@@ -294,6 +301,7 @@ pub fn opt_record_start(message: &[u8]) -> Option<usize> {
 
 /// Validates one ECS option body (RFC 7871 §6): the client subnet it discloses. Source
 /// prefix 0 is a resolver withholding its client (RFC 7871 §7.1.2).
+#[inline(always)]
 pub fn parse_ecs(body: &[u8]) -> Result<IpNet, EcsError> {
     if body.len() < 4 {
         return Err(EcsError::Short);
@@ -312,8 +320,8 @@ pub fn parse_ecs(body: &[u8]) -> Result<IpNet, EcsError> {
     let want = usize::from(prefix).div_ceil(8);
     if address.len() != want {
         return Err(EcsError::AddressLength {
-            got: address.len(),
-            want,
+            got: u16::try_from(address.len()).unwrap_or(u16::MAX),
+            want: want as u8,
             prefix,
         });
     }
@@ -355,10 +363,10 @@ impl Parsed {
     /// answer or authority records, at most one additional record which is an EDNS(0) OPT
     /// with at most one valid ECS option and well-formed cookies, and nothing after it.
     /// `None` sends it down the general path.
-    #[inline]
+    #[inline(always)]
     pub fn ordinary(packet: &[u8]) -> Option<Parsed> {
         let mut r = Reader::new(packet);
-        let h = r.header().ok()?;
+        let h = r.header()?;
         // QR clear, opcode QUERY, no TC, Z or RCODE. AA, RA and AD mean nothing in a query
         // to this server (it never sets AD), RD and CD are copied: any of them may be set.
         if h.flags & 0xFA4F != 0
@@ -370,16 +378,16 @@ impl Parsed {
             return None;
         }
         let (_, name_len) = r.plain_name()?;
-        let (qtype, qclass) = r.question_tail().ok()?;
+        let (qtype, qclass) = r.question_tail()?;
         // Meta types (OPT, AXFR, ANY, ...) and other classes take the general path.
         if qclass != 1 || qtype == 0 || (128..=255).contains(&qtype) || qtype == OPT {
             return None;
         }
         let name_hash = hash_lower(&packet[HEADER_LEN..HEADER_LEN + name_len]);
         let edns = if h.additionals == 1 {
-            let opt = r.record().ok()?;
-            // Root owner, OPT, extended RCODE 0 and version 0 (else BADVERS, generally).
-            if packet[opt.start] != 0 || opt.rtype != OPT || opt.ttl >> 16 != 0 {
+            let opt = r.root_record()?;
+            // OPT, extended RCODE 0 and version 0 (else BADVERS, generally).
+            if opt.rtype != OPT || opt.ttl >> 16 != 0 {
                 return None;
             }
             let mut options = Options::default();
