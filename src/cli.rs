@@ -212,6 +212,7 @@ impl ServeArgs {
 pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> {
     raise_fd_limit();
     let zones = zone::load_dir(&config.zones)?;
+    let geo_files = crate::control::GeoFiles::stamp(&config.geoip);
     let geo = Arc::new(GeoDb::open_or_embedded(&config.geoip)?);
     info!(
         zones = zones.len(),
@@ -260,7 +261,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         zones_dir: config.zones.clone(),
         admin_listener,
         ready: ready.clone(),
-        geoip: config.geoip.clone(),
+        geoip: geo_files,
         admin_cert,
     })
     .map_err(CliError::Runtime)?;

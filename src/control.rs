@@ -28,8 +28,9 @@ pub struct Setup {
     pub zones_dir: PathBuf,
     pub admin_listener: std::net::TcpListener,
     pub ready: Arc<AtomicBool>,
-    /// GeoIP database files to watch for replacement (none: the embedded database).
-    pub geoip: Vec<PathBuf>,
+    /// GeoIP database files to watch for replacement (none: the embedded database), as they
+    /// were when the serving database was opened from them.
+    pub geoip: GeoFiles,
     /// The admin listener's certificate: HTTPS only when given.
     pub admin_cert: Option<Arc<AdminCert>>,
 }
@@ -97,16 +98,19 @@ async fn sample_traffic(metrics: Arc<Metrics>) {
 /// How often the GeoIP files are looked at for a replacement.
 const GEOIP_CHECK: Duration = Duration::from_secs(2);
 
-/// Picks up GeoIP files replaced on disk (a new inode, size or modification time): a file
-/// that opens as a MaxMind DB replaces the running one; one that does not is refused with
-/// its error and the running database keeps serving.
-async fn watch_geoip(state: SharedSnapshot, paths: Vec<PathBuf>) {
-    if paths.is_empty() {
-        return;
-    }
-    let stamp = |paths: &[PathBuf]| -> Vec<Option<(u64, u64, std::time::SystemTime)>> {
+/// GeoIP database files and what they were (inode, size, modification time) at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoFiles {
+    paths: Vec<PathBuf>,
+    stamps: Vec<Option<(u64, u64, std::time::SystemTime)>>,
+}
+
+impl GeoFiles {
+    /// `paths` as they are now. Taken before the database is opened from them, so that a
+    /// replacement at any moment after the open is noticed.
+    pub fn stamp(paths: &[PathBuf]) -> GeoFiles {
         use std::os::unix::fs::MetadataExt;
-        paths
+        let stamps = paths
             .iter()
             .map(|p| {
                 std::fs::metadata(p).ok().map(|m| {
@@ -117,19 +121,31 @@ async fn watch_geoip(state: SharedSnapshot, paths: Vec<PathBuf>) {
                     )
                 })
             })
-            .collect()
-    };
-    let mut seen = stamp(&paths);
+            .collect();
+        GeoFiles {
+            paths: paths.to_vec(),
+            stamps,
+        }
+    }
+}
+
+/// Picks up GeoIP files replaced on disk since `seen` (a new inode, size or modification
+/// time): a file that opens as a MaxMind DB replaces the running one; one that does not is
+/// refused with its error and the running database keeps serving.
+async fn watch_geoip(state: SharedSnapshot, mut seen: GeoFiles) {
+    if seen.paths.is_empty() {
+        return;
+    }
     let mut tick = tokio::time::interval(GEOIP_CHECK);
     loop {
         tick.tick().await;
-        let now = stamp(&paths);
+        let now = GeoFiles::stamp(&seen.paths);
         if now == seen {
             continue;
         }
         seen = now;
         let opened = {
-            let paths = paths.clone();
+            let paths = seen.paths.clone();
             tokio::task::spawn_blocking(move || crate::geo::GeoDb::open_or_embedded(&paths)).await
         };
         match opened {

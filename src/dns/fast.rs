@@ -1,14 +1,15 @@
 //! FAST PATH: an ordinary query answered from cached response bytes.
 //!
 //! A query that is one question of class IN with at most an OPT record (and a valid ECS
-//! option) is parsed in place; its answer is looked up by (lower-case name, type) and, for a
-//! steered name, by the region its client's GeoIP network decides and the rotation of the
-//! endpoints. A hit costs the parse, two or three hash lookups and a copy with the ID, the RD
-//! and CD bits, the question's case and the OPT record (with the ECS echo) patched in.
-//! Everything else, and every first query, takes the general path, which fills the cache.
-//! Each serving thread keeps its own caches (a UDP loop owns one, other callers use their
-//! thread's), so a hit takes no lock and no reference count; they belong to one
-//! serving state's generation, so a reload or a health change starts them afresh.
+//! option) is read in place ([`Parsed::ordinary`]); its answer is looked up by (lower-case
+//! name, type) and, for a steered name, by the [`Variant`] its client's decision and the
+//! query's rotation give: the key the general path's [`Cacheable`] states. A hit costs the
+//! parse, two or three hash lookups and a copy, framed for the query by the one response
+//! writer (ID, flags, the question's case, the OPT record with the ECS echo). Everything
+//! else, and every first query, takes the general path, which fills the cache when its answer
+//! says it may. Each serving thread keeps its own caches (a UDP loop owns one, other callers
+//! use their thread's), so a hit takes no lock and no reference count; they belong to one
+//! snapshot's generation, so a reload or a health change starts them afresh.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -211,18 +212,11 @@ pub fn handle(
     snapshot: &Snapshot,
     services: &Services,
     packet: &[u8],
-    src: SocketAddr,
-    transport: Transport,
-    now: u32,
+    at: At,
     out: &mut Vec<u8>,
 ) -> bool {
     let parsed = Parsed::ordinary(packet);
     CACHES.with_borrow_mut(|caches| {
-        let at = At {
-            src,
-            transport,
-            now,
-        };
         handle_parsed(caches, snapshot, services, packet, parsed, at, out)
     })
 }
@@ -249,12 +243,10 @@ pub fn handle_parsed(
 ) -> bool {
     out.clear();
     let general = |out: &mut Vec<u8>| {
-        general::answer(snapshot, services, packet, at.src, at.transport, at.now).map(
-            |Answer { bytes, cacheable }| {
-                *out = bytes;
-                cacheable
-            },
-        )
+        general::answer(snapshot, services, packet, at).map(|Answer { bytes, cacheable }| {
+            *out = bytes;
+            cacheable
+        })
     };
     let Some(parsed) = parsed else {
         return general(out).is_some();

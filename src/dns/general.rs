@@ -5,7 +5,7 @@
 //! the fast path. The answer comes back with a [`Cacheable`] statement of what it varies on,
 //! made only once the bytes are final.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
@@ -14,7 +14,7 @@ use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use super::cache::{Cacheable, SteeredVariant, Variant, Varies};
 use super::response::{self, Opt, Outcome};
 use super::wire::{self, HEADER_LEN};
-use super::{Services, Transport, response_limit};
+use super::{At, Services, Transport, response_limit};
 use crate::serving::Snapshot;
 use crate::serving::answer::{self, Client};
 use crate::steer::{Family, Order};
@@ -40,17 +40,14 @@ enum Counted {
     },
 }
 
-/// Answers `packet` from `src`; `None` means send nothing: the packet is too short to carry
-/// an ID, or it is itself a response (answering those invites loops). `now` is the time in
-/// Unix seconds, for cookies.
-pub fn answer(
-    snapshot: &Snapshot,
-    services: &Services,
-    packet: &[u8],
-    src: SocketAddr,
-    transport: Transport,
-    now: u32,
-) -> Option<Answer> {
+/// Answers `packet`, which arrived `at`; `None` means send nothing: the packet is too short
+/// to carry an ID, or it is itself a response (answering those invites loops).
+pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -> Option<Answer> {
+    let At {
+        src,
+        transport,
+        now,
+    } = at;
     if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
         return None;
     }

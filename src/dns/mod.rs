@@ -83,8 +83,13 @@ pub fn handle(
     transport: Transport,
     now: u32,
 ) -> Option<Vec<u8>> {
+    let at = At {
+        src,
+        transport,
+        now,
+    };
     let mut out = Vec::new();
-    fast::handle(snapshot, services, packet, src, transport, now, &mut out).then_some(out)
+    fast::handle(snapshot, services, packet, at, &mut out).then_some(out)
 }
 
 #[cfg(test)]

@@ -65,7 +65,12 @@ fn general_raw(
     src: SocketAddr,
     transport: Transport,
 ) -> Option<Vec<u8>> {
-    general::answer(snapshot, services(), packet, src, transport, cookie::now()).map(|a| a.bytes)
+    let at = At {
+        src,
+        transport,
+        now: cookie::now(),
+    };
+    general::answer(snapshot, services(), packet, at).map(|a| a.bytes)
 }
 
 const RESOLVER: &str = "127.0.0.1:5300";
@@ -251,27 +256,6 @@ fn take_cookie(m: &mut Message, src: SocketAddr) -> Option<Vec<u8>> {
     assert!(services().cookies.verifies(&sent, src.ip(), cookie::now()));
     Some(body[..8].to_vec())
 }
-
-const NAMES: [&str; 10] = [
-    "www.example.com.",
-    "WwW.ExAmPlE.CoM.",
-    "static.example.com.",
-    "alias.example.com.",
-    "nope.example.com.",
-    "b.example.com.",
-    "lab.example.com.",
-    "x.lab.example.com.",
-    "example.com.",
-    "big.example.com.",
-];
-const TYPES: [RecordType; 6] = [
-    RecordType::A,
-    RecordType::AAAA,
-    RecordType::TXT,
-    RecordType::NS,
-    RecordType::MX,
-    RecordType::SOA,
-];
 
 /// The shipped zones and the fuzz zones (unequal weights, several answers, failover, static
 /// fallbacks, wildcards, CNAME chains), each under health states from all up to all down.
@@ -520,7 +504,7 @@ proptest! {
             let warm = UDP_CACHES.with_borrow_mut(|caches| {
                 let caches = &mut caches[health];
                 let parsed = prefetch(caches, snapshot, &bytes, src);
-                let at = fast::At { src, transport, now: cookie::now() };
+                let at = At { src, transport, now: cookie::now() };
                 let mut out = Vec::new();
                 handle_parsed(caches, snapshot, services(), &bytes, parsed, at, &mut out)
                     .then_some(out)
@@ -648,8 +632,8 @@ proptest! {
     #[test]
     fn cookieless_udp_responses_amplify_at_most_the_default_limit(
         id in any::<u16>(),
-        name in 0..NAMES.len(),
-        rtype in 0..TYPES.len(),
+        name in 0..ORACLE_NAMES.len(),
+        rtype in 0..ORACLE_TYPES.len(),
         edns in 0..3u8,
         cookie in 0..4u8,
         (addr, prefix) in v4_net(),
@@ -661,7 +645,7 @@ proptest! {
             _ => Some((true, Some((IpAddr::V4(addr), prefix)))),
         };
         let sent = query_cookie(cookie, src).filter(|_| e.is_some() && cookie != 2);
-        let bytes = packet(id, NAMES[name], TYPES[rtype], e, sent);
+        let bytes = packet(id, ORACLE_NAMES[name], ORACLE_TYPES[rtype], e, sent);
         for _ in 0..2 {
             let out = ask_raw(state(), &bytes, src, Transport::Udp).unwrap();
             let limit = usize::from(cookie::DEFAULT_AMPLIFICATION) * bytes.len();
