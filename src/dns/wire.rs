@@ -347,12 +347,12 @@ pub struct Parsed {
     /// The hash of its lower-case form.
     pub name_hash: u64,
     pub qtype: u16,
-    pub edns: Option<Edns>,
+    pub edns: Option<QueryOpt>,
 }
 
 /// What an ordinary query's OPT record says.
 #[derive(Debug, Clone, Copy)]
-pub struct Edns {
+pub struct QueryOpt {
     pub payload: u16,
     pub dnssec_ok: bool,
     pub options: Options,
@@ -392,7 +392,7 @@ impl Parsed {
             }
             let mut options = Options::default();
             options.read(opt.data, opt.data_at).ok()?;
-            Some(Edns {
+            Some(QueryOpt {
                 payload: opt.class,
                 dnssec_ok: opt.ttl & 0x8000 != 0,
                 options,
