@@ -229,7 +229,7 @@ async fn a_full_disk_refuses_the_write_with_507_and_keeps_the_journal_whole() {
     }
     let filler = fill(&state);
 
-    let long = "x".repeat(400);
+    let long = "x".repeat(470);
     let mut refused = None;
     for i in 0..40 {
         let reason = format!("while full {i} {long}");
@@ -258,7 +258,11 @@ async fn a_full_disk_refuses_the_write_with_507_and_keeps_the_journal_whole() {
         drained_before,
         "the refused write changed the overrides"
     );
-    let (s, v) = admin.post(&format!("{REGION}/ap-southeast/drain"), &long).await;
+    // Longer than the refused line, so it cannot fit where that one did not.
+    let longer = format!("still full {}", "x".repeat(489));
+    let (s, v) = admin
+        .post(&format!("{REGION}/ap-southeast/drain"), &longer)
+        .await;
     assert_eq!(s, 507, "still full: {v}");
     assert_eq!(reasons(&whole_lines(&journal)), acked);
     assert_ne!(admin.region("ap-southeast").await["state"], "drained");
