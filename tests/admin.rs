@@ -485,8 +485,12 @@ async fn kill_9_during_writes_loses_no_acknowledged_override() {
     // The whole audit, a page (at most 1,000 entries) at a time, walking back with `before`.
     let mut audit: Vec<Value> = Vec::new();
     for _ in 0..100 {
-        let before = audit.first().map_or(String::new(), |e| format!("&before={}", e["seq"]));
-        let (_, page) = admin.get(&format!("/api/v1/audit?limit=1000{before}")).await;
+        let before = audit
+            .first()
+            .map_or(String::new(), |e| format!("&before={}", e["seq"]));
+        let (_, page) = admin
+            .get(&format!("/api/v1/audit?limit=1000{before}"))
+            .await;
         let page = page.as_array().unwrap();
         if page.is_empty() {
             break;

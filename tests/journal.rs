@@ -113,7 +113,10 @@ async fn answer(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let body = r.bytes().await.expect("the body reads");
     let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!("{status}: not JSON ({e}): {}", String::from_utf8_lossy(&body))
+        panic!(
+            "{status}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&body)
+        )
     });
     (status, json)
 }
@@ -223,7 +226,9 @@ async fn a_full_disk_refuses_the_write_with_507_and_keeps_the_journal_whole() {
     // not fit in that page is cut part-way by ENOSPC.
     for i in 0..3 {
         let reason = format!("before the disk filled {i}");
-        let (s, v) = admin.post(&format!("{REGION}/us-east/drain"), &reason).await;
+        let (s, v) = admin
+            .post(&format!("{REGION}/us-east/drain"), &reason)
+            .await;
         assert_eq!(s, 200, "{v}");
         acked.push(reason);
     }
@@ -234,7 +239,9 @@ async fn a_full_disk_refuses_the_write_with_507_and_keeps_the_journal_whole() {
     for i in 0..40 {
         let reason = format!("while full {i} {long}");
         let verb = if i % 2 == 0 { "drain" } else { "undrain" };
-        let (s, v) = admin.post(&format!("{REGION}/eu-west/{verb}"), &reason).await;
+        let (s, v) = admin
+            .post(&format!("{REGION}/eu-west/{verb}"), &reason)
+            .await;
         if s == 200 {
             acked.push(reason);
         } else {
@@ -244,7 +251,11 @@ async fn a_full_disk_refuses_the_write_with_507_and_keeps_the_journal_whole() {
     }
     let (i, status, body) = refused.expect("a write was refused within 40 on a full disk");
     assert!((500..600).contains(&status), "{status}: {body}");
-    assert_eq!(reasons(&whole_lines(&journal)), acked, "the refused write left nothing");
+    assert_eq!(
+        reasons(&whole_lines(&journal)),
+        acked,
+        "the refused write left nothing"
+    );
     assert_eq!(status, 507, "{body}");
     assert_eq!(body["status"], 507, "{body}");
     let message = body["error"].as_str().expect("an error message");
@@ -408,7 +419,10 @@ fn a_complete_last_line_that_does_not_parse_stops_the_start() {
     let out = serve_once(&state);
     assert!(!out.status.success(), "started with a damaged journal");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("audit.jsonl:3: damaged journal entry"), "{err}");
+    assert!(
+        err.contains("audit.jsonl:3: damaged journal entry"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(&journal).expect("read"),
         text,
@@ -432,7 +446,11 @@ async fn audit_pages_are_bounded_and_walk_back_with_before() {
     };
     let (s, page) = admin.get("/api/v1/audit").await;
     assert_eq!(s, 200, "{page}");
-    assert_eq!(seqs(&page), (2_401..=2_500).collect::<Vec<_>>(), "default 100");
+    assert_eq!(
+        seqs(&page),
+        (2_401..=2_500).collect::<Vec<_>>(),
+        "default 100"
+    );
     let (s, page) = admin.get("/api/v1/audit?limit=3&before=2000").await;
     assert_eq!(s, 200, "{page}");
     assert_eq!(seqs(&page), [1_997, 1_998, 1_999]);
@@ -528,5 +546,8 @@ async fn undoing_what_is_not_in_force_is_answered_but_not_journaled() {
         .await;
     assert_eq!((s, v["changed"].as_bool()), (200, Some(false)), "{v}");
     let (_, audit) = admin.get("/api/v1/audit").await;
-    assert_eq!(reasons(audit.as_array().expect("an array")), ["maintenance", "done"]);
+    assert_eq!(
+        reasons(audit.as_array().expect("an array")),
+        ["maintenance", "done"]
+    );
 }

@@ -46,10 +46,7 @@ pub(super) struct AppendFailed {
 /// (ENOSPC part-way through, a failed fsync) the file is cut back to `end`: a partial line
 /// left there would swallow the next append.
 pub(super) fn append<S: Store>(file: &mut S, end: u64, line: &[u8]) -> Result<(), AppendFailed> {
-    match file
-        .write_all_at(line, end)
-        .and_then(|()| file.sync_data())
-    {
+    match file.write_all_at(line, end).and_then(|()| file.sync_data()) {
         Ok(()) => Ok(()),
         Err(source) => Err(AppendFailed {
             source,

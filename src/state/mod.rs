@@ -44,10 +44,9 @@ impl StateError {
     /// The file system is full (or the quota used up): room must be made.
     pub fn is_full(&self) -> bool {
         match self {
-            StateError::Io { source, .. } | StateError::Append { source, .. } => matches!(
-                source.raw_os_error(),
-                Some(libc::ENOSPC | libc::EDQUOT)
-            ),
+            StateError::Io { source, .. } | StateError::Append { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
             _ => false,
         }
     }

@@ -99,8 +99,14 @@ fn sequence_numbers_that_go_back_are_damage() {
     let path = dir.path().join(JOURNAL_FILE);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("\"seq\":2", "\"seq\":1", 1)).unwrap();
-    let err = Journal::open(dir.path()).err().expect("refused").to_string();
-    assert!(err.contains("audit.jsonl:2: damaged journal entry: sequence number 1 after 1"), "{err}");
+    let err = Journal::open(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("audit.jsonl:2: damaged journal entry: sequence number 1 after 1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -268,7 +274,10 @@ fn an_append_that_cannot_be_cut_back_says_so() {
     };
     let failed = durable::append(&mut f, 4, b"two\n").unwrap_err();
     assert!(!failed.restored);
-    assert_eq!(f.data, b"one\ntw", "still partial: the next append cuts it first");
+    assert_eq!(
+        f.data, b"one\ntw",
+        "still partial: the next append cuts it first"
+    );
     f.fail_set_len = false;
     durable::cut_back(&mut f, 4).unwrap();
     assert_eq!(f.data, b"one\n");
@@ -285,9 +294,7 @@ fn a_failed_append_changes_neither_the_file_nor_the_overrides() {
     // Another handle cannot make this one fail; a journal whose file is read-only can.
     let mut ro = Journal::open(dir.path()).unwrap();
     ro.file = std::fs::File::open(&path).unwrap();
-    let err = ro
-        .append(entry(Action::Drain, "us-east", "b"))
-        .unwrap_err();
+    let err = ro.append(entry(Action::Drain, "us-east", "b")).unwrap_err();
     assert!(matches!(err, StateError::Append { .. }), "{err}");
     assert_eq!((ro.overrides().clone(), ro.last_seq()), before);
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
@@ -318,7 +325,12 @@ fn whole_audit(j: &Journal, page: usize) -> Vec<Entry> {
 
 fn varied(i: u64) -> Entry {
     let region = ["eu-west", "us-east", "ap-southeast"][(i % 3) as usize];
-    let action = [Action::Drain, Action::Undrain, Action::Drain, Action::Reload][(i % 4) as usize];
+    let action = [
+        Action::Drain,
+        Action::Undrain,
+        Action::Drain,
+        Action::Reload,
+    ][(i % 4) as usize];
     entry(action, region, &format!("write {i}"))
 }
 
@@ -344,7 +356,9 @@ fn compaction_keeps_the_overrides_and_every_audit_entry_once() {
     assert_eq!(j.overrides(), &kept);
     assert_eq!(j.last_seq(), 50);
     assert_eq!(whole_audit(&j, 4), all);
-    let segments = std::fs::read_dir(dir.path().join(ARCHIVE_DIR)).unwrap().count();
+    let segments = std::fs::read_dir(dir.path().join(ARCHIVE_DIR))
+        .unwrap()
+        .count();
     assert!(segments >= 8, "at most 5 entries a segment: {segments}");
 }
 
@@ -367,10 +381,13 @@ fn a_page_before_a_sequence_number_reads_the_right_segment() {
 #[test]
 fn a_long_journal_is_compacted_when_opened() {
     let dir = tempfile::tempdir().unwrap();
-    let mut j = Journal::open_with(dir.path(), Limits {
-        compact_at: 1_000,
-        ..SMALL
-    })
+    let mut j = Journal::open_with(
+        dir.path(),
+        Limits {
+            compact_at: 1_000,
+            ..SMALL
+        },
+    )
     .unwrap();
     let mut all = Vec::new();
     for i in 0..30 {
@@ -379,7 +396,11 @@ fn a_long_journal_is_compacted_when_opened() {
     drop(j);
     let j = Journal::open_with(dir.path(), SMALL).unwrap();
     let text = std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap();
-    assert_eq!(text.lines().count(), 1 + SMALL.keep, "a snapshot and the tail: {text}");
+    assert_eq!(
+        text.lines().count(),
+        1 + SMALL.keep,
+        "a snapshot and the tail: {text}"
+    );
     assert_eq!(j.overrides(), &replay(&all));
     assert_eq!(whole_audit(&j, 10), all);
 }
@@ -411,7 +432,11 @@ fn a_crash_at_any_step_of_a_compaction_leaves_the_old_or_the_new_journal() {
         drop(j);
         let new = std::fs::read(&journal).unwrap();
         let renamed = step == Step::JournalRenamed;
-        assert_eq!(new == old, !renamed, "{step:?}: old or new, as the step says");
+        assert_eq!(
+            new == old,
+            !renamed,
+            "{step:?}: old or new, as the step says"
+        );
 
         let mut j = Journal::open_with(dir.path(), limits).unwrap();
         assert_eq!(j.overrides(), &replay(&all), "{step:?}");
@@ -427,7 +452,11 @@ fn a_crash_at_any_step_of_a_compaction_leaves_the_old_or_the_new_journal() {
             all.push(j.append(varied(i)).unwrap());
         }
         j.compact().unwrap();
-        assert_eq!(whole_audit(&j, 4), all, "{step:?}: after the next compaction");
+        assert_eq!(
+            whole_audit(&j, 4),
+            all,
+            "{step:?}: after the next compaction"
+        );
         drop(j);
         let j = Journal::open_with(dir.path(), limits).unwrap();
         assert_eq!(j.overrides(), &replay(&all), "{step:?}");
