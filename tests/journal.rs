@@ -551,3 +551,142 @@ async fn undoing_what_is_not_in_force_is_answered_but_not_journaled() {
         ["maintenance", "done"]
     );
 }
+
+/// A process's resident memory now and at its peak, in MB, from `/proc/<pid>/status`.
+fn rss_mb(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb = |key: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{key} in {status}"))
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+/// Median and worst of `n` timed GETs of `path`, in milliseconds.
+async fn latency_ms(admin: &Admin, path: &str, n: usize) -> (f64, f64) {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let (s, v) = admin.get(path).await;
+        assert_eq!(s, 200, "{path}: {v}");
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    (times[n / 2], times[n - 1])
+}
+
+/// Bytes in the files of `dir` and of its subdirectories one level down.
+fn du(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .flatten()
+        .map(|e| {
+            let m = e.metadata().expect("metadata");
+            if m.is_dir() { du(&e.path()) } else { m.len() }
+        })
+        .sum()
+}
+
+/// What the journal costs after half a million writes through the API: memory, read
+/// latency, disk, restart. A measurement, run by hand (release build; the state directory
+/// on a tmpfs, so fsync costs nothing and the figures are the server's own):
+/// `cargo test --release --test journal -- --ignored --nocapture half_a_million_writes`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of several minutes, run by hand"]
+async fn half_a_million_writes() {
+    const WRITES: u64 = 500_000;
+    const CLIENTS: u64 = 8;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("create the state directory");
+    let _tmpfs = Tmpfs::mount(&state, "2g");
+    let admin = Admin::start(dir.path(), &state);
+    let (rss, _) = rss_mb(admin.server.pid());
+    println!("started: RSS {rss:.1} MB");
+
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (http, base) = (admin.http.clone(), admin.base.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (c..WRITES).step_by(CLIENTS as usize) {
+                // Every write changes something, so every one is journaled.
+                let (path, body) = if i % 2 == 0 {
+                    let region = ["us-east", "eu-west", "ap-southeast"][(i / 2 % 3) as usize];
+                    (
+                        format!("{REGION}/{region}/drain"),
+                        serde_json::json!({"reason": format!("bench {i}")}),
+                    )
+                } else {
+                    let state = if i / 2 % 2 == 0 { "down" } else { "up" };
+                    (
+                        format!("{REGION}/us-east/endpoints/192.0.2.10/force"),
+                        serde_json::json!({"reason": format!("bench {i}"), "state": state}),
+                    )
+                };
+                let r = http
+                    .post(format!("{base}{path}"))
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .expect("the admin API answers");
+                assert_eq!(r.status().as_u16(), 200, "write {i}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("a writer");
+    }
+    let took = start.elapsed().as_secs_f64();
+    println!(
+        "{WRITES} writes in {took:.1} s ({:.0}/s)",
+        WRITES as f64 / took
+    );
+    report(&admin, &state, "after the writes").await;
+    drop(admin);
+
+    let start = Instant::now();
+    let admin = Admin::start(dir.path(), &state);
+    println!(
+        "restart to listening: {:.0} ms",
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    report(&admin, &state, "after a restart").await;
+    let all = admin.whole_audit().await;
+    assert_eq!(all.len() as u64, WRITES, "every write is in the audit");
+}
+
+async fn report(admin: &Admin, state: &Path, when: &str) {
+    let (rss, peak) = rss_mb(admin.server.pid());
+    let regions = latency_ms(admin, "/api/v1/regions", 200).await;
+    let audit = latency_ms(admin, "/api/v1/audit", 200).await;
+    let full = latency_ms(admin, "/api/v1/audit?limit=1000", 50).await;
+    let deep = latency_ms(admin, "/api/v1/audit?limit=1000&before=250000", 50).await;
+    let oldest = latency_ms(admin, "/api/v1/audit?limit=100&before=101", 50).await;
+    let journal = std::fs::metadata(state.join("audit.jsonl"))
+        .expect("journal")
+        .len();
+    println!(
+        "{when}: RSS {rss:.1} MB (peak {peak:.1}); GET /regions {:.2} ms median, {:.2} worst; \
+         GET /audit {:.2}/{:.2}; limit=1000 {:.2}/{:.2}; before=250000 limit=1000 {:.2}/{:.2}; \
+         before=101 {:.2}/{:.2}; journal {:.2} MB, state directory {:.1} MB",
+        regions.0,
+        regions.1,
+        audit.0,
+        audit.1,
+        full.0,
+        full.1,
+        deep.0,
+        deep.1,
+        oldest.0,
+        oldest.1,
+        journal as f64 / 1e6,
+        du(state) as f64 / 1e6,
+    );
+}
