@@ -138,7 +138,13 @@ impl Journal {
             let p = p.to_owned();
             move |source| StateError::Io { path: p, source }
         };
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+            // The directory's own name must survive a crash, or the journal goes with it.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                durable::sync_dir(parent).map_err(io_err(parent))?;
+            }
+        }
         remove_leftovers(dir)?;
         let mut file = OpenOptions::new()
             .read(true)
@@ -519,9 +525,15 @@ fn read_back(
         if line.starts_with(SNAPSHOT_PREFIX) {
             return ControlFlow::Continue(());
         }
-        match serde_json::from_slice::<Entry>(line) {
-            Ok(e) if e.seq >= before => ControlFlow::Continue(()),
-            Ok(e) => {
+        // Lines after the page are only skipped: their sequence number is enough.
+        let entry = serde_json::from_slice::<Seq>(line).and_then(|s| {
+            (s.seq < before)
+                .then(|| serde_json::from_slice::<Entry>(line))
+                .transpose()
+        });
+        match entry {
+            Ok(None) => ControlFlow::Continue(()),
+            Ok(Some(e)) => {
                 page.push(e);
                 if page.len() >= limit {
                     ControlFlow::Break(())
