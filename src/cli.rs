@@ -227,7 +227,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
     }
     info!(
         journal = %journal.path().display(),
-        entries = journal.entries().len(),
+        entries = journal.last_seq(),
         tokens = ?tokens,
         "state loaded"
     );

@@ -482,8 +482,21 @@ async fn kill_9_during_writes_loses_no_acknowledged_override() {
         acknowledged.extend(acks);
     }
     let admin = Admin::start(dir.path(), None);
-    let (_, audit) = admin.get("/api/v1/audit?limit=100000").await;
-    let audit = audit.as_array().unwrap();
+    // The whole audit, a page (at most 1,000 entries) at a time, walking back with `before`.
+    let mut audit: Vec<Value> = Vec::new();
+    for _ in 0..100 {
+        let before = audit
+            .first()
+            .map_or(String::new(), |e| format!("&before={}", e["seq"]));
+        let (_, page) = admin
+            .get(&format!("/api/v1/audit?limit=1000{before}"))
+            .await;
+        let page = page.as_array().unwrap();
+        if page.is_empty() {
+            break;
+        }
+        audit.splice(0..0, page.iter().cloned());
+    }
     let reasons: std::collections::HashSet<&str> = audit
         .iter()
         .map(|e| e["reason"].as_str().unwrap())

@@ -14,6 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use super::error::{ApiError, ApiResult};
 use super::{Admin, bearer};
@@ -244,16 +245,46 @@ pub(super) async fn events(
     ))
 }
 
-/// The last `limit` journal entries (100 by default), oldest first.
+/// The audit page given when no `limit` is asked for.
+const AUDIT_PAGE: usize = 100;
+/// The largest audit page: a read never holds the whole history.
+const MAX_AUDIT_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    limit: Option<usize>,
+    /// Only entries older than this sequence number: the `seq` of the first entry of the
+    /// page before, to walk back through the history.
+    before: Option<u64>,
+}
+
+/// One page of the audit log: the newest `limit` entries (100 by default, at most 1,000)
+/// older than `before` (if given), oldest first. Archived entries are read like the rest.
 pub(super) async fn audit(
     State(admin): State<Arc<Admin>>,
-    query: Result<Query<Limit>, QueryRejection>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Vec<Entry>> {
-    let limit = query?.0.limit.unwrap_or(100);
-    let journal = admin.journal.lock().await;
-    let entries = journal.entries();
-    let skip = entries.len().saturating_sub(limit);
-    Ok(axum::Json(entries[skip..].to_vec()))
+    let q = query?.0;
+    let limit = q.limit.unwrap_or(AUDIT_PAGE);
+    if limit > MAX_AUDIT_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "limit must be at most {MAX_AUDIT_PAGE}: walk back with before=<seq of the first entry>"
+        )));
+    }
+    let page = admin
+        .journal
+        .lock()
+        .await
+        .audit_page(q.before, limit)
+        .map_err(|e| {
+            warn!(error = %e, "cannot read the audit log");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the audit log: {e}"),
+            )
+        })?;
+    Ok(axum::Json(page))
 }
 
 #[derive(Deserialize)]

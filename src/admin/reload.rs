@@ -1,8 +1,8 @@
 //! Zone reloads, from `POST /api/v1/reload` and from SIGHUP.
 //!
 //! The rule: the zone directory is loaded and validated aside; only a load that validates
-//! whole reaches the monitor, which swaps it in with its health. A load that fails keeps the
-//! running zones serving and answers 422 with every diagnostic.
+//! whole, and is journaled, reaches the monitor, which swaps it in with its health. A load
+//! that fails keeps the running zones serving and answers 422 with every diagnostic.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::error::{ApiError, ApiResult};
-use super::write::entry;
+use super::write::{entry, journal_error};
 use super::{Admin, Caller};
 use crate::state::{Action, Entry};
 use crate::zone::{self, Diagnostic};
@@ -61,15 +61,19 @@ pub async fn reload_zones(admin: &Admin, by: &str, reason: &str) -> Result<Reloa
     match loaded {
         Ok(zones) => {
             let count = zones.len();
+            // Journaled before it takes effect, as every write is: a reload that cannot be
+            // recorded (a full disk) keeps the running zones.
+            let e = entry(by, Action::Reload, String::new(), String::new(), reason);
+            let appended = admin.journal.lock().await.append(e);
+            let entry = match appended {
+                Ok(entry) => entry,
+                Err(e) => {
+                    metrics.reload(false);
+                    return Err(journal_error(&e));
+                }
+            };
             admin.monitor.reload(zones).await;
             metrics.reload(true);
-            let e = entry(by, Action::Reload, String::new(), String::new(), reason);
-            let entry = admin.journal.lock().await.append(e).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reloaded, but cannot record it: {e}"),
-                )
-            })?;
             info!(zones = count, by, "zones reloaded");
             Ok(Reloaded {
                 zones: count,

@@ -3,7 +3,10 @@
 //!
 //! The rule: a write is checked whole (body, then the zone, region and endpoint it names,
 //! looked up in one snapshot), journaled and fsynced, then applied; the answer is sent only
-//! once DNS follows it. A change that cannot be journaled is not applied.
+//! once DNS follows it. A change that cannot be journaled is not applied (507 when the disk
+//! is full, 503 otherwise). Undoing what is not in force (an undrain of a region that is not
+//! drained, an unforce of an endpoint that is not forced) changes nothing and is not
+//! journaled: it answers 200 with `"changed": false`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,13 +15,13 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use hickory_proto::rr::Name;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::error::{ApiError, ApiResult};
 use super::{Admin, Caller};
 use crate::serving::Snapshot;
-use crate::state::{Action, Entry, now_ms};
+use crate::state::{Action, Entry, StateError, now_ms};
 use crate::steer::{Endpoint, Region};
 use crate::zone::Zone;
 
@@ -117,24 +120,56 @@ fn find_endpoint<'s>(
     Ok((z, r, e))
 }
 
-/// Journals `entry` and applies the new overrides; answers once DNS follows them.
-async fn write(admin: &Admin, entry: Entry) -> ApiResult<Entry> {
+/// The answer to a write: whether it changed anything and, if so, its journal entry.
+#[derive(Serialize)]
+pub(super) struct Written {
+    changed: bool,
+    #[serde(flatten)]
+    entry: Option<Entry>,
+}
+
+/// The API error for a journal that could not be written: nothing was changed.
+pub(super) fn journal_error(e: &StateError) -> ApiError {
+    warn!(error = %e, "cannot write the journal");
+    if e.is_full() {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "the state directory has no space left, so the change cannot be recorded and \
+                 nothing was changed: {e}"
+            ),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the change cannot be recorded, so nothing was changed: {e}"),
+        )
+    }
+}
+
+/// Journals `entry` and applies the new overrides; answers once DNS follows them. An entry
+/// that would change nothing is neither journaled nor applied.
+async fn write(admin: &Admin, entry: Entry) -> ApiResult<Written> {
     let (entry, overrides) = {
         let mut journal = admin.journal.lock().await;
-        let entry = journal.append(entry).map_err(|e| {
-            warn!(error = %e, "cannot write the journal");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot record the change: {e}"),
-            )
-        })?;
+        // Decided under the lock that orders writes: no other write can slip in between.
+        if !journal.overrides().would_change(&entry, now_ms()) {
+            return Ok(axum::Json(Written {
+                changed: false,
+                entry: None,
+            }));
+        }
+        let entry = journal.append(entry).map_err(|e| journal_error(&e))?;
         (entry, journal.overrides().clone())
     };
     info!(by = %entry.by, action = ?entry.action, zone = %entry.zone, region = %entry.region,
         endpoint = ?entry.endpoint, reason = %entry.reason, expires_at_ms = ?entry.expires_at_ms,
         "operator override");
     admin.monitor.overrides(overrides).await;
-    Ok(axum::Json(entry))
+    Ok(axum::Json(Written {
+        changed: true,
+        entry: Some(entry),
+    }))
 }
 
 /// A journal entry stamped now; the journal gives it its sequence number.
@@ -157,7 +192,7 @@ pub(super) async fn drain(
     axum::Extension(caller): axum::Extension<Caller>,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
-) -> ApiResult<Entry> {
+) -> ApiResult<Written> {
     let Path(target) = path?;
     region_write(&admin, &caller, &target, body, Action::Drain).await
 }
@@ -167,7 +202,7 @@ pub(super) async fn undrain(
     axum::Extension(caller): axum::Extension<Caller>,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
-) -> ApiResult<Entry> {
+) -> ApiResult<Written> {
     let Path(target) = path?;
     region_write(&admin, &caller, &target, body, Action::Undrain).await
 }
@@ -179,7 +214,7 @@ async fn region_write(
     target: &(String, String),
     body: Result<axum::Json<WriteBody>, JsonRejection>,
     action: Action,
-) -> ApiResult<Entry> {
+) -> ApiResult<Written> {
     let body = body?.0;
     if body.state.is_some() {
         return Err(ApiError::bad_request("state applies to force only"));
@@ -195,7 +230,7 @@ pub(super) async fn force(
     axum::Extension(caller): axum::Extension<Caller>,
     path: Result<Path<(String, String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
-) -> ApiResult<Entry> {
+) -> ApiResult<Written> {
     let Path(target) = path?;
     let body = body?.0;
     let action = match body.state.as_deref() {
@@ -223,7 +258,7 @@ pub(super) async fn unforce(
     axum::Extension(caller): axum::Extension<Caller>,
     path: Result<Path<(String, String, String)>, PathRejection>,
     body: Result<axum::Json<WriteBody>, JsonRejection>,
-) -> ApiResult<Entry> {
+) -> ApiResult<Written> {
     let Path(target) = path?;
     let body = body?.0;
     if body.state.is_some() {

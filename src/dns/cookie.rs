@@ -7,9 +7,8 @@
 //! anything else is held to `amplification` times the query's size.
 
 use std::hash::Hasher;
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use siphasher::sip::SipHasher24;
@@ -110,14 +109,9 @@ impl Cookies {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let secret = random_secret();
                 let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(err)?;
-                file.write_all(format!("{hex}\n").as_bytes())
-                    .and_then(|()| file.sync_all())
+                // Whole or not at all: a half-written secret (a full disk) would stop every
+                // later start.
+                crate::state::create_new(path, format!("{hex}\n").as_bytes(), 0o600)
                     .map_err(err)?;
                 Ok(Self::new(secret, amplification))
             }

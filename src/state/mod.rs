@@ -1,22 +1,27 @@
-//! Operator overrides and the audit log, durable across restarts and crashes.
+//! Operator overrides and the audit log, durable across restarts, crashes and full disks.
 //!
 //! The one rule: `state/audit.jsonl` is a journal. Every write (drain, force, reload) is one
 //! JSON line, appended and fsynced before the API answers, so an acknowledged write is on
-//! disk. On start the overrides are rebuilt by replaying the journal once; from then on each
-//! append applies its entry, so no read or write replays the journal. A kill -9 in the middle
-//! of an append can leave a torn last line; that write was never acknowledged, so the line is
-//! cut away and the rest replays exactly as acknowledged. A damaged line anywhere else is not
-//! guessed at: the server refuses to start and names the line.
+//! disk; an append that fails (a full disk) is cut back off and changes nothing. On start the
+//! overrides are rebuilt by replaying the journal once; from then on each append applies its
+//! entry, so no read or write replays the journal, and no entry is kept in memory. A kill -9
+//! in the middle of an append can leave a torn last line (no newline): that write was never
+//! acknowledged, so the line is cut away, with a warning naming it. A complete line that
+//! does not parse is not guessed at: the server refuses to start and names the line. The
+//! journal is compacted as it grows ([`journal`]); the audit log is read a page at a time.
+
+mod durable;
+pub mod journal;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub const JOURNAL_FILE: &str = "audit.jsonl";
+pub use durable::create_new;
+pub use journal::{ARCHIVE_DIR, JOURNAL_FILE, Journal, Limits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -28,6 +33,23 @@ pub enum StateError {
         line: usize,
         message: String,
     },
+    /// The entry was not written; the journal is as it was.
+    #[error("{path}: cannot append: {source}")]
+    Append { path: PathBuf, source: io::Error },
+    #[error("{path}: damaged audit entry: {message}")]
+    Unreadable { path: PathBuf, message: String },
+}
+
+impl StateError {
+    /// The file system is full (or the quota used up): room must be made.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StateError::Io { source, .. } | StateError::Append { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What an operator did.
@@ -90,6 +112,21 @@ impl Override {
     pub fn active(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_none_or(|t| now_ms < t)
     }
+
+    /// The entry that set this override, as [`Override::of`] read it.
+    fn entry(&self, action: Action, zone: &str, region: &str, endpoint: Option<IpAddr>) -> Entry {
+        Entry {
+            seq: self.seq,
+            at_ms: self.at_ms,
+            by: self.by.clone(),
+            action,
+            zone: zone.to_string(),
+            region: region.to_string(),
+            endpoint,
+            reason: self.reason.clone(),
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
 }
 
 /// Key of a region: (zone origin, region name).
@@ -123,6 +160,38 @@ impl Overrides {
                 self.forced.remove(&(region.0, region.1, addr));
             }
             _ => {}
+        }
+    }
+
+    /// The entries that set these overrides, oldest first: replayed in order on an empty
+    /// state they give these overrides back exactly (the journal's snapshot).
+    pub fn entries(&self) -> Vec<Entry> {
+        let drains = self
+            .drains
+            .iter()
+            .map(|((zone, region), o)| o.entry(Action::Drain, zone, region, None));
+        let forced = self.forced.iter().map(|((zone, region, addr), (up, o))| {
+            let action = if *up {
+                Action::ForceUp
+            } else {
+                Action::ForceDown
+            };
+            o.entry(action, zone, region, Some(*addr))
+        });
+        let mut out: Vec<Entry> = drains.chain(forced).collect();
+        out.sort_by_key(|e| e.seq);
+        out
+    }
+
+    /// Whether `e` would change what is in force at `now_ms`: undoing a drain or a force
+    /// that is not in force (never set, undone, or expired) changes nothing.
+    pub fn would_change(&self, e: &Entry, now_ms: u64) -> bool {
+        match (e.action, e.endpoint) {
+            (Action::Undrain, _) => self.drained(&e.zone, &e.region, now_ms).is_some(),
+            (Action::Unforce, Some(addr)) => {
+                self.forced(&e.zone, &e.region, addr, now_ms).is_some()
+            }
+            _ => true,
         }
     }
 
@@ -164,127 +233,6 @@ impl Overrides {
                 .filter(|(_, o)| o.active(now_ms))
                 .count()
     }
-}
-
-/// The journal file, open for appending.
-pub struct Journal {
-    path: PathBuf,
-    file: File,
-    next_seq: u64,
-    entries: Vec<Entry>,
-    /// What `entries` add up to, kept current by [`Journal::append`].
-    overrides: Overrides,
-}
-
-impl Journal {
-    /// Opens (or creates) `dir/audit.jsonl`, cutting a torn last line away.
-    pub fn open(dir: &Path) -> Result<Journal, StateError> {
-        let path = dir.join(JOURNAL_FILE);
-        let io_err = |source| StateError::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io_err)?;
-        // The new file's name must survive a crash too.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| StateError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-        let mut text = Vec::new();
-        file.read_to_end(&mut text).map_err(io_err)?;
-        let (entries, good_len) = parse(&path, &text)?;
-        if good_len < text.len() {
-            file.set_len(good_len as u64).map_err(io_err)?;
-            file.sync_all().map_err(io_err)?;
-        }
-        file.seek(SeekFrom::End(0)).map_err(io_err)?;
-        let next_seq = entries.last().map_or(1, |e| e.seq + 1);
-        let mut overrides = Overrides::default();
-        for e in &entries {
-            overrides.apply(e);
-        }
-        Ok(Journal {
-            path,
-            file,
-            next_seq,
-            entries,
-            overrides,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Every entry, oldest first.
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
-    }
-
-    /// The overrides every entry so far adds up to.
-    pub fn overrides(&self) -> &Overrides {
-        &self.overrides
-    }
-
-    /// Appends `entry` (its `seq` is assigned here) and returns once it is on disk.
-    pub fn append(&mut self, mut entry: Entry) -> Result<Entry, StateError> {
-        entry.seq = self.next_seq;
-        let mut line = serde_json::to_vec(&entry).expect("entries serialize");
-        line.push(b'\n');
-        let io_err = |source| StateError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.file.write_all(&line).map_err(io_err)?;
-        self.file.sync_data().map_err(io_err)?;
-        self.next_seq += 1;
-        self.overrides.apply(&entry);
-        self.entries.push(entry.clone());
-        Ok(entry)
-    }
-}
-
-/// Parses the journal; returns the entries and the length of the good prefix. Only the last
-/// line may be torn (no newline, or not JSON): that is where an append was cut.
-fn parse(path: &Path, text: &[u8]) -> Result<(Vec<Entry>, usize), StateError> {
-    let mut entries = Vec::new();
-    let mut offset = 0;
-    let mut line_no = 0;
-    while offset < text.len() {
-        line_no += 1;
-        let rest = &text[offset..];
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            // No newline: an append that never finished.
-            break;
-        };
-        let line = &rest[..nl];
-        match serde_json::from_slice::<Entry>(line) {
-            Ok(e) => entries.push(e),
-            // A bad final line with a newline is still a torn write (the newline may have
-            // landed before the bytes before it did); anything earlier is damage.
-            Err(_) if offset + nl + 1 == text.len() => break,
-            Err(e) => {
-                return Err(StateError::Corrupt {
-                    path: path.to_owned(),
-                    line: line_no,
-                    message: e.to_string(),
-                });
-            }
-        }
-        offset += nl + 1;
-    }
-    Ok((entries, offset))
 }
 
 /// Milliseconds since the Unix epoch, now.
