@@ -151,15 +151,19 @@ pub enum CliError {
     CookieSecret(#[from] crate::dns::cookie::SecretError),
 }
 
-/// Raises the open-file soft limit to the hard limit: the TCP listener alone may hold
-/// 1,024 connections, the common default soft limit. Warns when even the hard limit leaves
-/// too little room, since connections past it would fail to be accepted.
-fn raise_fd_limit() {
+/// The open-file limit assumed when it cannot be read: the common default soft limit.
+const USUAL_FD_LIMIT: libc::rlim_t = 1024;
+
+/// Raises the open-file soft limit to the hard limit, and returns the limit in force: the TCP
+/// listener alone may hold 1,024 connections, the common default soft limit. Warns when even
+/// the hard limit leaves too little room, since connections past it would fail to be
+/// accepted.
+fn raise_fd_limit() -> libc::rlim_t {
     // SAFETY: getrlimit/setrlimit with a valid resource and a live struct.
     let limit = unsafe {
         let mut l: libc::rlimit = std::mem::zeroed();
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
-            return;
+            return USUAL_FD_LIMIT;
         }
         l.rlim_cur = l.rlim_max;
         if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
@@ -176,6 +180,7 @@ fn raise_fd_limit() {
             "the open-file limit is below what 1,024 TCP connections need: raise it (ulimit -n, LimitNOFILE)"
         );
     }
+    limit
 }
 
 /// The DNS cookie secret, in the state directory: it survives restarts, and anycast nodes
@@ -210,7 +215,8 @@ impl ServeArgs {
 /// Loads zones, GeoIP and the journal, starts the control plane, binds every listener, then
 /// serves until SIGINT or SIGTERM. `env_token` is the value of MERIDIAN_ADMIN_TOKEN.
 pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> {
-    raise_fd_limit();
+    // The admin side gets a small share of the descriptors; DNS and the probes keep the rest.
+    let admin_connections = crate::admin::listen::connection_cap(raise_fd_limit());
     let zones = zone::load_dir(&config.zones)?;
     let geo_files = crate::control::GeoFiles::stamp(&config.geoip);
     let geo = Arc::new(GeoDb::open_or_embedded(&config.geoip)?);
@@ -263,6 +269,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         ready: ready.clone(),
         geoip: geo_files,
         admin_cert,
+        admin_connections,
     })
     .map_err(CliError::Runtime)?;
     let scheme = if config.admin_tls.is_some() {

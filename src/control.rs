@@ -33,6 +33,8 @@ pub struct Setup {
     pub geoip: GeoFiles,
     /// The admin listener's certificate: HTTPS only when given.
     pub admin_cert: Option<Arc<AdminCert>>,
+    /// Most admin connections at once ([`admin::listen::connection_cap`]).
+    pub admin_connections: usize,
 }
 
 /// Starts the control plane on its own thread. Returns once the start states of every
@@ -76,9 +78,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                         return;
                     }
                 };
-                if let Err(e) = admin::serve(listener, admin, setup.admin_cert).await {
-                    error!(error = %e, "admin server stopped");
-                }
+                admin::serve(listener, admin, setup.admin_cert, setup.admin_connections).await;
             })
         })?;
     started_rx

@@ -4,7 +4,8 @@
 //! Here: the router and the middleware every request passes (security headers, the bearer
 //! token check). The read views are in `read`, the overrides in `write`, zone reloads in
 //! `reload`, the JSON error in `error`; `web` serves the dashboard and the OpenAPI document,
-//! `auth` holds the tokens and `tls` the HTTPS listener.
+//! `auth` holds the tokens, `listen` the connections (cap and timeouts) and `tls` the
+//! certificate.
 //!
 //! The rule: every write needs a bearer token and is journaled (fsynced) before it takes
 //! effect and before the answer; reads are open only on a loopback listener. A handler loads
@@ -13,6 +14,7 @@
 
 pub mod auth;
 mod error;
+pub mod listen;
 mod read;
 mod reload;
 pub mod tls;
@@ -148,17 +150,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Serves the admin API on `listener` until the process ends, over HTTPS when a certificate
-/// is given.
+/// is given, holding at most `connections` connections at once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     admin: Arc<Admin>,
     cert: Option<Arc<tls::AdminCert>>,
-) -> std::io::Result<()> {
-    match cert {
-        Some(cert) => {
-            let tls = tls::TlsListener::new(listener, cert.server_config())?;
-            axum::serve(tls, router(admin)).await
-        }
-        None => axum::serve(listener, router(admin)).await,
-    }
+    connections: usize,
+) {
+    let tls = cert.map(|c| c.server_config());
+    listen::serve(listener, router(admin), tls, connections).await
 }
