@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// File of admin API tokens, one `name:secret` per line (or set MERIDIAN_ADMIN_TOKEN)
     #[arg(long = "admin-token-file")]
     pub admin_token_file: Option<PathBuf>,
+    /// A host name the admin API answers to (the Host header), besides localhost and IP
+    /// addresses; repeat for more [default: none]
+    #[arg(long = "admin-host", value_name = "NAME", value_parser = config::check_admin_host)]
+    pub admin_host: Vec<String>,
 }
 
 fn amplification(s: &str) -> Result<u16, String> {
@@ -207,6 +211,7 @@ impl ServeArgs {
             log_format: self.log_format,
             state_dir: self.state_dir.clone(),
             admin_token_file: self.admin_token_file.clone(),
+            admin_hosts: self.admin_host.clone(),
         };
         Config::merge(flags, file)
     }
@@ -270,6 +275,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         geoip: geo_files,
         admin_cert,
         admin_connections,
+        admin_hosts: config.admin_hosts.clone(),
     })
     .map_err(CliError::Runtime)?;
     let scheme = if config.admin_tls.is_some() {

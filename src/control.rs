@@ -35,6 +35,8 @@ pub struct Setup {
     pub admin_cert: Option<Arc<AdminCert>>,
     /// Most admin connections at once ([`admin::listen::connection_cap`]).
     pub admin_connections: usize,
+    /// Host names the admin API answers to besides localhost and IP literals.
+    pub admin_hosts: Vec<String>,
 }
 
 /// Starts the control plane on its own thread. Returns once the start states of every
@@ -66,6 +68,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     zones_dir: setup.zones_dir,
                     ready: setup.ready,
                     reads_need_token: !admin_addr.ip().is_loopback(),
+                    hosts: setup.admin_hosts,
                 });
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));

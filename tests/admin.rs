@@ -24,16 +24,22 @@ struct Admin {
 
 impl Admin {
     fn start(dir: &Path, zones: Option<&Path>) -> Admin {
+        Admin::start_with(dir, zones, &[])
+    }
+
+    /// Like [`Admin::start`], with `extra` flags.
+    fn start_with(dir: &Path, zones: Option<&Path>, extra: &[&str]) -> Admin {
         meridian::health::probe::install_crypto_provider();
         let tokens = dir.join("tokens");
         std::fs::write(&tokens, format!("ops:{TOKEN}\n")).unwrap();
         let state = dir.join("state");
-        let args = [
+        let mut args = vec![
             "--admin-token-file",
             tokens.to_str().unwrap(),
             "--state-dir",
             state.to_str().unwrap(),
         ];
+        args.extend_from_slice(extra);
         let server = match zones {
             Some(z) => Server::start_with_zones(z, &args),
             None => Server::start(&args),
@@ -542,6 +548,16 @@ async fn reads_need_the_token_when_the_admin_listener_is_not_loopback() {
             .await
             .unwrap();
         assert_eq!(authorized.status().as_u16(), 200, "{path}");
+        // A HEAD is a read like its GET: the same token, no more.
+        let anonymous = http.head(&url).send().await.unwrap();
+        assert_eq!(anonymous.status().as_u16(), 401, "HEAD {path}");
+        let authorized = http
+            .head(&url)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(authorized.status().as_u16(), 200, "HEAD {path}");
     }
     // The process itself answers whoever asks whether it lives.
     let health = http
@@ -574,4 +590,212 @@ async fn admin_responses_carry_security_headers() {
             "{path}"
         );
     }
+}
+
+/// `v` is the API's JSON error with `status`.
+fn assert_json_error(status: u16, v: &Value, want: u16, what: &str) {
+    assert_eq!(status, want, "{what}: {v}");
+    assert_eq!(v["status"], want, "{what}: not the JSON error: {v}");
+    assert!(v["error"].is_string(), "{what}: not the JSON error: {v}");
+}
+
+#[tokio::test]
+async fn head_is_a_read_and_every_error_is_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    // A HEAD is the GET of the same resource: open on loopback, no token asked.
+    for path in ["/api/v1/regions", "/api/v1/audit", "/metrics", "/"] {
+        let r = admin
+            .http
+            .head(format!("{}{path}", admin.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "HEAD {path}");
+    }
+    // A method the path does not take: 405 as JSON, with the methods it does take.
+    for (method, path, allowed) in [
+        (reqwest::Method::POST, "/api/v1/regions", "GET"),
+        (reqwest::Method::GET, "/api/v1/reload", "POST"),
+        (reqwest::Method::DELETE, DRAIN, "POST"),
+        (reqwest::Method::POST, "/metrics", "GET"),
+    ] {
+        let r = admin
+            .http
+            .request(method.clone(), format!("{}{path}", admin.base))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let allow = r
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string());
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+        assert_json_error(status, &v, 405, &format!("{method} {path}"));
+        assert!(
+            allow.as_deref().is_some_and(|a| a.contains(allowed)),
+            "{method} {path}: Allow {allow:?}"
+        );
+    }
+    // A request line longer than the API takes: 414 as JSON.
+    let long = format!(
+        "/api/v1/route?name={}.example.com&client=81.2.69.0/24",
+        "a".repeat(20_000)
+    );
+    let (s, v) = admin.get(&long).await;
+    assert_json_error(s, &v, 414, "a 20 kB URI");
+    // Outside the API too.
+    let (s, v) = admin.get("/nothing").await;
+    assert_json_error(s, &v, 404, "GET /nothing");
+}
+
+#[tokio::test]
+async fn the_host_must_name_this_server_and_writes_must_come_from_its_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let port = admin.server.admin_addr().port();
+    let read_as = |host: String| {
+        let request = admin
+            .http
+            .get(format!("{}/api/v1/regions", admin.base))
+            .header("host", host);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+            (status, v)
+        }
+    };
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".into(),
+        format!("LocalHost.:{port}"),
+    ] {
+        let (s, v) = read_as(host.clone()).await;
+        assert_eq!(s, 200, "Host {host}: {v}");
+    }
+    // A name rebound to this address by someone else's DNS: a page of theirs must not read.
+    for host in [
+        format!("rebound.attacker.example:{port}"),
+        "rebound.attacker.example".into(),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        let (s, v) = read_as(host.clone()).await;
+        assert_json_error(s, &v, 421, &format!("Host {host}"));
+    }
+    // Liveness tells nothing: it answers whatever the name.
+    let r = admin
+        .http
+        .get(format!("{}/healthz", admin.base))
+        .header("host", "rebound.attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Writes: no Origin (not a browser) or this server's own origin.
+    let write_from = |origin: Option<String>, verb: &'static str| {
+        let mut request = admin
+            .http
+            .post(format!(
+                "{}/api/v1/zones/example.com/regions/eu-west/{verb}",
+                admin.base
+            ))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(r#"{"reason": "origin test"}"#);
+        if let Some(o) = origin {
+            request = request.header("origin", o);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+            (status, v)
+        }
+    };
+    for origin in [
+        "http://attacker.example".to_string(),
+        "null".into(),
+        format!("http://localhost:{port}"),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+    ] {
+        let (s, v) = write_from(Some(origin.clone()), "drain").await;
+        assert_json_error(s, &v, 403, &format!("Origin {origin}"));
+    }
+    let (s, v) = write_from(Some(format!("http://127.0.0.1:{port}")), "drain").await;
+    assert_eq!(s, 200, "same origin: {v}");
+    let (s, v) = write_from(None, "undrain").await;
+    assert_eq!(s, 200, "no Origin: {v}");
+    let (_, audit) = admin.get("/api/v1/audit").await;
+    assert_eq!(
+        audit.as_array().unwrap().len(),
+        2,
+        "only the two allowed writes: {audit}"
+    );
+}
+
+#[tokio::test]
+async fn configured_admin_host_names_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start_with(
+        dir.path(),
+        None,
+        &[
+            "--admin-host",
+            "admin.example.net",
+            "--admin-host",
+            "meridian-1.internal",
+        ],
+    );
+    let port = admin.server.admin_addr().port();
+    for (host, want) in [
+        (format!("admin.example.net:{port}"), 200),
+        ("Admin.Example.NET.".to_string(), 200),
+        ("meridian-1.internal".to_string(), 200),
+        (format!("other.example.net:{port}"), 421),
+    ] {
+        let r = admin
+            .http
+            .get(format!("{}/api/v1/zones", admin.base))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "Host {host}");
+    }
+}
+
+/// A request whose body stops coming: answered 408 (as JSON) once the body timeout passes,
+/// and the connection closed, instead of holding a connection for good.
+#[test]
+fn a_body_not_sent_in_time_gets_408() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let addr = admin.server.admin_addr();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {DRAIN} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"reason\": "
+    )
+    .unwrap();
+    // The body timeout is 10 s; the read waits a little longer.
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {:?}: {answer:?}",
+        start.elapsed()
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert_eq!(v["status"], 408, "{answer}");
 }

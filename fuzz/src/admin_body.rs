@@ -64,6 +64,7 @@ impl Fixture {
                 zones_dir,
                 ready: Arc::new(AtomicBool::new(true)),
                 reads_need_token: false,
+                hosts: Vec::new(),
             })
         });
         Fixture {

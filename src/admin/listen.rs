@@ -6,7 +6,8 @@
 //! listen queue, which costs this process no descriptor. The cap ([`connection_cap`]) stays
 //! far below the open-file limit, so DNS and the health probes keep descriptors to work with,
 //! whatever reaches the admin port. A request head must arrive within [`HEADER_TIMEOUT`] (on
-//! an idle keep-alive connection too), a TLS handshake within [`HANDSHAKE_TIMEOUT`].
+//! an idle keep-alive connection too), a TLS handshake within [`HANDSHAKE_TIMEOUT`], a body
+//! within [`super::BODY_TIMEOUT`] (the router reads it).
 
 use std::io;
 use std::sync::Arc;
@@ -32,8 +33,9 @@ const OPEN_FILES_SHARE: u64 = 8;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A TLS handshake must finish within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head read; a head over this is refused by the parser itself, with an
-/// empty 431, and the connection closed.
+/// Largest request head read. Larger than [`super::MAX_URI`] by far and below hyper's own URI
+/// limit (64 KiB), so that a long request target reaches the router and its JSON 414; a head
+/// over this is refused by the parser itself, with an empty 431, and the connection closed.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Pause after a failed `accept`: on EMFILE the listener stays readable, and retrying at once
 /// would spin.
