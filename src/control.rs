@@ -69,6 +69,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     ready: setup.ready,
                     reads_need_token: !admin_addr.ip().is_loopback(),
                     hosts: setup.admin_hosts,
+                    reloads: Mutex::new(()),
                 });
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));

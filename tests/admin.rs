@@ -799,3 +799,117 @@ fn a_body_not_sent_in_time_gets_408() {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     assert_eq!(v["status"], 408, "{answer}");
 }
+
+/// A write lease (fcntl F_SETLEASE) on a file: another process's `open` of it waits until
+/// the lease is let go (up to /proc/sys/fs/lease-break-time, 45 s by default).
+struct Lease(std::fs::File);
+
+impl Lease {
+    fn take(path: &Path) -> Lease {
+        use std::os::fd::AsRawFd;
+        // SAFETY: ignoring SIGIO, which the kernel sends the lease holder when another process
+        // opens the file; its default action would end this test process.
+        unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+        let file = std::fs::File::open(path).unwrap();
+        // SAFETY: fcntl on an fd this File owns.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+        assert_eq!(r, 0, "F_SETLEASE: {}", std::io::Error::last_os_error());
+        Lease(file)
+    }
+
+    /// Another process is waiting in `open`.
+    fn contended(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on an fd this File owns.
+        let r = unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_GETLEASE) };
+        r != libc::F_WRLCK
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on an fd this File owns.
+        unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+    }
+}
+
+/// Two reloads at once (SIGHUP and the API share one reload function): one that read older
+/// files and is slow cannot install them over a newer reload that has already answered. The
+/// SIGHUP reload is held in its `open` of the zone file by a lease this test takes, while
+/// the file is replaced and the API reload runs.
+#[tokio::test]
+async fn a_slow_reload_of_older_files_cannot_undo_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.com.toml");
+    let good = std::fs::read_to_string(&shipped).unwrap();
+    let file = zones.join("example.com.toml");
+    std::fs::write(&file, &good).unwrap();
+    let admin = Admin::start(dir.path(), Some(&zones));
+    assert_eq!(gb_answer(&admin.server).await, [EU_WEST]);
+    // Written whole and renamed into place, as an editor or a deploy does.
+    let replace = |address: &str| {
+        let tmp = zones.join("next.tmp");
+        std::fs::write(&tmp, good.replace(EU_WEST, address)).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    };
+
+    replace("198.51.100.55");
+    let lease = Lease::take(&file);
+    // SAFETY: kill(2) with the server's pid and a valid signal number.
+    unsafe { libc::kill(admin.server.pid() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lease.contended() {
+        assert!(
+            Instant::now() < deadline,
+            "the SIGHUP reload never opened the zone file"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The SIGHUP reload waits in open() of the older file; the newer one takes its place.
+    replace("198.51.100.77");
+    let (base, http) = (admin.base.clone(), admin.http.clone());
+    let mut api = tokio::spawn(async move {
+        let r = http
+            .post(format!("{base}/api/v1/reload"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(r#"{"reason": "newer files"}"#)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    });
+    // Unserialised, the API reload answers at once; serialised, it waits for the SIGHUP one.
+    let early = tokio::time::timeout(Duration::from_secs(2), &mut api)
+        .await
+        .ok();
+    drop(lease);
+    let status = match early {
+        Some(done) => done.unwrap(),
+        None => api.await.unwrap(),
+    };
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, audit) = admin.get("/api/v1/audit").await;
+        let reloads = audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "reload")
+            .count();
+        if reloads == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both reloads journaled: {audit}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        gb_answer(&admin.server).await,
+        ["198.51.100.77"],
+        "the newest files serve"
+    );
+}

@@ -65,6 +65,7 @@ impl Fixture {
                 ready: Arc::new(AtomicBool::new(true)),
                 reads_need_token: false,
                 hosts: Vec::new(),
+                reloads: tokio::sync::Mutex::new(()),
             })
         });
         Fixture {

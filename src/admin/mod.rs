@@ -73,6 +73,9 @@ pub struct Admin {
     /// Names the Host header may give besides `localhost` and IP literals (`--admin-host`),
     /// lower case, without a trailing dot.
     pub hosts: Vec<String>,
+    /// Held for a whole zone reload: reloads (API and SIGHUP) run one at a time, so one that
+    /// read the files earlier cannot install them after one that read them later.
+    pub reloads: Mutex<()>,
 }
 
 /// The admin router.
