@@ -913,3 +913,166 @@ async fn a_slow_reload_of_older_files_cannot_undo_a_newer_one() {
         "the newest files serve"
     );
 }
+
+/// `meridian serve` with the human log format on a pipe (as a service manager runs it),
+/// every byte of its stderr kept.
+struct HumanLogs {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    admin: std::net::SocketAddr,
+}
+
+impl HumanLogs {
+    fn start(zones: &Path, state: &Path, tokens: &Path) -> HumanLogs {
+        use std::io::Read;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .arg("serve")
+            .arg("--zones")
+            .arg(zones)
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--admin-token-file")
+            .arg(tokens)
+            .args([
+                "--dns-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "human",
+            ])
+            .env_remove("NO_COLOR")
+            .env_remove("RUST_LOG")
+            .current_dir(env!("CARGO_TARGET_TMPDIR"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let admin = loop {
+            let text = strip_ansi(&String::from_utf8_lossy(&stderr.lock().unwrap()));
+            let found = text
+                .lines()
+                .filter(|l| l.contains("listening"))
+                .find_map(|l| l.split_once("admin=").map(|(_, rest)| rest.to_string()));
+            if let Some(rest) = found {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                break addr;
+            }
+            assert!(Instant::now() < deadline, "no listening line: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        HumanLogs {
+            child,
+            stderr,
+            admin,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HumanLogs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `s` without ANSI CSI sequences (ESC [ ... final letter).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An operator's reason and a zone file's name are strings from outside: in the human log
+/// format their newlines and terminal escapes are written escaped, so they can neither forge
+/// a log line nor drive the terminal; and a log that goes to a pipe gets no colour codes.
+#[tokio::test]
+async fn outside_strings_cannot_forge_human_log_lines_and_a_pipe_gets_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.com.toml");
+    std::fs::copy(&shipped, zones.join("example.com.toml")).unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("ops:{TOKEN}\n")).unwrap();
+    let server = HumanLogs::start(&zones, &dir.path().join("state"), &tokens);
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.admin);
+
+    let forged = "2026-01-01T00:00:00.000000Z ERROR meridian: forged";
+    let reason = format!("kernel upgrade\n{forged}\r\u{1b}[2J\u{1b}[31mred\u{7}");
+    let r = http
+        .post(format!("{base}{DRAIN}"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(json!({ "reason": reason }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A zone file whose name carries a line of its own, refused at the reload.
+    std::fs::write(zones.join(format!("bad\n{forged}.toml")), "zone = 1\n").unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/reload"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = String::from_utf8_lossy(&server.bytes()).into_owned();
+        if text.contains("operator override") && text.contains("reload refused") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        !server.bytes().contains(&0x1b),
+        "an escape character reached a log that is not a terminal:\n{text}"
+    );
+    for line in text.lines() {
+        assert!(
+            !line.starts_with("2026-01-01"),
+            "a forged line: {line:?}\n{text}"
+        );
+        assert!(!line.contains('\r'), "a carriage return: {line:?}");
+    }
+    assert!(
+        text.contains(r"kernel upgrade\n2026-01-01"),
+        "the reason is logged, escaped:\n{text}"
+    );
+}
