@@ -1,6 +1,6 @@
-//! The command line: `serve`, `check` and `route`.
+//! The command line: `serve`, `check` and `route`, and the logs `serve` writes.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// File of admin API tokens, one `name:secret` per line (or set MERIDIAN_ADMIN_TOKEN)
     #[arg(long = "admin-token-file")]
     pub admin_token_file: Option<PathBuf>,
+    /// A host name the admin API answers to (the Host header), besides localhost and IP
+    /// addresses; repeat for more [default: none]
+    #[arg(long = "admin-host", value_name = "NAME", value_parser = config::check_admin_host)]
+    pub admin_host: Vec<String>,
 }
 
 fn amplification(s: &str) -> Result<u16, String> {
@@ -151,15 +155,19 @@ pub enum CliError {
     CookieSecret(#[from] crate::dns::cookie::SecretError),
 }
 
-/// Raises the open-file soft limit to the hard limit: the TCP listener alone may hold
-/// 1,024 connections, the common default soft limit. Warns when even the hard limit leaves
-/// too little room, since connections past it would fail to be accepted.
-fn raise_fd_limit() {
+/// The open-file limit assumed when it cannot be read: the common default soft limit.
+const USUAL_FD_LIMIT: libc::rlim_t = 1024;
+
+/// Raises the open-file soft limit to the hard limit, and returns the limit in force: the TCP
+/// listener alone may hold 1,024 connections, the common default soft limit. Warns when even
+/// the hard limit leaves too little room, since connections past it would fail to be
+/// accepted.
+fn raise_fd_limit() -> libc::rlim_t {
     // SAFETY: getrlimit/setrlimit with a valid resource and a live struct.
     let limit = unsafe {
         let mut l: libc::rlimit = std::mem::zeroed();
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
-            return;
+            return USUAL_FD_LIMIT;
         }
         l.rlim_cur = l.rlim_max;
         if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
@@ -175,6 +183,100 @@ fn raise_fd_limit() {
             needed,
             "the open-file limit is below what 1,024 TCP connections need: raise it (ulimit -n, LimitNOFILE)"
         );
+    }
+    limit
+}
+
+/// Starts the log on stderr: `human` lines, with colour when `colour` (stderr is a terminal),
+/// or one `json` object per event.
+///
+/// The rule: a logged value may come from outside (an operator's reason, a token or zone
+/// name, a path in an error): in the human format its control characters are written
+/// escaped (`\n`, `\u{1b}`), so it can neither start a line of its own nor drive the
+/// terminal. JSON escapes them itself.
+pub fn init_logs(format: LogFormat, colour: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_ansi(colour).fmt_fields(EscapedFields).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The fields of a human log line, `name=value` after the message, values escaped by
+/// [`Escaping`].
+struct EscapedFields;
+
+impl<'w> tracing_subscriber::field::MakeVisitor<tracing_subscriber::fmt::format::Writer<'w>>
+    for EscapedFields
+{
+    type Visitor = EscapedVisitor<'w>;
+
+    fn make_visitor(&self, writer: tracing_subscriber::fmt::format::Writer<'w>) -> Self::Visitor {
+        EscapedVisitor {
+            writer,
+            result: Ok(()),
+            first: true,
+        }
+    }
+}
+
+struct EscapedVisitor<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    result: fmt::Result,
+    first: bool,
+}
+
+impl tracing::field::Visit for EscapedVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        // `log.*` fields describe a `log` record's origin, as the default format skips them.
+        if self.result.is_err() || field.name().starts_with("log.") {
+            return;
+        }
+        let space = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        let name = field.name();
+        self.result = match (name, self.writer.has_ansi_escapes()) {
+            ("message", _) => write!(self.writer, "{space}"),
+            (_, true) => write!(self.writer, "{space}\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m"),
+            (_, false) => write!(self.writer, "{space}{name}="),
+        }
+        .and_then(|()| write!(Escaping(&mut self.writer), "{value:?}"));
+    }
+}
+
+impl tracing_subscriber::field::VisitOutput<fmt::Result> for EscapedVisitor<'_> {
+    fn finish(self) -> fmt::Result {
+        self.result
+    }
+}
+
+impl tracing_subscriber::field::VisitFmt for EscapedVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        &mut self.writer
+    }
+}
+
+/// Writes through to `W` with control characters (C0, DEL, C1) and the Unicode line and
+/// paragraph separators escaped as Rust writes them (`\n`, `\u{1b}`).
+struct Escaping<'a, W: ?Sized>(&'a mut W);
+
+impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                write!(self.0, "{}", c.escape_default())?;
+            } else {
+                self.0.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -202,6 +304,7 @@ impl ServeArgs {
             log_format: self.log_format,
             state_dir: self.state_dir.clone(),
             admin_token_file: self.admin_token_file.clone(),
+            admin_hosts: self.admin_host.clone(),
         };
         Config::merge(flags, file)
     }
@@ -210,7 +313,8 @@ impl ServeArgs {
 /// Loads zones, GeoIP and the journal, starts the control plane, binds every listener, then
 /// serves until SIGINT or SIGTERM. `env_token` is the value of MERIDIAN_ADMIN_TOKEN.
 pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> {
-    raise_fd_limit();
+    // The admin side gets a small share of the descriptors; DNS and the probes keep the rest.
+    let admin_connections = crate::admin::listen::connection_cap(raise_fd_limit());
     let zones = zone::load_dir(&config.zones)?;
     let geo_files = crate::control::GeoFiles::stamp(&config.geoip);
     let geo = Arc::new(GeoDb::open_or_embedded(&config.geoip)?);
@@ -263,6 +367,8 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         ready: ready.clone(),
         geoip: geo_files,
         admin_cert,
+        admin_connections,
+        admin_hosts: config.admin_hosts.clone(),
     })
     .map_err(CliError::Runtime)?;
     let scheme = if config.admin_tls.is_some() {
@@ -359,4 +465,62 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
         return Ok(s);
     }
     Ok(route.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the subscriber writes, kept.
+    struct Kept(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Kept {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The human line of one event with outside strings in its fields.
+    fn human_line(colour: bool) -> String {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let kept = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Kept(kept.clone()))
+            .with_ansi(colour)
+            .fmt_fields(EscapedFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let reason = "ok\n2026-01-01T00:00:00Z ERROR forged\r\u{1b}[2J\u{85}\u{2028}";
+            info!(by = "ops", reason = %reason, name = "a\nb", "operator override");
+        });
+        String::from_utf8(out.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn outside_strings_in_human_log_fields_are_escaped() {
+        let line = human_line(false);
+        assert_eq!(line.lines().count(), 1, "{line:?}");
+        assert!(
+            line.trim_end().ends_with(
+                r#"operator override by="ops" reason=ok\n2026-01-01T00:00:00Z ERROR forged\r\u{1b}[2J\u{85}\u{2028} name="a\nb""#
+            ),
+            "{line:?}"
+        );
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+    }
+
+    #[test]
+    fn colour_is_the_formatters_own_and_values_stay_escaped() {
+        let line = human_line(true);
+        assert!(line.contains("\u{1b}[3mreason\u{1b}[0m"), "{line:?}");
+        assert!(line.contains(r"forged\r\u{1b}[2J"), "{line:?}");
+        assert_eq!(line.lines().count(), 1, "{line:?}");
+    }
 }

@@ -44,6 +44,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// `name:secret` lines of admin API tokens.
     pub admin_token_file: Option<PathBuf>,
+    /// Host names the admin API answers to besides `localhost` and IP literals: lower case,
+    /// no trailing dot.
+    pub admin_hosts: Vec<String>,
     /// MaxMind DB files, at most one per address family; none uses the database compiled
     /// into the binary.
     pub geoip: Vec<PathBuf>,
@@ -73,6 +76,7 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub state_dir: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    pub admin_host: Option<Vec<String>>,
 }
 
 /// One path or a list of them: `geoip = "city.mmdb"` or `geoip = ["v4.mmdb", "v6.mmdb"]`.
@@ -111,6 +115,25 @@ pub enum ConfigError {
     HalfTls,
 }
 
+/// `name` as the admin API compares Host headers with it (lower case, no trailing dot), or
+/// why it is not a host name. A port or scheme is refused: Host is matched on the name alone.
+pub fn check_admin_host(name: &str) -> Result<String, String> {
+    let host = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.len() <= 253 && host.split('.').all(label_ok) {
+        Ok(host)
+    } else {
+        Err(format!(
+            "admin-host {name:?}: give a host name (letters, digits, '-' and '.'), without a port or scheme"
+        ))
+    }
+}
+
 /// An amplification limit of 1 could not even let a truncated answer with a server cookie
 /// through; 0 turns the limit off.
 pub fn check_amplification(limit: u16) -> Result<u16, String> {
@@ -138,7 +161,7 @@ impl FileConfig {
                 });
             }
         };
-        let parsed: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut parsed: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             line: e
                 .span()
@@ -155,6 +178,15 @@ impl FileConfig {
         }
         if parsed.dns_listen.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::NoListen(path.to_owned()));
+        }
+        if let Some(names) = &mut parsed.admin_host {
+            for name in names.iter_mut() {
+                *name = check_admin_host(name).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    line: line_of(&text, "admin-host"),
+                    message,
+                })?;
+            }
         }
         Ok(parsed)
     }
@@ -183,6 +215,8 @@ pub struct Flags {
     pub log_format: Option<LogFormat>,
     pub state_dir: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    /// Checked by [`check_admin_host`].
+    pub admin_hosts: Vec<String>,
 }
 
 impl Config {
@@ -233,6 +267,11 @@ impl Config {
                 .or(file.state_dir)
                 .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
             admin_token_file: flags.admin_token_file.or(file.admin_token_file),
+            admin_hosts: if flags.admin_hosts.is_empty() {
+                file.admin_host.unwrap_or_default()
+            } else {
+                flags.admin_hosts
+            },
         })
     }
 }
@@ -302,6 +341,38 @@ mod tests {
             assert_eq!(check_amplification(ok), Ok(ok));
         }
         assert!(check_amplification(1001).is_err());
+    }
+
+    #[test]
+    fn admin_host_names_come_from_flags_or_the_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.toml");
+        std::fs::write(
+            &path,
+            "admin-host = [\"Admin.Example.NET.\", \"m-1.internal\"]\n",
+        )
+        .unwrap();
+        let file = FileConfig::read(&path, true).unwrap();
+        let c = Config::merge(Flags::default(), file).unwrap();
+        assert_eq!(c.admin_hosts, ["admin.example.net", "m-1.internal"]);
+        let flags = Flags {
+            admin_hosts: vec!["ops.example.net".into()],
+            ..Flags::default()
+        };
+        let c = Config::merge(flags, FileConfig::read(&path, true).unwrap()).unwrap();
+        assert_eq!(c.admin_hosts, ["ops.example.net"]);
+        for bad in [
+            "admin.example.net:8053",
+            "http://admin",
+            "",
+            "a..b",
+            "-a.example",
+        ] {
+            assert!(check_admin_host(bad).is_err(), "{bad:?}");
+        }
+        std::fs::write(&path, "zones = \"z\"\nadmin-host = [\"a b\"]\n").unwrap();
+        let err = FileConfig::read(&path, true).unwrap_err().to_string();
+        assert!(err.contains("meridian.toml:2: admin-host \"a b\""), "{err}");
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct Setup {
     pub geoip: GeoFiles,
     /// The admin listener's certificate: HTTPS only when given.
     pub admin_cert: Option<Arc<AdminCert>>,
+    /// Most admin connections at once ([`admin::listen::connection_cap`]).
+    pub admin_connections: usize,
+    /// Host names the admin API answers to besides localhost and IP literals.
+    pub admin_hosts: Vec<String>,
 }
 
 /// Starts the control plane on its own thread. Returns once the start states of every
@@ -64,6 +68,8 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     zones_dir: setup.zones_dir,
                     ready: setup.ready,
                     reads_need_token: !admin_addr.ip().is_loopback(),
+                    hosts: setup.admin_hosts,
+                    reloads: Mutex::new(()),
                 });
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
@@ -76,9 +82,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                         return;
                     }
                 };
-                if let Err(e) = admin::serve(listener, admin, setup.admin_cert).await {
-                    error!(error = %e, "admin server stopped");
-                }
+                admin::serve(listener, admin, setup.admin_cert, setup.admin_connections).await;
             })
         })?;
     started_rx

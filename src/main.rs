@@ -1,8 +1,11 @@
+//! The `meridian` binary: parses the command line, runs the command, and turns its error
+//! into an exit code.
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use meridian::cli::{self, Cli, Command};
-use meridian::config::LogFormat;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -12,7 +15,11 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(&e),
             };
-            init_logs(config.log_format);
+            // Colour codes only for a terminal (NO_COLOR, https://no-color.org, turns them off
+            // there too); a file or a journal gets plain text.
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            cli::init_logs(config.log_format, colour);
             let env_token = std::env::var("MERIDIAN_ADMIN_TOKEN").ok();
             match cli::serve(config, env_token) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -42,16 +49,4 @@ fn main() -> ExitCode {
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("{e}");
     ExitCode::FAILURE
-}
-
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

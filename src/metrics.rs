@@ -198,6 +198,8 @@ struct Control {
     overrides: usize,
     reloads_ok: u64,
     reloads_failed: u64,
+    /// Probes this node could not make, by the error's name.
+    probes_local: BTreeMap<&'static str, u64>,
     /// Per-second samples of every zone's region totals, newest last.
     traffic: VecDeque<HashMap<String, Vec<u64>>>,
 }
@@ -273,6 +275,17 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// A probe this node could not make (`errno`: EMFILE, ENOBUFS, ...).
+    pub fn probe_local_failure(&self, errno: &'static str) {
+        *self
+            .control
+            .lock()
+            .expect("metrics lock")
+            .probes_local
+            .entry(errno)
+            .or_default() += 1;
     }
 
     /// The counters of response rate limiting, which are exported from the first call on.
@@ -386,6 +399,13 @@ impl Metrics {
                     esc(e)
                 );
             }
+        }
+        out.push_str("# HELP meridian_probe_local_failures_total Probes this node could not make, by the error of its own (EMFILE, ENOBUFS, ...); they count against no target.\n# TYPE meridian_probe_local_failures_total counter\n");
+        for (errno, v) in &c.probes_local {
+            let _ = writeln!(
+                out,
+                "meridian_probe_local_failures_total{{errno=\"{errno}\"}} {v}"
+            );
         }
         out.push_str("# HELP meridian_probe_duration_seconds Round-trip time of successful probes.\n# TYPE meridian_probe_duration_seconds histogram\n");
         for ((z, r, e), p) in &c.probes {

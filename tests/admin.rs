@@ -24,16 +24,22 @@ struct Admin {
 
 impl Admin {
     fn start(dir: &Path, zones: Option<&Path>) -> Admin {
+        Admin::start_with(dir, zones, &[])
+    }
+
+    /// Like [`Admin::start`], with `extra` flags.
+    fn start_with(dir: &Path, zones: Option<&Path>, extra: &[&str]) -> Admin {
         meridian::health::probe::install_crypto_provider();
         let tokens = dir.join("tokens");
         std::fs::write(&tokens, format!("ops:{TOKEN}\n")).unwrap();
         let state = dir.join("state");
-        let args = [
+        let mut args = vec![
             "--admin-token-file",
             tokens.to_str().unwrap(),
             "--state-dir",
             state.to_str().unwrap(),
         ];
+        args.extend_from_slice(extra);
         let server = match zones {
             Some(z) => Server::start_with_zones(z, &args),
             None => Server::start(&args),
@@ -555,6 +561,16 @@ async fn reads_need_the_token_when_the_admin_listener_is_not_loopback() {
             .await
             .unwrap();
         assert_eq!(authorized.status().as_u16(), 200, "{path}");
+        // A HEAD is a read like its GET: the same token, no more.
+        let anonymous = http.head(&url).send().await.unwrap();
+        assert_eq!(anonymous.status().as_u16(), 401, "HEAD {path}");
+        let authorized = http
+            .head(&url)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(authorized.status().as_u16(), 200, "HEAD {path}");
     }
     // The process itself answers whoever asks whether it lives.
     let health = http
@@ -587,4 +603,489 @@ async fn admin_responses_carry_security_headers() {
             "{path}"
         );
     }
+}
+
+/// `v` is the API's JSON error with `status`.
+fn assert_json_error(status: u16, v: &Value, want: u16, what: &str) {
+    assert_eq!(status, want, "{what}: {v}");
+    assert_eq!(v["status"], want, "{what}: not the JSON error: {v}");
+    assert!(v["error"].is_string(), "{what}: not the JSON error: {v}");
+}
+
+#[tokio::test]
+async fn head_is_a_read_and_every_error_is_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    // A HEAD is the GET of the same resource: open on loopback, no token asked.
+    for path in ["/api/v1/regions", "/api/v1/audit", "/metrics", "/"] {
+        let r = admin
+            .http
+            .head(format!("{}{path}", admin.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "HEAD {path}");
+    }
+    // A method the path does not take: 405 as JSON, with the methods it does take.
+    for (method, path, allowed) in [
+        (reqwest::Method::POST, "/api/v1/regions", "GET"),
+        (reqwest::Method::GET, "/api/v1/reload", "POST"),
+        (reqwest::Method::DELETE, DRAIN, "POST"),
+        (reqwest::Method::POST, "/metrics", "GET"),
+    ] {
+        let r = admin
+            .http
+            .request(method.clone(), format!("{}{path}", admin.base))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let allow = r
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string());
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+        assert_json_error(status, &v, 405, &format!("{method} {path}"));
+        assert!(
+            allow.as_deref().is_some_and(|a| a.contains(allowed)),
+            "{method} {path}: Allow {allow:?}"
+        );
+    }
+    // A request line longer than the API takes: 414 as JSON.
+    let long = format!(
+        "/api/v1/route?name={}.example.com&client=81.2.69.0/24",
+        "a".repeat(20_000)
+    );
+    let (s, v) = admin.get(&long).await;
+    assert_json_error(s, &v, 414, "a 20 kB URI");
+    // Outside the API too.
+    let (s, v) = admin.get("/nothing").await;
+    assert_json_error(s, &v, 404, "GET /nothing");
+}
+
+#[tokio::test]
+async fn the_host_must_name_this_server_and_writes_must_come_from_its_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let port = admin.server.admin_addr().port();
+    let read_as = |host: String| {
+        let request = admin
+            .http
+            .get(format!("{}/api/v1/regions", admin.base))
+            .header("host", host);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+            (status, v)
+        }
+    };
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".into(),
+        format!("LocalHost.:{port}"),
+    ] {
+        let (s, v) = read_as(host.clone()).await;
+        assert_eq!(s, 200, "Host {host}: {v}");
+    }
+    // A name rebound to this address by someone else's DNS: a page of theirs must not read.
+    for host in [
+        format!("rebound.attacker.example:{port}"),
+        "rebound.attacker.example".into(),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        let (s, v) = read_as(host.clone()).await;
+        assert_json_error(s, &v, 421, &format!("Host {host}"));
+    }
+    // Liveness tells nothing: it answers whatever the name.
+    let r = admin
+        .http
+        .get(format!("{}/healthz", admin.base))
+        .header("host", "rebound.attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Writes: no Origin (not a browser) or this server's own origin.
+    let write_from = |origin: Option<String>, verb: &'static str| {
+        let mut request = admin
+            .http
+            .post(format!(
+                "{}/api/v1/zones/example.com/regions/eu-west/{verb}",
+                admin.base
+            ))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(r#"{"reason": "origin test"}"#);
+        if let Some(o) = origin {
+            request = request.header("origin", o);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+            (status, v)
+        }
+    };
+    for origin in [
+        "http://attacker.example".to_string(),
+        "null".into(),
+        format!("http://localhost:{port}"),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+    ] {
+        let (s, v) = write_from(Some(origin.clone()), "drain").await;
+        assert_json_error(s, &v, 403, &format!("Origin {origin}"));
+    }
+    let (s, v) = write_from(Some(format!("http://127.0.0.1:{port}")), "drain").await;
+    assert_eq!(s, 200, "same origin: {v}");
+    let (s, v) = write_from(None, "undrain").await;
+    assert_eq!(s, 200, "no Origin: {v}");
+    let (_, audit) = admin.get("/api/v1/audit").await;
+    assert_eq!(
+        audit.as_array().unwrap().len(),
+        2,
+        "only the two allowed writes: {audit}"
+    );
+}
+
+#[tokio::test]
+async fn configured_admin_host_names_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start_with(
+        dir.path(),
+        None,
+        &[
+            "--admin-host",
+            "admin.example.net",
+            "--admin-host",
+            "meridian-1.internal",
+        ],
+    );
+    let port = admin.server.admin_addr().port();
+    for (host, want) in [
+        (format!("admin.example.net:{port}"), 200),
+        ("Admin.Example.NET.".to_string(), 200),
+        ("meridian-1.internal".to_string(), 200),
+        (format!("other.example.net:{port}"), 421),
+    ] {
+        let r = admin
+            .http
+            .get(format!("{}/api/v1/zones", admin.base))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "Host {host}");
+    }
+}
+
+/// A request whose body stops coming: answered 408 (as JSON) once the body timeout passes,
+/// and the connection closed, instead of holding a connection for good.
+#[test]
+fn a_body_not_sent_in_time_gets_408() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let addr = admin.server.admin_addr();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {DRAIN} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"reason\": "
+    )
+    .unwrap();
+    // The body timeout is 10 s; the read waits a little longer.
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {:?}: {answer:?}",
+        start.elapsed()
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert_eq!(v["status"], 408, "{answer}");
+}
+
+/// A write lease (fcntl F_SETLEASE) on a file: another process's `open` of it waits until
+/// the lease is let go (up to /proc/sys/fs/lease-break-time, 45 s by default).
+struct Lease(std::fs::File);
+
+impl Lease {
+    fn take(path: &Path) -> Lease {
+        use std::os::fd::AsRawFd;
+        // SAFETY: ignoring SIGIO, which the kernel sends the lease holder when another process
+        // opens the file; its default action would end this test process.
+        unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+        let file = std::fs::File::open(path).unwrap();
+        // SAFETY: fcntl on an fd this File owns.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+        assert_eq!(r, 0, "F_SETLEASE: {}", std::io::Error::last_os_error());
+        Lease(file)
+    }
+
+    /// Another process is waiting in `open`.
+    fn contended(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on an fd this File owns.
+        let r = unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_GETLEASE) };
+        r != libc::F_WRLCK
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on an fd this File owns.
+        unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+    }
+}
+
+/// Two reloads at once (SIGHUP and the API share one reload function): one that read older
+/// files and is slow cannot install them over a newer reload that has already answered. The
+/// SIGHUP reload is held in its `open` of the zone file by a lease this test takes, while
+/// the file is replaced and the API reload runs.
+#[tokio::test]
+async fn a_slow_reload_of_older_files_cannot_undo_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.com.toml");
+    let good = std::fs::read_to_string(&shipped).unwrap();
+    let file = zones.join("example.com.toml");
+    std::fs::write(&file, &good).unwrap();
+    let admin = Admin::start(dir.path(), Some(&zones));
+    assert_eq!(gb_answer(&admin.server).await, [EU_WEST]);
+    // Written whole and renamed into place, as an editor or a deploy does.
+    let replace = |address: &str| {
+        let tmp = zones.join("next.tmp");
+        std::fs::write(&tmp, good.replace(EU_WEST, address)).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    };
+
+    replace("198.51.100.55");
+    let lease = Lease::take(&file);
+    // SAFETY: kill(2) with the server's pid and a valid signal number.
+    unsafe { libc::kill(admin.server.pid() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lease.contended() {
+        assert!(
+            Instant::now() < deadline,
+            "the SIGHUP reload never opened the zone file"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The SIGHUP reload waits in open() of the older file; the newer one takes its place.
+    replace("198.51.100.77");
+    let (base, http) = (admin.base.clone(), admin.http.clone());
+    let mut api = tokio::spawn(async move {
+        let r = http
+            .post(format!("{base}/api/v1/reload"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(r#"{"reason": "newer files"}"#)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    });
+    // Unserialised, the API reload answers at once; serialised, it waits for the SIGHUP one.
+    let early = tokio::time::timeout(Duration::from_secs(2), &mut api)
+        .await
+        .ok();
+    drop(lease);
+    let status = match early {
+        Some(done) => done.unwrap(),
+        None => api.await.unwrap(),
+    };
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, audit) = admin.get("/api/v1/audit").await;
+        let reloads = audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "reload")
+            .count();
+        if reloads == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both reloads journaled: {audit}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        gb_answer(&admin.server).await,
+        ["198.51.100.77"],
+        "the newest files serve"
+    );
+}
+
+/// `meridian serve` with the human log format on a pipe (as a service manager runs it),
+/// every byte of its stderr kept.
+struct HumanLogs {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    admin: std::net::SocketAddr,
+}
+
+impl HumanLogs {
+    fn start(zones: &Path, state: &Path, tokens: &Path) -> HumanLogs {
+        use std::io::Read;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .arg("serve")
+            .arg("--zones")
+            .arg(zones)
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--admin-token-file")
+            .arg(tokens)
+            .args([
+                "--dns-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "human",
+            ])
+            .env_remove("NO_COLOR")
+            .env_remove("RUST_LOG")
+            .current_dir(env!("CARGO_TARGET_TMPDIR"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let admin = loop {
+            let text = strip_ansi(&String::from_utf8_lossy(&stderr.lock().unwrap()));
+            let found = text
+                .lines()
+                .filter(|l| l.contains("listening"))
+                .find_map(|l| l.split_once("admin=").map(|(_, rest)| rest.to_string()));
+            if let Some(rest) = found {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                break addr;
+            }
+            assert!(Instant::now() < deadline, "no listening line: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        HumanLogs {
+            child,
+            stderr,
+            admin,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HumanLogs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `s` without ANSI CSI sequences (ESC [ ... final letter).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An operator's reason and a zone file's name are strings from outside: in the human log
+/// format their newlines and terminal escapes are written escaped, so they can neither forge
+/// a log line nor drive the terminal; and a log that goes to a pipe gets no colour codes.
+#[tokio::test]
+async fn outside_strings_cannot_forge_human_log_lines_and_a_pipe_gets_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.com.toml");
+    std::fs::copy(&shipped, zones.join("example.com.toml")).unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("ops:{TOKEN}\n")).unwrap();
+    let server = HumanLogs::start(&zones, &dir.path().join("state"), &tokens);
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.admin);
+
+    let forged = "2026-01-01T00:00:00.000000Z ERROR meridian: forged";
+    let reason = format!("kernel upgrade\n{forged}\r\u{1b}[2J\u{1b}[31mred\u{7}");
+    let r = http
+        .post(format!("{base}{DRAIN}"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(json!({ "reason": reason }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A zone file whose name carries a line of its own, refused at the reload.
+    std::fs::write(zones.join(format!("bad\n{forged}.toml")), "zone = 1\n").unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/reload"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = String::from_utf8_lossy(&server.bytes()).into_owned();
+        if text.contains("operator override") && text.contains("reload refused") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        !server.bytes().contains(&0x1b),
+        "an escape character reached a log that is not a terminal:\n{text}"
+    );
+    for line in text.lines() {
+        assert!(
+            !line.starts_with("2026-01-01"),
+            "a forged line: {line:?}\n{text}"
+        );
+        assert!(!line.contains('\r'), "a carriage return: {line:?}");
+    }
+    assert!(
+        text.contains(r"kernel upgrade\n2026-01-01"),
+        "the reason is logged, escaped:\n{text}"
+    );
 }

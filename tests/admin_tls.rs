@@ -176,3 +176,58 @@ fn bad_certificate_files_stop_the_start_with_their_path() {
         assert!(stderr.contains(&expected), "{args:?}: {stderr}");
     }
 }
+
+/// The admin listener's connection cap (`meridian::admin`).
+const ADMIN_CONNECTIONS: usize = 64;
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Connections that never start their TLS handshake count against the admin cap like any
+/// other: they cannot take more descriptors than it, however many there are.
+#[tokio::test]
+async fn stalled_handshakes_hold_no_more_than_the_admin_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = issue(dir.path());
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let server = Server::start(&[
+        "--admin-tls-cert",
+        cert.to_str().unwrap(),
+        "--admin-tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let addr = server.admin_addr();
+    let url = format!("https://{addr}");
+    assert_eq!(healthz(&client(&ca), &url).await, Ok(200));
+    let baseline = open_fds(server.pid());
+    let mut held = Vec::new();
+    for _ in 0..3 * ADMIN_CONNECTIONS {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            held.push(s);
+        }
+    }
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        peak = peak.max(open_fds(server.pid()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        peak <= baseline + ADMIN_CONNECTIONS + 8,
+        "{} stalled connections held {peak} descriptors (baseline {baseline})",
+        held.len()
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while healthz(&client(&ca), &url).await != Ok(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the API answers once they are gone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

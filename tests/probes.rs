@@ -1207,3 +1207,249 @@ fn isolation_guard_keeps_the_last_good_state_when_every_region_fails_at_once() {
         || server.log_text().contains("reachable again").then_some(()),
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// File descriptors: the admin side cannot starve the probes, and a probe this node cannot
+// make is not held against its target.
+
+/// The admin listener's connection cap and header timeout (`meridian::admin`).
+const ADMIN_CONNECTIONS: usize = 64;
+const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long detection takes (`fall × interval + timeout + interval`) plus [`ALLOWANCE`]: had
+/// the probes been failing, answers would have moved by then.
+fn detection() -> Duration {
+    INTERVAL * (FALL + 1) + TIMEOUT + ALLOWANCE
+}
+
+/// Open descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Sets the soft open-file limit of process `pid` (a process of this user: no privilege
+/// needed), keeping its hard limit; returns the soft limit it had.
+fn set_open_file_limit(pid: u32, soft: u64) -> u64 {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit(2) with a live child's pid, no new limit and a valid out pointer.
+    let r = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut old,
+        )
+    };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above, with a valid new limit and no out pointer.
+    let r = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    old.rlim_cur
+}
+
+/// Polls every client's answer for `watch`: each must stay at its nearest region.
+fn answers_stay(server: &Server, watch: Duration, what: &str) {
+    let until = Instant::now() + watch;
+    while Instant::now() < until {
+        for (client, region) in [(GB, EU_WEST), (US, US_EAST), (AU, AP_SOUTHEAST)] {
+            let a = ask(server.addr(), WWW, client);
+            assert_eq!(
+                a.region(),
+                Some(REGIONS[region].name),
+                "{client} moved to {} {what}\nlog:\n{}",
+                a.describe(),
+                server.log_text()
+            );
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// One admin connection kept open (HTTP/1.1 keep-alive), so that the API can be read while
+/// the server can open no new descriptor.
+struct KeepAlive {
+    stream: std::net::TcpStream,
+    host: SocketAddr,
+}
+
+impl KeepAlive {
+    fn connect(addr: SocketAddr) -> KeepAlive {
+        let stream = std::net::TcpStream::connect(addr).expect("connect to the admin API");
+        stream.set_read_timeout(Some(SETTLE)).expect("read timeout");
+        KeepAlive { stream, host: addr }
+    }
+
+    /// GET `path`: the status and the body.
+    fn get(&mut self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        write!(
+            self.stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            self.host
+        )
+        .expect("write the request");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = self.stream.read(&mut byte).expect("read the response head");
+            assert_eq!(
+                n,
+                1,
+                "the connection closed: {}",
+                String::from_utf8_lossy(&head)
+            );
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let status = head[9..12].parse().expect("a status code");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .expect("a content length")
+            .trim()
+            .parse()
+            .expect("a number");
+        let mut body = vec![0u8; length];
+        self.stream.read_exact(&mut body).expect("read the body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// Half-sent requests to the admin API once took a descriptor each, until the probes failed
+/// with EMFILE, every region went down and every client got the fallback. The admin listener
+/// now holds at most its cap of connections, far below the open-file limit, and cuts off a
+/// request head not sent within the header timeout.
+#[test]
+fn half_sent_admin_requests_cannot_starve_the_probes() {
+    use std::io::{ErrorKind, Read, Write};
+    let targets = [(); 3].map(|_| TcpTarget::start());
+    let health = "interval = 0.2\ntimeout = 0.1\nrise = 2\nfall = 2";
+    let dir = write_zone(&ZoneSpec {
+        health,
+        ports: targets.each_ref().map(|t| t.port()),
+        region_health: [r#"check = "tcp""#; 3],
+        ..ZoneSpec::default()
+    });
+    let server = serve(dir.path());
+    for (client, region) in [(GB, EU_WEST), (US, US_EAST), (AU, AP_SOUTHEAST)] {
+        wait_region(&server, WWW, client, region, SETTLE);
+    }
+    let pid = server.pid();
+    let baseline = open_fds(pid);
+    // Room for the admin cap and the probes, not for a descriptor per attacking connection.
+    let limit = baseline + ADMIN_CONNECTIONS + 40;
+    set_open_file_limit(pid, limit as u64);
+
+    let admin = server.admin_addr();
+    let mut held = Vec::new();
+    for _ in 0..limit + 50 {
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(500))
+        else {
+            continue;
+        };
+        let _ = s.write_all(b"GET /api/v1/regions HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        held.push(s);
+    }
+    let mut peak = 0;
+    let until = Instant::now() + detection() * 3;
+    while Instant::now() < until {
+        answers_stay(&server, POLL, "while the admin port was flooded");
+        peak = peak.max(open_fds(pid));
+    }
+    assert!(
+        peak <= baseline + ADMIN_CONNECTIONS + 16,
+        "{} connections held {peak} descriptors (baseline {baseline})",
+        held.len()
+    );
+
+    // The header timeout frees the slots: connections that never finish their head are cut.
+    for s in &held {
+        s.set_nonblocking(true).expect("nonblocking");
+    }
+    // Closed (EOF or reset) or answered, not still waiting.
+    let cut = |s: &mut std::net::TcpStream| {
+        let mut buf = [0u8; 64];
+        !matches!(s.read(&mut buf), Err(e) if e.kind() == ErrorKind::WouldBlock)
+    };
+    poll_until(
+        ADMIN_HEADER_TIMEOUT + SETTLE,
+        || "no half-sent request was cut off".into(),
+        || held.iter_mut().any(cut).then_some(()),
+    );
+    drop(held);
+    answers_stay(&server, POLL, "after the flood");
+}
+
+/// A probe that fails for a reason of this node (here EMFILE: the server's open-file limit
+/// is lowered under its open descriptors) says nothing about its target: the targets keep
+/// their state, the node says what is wrong (a warning, a metric, the endpoint's detail in
+/// the API), and the probes resume when descriptors are back.
+#[test]
+fn a_probe_this_node_cannot_make_does_not_take_its_target_down() {
+    let targets = [(); 3].map(|_| HttpTarget::builder().start());
+    let dir = write_zone(&ZoneSpec {
+        health: HTTP_HEALTH,
+        ports: targets.each_ref().map(|t| t.port()),
+        ..ZoneSpec::default()
+    });
+    let server = serve(dir.path());
+    for (client, region) in [(GB, EU_WEST), (US, US_EAST), (AU, AP_SOUTHEAST)] {
+        wait_region(&server, WWW, client, region, SETTLE);
+    }
+    let mut api = KeepAlive::connect(server.admin_addr());
+    assert_eq!(api.get("/healthz").0, 200);
+
+    let pid = server.pid();
+    // Descriptor 0 is open, so no descriptor is free: every socket() fails with EMFILE.
+    let soft = set_open_file_limit(pid, 1);
+    answers_stay(&server, detection() * 3, "while this node could not probe");
+
+    let (status, body) = api.get("/api/v1/regions");
+    assert_eq!(status, 200, "{body}");
+    let regions: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    for r in regions.as_array().expect("a list") {
+        for e in r["endpoints"].as_array().expect("endpoints") {
+            let local = e["probe"]["local_error"].as_str().unwrap_or_default();
+            assert!(local.contains("EMFILE"), "{}: {e}", r["region"]);
+            assert_eq!(e["probe"]["up"], true, "{}: {e}", r["region"]);
+        }
+    }
+    let (_, metrics) = api.get("/metrics");
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("meridian_probe_local_failures_total{errno=\"EMFILE\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(failures > 0, "{metrics}");
+    let warned = server.log_lines().iter().any(|l| {
+        l.contains("\"level\":\"WARN\"") && l.contains("EMFILE") && l.contains("this node")
+    });
+    assert!(warned, "no warning\nlog:\n{}", server.log_text());
+
+    set_open_file_limit(pid, soft);
+    poll_until(
+        SETTLE,
+        || format!("the probes did not resume\nlog:\n{}", server.log_text()),
+        || {
+            let (_, body) = api.get("/api/v1/regions");
+            (!body.contains("EMFILE")).then_some(())
+        },
+    );
+    answers_stay(&server, POLL, "once the probes resumed");
+}

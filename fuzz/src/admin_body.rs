@@ -64,6 +64,8 @@ impl Fixture {
                 zones_dir,
                 ready: Arc::new(AtomicBool::new(true)),
                 reads_need_token: false,
+                hosts: Vec::new(),
+                reloads: tokio::sync::Mutex::new(()),
             })
         });
         Fixture {

@@ -74,7 +74,8 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// A body over [`super::MAX_BODY`] (413), or one that could not be read.
+/// A body that could not be read. (The router reads every body whole before a handler runs
+/// and refuses one over [`super::MAX_BODY`] there, with 413.)
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> Self {
         ApiError::new(r.status(), r.body_text())

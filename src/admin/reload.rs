@@ -2,7 +2,10 @@
 //!
 //! The rule: the zone directory is loaded and validated aside; only a load that validates
 //! whole, and is journaled, reaches the monitor, which swaps it in with its health. A load
-//! that fails keeps the running zones serving and answers 422 with every diagnostic.
+//! that fails keeps the running zones serving and answers 422 with every diagnostic. Reloads
+//! run one at a time, from reading the files to journaling the swap: the zones in force are
+//! those of the reload that read the files last, never older files from a slower reload that
+//! started first.
 
 use std::sync::Arc;
 
@@ -51,8 +54,9 @@ pub(super) async fn reload(
 }
 
 /// Loads the zone directory again; a load that fails validation keeps the running zones and
-/// returns every diagnostic. Shared by the API and SIGHUP.
+/// returns every diagnostic. Shared by the API and SIGHUP, which wait for each other.
 pub async fn reload_zones(admin: &Admin, by: &str, reason: &str) -> Result<Reloaded, ApiError> {
+    let _one_at_a_time = admin.reloads.lock().await;
     let dir = admin.zones_dir.clone();
     let loaded = tokio::task::spawn_blocking(move || zone::load_dir(&dir))
         .await

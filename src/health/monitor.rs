@@ -7,9 +7,12 @@
 //! merged purely in [`super::view`]), reads the clocks once per event and passes them down,
 //! logs each state change once, and swaps a new serving state in when a zone's view changes.
 //! A reload swaps zones and their health in one step, carrying over the machines of regions
-//! whose checks did not change.
+//! whose checks did not change. A probe this node could not make ([`LocalFault`]: out of
+//! descriptors, say) never reaches a machine: the endpoint keeps its state, and the node says
+//! what is wrong (a warning when the first such fault begins, a metric, the endpoint's
+//! detail) until a probe is made again.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::Outcome;
-use super::probe::{Prober, human, install_crypto_provider};
+use super::probe::{LocalFault, Prober, human, install_crypto_provider};
 use super::view::{EndpointDetail, Isolation, Now, ZoneHealth};
 use crate::metrics::Metrics;
 use crate::serving::SharedSnapshot;
@@ -103,7 +106,7 @@ struct Report {
     zone: usize,
     region: usize,
     endpoint: usize,
-    outcome: Outcome,
+    outcome: Result<Outcome, LocalFault>,
     /// When the probe finished.
     at: Instant,
 }
@@ -132,6 +135,9 @@ struct Monitor {
     /// The views serving, by zone index; empty until the first publish after a reload.
     published: Vec<HealthView>,
     details: Arc<ArcSwap<Details>>,
+    /// Endpoints whose last probe this node could not make, by (zone, region, endpoint)
+    /// index of the current generation.
+    local: HashMap<(usize, usize, usize), LocalFault>,
 }
 
 /// Starts the monitor on the current runtime for the zones of `state`. The start states
@@ -159,6 +165,7 @@ pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: &Overrides
         seeds: RandomState::new(),
         published: Vec::new(),
         details: details.clone(),
+        local: HashMap::new(),
     };
     monitor.publish(read_clocks(), None);
     monitor.render_details();
@@ -214,9 +221,16 @@ impl Monitor {
     }
 
     fn record(&mut self, report: Report, now: Now) {
+        let key = (report.zone, report.region, report.endpoint);
+        let outcome = match report.outcome {
+            Ok(outcome) => outcome,
+            Err(fault) => return self.record_local(key, fault),
+        };
+        if self.local.remove(&key).is_some() && self.local.is_empty() {
+            info!("probes are made again on this node: following them");
+        }
         let zone = &mut self.zones[report.zone];
-        let Some(recorded) =
-            zone.record(report.region, report.endpoint, &report.outcome, report.at)
+        let Some(recorded) = zone.record(report.region, report.endpoint, &outcome, report.at)
         else {
             return;
         };
@@ -224,7 +238,7 @@ impl Monitor {
         let region_name = &zone.regions()[report.region].name;
         let endpoint = zone.regions()[report.region].endpoints[report.endpoint].address;
         let metrics = self.metrics.clone();
-        match &report.outcome {
+        match &outcome {
             Outcome::Up { rtt } => {
                 metrics.probe(label, region_name, &endpoint.to_string(), true, Some(*rtt));
                 debug!(zone = %label, region = %region_name, endpoint = %endpoint,
@@ -266,9 +280,10 @@ impl Monitor {
             });
         }
         let mut details = Details::clone(&self.details.load());
-        details
-            .zones
-            .insert(label.to_string(), Arc::new(zone.details()));
+        details.zones.insert(
+            label.to_string(),
+            details_of(zone, report.zone, &self.local),
+        );
         if !events.is_empty() {
             let log = Arc::make_mut(&mut details.events);
             for e in events {
@@ -280,6 +295,33 @@ impl Monitor {
         }
         self.details.store(Arc::new(details));
         self.publish(now, None);
+    }
+
+    /// A probe this node could not make: the endpoint's machine is left alone; the fault is
+    /// counted, shown in the endpoint's detail, and logged when it is the first one.
+    fn record_local(&mut self, key: (usize, usize, usize), fault: LocalFault) {
+        let (zi, ri, ei) = key;
+        let zone = &self.zones[zi];
+        let region = &zone.regions()[ri];
+        let endpoint = region.endpoints[ei].address;
+        self.metrics.probe_local_failure(fault.errno);
+        debug!(zone = %zone.label(), region = %region.name, endpoint = %endpoint,
+            reason = %fault, "probe not made");
+        if self.local.is_empty() {
+            warn!(zone = %zone.label(), region = %region.name, endpoint = %endpoint,
+                errno = fault.errno, error = %fault.message,
+                "probes are failing on this node, not at their targets: every target keeps its last state until probes can be made again");
+        }
+        if self.local.get(&key) == Some(&fault) {
+            return;
+        }
+        self.local.insert(key, fault);
+        let zone = &self.zones[zi];
+        let mut details = Details::clone(&self.details.load());
+        details
+            .zones
+            .insert(zone.label().to_string(), details_of(zone, zi, &self.local));
+        self.details.store(Arc::new(details));
     }
 
     /// Publishes the views of every zone when one changed; with `zones`, swaps those zones in
@@ -338,7 +380,8 @@ impl Monitor {
             zones: self
                 .zones
                 .iter()
-                .map(|z| (z.label().to_string(), Arc::new(z.details())))
+                .enumerate()
+                .map(|(zi, z)| (z.label().to_string(), details_of(z, zi, &self.local)))
                 .collect(),
             events,
         }));
@@ -355,6 +398,8 @@ impl Monitor {
         self.tasks.abort_all();
         self.tasks = JoinSet::new();
         self.generation += 1;
+        // Indexes of the old zones; the new probes will tell again.
+        self.local.clear();
         self.published.clear();
         self.publish(now, Some(Arc::new(zones)));
         self.render_details();
@@ -393,6 +438,28 @@ impl Monitor {
             }
         }
     }
+}
+
+/// The probe details of zone `zone` (index `zi`), with the faults of this node in `local`.
+fn details_of(
+    zone: &ZoneHealth,
+    zi: usize,
+    local: &HashMap<(usize, usize, usize), LocalFault>,
+) -> Arc<Vec<Option<Vec<EndpointDetail>>>> {
+    let mut details = zone.details();
+    for (&(z, ri, ei), fault) in local {
+        if z != zi {
+            continue;
+        }
+        if let Some(e) = details
+            .get_mut(ri)
+            .and_then(Option::as_mut)
+            .and_then(|r| r.get_mut(ei))
+        {
+            e.local_error = Some(format!("{fault}; the endpoint keeps its last state"));
+        }
+    }
+    Arc::new(details)
 }
 
 struct ProbeTask {
@@ -439,7 +506,9 @@ impl ProbeTask {
 }
 
 /// One probe of every probed endpoint of `zone`, at once: what `meridian route --probe` shows.
-/// Returns per region, per endpoint, the outcome (`None` when not probed).
+/// Returns per region, per endpoint, the outcome (`None` when not probed). A probe this host
+/// could not make shows as failed, with a reason that says so: one look from one host right
+/// now, which no state machine keeps.
 pub async fn probe_once(zone: &Zone) -> Vec<Vec<Option<Outcome>>> {
     install_crypto_provider();
     let mut tasks = JoinSet::new();
@@ -448,7 +517,12 @@ pub async fn probe_once(zone: &Zone) -> Vec<Vec<Option<Outcome>>> {
             let Some(target) = *target else { continue };
             match Prober::new(&check.spec.kind, target, check.spec.timeout) {
                 Ok(prober) => {
-                    tasks.spawn(async move { (ri, ei, prober.probe().await) });
+                    tasks.spawn(async move {
+                        let outcome = prober.probe().await.unwrap_or_else(|local| Outcome::Down {
+                            reason: local.to_string(),
+                        });
+                        (ri, ei, outcome)
+                    });
                 }
                 Err(e) => {
                     let reason = e.to_string();

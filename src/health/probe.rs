@@ -1,5 +1,9 @@
 //! One probe of one endpoint: a TCP connect, or an HTTP(S) request sent to the endpoint's
 //! address with the configured Host and TLS server name, as load balancers check backends.
+//!
+//! The rule: a probe that fails for a reason of this host (out of descriptors, buffers or
+//! memory; no local address or route) is a [`LocalFault`], not an [`Outcome`]: it says
+//! nothing about the target, so it must never count against it.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,6 +29,54 @@ pub enum ProbeError {
     },
     #[error("cannot build HTTP client: {0}")]
     Client(reqwest::Error),
+}
+
+/// A probe this host could not make: the cause is here, not at the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFault {
+    /// The error's name: `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, `EADDRNOTAVAIL` or
+    /// `ENETUNREACH`.
+    pub errno: &'static str,
+    /// The system's words for it.
+    pub message: String,
+}
+
+impl std::fmt::Display for LocalFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this node cannot probe: {} ({})",
+            self.errno, self.message
+        )
+    }
+}
+
+impl LocalFault {
+    /// The fault `e` is, if it is one of this host: descriptors (EMFILE, ENFILE), buffers
+    /// (ENOBUFS) or memory (ENOMEM) ran out, or the host has no address to send from
+    /// (EADDRNOTAVAIL) or no route (ENETUNREACH: the kernel's own table; a remote router's
+    /// "unreachable" only shows as a timeout).
+    fn of(e: &io::Error) -> Option<LocalFault> {
+        let errno = match e.raw_os_error()? {
+            libc::EMFILE => "EMFILE",
+            libc::ENFILE => "ENFILE",
+            libc::ENOBUFS => "ENOBUFS",
+            libc::ENOMEM => "ENOMEM",
+            libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+            libc::ENETUNREACH => "ENETUNREACH",
+            _ => return None,
+        };
+        Some(LocalFault {
+            errno,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Why a probe failed: at the target (the reason), or here.
+enum Failure {
+    Target(String),
+    Local(LocalFault),
 }
 
 /// Makes rustls use ring; reqwest is built without a default crypto provider.
@@ -66,8 +118,9 @@ impl Prober {
         self.target
     }
 
-    /// Runs the check once; a result comes within the timeout.
-    pub async fn probe(&self) -> Outcome {
+    /// Runs the check once; a result comes within the timeout. `Err` when this host could
+    /// not make the probe.
+    pub async fn probe(&self) -> Result<Outcome, LocalFault> {
         let start = Instant::now();
         let work = async {
             match (&self.kind, &self.http) {
@@ -75,7 +128,10 @@ impl Prober {
                 (CheckKind::Tcp { .. }, _) => TcpStream::connect(self.target)
                     .await
                     .map(|_| start.elapsed())
-                    .map_err(|e| connect_reason(&e)),
+                    .map_err(|e| match LocalFault::of(&e) {
+                        Some(local) => Failure::Local(local),
+                        None => Failure::Target(connect_reason(&e)),
+                    }),
                 (CheckKind::Http(check), Some((client, url, method))) => {
                     http_probe(check, client, url, method, start).await
                 }
@@ -83,11 +139,12 @@ impl Prober {
             }
         };
         match tokio::time::timeout(self.timeout, work).await {
-            Err(_) => Outcome::Down {
+            Err(_) => Ok(Outcome::Down {
                 reason: format!("timeout after {}", human(self.timeout)),
-            },
-            Ok(Err(reason)) => Outcome::Down { reason },
-            Ok(Ok(rtt)) => Outcome::Up { rtt },
+            }),
+            Ok(Err(Failure::Target(reason))) => Ok(Outcome::Down { reason }),
+            Ok(Err(Failure::Local(local))) => Err(local),
+            Ok(Ok(rtt)) => Ok(Outcome::Up { rtt }),
         }
     }
 }
@@ -147,23 +204,23 @@ async fn http_probe(
     url: &reqwest::Url,
     method: &reqwest::Method,
     start: Instant,
-) -> Result<Duration, String> {
+) -> Result<Duration, Failure> {
     let mut response = client
         .request(method.clone(), url.clone())
         .send()
         .await
-        .map_err(|e| http_reason(&e))?;
+        .map_err(|e| http_failure(&e))?;
     // The RTT is the time to the response headers: what a client waits before data flows.
     let rtt = start.elapsed();
     let status = response.status().as_u16();
     if !check.expect.iter().any(|r| r.contains(&status)) {
-        return Err(format!("status {status}"));
+        return Err(Failure::Target(format!("status {status}")));
     }
     let Some(want) = &check.body else {
         return Ok(rtt);
     };
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| http_reason(&e))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| http_failure(&e))? {
         body.extend_from_slice(&chunk);
         if body.windows(want.len()).any(|w| w == want.as_bytes()) {
             return Ok(rtt);
@@ -172,7 +229,21 @@ async fn http_probe(
             break;
         }
     }
-    Err("body mismatch".into())
+    Err(Failure::Target("body mismatch".into()))
+}
+
+/// A reqwest error as a [`Failure`]: a fault of this host anywhere in its chain (the
+/// connector's socket call, say), else the target's, worded by [`http_reason`].
+fn http_failure(e: &reqwest::Error) -> Failure {
+    let local = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |s| {
+        s.source()
+    })
+    .filter_map(|s| s.downcast_ref::<io::Error>())
+    .find_map(LocalFault::of);
+    match local {
+        Some(local) => Failure::Local(local),
+        None => Failure::Target(http_reason(e)),
+    }
 }
 
 /// The cause of a reqwest error, worded for operators: a TLS failure anywhere in the chain
@@ -235,5 +306,34 @@ pub fn human(d: Duration) -> String {
         format!("{}s", ms / 1000)
     } else {
         format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_of_this_host_are_local_faults_and_the_rest_are_the_targets() {
+        for (errno, name) in [
+            (libc::EMFILE, "EMFILE"),
+            (libc::ENFILE, "ENFILE"),
+            (libc::ENOBUFS, "ENOBUFS"),
+            (libc::ENOMEM, "ENOMEM"),
+            (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+            (libc::ENETUNREACH, "ENETUNREACH"),
+        ] {
+            let fault = LocalFault::of(&io::Error::from_raw_os_error(errno));
+            assert_eq!(fault.map(|f| f.errno), Some(name));
+        }
+        for errno in [
+            libc::ECONNREFUSED,
+            libc::ECONNRESET,
+            libc::EHOSTUNREACH,
+            libc::ETIMEDOUT,
+        ] {
+            assert_eq!(LocalFault::of(&io::Error::from_raw_os_error(errno)), None);
+        }
+        assert_eq!(LocalFault::of(&io::Error::other("no errno")), None);
     }
 }

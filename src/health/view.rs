@@ -283,6 +283,9 @@ pub struct EndpointDetail {
     pub consecutive_ok: u32,
     pub consecutive_fail: u32,
     pub last_error: Option<String>,
+    /// Set while this node cannot make the endpoint's probe (a fault of its own, such as
+    /// EMFILE); the state above is the last one measured. Filled in by the monitor.
+    pub local_error: Option<String>,
     pub rtt_ms: Option<f64>,
     pub rtt_min_ms: Option<f64>,
     pub rtt_last_ms: Option<f64>,
@@ -426,6 +429,7 @@ impl ZoneHealth {
                             consecutive_ok: e.consecutive_ok,
                             consecutive_fail: e.consecutive_fail,
                             last_error: e.last_error.clone(),
+                            local_error: None,
                             rtt_ms: e.rtt.ewma_ms(),
                             rtt_min_ms: e.rtt.min_ms(),
                             rtt_last_ms: e.rtt.last_ms(),
