@@ -85,7 +85,7 @@ struct Table {
 /// What a connection shares with the table.
 struct Conn {
     network: IpNet,
-    /// When it last answered, or was accepted (milliseconds after [`Slots::epoch`]).
+    /// When it last answered, or was accepted (microseconds after [`Slots::epoch`]).
     active: AtomicU64,
     /// Told to close: it has been idle the longest and a new client needs its slot.
     evict: Notify,
@@ -118,24 +118,25 @@ impl Slots {
         })
     }
 
-    fn millis(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+    fn micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
     }
 
     /// A slot for a connection from `ip`, or `None` when its network holds its share. With
     /// every slot taken, the connection idle the longest gives up its own.
     pub(in crate::dns) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let network = client_network(ip);
-        let now = self.millis();
+        let now = self.micros();
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if table.per_network.get(&network).copied().unwrap_or(0) >= self.per_client {
             return None;
         }
         if table.open.len() >= self.max {
+            // Of two idle since the same instant, the one accepted first.
             let longest_idle = table
                 .open
                 .iter()
-                .min_by_key(|(_, c)| c.active.load(Relaxed))
+                .min_by_key(|&(&id, c)| (c.active.load(Relaxed), id))
                 .map(|(&id, _)| id)
                 .expect("a full table has connections");
             if let Some(evicted) = table.remove(longest_idle) {
@@ -202,7 +203,7 @@ pub(in crate::dns) struct Slot {
 impl Slot {
     /// The connection answered: it is not idle now.
     fn touch(&self) {
-        self.conn.active.store(self.slots.millis(), Relaxed);
+        self.conn.active.store(self.slots.micros(), Relaxed);
     }
 
     /// Completes when the table has taken the slot away for a new client.
