@@ -797,6 +797,40 @@ fn rfc1035_notimp_for_opcodes_other_than_query() {
     }
 }
 
+/// RFC 8906 §3.1.4: "NOTIMP is the expected rcode to an unknown or unimplemented opcode",
+/// and "there is no requirement that anything other than the DNS header match": the reply is
+/// the header alone, with the ID and opcode (RFC 1035 §4.1.1: "copied into the response")
+/// and none of the query's flags, whose meaning an opcode we do not implement may redefine
+/// (RFC 2136 §2.2 makes them Z in UPDATE: "Should be zero (0) in all requests and responses").
+#[test]
+fn rfc8906_unknown_opcodes_get_a_bare_notimp_header() {
+    let server = Server::start(&[]);
+    // AA, TC, RD; Z, AD, CD: every flag a query can carry.
+    const FLAGS: u16 = 0x0770;
+    for opcode in [1u16, 2, 3, 4, 5, 6, 15] {
+        let id = 0x7100 + opcode;
+        let mut edns = wire::header(id, (opcode << 11) | FLAGS, 1, 0, 0, 1);
+        edns.extend(wire::question("example.com", 6, wire::CLASS_IN));
+        edns.extend(wire::opt(1232, 0, true, &[]));
+        // A body that is no question at all: the header is all an unknown opcode promises.
+        let mut garbage = wire::header(id, (opcode << 11) | FLAGS, 3, 0, 0, 0);
+        garbage.extend([0xff, 0xfe, 0x01]);
+        for (what, packet) in [("with EDNS", &edns), ("garbage body", &garbage)] {
+            for (t, r) in raw_both(server.addr(), packet) {
+                let ctx = format!("{t} opcode {opcode} {what}");
+                let r = r.unwrap_or_else(|| panic!("{ctx}: no response, expected NOTIMP"));
+                let [hi, lo] = id.to_be_bytes();
+                let flags = 0x80 | (opcode as u8) << 3;
+                assert_eq!(
+                    r,
+                    [hi, lo, flags, 4, 0, 0, 0, 0, 0, 0, 0, 0],
+                    "{ctx}: ID, QR, opcode, NOTIMP and nothing else"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn rfc1035_formerr_for_undecodable_packet_keeps_id() {
     let server = Server::start(&[]);

@@ -75,3 +75,51 @@ fn rrl_caps_answers_per_client_network_and_keeps_amplification_below_one() {
     let tcp = common::tcp_exchange(addr, &q, Duration::from_secs(2)).expect("TCP is not limited");
     assert_eq!(u16::from_be_bytes([tcp[6], tcp[7]]), 1);
 }
+
+/// Sends `count` queries for the names `pattern` gives (`*` replaced by a fresh label) from
+/// `socket`; returns how many were answered at all.
+fn answered_of(server: SocketAddr, socket: &UdpSocket, pattern: &str, count: u16) -> usize {
+    for i in 0..count {
+        let name = pattern.replace('*', &format!("r{i}x{}", u32::from(i) * 7919));
+        let q = wire::query(
+            i,
+            &name,
+            wire::QTYPE_A,
+            Some(wire::opt(1232, 0, false, &[])),
+        );
+        socket.send_to(&q, server).unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    let mut answered = 0;
+    while socket.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    answered
+}
+
+#[test]
+fn a_random_name_per_query_does_not_get_past_the_limit() {
+    // NXDOMAIN was keyed by the exact name, so a fresh name per query had a fresh bucket.
+    // Keyed as BIND and Knot do: negative answers by zone, referrals by delegation, errors by
+    // response code.
+    let server = Server::start(&["--rrl-rate", "10", "--rrl-slip", "0"]);
+    let addr = server.addr();
+    let socket = UdpSocket::bind("127.0.7.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for (what, pattern) in [
+        ("NXDOMAIN", "*.example.com"),
+        ("referral", "*.lab.example.com"),
+        ("REFUSED", "*.example.net"),
+    ] {
+        let started = Instant::now();
+        let answered = answered_of(addr, &socket, pattern, 100);
+        let elapsed = started.elapsed().as_secs_f64();
+        eprintln!("RRL: 100 {what} for random names: {answered} answered in {elapsed:.2} s");
+        assert!(
+            (answered as f64) <= 10.0 + 10.0 * elapsed + 1.0,
+            "{what}: {answered} of 100 answered in {elapsed:.2} s at 10/s"
+        );
+    }
+}

@@ -223,8 +223,19 @@ fn check_response(query: &[u8], response: &[u8], transport: Transport) {
     assert!(response.len() >= 12, "a response has a header");
     assert_eq!(response[..2], query[..2], "the response echoes the ID");
     assert!(response[2] & 0x80 != 0, "QR is set");
-    // Opcode and RD are copied from the query (RFC 1035 §4.1.1, RFC 6895 §2).
-    assert_eq!(response[2] & 0x79, query[2] & 0x79, "opcode and RD echo");
+    // The opcode is copied from the query (RFC 1035 §4.1.1), and so is RD (RFC 6895 §2)
+    // except in NOTIMP: an opcode we do not implement is answered with the header alone and
+    // none of the query's flags (RFC 8906 §3.1.4).
+    assert_eq!(response[2] & 0x78, query[2] & 0x78, "opcode echo");
+    if response[3] & 0x0F == 4 {
+        assert_eq!(
+            response[2..],
+            [0x80 | (query[2] & 0x78), 4, 0, 0, 0, 0, 0, 0, 0, 0],
+            "NOTIMP: ID, QR and opcode alone"
+        );
+    } else {
+        assert_eq!(response[2] & 0x01, query[2] & 0x01, "RD echo");
+    }
     let request = Message::from_vec(query).ok();
     // RFC 1035 §4.2.1 and RFC 6891 §6.2.5 (payloads below 512 count as 512; ours caps at
     // 1232); over TCP the two-octet length prefix is the bound.

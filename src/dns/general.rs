@@ -51,6 +51,17 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
     if packet.len() < HEADER_LEN || packet[2] & 0x80 != 0 {
         return None;
     }
+    // Read from the header before anything is decoded: a message of another opcode need not
+    // be laid out as a query (RFC 8906 §3.1.4), and FORMERR would misname it.
+    if packet[2] & 0x78 != 0 {
+        services
+            .outside
+            .plain(RecordType::Unknown(0), ResponseCode::NotImp);
+        return Some(Answer {
+            bytes: response::notimp_header(packet),
+            cacheable: None,
+        });
+    }
     let Ok(request) = Message::from_vec(packet) else {
         services
             .outside
@@ -89,9 +100,6 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
         )
     };
 
-    if request.metadata.op_code != OpCode::Query {
-        return Some(refuse(response, ResponseCode::NotImp));
-    }
     if let Some(edns) = &request.edns
         && edns.version() > 0
     {

@@ -18,8 +18,10 @@ pub mod rrl;
 pub mod server;
 pub mod wire;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::metrics::{Metrics, ZoneCounters};
 use crate::serving::Snapshot;
@@ -38,6 +40,17 @@ fn response_limit(transport: Transport, payload: Option<u16>) -> usize {
         (Transport::Udp, None) => CLASSIC_UDP_PAYLOAD,
         // RFC 6891 §6.2.5: values below 512 are treated as 512.
         (Transport::Udp, Some(p)) => usize::from(p.clamp(512, MAX_UDP_PAYLOAD)),
+    }
+}
+
+/// The network a client address stands for wherever a limit counts clients (TCP slots, RRL):
+/// its /24, or for IPv6 its /56, as BIND's rate limiting counts them by default (a site is
+/// commonly given a /56 or a /48, and every address in it is the same client). An
+/// IPv4-mapped IPv6 address counts as its IPv4 address.
+pub fn client_network(ip: IpAddr) -> IpNet {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => IpNet::V4(Ipv4Net::new(a, 24).expect("24 bits fit IPv4").trunc()),
+        IpAddr::V6(a) => IpNet::V6(Ipv6Net::new(a, 56).expect("56 bits fit IPv6").trunc()),
     }
 }
 

@@ -23,7 +23,19 @@ pub struct Outcome {
     pub rcode: ResponseCode,
     /// The RCODE's twelve bits, worked out once: the fast path writes them for every hit.
     code: u16,
+    /// The query's flag bits the response copies, in the header's third and fourth octets:
+    /// worked out once too, so the rule costs a hit nothing.
+    echo: [u8; 2],
 }
+
+/// What a response to a QUERY copies: the opcode and RD (RFC 1035 §4.1.1: "copied into the
+/// response") and CD (RFC 6895 §2; RFC 4035 §3.1.6).
+const QUERY_ECHO: [u8; 2] = [0x79, 0x10];
+/// What NOTIMP copies: the opcode alone. RFC 8906 §3.1.4: "NOTIMP is the expected rcode to an
+/// unknown or unimplemented opcode", and "there is no requirement that anything other than
+/// the DNS header match": what the other bits mean is the opcode's to define (RFC 2136 §2.2
+/// makes them Z in UPDATE, "zero (0) in all requests and responses"), so none is echoed.
+const NOTIMP_ECHO: [u8; 2] = [0x78, 0x00];
 
 impl Outcome {
     pub fn new(authoritative: bool, truncated: bool, rcode: ResponseCode) -> Self {
@@ -32,6 +44,11 @@ impl Outcome {
             truncated,
             rcode,
             code: u16::from(rcode),
+            echo: if rcode == ResponseCode::NotImp {
+                NOTIMP_ECHO
+            } else {
+                QUERY_ECHO
+            },
         }
     }
 
@@ -46,16 +63,31 @@ impl Outcome {
 
 /// Writes the flags of a response to `query` (whose header is at least 4 octets) into
 /// `out[2..4]`: QR, the opcode, AA and TC as the answer says, RD and CD copied (RFC 1035
-/// §4.1.1; RFC 6895 §2), RA, Z and AD clear (no recursion; no DNSSEC data), the low four bits
-/// of the RCODE (the rest go in OPT, RFC 6891 §6.1.3).
+/// §4.1.1; RFC 6895 §2) except in NOTIMP, which copies the opcode alone (RFC 8906 §3.1.4),
+/// RA, Z and AD clear (no recursion; no DNSSEC data), the low four bits of the RCODE (the
+/// rest go in OPT, RFC 6891 §6.1.3).
 #[inline]
 pub fn write_flags(out: &mut [u8], query: &[u8], o: Outcome) {
     out[2] = 0x80
-        | (query[2] & 0x78)
+        | (query[2] & o.echo[0])
         | if o.authoritative { 0x04 } else { 0 }
-        | if o.truncated { 0x02 } else { 0 }
-        | (query[2] & 0x01);
-    out[3] = (query[3] & 0x10) | (o.code & 0x0F) as u8;
+        | if o.truncated { 0x02 } else { 0 };
+    out[3] = (query[3] & o.echo[1]) | (o.code & 0x0F) as u8;
+}
+
+/// NOTIMP for a message whose opcode is not QUERY: the header alone, with the ID and the
+/// flags [`write_flags`] gives NOTIMP. RFC 8906 §3.1.4: "while new opcodes will most probably
+/// use the current layout structure for the rest of the message, there is no requirement
+/// that anything other than the DNS header match", so nothing past it is read or echoed.
+pub fn notimp_header(packet: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_LEN];
+    out[..2].copy_from_slice(&packet[..2]);
+    write_flags(
+        &mut out,
+        packet,
+        Outcome::new(false, false, ResponseCode::NotImp),
+    );
+    out
 }
 
 /// FORMERR for a packet that does not decode: the ID, opcode and RD from its header, and

@@ -1,12 +1,29 @@
 //! Response rate limiting for UDP, as BIND, Knot and NSD do it: a token bucket per (client
 //! network, response), so that spoofed queries cannot turn Meridian into an amplifier.
 //!
-//! A response is keyed by the client's /24 (IPv4) or /56 (IPv6) and by what it says (name,
-//! type, response code). Over the rate, responses are dropped, except every `slip`-th, which
-//! goes out truncated (TC=1, question only): a real client retries over TCP, where no limit
-//! applies, while a spoofed victim gets no more bytes than the query had.
+//! The rule: a bucket is keyed by what the response says, read from its bytes after it is
+//! made, and a fresh query name must not buy a fresh bucket:
+//! - an answer by its question (name, type, class; case folded);
+//! - NXDOMAIN by its zone, the owner of the SOA in authority, as BIND (the zone's origin) and
+//!   Knot (the zone name) key it: every NXDOMAIN of a zone shares one bucket, whatever random
+//!   name was asked;
+//! - NODATA by its zone too. BIND keys it by name, but it knows when a wildcard answered;
+//!   the bytes do not say so, and a wildcard (RFC 4592) gives NODATA for any name below it;
+//! - a referral by its delegation, the owner of the NS records in authority, as BIND does;
+//! - anything else (REFUSED outside every zone, FORMERR, NOTIMP, BADVERS, SERVFAIL) by its
+//!   response code alone, as BIND limits errors with no name and no type.
+//!
+//! TODO: an answer made from a wildcard is keyed by the name asked, so random names below a
+//! wildcard still get a bucket each; the bytes cannot tell, and `zone::Resolved` does not say
+//! when a wildcard answered (BIND and Knot key those by the wildcard's parent or the zone).
+//!
+//! The client network is its /24 or /56 ([`super::client_network`]). Over the rate,
+//! responses are dropped, except every `slip`-th, which goes out truncated (TC=1, question
+//! only): a real client retries over TCP, where no limit applies, while a spoofed victim gets
+//! no more bytes than the query had. Reading a response takes no allocation.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -14,8 +31,10 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
+use super::client_network;
+use super::fastmap::{FxHasher, hash_lower};
 use super::response::truncated_to_question;
-use super::wire::{HEADER_LEN, single_question_end};
+use super::wire::{HEADER_LEN, MAX_NAME, OPT, Reader};
 use crate::metrics::RrlCounters;
 
 const SHARDS: usize = 32;
@@ -63,6 +82,81 @@ impl std::fmt::Debug for Rrl {
     }
 }
 
+// Record types and response codes a response is read for.
+const NS: u16 = 2;
+const SOA: u16 = 6;
+const NOERROR: u16 = 0;
+const NXDOMAIN: u16 = 3;
+
+/// What a response says, as its bucket is keyed: each kind apart, and within a kind a name
+/// (wire form, possibly upper case) or a response code.
+enum Says<'a> {
+    Answer(&'a [u8]),
+    Nxdomain(&'a [u8]),
+    Nodata(&'a [u8]),
+    Referral(&'a [u8]),
+    Other(u16),
+}
+
+impl Says<'_> {
+    fn key(&self) -> u64 {
+        let (kind, what) = match *self {
+            Says::Answer(question) => (0u8, hash_lower(question)),
+            Says::Nxdomain(zone) => (1, hash_lower(zone)),
+            Says::Nodata(zone) => (2, hash_lower(zone)),
+            Says::Referral(cut) => (3, hash_lower(cut)),
+            Says::Other(rcode) => (4, u64::from(rcode)),
+        };
+        let mut h = FxHasher::default();
+        h.write_u8(kind);
+        h.write_u64(what);
+        h.finish()
+    }
+}
+
+/// Reads what `response` says, with `name` to spell out a compressed owner in, and where
+/// its question section ends (the truncated slip keeps it). `None` if it does not read: our
+/// own responses always do.
+fn read<'a>(response: &'a [u8], name: &'a mut [u8; MAX_NAME]) -> Option<(Says<'a>, usize)> {
+    let mut r = Reader::new(response);
+    let h = r.header()?;
+    for _ in 0..h.questions {
+        r.skip_question()?;
+    }
+    let question_end = r.pos();
+    for _ in 0..h.answers {
+        r.record()?;
+    }
+    // The first SOA or NS in authority, and its owner's length in `name`.
+    let mut owner = None;
+    for _ in 0..h.authorities {
+        let mut at_owner = r;
+        let rec = r.record()?;
+        if owner.is_none() && matches!(rec.rtype, SOA | NS) {
+            owner = Some((rec.rtype, at_owner.name(name)?));
+        }
+    }
+    // RFC 6891 §6.1.3: the upper eight bits of the RCODE are in the OPT record's TTL.
+    let mut rcode = h.flags & 0x000F;
+    for _ in 0..h.additionals {
+        let rec = r.record()?;
+        if rec.rtype == OPT {
+            rcode |= ((rec.ttl >> 24) as u16) << 4;
+        }
+    }
+    let authoritative = h.flags & 0x0400 != 0;
+    let name: &'a [u8; MAX_NAME] = name;
+    let says = match (rcode, h.answers, owner) {
+        (NXDOMAIN, _, Some((SOA, len))) => Says::Nxdomain(&name[..len]),
+        (NOERROR, 0, Some((SOA, len))) => Says::Nodata(&name[..len]),
+        (NOERROR, 0, Some((NS, len))) if !authoritative => Says::Referral(&name[..len]),
+        // An answer, or a truncated one (TC, the question alone).
+        (NOERROR, _, _) if h.questions > 0 => Says::Answer(&response[HEADER_LEN..question_end]),
+        (rcode, _, _) => Says::Other(rcode),
+    };
+    Some((says, question_end))
+}
+
 impl Rrl {
     /// A limiter of `limits` that counts what it refuses in `counters`.
     pub fn new(limits: Limits, counters: Arc<RrlCounters>) -> Rrl {
@@ -76,23 +170,12 @@ impl Rrl {
 
     /// The verdict for `response` to `client` at `now`.
     pub fn check(&self, client: SocketAddr, response: &[u8], now: Instant) -> Verdict {
-        let Some(question_end) = single_question_end(response) else {
+        let mut name = [0u8; MAX_NAME];
+        let Some((says, question_end)) = read(response, &mut name) else {
             return Verdict::Send;
         };
-        let network = match client.ip() {
-            IpAddr::V4(a) => IpNet::new(IpAddr::V4(a), 24),
-            IpAddr::V6(a) => IpNet::new(IpAddr::V6(a), 56),
-        }
-        .expect("valid prefix")
-        .trunc();
-        // What the response says: its question (case folded) and its response code.
-        let mut h = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(
-            &response[HEADER_LEN..question_end].to_ascii_lowercase(),
-            &mut h,
-        );
-        std::hash::Hash::hash(&(response[3] & 0x0F), &mut h);
-        let what = std::hash::Hasher::finish(&h);
+        let what = says.key();
+        let network = client_network(client.ip());
         let shard = &self.shards[(what as usize ^ network_hash(&network)) % SHARDS];
         let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= BUCKETS_PER_SHARD && !map.contains_key(&(network, what)) {
@@ -132,7 +215,17 @@ fn network_hash(net: &IpNet) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+    use std::sync::OnceLock;
     use std::time::Duration;
+
+    use hickory_proto::op::{Edns, Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+
+    use crate::dns::cookie::Cookies;
+    use crate::dns::{Services, Transport, handle};
+    use crate::geo::GeoDb;
+    use crate::serving::Snapshot;
 
     fn response(name: &[u8]) -> Vec<u8> {
         let mut r = vec![0xAB, 0xCD, 0x84, 0x00, 0, 1, 0, 1, 0, 0, 0, 0];
@@ -188,5 +281,125 @@ mod tests {
             Verdict::Drop,
             "case does not matter"
         );
+    }
+
+    /// The server's own response to `name`/`qtype` (EDNS version `version`), as the UDP loop
+    /// hands it to RRL: names compressed as hickory writes them.
+    fn served(name: &str, qtype: RecordType, version: u8) -> Vec<u8> {
+        static SERVING: OnceLock<(Snapshot, Services)> = OnceLock::new();
+        let (snapshot, services) = SERVING.get_or_init(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+            let zones = crate::zone::load_dir(&dir).expect("shipped zones load");
+            let geo = Arc::new(GeoDb::embedded().expect("embedded db"));
+            let metrics = Arc::new(crate::metrics::Metrics::default());
+            let cookies = Cookies::random(crate::dns::cookie::DEFAULT_AMPLIFICATION);
+            (
+                Snapshot::new(zones, geo, &metrics),
+                Services::new(cookies, None, metrics),
+            )
+        });
+        let mut q = Message::query();
+        q.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232).set_version(version);
+        q.set_edns(edns);
+        let query = q.to_vec().unwrap();
+        let src: SocketAddr = "198.51.100.7:5300".parse().unwrap();
+        handle(snapshot, services, &query, src, Transport::Udp, 0).expect("an answer")
+    }
+
+    /// How many of `responses` to one client at one instant go out, at a rate of 2.
+    fn sent(responses: &[Vec<u8>]) -> usize {
+        let rrl = Rrl::new(Limits { rate: 2, slip: 0 }, Arc::default());
+        let t = Instant::now();
+        let client: SocketAddr = "198.51.100.7:5300".parse().unwrap();
+        responses
+            .iter()
+            .filter(|r| rrl.check(client, r, t) == Verdict::Send)
+            .count()
+    }
+
+    fn random_names(pattern: &str) -> Vec<String> {
+        (0..10)
+            .map(|i| pattern.replace('*', &format!("r{i}x{}", i * 7919)))
+            .collect()
+    }
+
+    #[test]
+    fn rfc2308_nxdomain_of_one_zone_shares_the_zone_bucket() {
+        // A random name per query was a bucket per query: no limit at all.
+        let mut responses: Vec<Vec<u8>> = random_names("*.example.com.")
+            .iter()
+            .map(|n| served(n, RecordType::A, 0))
+            .collect();
+        // The SOA owner written in full (a query in upper case) or as a pointer: one zone.
+        responses.push(served("R1.EXAMPLE.COM.", RecordType::A, 0));
+        assert!(responses.iter().all(|r| r[3] & 0x0F == 3), "NXDOMAIN");
+        assert_eq!(sent(&responses), 2);
+    }
+
+    #[test]
+    fn rfc2308_nodata_of_one_zone_shares_the_zone_bucket_whatever_the_type() {
+        let mut responses: Vec<Vec<u8>> = (1000..1010)
+            .map(|t| served("static.example.com.", RecordType::Unknown(t), 0))
+            .collect();
+        // An empty non-terminal: NODATA too (RFC 8020).
+        responses.push(served("b.example.com.", RecordType::A, 0));
+        assert!(
+            responses
+                .iter()
+                .all(|r| r[3] & 0x0F == 0 && r[6..8] == [0, 0]),
+            "NODATA"
+        );
+        assert_eq!(sent(&responses), 2);
+    }
+
+    #[test]
+    fn rfc1034_referrals_share_the_bucket_of_their_delegation() {
+        let responses: Vec<Vec<u8>> = random_names("*.lab.example.com.")
+            .iter()
+            .map(|n| served(n, RecordType::A, 0))
+            .collect();
+        assert!(
+            responses.iter().all(|r| r[2] & 0x04 == 0),
+            "referrals (AA clear)"
+        );
+        assert_eq!(sent(&responses), 2);
+    }
+
+    #[test]
+    fn refusals_and_other_errors_share_one_bucket_per_client_network() {
+        // Names outside every zone (REFUSED), and an EDNS version we do not speak for random
+        // names (BADVERS: its upper RCODE bits are in the OPT record, the header says 0).
+        let mut responses: Vec<Vec<u8>> = random_names("*.example.net.")
+            .iter()
+            .map(|n| served(n, RecordType::A, 0))
+            .collect();
+        assert!(responses.iter().all(|r| r[3] & 0x0F == 5), "REFUSED");
+        assert_eq!(sent(&responses), 2);
+        responses = random_names("*.example.com.")
+            .iter()
+            .map(|n| served(n, RecordType::A, 1))
+            .collect();
+        assert_eq!(sent(&responses), 2);
+    }
+
+    #[test]
+    fn each_answer_and_each_kind_of_negative_answer_keeps_its_own_bucket() {
+        let responses = [
+            served("www.example.com.", RecordType::A, 0),
+            served("static.example.com.", RecordType::A, 0),
+            served("static.example.com.", RecordType::AAAA, 0),
+            served("nope.example.com.", RecordType::A, 0),
+            served("static.example.com.", RecordType::TXT, 0),
+            served("x.lab.example.com.", RecordType::A, 0),
+            served("x.example.net.", RecordType::A, 0),
+        ];
+        let rrl = Rrl::new(Limits { rate: 1, slip: 0 }, Arc::default());
+        let t = Instant::now();
+        let client: SocketAddr = "198.51.100.7:5300".parse().unwrap();
+        for r in &responses {
+            assert_eq!(rrl.check(client, r, t), Verdict::Send, "{r:02x?}");
+        }
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! Each listen address gets one `SO_REUSEPORT` UDP socket per core, each served by its own OS
 //! thread in a blocking loop of `recvmmsg`/`sendmmsg` batches (no task per query, no async
-//! wake-ups, two system calls per batch, as gdnsd's I/O threads do), and one TCP listener on the async
-//! runtime whose connections are served in order with an idle timeout (RFC 7766 §6.2.3)
-//! under a global connection limit.
+//! wake-ups, two system calls per batch, as gdnsd's I/O threads do), and one TCP listener on
+//! the async runtime whose connections share one table of slots ([`tcp`]: per-network shares,
+//! the longest idle closed to make room, graceful closes).
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,26 +12,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::fast::At;
 use super::rrl::Verdict;
-use super::{FastCaches, Parsed, Services, Transport, cookie, handle, handle_parsed, prefetch};
+use super::{FastCaches, Parsed, Services, Transport, cookie, handle_parsed, prefetch};
 use crate::serving::SharedSnapshot;
 
-/// A TCP connection with no complete query for this long is closed.
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most TCP connections served at once; more are closed on accept.
-pub const MAX_TCP_CONNECTIONS: usize = 1024;
-/// Most TCP connections one client address may hold: one client cannot take every slot.
-pub const MAX_TCP_PER_CLIENT: usize = 16;
-/// Queries answered on one TCP connection before it is closed (RFC 7766 §6.2.1 lets a
-/// server close; the client reconnects), so that no client holds a slot forever.
-pub const MAX_QUERIES_PER_CONNECTION: usize = 10_000;
+mod tcp;
+
+pub use tcp::{
+    MAX_QUERIES_PER_CONNECTION, MAX_TCP_CONNECTIONS, MAX_TCP_PER_CLIENT, TCP_CLOSE_DRAIN,
+    TCP_IDLE_TIMEOUT, serve_connection,
+};
+use tcp::{Slots, Tcp};
 /// Socket buffer size asked for UDP sockets.
 const UDP_BUFFER: usize = 4 << 20;
 /// Attempts at finding a port free for both UDP and TCP when asked for port 0.
@@ -141,13 +137,19 @@ pub fn spawn(
     snapshot: SharedSnapshot,
     services: Arc<Services>,
 ) -> io::Result<Running> {
-    let tcp_slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // One table of slots for every listener: the limits are the server's.
+    let tcp = Tcp {
+        snapshot: snapshot.clone(),
+        services: services.clone(),
+        slots: Slots::new(MAX_TCP_CONNECTIONS, MAX_TCP_PER_CLIENT),
+        stop: stop_rx,
+    };
     let mut running = Running {
         udp: Vec::new(),
         accept: JoinSet::new(),
-        tcp_slots: tcp_slots.clone(),
+        tcp_slots: tcp.slots.clone(),
         stop: stop.clone(),
         stop_tx,
     };
@@ -163,13 +165,7 @@ pub fn spawn(
                     .spawn(move || serve_udp(socket, threads, snapshot, services, stop))?,
             );
         }
-        running.accept.spawn(serve_tcp(
-            listener.tcp,
-            snapshot.clone(),
-            services.clone(),
-            tcp_slots.clone(),
-            stop_rx.clone(),
-        ));
+        running.accept.spawn(serve_tcp(listener.tcp, tcp.clone()));
     }
     Ok(running)
 }
@@ -183,25 +179,26 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Running {
     udp: Vec<std::thread::JoinHandle<()>>,
     accept: JoinSet<()>,
-    tcp_slots: Arc<Semaphore>,
+    tcp_slots: Arc<Slots>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     stop_tx: tokio::sync::watch::Sender<bool>,
 }
 
 impl Running {
     /// Stops accepting, lets every query already read be answered, and returns when the
-    /// UDP threads have ended and the TCP connections closed (or [`DRAIN_TIMEOUT`] passed).
+    /// TCP connections have closed (or [`DRAIN_TIMEOUT`] passed) and then the UDP threads
+    /// ended. TCP goes first: its connections close gracefully, which can take
+    /// [`TCP_CLOSE_DRAIN`], and UDP answers meanwhile instead of leaving queries unread.
     pub async fn shutdown(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
         let _ = self.stop_tx.send(true);
         self.accept.abort_all();
-        let all = MAX_TCP_CONNECTIONS as u32;
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.tcp_slots.acquire_many(all))
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.tcp_slots.all_closed())
             .await
             .is_err()
         {
             warn!("TCP connections still open after the drain timeout; closing them");
         }
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
         let udp = std::mem::take(&mut self.udp);
         let _ = tokio::task::spawn_blocking(move || {
             for t in udp {
@@ -430,119 +427,21 @@ fn socket_addr(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-/// Open connections per client address.
-type PerClient = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
-
-/// A client's hold on one of its connection slots, released on drop.
-struct ClientSlot {
-    clients: PerClient,
-    ip: std::net::IpAddr,
-}
-
-impl ClientSlot {
-    fn take(clients: &PerClient, ip: std::net::IpAddr) -> Option<ClientSlot> {
-        let mut map = clients.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= MAX_TCP_PER_CLIENT {
-            return None;
-        }
-        *n += 1;
-        Some(ClientSlot {
-            clients: clients.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
-async fn serve_tcp(
-    listener: TcpListener,
-    snapshot: SharedSnapshot,
-    services: Arc<Services>,
-    slots: Arc<Semaphore>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let clients = PerClient::default();
+/// Accepts connections on `listener` and serves each on a task of its own, while its client
+/// network has a slot left.
+async fn serve_tcp(listener: TcpListener, tcp: Tcp) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tcp.open(stream, peer);
+            }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 warn!(error = %e, "tcp accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            debug!(client = %peer, "tcp connection limit reached; closing");
-            continue;
-        };
-        let Some(slot) = ClientSlot::take(&clients, peer.ip()) else {
-            debug!(client = %peer, "tcp connections per client limit reached; closing");
-            continue;
-        };
-        let (snapshot, services, stop) = (snapshot.clone(), services.clone(), stop.clone());
-        tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, snapshot, services, stop).await {
-                debug!(error = %e, client = %peer, "tcp connection ended");
-            }
-            drop((permit, slot));
-        });
+        }
     }
-}
-
-/// Answers length-prefixed queries (RFC 1035 §4.2.2) in order until the client closes or idles.
-/// Generic over the stream so the fuzz target can feed it bytes without a socket.
-pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    peer: SocketAddr,
-    snapshot: SharedSnapshot,
-    services: Arc<Services>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> io::Result<()> {
-    let mut buf = Vec::new();
-    for _ in 0..MAX_QUERIES_PER_CONNECTION {
-        // Between queries a shutdown closes the connection; a query being read is answered.
-        let next = tokio::select! {
-            r = tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_u16()) => r,
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-        };
-        let len = match next {
-            Ok(Ok(len)) => usize::from(len),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()),
-        };
-        buf.resize(len, 0);
-        tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut buf))
-            .await
-            .map_err(|_| {
-                io::Error::new(io::ErrorKind::TimedOut, "query not completed in time")
-            })??;
-        let (current, now) = (snapshot.load(), cookie::now());
-        let Some(response) = handle(&current, &services, &buf, peer, Transport::Tcp, now) else {
-            continue;
-        };
-        let mut framed = Vec::with_capacity(response.len() + 2);
-        framed.extend_from_slice(&(response.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&response);
-        tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.write_all(&framed))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "response not taken in time"))??;
-    }
-    // Enough from this client on one connection: closing lets others have the slot.
-    Ok(())
 }
 
 #[cfg(test)]

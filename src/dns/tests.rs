@@ -141,6 +141,39 @@ fn rfc1035_undecodable_query_is_formerr_with_its_id() {
 }
 
 #[test]
+fn rfc8906_unknown_opcode_gets_notimp_with_the_header_alone() {
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    // RFC 8906 §3.1.4: "while new opcodes will most probably use the current layout structure
+    // for the rest of the message, there is no requirement that anything other than the DNS
+    // header match." So a body that is no question, and flags whose meaning the opcode does
+    // not define, are echoed by nothing but NOTIMP.
+    let ordinary = packet(
+        0x1234,
+        "example.com.",
+        RecordType::SOA,
+        Some((true, None)),
+        None,
+    );
+    let garbage = [&ordinary[..12], &[0xff, 0x01, 0x02][..]].concat();
+    for opcode in [1u8, 2, 3, 4, 5, 6, 15] {
+        for body in [&ordinary, &garbage] {
+            let mut p = body.clone();
+            // Opcode, AA, TC and RD; Z, AD and CD.
+            p[2] = (opcode << 3) | 0x07;
+            p[3] = 0x70;
+            let out = ask_raw(state(), &p, src, Transport::Udp).expect("an answer");
+            assert_eq!(
+                out,
+                [0x12, 0x34, 0x80 | (opcode << 3), 4, 0, 0, 0, 0, 0, 0, 0, 0],
+                "opcode {opcode}: ID, QR, the opcode and NOTIMP; nothing else"
+            );
+            let tcp = ask_raw(state(), &p, src, Transport::Tcp).expect("an answer");
+            assert_eq!(tcp, out);
+        }
+    }
+}
+
+#[test]
 fn rfc7871_source_prefix_zero_answers_by_resolver_with_scope_zero() {
     let resp = ask(
         "www.example.com.",

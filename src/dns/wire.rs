@@ -22,7 +22,7 @@ pub const OPT: u16 = 41;
 /// The EDNS option code of ECS (RFC 7871 §6).
 pub const ECS: u16 = 8;
 /// RFC 1035 §2.3.4: a name is at most 255 octets on the wire.
-const MAX_NAME: usize = 255;
+pub const MAX_NAME: usize = 255;
 
 /// Why a message (or one of its options) cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +57,8 @@ pub type Span = (usize, usize);
 
 /// A cursor over a message that checks every length before it reads. Its steps return
 /// `None` when the message ends early or a label is bad: the fast path only needs to know
-/// that, and small return values keep it fast.
+/// that, and small return values keep it fast. A copy reads on from where the original was.
+#[derive(Clone, Copy)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -143,6 +144,45 @@ impl<'a> Reader<'a> {
                 _ => return None,
             }
         }
+    }
+
+    /// A name that may be compressed (RFC 1035 §4.1.4), spelled out in wire form into `out`:
+    /// its length there. The reader moves past the name as written. `None` for a bad label,
+    /// a pointer that does not point back (RFC 1035: "a prior occurrence of the same name"),
+    /// or more than 255 octets; so a loop of pointers ends.
+    pub fn name(&mut self, out: &mut [u8; MAX_NAME]) -> Option<usize> {
+        let mut at = self.pos;
+        let mut after = None;
+        let mut len = 0;
+        loop {
+            let label = usize::from(*self.buf.get(at)?);
+            match label & 0xC0 {
+                0x00 => {
+                    let end = len + 1 + label;
+                    if end > MAX_NAME {
+                        return None;
+                    }
+                    out[len..end].copy_from_slice(self.buf.get(at..at + 1 + label)?);
+                    len = end;
+                    at += 1 + label;
+                    if label == 0 {
+                        break;
+                    }
+                }
+                0xC0 => {
+                    let low = usize::from(*self.buf.get(at + 1)?);
+                    let target = ((label & 0x3F) << 8) | low;
+                    if target >= at {
+                        return None;
+                    }
+                    after.get_or_insert(at + 2);
+                    at = target;
+                }
+                _ => return None,
+            }
+        }
+        self.pos = after.unwrap_or(at);
+        Some(len)
     }
 
     /// A name written out in full (no compression pointer), as a query's question is: its

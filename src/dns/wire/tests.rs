@@ -58,3 +58,31 @@ fn rfc7871_malformed_options() {
     assert_eq!(parse_ecs(&opt(3, 0, &[])), Err(EcsError::Family(3)));
     assert_eq!(parse_ecs(&[0, 1, 24]), Err(EcsError::Short));
 }
+
+#[test]
+fn rfc1035_compressed_names_are_spelled_out_and_pointer_loops_refused() {
+    // "example.com" at 12, then "www" and a pointer to it: www.example.com.
+    let mut m = vec![0u8; HEADER_LEN];
+    m.extend(b"\x07example\x03com\x00");
+    let www = m.len();
+    m.extend(b"\x03www\xC0\x0C");
+    m.push(0xAA);
+    let mut out = [0u8; MAX_NAME];
+    let mut r = Reader::new(&m);
+    r.pos = www;
+    assert_eq!(r.name(&mut out), Some(17));
+    assert_eq!(&out[..17], b"\x03www\x07example\x03com\x00");
+    assert_eq!(
+        r.pos(),
+        www + 6,
+        "the reader moves past the name as written"
+    );
+    // A pointer to itself, a pointer forward, and a label looping back onto its pointer.
+    for bad in [&b"\xC0\x0C"[..], b"\xC0\x20", b"\x01a\xC0\x0C"] {
+        let mut m = vec![0u8; HEADER_LEN];
+        m.extend(bad);
+        let mut r = Reader::new(&m);
+        r.pos = HEADER_LEN;
+        assert_eq!(r.name(&mut out), None, "{bad:02x?}");
+    }
+}
