@@ -150,22 +150,22 @@ pub(super) fn journal_error(e: &StateError) -> ApiError {
 /// Journals `entry` and applies the new overrides; answers once DNS follows them. An entry
 /// that would change nothing is neither journaled nor applied.
 async fn write(admin: &Admin, entry: Entry) -> ApiResult<Written> {
-    let (entry, overrides) = {
-        let mut journal = admin.journal.lock().await;
-        // Decided under the lock that orders writes: no other write can slip in between.
-        if !journal.overrides().would_change(&entry, now_ms()) {
-            return Ok(axum::Json(Written {
-                changed: false,
-                entry: None,
-            }));
-        }
-        let entry = journal.append(entry).map_err(|e| journal_error(&e))?;
-        (entry, journal.overrides().clone())
-    };
+    let mut journal = admin.journal.lock().await;
+    // Decided under the lock that orders writes: no other write can slip in between.
+    if !journal.overrides().would_change(&entry, now_ms()) {
+        return Ok(axum::Json(Written {
+            changed: false,
+            entry: None,
+        }));
+    }
+    let entry = journal.append(entry).map_err(|e| journal_error(&e))?;
     info!(by = %entry.by, action = ?entry.action, zone = %entry.zone, region = %entry.region,
         endpoint = ?entry.endpoint, reason = %entry.reason, expires_at_ms = ?entry.expires_at_ms,
         "operator override");
-    admin.monitor.overrides(overrides).await;
+    // Still under the lock: the monitor gets the overrides in journal order, so a slower
+    // earlier write cannot hand it a state without a later one.
+    admin.monitor.overrides(journal.overrides().clone()).await;
+    drop(journal);
     Ok(axum::Json(Written {
         changed: true,
         entry: Some(entry),
