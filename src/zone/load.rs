@@ -232,52 +232,59 @@ impl Report<'_> {
     }
 }
 
-/// Loads every `*.toml` file of `dir`, or reports every problem in all of them.
+/// Loads every `*.toml` file of `dir`, or reports every problem in all of them. Every
+/// `*.toml` entry must be a readable regular file (or a symbolic link to one): anything else
+/// (a dangling link, a FIFO, a directory, a device) is an error with its path, never a zone
+/// that quietly disappears.
 pub fn load_dir(dir: &Path) -> Result<ZoneSet, LoadError> {
-    let whole = |message: String| {
-        LoadError(vec![Diagnostic {
-            file: dir.to_owned(),
-            line: None,
-            message,
-        }])
+    let whole = |message: String| Diagnostic {
+        file: dir.to_owned(),
+        line: None,
+        message,
     };
-    let listing =
-        std::fs::read_dir(dir).map_err(|e| whole(format!("cannot read zone directory: {e}")))?;
-    let mut paths: Vec<PathBuf> = listing
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-        .collect();
+    let listing = std::fs::read_dir(dir)
+        .map_err(|e| LoadError(vec![whole(format!("cannot read zone directory: {e}"))]))?;
+    let mut paths = Vec::new();
+    let mut diagnostics = Vec::new();
+    for entry in listing {
+        match entry {
+            Ok(e) => paths.push(e.path()),
+            Err(e) => diagnostics.push(whole(format!("cannot list zone directory: {e}"))),
+        }
+    }
+    paths.retain(|p| p.extension().is_some_and(|x| x == "toml"));
     paths.sort();
-    if paths.is_empty() {
-        return Err(whole("no zone files (*.toml) found".into()));
+    if paths.is_empty() && diagnostics.is_empty() {
+        return Err(LoadError(vec![whole(
+            "no zone files (*.toml) found".into(),
+        )]));
     }
     let mut zones: Vec<Zone> = Vec::new();
-    let mut diagnostics = Vec::new();
     for path in paths {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => match load_file(&path, &text) {
-                Ok(zone) => {
-                    if let Some(other) = zones.iter().find(|z| z.origin == zone.origin) {
-                        diagnostics.push(Diagnostic {
-                            file: path.clone(),
-                            line: None,
-                            message: format!(
-                                "zone {} is already defined in {}",
-                                zone.origin,
-                                other.file.display()
-                            ),
-                        });
-                    } else {
-                        zones.push(zone);
-                    }
+        let text = match read_zone_file(&path) {
+            Ok(text) => text,
+            Err(d) => {
+                diagnostics.push(d);
+                continue;
+            }
+        };
+        match load_file(&path, &text) {
+            Ok(zone) => {
+                if let Some(other) = zones.iter().find(|z| z.origin == zone.origin) {
+                    diagnostics.push(Diagnostic {
+                        file: path.clone(),
+                        line: None,
+                        message: format!(
+                            "zone {} is already defined in {}",
+                            zone.origin,
+                            other.file.display()
+                        ),
+                    });
+                } else {
+                    zones.push(zone);
                 }
-                Err(mut d) => diagnostics.append(&mut d),
-            },
-            Err(e) => diagnostics.push(Diagnostic {
-                file: path.clone(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            }),
+            }
+            Err(mut d) => diagnostics.append(&mut d),
         }
     }
     if diagnostics.is_empty() {
@@ -285,6 +292,36 @@ pub fn load_dir(dir: &Path) -> Result<ZoneSet, LoadError> {
     } else {
         Err(LoadError(diagnostics))
     }
+}
+
+/// The text of one zone file: a regular file, in UTF-8. Bytes that are not UTF-8 are
+/// reported at their line and column, as every other problem is.
+fn read_zone_file(path: &Path) -> Result<String, Diagnostic> {
+    let at = |line: Option<usize>, message: String| Diagnostic {
+        file: path.to_owned(),
+        line,
+        message,
+    };
+    let bytes = crate::files::read_regular(path).map_err(|e| at(None, e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let bad = e.utf8_error().valid_up_to();
+        let line_start = bytes[..bad]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = 1 + bytes[..line_start].iter().filter(|&&b| b == b'\n').count();
+        let before = std::str::from_utf8(&bytes[line_start..bad])
+            .expect("bytes before valid_up_to are valid UTF-8");
+        let column = 1 + before.chars().count();
+        at(
+            Some(line),
+            format!(
+                "invalid UTF-8 (byte 0x{:02X}) at column {column}: zone files are UTF-8 text",
+                bytes[bad]
+            ),
+        )
+    })
 }
 
 /// Parses and checks one zone file; `path` names it in diagnostics and sets the default origin.
