@@ -399,3 +399,31 @@ fn check_reports_invalid_utf8_at_its_line_and_column() {
     assert!(message.contains("UTF-8"), "{message}");
     assert!(message.contains("column 3"), "{message}");
 }
+
+/// A zone whose `big` TXT RRset holds `count` strings of 250 octets, at the line returned.
+fn zone_with_txt(count: usize) -> (String, usize) {
+    let mut text = String::from(OTHER_ZONE.trim_end().trim_end_matches("'''"));
+    let line = text.lines().count() + 1;
+    let chunk = "x".repeat(250);
+    for _ in 0..count {
+        // Each record differs, or it would be a duplicate.
+        text.push_str(&format!("big 300 IN TXT \"{chunk}\" \"{}\"\n", text.len()));
+    }
+    text.push_str("'''\n");
+    (text, line)
+}
+
+#[test]
+fn check_refuses_an_rrset_too_large_for_any_dns_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.org.toml");
+    // 300 records of about 265 octets each: some 80,000 octets, over the 65,535 of a message.
+    let (text, line) = zone_with_txt(300);
+    std::fs::write(&path, text).unwrap();
+    let stderr = assert_fails(&run(&["check", "--zones", dir.path().to_str().unwrap()]));
+    let (p, l, message) = diagnostic(stderr.trim_end())
+        .unwrap_or_else(|| panic!("not <path>:<line>: <message>: {stderr:?}"));
+    assert_eq!((p.as_str(), l), (path.to_str().unwrap(), line), "{stderr}");
+    assert!(message.contains("big.example.org. TXT"), "{message}");
+    assert!(message.contains("65,535"), "{message}");
+}
