@@ -852,6 +852,11 @@ fn bad_health_values_are_reported_on_their_line() {
             &["ca-file", "no-such-ca.pem"],
         ),
         (
+            // The zone directory itself: the probe could never read it.
+            "check = \"https\", ca-file = \".\"",
+            &["ca-file", "not a regular file but a directory"],
+        ),
+        (
             "check = \"http\", tls-verify = false",
             &["tls-verify", "check \"https\" only"],
         ),
