@@ -134,8 +134,10 @@ impl GeoFiles {
 }
 
 /// Picks up GeoIP files replaced on disk since `seen` (a new inode, size or modification
-/// time): a file that opens as a MaxMind DB replaces the running one; one that does not is
-/// refused with its error and the running database keeps serving.
+/// time): files that pass [`crate::geo::GeoDb::open_replacement`] (regular files, sound
+/// trees, probe addresses mostly where the running database puts them) replace the running
+/// database; anything else is refused with the reason and the running database keeps
+/// serving. Files changed in place are read again at their next change.
 async fn watch_geoip(state: SharedSnapshot, mut seen: GeoFiles) {
     if seen.paths.is_empty() {
         return;
@@ -150,7 +152,11 @@ async fn watch_geoip(state: SharedSnapshot, mut seen: GeoFiles) {
         seen = now;
         let opened = {
             let paths = seen.paths.clone();
-            tokio::task::spawn_blocking(move || crate::geo::GeoDb::open_or_embedded(&paths)).await
+            let running = state.load().geo.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::geo::GeoDb::open_replacement(&paths, &running)
+            })
+            .await
         };
         match opened {
             Ok(Ok(geo)) => {

@@ -19,15 +19,17 @@
 //! the fast path waits on: a change builds a new snapshot and swaps it in.
 //!
 //! Configuration is read once by [`config`]; zone files are checked in full by
-//! [`zone::load_dir`] before anything serves. [`cli`] wires the three commands: `serve`,
-//! `check` and `route` (whose explanation lives in [`route`]). `ARCHITECTURE.md` records why
-//! the code is cut this way.
+//! [`zone::load_dir`] before anything serves; zone files and GeoIP databases are read through
+//! [`files`], which refuses anything but a regular file instead of waiting on it. [`cli`]
+//! wires the three commands: `serve`, `check` and `route` (whose explanation lives in
+//! [`route`]). `ARCHITECTURE.md` records why the code is cut this way.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod files;
 pub mod geo;
 pub mod health;
 pub mod metrics;

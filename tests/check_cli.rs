@@ -323,3 +323,107 @@ fn route_with_broken_zones_reports_them() {
     let stderr = assert_fails(&out);
     assert!(stderr.contains("unknown region \"eu-wset\""), "{stderr}");
 }
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+const OTHER_ZONE: &str = r#"zone = "example.org."
+records = '''
+$TTL 300
+@     IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@     IN NS  ns1
+ns1   IN A   192.0.2.53
+'''
+"#;
+
+#[test]
+fn check_refuses_every_zone_entry_that_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        shipped_zones().join("example.com.toml"),
+        dir.path().join("example.com.toml"),
+    )
+    .unwrap();
+    // A symbolic link to a regular file is an ordinary zone file.
+    let target = elsewhere.path().join("org.toml");
+    std::fs::write(&target, OTHER_ZONE).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("example.org.toml")).unwrap();
+    assert_succeeds(&run(&["check", "--zones", dir.path().to_str().unwrap()]));
+
+    let bad = [
+        ("gone.toml", "does not exist"),
+        ("pipe.toml", "FIFO"),
+        ("dir.toml", "directory"),
+        ("null.toml", "character device"),
+    ];
+    std::os::unix::fs::symlink(elsewhere.path().join("nowhere"), dir.path().join(bad[0].0))
+        .unwrap();
+    mkfifo(&dir.path().join(bad[1].0));
+    std::fs::create_dir(dir.path().join(bad[2].0)).unwrap();
+    std::os::unix::fs::symlink("/dev/null", dir.path().join(bad[3].0)).unwrap();
+
+    let out = run(&["check", "--zones", dir.path().to_str().unwrap()]);
+    let stderr = assert_fails(&out);
+    for (name, words) in bad {
+        let path = dir.path().join(name).display().to_string();
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("{path}: ")) && l.contains(words)),
+            "no `{path}: ...{words}...` in:\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.lines().count(), bad.len(), "{stderr}");
+}
+
+#[test]
+fn check_reports_invalid_utf8_at_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.com.toml");
+    let mut bytes = std::fs::read(shipped_zones().join("example.com.toml")).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let line = line_of(&text, "static   IN A     ");
+    // "static" -> "st\xFFtic": the byte at column 3 of that line.
+    let at = text.find("static   IN A     ").unwrap() + 2;
+    bytes[at] = 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let stderr = assert_fails(&run(&["check", "--zones", dir.path().to_str().unwrap()]));
+    let (p, l, message) = diagnostic(stderr.trim_end())
+        .unwrap_or_else(|| panic!("not <path>:<line>: <message>: {stderr:?}"));
+    assert_eq!((p.as_str(), l), (path.to_str().unwrap(), line), "{stderr}");
+    assert!(message.contains("UTF-8"), "{message}");
+    assert!(message.contains("column 3"), "{message}");
+}
+
+/// A zone whose `big` TXT RRset holds `count` strings of 250 octets, at the line returned.
+fn zone_with_txt(count: usize) -> (String, usize) {
+    let mut text = String::from(OTHER_ZONE.trim_end().trim_end_matches("'''"));
+    let line = text.lines().count() + 1;
+    let chunk = "x".repeat(250);
+    for _ in 0..count {
+        // Each record differs, or it would be a duplicate.
+        text.push_str(&format!("big 300 IN TXT \"{chunk}\" \"{}\"\n", text.len()));
+    }
+    text.push_str("'''\n");
+    (text, line)
+}
+
+#[test]
+fn check_refuses_an_rrset_too_large_for_any_dns_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.org.toml");
+    // 300 records of about 265 octets each: some 80,000 octets, over the 65,535 of a message.
+    let (text, line) = zone_with_txt(300);
+    std::fs::write(&path, text).unwrap();
+    let stderr = assert_fails(&run(&["check", "--zones", dir.path().to_str().unwrap()]));
+    let (p, l, message) = diagnostic(stderr.trim_end())
+        .unwrap_or_else(|| panic!("not <path>:<line>: <message>: {stderr:?}"));
+    assert_eq!((p.as_str(), l), (path.to_str().unwrap(), line), "{stderr}");
+    assert!(message.contains("big.example.org. TXT"), "{message}");
+    assert!(message.contains("65,535"), "{message}");
+}

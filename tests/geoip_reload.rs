@@ -1,5 +1,8 @@
-//! A GeoIP database replaced on disk (by rename, as updaters do) is picked up without a
-//! restart; a corrupt replacement is refused and the running database keeps serving.
+//! A GeoIP database replaced on disk (by rename, as updaters do, or rewritten in place) is
+//! picked up without a restart; a corrupt replacement, one whose tree is damaged, one that
+//! moves most probe addresses, or one that is not a regular file is refused with the reason,
+//! and the running database keeps serving. At start the same files stop the server with
+//! their path.
 
 mod common;
 
@@ -79,6 +82,299 @@ async fn a_replaced_database_is_picked_up_and_a_corrupt_one_refused() {
     assert_eq!(
         answer(&server).await,
         ["203.0.113.10"],
+        "the running one serves"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files that are not what they seem: overwritten in place, not regular, or with a damaged tree.
+
+/// The server's answer for 81.2.69.0/24 when the database does not know it: www's first
+/// region.
+const UNKNOWN_ANSWER: &str = "192.0.2.10";
+
+/// Runs `meridian serve` with `args` on the shipped zones and waits (bounded) for it to exit,
+/// as it must when a GeoIP file is refused at start. Returns the exit status (`None` if it was
+/// still running at the deadline and had to be killed) and its stderr.
+fn serve_expecting_exit(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    let stderr_path = scratch.path().join("stderr");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("serve")
+        .arg("--zones")
+        .arg(repo.join("zones"))
+        .args([
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--state-dir")
+        .arg(scratch.path())
+        .args(args)
+        .current_dir(scratch.path())
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn meridian serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, std::fs::read_to_string(&stderr_path).unwrap())
+}
+
+#[track_caller]
+fn assert_refused_at_start(args: &[&str], words: &[&str]) {
+    let (status, stderr) = serve_expecting_exit(args);
+    let status = status.unwrap_or_else(|| panic!("still running after 20 s; stderr:\n{stderr}"));
+    assert!(!status.success(), "exit {status}; stderr:\n{stderr}");
+    for w in words {
+        assert!(stderr.contains(w), "no {w:?} in:\n{stderr}");
+    }
+}
+
+/// Waits (bounded) for a log line holding every one of `words`.
+async fn wait_for_log(server: &Server, words: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server
+        .log_lines()
+        .iter()
+        .any(|l| words.iter().all(|w| l.contains(w)))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {words:?}:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (bounded) until www's answer for 81.2.69.0/24 is `want`.
+async fn wait_for_answer(server: &Server, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while answer(server).await != [want] {
+        assert!(
+            Instant::now() < deadline,
+            "the answer did not become {want}:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Where the search tree of an MMDB ends, its node count and its record size in bits.
+fn tree_layout(bytes: &[u8]) -> (usize, usize, usize) {
+    let reader = maxminddb::Reader::from_source(bytes).unwrap();
+    let m = reader.metadata();
+    let (nodes, bits) = (m.node_count as usize, usize::from(m.record_size));
+    (nodes * bits / 4, nodes, bits)
+}
+
+/// Record `side` (0 left, 1 right) of node `node` in a tree of `bits`-bit records.
+fn record(bytes: &[u8], node: usize, side: usize, bits: usize) -> usize {
+    let n = &bytes[node * bits / 4..(node + 1) * bits / 4];
+    let be = |b: &[u8]| b.iter().fold(0usize, |v, &x| v << 8 | usize::from(x));
+    match (bits, side) {
+        (24, s) => be(&n[s * 3..s * 3 + 3]),
+        (28, 0) => usize::from(n[3] & 0xf0) << 20 | be(&n[0..3]),
+        (28, _) => usize::from(n[3] & 0x0f) << 24 | be(&n[4..7]),
+        (32, s) => be(&n[s * 4..s * 4 + 4]),
+        _ => unreachable!("record sizes are 24, 28 or 32 bits"),
+    }
+}
+
+fn set_record(bytes: &mut [u8], node: usize, side: usize, bits: usize, value: usize) {
+    let n = &mut bytes[node * bits / 4..(node + 1) * bits / 4];
+    let put = |b: &mut [u8], v: usize| {
+        let len = b.len();
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (v >> (8 * (len - 1 - i))) as u8;
+        }
+    };
+    match (bits, side) {
+        (24, s) => put(&mut n[s * 3..s * 3 + 3], value),
+        (28, 0) => {
+            put(&mut n[0..3], value & 0xff_ffff);
+            n[3] = (n[3] & 0x0f) | ((value >> 20) as u8 & 0xf0);
+        }
+        (28, _) => {
+            put(&mut n[4..7], value & 0xff_ffff);
+            n[3] = (n[3] & 0xf0) | ((value >> 24) as u8 & 0x0f);
+        }
+        (32, s) => put(&mut n[s * 4..s * 4 + 4], value),
+        _ => unreachable!("record sizes are 24, 28 or 32 bits"),
+    }
+}
+
+/// `bytes` with a zeroed search tree: the metadata and data still valid, every node pointing
+/// at the root, so that every lookup ends "not found".
+fn zeroed_tree(mut bytes: Vec<u8>) -> Vec<u8> {
+    let (tree_end, _, _) = tree_layout(&bytes);
+    bytes[..tree_end].fill(0);
+    bytes
+}
+
+/// `bytes` with every data pointer of the tree aimed at the record of `addr`: a tree intact in
+/// shape that places every known network where `addr` is.
+fn one_record_tree(mut bytes: Vec<u8>, addr: &str) -> Vec<u8> {
+    let (_, nodes, bits) = tree_layout(&bytes);
+    let target = {
+        let reader = maxminddb::Reader::from_source(&bytes[..]).unwrap();
+        let offset = reader.lookup(addr.parse().unwrap()).unwrap().offset();
+        offset.expect("the address has a record") + nodes + 16
+    };
+    for node in 0..nodes {
+        for side in 0..2 {
+            if record(&bytes, node, side, bits) > nodes {
+                set_record(&mut bytes, node, side, bits, target);
+            }
+        }
+    }
+    bytes
+}
+
+fn country_db() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("geodata/geo-whois-asn-country.mmdb"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_database_overwritten_in_place_does_not_kill_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("city.mmdb");
+    std::fs::write(&path, city_db("GB", 51.5, -0.13)).unwrap();
+    let mut server = Server::start(&["--geoip", path.to_str().unwrap()]);
+    assert_eq!(answer(&server).await, ["198.51.100.10"], "London: eu-west");
+
+    // The same inode cut short, as `cp new.mmdb city.mmdb` does before it writes: a server
+    // that maps the file reads past its end at the next lookup (SIGBUS).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    for third in 0..=255u8 {
+        let net = format!("81.2.{third}.0/24");
+        common::www_answer(&server, &net).await;
+    }
+    server.assert_running();
+    assert_eq!(answer(&server).await, ["198.51.100.10"], "still London");
+
+    // The copy completes in place: the new content serves once it verifies.
+    std::fs::write(&path, city_db("JP", 35.68, 139.69)).unwrap();
+    wait_for_answer(&server, "203.0.113.10").await;
+    server.assert_running();
+}
+
+#[test]
+fn a_fifo_or_a_directory_given_as_geoip_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("city.mmdb");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    assert_refused_at_start(&["--geoip", fifo], &[fifo, "not a regular file"]);
+    let sub = dir.path().join("dir.mmdb");
+    std::fs::create_dir(&sub).unwrap();
+    let sub = sub.to_str().unwrap();
+    assert_refused_at_start(&["--geoip", sub], &[sub, "not a regular file"]);
+}
+
+#[tokio::test]
+async fn a_fifo_replacing_the_database_is_refused_and_the_watch_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, tmp) = (
+        dir.path().join("city.mmdb"),
+        dir.path().join("city.mmdb.new"),
+    );
+    install(&path, &tmp, &city_db("GB", 51.5, -0.13));
+    let server = Server::start(&["--geoip", path.to_str().unwrap()]);
+    assert_eq!(answer(&server).await, ["198.51.100.10"]);
+
+    mkfifo(&tmp);
+    std::fs::rename(&tmp, &path).unwrap();
+    wait_for_log(&server, &["is refused", "not a regular file"]).await;
+    assert_eq!(
+        answer(&server).await,
+        ["198.51.100.10"],
+        "the running one serves"
+    );
+
+    // The watcher was not left blocked on the FIFO: a real replacement is still picked up.
+    install(&path, &tmp, &city_db("JP", 35.68, 139.69));
+    wait_for_answer(&server, "203.0.113.10").await;
+}
+
+#[test]
+fn a_database_with_a_damaged_tree_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("city.mmdb");
+    std::fs::write(&path, zeroed_tree(city_db("GB", 51.5, -0.13))).unwrap();
+    let p = path.to_str().unwrap();
+    assert_refused_at_start(&["--geoip", p], &[p, "search tree"]);
+
+    // Intact in shape, but every network in one country: the embedded database disagrees.
+    std::fs::write(&path, one_record_tree(country_db(), "8.8.8.8")).unwrap();
+    assert_refused_at_start(&["--geoip", p], &[p, "probe addresses"]);
+}
+
+#[tokio::test]
+async fn a_replacement_with_a_damaged_tree_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, tmp) = (
+        dir.path().join("city.mmdb"),
+        dir.path().join("city.mmdb.new"),
+    );
+    install(&path, &tmp, &city_db("GB", 51.5, -0.13));
+    let server = Server::start(&["--geoip", path.to_str().unwrap()]);
+    assert_eq!(answer(&server).await, ["198.51.100.10"]);
+
+    install(&path, &tmp, &zeroed_tree(city_db("JP", 35.68, 139.69)));
+    wait_for_log(&server, &["is refused", "search tree"]).await;
+    let now = answer(&server).await;
+    assert_eq!(
+        now,
+        ["198.51.100.10"],
+        "not {UNKNOWN_ANSWER}: the running one serves"
+    );
+}
+
+#[tokio::test]
+async fn a_replacement_that_moves_most_probe_addresses_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, tmp) = (
+        dir.path().join("country.mmdb"),
+        dir.path().join("country.mmdb.new"),
+    );
+    install(&path, &tmp, &country_db());
+    let server = Server::start(&["--geoip", path.to_str().unwrap()]);
+    assert_eq!(answer(&server).await, ["198.51.100.10"], "GB: eu-west");
+
+    // Every network in the United States: a tree sound in shape, but not a geography.
+    install(&path, &tmp, &one_record_tree(country_db(), "8.8.8.8"));
+    wait_for_log(&server, &["is refused", "probe addresses"]).await;
+    assert_eq!(
+        answer(&server).await,
+        ["198.51.100.10"],
         "the running one serves"
     );
 }

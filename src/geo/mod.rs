@@ -5,8 +5,14 @@
 //! `longitude`); a country without coordinates falls back to [`countries`]. The network the
 //! database returns is what makes the ECS scope honest: every address in it gets the same
 //! location. Lookups are cached by client network with moka.
+//!
+//! The rule for files: a database is read whole into memory when it loads, and serves only
+//! after [`verify`] has walked its tree and compared it with a database already trusted. No
+//! file is mapped, so whatever happens to the file afterwards (rewritten in place, truncated)
+//! cannot reach a lookup; the price is resident memory equal to the file's size.
 
 pub mod countries;
+mod verify;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -27,10 +33,10 @@ const CACHE_CAPACITY: u64 = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
-    #[error("{path}: cannot open GeoIP database: {source}")]
-    Open {
+    #[error("{path}: GeoIP database: {source}")]
+    File {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::files::FileError,
     },
     #[error("{first} and {second} are both IPv{version} databases: give one per address family")]
     TwoForOneFamily {
@@ -43,34 +49,57 @@ pub enum GeoError {
         name: String,
         source: maxminddb::MaxMindDbError,
     },
+    #[error("{name}: damaged MaxMind DB: {reason}")]
+    Damaged { name: String, reason: String },
+    #[error(
+        "{name}: moves {moved} of {compared} probe addresses out of the country {reference} \
+         places them in (e.g. {example}): it would send most clients elsewhere"
+    )]
+    Moved {
+        name: String,
+        moved: usize,
+        compared: usize,
+        reference: &'static str,
+        example: String,
+    },
 }
 
-/// Where the bytes of the database live: compiled in, or memory-mapped from a file.
+/// Where the bytes of the database live: compiled in, or read from a file when it loaded.
 enum Source {
     Embedded(&'static [u8]),
-    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
 }
 
 impl AsRef<[u8]> for Source {
     fn as_ref(&self) -> &[u8] {
         match self {
             Source::Embedded(b) => b,
-            Source::Mapped(m) => m,
+            Source::Owned(b) => b,
         }
     }
 }
 
 impl Db {
+    /// Reads the regular file at `path` whole and checks its tree. A private copy, not a map:
+    /// a map of a file that is later cut short (an updater writing in place) raises SIGBUS at
+    /// the next lookup that touches a page past the new end.
     fn open(path: &Path) -> Result<Db, GeoError> {
-        let open_err = |source| GeoError::Open {
+        let bytes = crate::files::read_regular(path).map_err(|source| GeoError::File {
             path: path.to_owned(),
             source,
-        };
-        let file = std::fs::File::open(path).map_err(open_err)?;
-        // SAFETY: the map is read-only; replacing the database must be done by rename (as
-        // every MaxMind updater does), which leaves this mapping on the old inode.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(open_err)?;
-        Db::new(Source::Mapped(map), path.display().to_string())
+        })?;
+        let name = path.display().to_string();
+        {
+            let reader = Reader::from_source(&bytes[..]).map_err(|source| GeoError::Invalid {
+                name: name.clone(),
+                source,
+            })?;
+            verify::check_tree(&reader, &bytes).map_err(|reason| GeoError::Damaged {
+                name: name.clone(),
+                reason,
+            })?;
+        }
+        Db::new(Source::Owned(bytes), name)
     }
 
     fn new(source: Source, name: String) -> Result<Db, GeoError> {
@@ -159,21 +188,60 @@ impl GeoDb {
         Self::new(vec![db])
     }
 
-    /// A database file, memory-mapped so a 130 MB city database costs page cache, not heap.
+    /// A database file, read into memory and its tree checked; compared with nothing.
     pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
         Self::new(vec![Db::open(path)?])
     }
 
-    /// The given files (one per address family), or the embedded database when none.
+    /// The given files (one per address family), or the embedded database when none. Files
+    /// are checked, then compared with the embedded database: one that places most probe
+    /// addresses both know in another country is refused.
     pub fn open_or_embedded(paths: &[PathBuf]) -> Result<GeoDb, GeoError> {
+        let embedded = Self::embedded()?;
         if paths.is_empty() {
-            return Self::embedded();
+            return Ok(embedded);
         }
+        let geo = Self::open_all(paths)?;
+        geo.compare(&embedded, "the embedded database", false)?;
+        Ok(geo)
+    }
+
+    /// A replacement for `running` from the given files: checked, then compared with the
+    /// running database, which it may not move most probe addresses away from (to another
+    /// country or to nowhere).
+    pub fn open_replacement(paths: &[PathBuf], running: &GeoDb) -> Result<GeoDb, GeoError> {
+        let geo = Self::open_all(paths)?;
+        geo.compare(running, "the running database", true)?;
+        Ok(geo)
+    }
+
+    fn open_all(paths: &[PathBuf]) -> Result<GeoDb, GeoError> {
         let dbs = paths
             .iter()
             .map(|p| Db::open(p))
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(dbs)
+    }
+
+    /// Refuses `self` when it moves most of the probe addresses `reference` knows; see
+    /// [`verify::drift`] for `lost_is_moved`. Too few probes in common judge nothing.
+    fn compare(
+        &self,
+        reference: &GeoDb,
+        reference_name: &'static str,
+        lost_is_moved: bool,
+    ) -> Result<(), GeoError> {
+        let drift = verify::drift(reference, self, lost_is_moved);
+        if drift.compared >= verify::MIN_COMPARED && drift.moved * 2 > drift.compared {
+            return Err(GeoError::Moved {
+                name: self.name(),
+                moved: drift.moved,
+                compared: drift.compared,
+                reference: reference_name,
+                example: drift.example.unwrap_or_default(),
+            });
+        }
+        Ok(())
     }
 
     fn new(dbs: Vec<Db>) -> Result<GeoDb, GeoError> {

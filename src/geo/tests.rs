@@ -1,5 +1,7 @@
 //! Locating clients: both MMDB schemas from small fixtures written with mmdb-writer and
-//! opened through the memory-mapped path, the embedded database, the cache and errors.
+//! opened from files as in production, the embedded database, the cache and errors; files
+//! that are not databases to serve (not regular, damaged trees, a world moved to one
+//! country).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -16,7 +18,7 @@ fn net(s: &str) -> IpNet {
 }
 
 /// Writes `writer` to a temporary file and opens it as [`GeoDb::open`] does in production.
-/// The file is returned too: it must outlive the map.
+/// The file is returned too, for tests that open it again.
 fn open(writer: &Writer) -> (GeoDb, tempfile::NamedTempFile) {
     let bytes = writer.to_bytes().expect("fixture serializes");
     let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -330,7 +332,7 @@ fn open_missing_file_names_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no-such.mmdb");
     let err = GeoDb::open(&path).unwrap_err();
-    assert!(matches!(err, GeoError::Open { .. }), "{err:?}");
+    assert!(matches!(err, GeoError::File { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     assert!(msg.contains("cannot open"), "{msg}");
@@ -432,4 +434,199 @@ fn two_databases_for_one_family_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("both IPv4 databases"), "{err}");
+}
+
+// ---- files that are not databases to serve ----
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn a_fifo_a_directory_or_a_device_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("city.mmdb");
+    mkfifo(&fifo);
+    for (path, kind) in [
+        (fifo.as_path(), "a FIFO"),
+        (dir.path(), "a directory"),
+        (std::path::Path::new("/dev/null"), "a character device"),
+    ] {
+        let err = GeoDb::open(path).unwrap_err();
+        assert!(matches!(err, GeoError::File { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.starts_with(&path.display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&format!("not a regular file but {kind}")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn the_database_is_a_private_copy_that_a_rewrite_in_place_cannot_reach() {
+    let mut w = Writer::new("ip-location-db-country");
+    w.insert(net("89.160.20.0/24"), &FlatCountry { country_code: "SE" })
+        .unwrap();
+    let file = write_file(&w);
+    let db = GeoDb::open(file.path()).unwrap();
+    // Cut short and rewritten in place (same inode): a mapped file would raise SIGBUS here.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(file.path())
+        .unwrap();
+    f.set_len(0).unwrap();
+    std::fs::write(file.path(), b"half a database").unwrap();
+    assert_eq!(db.locate(net("89.160.20.0/24")).country, Some("SE"));
+}
+
+/// The bytes of the embedded database, to damage.
+fn embedded_bytes() -> Vec<u8> {
+    EMBEDDED.to_vec()
+}
+
+/// (tree length in octets, node count, record size in bits) of an MMDB.
+fn layout(bytes: &[u8]) -> (usize, usize, usize) {
+    let m = Reader::from_source(bytes).unwrap().metadata().clone();
+    let (nodes, bits) = (m.node_count as usize, usize::from(m.record_size));
+    (nodes * bits / 4, nodes, bits)
+}
+
+fn set_record(bytes: &mut [u8], node: usize, side: usize, bits: usize, value: usize) {
+    let n = &mut bytes[node * bits / 4..(node + 1) * bits / 4];
+    let put = |b: &mut [u8], v: usize| {
+        let len = b.len();
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (v >> (8 * (len - 1 - i))) as u8;
+        }
+    };
+    match (bits, side) {
+        (24, s) => put(&mut n[s * 3..s * 3 + 3], value),
+        (28, 0) => {
+            put(&mut n[0..3], value & 0xff_ffff);
+            n[3] = (n[3] & 0x0f) | ((value >> 20) as u8 & 0xf0);
+        }
+        (28, _) => {
+            put(&mut n[4..7], value & 0xff_ffff);
+            n[3] = (n[3] & 0xf0) | ((value >> 24) as u8 & 0x0f);
+        }
+        (_, s) => put(&mut n[s * 4..s * 4 + 4], value),
+    }
+}
+
+/// Every data pointer of the tree aimed at the record of `addr`.
+fn one_record_tree(mut bytes: Vec<u8>, addr: &str) -> Vec<u8> {
+    let (_, nodes, bits) = layout(&bytes);
+    let target = {
+        let reader = Reader::from_source(&bytes[..]).unwrap();
+        let found = reader.lookup(addr.parse().unwrap()).unwrap();
+        found.offset().expect("the address has a record") + nodes + 16
+    };
+    for node in 0..nodes {
+        for side in 0..2 {
+            if verify::record(&bytes, node, side, bits) > nodes {
+                set_record(&mut bytes, node, side, bits, target);
+            }
+        }
+    }
+    bytes
+}
+
+fn write_bytes(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(bytes).unwrap();
+    file.flush().unwrap();
+    file
+}
+
+#[track_caller]
+fn assert_damaged(bytes: &[u8], words: &str) {
+    let file = write_bytes(bytes);
+    let err = GeoDb::open(file.path()).unwrap_err();
+    assert!(matches!(err, GeoError::Damaged { .. }), "{err:?}");
+    assert!(err.to_string().contains(words), "{err}");
+}
+
+#[test]
+fn the_embedded_database_and_the_fixtures_pass_the_tree_check() {
+    let file = write_bytes(EMBEDDED);
+    GeoDb::open(file.path()).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = Writer::new("ip-location-db-city");
+    w.insert(net("5.9.10.0/24"), &FlatCountry { country_code: "GB" })
+        .unwrap();
+    open(&w);
+}
+
+#[test]
+fn a_zeroed_tree_under_valid_metadata_is_refused() {
+    let mut bytes = embedded_bytes();
+    let (tree, nodes, _) = layout(&bytes);
+    bytes[..tree].fill(0);
+    assert_damaged(&bytes, &format!("reaches only 1 of its {nodes} nodes"));
+}
+
+#[test]
+fn a_tree_pointing_past_its_data_is_refused() {
+    let mut bytes = embedded_bytes();
+    let (_, nodes, bits) = layout(&bytes);
+    let past = nodes + 16 + bytes.len();
+    set_record(&mut bytes, 0, 1, bits, past);
+    assert_damaged(&bytes, "points outside the data section");
+}
+
+#[test]
+fn a_tree_with_the_wrong_record_size_is_refused() {
+    // The tree is read with the wrong node size: the separator lands in the middle of it.
+    let mut bytes = embedded_bytes();
+    let (tree, _, _) = layout(&bytes);
+    bytes[tree..tree + 16].fill(0xff);
+    assert_damaged(&bytes, "no 16 zero octets after the search tree");
+}
+
+#[test]
+fn the_embedded_database_knows_enough_probe_addresses_to_judge() {
+    let embedded = GeoDb::embedded().unwrap();
+    let drift = verify::drift(&embedded, &embedded, true);
+    assert!(drift.compared >= 200, "{drift:?}");
+    assert_eq!(drift.moved, 0);
+}
+
+#[test]
+fn a_database_placing_every_network_in_one_country_is_refused_at_start() {
+    let file = write_bytes(&one_record_tree(embedded_bytes(), "8.8.8.8"));
+    // Sound in shape: the tree check alone accepts it.
+    GeoDb::open(file.path()).unwrap();
+    let err = GeoDb::open_or_embedded(&[file.path().to_owned()]).unwrap_err();
+    let GeoError::Moved {
+        moved, compared, ..
+    } = err
+    else {
+        panic!("{err:?}");
+    };
+    assert!(moved * 2 > compared && compared >= 200, "{err}");
+    assert!(err.to_string().contains("-> US"), "{err}");
+}
+
+#[test]
+fn a_small_database_is_not_judged_at_start_but_may_not_replace_a_large_one() {
+    let mut w = Writer::new("ip-location-db-country");
+    w.insert(net("89.160.20.0/24"), &FlatCountry { country_code: "SE" })
+        .unwrap();
+    let small = write_file(&w);
+    // It knows no probe address: nothing to compare with the embedded database.
+    GeoDb::open_or_embedded(&[small.path().to_owned()]).unwrap();
+    // Replacing a database that knows them, it would make them all unknown.
+    let running = GeoDb::embedded().unwrap();
+    let err = GeoDb::open_replacement(&[small.path().to_owned()], &running).unwrap_err();
+    assert!(matches!(err, GeoError::Moved { .. }), "{err:?}");
+    assert!(err.to_string().contains("-> unknown"), "{err}");
+    assert!(
+        err.to_string().contains("the running database places"),
+        "{err}"
+    );
+    // A replacement that agrees with it is taken.
+    let same = write_bytes(EMBEDDED);
+    GeoDb::open_replacement(&[same.path().to_owned()], &running).unwrap();
 }

@@ -381,8 +381,10 @@ impl HealthToml {
             wrong(HealthError::Host(host.clone()), at(&self.host));
         }
         let ca_file = val(&self.ca_file).map(|f| base.join(f));
+        // Opened (non-blocking) and judged now, so that a FIFO or a directory is a mistake at
+        // its line instead of a probe that waits or fails later.
         if let Some(f) = &ca_file
-            && let Err(e) = std::fs::metadata(f)
+            && let Err(e) = crate::files::open_regular(f)
         {
             wrong(
                 HealthError::CaFile {

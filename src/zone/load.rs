@@ -2,7 +2,8 @@
 //!
 //! A zone file is TOML: `zone` (the origin), `records` (RFC 1035 master-file text, best as a
 //! `'''` literal string so that lines map one to one), `[regions.NAME]` and `[steered.NAME]`.
-//! Everything is checked before anything is returned, so one run shows every mistake.
+//! Everything is checked before anything is returned, so one run shows every mistake; what
+//! loads but deserves a look (an answer too long for UDP) comes back as the zone's warnings.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -18,7 +19,7 @@ use toml::Spanned;
 use super::health::{self, HealthToml};
 use super::records::{self, LineRecord, MAX_TTL};
 use super::{Node, RRset, RegionCheck, Steered, Zone, ZoneSet};
-use crate::steer::{Endpoint, Fallback, GeoPoint, Policy, Region, SteeredName};
+use crate::steer::{Endpoint, Fallback, Family, GeoPoint, Policy, Region, SteeredName};
 
 /// TTL of steered answers when the name does not set one: short, so failover is quick.
 pub const DEFAULT_STEERED_TTL: u32 = 30;
@@ -28,6 +29,14 @@ pub const DEFAULT_TROUBLE_TTL: u32 = 5;
 pub const MAX_ANSWERS: i64 = 64;
 /// Largest endpoint weight.
 pub const MAX_WEIGHT: i64 = 65_535;
+/// The largest DNS message: TCP frames it with a two-octet length (RFC 1035 §4.2.2). An
+/// RRset whose smallest answer is longer can never be served.
+pub const MAX_MESSAGE: usize = 65_535;
+/// The UDP payload that needs no fragmentation anywhere, which Meridian answers within (RFC
+/// 9715, DNS Flag Day 2020). A longer answer goes out truncated and is fetched over TCP.
+pub const UDP_PAYLOAD: usize = 1232;
+/// An OPT record without options (RFC 6891 §6.1.2): root owner, type, class, TTL, RDLENGTH.
+const OPT_SIZE: usize = 11;
 
 /// One problem in one file; `line` is 1-based, `None` for the file as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,16 +219,26 @@ impl Lines {
     }
 }
 
-/// Collects diagnostics for one file.
+/// Collects diagnostics for one file: errors in `out`, and warnings, which do not stop the
+/// zone from loading.
 struct Report<'a> {
     file: &'a Path,
     lines: Lines,
     out: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
 impl Report<'_> {
     fn at(&mut self, line: usize, message: impl Into<String>) {
         self.out.push(Diagnostic {
+            file: self.file.to_owned(),
+            line: Some(line),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, line: usize, message: impl Into<String>) {
+        self.warnings.push(Diagnostic {
             file: self.file.to_owned(),
             line: Some(line),
             message: message.into(),
@@ -232,52 +251,59 @@ impl Report<'_> {
     }
 }
 
-/// Loads every `*.toml` file of `dir`, or reports every problem in all of them.
+/// Loads every `*.toml` file of `dir`, or reports every problem in all of them. Every
+/// `*.toml` entry must be a readable regular file (or a symbolic link to one): anything else
+/// (a dangling link, a FIFO, a directory, a device) is an error with its path, never a zone
+/// that quietly disappears.
 pub fn load_dir(dir: &Path) -> Result<ZoneSet, LoadError> {
-    let whole = |message: String| {
-        LoadError(vec![Diagnostic {
-            file: dir.to_owned(),
-            line: None,
-            message,
-        }])
+    let whole = |message: String| Diagnostic {
+        file: dir.to_owned(),
+        line: None,
+        message,
     };
-    let listing =
-        std::fs::read_dir(dir).map_err(|e| whole(format!("cannot read zone directory: {e}")))?;
-    let mut paths: Vec<PathBuf> = listing
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-        .collect();
+    let listing = std::fs::read_dir(dir)
+        .map_err(|e| LoadError(vec![whole(format!("cannot read zone directory: {e}"))]))?;
+    let mut paths = Vec::new();
+    let mut diagnostics = Vec::new();
+    for entry in listing {
+        match entry {
+            Ok(e) => paths.push(e.path()),
+            Err(e) => diagnostics.push(whole(format!("cannot list zone directory: {e}"))),
+        }
+    }
+    paths.retain(|p| p.extension().is_some_and(|x| x == "toml"));
     paths.sort();
-    if paths.is_empty() {
-        return Err(whole("no zone files (*.toml) found".into()));
+    if paths.is_empty() && diagnostics.is_empty() {
+        return Err(LoadError(vec![whole(
+            "no zone files (*.toml) found".into(),
+        )]));
     }
     let mut zones: Vec<Zone> = Vec::new();
-    let mut diagnostics = Vec::new();
     for path in paths {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => match load_file(&path, &text) {
-                Ok(zone) => {
-                    if let Some(other) = zones.iter().find(|z| z.origin == zone.origin) {
-                        diagnostics.push(Diagnostic {
-                            file: path.clone(),
-                            line: None,
-                            message: format!(
-                                "zone {} is already defined in {}",
-                                zone.origin,
-                                other.file.display()
-                            ),
-                        });
-                    } else {
-                        zones.push(zone);
-                    }
+        let text = match read_zone_file(&path) {
+            Ok(text) => text,
+            Err(d) => {
+                diagnostics.push(d);
+                continue;
+            }
+        };
+        match load_file(&path, &text) {
+            Ok(zone) => {
+                if let Some(other) = zones.iter().find(|z| z.origin == zone.origin) {
+                    diagnostics.push(Diagnostic {
+                        file: path.clone(),
+                        line: None,
+                        message: format!(
+                            "zone {} is already defined in {}",
+                            zone.origin,
+                            other.file.display()
+                        ),
+                    });
+                } else {
+                    zones.push(zone);
                 }
-                Err(mut d) => diagnostics.append(&mut d),
-            },
-            Err(e) => diagnostics.push(Diagnostic {
-                file: path.clone(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            }),
+            }
+            Err(mut d) => diagnostics.append(&mut d),
         }
     }
     if diagnostics.is_empty() {
@@ -287,12 +313,43 @@ pub fn load_dir(dir: &Path) -> Result<ZoneSet, LoadError> {
     }
 }
 
+/// The text of one zone file: a regular file, in UTF-8. Bytes that are not UTF-8 are
+/// reported at their line and column, as every other problem is.
+fn read_zone_file(path: &Path) -> Result<String, Diagnostic> {
+    let at = |line: Option<usize>, message: String| Diagnostic {
+        file: path.to_owned(),
+        line,
+        message,
+    };
+    let bytes = crate::files::read_regular(path).map_err(|e| at(None, e.to_string()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let bad = e.utf8_error().valid_up_to();
+        let line_start = bytes[..bad]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = 1 + bytes[..line_start].iter().filter(|&&b| b == b'\n').count();
+        let before = std::str::from_utf8(&bytes[line_start..bad])
+            .expect("bytes before valid_up_to are valid UTF-8");
+        let column = 1 + before.chars().count();
+        at(
+            Some(line),
+            format!(
+                "invalid UTF-8 (byte 0x{:02X}) at column {column}: zone files are UTF-8 text",
+                bytes[bad]
+            ),
+        )
+    })
+}
+
 /// Parses and checks one zone file; `path` names it in diagnostics and sets the default origin.
 pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     let mut report = Report {
         file: path,
         lines: Lines::new(text),
         out: Vec::new(),
+        warnings: Vec::new(),
     };
     let parsed: ZoneToml = match toml::from_str(text) {
         Ok(z) => z,
@@ -350,7 +407,14 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     let builder = ZoneBuilder::new(&origin, &mut report, records_line);
     let (nodes, soa) = builder.build(records);
     let mut nodes = nodes;
-    let steered = steered(&parsed, &origin, &region_ids, &mut nodes, &mut report);
+    let steered = steered(
+        &parsed,
+        &origin,
+        &regions,
+        &region_ids,
+        &mut nodes,
+        &mut report,
+    );
 
     if !report.out.is_empty() {
         report.out.sort_by_key(|d| d.line);
@@ -361,7 +425,9 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     if let RData::SOA(s) = &soa.data {
         negative_soa.ttl = soa.ttl.min(s.minimum);
     }
+    report.warnings.sort_by_key(|d| d.line);
     Ok(Zone {
+        warnings: report.warnings,
         isolation_guard: parsed.isolation_guard,
         origin,
         index: 0,
@@ -551,6 +617,7 @@ fn regions(
 fn steered(
     parsed: &ZoneToml,
     origin: &Name,
+    regions: &[Region],
     region_ids: &HashMap<String, usize>,
     nodes: &mut HashMap<LowerName, Node>,
     report: &mut Report<'_>,
@@ -731,21 +798,106 @@ fn steered(
         }
         node.steered = Some(out.len());
         add_ancestors(nodes, &name, origin);
+        let config = SteeredName {
+            regions: ids,
+            default_region,
+            ttl,
+            trouble_ttl,
+            answers,
+            policy,
+            fallback,
+        };
+        for family in [Family::V4, Family::V6] {
+            let size = steered_answer_size(&name, &config, regions, family);
+            if size > UDP_PAYLOAD {
+                let rtype = match family {
+                    Family::V4 => RecordType::A,
+                    Family::V6 => RecordType::AAAA,
+                };
+                report.warn(
+                    report.lines.line(key_span.start),
+                    does_not_fit_udp(&display, rtype, size),
+                );
+            }
+        }
         out.push(Steered {
             name,
             index: out.len(),
-            config: SteeredName {
-                regions: ids,
-                default_region,
-                ttl,
-                trouble_ttl,
-                answers,
-                policy,
-                fallback,
-            },
+            config,
         });
     }
     out
+}
+
+/// Octets of a name in a message, uncompressed.
+fn wire_len(name: &Name) -> usize {
+    name.iter().map(|label| 1 + label.len()).sum::<usize>() + 1
+}
+
+/// Octets of the smallest response answering a question for `owner` with `records`: the
+/// header, the question, and each record with its owner compressed to a two-octet pointer
+/// (RFC 1035 §4.1.4); names inside RDATA are counted uncompressed. An error when a record
+/// cannot be encoded at all (a TXT string over 255 octets, RDATA over 65,535).
+fn answer_size(
+    owner: &Name,
+    records: &[hickory_proto::rr::Record],
+) -> Result<usize, hickory_proto::ProtoError> {
+    use hickory_proto::serialize::binary::BinEncodable;
+    let mut size = 12 + wire_len(owner) + 4;
+    for r in records {
+        // Owner pointer, then type, class, TTL and RDLENGTH.
+        size += 2 + 10 + r.data.to_bytes()?.len();
+    }
+    Ok(size)
+}
+
+/// Octets of the longest answer a steered name can give for `family` over EDNS: as many
+/// addresses as its largest region has, or as its fallback when every region is down, up to
+/// its `answers` cap.
+fn steered_answer_size(
+    name: &Name,
+    config: &SteeredName,
+    regions: &[Region],
+    family: Family,
+) -> usize {
+    let in_family = |&id: &usize| regions[id].endpoints(family).count();
+    let largest = config.regions.iter().map(in_family).max().unwrap_or(0);
+    let fallback = match &config.fallback {
+        Fallback::All => config.regions.iter().map(in_family).sum(),
+        Fallback::Static(addrs) => addrs
+            .iter()
+            .filter(|e| Family::of(&e.address) == family)
+            .count(),
+    };
+    let addresses = largest
+        .max(fallback)
+        .min(config.answers.unwrap_or(usize::MAX));
+    let rdata = match family {
+        Family::V4 => 4,
+        Family::V6 => 16,
+    };
+    12 + wire_len(name) + 4 + addresses * (2 + 10 + rdata) + OPT_SIZE
+}
+
+/// `n` with a comma between thousands, as the messages quote sizes.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn does_not_fit_udp(owner: &dyn fmt::Display, rtype: RecordType, size: usize) -> String {
+    format!(
+        "{owner} {rtype}: its longest answer is {} octets, over the {UDP_PAYLOAD} of UDP: \
+         resolvers get it truncated and must ask again over TCP",
+        thousands(size)
+    )
 }
 
 /// Creates the empty non-terminals between `name` and the apex, so that they answer NODATA.
@@ -848,6 +1000,41 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                         rtype,
                         records: vec![record],
                     });
+                }
+            }
+        }
+
+        for (name, node) in &nodes {
+            for set in &node.rrsets {
+                let line = first_line[&(name.clone(), set.rtype)];
+                let owner = Name::from(name);
+                match answer_size(&owner, &set.records) {
+                    Ok(size) if size <= MAX_MESSAGE => {
+                        if size + OPT_SIZE > UDP_PAYLOAD {
+                            self.report
+                                .warn(line, does_not_fit_udp(&owner, set.rtype, size + OPT_SIZE));
+                        }
+                    }
+                    Ok(size) => self.report.at(
+                        line,
+                        format!(
+                            "{owner} {}: the RRset ({} records) needs {} octets in its \
+                             smallest answer, over the {} of a DNS message (RFC 1035 §4.2.2): \
+                             it could never be served",
+                            set.rtype,
+                            set.records.len(),
+                            thousands(size),
+                            thousands(MAX_MESSAGE)
+                        ),
+                    ),
+                    Err(e) => self.report.at(
+                        line,
+                        format!(
+                            "{owner} {}: a record cannot be encoded ({e}): it could never be \
+                             served",
+                            set.rtype
+                        ),
+                    ),
                 }
             }
         }

@@ -140,6 +140,8 @@ pub struct Zone {
     /// Keep the last good probe states when every probed region fails at once.
     pub isolation_guard: bool,
     pub steered: Vec<Steered>,
+    /// What loads but deserves a look (answers too long for UDP), as `file:line: message`.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A steered name reached by a query: the caller adds the client's addresses to the answer.

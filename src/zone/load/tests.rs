@@ -852,6 +852,11 @@ fn bad_health_values_are_reported_on_their_line() {
             &["ca-file", "no-such-ca.pem"],
         ),
         (
+            // The zone directory itself: the probe could never read it.
+            "check = \"https\", ca-file = \".\"",
+            &["ca-file", "not a regular file but a directory"],
+        ),
+        (
             "check = \"http\", tls-verify = false",
             &["tls-verify", "check \"https\" only"],
         ),
@@ -1406,4 +1411,102 @@ fn an_unwritten_timeout_is_reported_at_the_interval_it_follows() {
     assert_has(&d, line, &["interval 0ns", "below the minimum"]);
     assert_has(&d, line, &["timeout 0ns", "above 0"]);
     assert_eq!(d.len(), 2, "{}", LoadError(d.clone()));
+}
+
+/// `count` TXT records at `owner`, each one string of `len` octets plus a tag.
+fn txt_records(owner: &str, count: usize, len: usize) -> String {
+    (0..count)
+        .map(|i| format!("{owner} IN TXT \"{}\" \"{i}\"\n", "x".repeat(len)))
+        .collect()
+}
+
+#[test]
+fn rfc1035_an_rrset_no_message_can_carry_is_refused_at_its_first_line() {
+    let text = zone("", &txt_records("huge", 300, 250), "");
+    let first = text.lines().position(|l| l.starts_with("huge")).unwrap() + 1;
+    assert_diag(
+        &only(&text),
+        first,
+        &[
+            "huge.example.com. TXT",
+            "300 records",
+            "65,535",
+            "never be served",
+        ],
+    );
+}
+
+#[test]
+fn rfc9715_an_answer_too_long_for_udp_is_a_warning_not_an_error() {
+    // Seven strings of 200 octets: some 1,500 octets, as the shipped zone's `big` name.
+    let text = zone("", &txt_records("big", 7, 200), "");
+    let first = text.lines().position(|l| l.starts_with("big")).unwrap() + 1;
+    let z = load(&text).unwrap_or_else(|d| panic!("{}", LoadError(d)));
+    assert_eq!(z.warnings.len(), 1, "{}", LoadError(z.warnings.clone()));
+    assert_diag(
+        &z.warnings[0],
+        first,
+        &["big.example.com. TXT", "1232", "TCP"],
+    );
+    let z = load(&zone("", &txt_records("small", 3, 200), "")).unwrap();
+    assert!(z.warnings.is_empty(), "{}", LoadError(z.warnings));
+}
+
+#[test]
+fn the_udp_warning_counts_octets_exactly() {
+    use hickory_proto::op::{Edns, Message, Query};
+    let owner = Name::from_ascii("t.example.com.").unwrap();
+    // The message hickory encodes for a TXT record of `rdata` octets (strings of at most 255,
+    // each with its length octet), and the warnings of its zone.
+    let size_of = |rdata: usize| {
+        let mut strings = String::new();
+        let mut left = rdata;
+        while left > 0 {
+            let take = left.min(256);
+            strings.push_str(&format!(" \"{}\"", "x".repeat(take - 1)));
+            left -= take;
+        }
+        let z = load(&zone("", &format!("t IN TXT{strings}\n"), ""))
+            .unwrap_or_else(|d| panic!("{}", LoadError(d)));
+        let mut m = Message::query();
+        m.add_query(Query::query(owner.clone(), RecordType::TXT));
+        m.answers = z.resolve(&owner, RecordType::TXT).answers;
+        m.set_edns(Edns::new());
+        (m.to_vec().unwrap().len(), z.warnings.len())
+    };
+    // An answer of exactly 1232 octets with EDNS fits; one octet more does not.
+    let fits = 1232 - (size_of(1).0 - 1);
+    assert_eq!(size_of(fits), (1232, 0));
+    assert_eq!(size_of(fits + 1), (1233, 1));
+}
+
+#[test]
+fn a_txt_string_over_255_octets_is_refused_as_unencodable() {
+    let text = zone("", &format!("t IN TXT \"{}\"\n", "x".repeat(256)), "");
+    assert_diag(
+        &only(&text),
+        line_of(&text, "t IN TXT"),
+        &["t.example.com. TXT", "cannot be encoded", "255"],
+    );
+}
+
+#[test]
+fn a_steered_name_with_too_many_addresses_for_udp_is_warned_at_its_key() {
+    let endpoints: Vec<String> = (1..=60).map(|i| format!("\"2001:db8:9::{i:x}\"")).collect();
+    let text = format!(
+        "{}\n[regions.big]\nlocation = {{ lat = 1.0, lon = 1.0 }}\nendpoints = [{}]\n\n\
+         [steered.many]\nregions = [\"big\"]\n",
+        zone("", "", ""),
+        endpoints.join(", ")
+    );
+    let z = load(&text).unwrap_or_else(|d| panic!("{}", LoadError(d)));
+    assert_eq!(z.warnings.len(), 1, "{}", LoadError(z.warnings.clone()));
+    assert_diag(
+        &z.warnings[0],
+        line_of(&text, "[steered.many]"),
+        &["many.example.com. AAAA", "1232"],
+    );
+    // Capped by `answers`, it fits.
+    let capped = format!("{text}answers = 8\n");
+    assert!(load(&capped).unwrap().warnings.is_empty());
 }

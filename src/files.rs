@@ -1,0 +1,89 @@
+//! Files an operator names (GeoIP databases, zone files): only regular files are read, and
+//! none is waited on.
+//!
+//! The rule: a file is opened non-blocking and judged by fstat(2) of what was opened, not by
+//! a look at the path beforehand, so a FIFO (whose open for reading blocks until a writer
+//! comes), a directory or a device is refused with what it is, and nothing can be swapped
+//! in between a check and the open. A symbolic link to a regular file is a regular file.
+
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+    #[error("a symbolic link to {0}, which does not exist")]
+    Dangling(PathBuf),
+    #[error("not a regular file but {0}")]
+    NotRegular(&'static str),
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("changed while being read (written in place?): try again once it is complete")]
+    Changed,
+}
+
+/// What a file that is not a regular file is, in words.
+fn kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
+/// Opens `path` for reading if it is (or links to) a regular file.
+pub fn open_regular(path: &Path) -> Result<(File, Metadata), FileError> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) => return Err(describe_open_error(path, e)),
+    };
+    let meta = file.metadata().map_err(FileError::Open)?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular(kind(&meta)));
+    }
+    Ok((file, meta))
+}
+
+/// Why `path` did not open, in the operator's terms where the path says more than errno.
+fn describe_open_error(path: &Path, e: std::io::Error) -> FileError {
+    if let Ok(meta) = std::fs::metadata(path) {
+        // A socket cannot be opened (ENXIO), which says little: say what it is.
+        if !meta.is_file() {
+            return FileError::NotRegular(kind(&meta));
+        }
+    } else if let Ok(target) = std::fs::read_link(path) {
+        return FileError::Dangling(target);
+    }
+    FileError::Open(e)
+}
+
+/// The whole content of the regular file at `path`. Refused if the file changed (size or
+/// modification time) while it was read, as a copy written in place does: what was read may
+/// be half old and half new.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
+    let (mut file, before) = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes).map_err(FileError::Read)?;
+    let after = file.metadata().map_err(FileError::Read)?;
+    let stamp = |m: &Metadata| (m.size(), m.mtime(), m.mtime_nsec());
+    if stamp(&before) != stamp(&after) || bytes.len() as u64 != after.size() {
+        return Err(FileError::Changed);
+    }
+    Ok(bytes)
+}
