@@ -13,7 +13,7 @@ use crate::dns::server;
 use crate::geo::{GeoDb, GeoError};
 use crate::route::{QueryError, Route, RouteQuery};
 use crate::serving::Snapshot;
-use crate::zone::{self, LoadError};
+use crate::zone::{self, Diagnostic, LoadError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -428,6 +428,14 @@ pub fn check(args: &CheckArgs) -> Result<String, LoadError> {
             z.steered.len()
         )
         .expect("writing to a String");
+        // Served, but not as well as it could be (an answer too long for UDP, say).
+        for w in &z.warnings {
+            let warning = Diagnostic {
+                message: format!("warning: {}", w.message),
+                ..w.clone()
+            };
+            writeln!(out, "{warning}").expect("writing to a String");
+        }
     }
     Ok(out)
 }

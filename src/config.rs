@@ -101,7 +101,7 @@ pub enum ConfigError {
     #[error("{path}: {source}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::files::FileError,
     },
     #[error("{path}:{line}: {message}")]
     Parse {
@@ -149,9 +149,9 @@ pub fn check_amplification(limit: u16) -> Result<u16, String> {
 impl FileConfig {
     /// Reads `path`; with `explicit` false a missing file is an empty config.
     pub fn read(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::files::read_regular_text(path) {
             Ok(t) => t,
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if !explicit && e.is_missing() => {
                 return Ok(FileConfig::default());
             }
             Err(source) => {

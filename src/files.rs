@@ -1,5 +1,5 @@
-//! Files an operator names (GeoIP databases, zone files): only regular files are read, and
-//! none is waited on.
+//! Files an operator names (GeoIP databases, zone files, the config, token and TLS files):
+//! only regular files are read, and none is waited on.
 //!
 //! The rule: a file is opened non-blocking and judged by fstat(2) of what was opened, not by
 //! a look at the path beforehand, so a FIFO (whose open for reading blocks until a writer
@@ -45,12 +45,20 @@ fn kind(meta: &Metadata) -> &'static str {
 
 /// Opens `path` for reading if it is (or links to) a regular file.
 pub fn open_regular(path: &Path) -> Result<(File, Metadata), FileError> {
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    {
+    let open = |flags| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    let file = match open(libc::O_NONBLOCK) {
         Ok(f) => f,
+        // A lease another process holds (an editor, a deploy tool): a non-blocking open
+        // refuses at once, a blocking one waits until the holder lets go, as any reader
+        // would. A FIFO never answers EWOULDBLOCK to a non-blocking open for reading.
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            open(0).map_err(|e| describe_open_error(path, e))?
+        }
         Err(e) => return Err(describe_open_error(path, e)),
     };
     let meta = file.metadata().map_err(FileError::Open)?;
@@ -86,4 +94,17 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
         return Err(FileError::Changed);
     }
     Ok(bytes)
+}
+
+/// [`read_regular`] as UTF-8 text.
+pub fn read_regular_text(path: &Path) -> Result<String, FileError> {
+    String::from_utf8(read_regular(path)?)
+        .map_err(|e| FileError::Read(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
+impl FileError {
+    /// Whether the file is simply not there (as opposed to there and unreadable).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, FileError::Open(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
 }

@@ -142,7 +142,7 @@ fn bad_certificate_files_stop_the_start_with_their_path() {
                 "--admin-tls-key",
                 missing.to_str().unwrap(),
             ],
-            format!("{}: No such file", missing.display()),
+            format!("{}: cannot open: No such file", missing.display()),
         ),
         (
             vec![

@@ -93,58 +93,6 @@ async fn a_replaced_database_is_picked_up_and_a_corrupt_one_refused() {
 /// region.
 const UNKNOWN_ANSWER: &str = "192.0.2.10";
 
-/// Runs `meridian serve` with `args` on the shipped zones and waits (bounded) for it to exit,
-/// as it must when a GeoIP file is refused at start. Returns the exit status (`None` if it was
-/// still running at the deadline and had to be killed) and its stderr.
-fn serve_expecting_exit(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let scratch = tempfile::tempdir().unwrap();
-    let stderr_path = scratch.path().join("stderr");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .arg("serve")
-        .arg("--zones")
-        .arg(repo.join("zones"))
-        .args([
-            "--dns-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(scratch.path())
-        .args(args)
-        .current_dir(scratch.path())
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .expect("spawn meridian serve");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (status, std::fs::read_to_string(&stderr_path).unwrap())
-}
-
-#[track_caller]
-fn assert_refused_at_start(args: &[&str], words: &[&str]) {
-    let (status, stderr) = serve_expecting_exit(args);
-    let status = status.unwrap_or_else(|| panic!("still running after 20 s; stderr:\n{stderr}"));
-    assert!(!status.success(), "exit {status}; stderr:\n{stderr}");
-    for w in words {
-        assert!(stderr.contains(w), "no {w:?} in:\n{stderr}");
-    }
-}
-
 /// Waits (bounded) for a log line holding every one of `words`.
 async fn wait_for_log(server: &Server, words: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -292,11 +240,11 @@ fn a_fifo_or_a_directory_given_as_geoip_is_refused_at_start() {
     let fifo = dir.path().join("city.mmdb");
     mkfifo(&fifo);
     let fifo = fifo.to_str().unwrap();
-    assert_refused_at_start(&["--geoip", fifo], &[fifo, "not a regular file"]);
+    common::assert_refused_at_start(&["--geoip", fifo], &[fifo, "not a regular file"]);
     let sub = dir.path().join("dir.mmdb");
     std::fs::create_dir(&sub).unwrap();
     let sub = sub.to_str().unwrap();
-    assert_refused_at_start(&["--geoip", sub], &[sub, "not a regular file"]);
+    common::assert_refused_at_start(&["--geoip", sub], &[sub, "not a regular file"]);
 }
 
 #[tokio::test]
@@ -330,11 +278,11 @@ fn a_database_with_a_damaged_tree_is_refused_at_start() {
     let path = dir.path().join("city.mmdb");
     std::fs::write(&path, zeroed_tree(city_db("GB", 51.5, -0.13))).unwrap();
     let p = path.to_str().unwrap();
-    assert_refused_at_start(&["--geoip", p], &[p, "search tree"]);
+    common::assert_refused_at_start(&["--geoip", p], &[p, "search tree"]);
 
     // Intact in shape, but every network in one country: the embedded database disagrees.
     std::fs::write(&path, one_record_tree(country_db(), "8.8.8.8")).unwrap();
-    assert_refused_at_start(&["--geoip", p], &[p, "probe addresses"]);
+    common::assert_refused_at_start(&["--geoip", p], &[p, "probe addresses"]);
 }
 
 #[tokio::test]

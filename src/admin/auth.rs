@@ -10,7 +10,7 @@ pub enum TokenError {
     #[error("{path}: {source}")]
     Read {
         path: String,
-        source: std::io::Error,
+        source: crate::files::FileError,
     },
     #[error("{path}:{line}: {message}")]
     Line {
@@ -41,10 +41,11 @@ impl Tokens {
         let mut tokens = Vec::new();
         if let Some(path) = file {
             let display = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
-                path: display.clone(),
-                source,
-            })?;
+            let text =
+                crate::files::read_regular_text(path).map_err(|source| TokenError::Read {
+                    path: display.clone(),
+                    source,
+                })?;
             for (i, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {

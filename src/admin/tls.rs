@@ -2,7 +2,6 @@
 //! SIGHUP so a renewed certificate needs no restart. The handshakes run in `listen`, each on
 //! its connection's task, so a client that stalls mid-handshake holds up no one.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,7 +14,10 @@ use rustls::sign::CertifiedKey;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        path: PathBuf,
+        source: crate::files::FileError,
+    },
     #[error("{}: {message}", path.display())]
     Pem { path: PathBuf, message: String },
     #[error("{}: no certificate in the file", path.display())]
@@ -69,7 +71,7 @@ impl ResolvesServerCert for AdminCert {
 
 fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| TlsError::Read {
+        crate::files::read_regular(path).map_err(|source| TlsError::Read {
             path: path.to_owned(),
             source,
         })

@@ -597,3 +597,55 @@ impl XorShift {
         (0..n).map(|_| self.byte()).collect()
     }
 }
+
+/// Runs `meridian serve` with `args` on the shipped zones and waits (bounded) for it to exit,
+/// as it must when a file it is given is refused at start. Returns the exit status (`None` if it was
+/// still running at the deadline and had to be killed) and its stderr.
+pub fn serve_expecting_exit(args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    let stderr_path = scratch.path().join("stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("serve")
+        .arg("--zones")
+        .arg(repo.join("zones"))
+        .args([
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--state-dir")
+        .arg(scratch.path())
+        .args(args)
+        .current_dir(scratch.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn meridian serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, std::fs::read_to_string(&stderr_path).unwrap())
+}
+
+#[track_caller]
+pub fn assert_refused_at_start(args: &[&str], words: &[&str]) {
+    let (status, stderr) = serve_expecting_exit(args);
+    let status = status.unwrap_or_else(|| panic!("still running after 20 s; stderr:\n{stderr}"));
+    assert!(!status.success(), "exit {status}; stderr:\n{stderr}");
+    for w in words {
+        assert!(stderr.contains(w), "no {w:?} in:\n{stderr}");
+    }
+}

@@ -1,0 +1,35 @@
+//! Files an operator names besides zones and GeoIP (the config file, the admin token file, the
+//! admin TLS certificate and key): anything that is not a regular file is refused at start with
+//! its path and what it is, never waited on (a FIFO's open blocks until a writer comes).
+
+mod common;
+
+use std::path::Path;
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn a_fifo_or_a_directory_given_as_config_tokens_or_certificate_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let sub = sub.to_str().unwrap();
+    for path in [fifo, sub] {
+        common::assert_refused_at_start(&["--config", path], &[path, "not a regular file"]);
+        common::assert_refused_at_start(
+            &["--admin-token-file", path],
+            &[path, "not a regular file"],
+        );
+        common::assert_refused_at_start(
+            &["--admin-tls-cert", path, "--admin-tls-key", path],
+            &[path, "not a regular file"],
+        );
+    }
+}
