@@ -76,3 +76,24 @@ async fn a_reload_meeting_a_zone_entry_that_is_not_a_file_is_refused_and_the_zon
         "example.org. still serves"
     );
 }
+
+#[tokio::test]
+async fn a_reload_after_a_zone_file_is_removed_drops_the_zone_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("zones/example.com.toml"),
+        dir.path().join("example.com.toml"),
+    )
+    .unwrap();
+    let org = dir.path().join("example.org.toml");
+    std::fs::write(&org, ORG_ZONE).unwrap();
+    let server = Server::start_with_zones(dir.path(), &[]);
+    assert_eq!(org_soa(&server).await, ResponseCode::NoError);
+
+    std::fs::remove_file(&org).unwrap();
+    // SAFETY: kill(2) with the child's pid and a valid signal number.
+    unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
+    wait_for_log(&server, &["zones dropped", "example.org."]).await;
+    assert_eq!(org_soa(&server).await, ResponseCode::Refused);
+}

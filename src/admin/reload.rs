@@ -31,6 +31,8 @@ struct ReloadBody {
 #[derive(Serialize)]
 pub struct Reloaded {
     pub zones: usize,
+    /// Zones served before and not now: their files were removed.
+    pub dropped: Vec<String>,
     pub entry: Entry,
 }
 
@@ -65,6 +67,15 @@ pub async fn reload_zones(admin: &Admin, by: &str, reason: &str) -> Result<Reloa
     match loaded {
         Ok(zones) => {
             let count = zones.len();
+            let kept: std::collections::HashSet<_> = zones.zones().map(|z| &z.origin).collect();
+            let dropped: Vec<String> = admin
+                .state
+                .load()
+                .zones
+                .zones()
+                .filter(|z| !kept.contains(&z.origin))
+                .map(|z| z.origin.to_string())
+                .collect();
             // Journaled before it takes effect, as every write is: a reload that cannot be
             // recorded (a full disk) keeps the running zones.
             let e = entry(by, Action::Reload, String::new(), String::new(), reason);
@@ -78,9 +89,13 @@ pub async fn reload_zones(admin: &Admin, by: &str, reason: &str) -> Result<Reloa
             };
             admin.monitor.reload(zones).await;
             metrics.reload(true);
+            if !dropped.is_empty() {
+                warn!(by, dropped = ?dropped, "zones dropped: their files are gone; they are no longer served");
+            }
             info!(zones = count, by, "zones reloaded");
             Ok(Reloaded {
                 zones: count,
+                dropped,
                 entry,
             })
         }
