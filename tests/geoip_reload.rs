@@ -93,23 +93,6 @@ async fn a_replaced_database_is_picked_up_and_a_corrupt_one_refused() {
 /// region.
 const UNKNOWN_ANSWER: &str = "192.0.2.10";
 
-/// Waits (bounded) for a log line holding every one of `words`.
-async fn wait_for_log(server: &Server, words: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !server
-        .log_lines()
-        .iter()
-        .any(|l| words.iter().all(|w| l.contains(w)))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {words:?}:\n{}",
-            server.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits (bounded) until www's answer for 81.2.69.0/24 is `want`.
 async fn wait_for_answer(server: &Server, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -260,7 +243,7 @@ async fn a_fifo_replacing_the_database_is_refused_and_the_watch_goes_on() {
 
     mkfifo(&tmp);
     std::fs::rename(&tmp, &path).unwrap();
-    wait_for_log(&server, &["is refused", "not a regular file"]).await;
+    common::wait_for_log(&server, &["is refused", "not a regular file"]).await;
     assert_eq!(
         answer(&server).await,
         ["198.51.100.10"],
@@ -297,7 +280,7 @@ async fn a_replacement_with_a_damaged_tree_is_refused_with_the_reason() {
     assert_eq!(answer(&server).await, ["198.51.100.10"]);
 
     install(&path, &tmp, &zeroed_tree(city_db("JP", 35.68, 139.69)));
-    wait_for_log(&server, &["is refused", "search tree"]).await;
+    common::wait_for_log(&server, &["is refused", "search tree"]).await;
     let now = answer(&server).await;
     assert_eq!(
         now,
@@ -319,7 +302,7 @@ async fn a_replacement_that_moves_most_probe_addresses_is_refused() {
 
     // Every network in the United States: a tree sound in shape, but not a geography.
     install(&path, &tmp, &one_record_tree(country_db(), "8.8.8.8"));
-    wait_for_log(&server, &["is refused", "probe addresses"]).await;
+    common::wait_for_log(&server, &["is refused", "probe addresses"]).await;
     assert_eq!(
         answer(&server).await,
         ["198.51.100.10"],

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -32,25 +31,8 @@ async fn org_soa(server: &Server) -> ResponseCode {
     r.response_code
 }
 
-/// Waits (bounded) for a log line holding every one of `words`.
-async fn wait_for_log(server: &Server, words: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !server
-        .log_lines()
-        .iter()
-        .any(|l| words.iter().all(|w| l.contains(w)))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {words:?}:\n{}",
-            server.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[tokio::test]
-async fn a_reload_meeting_a_zone_entry_that_is_not_a_file_is_refused_and_the_zone_serves() {
+/// A server on the shipped zone and example.org., whose file is returned, both answering.
+async fn serving_two_zones() -> (tempfile::TempDir, std::path::PathBuf, Server) {
     let dir = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::copy(
@@ -62,6 +44,12 @@ async fn a_reload_meeting_a_zone_entry_that_is_not_a_file_is_refused_and_the_zon
     std::fs::write(&org, ORG_ZONE).unwrap();
     let server = Server::start_with_zones(dir.path(), &[]);
     assert_eq!(org_soa(&server).await, ResponseCode::NoError);
+    (dir, org, server)
+}
+
+#[tokio::test]
+async fn a_reload_meeting_a_zone_entry_that_is_not_a_file_is_refused_and_the_zone_serves() {
+    let (_dir, org, server) = serving_two_zones().await;
 
     // The file becomes a FIFO (a botched deploy): the reload must not drop the zone quietly.
     std::fs::remove_file(&org).unwrap();
@@ -69,7 +57,7 @@ async fn a_reload_meeting_a_zone_entry_that_is_not_a_file_is_refused_and_the_zon
     // SAFETY: kill(2) with the child's pid and a valid signal number.
     unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
     let org_path = org.display().to_string();
-    wait_for_log(&server, &["reload refused", &org_path, "FIFO"]).await;
+    common::wait_for_log(&server, &["reload refused", &org_path, "FIFO"]).await;
     assert_eq!(
         org_soa(&server).await,
         ResponseCode::NoError,
@@ -79,21 +67,11 @@ async fn a_reload_meeting_a_zone_entry_that_is_not_a_file_is_refused_and_the_zon
 
 #[tokio::test]
 async fn a_reload_after_a_zone_file_is_removed_drops_the_zone_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(
-        repo.join("zones/example.com.toml"),
-        dir.path().join("example.com.toml"),
-    )
-    .unwrap();
-    let org = dir.path().join("example.org.toml");
-    std::fs::write(&org, ORG_ZONE).unwrap();
-    let server = Server::start_with_zones(dir.path(), &[]);
-    assert_eq!(org_soa(&server).await, ResponseCode::NoError);
+    let (_dir, org, server) = serving_two_zones().await;
 
     std::fs::remove_file(&org).unwrap();
     // SAFETY: kill(2) with the child's pid and a valid signal number.
     unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
-    wait_for_log(&server, &["zones dropped", "example.org."]).await;
+    common::wait_for_log(&server, &["zones dropped", "example.org."]).await;
     assert_eq!(org_soa(&server).await, ResponseCode::Refused);
 }

@@ -649,3 +649,20 @@ pub fn assert_refused_at_start(args: &[&str], words: &[&str]) {
         assert!(stderr.contains(w), "no {w:?} in:\n{stderr}");
     }
 }
+
+/// Waits (bounded) for a log line holding every one of `words`.
+pub async fn wait_for_log(server: &Server, words: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server
+        .log_lines()
+        .iter()
+        .any(|l| words.iter().all(|w| l.contains(w)))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {words:?}:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
