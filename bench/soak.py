@@ -124,9 +124,21 @@ def pause(seconds):
 
 # ---- DNS: questions, TCP framing ----
 
+# With --pool N, the client networks and NXDOMAIN names of every question are drawn from N of
+# each made at the start: Meridian's caches (per client network, per name) then fill within
+# seconds, so memory that keeps growing is not them.
+NET_POOL = []
+NX_POOL = []
+
+
 def client_net(rng):
-    """An ECS client network: a sample network, a random public /24, a random prefix length
-    (0-32), a random IPv6 /48 in 2000::/3, or None (no ECS: the resolver's own address)."""
+    """An ECS client network, from NET_POOL when there is one, else fresh (new_net)."""
+    return rng.choice(NET_POOL) if NET_POOL else new_net(rng)
+
+
+def new_net(rng):
+    """A sample network, a random public /24, a random prefix length (0-32), a random IPv6
+    /48 in 2000::/3, or None (no ECS: the resolver's own address)."""
     r = rng.random()
     if r < 0.25:
         return ipaddress.ip_network(rng.choice(list(bench.SAMPLE)))
@@ -141,6 +153,11 @@ def client_net(rng):
 
 
 def nx_name(rng):
+    """A name under ZONE that does not exist, from NX_POOL when there is one, else fresh."""
+    return rng.choice(NX_POOL) if NX_POOL else new_nx_name(rng)
+
+
+def new_nx_name(rng):
     """A random name under ZONE that does not exist (nor is below a name that does)."""
     alphabet = string.ascii_lowercase + string.digits
     labels = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 20))) for _ in range(rng.randint(1, 3))]
@@ -1378,21 +1395,25 @@ def run(args):
     end = ov.t0 + args.seconds
     logs = LogTail(os.path.join(WORK, "meridian.log"))
     seed = args.seed
+    pool = random.Random(seed + 6)
+    NET_POOL[:] = [new_net(pool) for _ in range(args.pool)]
+    NX_POOL[:] = [new_nx_name(pool) for _ in range(args.pool)]
     r.admin = Admin(api, token, seed + 1, r.windows)
     r.zones = Zones(api, client(ov.Dns(dns_port, seed + 2)), meridian, port, logs, seed + 3)
     r.geo = Geo(api, logs, geo_path, countries, seed + 4)
-    threads = [
-        ov.guarded("sampler", sampler, meridian, geo_path, end, args.sample_every, r.samples),
-        ov.guarded("udp", udp_checker, dns_port, end, args.udp_qps, seed + 10, r.sample_regions),
-        ov.guarded("tcp", tcp_checker, dns_port, end, args.tcp_qps, seed + 11),
-        ov.guarded("malformed", malformed_sender, dns_port, end, args.malformed_rate, seed + 12),
-        *[ov.guarded(f"slow-{i}", Slow(dns_port, i, seed + 20 + i, args.tcp_slack).run, end)
-          for i in range(args.slow_clients)],
-        ov.guarded("admin", r.admin.run, end, args.admin_rate),
-        ov.guarded("zones", r.zones.run, end, args.reload_every),
-        ov.guarded("geoip", r.geo.run, end, args.geoip_every),
-        ov.guarded("killer", killer, targets, port, end, args.kill_every, 3.0, seed + 5, r.kills),
+    # A rate or a period of 0 leaves that part out (to find which part a problem follows).
+    parts = [
+        (True, "sampler", sampler, meridian, geo_path, end, args.sample_every, r.samples),
+        (args.udp_qps, "udp", udp_checker, dns_port, end, args.udp_qps, seed + 10, r.sample_regions),
+        (args.tcp_qps, "tcp", tcp_checker, dns_port, end, args.tcp_qps, seed + 11),
+        (args.malformed_rate, "malformed", malformed_sender, dns_port, end, args.malformed_rate, seed + 12),
+        *[(True, f"slow-{i}", Slow(dns_port, i, seed + 20 + i, args.tcp_slack).run, end) for i in range(args.slow_clients)],
+        (args.admin_rate, "admin", r.admin.run, end, args.admin_rate),
+        (args.reload_every, "zones", r.zones.run, end, args.reload_every),
+        (args.geoip_every, "geoip", r.geo.run, end, args.geoip_every),
+        (args.kill_every, "killer", killer, targets, port, end, args.kill_every, 3.0, seed + 5, r.kills),
     ]
+    threads = [ov.guarded(*part[1:]) for part in parts if part[0]]
     # Every loop stops starting steps at `end`; a step is bounded (the longest waits out the
     # TCP idle timeout or a GeoIP notice twice).
     for t in threads:
@@ -1445,7 +1466,11 @@ def report(r):
     lines = []
     say = lines.append
     failures = []
-    say(f"Meridian soak: {args.seconds} s of everything at once (seed {args.seed})")
+    off = [name for name in ("udp_qps", "tcp_qps", "malformed_rate", "slow_clients", "admin_rate", "reload_every",
+                             "geoip_every", "kill_every") if not getattr(args, name)]
+    say(f"Meridian soak: {args.seconds} s of everything at once (seed {args.seed}"
+        + (f"; client networks and NXDOMAIN names from pools of {args.pool}" if args.pool else "") + ")"
+        + (f"; left out: {', '.join('--' + n.replace('_', '-') for n in off)}" if off else ""))
     say(f"binary {r.binary} (built {time.strftime('%Y-%m-%d %H:%M', time.localtime(os.path.getmtime(r.binary)))}); "
         f"machine: {os.cpu_count()} cores, shared; load average {r.loadavg[0]} before, {r.loadavg[-1]} after")
     c = tally.counts
@@ -1594,11 +1619,15 @@ def report(r):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="A rate, a period or a count of 0 leaves that part out.")
     ap.add_argument("--seconds", type=int, default=600, help="length of the soak (default 600; CI: 60)")
     ap.add_argument("--binary", default=ov.MERIDIAN, help="the meridian binary (default target/release/meridian)")
     ap.add_argument("--seed", type=int, default=1, help="seed of every random choice")
     ap.add_argument("--udp-qps", type=float, default=100, help="checked UDP questions per second")
+    ap.add_argument("--pool", type=int, default=0,
+                    help="draw client networks and NXDOMAIN names from this many of each (default 0: fresh "
+                         "ones for every question); with a pool Meridian's caches stop growing within seconds")
     ap.add_argument("--tcp-qps", type=float, default=30, help="checked TCP exchanges per second (some are pipelined bursts)")
     ap.add_argument("--malformed-rate", type=float, default=15, help="malformed packets per second")
     ap.add_argument("--slow-clients", type=int, default=3, help="threads of slow and stuck TCP clients")
