@@ -73,6 +73,7 @@ PER_CLIENT = 16
 GEO_NOTICE = 12.0
 SIGHUP_DEADLINE = 10.0
 LOG_REFUSED_RELOAD = "reload refused; the running zones keep serving"
+LOG_DROPPED = "zones dropped: their files are gone; they are no longer served"
 LOG_GEO_SERVED = "GeoIP database replaced on disk: now serving it"
 LOG_GEO_REFUSED = "GeoIP database replaced on disk is refused; the running one keeps serving"
 SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "referrer-policy", "content-security-policy")
@@ -347,7 +348,7 @@ def opt_query(qid, counts, tail):
 OPT0 = b"\0" + struct.pack("!HHIH", 41, 1232, 0, 0)
 
 
-def malformed(rng):
+def malformed(rng, only=None):
     """(kind, packet, expected): expected is None (no response: RFC 1035 §4.1.1 a response is
     not answered, a packet without a whole header cannot be), "formerr", "badvers" (RFC 6891
     §6.1.3) or "any" (garbage: some response with the ID and QR)."""
@@ -377,7 +378,7 @@ def malformed(rng):
         "opt-in-answer-section": lambda: (opt_query(qid, (1, 0, 0), OPT0), "formerr"),
         "edns-version-1": lambda: (opt_query(qid, (0, 0, 1), b"\0" + struct.pack("!HHIH", 41, 1232, 1 << 16, 0)), "badvers"),
     }
-    kind = rng.choice(sorted(kinds))
+    kind = rng.choice(sorted(only or kinds))
     return (kind, *kinds[kind]())
 
 
@@ -416,7 +417,7 @@ def judge_malformed(packet, expected, resps):
     return None
 
 
-def malformed_sender(port, end, rate, seed):
+def malformed_sender(port, end, rate, seed, only=None, transports=("udp", "tcp")):
     """Malformed packets over UDP and TCP, each followed on the same socket by a valid query
     that must be answered right: nothing a bad packet does may break the socket or the
     order of answers."""
@@ -428,12 +429,12 @@ def malformed_sender(port, end, rate, seed):
     for i in range(int(rate * (end - start)) + 1):
         if not ov.wait_until(start + i / rate) or not running(end):
             break
-        kind, bad, expected = malformed(rng)
+        kind, bad, expected = malformed(rng, only)
         net = ipaddress.ip_network(rng.choice(list(bench.SAMPLE)))
         qname, follow = dns.query("steered", f"www.{ZONE}", net)
         if len(bad) >= 2:  # the follow-up's ID differs from the bad packet's
             follow = struct.pack("!H", (struct.unpack_from("!H", bad)[0] + 1) & 0xFFFF) + follow[2:]
-        transport = "tcp" if rng.random() < 0.4 else "udp"
+        transport = ("tcp" if rng.random() < 0.4 else "udp") if len(transports) > 1 else transports[0]
         tally.count(f"malformed {transport} {kind}")
         sent = time.time()
         dns.sent += 1
@@ -474,16 +475,21 @@ def malformed_sender(port, end, rate, seed):
 # ---- slow and stuck TCP clients ----
 
 class Sources:
-    """Fresh loopback source addresses from one /16 of 127/8 per thread: Meridian holds no
-    connection from a fresh address, so its per-client limit starts from zero, and the
-    checkers on 127.0.0.1 keep their own slots."""
+    """Fresh loopback client networks from one /16 of 127/8 per thread. Meridian shares its
+    TCP slots out by client network (a /24): a fresh one holds none, so every scenario starts
+    from zero, and the checkers on 127.0.0.0/24 keep their own."""
 
     def __init__(self, block):
         self.block, self.n = block, 0
 
-    def next(self):
+    def network(self):
+        """A fresh /24, as its first three octets."""
         self.n += 1
-        return f"127.{self.block}.{self.n // 250 % 250 + 1}.{self.n % 250 + 1}"
+        return f"127.{self.block}.{self.n % 250 + 1}"
+
+    def next(self):
+        """An address in a fresh /24."""
+        return self.network() + ".1"
 
 
 def wait_closed(sock, since, limit):
@@ -523,8 +529,8 @@ def still_open(sock):
 class Slow:
     """One slow-client thread: scenarios one after another, each from a fresh address."""
 
-    def __init__(self, port, index, seed, slack):
-        self.port, self.slack = port, slack
+    def __init__(self, port, admin_port, index, seed, slack):
+        self.port, self.admin_port, self.slack = port, admin_port, slack
         self.sources = Sources(20 + index)
         self.rng = random.Random(seed)
         self.dns = client(TcpDns(port, seed))  # for its questions and checks; its connection is unused
@@ -619,11 +625,13 @@ class Slow:
         for i, s in enumerate(socks):
             self.expect_idle_close(f"crowd connection {i + 1} of {n}", s, since)
 
-    def per_client_limit(self):
-        """PER_CLIENT connections from one address are held; the next is closed at once."""
-        source = self.sources.next()
-        held = [self.connect(source) for _ in range(PER_CLIENT)]
-        extra = self.connect(source)
+    def per_client_limit(self, one_address):
+        """PER_CLIENT connections from one client network (from one address, or each from
+        its own address in that /24) are held; the next is closed at once."""
+        net = self.sources.network()
+        sources = [f"{net}.{1 if one_address else i + 1}" for i in range(PER_CLIENT + 1)]
+        held = [self.connect(src) for src in sources[:-1]]
+        extra = self.connect(sources[-1])
         closed, data = wait_closed(extra, time.time(), 3.0)
         extra.close()
         open_now = sum(still_open(s) for s in held)
@@ -631,12 +639,42 @@ class Slow:
             s.close()
         if ov.stop.is_set():
             return
+        where = "one address" if one_address else "one /24"
         if closed is None:
-            tally.problem("tcp", f"connection {PER_CLIENT + 1} from one address was not closed within 3 s")
+            tally.problem("tcp", f"connection {PER_CLIENT + 1} from {where} was not closed within 3 s")
         if open_now != PER_CLIENT:
-            tally.problem("tcp", f"only {open_now} of the {PER_CLIENT} connections from one address were held")
+            tally.problem("tcp", f"only {open_now} of the {PER_CLIENT} connections from {where} were held")
         if data:
             tally.problem("tcp", f"connection over the per-client limit sent {data[:32].hex()}")
+
+    def admin_stuck(self, name):
+        """An admin connection that sends nothing, half a request head, or a head and part of
+        its body: closed after 10 s (the head and body deadlines), the slow body with a 408 in
+        the API's JSON; the API answers others meanwhile (the admin thread's requests)."""
+        s = socket.create_connection(("127.0.0.1", self.admin_port), timeout=ov.CHECK_TIMEOUT,
+                                     source_address=(self.sources.next(), 0))
+        head = f"POST /api/v1/reload HTTP/1.1\r\nHost: 127.0.0.1:{self.admin_port}\r\nContent-Type: {J}\r\n"
+        if name == "admin-half-head":
+            s.sendall(head.encode())
+        elif name == "admin-slow-body":
+            s.sendall(f"{head}Content-Length: 100\r\n\r\n{{\"reason\":".encode())
+        since = time.time()
+        closed, data = wait_closed(s, since, IDLE + self.slack)
+        s.close()
+        if ov.stop.is_set():
+            return
+        if closed is None:
+            tally.problem("admin-tcp", f"{name}: still open {IDLE + self.slack:.0f} s after the last byte")
+        elif closed < IDLE - 1:
+            tally.problem("admin-tcp", f"{name}: closed after {closed:.1f} s, before the 10 s deadline")
+        else:
+            tally.sample("admin close (s)", closed)
+        text = data.decode(errors="replace")
+        if name == "admin-slow-body":
+            if not text.startswith("HTTP/1.1 408") or '"status":408' not in text.replace(" ", ""):
+                tally.problem("admin-tcp", f"{name}: answered {text[:200]!r}, want a JSON 408")
+        elif data and not text.startswith("HTTP/1.1 408"):
+            tally.problem("admin-tcp", f"{name}: answered {text[:200]!r}")
 
     def reset(self):
         """Half a query, then a reset (SO_LINGER 0): Meridian must drop the connection."""
@@ -670,7 +708,8 @@ class Slow:
 
     def run(self, end):
         long = {"idle": 3, "half-prefix": 2, "prefix-only": 2, "half-query": 2, "trickle-past-idle": 1,
-                "crowd": 1, "per-client-limit": 1}
+                "crowd": 1, "per-address-limit": 1, "per-network-limit": 1,
+                "admin-silent": 1, "admin-half-head": 1, "admin-slow-body": 1}
         short = {"trickle": 3, "reset": 2, "half-close": 2}
         for _ in range(int(end - time.time()) + 1):  # every scenario takes a second or more
             if not running(end):
@@ -695,8 +734,12 @@ class Slow:
                     self.trickle_past_idle()
                 elif name == "crowd":
                     self.crowd(20)
-                elif name == "per-client-limit":
-                    self.per_client_limit()
+                elif name == "per-address-limit":
+                    self.per_client_limit(True)
+                elif name == "per-network-limit":
+                    self.per_client_limit(False)
+                elif name.startswith("admin-"):
+                    self.admin_stuck(name)
                 elif name == "reset":
                     self.reset()
                 else:
@@ -718,11 +761,15 @@ def j(o):
 
 OK_BODY = j({"reason": "soak"})
 # (name, method, path, body, content type, status with a valid token). Each has one fault.
+# Limits and the Host/Origin check come before the token: those statuses hold without one.
+BEFORE_AUTH = {413, 414, 421, 403}
+LONG = "x" * 9000  # a request target over the 8 KiB limit
 BAD_WRITES = [
     ("invalid-json", "POST", f"{R}/us-east/drain", b'{"reason": ', J, 400),
     ("not-json", "POST", f"{R}/us-east/drain", b"drain it please", J, 400),
     ("json-array", "POST", f"{R}/us-east/endpoints/127.0.0.11/force", b"[]", J, 400),
     ("oversized", "POST", f"{R}/eu-west/drain", j({"reason": "x" * 20000}), J, 413),
+    ("oversized-unparsable", "POST", f"{R}/eu-west/drain", b"{" * 17000, J, 413),
     ("reason-number", "POST", f"{R}/eu-west/drain", j({"reason": 5}), J, 400),
     ("reason-missing", "POST", f"{R}/eu-west/undrain", j({}), J, 400),
     ("reason-blank", "POST", f"{R}/us-east/endpoints/127.0.0.12/unforce", j({"reason": "   "}), J, 400),
@@ -753,6 +800,15 @@ BAD_WRITES = [
     ("get-on-a-write-route", "GET", f"{R}/us-east/drain", None, None, 405),
     ("post-on-a-read-route", "POST", "/api/v1/regions", OK_BODY, J, 405),
     ("delete-on-a-write-route", "DELETE", f"{R}/us-east/drain", None, None, 405),
+    ("uri-too-long", "POST", f"{R}/{LONG}/drain", OK_BODY, J, 414),
+]
+# (name, extra headers, status): the Host must name this server (DNS rebinding), a write's
+# Origin must be this server's page or none (cross-site writes).
+BAD_ORIGINS = [
+    ("host-foreign", {"Host": "evil.example"}, 421),
+    ("host-foreign-with-port", {"Host": "rebind.example:8053"}, 421),
+    ("origin-foreign", {"Origin": "http://evil.example"}, 403),
+    ("origin-null", {"Origin": "null"}, 403),
 ]
 # Writes that would be applied with a valid token: sent without one, with a wrong one or
 # with Basic, each must be 401 and change nothing.
@@ -771,6 +827,10 @@ BAD_READS = [
     ("events-bad-limit", "/api/v1/events?limit=x", 400),
     ("audit-unknown-parameter", "/api/v1/audit?lim=1", 400),
     ("unknown-api-path", "/api/v1/nothing", 404),
+    ("audit-page-over-1000", "/api/v1/audit?limit=1001", 400),
+    ("audit-before-not-a-number", "/api/v1/audit?before=x", 400),
+    ("uri-too-long", f"/api/v1/route?name=www.{ZONE}&client={LONG}", 414),
+    ("host-foreign", "/api/v1/regions", 421),
 ]
 ENTRY_KEYS = {"seq", "at_ms", "by", "action", "zone", "region", "endpoint", "reason", "expires_at_ms"}
 REGION_KEYS = {"zone", "region", "location", "state", "drained", "degradation_ms", "over_limit", "in_trouble",
@@ -801,7 +861,9 @@ def api_request(api, what, method, path, data=None, headers=None, want=200):
     if missing:
         p.append(f"security headers missing: {', '.join(missing)}")
     body = text
-    if status >= 400:
+    if method == "HEAD" and text:
+        p.append(f"HEAD answered with a body: {text[:80]!r}")
+    if status >= 400 and method != "HEAD":
         try:
             body = json.loads(text)
             if not (isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"]
@@ -811,7 +873,7 @@ def api_request(api, what, method, path, data=None, headers=None, want=200):
             p.append(f"error body {text[:80]!r} is not JSON")
         if status == 401 and "www-authenticate" not in h:
             p.append("401 without WWW-Authenticate")
-    elif h.get("content-type", "").startswith(J):
+    elif method != "HEAD" and h.get("content-type", "").startswith(J):
         try:
             body = json.loads(text)
         except ValueError:
@@ -858,13 +920,31 @@ class Admin:
         self.acked = 0       # journaled writes answered 200
 
     def write(self, what, path, body, action, **entry):
+        """A write that changes what is in force: 200, {"changed": true} and its journal
+        entry."""
         status, e, bad = api_request(self.api, what, "POST", path, j(body),
                                      {**auth("token", self.token), "Content-Type": J})
         if status == 200:
             self.acked += 1
+            if not isinstance(e, dict) or e.pop("changed", None) is not True:
+                tally.problem("api", f"{what}: answered {str(e)[:160]}, want \"changed\": true")
             for msg in entry_problems(e, action, reason=body["reason"], **entry):
                 tally.problem("api", f"{what}: entry {msg}")
         return status == 200
+
+    def noop(self):
+        """An undrain of a region that is not drained, an unforce of an endpoint that is not
+        forced: 200 with {"changed": false}, nothing journaled, nothing changed."""
+        if self.rng.random() < 0.5:
+            region = self.rng.choice([r for r in ov.REGIONS if not self.drained or self.drained[0] != r])
+            what, path = "no-op undrain", f"{R}/{region}/undrain"
+        else:
+            addr = self.rng.choice([a for a in ov.REGION_OF if not self.forced or self.forced[0] != a])
+            what, path = "no-op unforce", f"{R}/{ov.REGION_OF[addr]}/endpoints/{addr}/unforce"
+        status, e, _ = api_request(self.api, what, "POST", path, j({"reason": "soak no-op"}),
+                                   {**auth("token", self.token), "Content-Type": J})
+        if status == 200 and e != {"changed": False}:
+            tally.problem("api", f"{what}: answered {str(e)[:160]}, want {{\"changed\": false}}")
 
     def toggle_drain(self):
         if self.drained is None:
@@ -915,21 +995,28 @@ class Admin:
             api_request(self.api, f"unauthorized {name} ({mode})", "POST", path, body,
                         {**auth(mode, self.token), "Content-Type": J}, 401)
             return
-        name, method, path, body, ctype, want = self.rng.choice(BAD_WRITES)
         mode = self.rng.choice(["token", "token", "none", "wrong", "basic"])
+        if self.rng.random() < 0.15:
+            name, extra, want = self.rng.choice(BAD_ORIGINS)
+            path, body = self.rng.choice(UNAUTHORIZED_WRITES)[1:]
+            api_request(self.api, f"bad {name} ({mode})", "POST", path, body,
+                        {**auth(mode, self.token), "Content-Type": J, **extra}, want)
+            return
+        name, method, path, body, ctype, want = self.rng.choice(BAD_WRITES)
         headers = auth(mode, self.token)
         if ctype:
             headers["Content-Type"] = ctype
         # Reads need no token on a loopback listener; a write without a valid one is 401
-        # before anything else is looked at.
-        if mode != "token" and method != "GET":
+        # before anything but the request's limits and its Host and Origin is looked at.
+        if mode != "token" and method not in ("GET", "HEAD") and want not in BEFORE_AUTH:
             want = 401
         api_request(self.api, f"bad {name} ({mode})", method, path, body, headers, want)
 
     def read(self):
         if self.rng.random() < 0.2:
             name, path, want = self.rng.choice(BAD_READS)
-            api_request(self.api, f"bad-read {name}", "GET", path, want=want)
+            headers = {"Host": "evil.example"} if name == "host-foreign" else None
+            api_request(self.api, f"bad-read {name}", "GET", path, None, headers, want)
             return
         name = self.rng.choice(["regions", "regions", "zones", "names", "events", "audit", "route", "openapi",
                                 "metrics", "healthz", "readyz"])
@@ -938,6 +1025,10 @@ class Admin:
         path = {"events": "/api/v1/events?limit=10", "audit": "/api/v1/audit?limit=5",
                 "route": f"/api/v1/route?name=www.{ZONE}&client={net}", "openapi": "/api/v1/openapi.json",
                 "metrics": "/metrics", "healthz": "/healthz", "readyz": "/readyz"}.get(name, f"/api/v1/{name}")
+        if self.rng.random() < 0.1:
+            # HEAD is answered as the GET: same status and headers, no body.
+            status, _, _ = api_request(self.api, f"read {name} (HEAD)", "HEAD", path, None, headers)
+            return
         status, body, bad = api_request(self.api, f"read {name}", "GET", path, None, headers)
         if status == 200 and not bad:
             for msg in read_problems(name, body, self):
@@ -953,6 +1044,8 @@ class Admin:
                 self.toggle_drain()
             elif r < 0.24:
                 self.toggle_force()
+            elif r < 0.28:
+                self.noop()
             elif r < 0.65:
                 self.bad_write()
             else:
@@ -1072,6 +1165,8 @@ class Zones:
         self.api, self.dns, self.meridian, self.port, self.logs = api, dns, meridian, port, logs
         self.rng = random.Random(seed)
         self.serial, self.extra = ov.SERIAL0, False
+        self.dropped = []  # what the last good reload must report dropped
+        self.drops = 0     # good reloads that dropped EXTRA: each logs a warning
         self.acked = 0  # reloads journaled (API 200s and SIGHUP reloads seen)
         self.dir = os.path.join(WORK, "zones")
 
@@ -1092,6 +1187,7 @@ class Zones:
         self.serial += 1
         if self.rng.random() < 0.3:
             self.extra = not self.extra
+        self.dropped = [] if self.extra or not os.path.exists(self.path(f"{EXTRA}.toml")) else [f"{EXTRA}."]
         self.restore()
 
     def write_bad(self):
@@ -1141,8 +1237,8 @@ class Zones:
                                        "/api/v1/reload", j(body) if body else None, headers, want)
         if status == 200:
             self.acked += 1
-            if not isinstance(got, dict) or got.get("zones") != 1 + self.extra:
-                tally.problem("zones", f"reload answered {str(got)[:120]}, want zones {1 + self.extra}")
+            if not isinstance(got, dict) or got.get("zones") != 1 + self.extra or got.get("dropped") != self.dropped:
+                tally.problem("zones", f"reload answered {str(got)[:160]}, want zones {1 + self.extra}, dropped {self.dropped}")
             else:
                 for msg in entry_problems(got.get("entry"), "reload", reason=body["reason"] if body else "reload requested"):
                     tally.problem("zones", f"reload entry {msg}")
@@ -1172,6 +1268,7 @@ class Zones:
         if r < 0.35:
             self.next_good()
             status, _ = self.reload_api(200)
+            self.drops += bool(self.dropped) and status == 200
             tally.count("zones reload api good")
             self.served("good reload")
             ov.note(f"reload: serial {self.serial}, {EXTRA} {'in' if self.extra else 'out'}: HTTP {status}")
@@ -1189,6 +1286,7 @@ class Zones:
             tally.count("zones sighup good")
             if self.sighup("zones reloaded", "INFO", "SIGHUP reload"):
                 self.acked += 1
+                self.drops += bool(self.dropped)
                 self.served("SIGHUP reload")
             ov.note(f"SIGHUP: serial {self.serial}, {EXTRA} {'in' if self.extra else 'out'}")
         else:
@@ -1336,6 +1434,21 @@ def sampler(meridian, geo_path, end, every, samples):
 
 # ---- the run ----
 
+def audit_all(api):
+    """Every journal entry, page by page (at most 1,000 a page), oldest first; None if a page
+    cannot be read."""
+    entries, before = [], ""
+    for _ in range(10_000):
+        _, page, bad = api_request(api, "read audit (all, paged)", "GET", f"/api/v1/audit?limit=1000{before}")
+        if bad or not isinstance(page, list):
+            return None
+        if not page:
+            break
+        entries[:0] = page
+        before = f"&before={page[0]['seq']}"
+    return entries
+
+
 def wait_all_up(api, seconds):
     deadline = time.time() + seconds
     for _ in range(int(seconds / 0.2) + 1):
@@ -1384,7 +1497,7 @@ def run(args):
     if None in countries.values() or "?" in countries.values():
         raise SystemExit(f"before the soak: sample networks located {countries}")
     pause(1.0)
-    r = argparse.Namespace(args=args, binary=args.binary, base=resources(meridian.pid, geo_path), samples=[], kills=[],
+    r = argparse.Namespace(args=args, binary=args.binary, built=os.path.getmtime(args.binary), base=resources(meridian.pid, geo_path), samples=[], kills=[],
                            windows={"drains": [], "forced": []}, sample_regions=collections.Counter(),
                            metrics_before=api.metrics(), metrics_after=None, final=None, audit=None, exit=None,
                            loadavg=[open("/proc/loadavg").read().split()[0]])
@@ -1406,8 +1519,9 @@ def run(args):
         (True, "sampler", sampler, meridian, geo_path, end, args.sample_every, r.samples),
         (args.udp_qps, "udp", udp_checker, dns_port, end, args.udp_qps, seed + 10, r.sample_regions),
         (args.tcp_qps, "tcp", tcp_checker, dns_port, end, args.tcp_qps, seed + 11),
-        (args.malformed_rate, "malformed", malformed_sender, dns_port, end, args.malformed_rate, seed + 12),
-        *[(True, f"slow-{i}", Slow(dns_port, i, seed + 20 + i, args.tcp_slack).run, end) for i in range(args.slow_clients)],
+        (args.malformed_rate, "malformed", malformed_sender, dns_port, end, args.malformed_rate, seed + 12,
+         args.malformed_kinds and args.malformed_kinds.split(","), tuple(args.malformed_over.split(","))),
+        *[(True, f"slow-{i}", Slow(dns_port, admin_port, i, seed + 20 + i, args.tcp_slack).run, end) for i in range(args.slow_clients)],
         (args.admin_rate, "admin", r.admin.run, end, args.admin_rate),
         (args.reload_every, "zones", r.zones.run, end, args.reload_every),
         (args.geoip_every, "geoip", r.geo.run, end, args.geoip_every),
@@ -1434,7 +1548,7 @@ def run(args):
             pause(0.5)
         r.final = resources(meridian.pid, geo_path)
         r.metrics_after = api.metrics()
-        status, r.audit, _ = api_request(api, "read audit (all)", "GET", "/api/v1/audit?limit=1000000")
+        r.audit = audit_all(api)
         started = time.time()
         meridian.send_signal(signal.SIGTERM)
         try:
@@ -1471,7 +1585,8 @@ def report(r):
     say(f"Meridian soak: {args.seconds} s of everything at once (seed {args.seed}"
         + (f"; client networks and NXDOMAIN names from pools of {args.pool}" if args.pool else "") + ")"
         + (f"; left out: {', '.join('--' + n.replace('_', '-') for n in off)}" if off else ""))
-    say(f"binary {r.binary} (built {time.strftime('%Y-%m-%d %H:%M', time.localtime(os.path.getmtime(r.binary)))}); "
+    build = next((k[len("meridian_build_info"):] for k in r.metrics_before if k.startswith("meridian_build_info")), "")
+    say(f"binary {r.binary} {build} (file of {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.built))}); "
         f"machine: {os.cpu_count()} cores, shared; load average {r.loadavg[0]} before, {r.loadavg[-1]} after")
     c = tally.counts
 
@@ -1496,8 +1611,10 @@ def report(r):
     say(f"  TCP: {group('malformed tcp ')}")
     say(f"  garbage answered: {group('garbage answered ')}")
     closes = tally.samples.get("idle close (s)", [])
+    admin_closes = tally.samples.get("admin close (s)", [])
     say(f"slow and stuck TCP clients: {group('slow tcp ')}; closed by Meridian after "
-        + (f"{min(closes):.1f}-{max(closes):.1f} s (idle timeout {IDLE:.0f} s)" if closes else "-"))
+        + (f"{min(closes):.1f}-{max(closes):.1f} s (idle timeout {IDLE:.0f} s)" if closes else "-")
+        + ("; stuck admin connections closed after " + f"{min(admin_closes):.1f}-{max(admin_closes):.1f} s" if admin_closes else ""))
     say(f"checked DNS answers: {sent:,} questions ({len(udp)} UDP and {len(clients) - len(udp)} TCP clients, "
         f"slow clients and malformed follow-ups included): {lost} lost, "
         f"{sum(1 for w in ov.wrong if w['what'] == 'wrong')} wrong, {strays} stray answers; "
@@ -1538,13 +1655,18 @@ def report(r):
         say(f"  responses counted by Meridian {counted:,.0f}, received by the soak's clients {received:,.0f}")
         if counted != received:
             failures.append("Meridian's response count differs from what the clients received")
-    journal = os.path.join(WORK, "state", "audit.jsonl")
-    entries = [json.loads(l) for l in open(journal)] if os.path.exists(journal) else []
+    # The audit, read page by page, must hold exactly the acknowledged writes, numbered from 1;
+    # so must the journal file, unless it was compacted (past 10,000 lines).
     acked = r.admin.acked + r.zones.acked
-    seqs_ok = [e.get("seq") for e in entries] == list(range(1, len(entries) + 1))
-    say(f"journal: {len(entries)} entries, sequence {'1..' + str(len(entries)) if seqs_ok else 'NOT 1..n'}; "
-        f"writes and reloads acknowledged {acked}; /api/v1/audit listed {len(r.audit) if isinstance(r.audit, list) else '?'}")
-    if len(entries) != acked or not seqs_ok or (isinstance(r.audit, list) and len(r.audit) != len(entries)):
+    audit = r.audit or []
+    seqs_ok = [e.get("seq") for e in audit] == list(range(1, len(audit) + 1))
+    journal = os.path.join(WORK, "state", "audit.jsonl")
+    journal_lines = [json.loads(l) for l in open(journal)] if os.path.exists(journal) else []
+    compacted = any("snapshot" in e for e in journal_lines)
+    say(f"journal: writes and reloads acknowledged {acked}; the audit (paged) lists {len(audit) if r.audit is not None else '?'}, "
+        f"sequence {'1..' + str(len(audit)) if seqs_ok else 'NOT 1..n'}; audit.jsonl has {len(journal_lines)} lines"
+        + (" (compacted)" if compacted else ""))
+    if r.audit is None or len(audit) != acked or not seqs_ok or (not compacted and [e.get("seq") for e in journal_lines] != [e["seq"] for e in audit]):
         failures.append("the journal does not hold exactly the acknowledged writes")
 
     samples = r.samples + ([r.final] if r.final else [])
@@ -1574,6 +1696,7 @@ def report(r):
         say(f"SIGTERM at the end: exit {r.exit[0]} in {r.exit[1] * 1000:.0f} ms")
 
     expected = {("WARN", LOG_REFUSED_RELOAD): sum(v for k, v in c.items() if k.startswith(("zones reload api bad", "zones sighup bad"))),
+                ("WARN", LOG_DROPPED): r.zones.drops,
                 ("ERROR", LOG_GEO_REFUSED): r.geo.refused}
     seen = collections.Counter((lvl, f.get("message")) for _, lvl, f in r.log if lvl in ("WARN", "ERROR", "PLAIN"))
     say("warnings and errors in Meridian's log: "
@@ -1630,6 +1753,8 @@ def main():
                          "ones for every question); with a pool Meridian's caches stop growing within seconds")
     ap.add_argument("--tcp-qps", type=float, default=30, help="checked TCP exchanges per second (some are pipelined bursts)")
     ap.add_argument("--malformed-rate", type=float, default=15, help="malformed packets per second")
+    ap.add_argument("--malformed-kinds", help="only these kinds of malformed packet (comma-separated; default all)")
+    ap.add_argument("--malformed-over", default="udp,tcp", help="udp, tcp or udp,tcp (default)")
     ap.add_argument("--slow-clients", type=int, default=3, help="threads of slow and stuck TCP clients")
     ap.add_argument("--admin-rate", type=float, default=4, help="admin requests per second (writes, bad writes, reads)")
     ap.add_argument("--reload-every", type=float, default=3, help="mean seconds between zone reloads (API or SIGHUP)")
