@@ -91,14 +91,20 @@ def wait_until(at):
 
 # ---- DNS packets, by hand ----
 
+def ecs_family(net):
+    """The ECS FAMILY of a network (RFC 7871 §6: 1 IPv4, 2 IPv6)."""
+    return 1 if net.version == 4 else 2
+
+
 def build_query(qid, qname, qtype=1, net=None, edns=True):
-    """A query without RD; with EDNS (payload 1232) and, for `net`, an ECS option."""
+    """A query without RD; with EDNS (payload 1232) and, for `net` (IPv4 or IPv6), an ECS
+    option."""
     opt = b""
     if edns:
         option = b""
         if net is not None:
             addr = net.network_address.packed[: (net.prefixlen + 7) // 8]
-            option = struct.pack("!HHHBB", 8, 4 + len(addr), 1, net.prefixlen, 0) + addr
+            option = struct.pack("!HHHBB", 8, 4 + len(addr), ecs_family(net), net.prefixlen, 0) + addr
         opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, len(option)) + option
     header = struct.pack("!6H", qid, 0, 1, 0, 0, 1 if edns else 0)
     return header + bench.encode_name(qname) + struct.pack("!HH", qtype, 1) + opt
@@ -147,10 +153,12 @@ def parse(msg):
 
 
 def check_response(query, resp, kind, qname, net):
-    """Problems with `resp` to `query` (empty: right) and what it answered."""
+    """Problems with `resp` to `query` (empty: right) and what it answered. `kind`: static,
+    steered, soa (NOERROR with those answers) or nxdomain (NXDOMAIN, no answer, the zone's
+    SOA in the authority section: RFC 2308 §3)."""
     got = {"addrs": [], "region": None, "scope": None, "ttl": None, "serial": None}
     try:
-        qid, flags, question, (an, _, ar) = parse(resp)
+        qid, flags, question, (an, ns, ar) = parse(resp)
     except (ValueError, IndexError, struct.error) as e:
         return [f"malformed response: {e}"], got
     p = []
@@ -160,8 +168,9 @@ def check_response(query, resp, kind, qname, net):
         p.append(f"flags {flags:#06x}: want QR, opcode QUERY, no TC")
     if not flags & 0x0400:
         p.append("AA not set")
-    if flags & 0xF:
-        p.append(f"rcode {flags & 0xF}, want NOERROR")
+    want_rcode = 3 if kind == "nxdomain" else 0
+    if flags & 0xF != want_rcode:
+        p.append(f"rcode {flags & 0xF}, want {'NXDOMAIN' if want_rcode else 'NOERROR'}")
     if question != query[12:12 + len(question)] or len(question) != len(bench.encode_name(qname)) + 4:
         p.append(f"question not echoed byte for byte: {question!r}")
     ttls = set()
@@ -180,10 +189,18 @@ def check_response(query, resp, kind, qname, net):
         else:
             got["addrs"].append(socket.inet_ntoa(resp[off:off + 4]))
             ttls.add(ttl)
+    if kind == "nxdomain":
+        if an:
+            p.append(f"{len(an)} answer records in an NXDOMAIN")
+        soa = [r for r in ns if r[1] == 6]
+        if len(soa) != 1 or not f".{qname.lower()}".endswith(f".{soa[0][0].lower()}"):
+            p.append(f"authority {[(r[0], r[1]) for r in ns]}: want the SOA of the zone holding {qname}")
+    # A query with EDNS gets an OPT back; one without gets none (RFC 6891 §6.1.1).
+    want_opts = struct.unpack_from("!H", query, 10)[0]
     opts = [r for r in ar if r[1] == 41]
-    if len(opts) != 1:
-        p.append(f"{len(opts)} OPT records, want 1")
-    elif net is not None:
+    if len(opts) != want_opts:
+        p.append(f"{len(opts)} OPT records, want {want_opts}")
+    elif net is not None and opts:
         ecs = None
         off, end = opts[0][4], opts[0][4] + opts[0][5]
         while off + 4 <= end:
@@ -197,8 +214,8 @@ def check_response(query, resp, kind, qname, net):
         else:
             family, source, scope = struct.unpack_from("!HBB", ecs)
             got["scope"] = scope
-            if (family, source, ecs[4:]) != (1, net.prefixlen, sent):
-                p.append(f"ECS echoed as family {family} {ecs[4:].hex()}/{source}, sent 1 {sent.hex()}/{net.prefixlen}")
+            if (family, source, ecs[4:]) != (ecs_family(net), net.prefixlen, sent):
+                p.append(f"ECS echoed as family {family} {ecs[4:].hex()}/{source}, sent {ecs_family(net)} {sent.hex()}/{net.prefixlen}")
             if scope > source:
                 p.append(f"ECS scope /{scope} is longer than the source /{source}")
     if ttls:
@@ -225,7 +242,8 @@ def check_response(query, resp, kind, qname, net):
 
 
 class Dns:
-    """A UDP client that asks one question at a time and checks each answer."""
+    """A UDP client that asks one question at a time and checks each answer. The transport is
+    `exchange`; bench/soak.py's TCP client replaces it."""
 
     def __init__(self, port, seed):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -234,29 +252,33 @@ class Dns:
         self.sent = self.lost = self.strays = 0
         self.answers = []  # (sent at, received at, addresses) of every steered answer
 
-    def ask(self, kind, name, net=None):
-        """Asks and checks; returns what was answered, or None when lost or wrong."""
+    def query(self, kind, name, net=None, edns=True):
+        """(the name in random case, the query packet) for a question of `kind`."""
         # Random case: the question must come back exactly as sent (0x20).
         qname = "".join(c.upper() if self.rng.random() < 0.5 else c for c in name)
-        query = build_query(self.rng.getrandbits(16), qname, 6 if kind == "soa" else 1, net)
+        return qname, build_query(self.rng.getrandbits(16), qname, 6 if kind == "soa" else 1, net, edns)
+
+    def exchange(self, query):
+        """Sends `query`; its answer, or None after CHECK_TIMEOUT."""
         sent = time.time()
         self.sock.send(query)
-        self.sent += 1
-        resp = None
-        while resp is None:
+        for _ in range(64):  # its answer, or strays
             left = sent + CHECK_TIMEOUT - time.time()
             if left <= 0:
-                break
+                return None
             self.sock.settimeout(left)
             try:
                 data = self.sock.recv(65535)
             except socket.timeout:
-                break
+                return None
             if data[:2] == query[:2]:
-                resp = data
-            else:
-                self.strays += 1  # an answer to an earlier query, already counted lost
-        received = time.time()
+                return data
+            self.strays += 1  # an answer to an earlier query, already counted lost
+        return None
+
+    def judge(self, kind, qname, net, query, resp, sent, received):
+        """Checks `resp` (None: lost), recording what is lost or wrong; returns what was
+        answered, or None when lost or wrong."""
         if resp is None:
             self.lost += 1
             wrong.append({"what": "lost", "kind": kind, "qname": qname, "client": str(net),
@@ -271,6 +293,14 @@ class Dns:
         if kind == "steered":
             self.answers.append((sent, received, got["addrs"]))
         return got
+
+    def ask(self, kind, name, net=None, edns=True):
+        """Asks and checks; returns what was answered, or None when lost or wrong."""
+        qname, query = self.query(kind, name, net, edns)
+        sent = time.time()
+        self.sent += 1
+        resp = self.exchange(query)
+        return self.judge(kind, qname, net, query, resp, sent, time.time())
 
 
 # ---- processes ----
@@ -306,18 +336,18 @@ def start_target(addr, port):
     raise RuntimeError(f"probe target {addr}:{port} did not start (exit {p.poll()})")
 
 
-def zone_text(port, serial):
+def zone_text(port, serial, zone=ZONE):
     regions = "".join(f"""
 [regions.{name}]
 location = {{ lat = {lat}, lon = {lon} }}
 endpoints = [{", ".join(f'"{a}"' for a in addrs)}]
 """ for name, (lat, lon, addrs) in REGIONS.items())
-    return f"""# Written by bench/overload.py, which bumps the serial and the TXT's TTL before every reload.
-zone = "{ZONE}."
+    return f"""# Written by bench/overload.py (or bench/soak.py), which bumps the serial and the TXT's TTL before every reload.
+zone = "{zone}."
 
 records = '''
 $TTL {STATIC_TTL}
-@        IN SOA  ns1.{ZONE}. hostmaster.{ZONE}. {serial} 7200 3600 1209600 300
+@        IN SOA  ns1.{zone}. hostmaster.{zone}. {serial} 7200 3600 1209600 300
 @        IN NS   ns1
 ns1      IN A    192.0.2.53
 static   IN A    {STATIC}
@@ -341,19 +371,25 @@ fallback = ["{FALLBACK}"]
 """
 
 
-def write_zone(port, serial):
-    # Renamed into place; the temporary name does not end in .toml, so no load can see it.
-    path = os.path.join(WORK, "zones", f"{ZONE}.toml")
-    with open(path + ".tmp", "w") as f:
-        f.write(zone_text(port, serial))
+def install(path, data):
+    """Writes `data` (str or bytes) to `path` whole: written aside, then renamed over it. The
+    temporary name does not end in .toml, so no zone load can see it half written."""
+    with open(path + ".tmp", "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
     os.replace(path + ".tmp", path)
 
 
-def start_meridian(token_file):
+def write_zone(port, serial, zone=ZONE):
+    install(os.path.join(WORK, "zones", f"{zone}.toml"), zone_text(port, serial, zone))
+
+
+def start_meridian(token_file, binary=None, extra=()):
+    """Starts `binary` (default MERIDIAN) on loopback port 0 in WORK, with `extra` arguments;
+    returns the process and its DNS and admin ports."""
     logfile = os.path.join(WORK, "meridian.log")
-    p = bench.spawn("meridian", [MERIDIAN, "serve", "--zones", "zones", "--dns-listen", "127.0.0.1:0",
+    p = bench.spawn("meridian", [binary or MERIDIAN, "serve", "--zones", "zones", "--dns-listen", "127.0.0.1:0",
                                  "--admin-listen", "127.0.0.1:0", "--state-dir", "state",
-                                 "--admin-token-file", token_file, "--log-format", "json"],
+                                 "--admin-token-file", token_file, "--log-format", "json", *extra],
                     logfile, cwd=WORK)
     addrs = {}
     deadline = time.time() + 30
@@ -374,19 +410,26 @@ class Api:
     def __init__(self, port, token):
         self.port, self.token = port, token
 
-    def call(self, method, path, body=None):
+    def request(self, method, path, data=None, headers=None):
+        """One request as given (raw body bytes, exact headers: no token added); returns the
+        status, the response headers (lower-case names) and the body text."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            headers = {"Authorization": f"Bearer {self.token}"}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-            conn.request(method, path, body=data, headers=headers)
+            conn.request(method, path, body=data, headers=headers or {})
             r = conn.getresponse()
-            return r.status, r.read().decode(errors="replace")
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
         finally:
             conn.close()
+
+    def call(self, method, path, body=None):
+        """A call with the token and, for `body`, a JSON body: (status, body text)."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        status, _, text = self.request(method, path, data, headers)
+        return status, text
 
     def metrics(self):
         """Every sample of /metrics: {'name{labels}': value}."""
@@ -578,9 +621,12 @@ def meridian_log():
     return out
 
 
-def windows_check(answers, drains, log, kills):
-    """Answers that named a drained region, or an endpoint Meridian had logged down; and the
-    kills and restarts the probes did not notice."""
+def windows_check(answers, drains, log, kills, forced=()):
+    """Answers that named a drained region, an endpoint forced down, or an endpoint Meridian
+    had logged down and that was not forced up; and the kills and restarts the probes did not
+    notice. `forced`: (endpoint, up, from, to) of each force, from the moment DNS follows it
+    to the unforce for a force down, from the force sent to the unforce answered for a force
+    up (an endpoint forced up answers whatever its probes say)."""
     found = []
     down = collections.defaultdict(list)  # endpoint: [(down at, up at)]
     for at, _, f in log:
@@ -593,7 +639,12 @@ def windows_check(answers, drains, log, kills):
         for region, start, end in drains:
             if start <= sent and received <= end and set(addrs) & set(REGIONS[region][2]):
                 found.append(f"answer {addrs} at {sent - t0:+.3f} s names {region}, drained from {start - t0:+.3f} s to {end - t0:+.3f} s")
+        for a, up, start, end in forced:
+            if not up and a in addrs and start <= sent and received <= end:
+                found.append(f"answer {addrs} at {sent - t0:+.3f} s names {a}, forced down from {start - t0:+.3f} s to {end - t0:+.3f} s")
         for a in addrs:
+            if any(f == a and up and start <= received and sent <= end for f, up, start, end in forced):
+                continue
             for start, end in down.get(a, ()):
                 if start <= sent and received <= end:
                     found.append(f"answer {addrs} at {sent - t0:+.3f} s names {a}, logged down from {start - LOG_MARGIN - t0:+.3f} s to {end - t0:+.3f} s")
