@@ -14,13 +14,13 @@ if ! command -v python3 >/dev/null 2>&1; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3 >/dev/null
 fi
-binary_given=false
+build=true
 for arg in "$@"; do
     case "$arg" in
-        --binary|--binary=*) binary_given=true ;;
+        --binary|--binary=*|-h|--help) build=false ;;
     esac
 done
-if ! $binary_given; then
+if $build; then
     cargo build --release --quiet --bin meridian
 fi
 exec python3 bench/soak.py "$@"
