@@ -384,6 +384,8 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         .build()
         .map_err(CliError::Runtime)?;
     runtime.block_on(async move {
+        // Caught before the first "listening" line, so a stop sent at once is still graceful.
+        let stop = shutdown_signal().map_err(CliError::Runtime)?;
         let mut listeners = Vec::new();
         for &addr in &config.dns_listen {
             let listener = server::bind(addr, config.udp_threads.unwrap_or(cores))
@@ -394,7 +396,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         }
         let running = server::spawn(listeners, state, services).map_err(CliError::Runtime)?;
         ready.store(true, std::sync::atomic::Ordering::Release);
-        shutdown_signal().await;
+        stop.await;
         info!("shutting down: no new queries; answering those in flight");
         ready.store(false, std::sync::atomic::Ordering::Release);
         running.shutdown().await;
@@ -403,13 +405,17 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
     })
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs on unix");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+/// Installs the SIGINT and SIGTERM handlers now; the future ends at the first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// Prints a summary and returns `Ok`, or every diagnostic as the error.

@@ -71,10 +71,17 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     hosts: setup.admin_hosts,
                     reloads: Mutex::new(()),
                 });
+                // SIGHUP is caught before start returns: tests and init scripts send it as soon
+                // as the server says it listens, and the default action would end the process.
+                let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
                 tokio::spawn(sample_traffic(setup.metrics));
-                tokio::spawn(reload_on_sighup(admin.clone(), setup.admin_cert.clone()));
+                tokio::spawn(reload_on_sighup(
+                    hup,
+                    admin.clone(),
+                    setup.admin_cert.clone(),
+                ));
                 let listener = match tokio::net::TcpListener::from_std(setup.admin_listener) {
                     Ok(l) => l,
                     Err(e) => {
@@ -172,8 +179,12 @@ async fn watch_geoip(state: SharedSnapshot, mut seen: GeoFiles) {
     }
 }
 
-async fn reload_on_sighup(admin: Arc<Admin>, cert: Option<Arc<AdminCert>>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+async fn reload_on_sighup(
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+    admin: Arc<Admin>,
+    cert: Option<Arc<AdminCert>>,
+) {
+    let Ok(mut hup) = hup else {
         error!("cannot listen for SIGHUP; reload through the admin API");
         return;
     };
