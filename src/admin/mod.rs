@@ -173,9 +173,12 @@ async fn bounded(request: Request, next: Next) -> Result<Response, ApiError> {
     }
     let (parts, body) = request.into_parts();
     let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
-        Ok(body) => body?,
+        Ok(Ok(body)) => body,
+        // The rest of an oversize body is never read: the client must not send its next
+        // request on this connection, whose close would cut it (a broken pipe).
+        Ok(Err(e)) => return Ok(closing(e.into_response())),
         Err(_) => {
-            let mut response = ApiError::new(
+            let response = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "the request body did not arrive within {} s",
@@ -184,13 +187,18 @@ async fn bounded(request: Request, next: Next) -> Result<Response, ApiError> {
             )
             .into_response();
             // The rest of the body may still come: this connection is done.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return Ok(response);
+            return Ok(closing(response));
         }
     };
     Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// `response`, telling the client that the server closes the connection after it.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The whole body, at most [`MAX_BODY`] bytes.
