@@ -1,6 +1,7 @@
-//! The hot functions, alone: the steering decision, a GeoIP lookup (cache misses), and a
-//! whole query through `dns::handle` (parse, cache hit, patch) for a static and a steered
-//! name with ECS. Run: cargo bench --bench hot
+//! The hot functions, alone: the steering decision, a GeoIP lookup (cache misses), a compiled
+//! steering lookup, and a whole query through `dns::handle` (parse, cache hit, patch) for a
+//! static and a steered name with ECS, the steered one also with every query from a new /24
+//! (compiled, and on the direct path before the compiler has run). Run: cargo bench --bench hot
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -14,6 +15,7 @@ use ipnet::IpNet;
 use meridian::dns::{Services, Transport, cookie, handle};
 use meridian::geo::GeoDb;
 use meridian::serving::Snapshot;
+use meridian::serving::answer::Client;
 use meridian::steer::{Family, HealthView, decide};
 
 fn state() -> Snapshot {
@@ -78,6 +80,60 @@ fn hot(c: &mut Criterion) {
     });
     c.bench_function("handle: steered name with ECS, cached", |b| {
         b.iter(|| handle(&state, &services, &www, src, Transport::Udp, now))
+    });
+
+    // Every query from another /24, striding over the whole space: more distinct networks
+    // than any per-client cache holds.
+    let new_networks: Vec<Vec<u8>> = (0..262_144u32)
+        .map(|i| {
+            let a = Ipv4Addr::from(i.wrapping_mul(0x9E37_79B9) & 0xffff_ff00);
+            query("www.example.com.", Some(&format!("{a}/24")))
+        })
+        .collect();
+    let compiled = state.with_all_health(state.health.clone()).compiled();
+    let mut i = 0;
+    c.bench_function(
+        "handle: steered name, a new /24 each query (compiled)",
+        |b| {
+            b.iter(|| {
+                i = (i + 1) % new_networks.len();
+                handle(
+                    &compiled,
+                    &services,
+                    &new_networks[i],
+                    src,
+                    Transport::Udp,
+                    now,
+                )
+            })
+        },
+    );
+    let mut i = 0;
+    c.bench_function(
+        "handle: steered name, a new /24 each query (direct path)",
+        |b| {
+            b.iter(|| {
+                i = (i + 1) % new_networks.len();
+                handle(
+                    &state,
+                    &services,
+                    &new_networks[i],
+                    src,
+                    Transport::Udp,
+                    now,
+                )
+            })
+        },
+    );
+    let zone = compiled.zones.zones().next().expect("a zone");
+    let steering = compiled.steering(zone).expect("compiled");
+    let mut n: u32 = 0x0100_0000;
+    c.bench_function("compiled steering: a new /24", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(0x0001_0f00);
+            let network = IpNet::new(IpAddr::V4(Ipv4Addr::from(n & 0xffff_ff00)), 24).unwrap();
+            steering.steer(0, Family::V4, Client::Subnet { network })
+        })
     });
 }
 

@@ -472,6 +472,8 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
         let view = crate::health::view::view_of_round(query.zone, round);
         state = state.with_health(query.zone.index, view);
     }
+    // Compiled as the server serves it, so the scope shown is the one DNS answers with.
+    let state = state.compiled();
     let route = Route::explain(&state, query, round.as_deref());
     if args.json {
         let mut s = serde_json::to_string_pretty(&route).expect("route serializes");

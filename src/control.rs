@@ -1,6 +1,6 @@
 //! CONTROL: the control plane's own runtime thread: health probes, the admin API, reloads on
-//! SIGHUP and traffic sampling. It touches the DNS fast path only by swapping the serving
-//! state, so nothing here can make a query wait.
+//! SIGHUP and traffic sampling; and the steering compiler's thread. It touches the DNS fast
+//! path only by swapping the serving state, so nothing here can make a query wait.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +50,10 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
     let admin_addr: SocketAddr = setup.admin_listener.local_addr()?;
     setup.admin_listener.set_nonblocking(true)?;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let compiled = setup.state.clone();
+    std::thread::Builder::new()
+        .name("meridian-compile".into())
+        .spawn(move || compile_steering(&compiled))?;
     std::thread::Builder::new()
         .name("meridian-control".into())
         .spawn(move || {
@@ -95,6 +99,86 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
     started_rx
         .recv()
         .map_err(|_| std::io::Error::other("the control plane did not start"))
+}
+
+/// How often the compiler looks for a snapshot with zones to compile. The snapshot has many
+/// writers (reloads, probes, overrides, GeoIP replacement); a look costs one atomic load.
+const COMPILE_CHECK: Duration = Duration::from_millis(20);
+
+/// Forever: compiles the steering of every zone the current snapshot holds uncompiled, on
+/// this thread (a city database takes seconds the first time), and swaps each in if its
+/// inputs are still the serving ones; a newer change is compiled at the next look.
+fn compile_steering(state: &SharedSnapshot) {
+    // The database whose location table failed to build, so as to say so once.
+    let mut failed: Option<Arc<crate::geo::GeoDb>> = None;
+    loop {
+        let snap = state.load_full();
+        let pending: Vec<usize> = (0..snap.steering.len())
+            .filter(|&i| snap.steering[i].is_none())
+            .collect();
+        if pending.is_empty() || failed.as_ref().is_some_and(|f| Arc::ptr_eq(f, &snap.geo)) {
+            std::thread::sleep(COMPILE_CHECK);
+            continue;
+        }
+        let zones = snap.zones.by_index();
+        for index in pending {
+            let zone = zones[index];
+            let view = snap.health(zone);
+            let started = std::time::Instant::now();
+            let table = || {
+                let built = std::time::Instant::now();
+                let table = snap.geo.table().map_err(str::to_owned)?;
+                if built.elapsed() > Duration::from_millis(1) {
+                    info!(
+                        geoip = %snap.geo.name(),
+                        networks = table.networks,
+                        ranges = table.v4.len() + table.v6.len(),
+                        points = table.points.len(),
+                        mib = table.bytes() >> 20,
+                        ms = built.elapsed().as_millis() as u64,
+                        "GeoIP location table built"
+                    );
+                }
+                Ok(table)
+            };
+            let compiled = match crate::serving::compiled::compile(zone, view, table) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    error!(
+                        geoip = %snap.geo.name(),
+                        error = %e,
+                        "GeoIP database cannot be walked: steering stays uncompiled \
+                         (answers stay exact; ECS scopes stay at the database networks)"
+                    );
+                    failed = Some(snap.geo.clone());
+                    break;
+                }
+            };
+            let bytes = compiled.bytes();
+            let mut installed = false;
+            state.rcu(|cur| {
+                installed = Arc::ptr_eq(&cur.zones, &snap.zones)
+                    && Arc::ptr_eq(&cur.geo, &snap.geo)
+                    && cur.health(zone) == view
+                    && cur.steering[index].is_none();
+                if installed {
+                    Arc::new(cur.with_steering(index, compiled.clone()))
+                } else {
+                    cur.clone()
+                }
+            });
+            // Tests wait for this line before they look at ECS scopes: keep its shape.
+            if installed {
+                info!(
+                    zone = %zone.origin,
+                    names = zone.steered.len(),
+                    kib = bytes >> 10,
+                    ms = started.elapsed().as_millis() as u64,
+                    "steering compiled"
+                );
+            }
+        }
+    }
 }
 
 /// Once a second: the traffic totals behind "share of the last minute".

@@ -173,6 +173,19 @@ impl ZoneCounters {
 }
 
 /// Escapes a Prometheus label value.
+/// Whether each zone's steering is compiled for the serving state, as (zone, compiled).
+pub fn render_steering(out: &mut String, zones: &[(String, bool)]) {
+    out.push_str("# HELP meridian_steering_compiled 1 when a zone's steering is compiled for the serving zones, GeoIP and health; 0 while the compiler catches up (answers stay exact; ECS scopes are the GeoIP networks).\n# TYPE meridian_steering_compiled gauge\n");
+    for (zone, compiled) in zones {
+        let _ = writeln!(
+            out,
+            "meridian_steering_compiled{{zone=\"{}\"}} {}",
+            esc(zone),
+            u8::from(*compiled)
+        );
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -1221,6 +1221,8 @@ fn probes_inside(base: IpNet, scope: u8, len: u8, rng: &mut XorShift, count: usi
 #[tokio::test]
 async fn rfc7871_answer_is_the_same_throughout_the_returned_scope() {
     let server = Server::start(&[]);
+    // The compiled scopes: the widest claims the server makes.
+    common::wait_compiled(&server);
     let mut rng = XorShift::new(7871);
     // Each answer is cached by resolvers for every client inside the returned scope
     // (RFC 7871 §7.3.1), so every network inside it must get the same answer.

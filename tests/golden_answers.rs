@@ -1380,7 +1380,10 @@ fn record() -> String {
          # (`-`: no response). Server cookies in responses are zeroed: they hold the time.\n\
          # Regenerate: MERIDIAN_REGENERATE_GOLDEN=1 cargo test --test golden_answers\n",
     );
+    // Each phase starts once the serving state's steering is compiled, so its scopes are the
+    // compiled ones whatever the compiler's speed.
     let phase = |out: &mut String, number: u16, label: &str, udp: &[&[Case]], tcp: &[&[Case]]| {
+        common::wait_compiled(&server);
         run_phase(out, (number, label), server.addr(), &socket, udp, tcp);
     };
 

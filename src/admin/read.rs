@@ -47,7 +47,15 @@ pub(super) async fn metrics(
             "this call needs a bearer token: Authorization: Bearer <token>",
         ));
     }
-    let body = admin.metrics.render();
+    let mut body = admin.metrics.render();
+    let state = admin.state.load();
+    let compiled: Vec<(String, bool)> = state
+        .zones
+        .by_index()
+        .into_iter()
+        .map(|z| (z.origin.to_string(), state.steering(z).is_some()))
+        .collect();
+    crate::metrics::render_steering(&mut body, &compiled);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -24,7 +24,8 @@ use super::response::{self, Opt};
 use super::wire::{HEADER_LEN, Parsed};
 use super::{Services, Transport, response_limit};
 use crate::serving::Snapshot;
-use crate::serving::answer::{self, Client, Spread};
+use crate::serving::answer::{self, Client};
+use crate::serving::compiled::{Compiled, Steering};
 use crate::steer::{Family, Order};
 
 /// Cached responses per set of caches: every thread answers every name.
@@ -45,7 +46,7 @@ thread_local! {
 pub struct Caches {
     generation: u64,
     answers: FastMap<AnswerKey, Entry>,
-    decisions: FastMap<ClientKey, Decided>,
+    decisions: FastMap<ClientKey, Compiled>,
 }
 
 /// The hash of (lower-case name, type, steered [`Variant`]): the key [`Cacheable`] states;
@@ -102,15 +103,6 @@ struct Body {
     /// What the general path said of these bytes.
     cacheable: Cacheable,
     bytes: Box<[u8]>,
-}
-
-/// The steering decision for one client network, with the ECS scope to send it.
-#[derive(Clone, Copy)]
-struct Decided {
-    region: Option<usize>,
-    spread: Spread,
-    ttl: u32,
-    scope: u8,
 }
 
 /// An ordinary query: the packet and what the reader found in it.
@@ -198,6 +190,7 @@ pub fn prefetch(
             family,
             ..
         }) = cached(&caches.answers, q, None)
+        && snapshot.steering.get(zone).is_some_and(Option::is_none)
     {
         caches
             .decisions
@@ -309,20 +302,30 @@ fn decide(
     zone_index: usize,
     steered_index: usize,
     family: Family,
-) -> Option<Decided> {
+) -> Option<Compiled> {
     let client = q.client(src);
+    let zone = snapshot.zones.get(zone_index)?;
+    if let Some(c) = snapshot
+        .steering(zone)
+        .and_then(|s| s.steer(steered_index, family, client))
+    {
+        return Some(c);
+    }
+    // Not compiled yet (or an address the table leaves to the direct path): decisions are
+    // cached per client network meanwhile, in a table of fixed size.
     let ckey: ClientKey = (zone_index, steered_index, family, client);
     if let Some(&d) = caches.decisions.get(&ckey) {
         return Some(d);
     }
-    let zone = snapshot.zones.get(zone_index)?;
     let steered = zone.steered.get(steered_index)?;
     // Seed 0: the decision does not depend on it; only the rotation does.
     let a = answer::steer(snapshot, zone, steered, client, family, 0);
-    let d = Decided {
-        region: a.decision.chosen,
-        spread: a.spread,
-        ttl: a.ttl,
+    let d = Compiled {
+        steering: Steering {
+            region: a.decision.chosen,
+            spread: a.spread,
+            ttl: a.ttl,
+        },
         scope: a.scope,
     };
     caches.decisions.insert(ckey, d);
@@ -335,15 +338,16 @@ fn steered_body<'c>(
     q: &Query<'_>,
     src: SocketAddr,
     steered_index: usize,
-    decided: Decided,
+    decided: Compiled,
 ) -> Option<(&'c Body, u8)> {
-    let Order::Rotation(rotation) = decided.spread.order(answer::seed(q.id, src)) else {
+    let steering = decided.steering;
+    let Order::Rotation(rotation) = steering.spread.order(answer::seed(q.id, src)) else {
         return None;
     };
     let variant = Variant {
-        region: decided.region,
+        region: steering.region,
         rotation,
-        ttl: decided.ttl,
+        ttl: steering.ttl,
     };
     match cached(answers, q, Some(variant))? {
         Entry::Fixed(b)

@@ -12,6 +12,7 @@
 //! cannot reach a lookup; the price is resident memory equal to the file's size.
 
 pub mod countries;
+pub mod table;
 mod verify;
 
 use std::fmt;
@@ -170,6 +171,8 @@ pub struct GeoDb {
     v4: Option<usize>,
     v6: Option<usize>,
     cache: moka::sync::Cache<IpNet, Location>,
+    /// Built once, by the steering compiler, on first use: never on a query's path.
+    table: std::sync::OnceLock<Result<table::LocationTable, String>>,
 }
 
 impl fmt::Debug for GeoDb {
@@ -266,7 +269,17 @@ impl GeoDb {
             v4,
             v6,
             cache: moka::sync::Cache::new(CACHE_CAPACITY),
+            table: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Every address's point, walked from the databases on the first call (seconds for a
+    /// city database: call it off the query path); the error names what stopped the walk.
+    pub fn table(&self) -> Result<&table::LocationTable, &str> {
+        self.table
+            .get_or_init(|| table::LocationTable::build(self))
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     /// The databases' names: paths, or "embedded ...".
@@ -310,38 +323,6 @@ impl GeoDb {
         };
         self.cache.insert(client, location);
         location
-    }
-
-    /// The locations of every database network inside `net`, gaps included as unknown, or
-    /// `None` when there are more than `limit` of them.
-    pub fn locations_within(&self, net: IpNet, limit: usize) -> Option<Vec<Location>> {
-        // Special-purpose space is located as unknown whatever the database says, so a range
-        // that overlaps it is not uniform by the database's word alone.
-        if SPECIAL_BLOCKS
-            .iter()
-            .any(|b| b.contains(&net) || net.contains(b))
-        {
-            return None;
-        }
-        let db = self.db_for(net.addr())?;
-        let cidr = ipnetwork::IpNetwork::new(net.addr(), net.prefix_len()).ok()?;
-        let options = maxminddb::WithinOptions::default().include_networks_without_data();
-        let mut out = Vec::new();
-        for item in db.reader.within(cidr, options).ok()? {
-            if out.len() == limit {
-                return None;
-            }
-            let item = item.ok()?;
-            let network = item
-                .network()
-                .ok()
-                .and_then(|n| IpNet::new(n.ip(), n.prefix()).ok())?;
-            out.push(match item.decode::<Record<'_>>() {
-                Ok(Some(record)) => record.into_location(network),
-                _ => Location::unknown(network),
-            });
-        }
-        Some(out)
     }
 
     fn lookup(&self, addr: IpAddr) -> Location {

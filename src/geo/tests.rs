@@ -378,7 +378,19 @@ fn special_purpose_space_is_unknown_whatever_the_database_says() {
         assert_eq!(loc.precision, Precision::Unknown, "{client}");
         assert_eq!(loc.network, net(block), "{client}");
     }
-    assert_eq!(db.locations_within(net("192.168.0.0/15"), 100), None);
+    // The location table agrees: the whole of 192.168.0.0/16 is one unknown range.
+    let t = db.table().unwrap();
+    let private = |a: &str| {
+        t.v4.ids[t
+            .v4
+            .find(u32::from(a.parse::<std::net::Ipv4Addr>().unwrap()))]
+    };
+    assert_eq!(private("192.168.0.0"), table::UNKNOWN);
+    assert_eq!(private("192.168.255.255"), table::UNKNOWN);
+    assert_eq!(
+        t.v4.find(u32::from(std::net::Ipv4Addr::new(192, 168, 0, 0))),
+        t.v4.find(u32::from(std::net::Ipv4Addr::new(192, 168, 255, 255)))
+    );
 }
 
 fn write_file(writer: &Writer) -> tempfile::NamedTempFile {

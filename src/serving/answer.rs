@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::Snapshot;
+use super::compiled::Steering;
 use crate::geo::Location;
 use crate::steer::{self, Decision, Family};
 use crate::zone::{Steered, Zone};
@@ -92,31 +93,26 @@ pub fn steer(
     seed: u64,
 ) -> SteeredAnswer {
     let location = state.geo.locate(client.network());
-    let decision = steer::decide(
-        location.point,
-        &steered.config,
-        &zone.regions,
-        state.health(zone),
-        family,
-    );
-    let endpoints = decision.endpoints(&steered.config, &zone.regions, state.health(zone), family);
-    let spread = Spread {
-        endpoints: endpoints.len(),
-        equal_weights: endpoints.windows(2).all(|w| w[0].weight == w[1].weight),
-    };
+    let view = state.health(zone);
+    let decision = steer::decide(location.point, &steered.config, &zone.regions, view, family);
+    let endpoints = decision.endpoints(&steered.config, &zone.regions, view, family);
+    let spread = Steering::of(&decision, zone, &steered.config, view, family).spread;
     let order = spread.order(seed);
     let addresses = steer::select(endpoints, steered.config.answers, seed);
-    // Every client in the GeoIP network that decided shares its location, so it shares the
-    // answer: that network, widened over neighbours with the same answer, is an honest scope,
-    // capped by what the resolver disclosed. An answer no other client could see differently
-    // holds for everyone: scope 0.
+    // Every client in the compiled run around the client's address gets this region: that
+    // block is an honest scope, as gdnsd merges networks with identical answers. Until the
+    // compiler has run, the GeoIP network that decided is. Either is capped by what the
+    // resolver disclosed; an answer no other client could see differently holds for
+    // everyone: scope 0.
     let scope = match client {
         Client::Subnet { network } if decision.depends_on_client => {
-            let key = (zone.index, steered.index, family, location.network);
-            let widened = state.scopes.get_with(key, || {
-                widest_scope(state, zone, steered, family, &location, decision.chosen)
-            });
-            widened.min(network.prefix_len())
+            let compiled = state
+                .steering(zone)
+                .and_then(|s| s.steer(steered.index, family, client));
+            compiled.map_or(
+                location.network.prefix_len().min(network.prefix_len()),
+                |c| c.scope,
+            )
         }
         _ => 0,
     };
@@ -130,51 +126,4 @@ pub fn steer(
         order,
         scope,
     }
-}
-
-/// Networks examined at most while widening one scope: bounds the work of a cache miss.
-const WIDEN_BUDGET: usize = 256;
-
-/// The shortest prefix around `location.network` in which every GeoIP network (and every
-/// gap the database does not know) gets the same region, as gdnsd merges networks with
-/// identical answers. Each step adds the sibling half; a mixed sibling or the budget stops it.
-fn widest_scope(
-    state: &Snapshot,
-    zone: &Zone,
-    steered: &Steered,
-    family: Family,
-    location: &Location,
-    chosen: Option<steer::RegionId>,
-) -> u8 {
-    let base = location.network;
-    let mut scope = base.prefix_len();
-    let mut budget = WIDEN_BUDGET;
-    let view = state.health(zone);
-    // Never scope 0 for a location-dependent answer: /1 is the widest claim made.
-    while scope > 1 {
-        let parent = IpNet::new(base.addr(), scope - 1)
-            .expect("shorter prefix is valid")
-            .trunc();
-        let Some(sibling) = parent
-            .subnets(scope)
-            .ok()
-            .and_then(|mut halves| halves.find(|h| !h.contains(&base.addr())))
-        else {
-            break;
-        };
-        let Some(neighbours) = state.geo.locations_within(sibling, budget) else {
-            break;
-        };
-        budget -= neighbours.len();
-        let same = !neighbours.is_empty()
-            && neighbours.iter().all(|n| {
-                steer::decide(n.point, &steered.config, &zone.regions, view, family).chosen
-                    == chosen
-            });
-        if !same {
-            break;
-        }
-        scope -= 1;
-    }
-    scope
 }

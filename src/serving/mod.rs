@@ -9,15 +9,18 @@
 //! (`dns::Services`), never copied from snapshot to snapshot.
 
 pub mod answer;
+pub mod compiled;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
+use compiled::ZoneSteering;
+
 use crate::geo::GeoDb;
 use crate::metrics::{Metrics, ZoneCounters};
-use crate::steer::{Family, HealthView};
+use crate::steer::HealthView;
 use crate::zone::{Zone, ZoneSet};
 
 #[derive(Debug)]
@@ -26,9 +29,9 @@ pub struct Snapshot {
     pub geo: Arc<GeoDb>,
     /// Region health by zone index; a zone without an entry has every region up.
     pub health: Arc<Vec<HealthView>>,
-    /// Widened ECS scopes by (zone index, steered name index, family, GeoIP network). They
-    /// depend on zones, GeoIP and health, so the cache lives and dies with this snapshot.
-    pub(crate) scopes: moka::sync::Cache<ScopeKey, u8>,
+    /// Compiled steering by zone index, `None` until the compiler has built it for this
+    /// snapshot's zones, GeoIP and that zone's health ([`compiled`]).
+    pub steering: Arc<Vec<Option<Arc<ZoneSteering>>>>,
     /// Unique to this snapshot: each serving thread's fast-path caches (encoded answers and
     /// steering decisions) belong to one generation and start afresh when it changes.
     pub(crate) generation: u64,
@@ -36,11 +39,6 @@ pub struct Snapshot {
     /// while a zone's names and regions stay; held here because a reload renumbers zones.
     pub counters: Arc<Vec<Arc<ZoneCounters>>>,
 }
-
-pub(crate) type ScopeKey = (usize, usize, Family, ipnet::IpNet);
-
-/// Distinct (name, family, network) scopes kept per snapshot.
-const SCOPE_CACHE_CAPACITY: u64 = 100_000;
 
 /// The last generation given to a snapshot; never reused, unlike a freed snapshot's address.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -74,10 +72,10 @@ impl Snapshot {
             .map(|z| metrics.zone_counters(z))
             .collect();
         Snapshot {
+            steering: Arc::new(vec![None; zones.len()]),
             zones,
             geo,
             health,
-            scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
             generation: next_generation(),
             counters: Arc::new(counters),
         }
@@ -112,20 +110,71 @@ impl Snapshot {
             zones: self.zones.clone(),
             geo: self.geo.clone(),
             health,
-            scopes: moka::sync::Cache::new(SCOPE_CACHE_CAPACITY),
+            steering: Arc::new(vec![None; self.zones.len()]),
             generation: next_generation(),
             counters: self.counters.clone(),
         }
     }
 
-    /// This snapshot with `view` as the health of the zone of index `zone`.
+    /// This snapshot with `view` as the health of the zone of index `zone`; the other zones
+    /// keep their compiled steering.
     pub fn with_health(&self, zone: usize, view: HealthView) -> Snapshot {
         let mut health = self.health.as_ref().clone();
         if health.len() <= zone {
             health.resize_with(zone + 1, HealthView::default);
         }
         health[zone] = view;
-        self.with_all_health(Arc::new(health))
+        let mut steering = self.steering.as_ref().clone();
+        if let Some(s) = steering.get_mut(zone) {
+            *s = None;
+        }
+        Snapshot {
+            health: Arc::new(health),
+            steering: Arc::new(steering),
+            ..self.renewed()
+        }
+    }
+
+    /// This snapshot with `compiled` as the steering of the zone of index `zone`.
+    pub fn with_steering(&self, zone: usize, compiled: Arc<ZoneSteering>) -> Snapshot {
+        let mut steering = self.steering.as_ref().clone();
+        steering[zone] = Some(compiled);
+        Snapshot {
+            steering: Arc::new(steering),
+            ..self.renewed()
+        }
+    }
+
+    /// The same snapshot under a new generation.
+    fn renewed(&self) -> Snapshot {
+        Snapshot {
+            zones: self.zones.clone(),
+            geo: self.geo.clone(),
+            health: self.health.clone(),
+            steering: self.steering.clone(),
+            generation: next_generation(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// The compiled steering of `zone`, if the compiler has built it for this snapshot.
+    pub fn steering(&self, zone: &Zone) -> Option<&ZoneSteering> {
+        self.steering.get(zone.index)?.as_deref()
+    }
+
+    /// This snapshot with every zone compiled at once, for `meridian route` and tests, which
+    /// have no compiler running beside them; a zone that cannot be compiled stays direct.
+    pub fn compiled(self) -> Snapshot {
+        let zones = self.zones.clone();
+        let mut next = self;
+        for zone in zones.by_index() {
+            let view = next.health(zone);
+            let table = || next.geo.table().map_err(str::to_owned);
+            if let Ok(c) = compiled::compile(zone, view, table) {
+                next = next.with_steering(zone.index, Arc::new(c));
+            }
+        }
+        next
     }
 
     pub fn shared(self) -> SharedSnapshot {

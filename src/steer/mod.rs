@@ -390,6 +390,52 @@ pub fn decide(
     }
 }
 
+/// `decide(..).chosen` without the explanation: no allocation, no sort, one pass over the
+/// name's regions. Compiling steering for every location of a database calls it once per
+/// distinct point; the property tests hold it equal to [`decide`].
+pub fn chosen(
+    client: Option<GeoPoint>,
+    name: &SteeredName,
+    regions: &[Region],
+    view: &HealthView,
+    family: Family,
+) -> Option<RegionId> {
+    // (degraded, rank) of the best so far: `decide` picks the first region that is not
+    // degraded in its order, else the first degraded one; its order is by estimated RTT, or
+    // default region first when the location is unknown, or configured order (failover),
+    // ties keeping the configured order.
+    let mut best: Option<(bool, f64, RegionId)> = None;
+    for &id in &name.regions {
+        let region = &regions[id];
+        if view.state(id) != RegionState::Up
+            || region.up_endpoints(id, view, family).next().is_none()
+        {
+            continue;
+        }
+        let health = view.region(id);
+        let degraded = health.is_some_and(|h| h.over_limit);
+        let rank = match (name.policy, client) {
+            (Policy::Nearest, Some(c)) => {
+                c.distance_km(region.location) / KM_PER_RTT_MS
+                    + health.map_or(0.0, |h| h.degradation_ms)
+            }
+            (Policy::Nearest, None) if id == name.default_region => 0.0,
+            (Policy::Nearest, None) => 1.0,
+            (Policy::Failover, _) => 0.0,
+        };
+        let better = match best {
+            None => true,
+            Some((d, r, _)) => (degraded, rank)
+                .partial_cmp(&(d, r))
+                .is_some_and(|o| o.is_lt()),
+        };
+        if better {
+            best = Some((degraded, rank, id));
+        }
+    }
+    best.map(|(_, _, id)| id)
+}
+
 /// How [`select`] orders a set of endpoints for a seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Order {

@@ -666,3 +666,30 @@ pub async fn wait_for_log(server: &Server, words: &[&str]) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits (bounded) until the server's steering is compiled for what it serves now
+/// (`meridian_steering_compiled` 1 for every zone): from then on, ECS scopes are the compiled
+/// ones. Admin writes swap the serving state before they answer, so this follows them too.
+pub fn wait_compiled(server: &Server) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(server.admin_addr()) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+            last.clear();
+            if s.write_all(request.as_bytes()).is_ok() && s.read_to_string(&mut last).is_ok() {
+                let gauges: Vec<&str> = last
+                    .lines()
+                    .filter(|l| l.starts_with("meridian_steering_compiled{"))
+                    .collect();
+                if !gauges.is_empty() && gauges.iter().all(|l| l.ends_with(" 1")) {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("steering not compiled within 30 s:\n{last}");
+}

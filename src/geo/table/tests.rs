@@ -1,0 +1,51 @@
+use std::net::IpAddr;
+
+use super::*;
+
+/// The point `locate` gives `addr`, as the table should.
+fn located(geo: &GeoDb, addr: IpAddr) -> Option<GeoPoint> {
+    geo.locate(IpNet::from(addr)).point
+}
+
+fn table_point(t: &LocationTable, addr: IpAddr) -> Option<Option<GeoPoint>> {
+    let id = match addr {
+        IpAddr::V4(a) => t.v4.ids[t.v4.find(u32::from(a))],
+        IpAddr::V6(a) => t.v6.ids[t.v6.find(u128::from(a))],
+    };
+    (id != DIRECT).then(|| t.points[id as usize])
+}
+
+#[test]
+fn the_embedded_table_places_every_address_where_locate_does() {
+    let geo = GeoDb::embedded().unwrap();
+    let started = std::time::Instant::now();
+    let t = geo.table().unwrap();
+    eprintln!(
+        "{} networks, {} + {} ranges, {} points, {} bytes, {:?}",
+        t.networks,
+        t.v4.len(),
+        t.v6.len(),
+        t.points.len(),
+        t.bytes(),
+        started.elapsed()
+    );
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let v4 = IpAddr::from(std::net::Ipv4Addr::from(next() as u32));
+        let v6 = IpAddr::from(std::net::Ipv6Addr::from(
+            (u128::from(next()) << 64 | u128::from(next())) >> (next() % 3 * 8),
+        ));
+        for addr in [v4, v6] {
+            match table_point(t, addr) {
+                Some(p) => assert_eq!(p, located(&geo, addr), "{addr}"),
+                None => assert!(addr.is_ipv6(), "{addr}: IPv4 is never direct"),
+            }
+        }
+    }
+}

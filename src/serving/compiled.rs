@@ -1,0 +1,297 @@
+//! Steering compiled ahead of queries, as gdnsd compiles its maps: for every steered name and
+//! family, the client's address gives the answering region and the ECS scope in one binary
+//! search, whatever the number of regions and however many client networks there are.
+//!
+//! The rule: a compiled zone belongs to one set of zones, one GeoIP database and one health
+//! view of that zone; a change to any of them leaves the zone uncompiled in the next snapshot
+//! (see [`super::Snapshot`]), and until the control plane's compiler has built it again,
+//! queries take the direct path (locate, then `steer::decide`), which answers the same region
+//! with the database network as scope. So every answer is exact at every moment; only the
+//! width of the scope waits for the compiler.
+//!
+//! Why compile per health view rather than per distance ranking (gdnsd's way): the ranking
+//! adds each region's measured degradation to the distance, so two clients with the same
+//! order of distances can still be answered by different regions; a table of decisions made
+//! under the current view is exact, and recompiling is a sequential scan of the location
+//! table ([`crate::geo::table`]), which was walked from the database once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::answer::{Client, Spread};
+use crate::geo::table::{self, LocationTable, PointId, Ranges};
+use crate::steer::{self, Decision, Family, HealthView, RegionId};
+use crate::zone::Zone;
+
+/// What steering comes to for a client, but the scope: what the fast path keys its cached
+/// answers by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steering {
+    pub region: Option<RegionId>,
+    pub spread: Spread,
+    pub ttl: u32,
+}
+
+impl Steering {
+    /// The steering of `decision`, for `family`.
+    pub fn of(
+        decision: &Decision,
+        zone: &Zone,
+        config: &steer::SteeredName,
+        view: &HealthView,
+        family: Family,
+    ) -> Steering {
+        let endpoints = decision.endpoints(config, &zone.regions, view, family);
+        Steering {
+            region: decision.chosen,
+            spread: Spread {
+                endpoints: endpoints.len(),
+                equal_weights: endpoints.windows(2).all(|w| w[0].weight == w[1].weight),
+            },
+            ttl: decision.ttl,
+        }
+    }
+}
+
+/// A zone's steered names, compiled: by steered name index, then IPv4 and IPv6 endpoints.
+#[derive(Debug)]
+pub struct ZoneSteering {
+    names: Vec<[NameSteering; 2]>,
+}
+
+#[derive(Debug)]
+enum NameSteering {
+    /// Every client gets the same answer (one region up, failover order, every region down):
+    /// scope 0.
+    Uniform(Steering),
+    /// The client's location decides: its run's class is an index into `classes`.
+    ByClient {
+        runs: Arc<SetRuns>,
+        classes: Box<[Steering]>,
+    },
+}
+
+/// Runs of addresses answered by the same region of one region set, for both address
+/// families of clients.
+#[derive(Debug)]
+struct SetRuns {
+    v4: Runs<u32>,
+    v6: Runs<u128>,
+}
+
+/// A class for addresses the location table does not speak for: the direct path answers.
+const DIRECT: u16 = u16::MAX;
+
+#[derive(Debug)]
+struct Runs<A> {
+    starts: Vec<A>,
+    /// Position of the answering region in the set's region list, or [`DIRECT`].
+    classes: Vec<u16>,
+}
+
+impl<A: Copy + Ord + Into<u128>> Runs<A> {
+    /// The class of `addr` and the shortest prefix (at least 1) around it whose every address
+    /// is in the same run: every client there gets the same answer.
+    fn find(&self, addr: A, bits: u8) -> (u16, u8) {
+        let i = self.starts.partition_point(|&s| s <= addr) - 1;
+        let first: u128 = self.starts[i].into();
+        let last: u128 = self
+            .starts
+            .get(i + 1)
+            .map_or(u128::MAX >> (128 - u32::from(bits)), |&n| n.into() - 1);
+        (self.classes[i], widest(addr.into(), first, last, bits))
+    }
+
+    fn bytes(&self) -> usize {
+        self.starts.len() * (std::mem::size_of::<A>() + 2)
+    }
+}
+
+/// The smallest prefix length `p` in 1..=`bits` whose block around `x` lies within
+/// [`first`, `last`] (which holds `x`); blocks shrink as `p` grows, so a binary search finds it.
+fn widest(x: u128, first: u128, last: u128, bits: u8) -> u8 {
+    let within = |p: u8| {
+        let host = u32::from(bits - p);
+        let mask = if host == 0 {
+            0
+        } else {
+            u128::MAX >> (128 - host)
+        };
+        x & !mask >= first && x | mask <= last
+    };
+    let (mut lo, mut hi) = (1u8, bits);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if within(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+/// The compiled answer for a client: its steering and the ECS scope to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compiled {
+    pub steering: Steering,
+    pub scope: u8,
+}
+
+impl ZoneSteering {
+    /// The compiled answer of steered name `steered` for `client`, or `None` where the table
+    /// does not speak for the client's address (the direct path answers).
+    pub fn steer(&self, steered: usize, family: Family, client: Client) -> Option<Compiled> {
+        let name = &self.names.get(steered)?[family_index(family)];
+        let (runs, classes) = match name {
+            NameSteering::Uniform(steering) => {
+                return Some(Compiled {
+                    steering: *steering,
+                    scope: 0,
+                });
+            }
+            NameSteering::ByClient { runs, classes } => (runs, classes),
+        };
+        let network = client.network().trunc();
+        let (class, widest) = match network {
+            IpNet::V4(n) => runs.v4.find(u32::from(n.addr()), 32),
+            IpNet::V6(n) => runs.v6.find(u128::from(n.addr()), 128),
+        };
+        let steering = *classes.get(usize::from(class))?;
+        let scope = match client {
+            Client::Subnet { network } => widest.min(network.prefix_len()),
+            Client::Resolver { .. } => 0,
+        };
+        Some(Compiled { steering, scope })
+    }
+
+    /// Memory held by this zone's tables (shared region sets counted once per name).
+    pub fn bytes(&self) -> usize {
+        self.names
+            .iter()
+            .flatten()
+            .map(|n| match n {
+                NameSteering::Uniform(_) => 0,
+                NameSteering::ByClient { runs, .. } => runs.v4.bytes() + runs.v6.bytes(),
+            })
+            .sum()
+    }
+}
+
+fn family_index(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+/// Compiles every steered name of `zone` under `view`. `table` is asked for only when a name's
+/// answer depends on the client; names with the same regions, default region and family share
+/// one set of runs.
+pub fn compile<'t>(
+    zone: &Zone,
+    view: &HealthView,
+    table: impl FnOnce() -> Result<&'t LocationTable, String>,
+) -> Result<ZoneSteering, String> {
+    let mut table = Some(table);
+    let mut loaded: Option<&LocationTable> = None;
+    let mut sets: HashMap<SetKey<'_>, (Arc<SetRuns>, Vec<Option<PointId>>)> = HashMap::new();
+    let mut names = Vec::with_capacity(zone.steered.len());
+    for steered in &zone.steered {
+        let config = &steered.config;
+        let mut compile_family = |family: Family| -> Result<NameSteering, String> {
+            let any = steer::decide(None, config, &zone.regions, view, family);
+            if !any.depends_on_client {
+                return Ok(NameSteering::Uniform(Steering::of(
+                    &any, zone, config, view, family,
+                )));
+            }
+            let t = match loaded {
+                Some(t) => t,
+                None => {
+                    let build = table.take().expect("the table is asked for once");
+                    *loaded.insert(build()?)
+                }
+            };
+            let key = (config.regions.as_slice(), config.default_region, family);
+            let (runs, representatives) = sets
+                .entry(key)
+                .or_insert_with(|| compile_set(t, zone, config, view, family));
+            let classes = representatives
+                .iter()
+                .map(|rep| {
+                    // A region no location chooses gets no class in a run: any steering does.
+                    let point = rep.and_then(|p| t.points[p as usize]);
+                    let decision = steer::decide(point, config, &zone.regions, view, family);
+                    Steering::of(&decision, zone, config, view, family)
+                })
+                .collect();
+            Ok(NameSteering::ByClient {
+                runs: runs.clone(),
+                classes,
+            })
+        };
+        names.push([compile_family(Family::V4)?, compile_family(Family::V6)?]);
+    }
+    Ok(ZoneSteering { names })
+}
+
+/// What a region set's runs depend on besides the zone and its health: the name's regions
+/// (whose order breaks ties), its default region (for unknown locations) and the family.
+type SetKey<'z> = (&'z [RegionId], RegionId, Family);
+
+/// The runs of one region set, and for each of its regions a point that it answers.
+fn compile_set(
+    table: &LocationTable,
+    zone: &Zone,
+    config: &steer::SteeredName,
+    view: &HealthView,
+    family: Family,
+) -> (Arc<SetRuns>, Vec<Option<PointId>>) {
+    const UNSET: u16 = u16::MAX - 1;
+    let mut class_of = vec![UNSET; table.points.len()];
+    let mut representatives = vec![None; config.regions.len()];
+    let mut class = |id: PointId| -> u16 {
+        if id == table::DIRECT {
+            return DIRECT;
+        }
+        let slot = &mut class_of[id as usize];
+        if *slot == UNSET {
+            let point = table.points[id as usize];
+            let chosen = steer::chosen(point, config, &zone.regions, view, family)
+                .expect("a name with two regions up always has an answer");
+            let position = config
+                .regions
+                .iter()
+                .position(|&r| r == chosen)
+                .expect("the chosen region is one of the name's");
+            representatives[position].get_or_insert(id);
+            *slot = u16::try_from(position).expect("fewer than 65,534 regions per name");
+        }
+        *slot
+    };
+    let v4 = runs(&table.v4, &mut class);
+    let v6 = runs(&table.v6, &mut class);
+    (Arc::new(SetRuns { v4, v6 }), representatives)
+}
+
+/// `ranges` by class, neighbours of the same class merged.
+fn runs<A: Copy>(ranges: &Ranges<A>, class: &mut impl FnMut(PointId) -> u16) -> Runs<A> {
+    let mut out = Runs {
+        starts: Vec::new(),
+        classes: Vec::new(),
+    };
+    for (&start, &id) in ranges.starts.iter().zip(&ranges.ids) {
+        let c = class(id);
+        if out.classes.last() != Some(&c) {
+            out.starts.push(start);
+            out.classes.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! The compiled tables against the direct computation (GeoIP lookup, then `steer::decide`):
+//! the same region for every address, and a scope inside which every address is answered
+//! alike.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::geo::GeoDb;
+use crate::steer::{RegionHealth, RegionState};
+
+/// The embedded database, its location table built once for every case.
+static GEO: LazyLock<GeoDb> = LazyLock::new(|| {
+    let geo = GeoDb::embedded().unwrap();
+    geo.table().unwrap();
+    geo
+});
+
+/// A zone with `points.len()` regions at those points, each with an IPv4 and an IPv6
+/// endpoint, and one steered name over all of them with `default` as default region.
+fn zone(points: &[(f64, f64)], default: usize, failover: bool) -> Zone {
+    let mut text = String::from(
+        "zone = \"t.test.\"\nrecords = '''\n$TTL 300\n@ IN SOA ns hm 1 7200 3600 1209600 300\n@ IN NS ns\nns IN A 192.0.2.1\n'''\n",
+    );
+    let names: Vec<String> = (0..points.len()).map(|i| format!("r{i}")).collect();
+    for (i, (lat, lon)) in points.iter().enumerate() {
+        text += &format!(
+            "[regions.r{i}]\nlocation = {{ lat = {lat}, lon = {lon} }}\nendpoints = [\"192.0.2.{}\", \"2001:db8::{:x}\"]\n",
+            i + 10,
+            i + 10
+        );
+    }
+    text += &format!(
+        "[steered.www]\nregions = [{}]\ndefault-region = \"r{default}\"\npolicy = \"{}\"\n",
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if failover { "failover" } else { "nearest" }
+    );
+    crate::zone::load_file(std::path::Path::new("t.test.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+}
+
+/// The region the direct path answers `network` with.
+fn direct(zone: &Zone, view: &HealthView, family: Family, network: IpNet) -> Option<RegionId> {
+    let point = GEO.locate(network).point;
+    steer::decide(point, &zone.steered[0].config, &zone.regions, view, family).chosen
+}
+
+fn region_health() -> impl Strategy<Value = RegionHealth> {
+    (0..10u8, 0.0..80.0f64, any::<bool>(), any::<bool>()).prop_map(
+        |(state, degradation_ms, over_limit, endpoint_up)| RegionHealth {
+            state: match state {
+                0 => RegionState::Down,
+                1 => RegionState::Drained,
+                _ => RegionState::Up,
+            },
+            endpoints_up: vec![endpoint_up || state % 2 == 0, true],
+            degradation_ms,
+            over_limit: over_limit && state % 3 == 0,
+            in_trouble: false,
+        },
+    )
+}
+
+/// An address and a source prefix: IPv4 /8../32 or IPv6 /16../128, mostly in allocated space.
+fn client() -> impl Strategy<Value = IpNet> {
+    prop_oneof![
+        (any::<u32>(), 8u8..=32)
+            .prop_map(|(a, p)| IpNet::new(Ipv4Addr::from(a).into(), p).unwrap().trunc()),
+        (0x2000u16..0x2c00, any::<u64>(), any::<u64>(), 16u8..=128).prop_map(|(top, hi, lo, p)| {
+            let a = (u128::from(top) << 112) | (u128::from(hi >> 16) << 64) | u128::from(lo);
+            IpNet::new(Ipv6Addr::from(a).into(), p).unwrap().trunc()
+        }),
+    ]
+}
+
+/// An address inside `block`, from `seed`.
+fn inside(block: IpNet, seed: u128) -> IpAddr {
+    match block {
+        IpNet::V4(n) => {
+            let host = 32 - u32::from(n.prefix_len());
+            let mask = if host == 0 {
+                0
+            } else {
+                u32::MAX >> (32 - host)
+            };
+            Ipv4Addr::from(u32::from(n.network()) | (seed as u32 & mask)).into()
+        }
+        IpNet::V6(n) => {
+            let host = 128 - u32::from(n.prefix_len());
+            let mask = if host == 0 {
+                0
+            } else {
+                u128::MAX >> (128 - host)
+            };
+            Ipv6Addr::from(u128::from(n.network()) | (seed & mask)).into()
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn compiled_tables_answer_as_the_direct_path_and_scopes_hold(
+        points in prop::collection::vec((-60.0..70.0f64, -180.0..180.0f64), 2..12),
+        health in prop::collection::vec(region_health(), 12),
+        default in 0usize..12,
+        failover in prop::bool::weighted(0.1),
+        clients in prop::collection::vec((client(), any::<u128>(), any::<bool>()), 64),
+    ) {
+        let zone = zone(&points, default % points.len(), failover);
+        let view = HealthView { regions: health[..points.len()].to_vec() };
+        let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
+        for (network, seed, v6) in clients {
+            let family = if v6 { Family::V6 } else { Family::V4 };
+            let Some(c) = compiled.steer(0, family, Client::Subnet { network }) else {
+                // Only IPv6 alias space (6to4, Teredo) is left to the direct path.
+                prop_assert!(network.addr().is_ipv6(), "{network}");
+                continue;
+            };
+            let decision = steer::decide(
+                GEO.locate(network).point, &zone.steered[0].config, &zone.regions, &view, family,
+            );
+            prop_assert_eq!(c.steering, Steering::of(&decision, &zone, &zone.steered[0].config, &view, family), "{}", network);
+            prop_assert!(c.scope <= network.prefix_len());
+            prop_assert_eq!(c.scope == 0, !decision.depends_on_client);
+            // Every address of a widened scope is answered by the same region. (A scope equal
+            // to the source prefix claims the answer of the prefix's first address, as the
+            // direct path does: scope stays within what the resolver disclosed.)
+            if c.scope > 0 && c.scope < network.prefix_len() {
+                let block = IpNet::new(network.addr(), c.scope).unwrap().trunc();
+                for k in 0..8u128 {
+                    let addr = inside(block, seed.rotate_left(k as u32 * 16) ^ k);
+                    prop_assert_eq!(
+                        direct(&zone, &view, family, IpNet::from(addr)),
+                        decision.chosen,
+                        "{} in scope {} of {}", addr, block, network
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn steering_chosen_is_decide_chosen_for_every_point_of_the_database() {
+    let points = [(39.0, -77.5), (53.3, -6.3), (1.35, 103.8), (37.4, -122.1)];
+    let zone = zone(&points, 1, false);
+    let mut view = HealthView::all_up();
+    view.regions = vec![RegionHealth::up(2); 4];
+    view.regions[0].degradation_ms = 35.0;
+    view.regions[2].over_limit = true;
+    for family in [Family::V4, Family::V6] {
+        for &p in &GEO.table().unwrap().points {
+            let config = &zone.steered[0].config;
+            assert_eq!(
+                steer::chosen(p, config, &zone.regions, &view, family),
+                steer::decide(p, config, &zone.regions, &view, family).chosen,
+                "{p:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn widest_is_the_shortest_prefix_inside_the_run() {
+    // 10.0.0.0 - 10.255.255.255 is exactly a /8.
+    let (first, last) = (0x0a00_0000u128, 0x0aff_ffffu128);
+    assert_eq!(widest(0x0a01_0203, first, last, 32), 8);
+    // A run from 10.0.0.0 to 10.0.0.127 holds the /25 of 10.0.0.5.
+    assert_eq!(widest(0x0a00_0005, first, 0x0a00_007f, 32), 25);
+    // A run of one address: a host route.
+    assert_eq!(widest(7, 7, 7, 32), 32);
+    // The whole space: /1, never 0.
+    assert_eq!(widest(5, 0, u128::from(u32::MAX), 32), 1);
+    assert_eq!(widest(5, 0, u128::MAX, 128), 1);
+}
