@@ -442,17 +442,11 @@ fn two_databases_for_one_family_are_refused() {
 
 // ---- files that are not databases to serve ----
 
-fn mkfifo(path: &std::path::Path) {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
-
 #[test]
 fn a_fifo_a_directory_or_a_device_is_refused_without_waiting() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("city.mmdb");
-    mkfifo(&fifo);
+    crate::files::mkfifo(&fifo);
     for (path, kind) in [
         (fifo.as_path(), "a FIFO"),
         (dir.path(), "a directory"),
