@@ -108,3 +108,24 @@ impl FileError {
         matches!(self, FileError::Open(e) if e.kind() == std::io::ErrorKind::NotFound)
     }
 }
+
+/// Makes a FIFO at `path`: what the tests put where an operator's file belongs.
+#[cfg(test)]
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Runs `f` on a thread of its own and returns its result, or fails the test when it takes
+/// longer than `limit`: a read that blocks on a FIFO would otherwise hang the test.
+#[cfg(test)]
+pub fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()));
+    rx.recv_timeout(limit)
+        .expect("done at once, not waiting on the file")
+}

@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,9 @@ use common::Server;
 
 const TOKEN: &str = "dashboard-test-secret-0123";
 
-/// chromedriver on a free loopback port, killed on drop.
+/// chromedriver on a free loopback port, leading a process group of its own that the browser
+/// it starts joins; the whole group is killed on drop, so a test that fails or panics leaves
+/// no browser behind (killing chromedriver alone orphans Chromium).
 struct Driver {
     child: Child,
     base: String,
@@ -24,7 +27,10 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = -i32::try_from(self.child.id()).expect("a pid fits i32");
+        // SAFETY: kill(2) on a process group: the child's own, which cannot be reused while
+        // the child is not yet reaped (the wait below).
+        unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
@@ -39,6 +45,7 @@ impl Driver {
             .port();
         let child = Command::new("chromedriver")
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

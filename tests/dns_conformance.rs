@@ -872,6 +872,7 @@ fn rfc1035_formerr_for_undecodable_packet_keeps_id() {
     let mut p = hdr(0xffff, 0xffff, 0xffff, 0xffff);
     p.extend(rng.bytes(40));
     cases.push(("all counts 65535 and garbage", p));
+    cases.push(("QDCOUNT 65535 in a bare header", hdr(0xffff, 0, 0, 0)));
     for i in 0..8 {
         let mut p = wire::header(0x4d30 + i, 0, 1, 0, 0, 0);
         let len = 1 + rng.below(60);
@@ -907,7 +908,11 @@ fn rfc1035_formerr_for_question_count_other_than_one() {
         for (t, r) in raw_both(server.addr(), &packet) {
             let ctx = format!("{t} {what}");
             assert_formerr(&ctx, &packet, r.clone());
-            let m = parse(&ctx, &r.unwrap());
+            let r = r.unwrap();
+            // RFC 9619 §4: no message with opcode QUERY, responses included, holds more than
+            // one question.
+            assert!(r[4..6] <= [0, 1][..], "{ctx}: QDCOUNT {:02x?}", &r[4..6]);
+            let m = parse(&ctx, &r);
             assert!(m.answers.is_empty(), "{ctx}: no answers");
         }
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use common::Server;
+use common::mmdb::{one_record_tree, tree_layout};
 
 #[derive(Serialize)]
 struct City {
@@ -112,74 +113,11 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
-/// Where the search tree of an MMDB ends, its node count and its record size in bits.
-fn tree_layout(bytes: &[u8]) -> (usize, usize, usize) {
-    let reader = maxminddb::Reader::from_source(bytes).unwrap();
-    let m = reader.metadata();
-    let (nodes, bits) = (m.node_count as usize, usize::from(m.record_size));
-    (nodes * bits / 4, nodes, bits)
-}
-
-/// Record `side` (0 left, 1 right) of node `node` in a tree of `bits`-bit records.
-fn record(bytes: &[u8], node: usize, side: usize, bits: usize) -> usize {
-    let n = &bytes[node * bits / 4..(node + 1) * bits / 4];
-    let be = |b: &[u8]| b.iter().fold(0usize, |v, &x| v << 8 | usize::from(x));
-    match (bits, side) {
-        (24, s) => be(&n[s * 3..s * 3 + 3]),
-        (28, 0) => usize::from(n[3] & 0xf0) << 20 | be(&n[0..3]),
-        (28, _) => usize::from(n[3] & 0x0f) << 24 | be(&n[4..7]),
-        (32, s) => be(&n[s * 4..s * 4 + 4]),
-        _ => unreachable!("record sizes are 24, 28 or 32 bits"),
-    }
-}
-
-fn set_record(bytes: &mut [u8], node: usize, side: usize, bits: usize, value: usize) {
-    let n = &mut bytes[node * bits / 4..(node + 1) * bits / 4];
-    let put = |b: &mut [u8], v: usize| {
-        let len = b.len();
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = (v >> (8 * (len - 1 - i))) as u8;
-        }
-    };
-    match (bits, side) {
-        (24, s) => put(&mut n[s * 3..s * 3 + 3], value),
-        (28, 0) => {
-            put(&mut n[0..3], value & 0xff_ffff);
-            n[3] = (n[3] & 0x0f) | ((value >> 20) as u8 & 0xf0);
-        }
-        (28, _) => {
-            put(&mut n[4..7], value & 0xff_ffff);
-            n[3] = (n[3] & 0xf0) | ((value >> 24) as u8 & 0x0f);
-        }
-        (32, s) => put(&mut n[s * 4..s * 4 + 4], value),
-        _ => unreachable!("record sizes are 24, 28 or 32 bits"),
-    }
-}
-
 /// `bytes` with a zeroed search tree: the metadata and data still valid, every node pointing
 /// at the root, so that every lookup ends "not found".
 fn zeroed_tree(mut bytes: Vec<u8>) -> Vec<u8> {
     let (tree_end, _, _) = tree_layout(&bytes);
     bytes[..tree_end].fill(0);
-    bytes
-}
-
-/// `bytes` with every data pointer of the tree aimed at the record of `addr`: a tree intact in
-/// shape that places every known network where `addr` is.
-fn one_record_tree(mut bytes: Vec<u8>, addr: &str) -> Vec<u8> {
-    let (_, nodes, bits) = tree_layout(&bytes);
-    let target = {
-        let reader = maxminddb::Reader::from_source(&bytes[..]).unwrap();
-        let offset = reader.lookup(addr.parse().unwrap()).unwrap().offset();
-        offset.expect("the address has a record") + nodes + 16
-    };
-    for node in 0..nodes {
-        for side in 0..2 {
-            if record(&bytes, node, side, bits) > nodes {
-                set_record(&mut bytes, node, side, bits, target);
-            }
-        }
-    }
     bytes
 }
 

@@ -1,5 +1,5 @@
 //! Files an operator names besides zones and GeoIP (the config file, the admin token file, the
-//! admin TLS certificate and key): anything that is not a regular file is refused at start with
+//! admin TLS certificate and key, the cookie secret in the state directory): anything that is not a regular file is refused at start with
 //! its path and what it is, never waited on (a FIFO's open blocks until a writer comes).
 
 mod common;
@@ -32,4 +32,15 @@ fn a_fifo_or_a_directory_given_as_config_tokens_or_certificate_is_refused_at_sta
             &[path, "not a regular file"],
         );
     }
+}
+
+#[test]
+fn a_fifo_in_place_of_the_cookie_secret_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("cookie-secret");
+    mkfifo(&secret);
+    common::assert_refused_at_start(
+        &["--state-dir", dir.path().to_str().unwrap()],
+        &[secret.to_str().unwrap(), "not a regular file but a FIFO"],
+    );
 }

@@ -99,14 +99,16 @@ impl Cookies {
             path: path.to_owned(),
             source,
         };
-        match std::fs::read_to_string(path) {
+        // Through the operator-file reader: a FIFO or a device in its place is refused at
+        // start with what it is, never waited on.
+        match crate::files::read_regular_text(path) {
             Ok(text) => {
                 let secret = parse_hex(text.trim()).ok_or_else(|| SecretError::Format {
                     path: path.to_owned(),
                 })?;
                 Ok(Self::new(secret, amplification))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(e) if e.is_missing() => {
                 let secret = random_secret();
                 let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
                 // Whole or not at all: a half-written secret (a full disk) would stop every
@@ -115,7 +117,10 @@ impl Cookies {
                     .map_err(err)?;
                 Ok(Self::new(secret, amplification))
             }
-            Err(e) => Err(err(e)),
+            Err(source) => Err(SecretError::Read {
+                path: path.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -205,6 +210,11 @@ pub fn now() -> u32 {
 pub enum SecretError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: crate::files::FileError,
+    },
     #[error("{}: a cookie secret is 32 hexadecimal digits (128 bits) on one line", path.display())]
     Format { path: PathBuf },
 }

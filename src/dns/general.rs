@@ -62,14 +62,27 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             cacheable: None,
         });
     }
-    let Ok(request) = Message::from_vec(packet) else {
+    let formerr = || {
         services
             .outside
             .plain(RecordType::Unknown(0), ResponseCode::FormErr);
-        return Some(Answer {
+        Some(Answer {
             bytes: response::formerr_header(packet),
             cacheable: None,
-        });
+        })
+    };
+    // Judged from the header before hickory decodes, which reserves room for every question
+    // the header counts (88 octets each: 5.8 MB for 65,535 in a 12-octet packet). RFC 9619
+    // §4: "A DNS message with OPCODE = 0 and QDCOUNT > 1 MUST be treated as an incorrectly
+    // formatted message", so it gets the FORMERR of any message that does not decode.
+    let header = wire::Reader::new(packet)
+        .header()
+        .expect("the length was checked above");
+    if header.questions > 1 || !header.counts_fit(packet.len()) {
+        return formerr();
+    }
+    let Ok(request) = Message::from_vec(packet) else {
+        return formerr();
     };
     let limit = response_limit(transport, request.edns.as_ref().map(|e| e.max_payload()));
     let mut response = Response {
@@ -121,16 +134,15 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
     {
         response.limit = response.limit.min(limit);
     }
-    if request.queries.len() != 1 {
+    let Some(query) = request.queries.first() else {
         // RFC 7873 §5.4: a query with a cookie and no question asks for a server cookie.
-        let rcode = if request.queries.is_empty() && reply.is_some() {
+        let rcode = if reply.is_some() {
             ResponseCode::NoError
         } else {
             ResponseCode::FormErr
         };
         return Some(refuse(response, rcode));
-    }
-    let query = &request.queries[0];
+    };
     let qtype = query.query_type();
     if qtype == RecordType::OPT {
         return Some(refuse(response, ResponseCode::FormErr));
@@ -321,17 +333,10 @@ impl Response<'_> {
         msg.answers.clear();
         msg.authorities.clear();
         msg.additionals.clear();
+        // The one question (at most 259 octets) and the OPT record fit every limit: 512
+        // octets at least, or twice the query that carried them.
         let bytes = match msg.to_vec() {
-            Ok(bytes) if bytes.len() + opt_size <= self.limit => frame(bytes, fallback),
-            // Even the question does not fit (several long ones, say, in a query that is
-            // answered FORMERR): the header alone, never more than the limit.
-            Ok(_) => {
-                msg.queries.clear();
-                match msg.to_vec() {
-                    Ok(bytes) => frame(bytes, fallback),
-                    Err(_) => response::servfail_header(id),
-                }
-            }
+            Ok(bytes) => frame(bytes, fallback),
             Err(_) => response::servfail_header(id),
         };
         (bytes, how)

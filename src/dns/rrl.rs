@@ -10,25 +10,28 @@
 //! - NODATA by its zone too. BIND keys it by name, but it knows when a wildcard answered;
 //!   the bytes do not say so, and a wildcard (RFC 4592) gives NODATA for any name below it;
 //! - a referral by its delegation, the owner of the NS records in authority, as BIND does;
+//! - an answer a wildcard made (RFC 4592) by the wildcard, as BIND and NSD count every
+//!   response from one wildcard in one bucket: the bytes cannot tell (the records take the
+//!   name asked), so when some zone has a wildcard, the question's name is looked up in the
+//!   zones the answer came from;
 //! - anything else (REFUSED outside every zone, FORMERR, NOTIMP, BADVERS, SERVFAIL) by its
 //!   response code alone, as BIND limits errors with no name and no type.
-//!
-//! TODO: an answer made from a wildcard is keyed by the name asked, so random names below a
-//! wildcard still get a bucket each; the bytes cannot tell, and `zone::Resolved` does not say
-//! when a wildcard answered (BIND and Knot key those by the wildcard's parent or the zone).
 //!
 //! The client network is its /24 or /56 ([`super::client_network`]). Over the rate,
 //! responses are dropped, except every `slip`-th, which goes out truncated (TC=1, question
 //! only): a real client retries over TCP, where no limit applies, while a spoofed victim gets
-//! no more bytes than the query had. Reading a response takes no allocation.
+//! no more bytes than the query had. Reading a response takes no allocation, save the
+//! question's name when a zone has a wildcard.
 
 use std::collections::HashMap;
-use std::hash::Hasher;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use hickory_proto::rr::{LowerName, Name};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 
 use super::client_network;
@@ -36,6 +39,7 @@ use super::fastmap::{FxHasher, hash_lower};
 use super::response::truncated_to_question;
 use super::wire::{HEADER_LEN, MAX_NAME, OPT, Reader};
 use crate::metrics::RrlCounters;
+use crate::zone::ZoneSet;
 
 const SHARDS: usize = 32;
 /// Buckets kept per shard; a full shard is emptied (clients then start with a full bucket).
@@ -95,6 +99,8 @@ enum Says<'a> {
     Nxdomain(&'a [u8]),
     Nodata(&'a [u8]),
     Referral(&'a [u8]),
+    /// The owner of the wildcard that made the answer.
+    Wildcard(&'a LowerName),
     Other(u16),
 }
 
@@ -105,7 +111,12 @@ impl Says<'_> {
             Says::Nxdomain(zone) => (1, hash_lower(zone)),
             Says::Nodata(zone) => (2, hash_lower(zone)),
             Says::Referral(cut) => (3, hash_lower(cut)),
-            Says::Other(rcode) => (4, u64::from(rcode)),
+            Says::Wildcard(owner) => {
+                let mut h = FxHasher::default();
+                owner.hash(&mut h);
+                (4, h.finish())
+            }
+            Says::Other(rcode) => (5, u64::from(rcode)),
         };
         let mut h = FxHasher::default();
         h.write_u8(kind);
@@ -168,12 +179,23 @@ impl Rrl {
         }
     }
 
-    /// The verdict for `response` to `client` at `now`.
-    pub fn check(&self, client: SocketAddr, response: &[u8], now: Instant) -> Verdict {
+    /// The verdict for `response`, made from `zones`, to `client` at `now`.
+    pub fn check(
+        &self,
+        client: SocketAddr,
+        response: &[u8],
+        zones: &ZoneSet,
+        now: Instant,
+    ) -> Verdict {
         let mut name = [0u8; MAX_NAME];
-        let Some((says, question_end)) = read(response, &mut name) else {
+        let Some((mut says, question_end)) = read(response, &mut name) else {
             return Verdict::Send;
         };
+        if let Says::Answer(question) = says
+            && let Some(owner) = wildcard(zones, question)
+        {
+            says = Says::Wildcard(owner);
+        }
         let what = says.key();
         let network = client_network(client.ip());
         let shard = &self.shards[(what as usize ^ network_hash(&network)) % SHARDS];
@@ -203,6 +225,16 @@ impl Rrl {
             Verdict::Drop
         }
     }
+}
+
+/// The owner of the wildcard that answers the name of `question` (its first octets, written
+/// in full as a response's first name is), if one does.
+fn wildcard<'z>(zones: &'z ZoneSet, question: &[u8]) -> Option<&'z LowerName> {
+    if !zones.has_wildcards() {
+        return None;
+    }
+    let name = Name::read(&mut BinDecoder::new(question)).ok()?;
+    zones.wildcard_answering(&LowerName::new(&name))
 }
 
 fn network_hash(net: &IpNet) -> usize {
@@ -241,7 +273,9 @@ mod tests {
         let t = Instant::now();
         let client: SocketAddr = "198.51.100.7:5300".parse().unwrap();
         let r = response(b"\x03www\x07example\x03com\x00");
-        let verdicts: Vec<Verdict> = (0..9).map(|_| rrl.check(client, &r, t)).collect();
+        let verdicts: Vec<Verdict> = (0..9)
+            .map(|_| rrl.check(client, &r, &no_zones(), t))
+            .collect();
         assert!(
             verdicts[..5].iter().all(|v| *v == Verdict::Send),
             "a burst of the rate"
@@ -255,7 +289,7 @@ mod tests {
         assert!(tc.len() < r.len());
         // Tokens come back with time.
         assert_eq!(
-            rrl.check(client, &r, t + Duration::from_millis(400)),
+            rrl.check(client, &r, &no_zones(), t + Duration::from_millis(400)),
             Verdict::Send
         );
         assert_eq!(rrl.counters.dropped.load(Relaxed), 2);
@@ -271,33 +305,61 @@ mod tests {
         let other_net: SocketAddr = "198.51.101.7:1".parse().unwrap();
         let www = response(b"\x03www\x07example\x03com\x00");
         let static_ = response(b"\x06static\x07example\x03com\x00");
-        assert_eq!(rrl.check(a, &www, t), Verdict::Send);
-        assert_eq!(rrl.check(same_net, &www, t), Verdict::Drop, "same /24");
-        assert_eq!(rrl.check(other_net, &www, t), Verdict::Send);
-        assert_eq!(rrl.check(a, &static_, t), Verdict::Send, "another response");
+        assert_eq!(rrl.check(a, &www, &no_zones(), t), Verdict::Send);
+        assert_eq!(
+            rrl.check(same_net, &www, &no_zones(), t),
+            Verdict::Drop,
+            "same /24"
+        );
+        assert_eq!(rrl.check(other_net, &www, &no_zones(), t), Verdict::Send);
+        assert_eq!(
+            rrl.check(a, &static_, &no_zones(), t),
+            Verdict::Send,
+            "another response"
+        );
         let upper = response(b"\x03WWW\x07example\x03com\x00");
         assert_eq!(
-            rrl.check(a, &upper, t),
+            rrl.check(a, &upper, &no_zones(), t),
             Verdict::Drop,
             "case does not matter"
         );
     }
 
+    fn no_zones() -> ZoneSet {
+        ZoneSet::new(Vec::new())
+    }
+
+    /// A snapshot of `zones` and the services to answer from it.
+    fn serving(zones: ZoneSet) -> (Snapshot, Services) {
+        let geo = Arc::new(GeoDb::embedded().expect("embedded db"));
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let cookies = Cookies::random(crate::dns::cookie::DEFAULT_AMPLIFICATION);
+        (
+            Snapshot::new(zones, geo, &metrics),
+            Services::new(cookies, None, metrics),
+        )
+    }
+
+    fn shipped() -> &'static (Snapshot, Services) {
+        static SHIPPED: OnceLock<(Snapshot, Services)> = OnceLock::new();
+        SHIPPED.get_or_init(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+            serving(crate::zone::load_dir(&dir).expect("shipped zones load"))
+        })
+    }
+
     /// The server's own response to `name`/`qtype` (EDNS version `version`), as the UDP loop
     /// hands it to RRL: names compressed as hickory writes them.
     fn served(name: &str, qtype: RecordType, version: u8) -> Vec<u8> {
-        static SERVING: OnceLock<(Snapshot, Services)> = OnceLock::new();
-        let (snapshot, services) = SERVING.get_or_init(|| {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
-            let zones = crate::zone::load_dir(&dir).expect("shipped zones load");
-            let geo = Arc::new(GeoDb::embedded().expect("embedded db"));
-            let metrics = Arc::new(crate::metrics::Metrics::default());
-            let cookies = Cookies::random(crate::dns::cookie::DEFAULT_AMPLIFICATION);
-            (
-                Snapshot::new(zones, geo, &metrics),
-                Services::new(cookies, None, metrics),
-            )
-        });
+        served_by(shipped(), name, qtype, version)
+    }
+
+    fn served_by(
+        (snapshot, services): &(Snapshot, Services),
+        name: &str,
+        qtype: RecordType,
+        version: u8,
+    ) -> Vec<u8> {
         let mut q = Message::query();
         q.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
         let mut edns = Edns::new();
@@ -310,12 +372,17 @@ mod tests {
 
     /// How many of `responses` to one client at one instant go out, at a rate of 2.
     fn sent(responses: &[Vec<u8>]) -> usize {
+        sent_from(&shipped().0.zones, responses)
+    }
+
+    /// [`sent`] for responses made from `zones`.
+    fn sent_from(zones: &ZoneSet, responses: &[Vec<u8>]) -> usize {
         let rrl = Rrl::new(Limits { rate: 2, slip: 0 }, Arc::default());
         let t = Instant::now();
         let client: SocketAddr = "198.51.100.7:5300".parse().unwrap();
         responses
             .iter()
-            .filter(|r| rrl.check(client, r, t) == Verdict::Send)
+            .filter(|r| rrl.check(client, r, zones, t) == Verdict::Send)
             .count()
     }
 
@@ -367,6 +434,54 @@ mod tests {
         assert_eq!(sent(&responses), 2);
     }
 
+    const WILD: &str = r#"zone = "wild.test."
+records = '''
+$TTL 3600
+@      IN SOA ns hostmaster 1 7200 3600 1209600 300
+@      IN NS  ns
+ns     IN A   192.0.2.53
+*.w    IN A   192.0.2.77
+*.w    IN TXT "wild"
+host.w IN A   192.0.2.78
+*.v    IN A   192.0.2.79
+'''
+"#;
+
+    #[test]
+    fn rfc4592_answers_from_one_wildcard_share_the_wildcard_bucket() {
+        // An answer takes the name asked, so a random name below a wildcard was a fresh
+        // bucket per query.
+        let zone = crate::zone::load_file(Path::new("wild.test.toml"), WILD).expect("it loads");
+        let wild = serving(ZoneSet::new(vec![zone]));
+        let zones = &wild.0.zones;
+        let mut responses: Vec<Vec<u8>> = random_names("*.w.wild.test.")
+            .iter()
+            .map(|n| served_by(&wild, n, RecordType::A, 0))
+            .collect();
+        // Two labels below it, another case, another type: the same wildcard.
+        responses.push(served_by(&wild, "a.B.W.wild.test.", RecordType::A, 0));
+        responses.push(served_by(&wild, "r1.w.wild.test.", RecordType::TXT, 0));
+        assert!(
+            responses
+                .iter()
+                .all(|r| r[3] & 0x0F == 0 && r[6..8] == [0, 1]),
+            "answers"
+        );
+        assert_eq!(sent_from(zones, &responses), 2);
+        // A name of its own beside the wildcard, and another wildcard: buckets of their own.
+        let own = [
+            served_by(&wild, "host.w.wild.test.", RecordType::A, 0),
+            served_by(&wild, "x.v.wild.test.", RecordType::A, 0),
+            served_by(&wild, "y.w.wild.test.", RecordType::A, 0),
+        ];
+        let rrl = Rrl::new(Limits { rate: 1, slip: 0 }, Arc::default());
+        let t = Instant::now();
+        let client: SocketAddr = "198.51.100.7:5300".parse().unwrap();
+        for r in &own {
+            assert_eq!(rrl.check(client, r, zones, t), Verdict::Send, "{r:02x?}");
+        }
+    }
+
     #[test]
     fn refusals_and_other_errors_share_one_bucket_per_client_network() {
         // Names outside every zone (REFUSED), and an EDNS version we do not speak for random
@@ -399,7 +514,11 @@ mod tests {
         let t = Instant::now();
         let client: SocketAddr = "198.51.100.7:5300".parse().unwrap();
         for r in &responses {
-            assert_eq!(rrl.check(client, r, t), Verdict::Send, "{r:02x?}");
+            assert_eq!(
+                rrl.check(client, r, &shipped().0.zones, t),
+                Verdict::Send,
+                "{r:02x?}"
+            );
         }
     }
 }

@@ -315,7 +315,11 @@ fn serve_udp(
             if !handle_parsed(&mut caches, &current, &services, query, parsed, at, answer) {
                 continue;
             }
-            match services.rrl.as_ref().map(|r| r.check(src, answer, now)) {
+            match services
+                .rrl
+                .as_ref()
+                .map(|r| r.check(src, answer, &current.zones, now))
+            {
                 None | Some(Verdict::Send) => ready.push(i),
                 // A valid server cookie proves the source is not spoofed: nothing to limit.
                 Some(_) if proven(&services, query, src, unix_now) => ready.push(i),

@@ -23,6 +23,10 @@ pub const OPT: u16 = 41;
 pub const ECS: u16 = 8;
 /// RFC 1035 §2.3.4: a name is at most 255 octets on the wire.
 pub const MAX_NAME: usize = 255;
+/// The fewest octets a question takes: the root name, type and class.
+const MIN_QUESTION: usize = 5;
+/// The fewest octets a resource record takes: the root name, type, class, TTL and RDLENGTH.
+const MIN_RECORD: usize = 11;
 
 /// Why a message (or one of its options) cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +77,18 @@ pub struct Header {
     pub answers: u16,
     pub authorities: u16,
     pub additionals: u16,
+}
+
+impl Header {
+    /// Whether a message of `len` octets (header included) has room for every question and
+    /// record this header counts, each as short as it can be. A decoder that sizes its
+    /// sections from the counts must not see a header that fails this.
+    pub fn counts_fit(&self, len: usize) -> bool {
+        let records = usize::from(self.answers)
+            + usize::from(self.authorities)
+            + usize::from(self.additionals);
+        HEADER_LEN + usize::from(self.questions) * MIN_QUESTION + records * MIN_RECORD <= len
+    }
 }
 
 /// A resource record's fixed fields, its start and its data.

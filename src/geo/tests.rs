@@ -13,6 +13,10 @@ use serde::Serialize;
 use super::countries::Continent;
 use super::*;
 
+#[path = "../../tests/common/mmdb.rs"]
+mod mmdb;
+use mmdb::{one_record_tree, set_record, tree_layout};
+
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
@@ -450,17 +454,11 @@ fn two_databases_for_one_family_are_refused() {
 
 // ---- files that are not databases to serve ----
 
-fn mkfifo(path: &std::path::Path) {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
-
 #[test]
 fn a_fifo_a_directory_or_a_device_is_refused_without_waiting() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("city.mmdb");
-    mkfifo(&fifo);
+    crate::files::mkfifo(&fifo);
     for (path, kind) in [
         (fifo.as_path(), "a FIFO"),
         (dir.path(), "a directory"),
@@ -499,53 +497,6 @@ fn embedded_bytes() -> Vec<u8> {
     EMBEDDED.to_vec()
 }
 
-/// (tree length in octets, node count, record size in bits) of an MMDB.
-fn layout(bytes: &[u8]) -> (usize, usize, usize) {
-    let m = Reader::from_source(bytes).unwrap().metadata().clone();
-    let (nodes, bits) = (m.node_count as usize, usize::from(m.record_size));
-    (nodes * bits / 4, nodes, bits)
-}
-
-fn set_record(bytes: &mut [u8], node: usize, side: usize, bits: usize, value: usize) {
-    let n = &mut bytes[node * bits / 4..(node + 1) * bits / 4];
-    let put = |b: &mut [u8], v: usize| {
-        let len = b.len();
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = (v >> (8 * (len - 1 - i))) as u8;
-        }
-    };
-    match (bits, side) {
-        (24, s) => put(&mut n[s * 3..s * 3 + 3], value),
-        (28, 0) => {
-            put(&mut n[0..3], value & 0xff_ffff);
-            n[3] = (n[3] & 0x0f) | ((value >> 20) as u8 & 0xf0);
-        }
-        (28, _) => {
-            put(&mut n[4..7], value & 0xff_ffff);
-            n[3] = (n[3] & 0xf0) | ((value >> 24) as u8 & 0x0f);
-        }
-        (_, s) => put(&mut n[s * 4..s * 4 + 4], value),
-    }
-}
-
-/// Every data pointer of the tree aimed at the record of `addr`.
-fn one_record_tree(mut bytes: Vec<u8>, addr: &str) -> Vec<u8> {
-    let (_, nodes, bits) = layout(&bytes);
-    let target = {
-        let reader = Reader::from_source(&bytes[..]).unwrap();
-        let found = reader.lookup(addr.parse().unwrap()).unwrap();
-        found.offset().expect("the address has a record") + nodes + 16
-    };
-    for node in 0..nodes {
-        for side in 0..2 {
-            if verify::record(&bytes, node, side, bits) > nodes {
-                set_record(&mut bytes, node, side, bits, target);
-            }
-        }
-    }
-    bytes
-}
-
 fn write_bytes(bytes: &[u8]) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(bytes).unwrap();
@@ -574,7 +525,7 @@ fn the_embedded_database_and_the_fixtures_pass_the_tree_check() {
 #[test]
 fn a_zeroed_tree_under_valid_metadata_is_refused() {
     let mut bytes = embedded_bytes();
-    let (tree, nodes, _) = layout(&bytes);
+    let (tree, nodes, _) = tree_layout(&bytes);
     bytes[..tree].fill(0);
     assert_damaged(&bytes, &format!("reaches only 1 of its {nodes} nodes"));
 }
@@ -582,7 +533,7 @@ fn a_zeroed_tree_under_valid_metadata_is_refused() {
 #[test]
 fn a_tree_pointing_past_its_data_is_refused() {
     let mut bytes = embedded_bytes();
-    let (_, nodes, bits) = layout(&bytes);
+    let (_, nodes, bits) = tree_layout(&bytes);
     let past = nodes + 16 + bytes.len();
     set_record(&mut bytes, 0, 1, bits, past);
     assert_damaged(&bytes, "points outside the data section");
@@ -592,7 +543,7 @@ fn a_tree_pointing_past_its_data_is_refused() {
 fn a_tree_with_the_wrong_record_size_is_refused() {
     // The tree is read with the wrong node size: the separator lands in the middle of it.
     let mut bytes = embedded_bytes();
-    let (tree, _, _) = layout(&bytes);
+    let (tree, _, _) = tree_layout(&bytes);
     bytes[tree..tree + 16].fill(0xff);
     assert_damaged(&bytes, "no 16 zero octets after the search tree");
 }

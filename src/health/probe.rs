@@ -21,7 +21,10 @@ const MAX_BODY: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("cannot read CA file {path}: {source}")]
-    CaFile { path: String, source: io::Error },
+    CaFile {
+        path: String,
+        source: crate::files::FileError,
+    },
     #[error("bad CA file {path}: {source}")]
     CaPem {
         path: String,
@@ -183,7 +186,9 @@ fn http_client(
     }
     if let Some(path) = &check.ca_file {
         let display = path.display().to_string();
-        let pem = std::fs::read(path).map_err(|source| ProbeError::CaFile {
+        // The zone load judged this file, but it may have been replaced since: a FIFO
+        // read here would hold the probe thread for good.
+        let pem = crate::files::read_regular(path).map_err(|source| ProbeError::CaFile {
             path: display.clone(),
             source,
         })?;
@@ -335,5 +340,35 @@ mod tests {
             assert_eq!(LocalFault::of(&io::Error::from_raw_os_error(errno)), None);
         }
         assert_eq!(LocalFault::of(&io::Error::other("no errno")), None);
+    }
+
+    #[test]
+    fn a_ca_file_replaced_by_a_fifo_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ca.pem");
+        crate::files::mkfifo(&fifo);
+        let check = CheckKind::Http(HttpCheck {
+            https: true,
+            port: 443,
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            expect: vec![200..=399],
+            body: None,
+            tls_verify: true,
+            ca_file: Some(fifo.clone()),
+        });
+        let target = "127.0.0.1:443".parse().unwrap();
+        let made = crate::files::within(Duration::from_secs(5), move || {
+            Prober::new(&check, target, Duration::from_secs(1)).map(|_| ())
+        });
+        let err = made.expect_err("a FIFO is no CA file").to_string();
+        assert_eq!(
+            err,
+            format!(
+                "cannot read CA file {}: not a regular file but a FIFO",
+                fifo.display()
+            )
+        );
     }
 }

@@ -33,6 +33,8 @@ pub struct ZoneSet {
     /// In origin order; a zone's position is its `index`.
     zones: Vec<Zone>,
     by_name: HashMap<LowerName, usize>,
+    /// Whether any zone has a wildcard: when none has, no name needs looking up for one.
+    wildcards: bool,
 }
 
 impl ZoneSet {
@@ -46,7 +48,29 @@ impl ZoneSet {
             .iter()
             .map(|z| (LowerName::new(&z.origin), z.index))
             .collect();
-        ZoneSet { zones, by_name }
+        let wildcards = zones
+            .iter()
+            .any(|z| z.nodes.keys().any(LowerName::is_wildcard));
+        ZoneSet {
+            zones,
+            by_name,
+            wildcards,
+        }
+    }
+
+    /// Whether any zone has a wildcard.
+    pub fn has_wildcards(&self) -> bool {
+        self.wildcards
+    }
+
+    /// The owner of the wildcard whose records answer for `name` (RFC 4592), when no node of
+    /// its zone owns `name` itself.
+    pub fn wildcard_answering(&self, name: &LowerName) -> Option<&LowerName> {
+        let zone = self.find(name)?;
+        if zone.nodes.contains_key(name) {
+            return None;
+        }
+        zone.wildcard_for(name).map(|(owner, _)| owner)
     }
 
     /// The zones in index order.
@@ -225,7 +249,7 @@ impl Zone {
         let node = match self.nodes.get(&lower) {
             Some(n) => n,
             None => match self.wildcard_for(&lower) {
-                Some(n) => n,
+                Some((_, n)) => n,
                 None => {
                     // RFC 6604 §3: the rcode describes the last name in the chain.
                     out.rcode = ResponseCode::NXDomain;
@@ -296,8 +320,8 @@ impl Zone {
         None
     }
 
-    /// `*.<closest encloser>` if the zone has it (RFC 4592 §3.3.1).
-    fn wildcard_for(&self, name: &LowerName) -> Option<&Node> {
+    /// `*.<closest encloser>` and its node, if the zone has it (RFC 4592 §3.3.1).
+    fn wildcard_for(&self, name: &LowerName) -> Option<(&LowerName, &Node)> {
         let mut encloser = name.base_name();
         while !self.nodes.contains_key(&encloser) {
             if !self.contains(&encloser) {
@@ -306,7 +330,9 @@ impl Zone {
             encloser = encloser.base_name();
         }
         let wildcard = LowerName::new(&Name::from(&encloser).prepend_label("*").ok()?);
-        self.nodes.get(&wildcard).filter(|n| !n.is_empty())
+        self.nodes
+            .get_key_value(&wildcard)
+            .filter(|(_, n)| !n.is_empty())
     }
 
     /// A referral: NS of the cut in authority, their in-zone addresses as glue, AA clear.

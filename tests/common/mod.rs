@@ -5,6 +5,7 @@
 // Each test binary compiles this module on its own and uses only some of it.
 #![allow(dead_code)]
 
+pub mod mmdb;
 pub mod probe_targets;
 pub mod test_ca;
 
@@ -605,8 +606,8 @@ pub fn serve_expecting_exit(args: &[&str]) -> (Option<std::process::ExitStatus>,
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = tempfile::tempdir().unwrap();
     let stderr_path = scratch.path().join("stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
-        .arg("serve")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    cmd.arg("serve")
         .arg("--zones")
         .arg(repo.join("zones"))
         .args([
@@ -614,9 +615,11 @@ pub fn serve_expecting_exit(args: &[&str]) -> (Option<std::process::ExitStatus>,
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(scratch.path())
+        ]);
+    if !args.contains(&"--state-dir") {
+        cmd.arg("--state-dir").arg(scratch.path());
+    }
+    let mut child = cmd
         .args(args)
         .current_dir(scratch.path())
         .env_remove("RUST_LOG")

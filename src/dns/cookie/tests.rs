@@ -124,3 +124,19 @@ fn the_secret_file_is_created_once_then_reused_and_bad_ones_are_refused() {
     );
     assert_eq!(format!("{first:?}"), "Cookies { amplification: 4 }");
 }
+
+#[test]
+fn a_fifo_in_place_of_the_secret_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cookie-secret");
+    crate::files::mkfifo(&path);
+    let at = path.clone();
+    let loaded = crate::files::within(std::time::Duration::from_secs(5), move || {
+        Cookies::load_or_create(&at, 4).map(|_| ())
+    });
+    let err = loaded.expect_err("a FIFO holds no secret").to_string();
+    assert_eq!(
+        err,
+        format!("{}: not a regular file but a FIFO", path.display())
+    );
+}

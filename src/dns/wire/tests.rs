@@ -60,6 +60,30 @@ fn rfc7871_malformed_options() {
 }
 
 #[test]
+fn counts_that_cannot_fit_the_message_are_refused_before_decoding() {
+    let header = |questions, answers, authorities, additionals| Header {
+        id: 0,
+        flags: 0,
+        questions,
+        answers,
+        authorities,
+        additionals,
+    };
+    // The smallest question is the root name, type and class; the smallest record adds TTL
+    // and RDLENGTH.
+    assert!(header(1, 0, 0, 0).counts_fit(HEADER_LEN + 5));
+    assert!(!header(1, 0, 0, 0).counts_fit(HEADER_LEN + 4));
+    assert!(header(1, 0, 0, 1).counts_fit(HEADER_LEN + 5 + 11));
+    assert!(!header(1, 0, 1, 1).counts_fit(HEADER_LEN + 5 + 11));
+    assert!(header(0, 0, 0, 0).counts_fit(HEADER_LEN));
+    // The attack: 65,535 questions claimed in a bare header, and every count at its most in
+    // the largest message TCP carries.
+    assert!(!header(u16::MAX, 0, 0, 0).counts_fit(HEADER_LEN));
+    let max = header(u16::MAX, u16::MAX, u16::MAX, u16::MAX);
+    assert!(!max.counts_fit(usize::from(u16::MAX)));
+}
+
+#[test]
 fn rfc1035_compressed_names_are_spelled_out_and_pointer_loops_refused() {
     // "example.com" at 12, then "www" and a pointer to it: www.example.com.
     let mut m = vec![0u8; HEADER_LEN];
