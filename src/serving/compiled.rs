@@ -167,16 +167,19 @@ impl ZoneSteering {
         Some(Compiled { steering, scope })
     }
 
-    /// Memory held by this zone's tables (shared region sets counted once per name).
+    /// Memory held by this zone's tables, each shared set of runs counted once.
     pub fn bytes(&self) -> usize {
-        self.names
-            .iter()
-            .flatten()
-            .map(|n| match n {
-                NameSteering::Uniform(_) => 0,
-                NameSteering::ByClient { runs, .. } => runs.v4.bytes() + runs.v6.bytes(),
-            })
-            .sum()
+        let mut seen: Vec<*const SetRuns> = Vec::new();
+        let mut total = 0;
+        for name in self.names.iter().flatten() {
+            if let NameSteering::ByClient { runs, .. } = name
+                && !seen.contains(&Arc::as_ptr(runs))
+            {
+                seen.push(Arc::as_ptr(runs));
+                total += runs.v4.bytes() + runs.v6.bytes();
+            }
+        }
+        total
     }
 }
 
@@ -215,7 +218,14 @@ pub fn compile<'t>(
                     *loaded.insert(build()?)
                 }
             };
-            let key = (config.regions.as_slice(), config.default_region, family);
+            // The family matters only through which regions have endpoints of it up: with
+            // both families up everywhere, A and AAAA share one set of runs.
+            let usable = config
+                .regions
+                .iter()
+                .map(|&id| zone.regions[id].up_endpoints(id, view, family).next().is_some())
+                .collect();
+            let key = (config.regions.as_slice(), config.default_region, usable);
             let (runs, representatives) = sets
                 .entry(key)
                 .or_insert_with(|| compile_set(t, zone, config, view, family));
@@ -239,8 +249,9 @@ pub fn compile<'t>(
 }
 
 /// What a region set's runs depend on besides the zone and its health: the name's regions
-/// (whose order breaks ties), its default region (for unknown locations) and the family.
-type SetKey<'z> = (&'z [RegionId], RegionId, Family);
+/// (whose order breaks ties), its default region (for unknown locations), and which of them
+/// have endpoints of the queried family up.
+type SetKey<'z> = (&'z [RegionId], RegionId, Vec<bool>);
 
 /// The runs of one region set, and for each of its regions a point that it answers.
 fn compile_set(

@@ -1,0 +1,175 @@
+//! Measures the steering compiler on a GeoIP database: the location table's build time and
+//! size, then for region sets of 3 and of 12 regions (and one of 1,000) the compile time, the
+//! runs' size, the process's resident memory, and lookups per second against the direct path
+//! (GeoIP lookup, then `steer::decide`) for clients from distinct random /24s and /48s.
+//!
+//! Usage: cargo run --release --example bench-compile -- [GEOIP.mmdb ...]
+//! (no file: the embedded database; give DB-IP's IPv4 and IPv6 files together).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ipnet::IpNet;
+use meridian::geo::GeoDb;
+use meridian::serving::answer::Client;
+use meridian::serving::compiled::compile;
+use meridian::steer::{Family, HealthView, decide};
+
+/// Cities where clouds have regions: the first 3, the first 12.
+const SITES: [(&str, f64, f64); 12] = [
+    ("us-east", 39.04, -77.49),
+    ("eu-west", 53.35, -6.26),
+    ("ap-southeast", 1.35, 103.82),
+    ("us-west", 45.6, -121.18),
+    ("eu-central", 50.11, 8.68),
+    ("ap-northeast", 35.68, 139.69),
+    ("sa-east", -23.55, -46.63),
+    ("ap-south", 19.08, 72.88),
+    ("af-south", -33.92, 18.42),
+    ("me-central", 25.2, 55.27),
+    ("ca-central", 45.5, -73.57),
+    ("ap-southeast-2", -33.87, 151.21),
+];
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn zone(sites: &[(String, f64, f64)]) -> meridian::zone::Zone {
+    let mut text = String::from(
+        "zone = \"bench.test.\"\nrecords = '''\n$TTL 300\n@ IN SOA ns hm 1 7200 3600 1209600 300\n@ IN NS ns\nns IN A 192.0.2.1\n'''\n",
+    );
+    for (i, (name, lat, lon)) in sites.iter().enumerate() {
+        text += &format!(
+            "[regions.{name}]\nlocation = {{ lat = {lat}, lon = {lon} }}\nendpoints = [\"198.18.{}.{}\", \"2001:db8::{:x}\"]\n",
+            i / 250,
+            i % 250 + 1,
+            i + 1
+        );
+    }
+    let names: Vec<String> = sites.iter().map(|s| format!("\"{}\"", s.0)).collect();
+    text += &format!("[steered.www]\nregions = [{}]\n", names.join(", "));
+    meridian::zone::load_file(std::path::Path::new("bench.test.toml"), &text)
+        .expect("the bench zone loads")
+}
+
+/// Distinct client networks: /24s striding over IPv4, /48s over 2000::/4.
+fn clients(n: u32) -> Vec<IpNet> {
+    (0..n)
+        .flat_map(|i| {
+            let v4 = Ipv4Addr::from(i.wrapping_mul(0x9E37_79B9) & 0xffff_ff00);
+            let x = u128::from(i.wrapping_mul(0x85EB_CA6B));
+            let v6 = Ipv6Addr::from((0x2000u128 << 112) | (x << 80));
+            [
+                IpNet::new(IpAddr::V4(v4), 24).expect("/24"),
+                IpNet::new(IpAddr::V6(v6), 48).expect("/48"),
+            ]
+        })
+        .collect()
+}
+
+fn main() {
+    let paths: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
+    let before = rss_mib();
+    let geo = if paths.is_empty() {
+        GeoDb::embedded()
+    } else {
+        GeoDb::open_or_embedded(&paths)
+    }
+    .expect("GeoIP database");
+    let loaded = rss_mib();
+    println!("database: {}", geo.describe());
+    println!("RSS: {before:.0} MiB at start, {loaded:.0} MiB with the database read");
+    let started = Instant::now();
+    let table = geo.table().expect("the database walks");
+    println!(
+        "location table: {:.2} s, {} networks -> {} IPv4 + {} IPv6 ranges, {} points, {:.1} MiB; RSS {:.0} MiB",
+        started.elapsed().as_secs_f64(),
+        table.networks,
+        table.v4.len(),
+        table.v6.len(),
+        table.points.len(),
+        table.bytes() as f64 / 1048576.0,
+        rss_mib()
+    );
+    let probes = clients(500_000);
+    let mut sets: Vec<Vec<(String, f64, f64)>> = [3, 12]
+        .iter()
+        .map(|&n| {
+            SITES[..n]
+                .iter()
+                .map(|&(s, a, o)| (s.to_owned(), a, o))
+                .collect()
+        })
+        .collect();
+    // 1,000 regions on a grid over the inhabited latitudes.
+    sets.push(
+        (0..1000)
+            .map(|i| {
+                let (lat, lon) = (
+                    -50.0 + f64::from(i / 40) * 4.5,
+                    -180.0 + f64::from(i % 40) * 9.0,
+                );
+                (format!("r{i}"), lat, lon)
+            })
+            .collect(),
+    );
+    let view = HealthView::all_up();
+    for sites in &sets {
+        let zone = zone(sites);
+        let rss = rss_mib();
+        let started = Instant::now();
+        let compiled = compile(&zone, &view, || Ok(table)).expect("compiles");
+        let took = started.elapsed();
+        println!(
+            "{} regions: compiled in {:.3} s, runs {:.2} MiB, RSS {:.0} -> {:.0} MiB",
+            sites.len(),
+            took.as_secs_f64(),
+            compiled.bytes() as f64 / 1048576.0,
+            rss,
+            rss_mib()
+        );
+        let config = &zone.steered[0].config;
+        let started = Instant::now();
+        let mut agree = 0usize;
+        let mut regions = 0usize;
+        for &network in &probes {
+            let family = if network.addr().is_ipv4() {
+                Family::V4
+            } else {
+                Family::V6
+            };
+            if let Some(c) = compiled.steer(0, family, Client::Subnet { network }) {
+                regions += c.steering.region.unwrap_or(0);
+                agree += usize::from(c.scope > 0);
+            }
+        }
+        let fast = probes.len() as f64 / started.elapsed().as_secs_f64();
+        let direct_n = probes.len().min(100_000);
+        let started = Instant::now();
+        for &network in &probes[..direct_n] {
+            let family = if network.addr().is_ipv4() {
+                Family::V4
+            } else {
+                Family::V6
+            };
+            let point = geo.locate(network).point;
+            regions += decide(point, config, &zone.regions, &view, family)
+                .chosen
+                .unwrap_or(0);
+        }
+        let direct = direct_n as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "  lookups: compiled {:.2} M/s, direct (locate + decide) {:.3} M/s over {} distinct networks ({agree} scoped, checksum {regions})",
+            fast / 1e6,
+            direct / 1e6,
+            probes.len()
+        );
+    }
+}
