@@ -24,7 +24,8 @@ pub const UNKNOWN: PointId = 0;
 pub const DIRECT: PointId = PointId::MAX;
 
 /// Contiguous ranges covering a family's whole space: range `i` runs from `starts[i]` up to
-/// the next start. `starts[0]` is 0.
+/// the next start. `starts[0]` is 0. IPv4 starts are addresses; IPv6 starts count /64s
+/// ([`V6_UNIT`]).
 #[derive(Debug)]
 pub struct Ranges<A> {
     pub starts: Vec<A>,
@@ -46,13 +47,18 @@ impl<A: Copy + Ord> Ranges<A> {
     }
 }
 
+/// IPv6 ranges start on /64 boundaries (an address shifted right by this): half the memory of
+/// full addresses, for databases whose networks are /64 or shorter, as published ones are. A
+/// /64 that a database splits further is [`DIRECT`].
+pub const V6_UNIT: u32 = 64;
+
 /// Where every address is, as far as steering cares: a point or none.
 #[derive(Debug)]
 pub struct LocationTable {
     /// Distinct points; index [`UNKNOWN`] holds `None`.
     pub points: Vec<Option<GeoPoint>>,
     pub v4: Ranges<u32>,
-    pub v6: Ranges<u128>,
+    pub v6: Ranges<u64>,
     /// Networks the walk visited, for the log line.
     pub networks: usize,
 }
@@ -76,7 +82,7 @@ impl LocationTable {
         Ok(LocationTable {
             points: points.list,
             v4: narrow(v4),
-            v6,
+            v6: in_units(v6),
             networks,
         })
     }
@@ -85,7 +91,7 @@ impl LocationTable {
     pub fn bytes(&self) -> usize {
         self.points.len() * std::mem::size_of::<Option<GeoPoint>>()
             + self.v4.len() * (4 + 4)
-            + self.v6.len() * (16 + 4)
+            + self.v6.len() * (8 + 4)
     }
 }
 
@@ -210,6 +216,38 @@ fn span(ip: IpAddr, prefix: u8, bits: u32) -> (u128, u128) {
     (start, start + size_less_one)
 }
 
+/// IPv6 `ranges` in [`V6_UNIT`]s: a range starting inside a unit makes that unit [`DIRECT`],
+/// and the next unit starts with the range that covers its first address.
+fn in_units(ranges: Ranges<u128>) -> Ranges<u64> {
+    let mut out = Builder::default();
+    let unit = |a: u128| a >> V6_UNIT;
+    for (i, (&start, &id)) in ranges.starts.iter().zip(&ranges.ids).enumerate() {
+        if start & (u128::MAX >> V6_UNIT) == 0 {
+            out.replace(unit(start), id);
+            continue;
+        }
+        out.replace(unit(start), DIRECT);
+        // The next unit begins inside this range unless another range starts before it.
+        let next = unit(start) + 1;
+        let ends_first = ranges
+            .starts
+            .get(i + 1)
+            .is_some_and(|&n| unit(n) < next || n == next << V6_UNIT);
+        if next <= unit(u128::MAX) && !ends_first {
+            out.replace(next, id);
+        }
+    }
+    let finished = out.finish();
+    Ranges {
+        starts: finished
+            .starts
+            .into_iter()
+            .map(|s| u64::try_from(s).expect("units fit in 64 bits"))
+            .collect(),
+        ids: finished.ids,
+    }
+}
+
 /// Ranges being built: consecutive equal ids merge.
 #[derive(Default)]
 struct Builder {
@@ -223,6 +261,15 @@ impl Builder {
             self.starts.push(start);
             self.ids.push(id);
         }
+    }
+
+    /// [`Builder::push`], but a range that starts where the last one does replaces it.
+    fn replace(&mut self, start: u128, id: PointId) {
+        if self.starts.last() == Some(&start) {
+            self.starts.pop();
+            self.ids.pop();
+        }
+        self.push(start, id);
     }
 
     fn finish(self) -> Ranges<u128> {

@@ -78,7 +78,8 @@ enum NameSteering {
 #[derive(Debug)]
 struct SetRuns {
     v4: Runs<u32>,
-    v6: Runs<u128>,
+    /// In /64s, as the location table counts IPv6.
+    v6: Runs<u64>,
 }
 
 /// A class for addresses the location table does not speak for: the direct path answers.
@@ -91,17 +92,23 @@ struct Runs<A> {
     classes: Vec<u16>,
 }
 
-impl<A: Copy + Ord + Into<u128>> Runs<A> {
-    /// The class of `addr` and the shortest prefix (at least 1) around it whose every address
-    /// is in the same run: every client there gets the same answer.
-    fn find(&self, addr: A, bits: u8) -> (u16, u8) {
-        let i = self.starts.partition_point(|&s| s <= addr) - 1;
-        let first: u128 = self.starts[i].into();
-        let last: u128 = self
+impl<A: Copy + Ord + Into<u128> + TryFrom<u128>> Runs<A> {
+    /// The class of `addr` (a `bits`-wide address; starts count units of `2^shift`
+    /// addresses) and the shortest prefix (at least 1) around it whose every address is in
+    /// the same run: every client there gets the same answer.
+    fn find(&self, addr: u128, shift: u32, bits: u8) -> (u16, u8) {
+        let Ok(key) = A::try_from(addr >> shift) else {
+            unreachable!("a {bits}-bit address in units of 2^{shift} fits its starts")
+        };
+        let i = self.starts.partition_point(|&s| s <= key) - 1;
+        let first = self.starts[i].into() << shift;
+        let last = self
             .starts
             .get(i + 1)
-            .map_or(u128::MAX >> (128 - u32::from(bits)), |&n| n.into() - 1);
-        (self.classes[i], widest(addr.into(), first, last, bits))
+            .map_or(u128::MAX >> (128 - u32::from(bits)), |&n| {
+                (n.into() << shift) - 1
+            });
+        (self.classes[i], widest(addr, first, last, bits))
     }
 
     fn bytes(&self) -> usize {
@@ -156,8 +163,8 @@ impl ZoneSteering {
         };
         let network = client.network().trunc();
         let (class, widest) = match network {
-            IpNet::V4(n) => runs.v4.find(u32::from(n.addr()), 32),
-            IpNet::V6(n) => runs.v6.find(u128::from(n.addr()), 128),
+            IpNet::V4(n) => runs.v4.find(u128::from(u32::from(n.addr())), 0, 32),
+            IpNet::V6(n) => runs.v6.find(u128::from(n.addr()), table::V6_UNIT, 128),
         };
         let steering = *classes.get(usize::from(class))?;
         let scope = match client {
@@ -223,7 +230,12 @@ pub fn compile<'t>(
             let usable = config
                 .regions
                 .iter()
-                .map(|&id| zone.regions[id].up_endpoints(id, view, family).next().is_some())
+                .map(|&id| {
+                    zone.regions[id]
+                        .up_endpoints(id, view, family)
+                        .next()
+                        .is_some()
+                })
                 .collect();
             let key = (config.regions.as_slice(), config.default_region, usable);
             let (runs, representatives) = sets
