@@ -608,7 +608,7 @@ def main():
                          "--rss-first and after all")
     ap.add_argument("--rss-networks", type=int, default=10_000_000)
     ap.add_argument("--rss-first", type=int, default=1_000_000)
-    ap.add_argument("--rss-seconds", type=int, default=900,
+    ap.add_argument("--rss-seconds", type=int, default=1200,
                     help="time bound of each rss-check pass (per server)")
     args = ap.parse_args()
     import shlex
