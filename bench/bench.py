@@ -35,6 +35,7 @@ import socket
 import statistics
 import struct
 import subprocess
+import urllib.request
 import sys
 import tempfile
 import time
@@ -145,8 +146,29 @@ def wait_ready(name, port, proc, logfile):
     raise SystemExit(f"{name} did not answer on port {port}; see {logfile}")
 
 
+def wait_compiled(name, admin_port, proc, logfile):
+    """Waits until every zone's steering is compiled (meridian_steering_compiled 1), so that
+    timing starts with the server as it serves for good; a build without the metric (an older
+    baseline) has nothing to wait for."""
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited; see {logfile}:\n" + open(logfile).read()[-3000:])
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5).read().decode()
+        except OSError:
+            time.sleep(0.2)
+            continue
+        gauges = [l for l in body.splitlines() if l.startswith("meridian_steering_compiled{")]
+        if all(l.endswith(" 1") for l in gauges):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{name} did not compile its steering within 180 s; see {logfile}")
+
+
 def start_meridian(tmp, threads, binary=None, name="meridian"):
     port = free_port()
+    admin_port = free_port()
     logfile = os.path.join(tmp, f"{name}.log")
     extra = MERIDIAN_FLAGS.get(name, [])
     # Extra flags that name their own database replace the one of --geodb.
@@ -155,10 +177,11 @@ def start_meridian(tmp, threads, binary=None, name="meridian"):
     p = spawn(name, [binary or os.path.join(ROOT, "target/release/meridian"), "serve",
                            "--zones", os.path.join(ROOT, "bench/zones"),
                            "--dns-listen", f"127.0.0.1:{port}", "--udp-threads", str(threads),
-                           "--admin-listen", "127.0.0.1:0",
+                           "--admin-listen", f"127.0.0.1:{admin_port}",
                            "--state-dir", os.path.join(tmp, f"{name}-state"), *geoip, *extra],
               logfile, env={**os.environ, "RUST_LOG": "warn"})
     wait_ready(name, port, p, logfile)
+    wait_compiled(name, admin_port, p, logfile)
     return p, port
 
 

@@ -116,11 +116,16 @@ fn serving() -> &'static Snapshot {
     })
 }
 
+/// [`serving`] with its steering compiled, as a server serves once its compiler has run.
+fn serving_compiled() -> &'static Snapshot {
+    static STATE: OnceLock<Snapshot> = OnceLock::new();
+    STATE.get_or_init(|| serving().renewed().compiled())
+}
+
 /// The serving state with empty caches: its first answer to a query comes from the general
 /// path.
 fn cold() -> Snapshot {
-    let base = serving();
-    base.with_all_health(base.health.clone())
+    serving().renewed()
 }
 
 /// A loopback client chosen by `selector`: IPv4 or IPv6, and a port (which, with the query
@@ -178,7 +183,7 @@ fn exchange(
     src: SocketAddr,
     transport: Transport,
 ) -> Option<Vec<u8>> {
-    let cold = state.with_all_health(state.health.clone());
+    let cold = state.renewed();
     let general = dns::handle(&cold, services(), query, src, transport, NOW);
     let cached = dns::handle(&cold, services(), query, src, transport, NOW);
     let after = warm.handle(query, src, transport);

@@ -3,7 +3,8 @@
 //! Input: one selector octet (bit 0: TCP, bit 1: IPv6 client, the rest: client port), then
 //! queries each framed as over TCP (a two-octet length); an unframed tail is one more query.
 //! The queries share one serving state, so a later one may be answered from what an earlier
-//! one cached; each answer must equal what a cold cache gives (see [`super::exchange`]).
+//! one cached; each answer must equal what a cold cache gives (see [`super::exchange`]). Every
+//! query is asked of the state before its steering is compiled and after.
 
 use meridian::dns::Transport;
 
@@ -20,15 +21,19 @@ pub fn run(data: &[u8]) {
         Transport::Tcp
     };
     let src = super::client(selector >> 1);
-    let cold = super::cold();
-    let warm = super::Warm::new(&cold);
+    // Served as before the steering compiler has run, and after.
+    let states = [super::serving(), super::serving_compiled()];
+    let colds = states.map(|s| s.renewed());
+    let warms = [super::Warm::new(&colds[0]), super::Warm::new(&colds[1])];
     for _ in 0..MAX_QUERIES {
         if rest.is_empty() {
             break;
         }
         let (query, after) = next_query(rest);
         rest = after;
-        super::exchange(super::serving(), &warm, query, src, transport);
+        for (state, warm) in states.iter().zip(&warms) {
+            super::exchange(state, warm, query, src, transport);
+        }
     }
 }
 

@@ -22,6 +22,9 @@ pub type PointId = u32;
 pub const UNKNOWN: PointId = 0;
 /// Space the table does not speak for: answered the direct way.
 pub const DIRECT: PointId = PointId::MAX;
+/// Ids from here on (but [`DIRECT`]) are IPv6 /64s that the database splits further: id
+/// `SPLIT + k` holds the points of [`LocationTable::split`]`[k]`.
+pub const SPLIT: PointId = 1 << 31;
 
 /// Contiguous ranges covering a family's whole space: range `i` runs from `starts[i]` up to
 /// the next start. `starts[0]` is 0. IPv4 starts are addresses; IPv6 starts count /64s
@@ -48,8 +51,9 @@ impl<A: Copy + Ord> Ranges<A> {
 }
 
 /// IPv6 ranges start on /64 boundaries (an address shifted right by this): half the memory of
-/// full addresses, for databases whose networks are /64 or shorter, as published ones are. A
-/// /64 that a database splits further is [`DIRECT`].
+/// full addresses, for databases whose networks are /64 or shorter, as most of published
+/// ones are. A /64 that a database splits further is a [`SPLIT`] range of its own, which the
+/// compiler answers as one when every point in it leads to the same region.
 pub const V6_UNIT: u32 = 64;
 
 /// Where every address is, as far as steering cares: a point or none.
@@ -59,6 +63,8 @@ pub struct LocationTable {
     pub points: Vec<Option<GeoPoint>>,
     pub v4: Ranges<u32>,
     pub v6: Ranges<u64>,
+    /// The points of each IPv6 /64 that the database splits ([`SPLIT`]).
+    pub split: Vec<Box<[PointId]>>,
     /// Networks the walk visited, for the log line.
     pub networks: usize,
 }
@@ -79,10 +85,13 @@ impl LocationTable {
                 .collect(),
             ids: r.ids,
         };
+        let mut split = Vec::new();
+        let v6 = in_units(v6, &mut split)?;
         Ok(LocationTable {
             points: points.list,
             v4: narrow(v4),
-            v6: in_units(v6),
+            v6,
+            split,
             networks,
         })
     }
@@ -92,6 +101,7 @@ impl LocationTable {
         self.points.len() * std::mem::size_of::<Option<GeoPoint>>()
             + self.v4.len() * (4 + 4)
             + self.v6.len() * (8 + 4)
+            + self.split.iter().map(|s| 16 + s.len() * 4).sum::<usize>()
     }
 }
 
@@ -216,36 +226,47 @@ fn span(ip: IpAddr, prefix: u8, bits: u32) -> (u128, u128) {
     (start, start + size_less_one)
 }
 
-/// IPv6 `ranges` in [`V6_UNIT`]s: a range starting inside a unit makes that unit [`DIRECT`],
-/// and the next unit starts with the range that covers its first address.
-fn in_units(ranges: Ranges<u128>) -> Ranges<u64> {
-    let mut out = Builder::default();
+/// IPv6 `ranges` in [`V6_UNIT`]s: a unit in which more than one range starts becomes a
+/// [`SPLIT`] range holding the ids of every range that meets it (appended to `split`), and
+/// the next unit starts with the range that covers its first address.
+fn in_units(ranges: Ranges<u128>, split: &mut Vec<Box<[PointId]>>) -> Result<Ranges<u64>, String> {
     let unit = |a: u128| a >> V6_UNIT;
-    for (i, (&start, &id)) in ranges.starts.iter().zip(&ranges.ids).enumerate() {
-        if start & (u128::MAX >> V6_UNIT) == 0 {
-            out.replace(unit(start), id);
-            continue;
+    let aligned = |a: u128| a & (u128::MAX >> V6_UNIT) == 0;
+    let (starts, ids) = (&ranges.starts, &ranges.ids);
+    let mut out = Builder::default();
+    let mut i = 0;
+    while i < starts.len() {
+        let u = unit(starts[i]);
+        let j = i + starts[i..].iter().take_while(|&&s| unit(s) == u).count();
+        if j - i == 1 && aligned(starts[i]) {
+            out.replace(u, ids[i]);
+        } else {
+            // The range that covers the unit's first address began before it, unless the
+            // first range of the unit starts on it (`starts[0]` is 0, so `i` > 0 otherwise).
+            let first = if aligned(starts[i]) { i } else { i - 1 };
+            let k = PointId::try_from(split.len())
+                .ok()
+                .filter(|&k| k < DIRECT - SPLIT)
+                .ok_or("too many split IPv6 /64s")?;
+            split.push(ids[first..j].into());
+            out.replace(u, SPLIT + k);
         }
-        out.replace(unit(start), DIRECT);
-        // The next unit begins inside this range unless another range starts before it.
-        let next = unit(start) + 1;
-        let ends_first = ranges
-            .starts
-            .get(i + 1)
-            .is_some_and(|&n| unit(n) < next || n == next << V6_UNIT);
-        if next <= unit(u128::MAX) && !ends_first {
-            out.replace(next, id);
+        // The next unit begins inside the last range of this one, unless a range starts on it
+        // (a later `replace` supersedes this one when a range starts inside it).
+        if u < unit(u128::MAX) && starts.get(j).is_none_or(|&n| n != (u + 1) << V6_UNIT) {
+            out.replace(u + 1, ids[j - 1]);
         }
+        i = j;
     }
     let finished = out.finish();
-    Ranges {
+    Ok(Ranges {
         starts: finished
             .starts
             .into_iter()
             .map(|s| u64::try_from(s).expect("units fit in 64 bits"))
             .collect(),
         ids: finished.ids,
-    }
+    })
 }
 
 /// Ranges being built: consecutive equal ids merge.

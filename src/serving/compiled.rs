@@ -276,7 +276,7 @@ fn compile_set(
     const UNSET: u16 = u16::MAX - 1;
     let mut class_of = vec![UNSET; table.points.len()];
     let mut representatives = vec![None; config.regions.len()];
-    let mut class = |id: PointId| -> u16 {
+    let mut plain = |id: PointId| -> u16 {
         if id == table::DIRECT {
             return DIRECT;
         }
@@ -294,6 +294,19 @@ fn compile_set(
             *slot = u16::try_from(position).expect("fewer than 65,534 regions per name");
         }
         *slot
+    };
+    // A /64 the database splits is answered as one where all its pieces agree.
+    let mut class = |id: PointId| -> u16 {
+        if id < table::SPLIT || id == table::DIRECT {
+            return plain(id);
+        }
+        let pieces = &table.split[(id - table::SPLIT) as usize];
+        let first = plain(pieces[0]);
+        if pieces[1..].iter().all(|&p| plain(p) == first) {
+            first
+        } else {
+            DIRECT
+        }
     };
     let v4 = runs(&table.v4, &mut class);
     let v6 = runs(&table.v6, &mut class);

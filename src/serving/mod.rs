@@ -145,8 +145,9 @@ impl Snapshot {
         }
     }
 
-    /// The same snapshot under a new generation.
-    fn renewed(&self) -> Snapshot {
+    /// The same snapshot under a new generation: every thread's fast-path caches start afresh
+    /// for it.
+    pub fn renewed(&self) -> Snapshot {
         Snapshot {
             zones: self.zones.clone(),
             geo: self.geo.clone(),

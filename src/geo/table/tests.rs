@@ -12,7 +12,7 @@ fn table_point(t: &LocationTable, addr: IpAddr) -> Option<Option<GeoPoint>> {
         IpAddr::V4(a) => t.v4.ids[t.v4.find(u32::from(a))],
         IpAddr::V6(a) => t.v6.ids[t.v6.find((u128::from(a) >> V6_UNIT) as u64)],
     };
-    (id != DIRECT).then(|| t.points[id as usize])
+    (id < SPLIT).then(|| t.points[id as usize])
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn the_embedded_table_places_every_address_where_locate_does() {
 }
 
 #[test]
-fn a_slash_64_split_by_the_database_is_left_to_the_direct_path() {
+fn a_slash_64_split_by_the_database_keeps_the_points_of_its_pieces() {
     let unit = |u: u128| u << V6_UNIT;
     // A from 0, B from unit 5, C from inside unit 7, D from unit 9, E from inside unit 9,
     // F from inside unit 12 (after E covers units 10 and 11).
@@ -59,7 +59,10 @@ fn a_slash_64_split_by_the_database_is_left_to_the_direct_path() {
         starts: vec![0, unit(5), unit(7) + 8, unit(9), unit(9) + 1, unit(12) + 3],
         ids: vec![1, 2, 3, 4, 5, 6],
     };
-    let units = in_units(ranges);
+    let mut split = Vec::new();
+    let units = in_units(ranges, &mut split).unwrap();
     assert_eq!(units.starts, vec![0, 5, 7, 8, 9, 10, 12, 13]);
-    assert_eq!(units.ids, vec![1, 2, DIRECT, 3, DIRECT, 5, DIRECT, 6]);
+    assert_eq!(units.ids, vec![1, 2, SPLIT, 3, SPLIT + 1, 5, SPLIT + 2, 6]);
+    let split: Vec<&[PointId]> = split.iter().map(|s| &s[..]).collect();
+    assert_eq!(split, [&[2, 3][..], &[4, 5], &[5, 6]]);
 }
