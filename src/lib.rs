@@ -8,12 +8,15 @@
 //! the current [`serving::Snapshot`] once: [`zone`] finds the zone and walks the name
 //! (referrals, CNAMEs, wildcards, negative answers); for a steered name,
 //! [`serving::answer`] locates the client with [`geo`] (ECS subnet, else the resolver) and
-//! [`steer::decide`], a pure function, ranks the regions by estimated RTT and health. The
-//! answer carries an ECS scope equal to the GeoIP network that decided, widened over
-//! neighbours with the same answer. What outlives snapshots (the cookie secret, rate
+//! [`steer::decide`], a pure function, ranks the regions by estimated RTT and health. Ahead of
+//! queries, [`serving::compiled`] turns each steered name into runs of addresses answered by
+//! one region (from the location table [`geo::table`] walked once per database), so a client
+//! network never seen before costs one binary search, and its ECS scope is the widest block
+//! around it inside its run. What outlives snapshots (the cookie secret, rate
 //! limiting, the metrics registry) is handed to the server at start as [`dns::Services`].
 //!
-//! The control plane runs on its own thread ([`control`]): [`health`] probes endpoints and
+//! The control plane runs on its own thread ([`control`]), beside the steering compiler's:
+//! [`health`] probes endpoints and
 //! publishes what steering sees; [`admin`] serves the API, metrics ([`metrics`]) and the
 //! dashboard; operator overrides persist in a journal ([`state`]). None of it takes a lock
 //! the fast path waits on: a change builds a new snapshot and swaps it in.

@@ -70,7 +70,7 @@ pub struct LocationTable {
 }
 
 impl LocationTable {
-    /// Walks `geo` whole. Fails only on a damaged database, which [`super::verify`] refuses
+    /// Walks `geo` whole. Fails only on a damaged database, which the tree check refuses
     /// before it serves.
     pub fn build(geo: &GeoDb) -> Result<LocationTable, String> {
         let mut points = Points::default();
