@@ -99,6 +99,9 @@ pub struct CheckArgs {
     /// Directory of zone files
     #[arg(long, default_value = config::DEFAULT_ZONES)]
     pub zones: PathBuf,
+    /// Also check this configuration file (its [cluster] section included)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -369,6 +372,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         admin_cert,
         admin_connections,
         admin_hosts: config.admin_hosts.clone(),
+        cluster: config.cluster.clone(),
     })
     .map_err(CliError::Runtime)?;
     let scheme = if config.admin_tls.is_some() {
@@ -419,11 +423,24 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// Prints a summary and returns `Ok`, or every diagnostic as the error.
-pub fn check(args: &CheckArgs) -> Result<String, LoadError> {
+pub fn check(args: &CheckArgs) -> Result<String, CliError> {
+    let mut out = String::new();
+    if let Some(path) = &args.config {
+        let file = FileConfig::read(path, true)?;
+        let cluster = match &file.checked_cluster {
+            Some(c) => format!(
+                ": cluster node {} of {} etcd endpoints, prefix {}",
+                c.node,
+                c.endpoints.len(),
+                c.prefix
+            ),
+            None => ": no [cluster], this node runs alone".into(),
+        };
+        writeln!(out, "{}: ok{cluster}", path.display()).expect("writing to a String");
+    }
     let zones = zone::load_dir(&args.zones)?;
     let mut names: Vec<&zone::Zone> = zones.zones().collect();
     names.sort_by(|a, b| a.origin.cmp(&b.origin));
-    let mut out = String::new();
     for z in names {
         writeln!(
             out,

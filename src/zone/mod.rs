@@ -129,6 +129,8 @@ pub struct Zone {
     /// Position in its [`ZoneSet`], in origin order: indexes per-zone tables such as metrics.
     pub index: usize,
     pub file: PathBuf,
+    /// A hash of the file's bytes, the same on every node: what a cluster compares.
+    pub content_hash: u64,
     /// The SOA as it goes into negative answers: TTL = min(SOA TTL, SOA MINIMUM) (RFC 2308 §3).
     negative_soa: Record,
     soa: Record,

@@ -1,0 +1,366 @@
+//! CONTROL: several nameservers, one mind. With a `[cluster]` section, the nodes share
+//! operator overrides and probe observations through etcd v3.
+//!
+//! The rule: etcd is authoritative for overrides in a cluster; each node's journal is its
+//! durable copy of what it applied (and the store it starts from when etcd is away). A write
+//! through any node's admin API is one etcd transaction (the override key and its audit
+//! entry) and is acknowledged only once committed; every node, the writer included, applies
+//! it from its watch, journals it, and then DNS follows. After a disconnect a node reads the
+//! whole override set at one revision, journals the audit entries it missed (those with a
+//! higher revision than the last it applied) and corrects whatever still differs, so nothing
+//! is lost or applied twice. While etcd is away (unreachable, or without quorum) DNS keeps
+//! answering from the last known state with local probes (fail-static), writes answer 503,
+//! and `/readyz` stays 200.
+//!
+//! Each node publishes one record under a lease that dies with it: its zone serials and
+//! content hashes and its probe observations, on change and every [`HEARTBEAT`]. Every node
+//! turns the other nodes' fresh, non-suspect observations into votes that
+//! [`crate::health::view::vote`] (pure) weighs with its own.
+//!
+//! Keys, under the prefix: `overrides/drain/<zone>/<region>`,
+//! `overrides/force/<zone>/<region>/<address>` (the entry that set it, JSON),
+//! `audit/<unix ms>-<node>-<n>` (every change, JSON), `nodes/<node>` (the record, leased).
+//! A value that does not parse is logged and ignored, never trusted.
+
+pub mod config;
+mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, watch};
+
+use crate::health::monitor::MonitorHandle;
+use crate::health::view::{PeerViews, Votes};
+use crate::metrics::Metrics;
+use crate::serving::SharedSnapshot;
+use crate::state::{Action, Entry, Journal};
+pub use config::ClusterConfig;
+
+/// How often a node's record is written even when nothing changed: its "last seen".
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a write waits for this node to apply what etcd committed before answering.
+const APPLY_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "the cluster store (etcd) is unreachable or has no quorum ({0}): overrides cannot be shared, so nothing was changed; DNS keeps answering from the last known state"
+    )]
+    Away(String),
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+}
+
+/// Whether the store can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreState {
+    /// Not reached yet since start.
+    Connecting,
+    Up,
+    /// Unreachable or without quorum: serving from the last known state.
+    Away,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    pub state: StoreState,
+    /// When it took this state, Unix ms.
+    pub since_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The last etcd revision this node applied.
+    pub revision: i64,
+}
+
+/// A zone as a node serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneStamp {
+    pub serial: u32,
+    /// Of the zone file's bytes, hex.
+    pub hash: String,
+}
+
+/// One endpoint as one node's probes see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub region: String,
+    pub address: IpAddr,
+    pub up: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_min_ms: Option<f64>,
+}
+
+/// What a node publishes under `nodes/<node>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node: String,
+    /// When written, Unix ms: the node's "last seen".
+    pub at_ms: u64,
+    pub zones: BTreeMap<String, ZoneStamp>,
+    /// Zones whose isolation guard holds on that node: its observations of them are left out.
+    #[serde(default)]
+    pub suspect: BTreeSet<String>,
+    /// By zone origin.
+    #[serde(default)]
+    pub observations: BTreeMap<String, Vec<Observation>>,
+}
+
+impl NodeRecord {
+    /// The same content, whatever the time of writing.
+    fn same_content(&self, other: &NodeRecord) -> bool {
+        self.zones == other.zones
+            && self.suspect == other.suspect
+            && self.observations.len() == other.observations.len()
+            && self
+                .observations
+                .iter()
+                .zip(&other.observations)
+                .all(|((za, a), (zb, b))| {
+                    za == zb
+                        && a.len() == b.len()
+                        && a.iter().zip(b).all(|(x, y)| {
+                            (&x.region, x.address, x.up, &x.error)
+                                == (&y.region, y.address, y.up, &y.error)
+                        })
+                })
+    }
+}
+
+/// The votes of every node but `me`, from their records.
+pub fn peer_views(
+    nodes: &BTreeMap<String, NodeRecord>,
+    me: &str,
+    quorum: crate::health::view::Quorum,
+) -> PeerViews {
+    let mut votes: BTreeMap<(String, String, IpAddr), Votes> = BTreeMap::new();
+    for record in nodes.values().filter(|r| r.node != me) {
+        for (zone, observations) in &record.observations {
+            if record.suspect.contains(zone) {
+                continue;
+            }
+            for o in observations {
+                let v = votes
+                    .entry((zone.clone(), o.region.clone(), o.address))
+                    .or_default();
+                v.total += 1;
+                v.up += usize::from(o.up);
+            }
+        }
+    }
+    PeerViews { quorum, votes }
+}
+
+/// The cluster membership of this node, shared by the admin API and the store tasks.
+pub struct Cluster {
+    pub config: ClusterConfig,
+    state: SharedSnapshot,
+    metrics: Arc<Metrics>,
+    journal: Arc<Mutex<Journal>>,
+    client: std::sync::Mutex<Option<etcd_client::Client>>,
+    status: ArcSwap<StoreStatus>,
+    /// The last revision applied: writes wait on it.
+    applied: watch::Sender<i64>,
+    /// Every node's record as last read, this node's own included.
+    nodes: ArcSwap<BTreeMap<String, NodeRecord>>,
+    /// Orders this node's writes.
+    pub writes: Mutex<()>,
+    /// Numbers this node's audit keys within one millisecond.
+    audit_seq: AtomicU64,
+}
+
+/// What `GET /api/v1/cluster` shows.
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    pub node: String,
+    pub prefix: String,
+    pub endpoints: Vec<String>,
+    pub quorum: crate::health::view::Quorum,
+    pub store: StoreStatus,
+    pub nodes: Vec<NodeView>,
+    /// Zones whose content hash is not the same on every node that serves them.
+    pub zones_differ: Vec<String>,
+    pub vantage: Vantage,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub node: String,
+    pub last_seen_ms: u64,
+    pub zones: BTreeMap<String, ZoneStamp>,
+    pub suspect: BTreeSet<String>,
+}
+
+impl Cluster {
+    pub fn new(
+        config: ClusterConfig,
+        state: SharedSnapshot,
+        metrics: Arc<Metrics>,
+        journal: Arc<Mutex<Journal>>,
+    ) -> Arc<Cluster> {
+        metrics.cluster_store(false);
+        Arc::new(Cluster {
+            config,
+            state,
+            metrics,
+            journal,
+            client: std::sync::Mutex::new(None),
+            status: ArcSwap::from_pointee(StoreStatus {
+                state: StoreState::Connecting,
+                since_ms: crate::state::now_ms(),
+                last_error: None,
+                revision: 0,
+            }),
+            applied: watch::channel(0).0,
+            nodes: ArcSwap::default(),
+            writes: Mutex::new(()),
+            audit_seq: AtomicU64::new(0),
+        })
+    }
+
+    pub fn status(&self) -> Arc<StoreStatus> {
+        self.status.load_full()
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.config.prefix)
+    }
+
+    /// The key of the override `e` sets or lifts; `None` for an entry that is no override.
+    fn override_key(&self, e: &Entry) -> Option<String> {
+        match (e.action, e.endpoint) {
+            (Action::Drain | Action::Undrain, _) => {
+                Some(self.key(&format!("overrides/drain/{}/{}", e.zone, e.region)))
+            }
+            (Action::ForceUp | Action::ForceDown | Action::Unforce, Some(a)) => {
+                Some(self.key(&format!("overrides/force/{}/{}/{a}", e.zone, e.region)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Commits `entry` (stamped with this node's name) to etcd: the override key and the
+    /// audit entry in one transaction. An undrain or unforce of what is not set changes
+    /// nothing (`Ok(None)`). Returns the revision and the entry, its `seq` that revision.
+    pub async fn commit(&self, mut entry: Entry) -> Result<Option<(i64, Entry)>, ClusterError> {
+        let status = self.status();
+        if status.state != StoreState::Up {
+            return Err(ClusterError::Away(
+                status
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "not reached since start".into()),
+            ));
+        }
+        let Some(mut client) = self.client.lock().expect("client lock").clone() else {
+            return Err(ClusterError::Away("not connected".into()));
+        };
+        entry.node = Some(self.config.node.clone());
+        let key = self.override_key(&entry).expect("writes are overrides");
+        let n = self.audit_seq.fetch_add(1, Ordering::Relaxed);
+        let audit = self.key(&format!(
+            "audit/{:013}-{}-{n}",
+            entry.at_ms, self.config.node
+        ));
+        let json = serde_json::to_string(&entry).expect("entries serialize");
+        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        let txn = match entry.action {
+            Action::Undrain | Action::Unforce => Txn::new()
+                .when([Compare::version(key.clone(), CompareOp::Greater, 0)])
+                .and_then([TxnOp::delete(key, None), TxnOp::put(audit, json, None)]),
+            _ => Txn::new().and_then([
+                TxnOp::put(key, json.clone(), None),
+                TxnOp::put(audit, json, None),
+            ]),
+        };
+        let response = client.txn(txn).await.map_err(|e| {
+            self.metrics.cluster_store_error();
+            match e {
+                etcd_client::Error::GRpcStatus(s) => ClusterError::Away(s.message().to_string()),
+                e => ClusterError::Etcd(e),
+            }
+        })?;
+        if !response.succeeded() {
+            return Ok(None);
+        }
+        let revision = response.header().map_or(0, |h| h.revision());
+        entry.seq = revision as u64;
+        Ok(Some((revision, entry)))
+    }
+
+    /// Waits (at most [`APPLY_WAIT`]) until this node applied `revision`: DNS follows it.
+    pub async fn wait_applied(&self, revision: i64) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(APPLY_WAIT, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// What `GET /api/v1/cluster` shows.
+    pub fn view(&self) -> ClusterView {
+        let nodes = self.nodes.load();
+        let mut hashes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut vantage: Vantage = BTreeMap::new();
+        for r in nodes.values() {
+            for (zone, stamp) in &r.zones {
+                hashes.entry(zone).or_default().insert(&stamp.hash);
+            }
+            for (zone, observations) in &r.observations {
+                for o in observations {
+                    vantage
+                        .entry(zone.clone())
+                        .or_default()
+                        .entry(o.region.clone())
+                        .or_default()
+                        .entry(o.address)
+                        .or_default()
+                        .insert(r.node.clone(), o.up);
+                }
+            }
+        }
+        ClusterView {
+            node: self.config.node.clone(),
+            prefix: self.config.prefix.clone(),
+            endpoints: self.config.endpoints.clone(),
+            quorum: self.config.quorum,
+            store: StoreStatus::clone(&self.status()),
+            nodes: nodes
+                .values()
+                .map(|r| NodeView {
+                    node: r.node.clone(),
+                    last_seen_ms: r.at_ms,
+                    zones: r.zones.clone(),
+                    suspect: r.suspect.clone(),
+                })
+                .collect(),
+            zones_differ: hashes
+                .into_iter()
+                .filter(|(_, h)| h.len() > 1)
+                .map(|(z, _)| z.to_string())
+                .collect(),
+            vantage,
+        }
+    }
+
+    /// Hands the monitor the peers of the warm start (before this node answers), then starts
+    /// the store tasks on the current runtime: the watch that applies overrides and peers,
+    /// and the publisher of this node's record.
+    pub async fn spawn(self: &Arc<Cluster>, monitor: MonitorHandle) {
+        monitor.peers(self.peers()).await;
+        tokio::spawn(self.clone().sync_forever(monitor.clone()));
+        tokio::spawn(self.clone().publish_forever(monitor));
+    }
+}
+
+/// zone -> region -> endpoint -> node -> up.
+type Vantage = BTreeMap<String, BTreeMap<String, BTreeMap<IpAddr, BTreeMap<String, bool>>>>;
