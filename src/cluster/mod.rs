@@ -44,6 +44,10 @@ pub use config::ClusterConfig;
 
 /// How often a node's record is written even when nothing changed: its "last seen".
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a write waits for etcd to commit it. A proposal that reached a leader killed
+/// under it is never answered; an election takes about one election timeout, so a shorter
+/// wait gives the operator a quicker 503 and a quicker successful retry.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a write waits for this node to apply what etcd committed before answering.
 const APPLY_WAIT: Duration = Duration::from_secs(3);
 
@@ -55,6 +59,10 @@ pub enum ClusterError {
     Away(String),
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
+    #[error(
+        "etcd did not answer within 1 s (an election, most likely): the change may or may not be applied; GET /api/v1/audit says, before you try again"
+    )]
+    Unanswered,
 }
 
 /// Whether the store can be used.
@@ -262,7 +270,7 @@ impl Cluster {
                     .unwrap_or_else(|| "not reached since start".into()),
             ));
         }
-        let Some(mut client) = self.client.lock().expect("client lock").clone() else {
+        let Some(client) = self.client.lock().expect("client lock").clone() else {
             return Err(ClusterError::Away("not connected".into()));
         };
         entry.node = Some(self.config.node.clone());
@@ -283,13 +291,27 @@ impl Cluster {
                 TxnOp::put(audit, json, None),
             ]),
         };
-        let response = client.txn(txn).await.map_err(|e| {
-            self.metrics.cluster_store_error();
-            match e {
-                etcd_client::Error::GRpcStatus(s) => ClusterError::Away(s.message().to_string()),
-                e => ClusterError::Etcd(e),
+        let call = store::sent(|| {
+            let mut client = client.clone();
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        });
+        let response = match tokio::time::timeout(WRITE_TIMEOUT, call).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.metrics.cluster_store_error();
+                return Err(match e {
+                    etcd_client::Error::GRpcStatus(s) => {
+                        ClusterError::Away(s.message().to_string())
+                    }
+                    e => ClusterError::Etcd(e),
+                });
             }
-        })?;
+            Err(_) => {
+                self.metrics.cluster_store_error();
+                return Err(ClusterError::Unanswered);
+            }
+        };
         if !response.succeeded() {
             return Ok(None);
         }

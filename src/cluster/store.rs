@@ -33,6 +33,28 @@ const RETRY: Duration = Duration::from_millis(500);
 /// How often this node's record is compared with what it published.
 const PUBLISH_TICK: Duration = Duration::from_millis(100);
 
+/// Whether `e` failed before the request left: the balanced channel picked a member that
+/// refuses connections (killed, restarting). Such a call is safe to repeat, and another
+/// member may well answer it.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("connect error"))
+}
+
+/// `call`, made again (up to three times in all) while it fails before the request left.
+pub(super) async fn sent<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    for _ in 0..2 {
+        match call().await {
+            Err(e) if never_sent(&e) => tokio::time::sleep(Duration::from_millis(20)).await,
+            r => return r,
+        }
+    }
+    call().await
+}
+
 impl Cluster {
     async fn connect(&self) -> Result<Client, etcd_client::Error> {
         let mut options = ConnectOptions::new()
@@ -127,20 +149,17 @@ impl Cluster {
     /// this process missed since the last revision it applied and whatever still differs,
     /// and takes the records. Returns the revision and the overrides in force there.
     async fn resync(&self, client: &mut Client) -> Result<(i64, Overrides), ClusterError> {
-        let prefixed = || Some(GetOptions::new().with_prefix());
-        let found = client.get(self.key("overrides/"), prefixed()).await?;
+        let get = |key: String, options: GetOptions| {
+            let mut client = client.clone();
+            async move { client.get(key, Some(options.with_prefix())).await }
+        };
+        let found = sent(|| get(self.key("overrides/"), GetOptions::new())).await?;
         let revision = found.header().map_or(0, |h| h.revision());
-        let at = |o: GetOptions| Some(o.with_prefix().with_revision(revision));
-        let records = client
-            .get(self.key("nodes/"), at(GetOptions::new()))
-            .await?;
+        let at = || GetOptions::new().with_revision(revision);
+        let records = sent(|| get(self.key("nodes/"), at())).await?;
         let last = *self.applied.borrow();
         let mut missed = if last > 0 {
-            client
-                .get(
-                    self.key("audit/"),
-                    at(GetOptions::new().with_min_mod_revision(last + 1)),
-                )
+            sent(|| get(self.key("audit/"), at().with_min_mod_revision(last + 1)))
                 .await?
                 .kvs()
                 .to_vec()
@@ -266,17 +285,17 @@ impl Cluster {
         self.set_state(StoreState::Up, None, revision);
         monitor.overrides(current.clone()).await;
         monitor.peers(self.peers()).await;
-        let mut stream = client
-            .watch(
-                self.key(""),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision + 1)
-                        .with_progress_notify(),
-                ),
-            )
-            .await?;
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1)
+            .with_progress_notify();
+        let mut stream = sent(|| {
+            let mut client = client.clone();
+            let options = options.clone();
+            let key = self.key("");
+            async move { client.watch(key, Some(options)).await }
+        })
+        .await?;
         let own = self.key(&format!("nodes/{}", self.config.node));
         let mut check = tokio::time::interval(CHECK);
         loop {
@@ -300,7 +319,12 @@ impl Cluster {
                 }
                 _ = check.tick() => {
                     // Linearizable: answered only by a member with a leader and a quorum.
-                    timeout(CHECK * 2, client.get(own.as_str(), None))
+                    let read = sent(|| {
+                        let mut client = client.clone();
+                        let own = own.clone();
+                        async move { client.get(own, None).await }
+                    });
+                    timeout(CHECK * 2, read)
                         .await
                         .map_err(|_| ClusterError::Away("no answer within 2 s".into()))??;
                 }
