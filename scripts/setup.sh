@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain: dig and kdig for the scripted
-# DNS checks, Chromium and ChromeDriver for the dashboard test. Safe to run again; does
+# DNS checks, Chromium and ChromeDriver for the dashboard test, etcd for the cluster tests
+# (tests/cluster.rs starts its own three members on loopback). Safe to run again; does
 # nothing when everything is present.
 set -euo pipefail
 need=()
@@ -8,6 +9,7 @@ command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
