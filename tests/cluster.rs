@@ -345,12 +345,17 @@ impl Node {
     }
 
     async fn post(&self, path: &str, reason: &str) -> (u16, Value) {
+        self.post_json(path, serde_json::json!({ "reason": reason }))
+            .await
+    }
+
+    async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
             .header("authorization", format!("Bearer {TOKEN}"))
             .header("content-type", "application/json")
-            .body(serde_json::json!({ "reason": reason }).to_string())
+            .body(body.to_string())
             .timeout(Duration::from_secs(10))
             .send()
             .await
@@ -767,6 +772,20 @@ async fn crashes_garbage_and_an_unreachable_store_are_survived() {
     common::wait_for_log(&peer.server, &["ignoring", "cluster"]).await;
     let (status, body) = peer.post(UNDRAIN, "after the garbage").await;
     assert_eq!(status, 200, "{body}");
+    for n in [&back, &peer] {
+        n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
+    }
+    // An expiry is an absolute time: a drain for 1 s through one node lifts on both.
+    let (status, body) = peer
+        .post_json(
+            DRAIN,
+            serde_json::json!({"reason": "brief", "expires_in": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for n in [&back, &peer] {
+        n.wait_answer(US_EAST, Duration::from_secs(5)).await;
+    }
     for n in [&back, &peer] {
         n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
     }
