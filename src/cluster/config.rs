@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::health::view::Quorum;
+use crate::zone::Quorum;
 
 pub const DEFAULT_PREFIX: &str = "/meridian";
 /// Seconds a node's published observations outlive it: its lease.
@@ -170,11 +170,9 @@ impl ClusterFile {
         };
         let quorum = match self.quorum {
             None => Quorum::Majority,
-            Some(QuorumFile::Name(n)) => match n.as_str() {
-                "majority" => Quorum::Majority,
-                "any" => Quorum::Any,
-                "all" => Quorum::All,
-                _ => {
+            Some(QuorumFile::Name(n)) => match Quorum::named(&n) {
+                Some(q) => q,
+                None => {
                     problems.push((
                         "quorum",
                         format!("quorum {n:?}: give \"majority\", \"any\", \"all\" or a fraction such as 0.18"),
@@ -182,7 +180,7 @@ impl ClusterFile {
                     Quorum::Majority
                 }
             },
-            Some(QuorumFile::Fraction(f)) if f > 0.0 && f < 1.0 => Quorum::Fraction(f),
+            Some(QuorumFile::Fraction(f)) if Quorum::fraction(f).is_some() => Quorum::Fraction(f),
             Some(QuorumFile::Fraction(f)) => {
                 problems.push((
                     "quorum",

@@ -24,6 +24,7 @@ use super::Outcome;
 use super::machine::{RegionMachine, Transition};
 use crate::state::{Override, Overrides};
 use crate::steer::{HealthView, Region, RegionHealth, RegionState};
+pub use crate::zone::Quorum;
 use crate::zone::{CheckKind, RegionCheck, Zone};
 
 /// Recent good probe states kept per zone for the isolation guard.
@@ -162,42 +163,6 @@ pub fn merge(
     HealthView { regions }
 }
 
-/// How the observations of several vantage points (the nodes of a cluster) decide whether
-/// an endpoint is up.
-///
-/// Why majority by default: with one vantage point black-holed (its uplink down, a filter
-/// dropping its probes), `all` fails the endpoint over on that one blind word, which is what
-/// a cluster is there to prevent; `any` survives it too but keeps a dead endpoint up as long
-/// as one vantage point is fooled (a captive proxy, a stale route), and a fraction below one
-/// half behaves like `any` for three nodes. A strict majority seeing it down is the smallest
-/// rule that ignores one wrong vantage point out of three either way. A tie (two nodes, one
-/// each way) stays up, as Route 53 leans: failing over on half the evidence moves traffic
-/// for a fault that may be the observer's.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Quorum {
-    /// Up while any vantage point sees it up.
-    Any,
-    /// Down only when a strict majority sees it down.
-    Majority,
-    /// Up only while every vantage point sees it up.
-    All,
-    /// Up when more than this share of the vantage points see it up (Route 53: 0.18).
-    Fraction(f64),
-}
-
-impl Quorum {
-    /// Whether an endpoint is up when `up` of `total` vantage points (at least one) see it up.
-    pub fn up(self, up: usize, total: usize) -> bool {
-        match self {
-            Quorum::Any => up > 0,
-            Quorum::Majority => 2 * (total - up) <= total,
-            Quorum::All => up == total,
-            Quorum::Fraction(f) => up as f64 > f * total as f64,
-        }
-    }
-}
-
 /// What other vantage points see of one endpoint: `up` of `total` see it up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Votes {
@@ -231,8 +196,14 @@ pub struct ZoneVotes {
 }
 
 impl ZoneVotes {
-    /// The votes naming zone `label` at the indexes of `regions`; unknown names are left out.
-    pub fn resolve(peers: &PeerViews, label: &str, regions: &[Region]) -> ZoneVotes {
+    /// The votes naming zone `label` at the indexes of `regions`, decided by `quorum` (the
+    /// zone's own rule) or else the cluster's; unknown names are left out.
+    pub fn resolve(
+        peers: &PeerViews,
+        label: &str,
+        regions: &[Region],
+        quorum: Option<Quorum>,
+    ) -> ZoneVotes {
         let mut votes: Vec<Vec<Votes>> = regions
             .iter()
             .map(|r| vec![Votes::default(); r.endpoints.len()])
@@ -249,7 +220,7 @@ impl ZoneVotes {
             }
         }
         ZoneVotes {
-            quorum: peers.quorum,
+            quorum: quorum.unwrap_or(peers.quorum),
             votes,
         }
     }
@@ -445,6 +416,8 @@ pub struct ZoneHealth {
     overrides: ZoneOverrides,
     /// What the other nodes of a cluster see; none when alone.
     votes: ZoneVotes,
+    /// The zone's own quorum rule, over the cluster's.
+    quorum: Option<Quorum>,
 }
 
 impl ZoneHealth {
@@ -481,7 +454,8 @@ impl ZoneHealth {
         let label = zone.origin.to_string();
         ZoneHealth {
             overrides: ZoneOverrides::resolve(overrides, &label, &zone.regions),
-            votes: ZoneVotes::resolve(&PeerViews::default(), &label, &zone.regions),
+            votes: ZoneVotes::resolve(&PeerViews::default(), &label, &zone.regions, zone.quorum),
+            quorum: zone.quorum,
             origin: zone.origin.clone(),
             label,
             regions: zone.regions.clone(),
@@ -514,7 +488,7 @@ impl ZoneHealth {
 
     /// Takes the observations of the other nodes in place of the ones held.
     pub fn set_peers(&mut self, peers: &PeerViews) {
-        self.votes = ZoneVotes::resolve(peers, &self.label, &self.regions);
+        self.votes = ZoneVotes::resolve(peers, &self.label, &self.regions, self.quorum);
     }
 
     /// Whether the isolation guard holds: this node's own probes are suspect.

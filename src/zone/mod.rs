@@ -12,7 +12,7 @@ mod health;
 mod load;
 mod records;
 
-pub use check::{CheckKind, CheckSpec, HttpCheck, RegionCheck};
+pub use check::{CheckKind, CheckSpec, HttpCheck, Quorum, RegionCheck};
 pub use load::{Diagnostic, LoadError, load_dir, load_file};
 pub use records::MAX_TTL;
 
@@ -141,6 +141,9 @@ pub struct Zone {
     pub checks: Vec<RegionCheck>,
     /// Keep the last good probe states when every probed region fails at once.
     pub isolation_guard: bool,
+    /// In a cluster, how the nodes' observations decide this zone's endpoints; `None`: the
+    /// cluster's rule.
+    pub quorum: Option<Quorum>,
     pub steered: Vec<Steered>,
     /// What loads but deserves a look (answers too long for UDP), as `file:line: message`.
     pub warnings: Vec<Diagnostic>,

@@ -788,3 +788,26 @@ fn unprobed_regions_take_no_votes() {
     );
     assert_eq!(out[0].state, RegionState::Up);
 }
+
+#[test]
+fn a_zones_own_quorum_rule_beats_the_clusters() {
+    let z = zone(ZONE);
+    let mut peers = PeerViews::default();
+    let first = &z.regions[0];
+    peers.votes.insert(
+        (
+            z.origin.to_string(),
+            first.name.clone(),
+            first.endpoints[0].address,
+        ),
+        Votes { up: 1, total: 2 },
+    );
+    let cluster = ZoneVotes::resolve(&peers, &z.origin.to_string(), &z.regions, None);
+    assert_eq!(cluster.quorum, Quorum::Majority);
+    assert_eq!(cluster.votes[0][0], Votes { up: 1, total: 2 });
+    let own = ZoneVotes::resolve(&peers, &z.origin.to_string(), &z.regions, Some(Quorum::All));
+    assert_eq!(own.quorum, Quorum::All);
+    // Another zone's votes are not this zone's.
+    let other = ZoneVotes::resolve(&peers, "example.org.", &z.regions, None);
+    assert_eq!(other.votes[0][0], Votes::default());
+}
