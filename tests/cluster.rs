@@ -193,6 +193,18 @@ impl Etcd {
         }
     }
 
+    /// Whether etcd holds a drain of eu-west.
+    async fn drained(&self) -> bool {
+        !self
+            .client()
+            .await
+            .get("/meridian/overrides/drain/probe.test./eu-west", None)
+            .await
+            .expect("a read")
+            .kvs()
+            .is_empty()
+    }
+
     /// A client on every member, for writing by hand.
     async fn client(&self) -> etcd_client::Client {
         etcd_client::Client::connect(self.endpoints(), None)
@@ -349,6 +361,26 @@ impl Node {
             .await
     }
 
+    /// A write, or `None` when the node did not answer (it is gone).
+    async fn try_post(&self, path: &str, reason: &str) -> Option<(u16, Value)> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "reason": reason }).to_string())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        let text = r.text().await.ok()?;
+        Some((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
     async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
@@ -428,7 +460,7 @@ fn keep_querying(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHa
 // Tests
 
 /// A drain through node 1 changes the answers of nodes 2 and 3 (propagation measured over
-/// 100 writes); the etcd leader killed with SIGKILL: DNS never stops and writes resume
+/// 100 writes); writes racing through two nodes end the same on all three; the etcd leader killed with SIGKILL: DNS never stops and writes resume
 /// (the gap measured); every etcd member killed: DNS unchanged, writes 503, `/readyz` 200,
 /// the cluster view and a metric say the store is away, nothing acknowledged is lost; etcd
 /// back: every node converges and writes work again.
@@ -493,6 +525,29 @@ async fn overrides_written_anywhere_apply_everywhere_and_survive_etcd_failures()
         .unwrap_or_default();
     assert_eq!(last["reason"], "propagation 99", "{audit}");
     assert_eq!(last["node"], "ns1", "{audit}");
+
+    // Writes racing through different nodes: the last one etcd commits wins, on every node.
+    for round in 0..10 {
+        let reason = format!("race {round}");
+        let (a, b) = tokio::join!(
+            nodes[0].post(DRAIN, &reason),
+            nodes[1].post(UNDRAIN, &reason)
+        );
+        assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+        let want = if etcd.drained().await {
+            US_EAST
+        } else {
+            EU_WEST
+        };
+        for n in &nodes {
+            n.wait_answer(want, Duration::from_secs(5)).await;
+        }
+    }
+    let (status, _) = nodes[2].post(UNDRAIN, "after the races").await;
+    assert_eq!(status, 200);
+    for n in &nodes {
+        n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
+    }
 
     // Kill -9 the etcd leader while every node answers and writes keep coming.
     let stop = Arc::new(AtomicBool::new(false));
@@ -684,8 +739,9 @@ async fn one_blind_vantage_point_changes_no_answer_and_a_real_outage_moves_all()
     }
 }
 
-/// A node killed with SIGKILL in the middle of 200 writes through it: every acknowledged
-/// write is on the other nodes; restarted, its first answer is its peers'. Garbage written
+/// A node killed with SIGKILL in the middle of 200 writes through it (most likely with one
+/// in flight): every acknowledged write is on the other node; restarted, its first answer is
+/// its peer's. Garbage written
 /// into the prefix by hand is ignored with a logged error; a node whose etcd endpoints are
 /// unreachable starts from its journal, answers DNS and refuses writes with 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -706,44 +762,79 @@ async fn crashes_garbage_and_an_unreachable_store_are_survived() {
         n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
     }
 
-    // Writes through ns1, which dies with SIGKILL after the 120th answer.
-    let mut acknowledged = Vec::new();
-    for i in 0..200 {
-        let Some(node) = victim.as_ref() else { break };
-        let path = if i % 2 == 0 { DRAIN } else { UNDRAIN };
-        let reason = format!("write {i}");
-        let (status, body) = node.post(path, &reason).await;
-        assert_eq!(status, 200, "{body}");
-        acknowledged.push(reason);
-        if i == 120 {
-            // Dropping the server kills it with SIGKILL.
-            victim = None;
+    // Writes through ns1, one after another, while the test kills ns1 with SIGKILL once 100
+    // are answered: most likely with a write in flight, which may or may not commit.
+    let victim = Arc::new(victim.take().expect("started"));
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let (victim, acknowledged) = (victim.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            for i in 0..200 {
+                let path = if i % 2 == 0 { DRAIN } else { UNDRAIN };
+                let reason = format!("write {i}");
+                match victim.try_post(path, &reason).await {
+                    Some((200, _)) => acknowledged.lock().expect("lock").push(reason),
+                    Some((status, body)) => panic!("write {i}: {status} {body}"),
+                    // The node is gone.
+                    None => return,
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().expect("lock").len() < 100 {
+        assert!(Instant::now() < deadline, "100 writes not answered in 30 s");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // SAFETY: kill(2) with our child's pid and a valid signal number.
+    unsafe { libc::kill(victim.server.pid() as i32, libc::SIGKILL) };
+    writer.await.expect("the writer");
+    drop(Arc::try_unwrap(victim).ok().expect("the writer let go"));
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() >= 100 && acknowledged.len() < 200,
+        "{}",
+        acknowledged.len()
+    );
+    // Every acknowledged write is in the peer's audit, and the peer answers as etcd holds
+    // the drain (the write in flight at the kill may have committed too).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, audit) = peer.get("/api/v1/audit?limit=1000").await;
+        let reasons: Vec<String> = audit
+            .as_array()
+            .expect("an audit page")
+            .iter()
+            .filter_map(|e| e["reason"].as_str().map(str::to_string))
+            .collect();
+        let missing: Vec<&String> = acknowledged
+            .iter()
+            .filter(|r| !reasons.contains(r))
+            .collect();
+        if missing.is_empty() {
+            break;
         }
-    }
-    // The last acknowledged write (120, a drain) stands on the peer, and every one of them
-    // is in its audit.
-    peer.wait_answer(US_EAST, Duration::from_secs(5)).await;
-    let (_, audit) = peer.get("/api/v1/audit?limit=1000").await;
-    let reasons: Vec<&str> = audit
-        .as_array()
-        .expect("an audit page")
-        .iter()
-        .filter_map(|e| e["reason"].as_str())
-        .collect();
-    for r in &acknowledged {
         assert!(
-            reasons.contains(&r.as_str()),
-            "{r} missing from the peer's audit"
+            Instant::now() < deadline,
+            "acknowledged but not on the peer: {missing:?}"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let expected = if etcd.drained().await {
+        US_EAST
+    } else {
+        EU_WEST
+    };
+    peer.wait_answer(expected, Duration::from_secs(5)).await;
 
-    // Restarted on its own state directory: its first answer is its peer's (drained).
+    // Restarted on its own state directory: its first answer is its peer's.
     let restarted_at = Instant::now();
     let back = files[0].start();
     assert_eq!(
         back.www(),
-        Some(vec![US_EAST]),
-        "never fail-open after a restart"
+        Some(vec![expected]),
+        "never fail-open after a restart; log:\n{}",
+        back.server.log_text()
     );
     println!(
         "ns1 restarted after SIGKILL: answering like its peer after {:?}",
