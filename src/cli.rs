@@ -122,6 +122,10 @@ pub struct RouteArgs {
     /// Probe every endpoint once and decide with the results
     #[arg(long)]
     pub probe: bool,
+    /// A meridian.toml with [cluster]: also show what each node sees of the zone's endpoints
+    /// and what the quorum rule makes of it, read from etcd
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -152,6 +156,8 @@ pub enum CliError {
     OpenAdmin(SocketAddr),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cluster store: {0}")]
+    Cluster(String),
     #[error("admin TLS: {0}")]
     AdminTls(#[from] crate::admin::tls::TlsError),
     #[error("DNS cookie secret: {0}")]
@@ -489,7 +495,32 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
         let view = crate::health::view::view_of_round(query.zone, round);
         state = state.with_health(query.zone.index, view);
     }
-    let route = Route::explain(&state, query, round.as_deref());
+    let cluster = match &args.config {
+        Some(path) => FileConfig::read(path, true)?.checked_cluster,
+        None => None,
+    };
+    let quorum = match cluster {
+        Some(c) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            let records = runtime
+                .block_on(async {
+                    tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        crate::cluster::read_records(&c),
+                    )
+                    .await
+                })
+                .map_err(|_| CliError::Cluster("etcd did not answer within 5 s".into()))?
+                .map_err(|e| CliError::Cluster(e.to_string()))?;
+            Some(crate::cluster::explain(&records, query.zone, c.quorum))
+        }
+        None => None,
+    };
+    let mut route = Route::explain(&state, query, round.as_deref());
+    route.quorum = quorum;
     if args.json {
         let mut s = serde_json::to_string_pretty(&route).expect("route serializes");
         s.push('\n');

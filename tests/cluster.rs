@@ -705,6 +705,46 @@ async fn one_blind_vantage_point_changes_no_answer_and_a_real_outage_moves_all()
         serde_json::json!(["probe.test."]),
         "{view}"
     );
+    // The route explanation says who saw what, through the API and `meridian route`.
+    let (status, route) = first[0]
+        .get("/api/v1/route?name=www.probe.test&client=81.2.69.0/24")
+        .await;
+    assert_eq!(status, 200, "{route}");
+    let eu_votes = route["quorum"]["endpoints"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["region"] == "eu-west"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(eu_votes["seen"]["ns3"], false, "{route}");
+    assert_eq!(eu_votes["seen"]["ns1"], true, "{route}");
+    assert_eq!(eu_votes["up"], true, "{route}");
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "route",
+            "--name",
+            "www.probe.test",
+            "--client",
+            "81.2.69.0/24",
+            "--zones",
+            &files[0].path("zones"),
+            "--config",
+            &files[0].path("meridian.toml"),
+        ])
+        .output()
+        .expect("meridian route runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("quorum (majority)")
+            && text
+                .lines()
+                .any(|l| l.contains("eu-west") && l.contains(" up (") && l.contains("ns3 down")),
+        "{text}"
+    );
     // Many probe rounds (200 ms each): every answer of every node stays eu-west.
     let watch_until = Instant::now() + Duration::from_secs(2);
     let mut answers = 0;
@@ -884,6 +924,21 @@ async fn crashes_garbage_and_an_unreachable_store_are_survived() {
     back.server.assert_running();
     let mut peer = peer;
     peer.server.assert_running();
+
+    // Another prefix is another cluster: a drain under /meridian does not reach it.
+    let other = NodeFiles::new("ns1", &etcd.endpoints(), ports, "prefix = \"/other\"\n");
+    let other = other.start();
+    other.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    let (status, body) = peer.post(DRAIN, "not for /other").await;
+    assert_eq!(status, 200, "{body}");
+    back.wait_answer(US_EAST, Duration::from_secs(5)).await;
+    let view = other
+        .wait_cluster("itself alone", |v| {
+            v["prefix"] == "/other" && v["nodes"].as_array().is_some_and(|n| n.len() == 1)
+        })
+        .await;
+    assert_eq!(view["store"]["state"], "up", "{view}");
+    assert_eq!(other.www(), Some(vec![EU_WEST]));
 
     // A node whose etcd is unreachable: starts from its journal, answers, refuses writes.
     let lonely = NodeFiles::new(

@@ -314,5 +314,8 @@ pub(super) async fn route(
     let params = query?.0;
     let state = admin.state.load();
     let query = RouteQuery::parse(&state.zones, &params.name, &params.client)?;
-    Ok(axum::Json(Route::explain(&state, query, None)))
+    let quorum = admin.cluster.as_ref().map(|c| c.explain(query.zone));
+    let mut route = Route::explain(&state, query, None);
+    route.quorum = quorum;
+    Ok(axum::Json(route))
 }

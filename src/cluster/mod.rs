@@ -25,6 +25,8 @@
 pub mod config;
 mod store;
 
+pub use store::read_records;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use crate::health::view::{PeerViews, Votes};
 use crate::metrics::Metrics;
 use crate::serving::SharedSnapshot;
 use crate::state::{Action, Entry, Journal};
+use crate::zone::Quorum;
 pub use config::ClusterConfig;
 
 /// How often a node's record is written even when nothing changed: its "last seen".
@@ -145,12 +148,74 @@ impl NodeRecord {
     }
 }
 
-/// The votes of every node but `me`, from their records.
-pub fn peer_views(
+/// How the nodes' published observations decide one zone's endpoints: what `meridian route`
+/// and the API's route explanation show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuorumExplained {
+    pub rule: Quorum,
+    pub endpoints: Vec<EndpointVotes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointVotes {
+    pub region: String,
+    pub address: IpAddr,
+    /// node -> sees it up.
+    pub seen: BTreeMap<String, bool>,
+    /// Nodes whose isolation guard holds for the zone: their word is not counted.
+    pub suspect: Vec<String>,
+    /// What the rule makes of the counted observations; `None`: no node observed it (each
+    /// node then follows its own probes).
+    pub up: Option<bool>,
+}
+
+/// The endpoints of `zone` as the nodes' records (`nodes`) see them, decided by the zone's
+/// rule or else `cluster_rule`. Every node counts, as each node counts itself and the others.
+pub fn explain(
     nodes: &BTreeMap<String, NodeRecord>,
-    me: &str,
-    quorum: crate::health::view::Quorum,
-) -> PeerViews {
+    zone: &crate::zone::Zone,
+    cluster_rule: Quorum,
+) -> QuorumExplained {
+    let label = zone.origin.to_string();
+    let rule = zone.quorum.unwrap_or(cluster_rule);
+    let mut endpoints = Vec::new();
+    for region in &zone.regions {
+        for endpoint in &region.endpoints {
+            let mut seen = BTreeMap::new();
+            let mut suspect = Vec::new();
+            for r in nodes.values() {
+                let Some(o) = r.observations.get(&label).and_then(|os| {
+                    os.iter()
+                        .find(|o| o.region == region.name && o.address == endpoint.address)
+                }) else {
+                    continue;
+                };
+                seen.insert(r.node.clone(), o.up);
+                if r.suspect.contains(&label) {
+                    suspect.push(r.node.clone());
+                }
+            }
+            let counted: Vec<bool> = seen
+                .iter()
+                .filter(|(n, _)| !suspect.contains(n))
+                .map(|(_, up)| *up)
+                .collect();
+            let up = (!counted.is_empty())
+                .then(|| rule.up(counted.iter().filter(|u| **u).count(), counted.len()));
+            endpoints.push(EndpointVotes {
+                region: region.name.clone(),
+                address: endpoint.address,
+                seen,
+                suspect,
+                up,
+            });
+        }
+    }
+    QuorumExplained { rule, endpoints }
+}
+
+/// The votes of every node but `me`, from their records.
+pub fn peer_views(nodes: &BTreeMap<String, NodeRecord>, me: &str, quorum: Quorum) -> PeerViews {
     let mut votes: BTreeMap<(String, String, IpAddr), Votes> = BTreeMap::new();
     for record in nodes.values().filter(|r| r.node != me) {
         for (zone, observations) in &record.observations {
@@ -193,7 +258,7 @@ pub struct ClusterView {
     pub node: String,
     pub prefix: String,
     pub endpoints: Vec<String>,
-    pub quorum: crate::health::view::Quorum,
+    pub quorum: Quorum,
     pub store: StoreStatus,
     pub nodes: Vec<NodeView>,
     /// Zones whose content hash is not the same on every node that serves them.
@@ -328,6 +393,11 @@ impl Cluster {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// How the nodes' records, as last read, decide `zone`'s endpoints.
+    pub fn explain(&self, zone: &crate::zone::Zone) -> QuorumExplained {
+        explain(&self.nodes.load(), zone, self.config.quorum)
+    }
+
     /// What `GET /api/v1/cluster` shows.
     pub fn view(&self) -> ClusterView {
         let nodes = self.nodes.load();
@@ -386,3 +456,105 @@ impl Cluster {
 
 /// zone -> region -> endpoint -> node -> up.
 type Vantage = BTreeMap<String, BTreeMap<String, BTreeMap<IpAddr, BTreeMap<String, bool>>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zone with one region of two endpoints.
+    fn zone(quorum: &str) -> crate::zone::Zone {
+        let text = format!(
+            r#"zone = "example.com."
+{quorum}
+records = '''
+$TTL 3600
+@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@ IN NS  ns1
+ns1 IN A 192.0.2.53
+'''
+
+[regions.eu-west]
+location = {{ lat = 53.35, lon = -6.26 }}
+endpoints = ["192.0.2.10", "192.0.2.11"]
+"#
+        );
+        crate::zone::load_file(std::path::Path::new("zones/example.com.toml"), &text)
+            .unwrap_or_else(|d| panic!("{}", crate::zone::LoadError(d)))
+    }
+
+    fn record(node: &str, up: [bool; 2], suspect: bool) -> NodeRecord {
+        let observations = ["192.0.2.10", "192.0.2.11"]
+            .iter()
+            .zip(up)
+            .map(|(a, up)| Observation {
+                region: "eu-west".into(),
+                address: a.parse().unwrap(),
+                up,
+                error: None,
+                rtt_ms: None,
+                rtt_min_ms: None,
+            })
+            .collect();
+        NodeRecord {
+            node: node.into(),
+            at_ms: 1,
+            zones: BTreeMap::new(),
+            suspect: if suspect {
+                BTreeSet::from(["example.com.".to_string()])
+            } else {
+                BTreeSet::new()
+            },
+            observations: BTreeMap::from([("example.com.".to_string(), observations)]),
+        }
+    }
+
+    fn nodes(records: Vec<NodeRecord>) -> BTreeMap<String, NodeRecord> {
+        records.into_iter().map(|r| (r.node.clone(), r)).collect()
+    }
+
+    #[test]
+    fn the_explanation_counts_every_node_but_the_suspect_ones() {
+        let all = nodes(vec![
+            record("ns1", [true, false], false),
+            record("ns2", [true, false], false),
+            record("ns3", [false, true], false),
+        ]);
+        let q = explain(&all, &zone(""), Quorum::Majority);
+        assert_eq!(q.rule, Quorum::Majority);
+        assert_eq!(q.endpoints[0].up, Some(true));
+        assert_eq!(q.endpoints[1].up, Some(false));
+        assert_eq!(q.endpoints[1].seen.len(), 3);
+        // ns1 and ns2 suspect: only ns3 counts.
+        let suspect = nodes(vec![
+            record("ns1", [true, false], true),
+            record("ns2", [true, false], true),
+            record("ns3", [false, true], false),
+        ]);
+        let q = explain(&suspect, &zone(""), Quorum::Majority);
+        assert_eq!(q.endpoints[0].up, Some(false));
+        assert_eq!(q.endpoints[0].suspect, ["ns1", "ns2"]);
+        // No observation at all: nothing decided.
+        assert_eq!(
+            explain(&BTreeMap::new(), &zone(""), Quorum::Majority).endpoints[0].up,
+            None
+        );
+    }
+
+    #[test]
+    fn the_zone_rule_beats_the_cluster_rule_and_peers_exclude_this_node() {
+        let all = nodes(vec![
+            record("ns1", [true, true], false),
+            record("ns2", [false, true], false),
+        ]);
+        let q = explain(&all, &zone("quorum = \"all\""), Quorum::Any);
+        assert_eq!(q.rule, Quorum::All);
+        assert_eq!(q.endpoints[0].up, Some(false));
+        let peers = peer_views(&all, "ns1", Quorum::Any);
+        let key = (
+            "example.com.".to_string(),
+            "eu-west".to_string(),
+            "192.0.2.10".parse().unwrap(),
+        );
+        assert_eq!(peers.votes[&key], Votes { up: 0, total: 1 });
+    }
+}

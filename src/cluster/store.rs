@@ -18,7 +18,8 @@ use tokio::time::{Instant, timeout};
 use tracing::{info, warn};
 
 use super::{
-    Cluster, ClusterError, HEARTBEAT, NodeRecord, Observation, StoreState, StoreStatus, ZoneStamp,
+    Cluster, ClusterConfig, ClusterError, HEARTBEAT, NodeRecord, Observation, StoreState,
+    StoreStatus, ZoneStamp,
 };
 use crate::health::monitor::MonitorHandle;
 use crate::health::view::PeerViews;
@@ -55,37 +56,60 @@ where
     call().await
 }
 
-impl Cluster {
-    async fn connect(&self) -> Result<Client, etcd_client::Error> {
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(1))
-            .with_timeout(Duration::from_secs(2))
-            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
-            // A member cut off from the others refuses instead of serving stale reads.
-            .with_require_leader(true);
-        if let Some((user, password)) = &self.config.user {
-            options = options.with_user(user, &password.0);
-        }
-        let tls = &self.config.tls;
-        if tls.ca.is_some() || tls.identity.is_some() {
-            let mut t = TlsOptions::new();
-            if let Some(ca) = &tls.ca {
-                t = t.ca_certificate(Certificate::from_pem(ca));
-            }
-            if let Some((cert, key)) = &tls.identity {
-                t = t.identity(Identity::from_pem(cert, key));
-            }
-            options = options.with_tls(t);
-        }
-        Client::connect(&self.config.endpoints, Some(options)).await
+/// A client for `config`'s etcd: the endpoints, TLS and user it names.
+async fn connect(config: &ClusterConfig) -> Result<Client, etcd_client::Error> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(Duration::from_secs(2))
+        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
+        // A member cut off from the others refuses instead of serving stale reads.
+        .with_require_leader(true);
+    if let Some((user, password)) = &config.user {
+        options = options.with_user(user, &password.0);
     }
+    let tls = &config.tls;
+    if tls.ca.is_some() || tls.identity.is_some() {
+        let mut t = TlsOptions::new();
+        if let Some(ca) = &tls.ca {
+            t = t.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &tls.identity {
+            t = t.identity(Identity::from_pem(cert, key));
+        }
+        options = options.with_tls(t);
+    }
+    Client::connect(&config.endpoints, Some(options)).await
+}
 
+/// Every node's record under `config`'s prefix, read once (`meridian route --config`).
+pub async fn read_records(
+    config: &ClusterConfig,
+) -> Result<BTreeMap<String, NodeRecord>, ClusterError> {
+    let mut client = connect(config).await?;
+    let prefix = format!("{}/nodes/", config.prefix);
+    let found = client
+        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+        .await?;
+    Ok(found
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let name = kv.key().strip_prefix(prefix.as_bytes())?;
+            serde_json::from_slice::<NodeRecord>(kv.value())
+                .ok()
+                .filter(|r| r.node.as_bytes() == name)
+        })
+        .map(|r| (r.node.clone(), r))
+        .collect())
+}
+
+impl Cluster {
     /// The client, connected once and reused: it reconnects to whichever member answers.
     async fn client(&self) -> Result<Client, ClusterError> {
         if let Some(c) = self.client.lock().expect("client lock").clone() {
             return Ok(c);
         }
-        let c = self.connect().await?;
+        let c = connect(&self.config).await?;
         *self.client.lock().expect("client lock") = Some(c.clone());
         Ok(c)
     }
