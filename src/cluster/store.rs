@@ -144,8 +144,8 @@ impl Cluster {
     /// is away, the journal's. Returns the overrides to start with.
     pub async fn warm_start(&self) -> Overrides {
         let loaded = timeout(WARM_START, async {
-            let mut client = self.client().await?;
-            self.resync(&mut client).await
+            let client = self.client().await?;
+            self.resync(&client).await
         })
         .await;
         match loaded {
@@ -172,7 +172,7 @@ impl Cluster {
     /// Reads the overrides and node records at one revision, journals the audit entries
     /// this process missed since the last revision it applied and whatever still differs,
     /// and takes the records. Returns the revision and the overrides in force there.
-    async fn resync(&self, client: &mut Client) -> Result<(i64, Overrides), ClusterError> {
+    async fn resync(&self, client: &Client) -> Result<(i64, Overrides), ClusterError> {
         let get = |key: String, options: GetOptions| {
             let mut client = client.clone();
             async move { client.get(key, Some(options.with_prefix())).await }
@@ -304,8 +304,8 @@ impl Cluster {
 
     /// One connected stretch: resync, then apply the watch until an error.
     async fn session(&self, monitor: &MonitorHandle) -> Result<(), ClusterError> {
-        let mut client = self.client().await?;
-        let (revision, mut current) = self.resync(&mut client).await?;
+        let client = self.client().await?;
+        let (revision, mut current) = self.resync(&client).await?;
         self.set_state(StoreState::Up, None, revision);
         monitor.overrides(current.clone()).await;
         monitor.peers(self.peers()).await;
