@@ -762,6 +762,44 @@ async fn one_blind_vantage_point_changes_no_answer_and_a_real_outage_moves_all()
     }
     assert!(answers > 30);
 
+    // A fourth node that reaches no target at all, with the isolation guard on: the guard
+    // trips, its observations are marked suspect and left out, and it answers as the others.
+    let cut_off = NodeFiles::new("ns4", &etcd.endpoints(), [nowhere, nowhere], "");
+    let zone = cut_off.path("zones/probe.test.toml");
+    let text = std::fs::read_to_string(&zone).expect("the zone file");
+    let text = text.replacen("records =", "isolation-guard = true\nrecords =", 1);
+    std::fs::write(&zone, text).expect("the zone file");
+    let cut_off = cut_off.start();
+    first[0]
+        .wait_cluster("ns4 suspect", |v| {
+            v["nodes"].as_array().is_some_and(|nodes| {
+                nodes.iter().any(|n| {
+                    n["node"] == "ns4" && n["suspect"] == serde_json::json!(["probe.test."])
+                })
+            })
+        })
+        .await;
+    common::wait_for_log(&cut_off.server, &["this nameserver looks cut off"]).await;
+    let (_, route) = first[1]
+        .get("/api/v1/route?name=www.probe.test&client=81.2.69.0/24")
+        .await;
+    let us_votes = route["quorum"]["endpoints"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["region"] == "us-east"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(us_votes["suspect"], serde_json::json!(["ns4"]), "{route}");
+    assert_eq!(us_votes["up"], true, "{route}");
+    for n in nodes.iter().copied().chain([&cut_off]) {
+        assert_eq!(
+            n.www(),
+            Some(vec![EU_WEST]),
+            "log:\n{}",
+            n.server.log_text()
+        );
+    }
+    drop(cut_off);
+
     // eu-west really stops: every node moves within fall (2) × interval (0.2 s) + 1 s.
     eu.stop();
     let stopped = Instant::now();
