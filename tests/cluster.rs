@@ -992,3 +992,142 @@ async fn crashes_garbage_and_an_unreachable_store_are_survived() {
     let (_, view) = alone.get("/api/v1/cluster").await;
     assert_eq!(view["store"]["state"], "away", "{view}");
 }
+
+/// etcd over TLS with client certificates and password authentication: a node configured
+/// with `ca`, `cert`, `key`, `user` and `password` reaches it and shares a drain; a node
+/// without the password is refused by etcd and stays fail-static.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_a_password() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    meridian::health::probe::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let write = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("a PEM file");
+        path.to_str().expect("a UTF-8 path").to_string()
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().expect("a key");
+    let ca = write(
+        "ca.pem",
+        ca_params.self_signed(&ca_key).expect("the CA").pem(),
+    );
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>, file: &str| {
+        let key = KeyPair::generate().expect("a key");
+        let cert = CertificateParams::new(names)
+            .expect("leaf params")
+            .signed_by(&key, &issuer)
+            .expect("a leaf");
+        (
+            write(&format!("{file}.pem"), cert.pem()),
+            write(&format!("{file}-key.pem"), key.serialize_pem()),
+        )
+    };
+    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "server");
+    let (client_cert, client_key) = leaf(vec!["meridian".into()], "client");
+
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("https://127.0.0.1:{client}");
+    let mut member = Member {
+        client_url: url.clone(),
+        args: [
+            "--name",
+            "m0",
+            "--data-dir",
+            &dir.path().join("data").to_string_lossy(),
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-cluster",
+            &format!("m0=http://127.0.0.1:{peer}"),
+            "--cert-file",
+            &server_cert,
+            "--key-file",
+            &server_key,
+            "--trusted-ca-file",
+            &ca,
+            "--client-cert-auth",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        log: dir.path().join("etcd.log"),
+        child: None,
+    };
+    member.start();
+    let etcdctl = |args: &[&str]| {
+        let tls = [
+            "--endpoints",
+            &url,
+            "--cacert",
+            &ca,
+            "--cert",
+            &client_cert,
+            "--key",
+            &client_key,
+        ];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("etcdctl")
+                .args(tls)
+                .args(["--command-timeout", "2s"])
+                .args(args)
+                .output()
+                .expect("etcdctl runs (scripts/setup.sh installs etcd-client)");
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcdctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    etcdctl(&["user", "add", "root:secret-pass"]);
+    etcdctl(&["user", "grant-role", "root", "root"]);
+    etcdctl(&["auth", "enable"]);
+
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let tls = format!("ca = \"{ca}\"\ncert = \"{client_cert}\"\nkey = \"{client_key}\"\n");
+    let nodes: Vec<Node> = ["ns1", "ns2"]
+        .iter()
+        .map(|n| {
+            NodeFiles::new(
+                n,
+                std::slice::from_ref(&url),
+                ports,
+                &format!("{tls}user = \"root\"\npassword = \"secret-pass\"\n"),
+            )
+            .start()
+        })
+        .collect();
+    for n in &nodes {
+        n.wait_cluster("the store up", |v| v["store"]["state"] == "up")
+            .await;
+    }
+    let (status, body) = nodes[0].post(DRAIN, "over TLS").await;
+    assert_eq!(status, 200, "{body}");
+    nodes[1].wait_answer(US_EAST, Duration::from_secs(5)).await;
+
+    // The right certificate but no password: etcd refuses it; the node serves alone.
+    let refused = NodeFiles::new("ns3", std::slice::from_ref(&url), ports, &tls).start();
+    let (status, body) = refused.post(UNDRAIN, "no password").await;
+    assert_eq!(status, 503, "{body}");
+    let (_, view) = refused.get("/api/v1/cluster").await;
+    assert_ne!(view["store"]["state"], "up", "{view}");
+}

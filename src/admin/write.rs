@@ -7,6 +7,10 @@
 //! is full, 503 otherwise). Undoing what is not in force (an undrain of a region that is not
 //! drained, an unforce of an endpoint that is not forced) changes nothing and is not
 //! journaled: it answers 200 with `"changed": false`.
+//!
+//! In a cluster the write goes to etcd instead ([`cluster_write`]): committed there, then
+//! applied (and journaled) from this node's watch like every other node's; while the store is
+//! away every write answers 503, a no-op included, since this node cannot know.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -185,8 +189,13 @@ async fn cluster_write(admin: &Admin, cluster: &Cluster, entry: Entry) -> ApiRes
         entry: None,
     };
     // One write at a time from this node; the journal (this node's copy of the cluster's
-    // overrides) says whether an undo would change anything.
+    // overrides, current while the store is up) says whether an undo would change anything.
     let _order = cluster.writes.lock().await;
+    let away = |e: crate::cluster::ClusterError| {
+        warn!(error = %e, "cannot write the override to the cluster store");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    };
+    cluster.usable().map_err(away)?;
     if !admin
         .journal
         .lock()
@@ -197,13 +206,7 @@ async fn cluster_write(admin: &Admin, cluster: &Cluster, entry: Entry) -> ApiRes
         return Ok(axum::Json(unchanged));
     }
     match cluster.commit(entry).await {
-        Err(e) => {
-            warn!(error = %e, "cannot write the override to the cluster store");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                e.to_string(),
-            ))
-        }
+        Err(e) => Err(away(e)),
         Ok(None) => Ok(axum::Json(unchanged)),
         Ok(Some((revision, entry))) => {
             info!(by = %entry.by, action = ?entry.action, zone = %entry.zone, region = %entry.region,

@@ -326,15 +326,7 @@ impl Cluster {
     /// audit entry in one transaction. An undrain or unforce of what is not set changes
     /// nothing (`Ok(None)`). Returns the revision and the entry, its `seq` that revision.
     pub async fn commit(&self, mut entry: Entry) -> Result<Option<(i64, Entry)>, ClusterError> {
-        let status = self.status();
-        if status.state != StoreState::Up {
-            return Err(ClusterError::Away(
-                status
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "not reached since start".into()),
-            ));
-        }
+        self.usable()?;
         let Some(client) = self.client.lock().expect("client lock").clone() else {
             return Err(ClusterError::Away("not connected".into()));
         };
@@ -383,6 +375,21 @@ impl Cluster {
         let revision = response.header().map_or(0, |h| h.revision());
         entry.seq = revision as u64;
         Ok(Some((revision, entry)))
+    }
+
+    /// `Ok` while the store is up; what is wrong otherwise. While it is away this node does
+    /// not know the cluster's overrides, so it cannot even say that a write changes nothing.
+    pub fn usable(&self) -> Result<(), ClusterError> {
+        let status = self.status();
+        if status.state == StoreState::Up {
+            return Ok(());
+        }
+        Err(ClusterError::Away(
+            status
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "not reached since start".into()),
+        ))
     }
 
     /// Waits (at most [`APPLY_WAIT`]) until this node applied `revision`: DNS follows it.
