@@ -214,6 +214,10 @@ struct ClusterMetrics {
     /// From an operator's write (its stamp) to this node applying it, the last one.
     lag_seconds: f64,
     records_written: u64,
+    /// Nodes with a live record, this one included.
+    nodes: usize,
+    /// Zones served with different content by some nodes.
+    zones_differ: Vec<String>,
 }
 
 /// The process's metrics.
@@ -341,6 +345,14 @@ impl Metrics {
             .cluster
             .get_or_insert_default()
             .lag_seconds = seconds;
+    }
+
+    /// The nodes with a live record, and the zones they serve with different content.
+    pub fn cluster_nodes(&self, nodes: usize, zones_differ: Vec<String>) {
+        let mut c = self.control.lock().expect("metrics lock");
+        let k = c.cluster.get_or_insert_default();
+        k.nodes = nodes;
+        k.zones_differ = zones_differ;
     }
 
     /// This node's record written to the cluster store.
@@ -519,6 +531,16 @@ impl Metrics {
                 "meridian_cluster_records_written_total {}",
                 k.records_written
             );
+            out.push_str("# HELP meridian_cluster_nodes Nodes with a live record in the cluster store, this one included.\n# TYPE meridian_cluster_nodes gauge\n");
+            let _ = writeln!(out, "meridian_cluster_nodes {}", k.nodes);
+            out.push_str("# HELP meridian_cluster_zone_content_differs Zones that some nodes serve with different content (their zone file hashes differ).\n# TYPE meridian_cluster_zone_content_differs gauge\n");
+            for zone in &k.zones_differ {
+                let _ = writeln!(
+                    out,
+                    "meridian_cluster_zone_content_differs{{zone=\"{}\"}} 1",
+                    esc(zone)
+                );
+            }
         }
         out.push_str("# HELP meridian_reloads_total Zone reloads by result.\n# TYPE meridian_reloads_total counter\n");
         let _ = writeln!(

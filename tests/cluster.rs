@@ -705,6 +705,13 @@ async fn one_blind_vantage_point_changes_no_answer_and_a_real_outage_moves_all()
         serde_json::json!(["probe.test."]),
         "{view}"
     );
+    let (_, metrics) = first[0].get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("meridian_cluster_zone_content_differs{zone=\"probe.test.\"} 1")
+            && metrics.contains("meridian_cluster_nodes 3"),
+        "{metrics}"
+    );
     // The route explanation says who saw what, through the API and `meridian route`.
     let (status, route) = first[0]
         .get("/api/v1/route?name=www.probe.test&client=81.2.69.0/24")

@@ -148,6 +148,21 @@ impl NodeRecord {
     }
 }
 
+/// The zones whose content hash is not the same on every node that serves them.
+pub fn zones_differ(nodes: &BTreeMap<String, NodeRecord>) -> Vec<String> {
+    let mut hashes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for r in nodes.values() {
+        for (zone, stamp) in &r.zones {
+            hashes.entry(zone).or_default().insert(&stamp.hash);
+        }
+    }
+    hashes
+        .into_iter()
+        .filter(|(_, h)| h.len() > 1)
+        .map(|(z, _)| z.to_string())
+        .collect()
+}
+
 /// How the nodes' published observations decide one zone's endpoints: what `meridian route`
 /// and the API's route explanation show.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -400,6 +415,14 @@ impl Cluster {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Takes the records as now read, and says in the metrics how many nodes there are and
+    /// which zones they serve differently.
+    fn set_nodes(&self, nodes: BTreeMap<String, NodeRecord>) {
+        self.metrics
+            .cluster_nodes(nodes.len(), zones_differ(&nodes));
+        self.nodes.store(Arc::new(nodes));
+    }
+
     /// How the nodes' records, as last read, decide `zone`'s endpoints.
     pub fn explain(&self, zone: &crate::zone::Zone) -> QuorumExplained {
         explain(&self.nodes.load(), zone, self.config.quorum)
@@ -408,12 +431,8 @@ impl Cluster {
     /// What `GET /api/v1/cluster` shows.
     pub fn view(&self) -> ClusterView {
         let nodes = self.nodes.load();
-        let mut hashes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         let mut vantage: Vantage = BTreeMap::new();
         for r in nodes.values() {
-            for (zone, stamp) in &r.zones {
-                hashes.entry(zone).or_default().insert(&stamp.hash);
-            }
             for (zone, observations) in &r.observations {
                 for o in observations {
                     vantage
@@ -442,11 +461,7 @@ impl Cluster {
                     suspect: r.suspect.clone(),
                 })
                 .collect(),
-            zones_differ: hashes
-                .into_iter()
-                .filter(|(_, h)| h.len() > 1)
-                .map(|(z, _)| z.to_string())
-                .collect(),
+            zones_differ: zones_differ(&nodes),
             vantage,
         }
     }

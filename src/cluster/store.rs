@@ -220,7 +220,7 @@ impl Cluster {
                 nodes.insert(r.node.clone(), r);
             }
         }
-        self.nodes.store(Arc::new(nodes));
+        self.set_nodes(nodes);
         self.applied.send_replace(revision);
         Ok((revision, cluster))
     }
@@ -395,7 +395,7 @@ impl Cluster {
                         nodes.remove(String::from_utf8_lossy(name).as_ref());
                     }
                 }
-                self.nodes.store(Arc::new(nodes));
+                self.set_nodes(nodes);
                 peers_changed = true;
             } else if !key.starts_with(self.key("overrides/").as_bytes()) {
                 warn!(key = %String::from_utf8_lossy(key), "ignoring an unknown key in the cluster prefix");
