@@ -86,6 +86,12 @@ struct Etcd {
 
 impl Etcd {
     fn start() -> Etcd {
+        Etcd::start_also_on(None)
+    }
+
+    /// Three members listening for clients on 127.0.0.1 and, when given, on `also` (another
+    /// loopback address, which a firewall rule can cut off for the nodes that use it).
+    fn start_also_on(also: Option<&str>) -> Etcd {
         let dir = tempfile::tempdir().expect("a temp dir");
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
@@ -99,6 +105,10 @@ impl Etcd {
             .enumerate()
             .map(|(i, (client, peer))| {
                 let client_url = format!("http://127.0.0.1:{client}");
+                let listen = match also {
+                    Some(ip) => format!("{client_url},http://{ip}:{client}"),
+                    None => client_url.clone(),
+                };
                 let peer_url = format!("http://127.0.0.1:{peer}");
                 let data = dir.path().join(format!("m{i}"));
                 let args = [
@@ -107,7 +117,7 @@ impl Etcd {
                     "--data-dir",
                     data.to_str().expect("a UTF-8 path"),
                     "--listen-client-urls",
-                    &client_url,
+                    &listen,
                     "--advertise-client-urls",
                     &client_url,
                     "--listen-peer-urls",
@@ -1137,4 +1147,117 @@ async fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_a_password()
     assert_eq!(status, 503, "{body}");
     let (_, view) = refused.get("/api/v1/cluster").await;
     assert_ne!(view["store"]["state"], "up", "{view}");
+}
+
+/// An nftables table of this test process, deleted on drop (also when the test panics).
+struct Firewall(String);
+
+impl Firewall {
+    /// Silently drops TCP to `ip` on `ports` (a connect times out, nothing is refused).
+    fn drop_to(ip: &str, ports: &[u16]) -> Firewall {
+        let table = format!("meridian_cluster_test_{}", std::process::id());
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let script = format!(
+            "add table inet {table}\n\
+             add chain inet {table} inp {{ type filter hook input priority 0; }}\n\
+             add rule inet {table} inp ip daddr {ip} tcp dport {{ {} }} drop\n",
+            ports.join(", ")
+        );
+        let fw = Firewall(table);
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft runs (scripts/setup.sh installs nftables)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(script.as_bytes())
+            .expect("the rules");
+        assert!(
+            child.wait().expect("nft").success(),
+            "nft refused: {script}"
+        );
+        fw
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+/// One node silently cut off from every etcd member (its packets to them dropped by
+/// nftables, so connections time out instead of being refused): it notices, keeps answering
+/// from its last known state and refuses writes, while the others carry on; the cut healed,
+/// it converges to what they wrote meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_partitioned_from_etcd_stays_static_then_converges() {
+    meridian::health::probe::install_crypto_provider();
+    const CUT: &str = "127.0.0.9";
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let etcd = Etcd::start_also_on(Some(CUT));
+    etcd.wait_ready().await;
+    let client_ports: Vec<u16> = etcd
+        .endpoints()
+        .iter()
+        .map(|e| {
+            e.rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a port")
+        })
+        .collect();
+    let cut_endpoints: Vec<String> = client_ports
+        .iter()
+        .map(|p| format!("http://{CUT}:{p}"))
+        .collect();
+    let files = [
+        NodeFiles::new("ns1", &etcd.endpoints(), ports, ""),
+        NodeFiles::new("ns2", &cut_endpoints, ports, ""),
+    ];
+    let nodes: Vec<Node> = files.iter().map(NodeFiles::start).collect();
+    for n in &nodes {
+        n.wait_cluster("the store up", |v| v["store"]["state"] == "up")
+            .await;
+        n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    }
+
+    let firewall = Firewall::drop_to(CUT, &client_ports);
+    let cut_at = Instant::now();
+    nodes[1]
+        .wait_cluster("the store away", |v| v["store"]["state"] == "away")
+        .await;
+    println!(
+        "silent partition from etcd noticed after {:?}",
+        cut_at.elapsed()
+    );
+    let (status, body) = nodes[1].post(DRAIN, "from the cut-off node").await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = nodes[0].post(DRAIN, "while ns2 is cut off").await;
+    assert_eq!(status, 200, "{body}");
+    nodes[0].wait_answer(US_EAST, Duration::from_secs(5)).await;
+    assert_eq!(
+        nodes[1].www(),
+        Some(vec![EU_WEST]),
+        "the cut-off node keeps its last state"
+    );
+
+    drop(firewall);
+    let healed = Instant::now();
+    nodes[1].wait_answer(US_EAST, Duration::from_secs(15)).await;
+    println!(
+        "partition healed: the cut-off node converged after {:?}",
+        healed.elapsed()
+    );
+    nodes[1]
+        .wait_cluster("the store up", |v| v["store"]["state"] == "up")
+        .await;
 }
