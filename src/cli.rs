@@ -88,6 +88,14 @@ pub struct ServeArgs {
     /// addresses; repeat for more [default: none]
     #[arg(long = "admin-host", value_name = "NAME", value_parser = config::check_admin_host)]
     pub admin_host: Vec<String>,
+    /// This node's name in the cluster, over the [cluster] section's node (one file for
+    /// every node)
+    #[arg(long = "cluster-node", value_name = "NAME", value_parser = cluster_node)]
+    pub cluster_node: Option<String>,
+}
+
+fn cluster_node(s: &str) -> Result<String, String> {
+    crate::cluster::config::check_node(s).map(|()| s.to_string())
 }
 
 fn amplification(s: &str) -> Result<u16, String> {
@@ -314,6 +322,7 @@ impl ServeArgs {
             state_dir: self.state_dir.clone(),
             admin_token_file: self.admin_token_file.clone(),
             admin_hosts: self.admin_host.clone(),
+            cluster_node: self.cluster_node.clone(),
         };
         Config::merge(flags, file)
     }

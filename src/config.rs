@@ -126,6 +126,8 @@ pub enum ConfigError {
         path: PathBuf,
         problems: Vec<(usize, String)>,
     },
+    #[error("--cluster-node applies to a cluster: the configuration file has no [cluster] section")]
+    NodeWithoutCluster,
     #[error("admin TLS needs both a certificate (admin-tls-cert) and a key (admin-tls-key)")]
     HalfTls,
 }
@@ -261,6 +263,9 @@ pub struct Flags {
     pub admin_token_file: Option<PathBuf>,
     /// Checked by [`check_admin_host`].
     pub admin_hosts: Vec<String>,
+    /// This node's name in the `[cluster]` section's place (one file for every node);
+    /// checked by [`crate::cluster::config::check_node`].
+    pub cluster_node: Option<String>,
 }
 
 impl Config {
@@ -316,7 +321,11 @@ impl Config {
             } else {
                 flags.admin_hosts
             },
-            cluster: file.checked_cluster,
+            cluster: match (flags.cluster_node, file.checked_cluster) {
+                (Some(node), Some(cluster)) => Some(ClusterConfig { node, ..cluster }),
+                (Some(_), None) => return Err(ConfigError::NodeWithoutCluster),
+                (None, cluster) => cluster,
+            },
         })
     }
 }
@@ -435,6 +444,19 @@ mod tests {
         std::fs::write(&path, "zones = \"z\"\n").unwrap();
         let c = Config::merge(Flags::default(), FileConfig::read(&path, true).unwrap()).unwrap();
         assert_eq!(c.cluster, None);
+        let node = || Flags {
+            cluster_node: Some("ns2".into()),
+            ..Flags::default()
+        };
+        let err = Config::merge(node(), FileConfig::read(&path, true).unwrap()).unwrap_err();
+        assert!(matches!(err, ConfigError::NodeWithoutCluster), "{err}");
+        std::fs::write(
+            &path,
+            "[cluster]\nnode = \"ns1\"\nendpoints = [\"http://127.0.0.1:2379\"]\n",
+        )
+        .unwrap();
+        let c = Config::merge(node(), FileConfig::read(&path, true).unwrap()).unwrap();
+        assert_eq!(c.cluster.map(|c| c.node), Some("ns2".to_string()));
     }
 
     #[test]

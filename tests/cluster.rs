@@ -298,16 +298,28 @@ impl NodeFiles {
     }
 
     fn start(&self) -> Node {
+        self.start_with(&[])
+    }
+
+    /// [`NodeFiles::start`] with more flags.
+    fn start_with(&self, more: &[&str]) -> Node {
+        let (config, tokens, state) = (
+            self.path("meridian.toml"),
+            self.path("tokens"),
+            self.path("state"),
+        );
+        let mut args = vec![
+            "--config",
+            &config,
+            "--admin-token-file",
+            &tokens,
+            "--state-dir",
+            &state,
+        ];
+        args.extend_from_slice(more);
         let server = Server::start_with_env(
             Path::new(&self.path("zones")),
-            &[
-                "--config",
-                &self.path("meridian.toml"),
-                "--admin-token-file",
-                &self.path("tokens"),
-                "--state-dir",
-                &self.path("state"),
-            ],
+            &args,
             &[("RUST_LOG", "info")],
         );
         let base = format!("http://{}", server.admin_addr());
@@ -980,16 +992,19 @@ async fn crashes_garbage_and_an_unreachable_store_are_survived() {
     let mut peer = peer;
     peer.server.assert_running();
 
-    // Another prefix is another cluster: a drain under /meridian does not reach it.
+    // Another prefix is another cluster: a drain under /meridian does not reach it. (Its
+    // file names ns1; the flag names it.)
     let other = NodeFiles::new("ns1", &etcd.endpoints(), ports, "prefix = \"/other\"\n");
-    let other = other.start();
+    let other = other.start_with(&["--cluster-node", "ns7"]);
     other.wait_answer(EU_WEST, Duration::from_secs(10)).await;
     let (status, body) = peer.post(DRAIN, "not for /other").await;
     assert_eq!(status, 200, "{body}");
     back.wait_answer(US_EAST, Duration::from_secs(5)).await;
     let view = other
         .wait_cluster("itself alone", |v| {
-            v["prefix"] == "/other" && v["nodes"].as_array().is_some_and(|n| n.len() == 1)
+            v["prefix"] == "/other"
+                && v["node"] == "ns7"
+                && v["nodes"].as_array().is_some_and(|n| n.len() == 1)
         })
         .await;
     assert_eq!(view["store"]["state"], "up", "{view}");

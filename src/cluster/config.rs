@@ -212,7 +212,7 @@ impl ClusterFile {
 }
 
 /// A node name becomes one etcd key segment: letters, digits, `-`, `_` and `.`, at most 63.
-fn check_node(n: &str) -> Result<(), String> {
+pub fn check_node(n: &str) -> Result<(), String> {
     let ok = (1..=63).contains(&n.len())
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
