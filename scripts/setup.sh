@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain: dig and kdig for the scripted
-# DNS checks, Chromium and ChromeDriver for the dashboard test. Safe to run again; does
-# nothing when everything is present.
+# DNS checks, Chromium and ChromeDriver for the dashboard test, etcd and nftables for the
+# cluster tests (tests/cluster.rs starts its own etcd members on loopback and cuts one node
+# off with a firewall rule of its own). Safe to run again; does nothing when everything is
+# present.
 set -euo pipefail
 need=()
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

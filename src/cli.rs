@@ -88,6 +88,14 @@ pub struct ServeArgs {
     /// addresses; repeat for more [default: none]
     #[arg(long = "admin-host", value_name = "NAME", value_parser = config::check_admin_host)]
     pub admin_host: Vec<String>,
+    /// This node's name in the cluster, over the [cluster] section's node (one file for
+    /// every node)
+    #[arg(long = "cluster-node", value_name = "NAME", value_parser = cluster_node)]
+    pub cluster_node: Option<String>,
+}
+
+fn cluster_node(s: &str) -> Result<String, String> {
+    crate::cluster::config::check_node(s).map(|()| s.to_string())
 }
 
 fn amplification(s: &str) -> Result<u16, String> {
@@ -99,6 +107,9 @@ pub struct CheckArgs {
     /// Directory of zone files
     #[arg(long, default_value = config::DEFAULT_ZONES)]
     pub zones: PathBuf,
+    /// Also check this configuration file (its [cluster] section included)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +130,10 @@ pub struct RouteArgs {
     /// Probe every endpoint once and decide with the results
     #[arg(long)]
     pub probe: bool,
+    /// A meridian.toml with [cluster]: also show what each node sees of the zone's endpoints
+    /// and what the quorum rule makes of it, read from etcd
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -149,6 +164,8 @@ pub enum CliError {
     OpenAdmin(SocketAddr),
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cluster store: {0}")]
+    Cluster(String),
     #[error("admin TLS: {0}")]
     AdminTls(#[from] crate::admin::tls::TlsError),
     #[error("DNS cookie secret: {0}")]
@@ -305,6 +322,7 @@ impl ServeArgs {
             state_dir: self.state_dir.clone(),
             admin_token_file: self.admin_token_file.clone(),
             admin_hosts: self.admin_host.clone(),
+            cluster_node: self.cluster_node.clone(),
         };
         Config::merge(flags, file)
     }
@@ -369,6 +387,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         admin_cert,
         admin_connections,
         admin_hosts: config.admin_hosts.clone(),
+        cluster: config.cluster.clone(),
     })
     .map_err(CliError::Runtime)?;
     let scheme = if config.admin_tls.is_some() {
@@ -419,11 +438,24 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// Prints a summary and returns `Ok`, or every diagnostic as the error.
-pub fn check(args: &CheckArgs) -> Result<String, LoadError> {
+pub fn check(args: &CheckArgs) -> Result<String, CliError> {
+    let mut out = String::new();
+    if let Some(path) = &args.config {
+        let file = FileConfig::read(path, true)?;
+        let cluster = match &file.checked_cluster {
+            Some(c) => format!(
+                ": cluster node {} of {} etcd endpoints, prefix {}",
+                c.node,
+                c.endpoints.len(),
+                c.prefix
+            ),
+            None => ": no [cluster], this node runs alone".into(),
+        };
+        writeln!(out, "{}: ok{cluster}", path.display()).expect("writing to a String");
+    }
     let zones = zone::load_dir(&args.zones)?;
     let mut names: Vec<&zone::Zone> = zones.zones().collect();
     names.sort_by(|a, b| a.origin.cmp(&b.origin));
-    let mut out = String::new();
     for z in names {
         writeln!(
             out,
@@ -472,9 +504,34 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
         let view = crate::health::view::view_of_round(query.zone, round);
         state = state.with_health(query.zone.index, view);
     }
+    let cluster = match &args.config {
+        Some(path) => FileConfig::read(path, true)?.checked_cluster,
+        None => None,
+    };
+    let quorum = match cluster {
+        Some(c) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            let records = runtime
+                .block_on(async {
+                    tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        crate::cluster::read_records(&c),
+                    )
+                    .await
+                })
+                .map_err(|_| CliError::Cluster("etcd did not answer within 5 s".into()))?
+                .map_err(|e| CliError::Cluster(e.to_string()))?;
+            Some(crate::cluster::explain(&records, query.zone, c.quorum))
+        }
+        None => None,
+    };
     // Compiled as the server serves it, so the scope shown is the one DNS answers with.
     let state = state.compiled();
-    let route = Route::explain(&state, query, round.as_deref());
+    let mut route = Route::explain(&state, query, round.as_deref());
+    route.quorum = quorum;
     if args.json {
         let mut s = serde_json::to_string_pretty(&route).expect("route serializes");
         s.push('\n');

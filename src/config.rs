@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::cluster::config::{ClusterConfig, ClusterFile};
+
 pub const DEFAULT_ZONES: &str = "zones";
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8053";
@@ -51,6 +53,9 @@ pub struct Config {
     /// into the binary.
     pub geoip: Vec<PathBuf>,
     pub log_format: LogFormat,
+    /// `[cluster]`: shared overrides and quorum health through etcd; `None`: this node
+    /// runs alone, as without the section.
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +82,10 @@ pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
     pub admin_host: Option<Vec<String>>,
+    pub cluster: Option<ClusterFile>,
+    /// `cluster`, checked by [`FileConfig::read`].
+    #[serde(skip)]
+    pub checked_cluster: Option<ClusterConfig>,
 }
 
 /// One path or a list of them: `geoip = "city.mmdb"` or `geoip = ["v4.mmdb", "v6.mmdb"]`.
@@ -111,6 +120,14 @@ pub enum ConfigError {
     },
     #[error("{0}: dns-listen is empty: give at least one address")]
     NoListen(PathBuf),
+    /// Every problem of the `[cluster]` section, one `file:line: message` a line.
+    #[error("{}", problems.iter().map(|(line, m)| format!("{}:{line}: {m}", path.display())).collect::<Vec<_>>().join("\n"))]
+    Cluster {
+        path: PathBuf,
+        problems: Vec<(usize, String)>,
+    },
+    #[error("--cluster-node applies to a cluster: the configuration file has no [cluster] section")]
+    NodeWithoutCluster,
     #[error("admin TLS needs both a certificate (admin-tls-cert) and a key (admin-tls-key)")]
     HalfTls,
 }
@@ -188,8 +205,37 @@ impl FileConfig {
                 })?;
             }
         }
+        if let Some(cluster) = parsed.cluster.take() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let section = line_of(&text, "[cluster]");
+            match cluster.check(base) {
+                Ok(c) => parsed.checked_cluster = Some(c),
+                Err(problems) => {
+                    return Err(ConfigError::Cluster {
+                        path: path.to_owned(),
+                        problems: problems
+                            .into_iter()
+                            .map(|(key, m)| (line_after(&text, section, key), m))
+                            .collect(),
+                    });
+                }
+            }
+        }
         Ok(parsed)
     }
+}
+
+/// The line where `key` is set at or after line `from` (a section's), else `from`.
+fn line_after(text: &str, from: usize, key: &str) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map_or(from, |(i, _)| i + 1)
 }
 
 /// The line where `key` is set, for an error about its value.
@@ -217,6 +263,9 @@ pub struct Flags {
     pub admin_token_file: Option<PathBuf>,
     /// Checked by [`check_admin_host`].
     pub admin_hosts: Vec<String>,
+    /// This node's name in the `[cluster]` section's place (one file for every node);
+    /// checked by [`crate::cluster::config::check_node`].
+    pub cluster_node: Option<String>,
 }
 
 impl Config {
@@ -271,6 +320,11 @@ impl Config {
                 file.admin_host.unwrap_or_default()
             } else {
                 flags.admin_hosts
+            },
+            cluster: match (flags.cluster_node, file.checked_cluster) {
+                (Some(node), Some(cluster)) => Some(ClusterConfig { node, ..cluster }),
+                (Some(_), None) => return Err(ConfigError::NodeWithoutCluster),
+                (None, cluster) => cluster,
             },
         })
     }
@@ -373,6 +427,36 @@ mod tests {
         std::fs::write(&path, "zones = \"z\"\nadmin-host = [\"a b\"]\n").unwrap();
         let err = FileConfig::read(&path, true).unwrap_err().to_string();
         assert!(err.contains("meridian.toml:2: admin-host \"a b\""), "{err}");
+    }
+
+    #[test]
+    fn cluster_problems_are_reported_with_their_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.toml");
+        std::fs::write(
+            &path,
+            "zones = \"z\"\n\n[cluster]\nnode = \"ns1\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/\"\nlease-ttl = 99\n",
+        )
+        .unwrap();
+        let err = FileConfig::read(&path, true).unwrap_err().to_string();
+        assert!(err.contains("meridian.toml:6: prefix \"/\""), "{err}");
+        assert!(err.contains("meridian.toml:7: lease-ttl 99"), "{err}");
+        std::fs::write(&path, "zones = \"z\"\n").unwrap();
+        let c = Config::merge(Flags::default(), FileConfig::read(&path, true).unwrap()).unwrap();
+        assert_eq!(c.cluster, None);
+        let node = || Flags {
+            cluster_node: Some("ns2".into()),
+            ..Flags::default()
+        };
+        let err = Config::merge(node(), FileConfig::read(&path, true).unwrap()).unwrap_err();
+        assert!(matches!(err, ConfigError::NodeWithoutCluster), "{err}");
+        std::fs::write(
+            &path,
+            "[cluster]\nnode = \"ns1\"\nendpoints = [\"http://127.0.0.1:2379\"]\n",
+        )
+        .unwrap();
+        let c = Config::merge(node(), FileConfig::read(&path, true).unwrap()).unwrap();
+        assert_eq!(c.cluster.map(|c| c.node), Some("ns2".to_string()));
     }
 
     #[test]

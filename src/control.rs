@@ -13,6 +13,7 @@ use tracing::{error, info};
 
 use crate::admin::tls::AdminCert;
 use crate::admin::{self, Admin, auth::Tokens};
+use crate::cluster::Cluster;
 use crate::health::monitor;
 use crate::metrics::Metrics;
 use crate::serving::SharedSnapshot;
@@ -37,6 +38,8 @@ pub struct Setup {
     pub admin_connections: usize,
     /// Host names the admin API answers to besides localhost and IP literals.
     pub admin_hosts: Vec<String>,
+    /// `[cluster]`: overrides and observations shared through etcd.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Starts the control plane on its own thread. Returns once the start states of every
@@ -58,16 +61,32 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
         .name("meridian-control".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let monitor = monitor::spawn(
-                    setup.state.clone(),
-                    setup.metrics.clone(),
-                    setup.journal.overrides(),
-                );
+                let journal = Arc::new(Mutex::new(setup.journal));
+                // In a cluster, the overrides (and peers) come from etcd before anything
+                // serves, or from the journal when etcd is away.
+                let cluster = setup.cluster.map(|c| {
+                    Cluster::new(
+                        c,
+                        setup.state.clone(),
+                        setup.metrics.clone(),
+                        journal.clone(),
+                    )
+                });
+                let overrides = match &cluster {
+                    Some(c) => c.warm_start().await,
+                    None => journal.lock().await.overrides().clone(),
+                };
+                let monitor =
+                    monitor::spawn(setup.state.clone(), setup.metrics.clone(), &overrides);
+                if let Some(c) = &cluster {
+                    c.spawn(monitor.clone()).await;
+                }
                 let admin = Arc::new(Admin {
                     state: setup.state.clone(),
                     metrics: setup.metrics.clone(),
                     monitor,
-                    journal: Mutex::new(setup.journal),
+                    journal,
+                    cluster,
                     tokens: setup.tokens,
                     zones_dir: setup.zones_dir,
                     ready: setup.ready,

@@ -18,8 +18,10 @@
 //! The control plane runs on its own thread ([`control`]), beside the steering compiler's:
 //! [`health`] probes endpoints and
 //! publishes what steering sees; [`admin`] serves the API, metrics ([`metrics`]) and the
-//! dashboard; operator overrides persist in a journal ([`state`]). None of it takes a lock
-//! the fast path waits on: a change builds a new snapshot and swaps it in.
+//! dashboard; operator overrides persist in a journal ([`state`]). With a `[cluster]`
+//! section, [`cluster`] shares overrides and probe observations with the other nameservers
+//! through etcd. None of it takes a lock the fast path waits on: a change builds a new
+//! snapshot and swaps it in.
 //!
 //! Configuration is read once by [`config`]; zone files are checked in full by
 //! [`zone::load_dir`] before anything serves; zone files and GeoIP databases are read through
@@ -29,6 +31,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod dns;

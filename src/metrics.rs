@@ -215,6 +215,22 @@ struct Control {
     probes_local: BTreeMap<&'static str, u64>,
     /// Per-second samples of every zone's region totals, newest last.
     traffic: VecDeque<HashMap<String, Vec<u64>>>,
+    /// Set once this node is in a cluster.
+    cluster: Option<ClusterMetrics>,
+}
+
+/// What the cluster store does for this node.
+#[derive(Debug, Default)]
+struct ClusterMetrics {
+    up: bool,
+    errors: u64,
+    /// From an operator's write (its stamp) to this node applying it, the last one.
+    lag_seconds: f64,
+    records_written: u64,
+    /// Nodes with a live record, this one included.
+    nodes: usize,
+    /// Zones served with different content by some nodes.
+    zones_differ: Vec<String>,
 }
 
 /// The process's metrics.
@@ -312,6 +328,54 @@ impl Metrics {
             .expect("metrics lock")
             .region_up
             .insert((zone.into(), region.into()), up);
+    }
+
+    /// Whether the cluster store (etcd) can be used.
+    pub fn cluster_store(&self, up: bool) {
+        self.control
+            .lock()
+            .expect("metrics lock")
+            .cluster
+            .get_or_insert_default()
+            .up = up;
+    }
+
+    /// A call to the cluster store failed.
+    pub fn cluster_store_error(&self) {
+        self.control
+            .lock()
+            .expect("metrics lock")
+            .cluster
+            .get_or_insert_default()
+            .errors += 1;
+    }
+
+    /// An override from the cluster applied here, `seconds` after the operator wrote it.
+    pub fn cluster_lag(&self, seconds: f64) {
+        self.control
+            .lock()
+            .expect("metrics lock")
+            .cluster
+            .get_or_insert_default()
+            .lag_seconds = seconds;
+    }
+
+    /// The nodes with a live record, and the zones they serve with different content.
+    pub fn cluster_nodes(&self, nodes: usize, zones_differ: Vec<String>) {
+        let mut c = self.control.lock().expect("metrics lock");
+        let k = c.cluster.get_or_insert_default();
+        k.nodes = nodes;
+        k.zones_differ = zones_differ;
+    }
+
+    /// This node's record written to the cluster store.
+    pub fn cluster_record_written(&self) {
+        self.control
+            .lock()
+            .expect("metrics lock")
+            .cluster
+            .get_or_insert_default()
+            .records_written += 1;
     }
 
     pub fn overrides(&self, active: usize) {
@@ -463,6 +527,34 @@ impl Metrics {
         }
         out.push_str("# HELP meridian_overrides Operator overrides in force.\n# TYPE meridian_overrides gauge\n");
         let _ = writeln!(out, "meridian_overrides {}", c.overrides);
+        if let Some(k) = &c.cluster {
+            out.push_str("# HELP meridian_cluster_store_up Whether the cluster store (etcd) can be used: 0 while DNS serves the last known state.\n# TYPE meridian_cluster_store_up gauge\n");
+            let _ = writeln!(out, "meridian_cluster_store_up {}", u8::from(k.up));
+            out.push_str("# HELP meridian_cluster_store_errors_total Calls to the cluster store that failed.\n# TYPE meridian_cluster_store_errors_total counter\n");
+            let _ = writeln!(out, "meridian_cluster_store_errors_total {}", k.errors);
+            out.push_str("# HELP meridian_cluster_propagation_seconds From an operator's write to this node applying it, the last one.\n# TYPE meridian_cluster_propagation_seconds gauge\n");
+            let _ = writeln!(
+                out,
+                "meridian_cluster_propagation_seconds {}",
+                k.lag_seconds
+            );
+            out.push_str("# HELP meridian_cluster_records_written_total Writes of this node's record (observations, zone hashes) to the cluster store.\n# TYPE meridian_cluster_records_written_total counter\n");
+            let _ = writeln!(
+                out,
+                "meridian_cluster_records_written_total {}",
+                k.records_written
+            );
+            out.push_str("# HELP meridian_cluster_nodes Nodes with a live record in the cluster store, this one included.\n# TYPE meridian_cluster_nodes gauge\n");
+            let _ = writeln!(out, "meridian_cluster_nodes {}", k.nodes);
+            out.push_str("# HELP meridian_cluster_zone_content_differs Zones that some nodes serve with different content (their zone file hashes differ).\n# TYPE meridian_cluster_zone_content_differs gauge\n");
+            for zone in &k.zones_differ {
+                let _ = writeln!(
+                    out,
+                    "meridian_cluster_zone_content_differs{{zone=\"{}\"}} 1",
+                    esc(zone)
+                );
+            }
+        }
         out.push_str("# HELP meridian_reloads_total Zone reloads by result.\n# TYPE meridian_reloads_total counter\n");
         let _ = writeln!(
             out,

@@ -92,6 +92,9 @@ pub struct Route {
     pub location: Location,
     pub a: FamilyRoute,
     pub aaaa: FamilyRoute,
+    /// In a cluster: what each node sees of the zone's endpoints and what the rule makes of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<crate::cluster::QuorumExplained>,
 }
 
 /// The decision for one address family (A or AAAA).
@@ -161,6 +164,7 @@ impl Route {
             location: a.location,
             a: FamilyRoute::new(&ctx, a),
             aaaa: FamilyRoute::new(&ctx, aaaa),
+            quorum: None,
         }
     }
 }
@@ -296,6 +300,42 @@ impl fmt::Display for Route {
                 writeln!(w, "  answer: {} {} IN {label} {a}", self.name, ans.ttl)?;
             }
             writeln!(w, "  ecs scope: /{}", ans.scope)?;
+        }
+        if let Some(q) = &self.quorum {
+            let rule = match q.rule {
+                crate::zone::Quorum::Fraction(f) => format!("up when more than {f} see it up"),
+                r => format!("{r:?}").to_lowercase(),
+            };
+            writeln!(
+                w,
+                "\nquorum ({rule}), from the nodes' published observations:"
+            )?;
+            for e in &q.endpoints {
+                let seen: Vec<String> = e
+                    .seen
+                    .iter()
+                    .map(|(node, up)| {
+                        let state = if *up { "up" } else { "down" };
+                        let note = if e.suspect.contains(node) {
+                            " (suspect, not counted)"
+                        } else {
+                            ""
+                        };
+                        format!("{node} {state}{note}")
+                    })
+                    .collect();
+                let decided = match e.up {
+                    Some(true) => "up",
+                    Some(false) => "down",
+                    None => "no observation: each node follows its own probes",
+                };
+                let seen = if seen.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", seen.join(", "))
+                };
+                writeln!(w, "  {:<16} {:<24} {decided}{seen}", e.region, e.address)?;
+            }
         }
         Ok(())
     }

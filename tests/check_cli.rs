@@ -428,3 +428,43 @@ fn check_refuses_an_rrset_too_large_for_any_dns_message() {
     assert!(message.contains("big.example.org. TXT"), "{message}");
     assert!(message.contains("65,535"), "{message}");
 }
+
+/// `meridian check --config` checks the `[cluster]` section and names every problem with its
+/// line; a good section is summarised.
+#[test]
+fn check_config_reports_every_cluster_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(
+        &config,
+        "log-format = \"json\"\n\n[cluster]\nnode = \"ns/1\"\nendpoints = [\"127.0.0.1:2379\"]\nprefix = \"meridian\"\nquorum = \"most\"\n",
+    )
+    .unwrap();
+    let zones = shipped_zones();
+    let args = [
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--zones",
+        zones.to_str().unwrap(),
+    ];
+    let err = assert_fails(&run(&args));
+    for want in [
+        "meridian.toml:4: node \"ns/1\"",
+        "meridian.toml:5: endpoint \"127.0.0.1:2379\"",
+        "meridian.toml:6: prefix \"meridian\"",
+        "meridian.toml:7: quorum \"most\"",
+    ] {
+        assert!(err.contains(want), "no {want:?} in:\n{err}");
+    }
+    std::fs::write(
+        &config,
+        "[cluster]\nnode = \"ns1\"\nendpoints = [\"http://127.0.0.1:2379\", \"http://127.0.0.2:2379\"]\n",
+    )
+    .unwrap();
+    let out = assert_succeeds(&run(&args));
+    assert!(
+        out.contains("ok: cluster node ns1 of 2 etcd endpoints, prefix /meridian"),
+        "{out}"
+    );
+}

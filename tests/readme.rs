@@ -47,3 +47,18 @@ fn readme_config_example_is_valid() {
     let config = FileConfig::read(&path, true).expect("README meridian.toml parses");
     assert_eq!(config.dns_listen.map(|l| l.len()), Some(2));
 }
+
+#[test]
+fn readme_cluster_example_is_valid() {
+    let example = blocks(&readme(), "toml")
+        .into_iter()
+        .find(|b| b.contains("[cluster]"))
+        .expect("README shows a [cluster] section");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meridian.toml");
+    std::fs::write(&path, example).unwrap();
+    let config = FileConfig::read(&path, true).expect("README [cluster] example parses");
+    let cluster = config.checked_cluster.expect("the section is checked");
+    assert_eq!(cluster.node, "ns1");
+    assert_eq!(cluster.endpoints.len(), 3);
+}

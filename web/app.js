@@ -107,6 +107,41 @@ async function refresh() {
   }
 }
 
+// The cluster panel, only when this node runs in a cluster (GET /cluster answers 404 alone):
+// the store's state, every node with its zone hashes, and which node sees each endpoint how,
+// with the rows where nodes disagree marked.
+async function refreshCluster() {
+  let c;
+  try {
+    c = await api("/cluster");
+  } catch {
+    $("#cluster").hidden = true;
+    return;
+  }
+  $("#cluster").hidden = false;
+  const store = $("#cluster-store");
+  store.textContent = "store " + c.store.state;
+  store.className = "badge " + (c.store.state === "up" ? "" : "down");
+  $("#cluster-note").textContent = `this node: ${c.node}; quorum ${JSON.stringify(c.quorum)}` +
+    (c.zones_differ.length ? `; zone content differs: ${c.zones_differ.join(", ")}` : "") +
+    (c.store.state === "up" ? "" : `; serving the last known state since ${when(c.store.since_ms)}`);
+  $("#cluster-nodes tbody").innerHTML = c.nodes.map((n) => `<tr><td>${esc(n.node)}</td><td>${when(n.last_seen_ms)}</td>
+    <td>${Object.entries(n.zones).map(([z, s]) => `${esc(z)} ${s.serial} <code>${esc(s.hash.slice(0, 8))}</code>`).join("<br>")}</td>
+    <td>${esc(n.suspect.join(", "))}</td></tr>`).join("");
+  const rowsOut = [];
+  for (const [zone, regions] of Object.entries(c.vantage)) {
+    for (const [region, endpoints] of Object.entries(regions)) {
+      for (const [addr, seen] of Object.entries(endpoints)) {
+        const views = Object.entries(seen);
+        const split = new Set(views.map(([, up]) => up)).size > 1;
+        rowsOut.push(`<tr class="${split ? "split" : ""}"><td>${esc(region)} ${esc(addr)} <span class="muted">${esc(zone)}</span></td>
+          <td>${views.map(([node, up]) => `<span class="dot ${up ? "up" : "down"}"></span>${esc(node)}`).join(" ")}</td></tr>`);
+      }
+    }
+  }
+  $("#cluster-vantage tbody").innerHTML = rowsOut.join("");
+}
+
 document.addEventListener("click", async (ev) => {
   const b = ev.target.closest("button[data-act]");
   if (!b) return;
@@ -127,4 +162,6 @@ document.addEventListener("click", async (ev) => {
 });
 
 refresh();
+refreshCluster();
 setInterval(refresh, POLL_MS);
+setInterval(refreshCluster, POLL_MS);

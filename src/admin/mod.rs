@@ -44,7 +44,7 @@ use crate::serving::SharedSnapshot;
 use crate::state::Journal;
 use auth::Tokens;
 pub use error::ApiError;
-use read::{audit, events, metrics, names, readyz, regions, route, zones};
+use read::{audit, cluster, events, metrics, names, readyz, regions, route, zones};
 use reload::reload;
 pub use reload::{Reloaded, reload_zones};
 pub use write::{MAX_EXPIRES_IN, MAX_REASON};
@@ -63,7 +63,10 @@ pub struct Admin {
     pub state: SharedSnapshot,
     pub metrics: Arc<Metrics>,
     pub monitor: MonitorHandle,
-    pub journal: Mutex<Journal>,
+    /// Shared with the cluster's store task, which journals what it applies.
+    pub journal: Arc<Mutex<Journal>>,
+    /// `None`: this node runs alone.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub tokens: Tokens,
     pub zones_dir: PathBuf,
     /// Zones loaded and DNS listeners bound.
@@ -87,6 +90,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/events", get(events))
         .route("/audit", get(audit))
         .route("/route", get(route))
+        .route("/cluster", get(cluster))
         .route("/openapi.json", get(web::openapi))
         .route("/zones/{zone}/regions/{region}/drain", post(drain))
         .route("/zones/{zone}/regions/{region}/undrain", post(undrain))

@@ -32,6 +32,18 @@ pub(super) async fn readyz(State(admin): State<Arc<Admin>>) -> impl IntoResponse
     }
 }
 
+/// The cluster as this node sees it: nodes, store, zone hashes, vantage matrix.
+pub(super) async fn cluster(
+    State(admin): State<Arc<Admin>>,
+) -> ApiResult<crate::cluster::ClusterView> {
+    match &admin.cluster {
+        Some(c) => Ok(axum::Json(c.view())),
+        None => Err(ApiError::not_found(
+            "this node runs alone: its configuration has no [cluster] section",
+        )),
+    }
+}
+
 /// Prometheus text. Served outside `/api/v1`, so it checks the token itself.
 pub(super) async fn metrics(
     State(admin): State<Arc<Admin>>,
@@ -310,5 +322,8 @@ pub(super) async fn route(
     let params = query?.0;
     let state = admin.state.load();
     let query = RouteQuery::parse(&state.zones, &params.name, &params.client)?;
-    Ok(axum::Json(Route::explain(&state, query, None)))
+    let quorum = admin.cluster.as_ref().map(|c| c.explain(query.zone));
+    let mut route = Route::explain(&state, query, None);
+    route.quorum = quorum;
+    Ok(axum::Json(route))
 }

@@ -7,6 +7,10 @@
 //! is full, 503 otherwise). Undoing what is not in force (an undrain of a region that is not
 //! drained, an unforce of an endpoint that is not forced) changes nothing and is not
 //! journaled: it answers 200 with `"changed": false`.
+//!
+//! In a cluster the write goes to etcd instead ([`cluster_write`]): committed there, then
+//! applied (and journaled) from this node's watch like every other node's; while the store is
+//! away every write answers 503, a no-op included, since this node cannot know.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use tracing::{info, warn};
 
 use super::error::{ApiError, ApiResult};
 use super::{Admin, Caller};
+use crate::cluster::Cluster;
 use crate::serving::Snapshot;
 use crate::state::{Action, Entry, StateError, now_ms};
 use crate::steer::{Endpoint, Region};
@@ -150,6 +155,9 @@ pub(super) fn journal_error(e: &StateError) -> ApiError {
 /// Journals `entry` and applies the new overrides; answers once DNS follows them. An entry
 /// that would change nothing is neither journaled nor applied.
 async fn write(admin: &Admin, entry: Entry) -> ApiResult<Written> {
+    if let Some(cluster) = &admin.cluster {
+        return cluster_write(admin, cluster, entry).await;
+    }
     let mut journal = admin.journal.lock().await;
     // Decided under the lock that orders writes: no other write can slip in between.
     if !journal.overrides().would_change(&entry, now_ms()) {
@@ -172,6 +180,52 @@ async fn write(admin: &Admin, entry: Entry) -> ApiResult<Written> {
     }))
 }
 
+/// In a cluster: commits `entry` to etcd and answers once this node applied it from its
+/// watch (which journals it). Nothing is acknowledged that etcd did not commit: while the
+/// store is away the answer is 503 and nothing changes.
+async fn cluster_write(admin: &Admin, cluster: &Cluster, entry: Entry) -> ApiResult<Written> {
+    let unchanged = Written {
+        changed: false,
+        entry: None,
+    };
+    // One write at a time from this node; the journal (this node's copy of the cluster's
+    // overrides, current while the store is up) says whether an undo would change anything.
+    let _order = cluster.writes.lock().await;
+    let away = |e: crate::cluster::ClusterError| {
+        warn!(error = %e, "cannot write the override to the cluster store");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    };
+    cluster.usable().map_err(away)?;
+    if !admin
+        .journal
+        .lock()
+        .await
+        .overrides()
+        .would_change(&entry, now_ms())
+    {
+        return Ok(axum::Json(unchanged));
+    }
+    match cluster.commit(entry).await {
+        Err(e) => Err(away(e)),
+        Ok(None) => Ok(axum::Json(unchanged)),
+        Ok(Some((revision, entry))) => {
+            info!(by = %entry.by, action = ?entry.action, zone = %entry.zone, region = %entry.region,
+                endpoint = ?entry.endpoint, reason = %entry.reason, expires_at_ms = ?entry.expires_at_ms,
+                revision, "operator override committed to the cluster store");
+            if !cluster.wait_applied(revision).await {
+                warn!(
+                    revision,
+                    "committed, but this node has not applied it yet: it will once its watch catches up"
+                );
+            }
+            Ok(axum::Json(Written {
+                changed: true,
+                entry: Some(entry),
+            }))
+        }
+    }
+}
+
 /// A journal entry stamped now; the journal gives it its sequence number.
 pub(super) fn entry(by: &str, action: Action, zone: String, region: String, reason: &str) -> Entry {
     Entry {
@@ -184,6 +238,7 @@ pub(super) fn entry(by: &str, action: Action, zone: String, region: String, reas
         endpoint: None,
         reason: reason.trim().to_string(),
         expires_at_ms: None,
+        node: None,
     }
 }
 

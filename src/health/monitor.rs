@@ -12,7 +12,7 @@
 //! what is wrong (a warning when the first such fault begins, a metric, the endpoint's
 //! detail) until a probe is made again.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use super::Outcome;
 use super::probe::{LocalFault, Prober, human, install_crypto_provider};
-use super::view::{EndpointDetail, Isolation, Now, ZoneHealth};
+use super::view::{EndpointDetail, Isolation, Now, PeerViews, ZoneHealth};
 use crate::metrics::Metrics;
 use crate::serving::SharedSnapshot;
 use crate::state::{Overrides, now_ms};
@@ -45,6 +45,8 @@ pub enum Command {
     Reload(ZoneSet, oneshot::Sender<()>),
     /// The operator overrides changed. Answers once the new view serves.
     Overrides(Overrides, oneshot::Sender<()>),
+    /// What the other nodes of a cluster observe changed. Answers once the new view serves.
+    Peers(PeerViews, oneshot::Sender<()>),
 }
 
 /// A state change, as the admin API lists it.
@@ -68,6 +70,8 @@ pub struct Details {
     pub zones: BTreeMap<String, Arc<Vec<Option<Vec<EndpointDetail>>>>>,
     /// Oldest first, at most `MAX_EVENTS` (500).
     pub events: Arc<VecDeque<Event>>,
+    /// Zones (by origin) whose isolation guard holds: this node's probes of them are suspect.
+    pub suspect: Arc<BTreeSet<String>>,
 }
 
 /// The monitor as the rest of the control plane holds it.
@@ -82,6 +86,14 @@ impl MonitorHandle {
     pub async fn reload(&self, zones: ZoneSet) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Reload(zones, tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Takes what the other nodes observe; returns when DNS answers follow it.
+    pub async fn peers(&self, peers: PeerViews) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Peers(peers, tx)).await.is_ok() {
             let _ = rx.await;
         }
     }
@@ -127,6 +139,8 @@ struct Monitor {
     /// As the journal keeps them, by name: each zone holds them resolved to its indexes, and
     /// a reload resolves them again for the new zones.
     overrides: Overrides,
+    /// What the other nodes of a cluster observe; empty when alone.
+    peers: PeerViews,
     generation: u64,
     tasks: JoinSet<()>,
     reports: mpsc::Sender<Report>,
@@ -158,6 +172,7 @@ pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: &Overrides
         metrics,
         zones,
         overrides: overrides.clone(),
+        peers: PeerViews::default(),
         generation: 0,
         tasks: JoinSet::new(),
         reports: reports_tx,
@@ -207,6 +222,14 @@ impl Monitor {
                             z.set_overrides(&overrides);
                         }
                         self.overrides = overrides;
+                        self.publish(read_clocks(), None);
+                        let _ = done.send(());
+                    }
+                    Some(Command::Peers(peers, done)) => {
+                        for z in &mut self.zones {
+                            z.set_peers(&peers);
+                        }
+                        self.peers = peers;
                         self.publish(read_clocks(), None);
                         let _ = done.send(());
                     }
@@ -342,6 +365,17 @@ impl Monitor {
                 view
             })
             .collect();
+        let suspect: BTreeSet<String> = self
+            .zones
+            .iter()
+            .filter(|z| z.isolated())
+            .map(|z| z.label().to_string())
+            .collect();
+        if *self.details.load().suspect != suspect {
+            let mut details = Details::clone(&self.details.load());
+            details.suspect = Arc::new(suspect);
+            self.details.store(Arc::new(details));
+        }
         let metrics = self.metrics.clone();
         if zones.is_some() || views != self.published {
             for (zi, (z, view)) in self.zones.iter().zip(&views).enumerate() {
@@ -376,7 +410,9 @@ impl Monitor {
     /// The probe details of every zone, rendered afresh; the events carry over.
     fn render_details(&self) {
         let events = self.details.load().events.clone();
+        let suspect = self.details.load().suspect.clone();
         self.details.store(Arc::new(Details {
+            suspect,
             zones: self
                 .zones
                 .iter()
@@ -392,7 +428,11 @@ impl Monitor {
     fn reload(&mut self, zones: ZoneSet, now: Now) {
         let fresh: Vec<ZoneHealth> = zones
             .zones()
-            .map(|z| ZoneHealth::new(z, &self.zones, &self.overrides))
+            .map(|z| {
+                let mut health = ZoneHealth::new(z, &self.zones, &self.overrides);
+                health.set_peers(&self.peers);
+                health
+            })
             .collect();
         self.zones = fresh;
         self.tasks.abort_all();

@@ -7,11 +7,12 @@
 //!
 //! Precedence, strongest first: a drain (the region is out, whatever its endpoints say); a
 //! forced endpoint (it takes the forced state, and its region's state is counted again from
-//! its endpoints); the isolation guard; the probes. Overrides arrive keyed by strings, as the
+//! its endpoints); the quorum of vantage points (in a cluster, [`vote`]: the observations
+//! of the other nodes with this node's own); the isolation guard; the probes. Overrides arrive keyed by strings, as the
 //! journal keeps them, and are resolved to region and endpoint indexes once per change of
 //! overrides or zones ([`ZoneOverrides::resolve`]), so that a merge compares no strings.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use super::Outcome;
 use super::machine::{RegionMachine, Transition};
 use crate::state::{Override, Overrides};
 use crate::steer::{HealthView, Region, RegionHealth, RegionState};
+pub use crate::zone::Quorum;
 use crate::zone::{CheckKind, RegionCheck, Zone};
 
 /// Recent good probe states kept per zone for the isolation guard.
@@ -161,6 +163,108 @@ pub fn merge(
     HealthView { regions }
 }
 
+/// What other vantage points see of one endpoint: `up` of `total` see it up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Votes {
+    pub up: usize,
+    pub total: usize,
+}
+
+/// The fresh, non-suspect observations of the other nodes, by name as they publish them:
+/// (zone origin, region name, endpoint address) -> votes. Empty when this node is alone or
+/// cannot reach the store: it then follows its own probes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerViews {
+    pub quorum: Quorum,
+    pub votes: BTreeMap<(String, String, IpAddr), Votes>,
+}
+
+impl Default for PeerViews {
+    fn default() -> Self {
+        PeerViews {
+            quorum: Quorum::Majority,
+            votes: BTreeMap::new(),
+        }
+    }
+}
+
+/// The peer votes of one zone, by region and endpoint index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneVotes {
+    pub quorum: Quorum,
+    pub votes: Vec<Vec<Votes>>,
+}
+
+impl ZoneVotes {
+    /// The votes naming zone `label` at the indexes of `regions`, decided by `quorum` (the
+    /// zone's own rule) or else the cluster's; unknown names are left out.
+    pub fn resolve(
+        peers: &PeerViews,
+        label: &str,
+        regions: &[Region],
+        quorum: Option<Quorum>,
+    ) -> ZoneVotes {
+        let mut votes: Vec<Vec<Votes>> = regions
+            .iter()
+            .map(|r| vec![Votes::default(); r.endpoints.len()])
+            .collect();
+        for ((zone, name, address), v) in &peers.votes {
+            if zone == label
+                && let Some(ri) = regions.iter().position(|r| &r.name == name)
+                && let Some(ei) = regions[ri]
+                    .endpoints
+                    .iter()
+                    .position(|e| e.address == *address)
+            {
+                votes[ri][ei] = *v;
+            }
+        }
+        ZoneVotes {
+            quorum: quorum.unwrap_or(peers.quorum),
+            votes,
+        }
+    }
+}
+
+/// The probe views of one zone decided by the quorum of vantage points: each probed endpoint
+/// that other nodes observe takes the state `quorum` gives to their votes plus this node's
+/// own (left out when `local_suspect`: this node's isolation guard holds). An endpoint no
+/// other node observes keeps this node's state. A region with an endpoint changed is counted
+/// again: up while `min-healthy` endpoints are.
+pub fn vote(
+    mut probes: Vec<RegionHealth>,
+    checks: &[RegionCheck],
+    votes: &ZoneVotes,
+    local_suspect: bool,
+) -> Vec<RegionHealth> {
+    for ((h, check), region_votes) in probes.iter_mut().zip(checks).zip(&votes.votes) {
+        if check.spec.kind == CheckKind::None {
+            continue;
+        }
+        let mut changed = false;
+        for (up, v) in h.endpoints_up.iter_mut().zip(region_votes) {
+            if v.total == 0 {
+                continue;
+            }
+            let local = usize::from(!local_suspect);
+            let decided = votes
+                .quorum
+                .up(v.up + usize::from(*up && !local_suspect), v.total + local);
+            changed |= decided != *up;
+            *up = decided;
+        }
+        if changed {
+            let up = h.endpoints_up.iter().filter(|u| **u).count();
+            h.state = if up >= check.spec.min_healthy {
+                RegionState::Up
+            } else {
+                RegionState::Down
+            };
+        }
+    }
+    probes
+}
+
 /// What the monitor logs when the isolation guard takes over or lets go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
@@ -262,6 +366,11 @@ impl IsolationGuard {
             None => (fresh, None),
         }
     }
+
+    /// Whether the guard holds: this node's probes are suspect.
+    pub fn isolated(&self) -> bool {
+        self.isolated
+    }
 }
 
 /// What one probe result changed, for the log and the event list.
@@ -305,6 +414,10 @@ pub struct ZoneHealth {
     machines: Vec<Option<RegionMachine>>,
     guard: IsolationGuard,
     overrides: ZoneOverrides,
+    /// What the other nodes of a cluster see; none when alone.
+    votes: ZoneVotes,
+    /// The zone's own quorum rule, over the cluster's.
+    quorum: Option<Quorum>,
 }
 
 impl ZoneHealth {
@@ -341,6 +454,8 @@ impl ZoneHealth {
         let label = zone.origin.to_string();
         ZoneHealth {
             overrides: ZoneOverrides::resolve(overrides, &label, &zone.regions),
+            votes: ZoneVotes::resolve(&PeerViews::default(), &label, &zone.regions, zone.quorum),
+            quorum: zone.quorum,
             origin: zone.origin.clone(),
             label,
             regions: zone.regions.clone(),
@@ -369,6 +484,16 @@ impl ZoneHealth {
     /// Takes `overrides` in place of the ones in force.
     pub fn set_overrides(&mut self, overrides: &Overrides) {
         self.overrides = ZoneOverrides::resolve(overrides, &self.label, &self.regions);
+    }
+
+    /// Takes the observations of the other nodes in place of the ones held.
+    pub fn set_peers(&mut self, peers: &PeerViews) {
+        self.votes = ZoneVotes::resolve(peers, &self.label, &self.regions, self.quorum);
+    }
+
+    /// Whether the isolation guard holds: this node's own probes are suspect.
+    pub fn isolated(&self) -> bool {
+        self.guard.isolated()
     }
 
     /// Records a probe of endpoint `endpoint` of region `region`, finished at `at`. `None`
@@ -409,6 +534,7 @@ impl ZoneHealth {
             })
             .collect();
         let (probes, isolation) = self.guard.apply(fresh, now.instant);
+        let probes = vote(probes, &self.checks, &self.votes, self.guard.isolated());
         (merge(probes, &self.checks, &self.overrides, now), isolation)
     }
 

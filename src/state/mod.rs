@@ -86,6 +86,9 @@ pub struct Entry {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+    /// In a cluster, the node whose admin API took the write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// An override in force.
@@ -96,6 +99,8 @@ pub struct Override {
     pub reason: String,
     pub at_ms: u64,
     pub expires_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Override {
@@ -106,6 +111,7 @@ impl Override {
             reason: e.reason.clone(),
             at_ms: e.at_ms,
             expires_at_ms: e.expires_at_ms,
+            node: e.node.clone(),
         }
     }
 
@@ -114,7 +120,13 @@ impl Override {
     }
 
     /// The entry that set this override, as [`Override::of`] read it.
-    fn entry(&self, action: Action, zone: &str, region: &str, endpoint: Option<IpAddr>) -> Entry {
+    pub fn entry(
+        &self,
+        action: Action,
+        zone: &str,
+        region: &str,
+        endpoint: Option<IpAddr>,
+    ) -> Entry {
         Entry {
             seq: self.seq,
             at_ms: self.at_ms,
@@ -125,7 +137,25 @@ impl Override {
             endpoint,
             reason: self.reason.clone(),
             expires_at_ms: self.expires_at_ms,
+            node: self.node.clone(),
         }
+    }
+
+    /// The same operator action as `other`, whatever sequence number each journal gave it.
+    pub fn same_action(&self, other: &Override) -> bool {
+        (
+            &self.by,
+            &self.reason,
+            self.at_ms,
+            self.expires_at_ms,
+            &self.node,
+        ) == (
+            &other.by,
+            &other.reason,
+            other.at_ms,
+            other.expires_at_ms,
+            &other.node,
+        )
     }
 }
 

@@ -12,6 +12,7 @@ fn entry(action: Action, region: &str, reason: &str) -> Entry {
         endpoint: None,
         reason: reason.into(),
         expires_at_ms: None,
+        node: None,
     }
 }
 

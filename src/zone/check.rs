@@ -9,6 +9,58 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How the observations of several vantage points (the nodes of a cluster) decide whether
+/// an endpoint is up.
+///
+/// Why majority by default: with one vantage point black-holed (its uplink down, a filter
+/// dropping its probes), `all` fails the endpoint over on that one blind word, which is what
+/// a cluster is there to prevent; `any` survives it too but keeps a dead endpoint up as long
+/// as one vantage point is fooled (a captive proxy, a stale route), and a fraction below one
+/// half behaves like `any` for three nodes. A strict majority seeing it down is the smallest
+/// rule that ignores one wrong vantage point out of three either way. A tie (two nodes, one
+/// each way) stays up, as Route 53 leans: failing over on half the evidence moves traffic
+/// for a fault that may be the observer's.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Quorum {
+    /// Up while any vantage point sees it up.
+    Any,
+    /// Down only when a strict majority sees it down.
+    Majority,
+    /// Up only while every vantage point sees it up.
+    All,
+    /// Up when more than this share of the vantage points see it up (Route 53: 0.18).
+    Fraction(f64),
+}
+
+impl Quorum {
+    /// The rule named `name`: `"majority"`, `"any"` or `"all"`.
+    pub fn named(name: &str) -> Option<Quorum> {
+        match name {
+            "majority" => Some(Quorum::Majority),
+            "any" => Some(Quorum::Any),
+            "all" => Some(Quorum::All),
+            _ => None,
+        }
+    }
+
+    /// "Up when more than `f` of the vantage points see it up", for `f` strictly between 0
+    /// and 1.
+    pub fn fraction(f: f64) -> Option<Quorum> {
+        (f > 0.0 && f < 1.0).then_some(Quorum::Fraction(f))
+    }
+
+    /// Whether an endpoint is up when `up` of `total` vantage points (at least one) see it up.
+    pub fn up(self, up: usize, total: usize) -> bool {
+        match self {
+            Quorum::Any => up > 0,
+            Quorum::Majority => 2 * (total - up) <= total,
+            Quorum::All => up == total,
+            Quorum::Fraction(f) => up as f64 > f * total as f64,
+        }
+    }
+}
+
 /// How one region's endpoints are checked, after zone defaults and region overrides merge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckSpec {

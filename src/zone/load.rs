@@ -18,7 +18,7 @@ use toml::Spanned;
 
 use super::health::{self, HealthToml};
 use super::records::{self, LineRecord, MAX_TTL};
-use super::{Node, RRset, RegionCheck, Steered, Zone, ZoneSet};
+use super::{Node, Quorum, RRset, RegionCheck, Steered, Zone, ZoneSet};
 use crate::steer::{Endpoint, Fallback, Family, GeoPoint, Policy, Region, SteeredName};
 
 /// TTL of steered answers when the name does not set one: short, so failover is quick.
@@ -86,6 +86,15 @@ struct ZoneToml {
     /// good states instead of failing everything over.
     #[serde(default)]
     isolation_guard: bool,
+    /// In a cluster: `"majority"`, `"any"`, `"all"` or a fraction; the cluster's otherwise.
+    quorum: Option<Spanned<QuorumToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QuorumToml {
+    Name(String),
+    Fraction(f64),
 }
 
 #[derive(Deserialize)]
@@ -344,6 +353,15 @@ fn read_zone_file(path: &Path) -> Result<String, Diagnostic> {
 }
 
 /// Parses and checks one zone file; `path` names it in diagnostics and sets the default origin.
+/// A hash of a zone file's bytes, the same on every node and build (SipHash-1-3 with fixed
+/// zero keys): nodes of a cluster that serve different zone content show different hashes.
+pub fn content_hash(text: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new();
+    h.write(text.as_bytes());
+    h.finish()
+}
+
 pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     let mut report = Report {
         file: path,
@@ -404,6 +422,19 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
 
     let base = path.parent().unwrap_or(Path::new("."));
     let (regions, checks, region_ids) = regions(&parsed, base, &mut report);
+    let quorum = parsed.quorum.as_ref().and_then(|q| {
+        let rule = match q.get_ref() {
+            QuorumToml::Name(n) => Quorum::named(n),
+            QuorumToml::Fraction(f) => Quorum::fraction(*f),
+        };
+        if rule.is_none() {
+            report.span(
+                q.span(),
+                "quorum: give \"majority\", \"any\", \"all\" or a fraction above 0 and below 1 (up when more than that share of the nodes see it up)",
+            );
+        }
+        rule
+    });
     let builder = ZoneBuilder::new(&origin, &mut report, records_line);
     let (nodes, soa) = builder.build(records);
     let mut nodes = nodes;
@@ -427,8 +458,10 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     }
     report.warnings.sort_by_key(|d| d.line);
     Ok(Zone {
+        content_hash: content_hash(text),
         warnings: report.warnings,
         isolation_guard: parsed.isolation_guard,
+        quorum,
         origin,
         index: 0,
         file: path.to_owned(),

@@ -12,7 +12,7 @@ mod health;
 mod load;
 mod records;
 
-pub use check::{CheckKind, CheckSpec, HttpCheck, RegionCheck};
+pub use check::{CheckKind, CheckSpec, HttpCheck, Quorum, RegionCheck};
 pub use load::{Diagnostic, LoadError, load_dir, load_file};
 pub use records::MAX_TTL;
 
@@ -153,6 +153,8 @@ pub struct Zone {
     /// Position in its [`ZoneSet`], in origin order: indexes per-zone tables such as metrics.
     pub index: usize,
     pub file: PathBuf,
+    /// A hash of the file's bytes, the same on every node: what a cluster compares.
+    pub content_hash: u64,
     /// The SOA as it goes into negative answers: TTL = min(SOA TTL, SOA MINIMUM) (RFC 2308 §3).
     negative_soa: Record,
     soa: Record,
@@ -163,6 +165,9 @@ pub struct Zone {
     pub checks: Vec<RegionCheck>,
     /// Keep the last good probe states when every probed region fails at once.
     pub isolation_guard: bool,
+    /// In a cluster, how the nodes' observations decide this zone's endpoints; `None`: the
+    /// cluster's rule.
+    pub quorum: Option<Quorum>,
     pub steered: Vec<Steered>,
     /// What loads but deserves a look (answers too long for UDP), as `file:line: message`.
     pub warnings: Vec<Diagnostic>,

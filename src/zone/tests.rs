@@ -513,3 +513,29 @@ fn zoneset_empty_finds_nothing() {
     assert!(set.is_empty());
     assert!(set.find(&LowerName::new(&name("example.com."))).is_none());
 }
+
+#[test]
+fn a_zone_sets_its_own_quorum_rule_or_takes_the_clusters() {
+    assert_eq!(zone().quorum, None);
+    for (value, want) in [
+        ("\"any\"", Quorum::Any),
+        ("\"all\"", Quorum::All),
+        ("\"majority\"", Quorum::Majority),
+        ("0.18", Quorum::Fraction(0.18)),
+    ] {
+        let text = ZONE.replacen("records =", &format!("quorum = {value}\nrecords ="), 1);
+        assert_eq!(
+            load_zone("zones/example.com.toml", &text).quorum,
+            Some(want)
+        );
+    }
+    for bad in ["\"most\"", "1.5", "0"] {
+        let text = ZONE.replacen("records =", &format!("quorum = {bad}\nrecords ="), 1);
+        let err = load_file(Path::new("zones/example.com.toml"), &text).unwrap_err();
+        let err = LoadError(err).to_string();
+        assert!(
+            err.contains("zones/example.com.toml:2: quorum: give"),
+            "{bad}: {err}"
+        );
+    }
+}

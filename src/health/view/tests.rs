@@ -252,6 +252,7 @@ fn entry(action: Action, zone: &str, region: &str, endpoint: Option<&str>) -> En
         endpoint: endpoint.map(|e| e.parse().unwrap()),
         reason: "test".into(),
         expires_at_ms: None,
+        node: None,
     }
 }
 
@@ -674,4 +675,139 @@ proptest! {
         let view = merge(probes.clone(), &checks, &o, at(Instant::now(), 10_000));
         prop_assert_eq!(view.regions, probes);
     }
+}
+
+/// Peer votes for one region of endpoints: `(up, total)` per endpoint.
+fn votes(quorum: Quorum, per_endpoint: &[(usize, usize)]) -> ZoneVotes {
+    ZoneVotes {
+        quorum,
+        votes: vec![
+            per_endpoint
+                .iter()
+                .map(|&(up, total)| Votes { up, total })
+                .collect(),
+        ],
+    }
+}
+
+#[test]
+fn quorum_rules_decide_as_documented() {
+    // (rule, up, total) -> up?
+    let table = [
+        (Quorum::Majority, 2, 3, true),
+        (Quorum::Majority, 1, 3, false),
+        (Quorum::Majority, 1, 2, true),
+        (Quorum::Majority, 0, 1, false),
+        (Quorum::Any, 1, 3, true),
+        (Quorum::Any, 0, 3, false),
+        (Quorum::All, 2, 3, false),
+        (Quorum::All, 3, 3, true),
+        (Quorum::Fraction(0.18), 1, 3, true),
+        (Quorum::Fraction(0.18), 0, 3, false),
+        (Quorum::Fraction(0.5), 1, 2, false),
+        (Quorum::Fraction(0.5), 2, 3, true),
+    ];
+    for (rule, up, total, want) in table {
+        assert_eq!(rule.up(up, total), want, "{rule:?} {up}/{total}");
+    }
+}
+
+#[test]
+fn a_node_whose_own_probes_disagree_follows_the_majority() {
+    // Two peers see the endpoint up; this node's probes say down: up, and the region too.
+    let out = vote(
+        vec![probed(&[false])],
+        &[check(1, 1)],
+        &votes(Quorum::Majority, &[(2, 2)]),
+        false,
+    );
+    assert_eq!(out[0].endpoints_up, [true]);
+    assert_eq!(out[0].state, RegionState::Up);
+    // Two peers see it down; this node sees it up: down.
+    let out = vote(
+        vec![probed(&[true])],
+        &[check(1, 1)],
+        &votes(Quorum::Majority, &[(0, 2)]),
+        false,
+    );
+    assert_eq!(out[0].state, RegionState::Down);
+}
+
+#[test]
+fn one_black_holed_vantage_point_changes_nothing_under_majority() {
+    // Of three nodes, one (a peer) sees both endpoints down: this node and the other peer
+    // see them up.
+    let out = vote(
+        vec![probed(&[true, true])],
+        &[check(2, 1)],
+        &votes(Quorum::Majority, &[(1, 2), (1, 2)]),
+        false,
+    );
+    assert_eq!(out[0], probed(&[true, true]));
+}
+
+#[test]
+fn without_peer_votes_a_node_follows_its_own_probes() {
+    let mine = vec![probed(&[false, true])];
+    let out = vote(
+        mine.clone(),
+        &[check(2, 2)],
+        &votes(Quorum::Majority, &[(0, 0), (0, 0)]),
+        false,
+    );
+    assert_eq!(out, mine);
+}
+
+#[test]
+fn a_suspect_node_leaves_its_own_vote_out() {
+    // Isolated: this node sees down, one peer sees up: with its vote it would be a tie
+    // (up anyway); under `all` its vote would decide down. Left out, the peer decides up.
+    let out = vote(
+        vec![probed(&[false])],
+        &[check(1, 1)],
+        &votes(Quorum::All, &[(1, 1)]),
+        true,
+    );
+    assert_eq!(out[0].state, RegionState::Up);
+    let out = vote(
+        vec![probed(&[false])],
+        &[check(1, 1)],
+        &votes(Quorum::All, &[(1, 1)]),
+        false,
+    );
+    assert_eq!(out[0].state, RegionState::Down);
+}
+
+#[test]
+fn unprobed_regions_take_no_votes() {
+    let out = vote(
+        vec![RegionHealth::up(1)],
+        &[unprobed(1)],
+        &votes(Quorum::Majority, &[(0, 3)]),
+        false,
+    );
+    assert_eq!(out[0].state, RegionState::Up);
+}
+
+#[test]
+fn a_zones_own_quorum_rule_beats_the_clusters() {
+    let z = zone(ZONE);
+    let mut peers = PeerViews::default();
+    let first = &z.regions[0];
+    peers.votes.insert(
+        (
+            z.origin.to_string(),
+            first.name.clone(),
+            first.endpoints[0].address,
+        ),
+        Votes { up: 1, total: 2 },
+    );
+    let cluster = ZoneVotes::resolve(&peers, &z.origin.to_string(), &z.regions, None);
+    assert_eq!(cluster.quorum, Quorum::Majority);
+    assert_eq!(cluster.votes[0][0], Votes { up: 1, total: 2 });
+    let own = ZoneVotes::resolve(&peers, &z.origin.to_string(), &z.regions, Some(Quorum::All));
+    assert_eq!(own.quorum, Quorum::All);
+    // Another zone's votes are not this zone's.
+    let other = ZoneVotes::resolve(&peers, "example.org.", &z.regions, None);
+    assert_eq!(other.votes[0][0], Votes::default());
 }

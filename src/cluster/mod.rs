@@ -1,0 +1,582 @@
+//! CONTROL: several nameservers, one mind. With a `[cluster]` section, the nodes share
+//! operator overrides and probe observations through etcd v3.
+//!
+//! The rule: etcd is authoritative for overrides in a cluster; each node's journal is its
+//! durable copy of what it applied (and the store it starts from when etcd is away). A write
+//! through any node's admin API is one etcd transaction (the override key and its audit
+//! entry) and is acknowledged only once committed; every node, the writer included, applies
+//! it from its watch, journals it, and then DNS follows. After a disconnect a node reads the
+//! whole override set at one revision, journals the audit entries it missed (those with a
+//! higher revision than the last it applied) and corrects whatever still differs, so nothing
+//! is lost or applied twice. While etcd is away (unreachable, or without quorum) DNS keeps
+//! answering from the last known state with local probes (fail-static), writes answer 503,
+//! and `/readyz` stays 200.
+//!
+//! Each node publishes one record under a lease that dies with it: its zone serials and
+//! content hashes and its probe observations, on change and every [`HEARTBEAT`]. Every node
+//! turns the other nodes' fresh, non-suspect observations into votes that
+//! [`crate::health::view::vote`] (pure) weighs with its own.
+//!
+//! Keys, under the prefix: `overrides/drain/<zone>/<region>`,
+//! `overrides/force/<zone>/<region>/<address>` (the entry that set it, JSON),
+//! `audit/<unix ms>-<node>-<n>` (every change, JSON), `nodes/<node>` (the record, leased).
+//! A value that does not parse is logged and ignored, never trusted.
+
+pub mod config;
+mod store;
+
+pub use store::read_records;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, watch};
+
+use crate::health::monitor::MonitorHandle;
+use crate::health::view::{PeerViews, Votes};
+use crate::metrics::Metrics;
+use crate::serving::SharedSnapshot;
+use crate::state::{Action, Entry, Journal};
+use crate::zone::Quorum;
+pub use config::ClusterConfig;
+
+/// How often a node's record is written even when nothing changed: its "last seen".
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a write waits for etcd to commit it. A proposal that reached a leader killed
+/// under it is never answered; an election takes about one election timeout, so a shorter
+/// wait gives the operator a quicker 503 and a quicker successful retry.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a write waits for this node to apply what etcd committed before answering.
+const APPLY_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "the cluster store (etcd) is unreachable or has no quorum ({0}): overrides cannot be shared, so nothing was changed; DNS keeps answering from the last known state"
+    )]
+    Away(String),
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error(
+        "etcd did not answer within 1 s (an election, most likely): the change may or may not be applied; GET /api/v1/audit says, before you try again"
+    )]
+    Unanswered,
+}
+
+/// Whether the store can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreState {
+    /// Not reached yet since start.
+    Connecting,
+    Up,
+    /// Unreachable or without quorum: serving from the last known state.
+    Away,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    pub state: StoreState,
+    /// When it took this state, Unix ms.
+    pub since_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The last etcd revision this node applied.
+    pub revision: i64,
+}
+
+/// A zone as a node serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneStamp {
+    pub serial: u32,
+    /// Of the zone file's bytes, hex.
+    pub hash: String,
+}
+
+/// One endpoint as one node's probes see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub region: String,
+    pub address: IpAddr,
+    pub up: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_min_ms: Option<f64>,
+}
+
+/// What a node publishes under `nodes/<node>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node: String,
+    /// When written, Unix ms: the node's "last seen".
+    pub at_ms: u64,
+    pub zones: BTreeMap<String, ZoneStamp>,
+    /// Zones whose isolation guard holds on that node: its observations of them are left out.
+    #[serde(default)]
+    pub suspect: BTreeSet<String>,
+    /// By zone origin.
+    #[serde(default)]
+    pub observations: BTreeMap<String, Vec<Observation>>,
+}
+
+impl NodeRecord {
+    /// The same content, whatever the time of writing.
+    fn same_content(&self, other: &NodeRecord) -> bool {
+        self.zones == other.zones
+            && self.suspect == other.suspect
+            && self.observations.len() == other.observations.len()
+            && self
+                .observations
+                .iter()
+                .zip(&other.observations)
+                .all(|((za, a), (zb, b))| {
+                    za == zb
+                        && a.len() == b.len()
+                        && a.iter().zip(b).all(|(x, y)| {
+                            (&x.region, x.address, x.up, &x.error)
+                                == (&y.region, y.address, y.up, &y.error)
+                        })
+                })
+    }
+}
+
+/// The zones whose content hash is not the same on every node that serves them.
+pub fn zones_differ(nodes: &BTreeMap<String, NodeRecord>) -> Vec<String> {
+    let mut hashes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for r in nodes.values() {
+        for (zone, stamp) in &r.zones {
+            hashes.entry(zone).or_default().insert(&stamp.hash);
+        }
+    }
+    hashes
+        .into_iter()
+        .filter(|(_, h)| h.len() > 1)
+        .map(|(z, _)| z.to_string())
+        .collect()
+}
+
+/// How the nodes' published observations decide one zone's endpoints: what `meridian route`
+/// and the API's route explanation show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuorumExplained {
+    pub rule: Quorum,
+    pub endpoints: Vec<EndpointVotes>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointVotes {
+    pub region: String,
+    pub address: IpAddr,
+    /// node -> sees it up.
+    pub seen: BTreeMap<String, bool>,
+    /// Nodes whose isolation guard holds for the zone: their word is not counted.
+    pub suspect: Vec<String>,
+    /// What the rule makes of the counted observations; `None`: no node observed it (each
+    /// node then follows its own probes).
+    pub up: Option<bool>,
+}
+
+/// The endpoints of `zone` as the nodes' records (`nodes`) see them, decided by the zone's
+/// rule or else `cluster_rule`. Every node counts, as each node counts itself and the others.
+pub fn explain(
+    nodes: &BTreeMap<String, NodeRecord>,
+    zone: &crate::zone::Zone,
+    cluster_rule: Quorum,
+) -> QuorumExplained {
+    let label = zone.origin.to_string();
+    let rule = zone.quorum.unwrap_or(cluster_rule);
+    let mut endpoints = Vec::new();
+    for region in &zone.regions {
+        for endpoint in &region.endpoints {
+            let mut seen = BTreeMap::new();
+            let mut suspect = Vec::new();
+            for r in nodes.values() {
+                let Some(o) = r.observations.get(&label).and_then(|os| {
+                    os.iter()
+                        .find(|o| o.region == region.name && o.address == endpoint.address)
+                }) else {
+                    continue;
+                };
+                seen.insert(r.node.clone(), o.up);
+                if r.suspect.contains(&label) {
+                    suspect.push(r.node.clone());
+                }
+            }
+            let counted: Vec<bool> = seen
+                .iter()
+                .filter(|(n, _)| !suspect.contains(n))
+                .map(|(_, up)| *up)
+                .collect();
+            let up = (!counted.is_empty())
+                .then(|| rule.up(counted.iter().filter(|u| **u).count(), counted.len()));
+            endpoints.push(EndpointVotes {
+                region: region.name.clone(),
+                address: endpoint.address,
+                seen,
+                suspect,
+                up,
+            });
+        }
+    }
+    QuorumExplained { rule, endpoints }
+}
+
+/// The votes of every node but `me`, from their records.
+pub fn peer_views(nodes: &BTreeMap<String, NodeRecord>, me: &str, quorum: Quorum) -> PeerViews {
+    let mut votes: BTreeMap<(String, String, IpAddr), Votes> = BTreeMap::new();
+    for record in nodes.values().filter(|r| r.node != me) {
+        for (zone, observations) in &record.observations {
+            if record.suspect.contains(zone) {
+                continue;
+            }
+            for o in observations {
+                let v = votes
+                    .entry((zone.clone(), o.region.clone(), o.address))
+                    .or_default();
+                v.total += 1;
+                v.up += usize::from(o.up);
+            }
+        }
+    }
+    PeerViews { quorum, votes }
+}
+
+/// The cluster membership of this node, shared by the admin API and the store tasks.
+pub struct Cluster {
+    pub config: ClusterConfig,
+    state: SharedSnapshot,
+    metrics: Arc<Metrics>,
+    journal: Arc<Mutex<Journal>>,
+    client: std::sync::Mutex<Option<etcd_client::Client>>,
+    status: ArcSwap<StoreStatus>,
+    /// The last revision applied: writes wait on it.
+    applied: watch::Sender<i64>,
+    /// Every node's record as last read, this node's own included.
+    nodes: ArcSwap<BTreeMap<String, NodeRecord>>,
+    /// Orders this node's writes.
+    pub writes: Mutex<()>,
+    /// Numbers this node's audit keys within one millisecond.
+    audit_seq: AtomicU64,
+}
+
+/// What `GET /api/v1/cluster` shows.
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    pub node: String,
+    pub prefix: String,
+    pub endpoints: Vec<String>,
+    pub quorum: Quorum,
+    pub store: StoreStatus,
+    pub nodes: Vec<NodeView>,
+    /// Zones whose content hash is not the same on every node that serves them.
+    pub zones_differ: Vec<String>,
+    pub vantage: Vantage,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub node: String,
+    pub last_seen_ms: u64,
+    pub zones: BTreeMap<String, ZoneStamp>,
+    pub suspect: BTreeSet<String>,
+}
+
+impl Cluster {
+    pub fn new(
+        config: ClusterConfig,
+        state: SharedSnapshot,
+        metrics: Arc<Metrics>,
+        journal: Arc<Mutex<Journal>>,
+    ) -> Arc<Cluster> {
+        metrics.cluster_store(false);
+        Arc::new(Cluster {
+            config,
+            state,
+            metrics,
+            journal,
+            client: std::sync::Mutex::new(None),
+            status: ArcSwap::from_pointee(StoreStatus {
+                state: StoreState::Connecting,
+                since_ms: crate::state::now_ms(),
+                last_error: None,
+                revision: 0,
+            }),
+            applied: watch::channel(0).0,
+            nodes: ArcSwap::default(),
+            writes: Mutex::new(()),
+            audit_seq: AtomicU64::new(0),
+        })
+    }
+
+    pub fn status(&self) -> Arc<StoreStatus> {
+        self.status.load_full()
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.config.prefix)
+    }
+
+    /// The key of the override `e` sets or lifts; `None` for an entry that is no override.
+    fn override_key(&self, e: &Entry) -> Option<String> {
+        match (e.action, e.endpoint) {
+            (Action::Drain | Action::Undrain, _) => {
+                Some(self.key(&format!("overrides/drain/{}/{}", e.zone, e.region)))
+            }
+            (Action::ForceUp | Action::ForceDown | Action::Unforce, Some(a)) => {
+                Some(self.key(&format!("overrides/force/{}/{}/{a}", e.zone, e.region)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Commits `entry` (stamped with this node's name) to etcd: the override key and the
+    /// audit entry in one transaction. An undrain or unforce of what is not set changes
+    /// nothing (`Ok(None)`). Returns the revision and the entry, its `seq` that revision.
+    pub async fn commit(&self, mut entry: Entry) -> Result<Option<(i64, Entry)>, ClusterError> {
+        self.usable()?;
+        let Some(client) = self.client.lock().expect("client lock").clone() else {
+            return Err(ClusterError::Away("not connected".into()));
+        };
+        entry.node = Some(self.config.node.clone());
+        let key = self.override_key(&entry).expect("writes are overrides");
+        let n = self.audit_seq.fetch_add(1, Ordering::Relaxed);
+        let audit = self.key(&format!(
+            "audit/{:013}-{}-{n}",
+            entry.at_ms, self.config.node
+        ));
+        let json = serde_json::to_string(&entry).expect("entries serialize");
+        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        let txn = match entry.action {
+            Action::Undrain | Action::Unforce => Txn::new()
+                .when([Compare::version(key.clone(), CompareOp::Greater, 0)])
+                .and_then([TxnOp::delete(key, None), TxnOp::put(audit, json, None)]),
+            _ => Txn::new().and_then([
+                TxnOp::put(key, json.clone(), None),
+                TxnOp::put(audit, json, None),
+            ]),
+        };
+        let call = store::sent(|| {
+            let mut client = client.clone();
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        });
+        let response = match tokio::time::timeout(WRITE_TIMEOUT, call).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                self.metrics.cluster_store_error();
+                return Err(match e {
+                    etcd_client::Error::GRpcStatus(s) => {
+                        ClusterError::Away(s.message().to_string())
+                    }
+                    e => ClusterError::Etcd(e),
+                });
+            }
+            Err(_) => {
+                self.metrics.cluster_store_error();
+                return Err(ClusterError::Unanswered);
+            }
+        };
+        if !response.succeeded() {
+            return Ok(None);
+        }
+        let revision = response.header().map_or(0, |h| h.revision());
+        entry.seq = revision as u64;
+        Ok(Some((revision, entry)))
+    }
+
+    /// `Ok` while the store is up; what is wrong otherwise. While it is away this node does
+    /// not know the cluster's overrides, so it cannot even say that a write changes nothing.
+    pub fn usable(&self) -> Result<(), ClusterError> {
+        let status = self.status();
+        if status.state == StoreState::Up {
+            return Ok(());
+        }
+        Err(ClusterError::Away(
+            status
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "not reached since start".into()),
+        ))
+    }
+
+    /// Waits (at most [`APPLY_WAIT`]) until this node applied `revision`: DNS follows it.
+    pub async fn wait_applied(&self, revision: i64) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(APPLY_WAIT, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Takes the records as now read, and says in the metrics how many nodes there are and
+    /// which zones they serve differently.
+    fn set_nodes(&self, nodes: BTreeMap<String, NodeRecord>) {
+        self.metrics
+            .cluster_nodes(nodes.len(), zones_differ(&nodes));
+        self.nodes.store(Arc::new(nodes));
+    }
+
+    /// How the nodes' records, as last read, decide `zone`'s endpoints.
+    pub fn explain(&self, zone: &crate::zone::Zone) -> QuorumExplained {
+        explain(&self.nodes.load(), zone, self.config.quorum)
+    }
+
+    /// What `GET /api/v1/cluster` shows.
+    pub fn view(&self) -> ClusterView {
+        let nodes = self.nodes.load();
+        let mut vantage: Vantage = BTreeMap::new();
+        for r in nodes.values() {
+            for (zone, observations) in &r.observations {
+                for o in observations {
+                    vantage
+                        .entry(zone.clone())
+                        .or_default()
+                        .entry(o.region.clone())
+                        .or_default()
+                        .entry(o.address)
+                        .or_default()
+                        .insert(r.node.clone(), o.up);
+                }
+            }
+        }
+        ClusterView {
+            node: self.config.node.clone(),
+            prefix: self.config.prefix.clone(),
+            endpoints: self.config.endpoints.clone(),
+            quorum: self.config.quorum,
+            store: StoreStatus::clone(&self.status()),
+            nodes: nodes
+                .values()
+                .map(|r| NodeView {
+                    node: r.node.clone(),
+                    last_seen_ms: r.at_ms,
+                    zones: r.zones.clone(),
+                    suspect: r.suspect.clone(),
+                })
+                .collect(),
+            zones_differ: zones_differ(&nodes),
+            vantage,
+        }
+    }
+
+    /// Hands the monitor the peers of the warm start (before this node answers), then starts
+    /// the store tasks on the current runtime: the watch that applies overrides and peers,
+    /// and the publisher of this node's record.
+    pub async fn spawn(self: &Arc<Cluster>, monitor: MonitorHandle) {
+        monitor.peers(self.peers()).await;
+        tokio::spawn(self.clone().sync_forever(monitor.clone()));
+        tokio::spawn(self.clone().publish_forever(monitor));
+    }
+}
+
+/// zone -> region -> endpoint -> node -> up.
+type Vantage = BTreeMap<String, BTreeMap<String, BTreeMap<IpAddr, BTreeMap<String, bool>>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A zone with one region of two endpoints.
+    fn zone(quorum: &str) -> crate::zone::Zone {
+        let text = format!(
+            r#"zone = "example.com."
+{quorum}
+records = '''
+$TTL 3600
+@ IN SOA ns1 hostmaster 1 7200 3600 1209600 300
+@ IN NS  ns1
+ns1 IN A 192.0.2.53
+'''
+
+[regions.eu-west]
+location = {{ lat = 53.35, lon = -6.26 }}
+endpoints = ["192.0.2.10", "192.0.2.11"]
+"#
+        );
+        crate::zone::load_file(std::path::Path::new("zones/example.com.toml"), &text)
+            .unwrap_or_else(|d| panic!("{}", crate::zone::LoadError(d)))
+    }
+
+    fn record(node: &str, up: [bool; 2], suspect: bool) -> NodeRecord {
+        let observations = ["192.0.2.10", "192.0.2.11"]
+            .iter()
+            .zip(up)
+            .map(|(a, up)| Observation {
+                region: "eu-west".into(),
+                address: a.parse().unwrap(),
+                up,
+                error: None,
+                rtt_ms: None,
+                rtt_min_ms: None,
+            })
+            .collect();
+        NodeRecord {
+            node: node.into(),
+            at_ms: 1,
+            zones: BTreeMap::new(),
+            suspect: if suspect {
+                BTreeSet::from(["example.com.".to_string()])
+            } else {
+                BTreeSet::new()
+            },
+            observations: BTreeMap::from([("example.com.".to_string(), observations)]),
+        }
+    }
+
+    fn nodes(records: Vec<NodeRecord>) -> BTreeMap<String, NodeRecord> {
+        records.into_iter().map(|r| (r.node.clone(), r)).collect()
+    }
+
+    #[test]
+    fn the_explanation_counts_every_node_but_the_suspect_ones() {
+        let all = nodes(vec![
+            record("ns1", [true, false], false),
+            record("ns2", [true, false], false),
+            record("ns3", [false, true], false),
+        ]);
+        let q = explain(&all, &zone(""), Quorum::Majority);
+        assert_eq!(q.rule, Quorum::Majority);
+        assert_eq!(q.endpoints[0].up, Some(true));
+        assert_eq!(q.endpoints[1].up, Some(false));
+        assert_eq!(q.endpoints[1].seen.len(), 3);
+        // ns1 and ns2 suspect: only ns3 counts.
+        let suspect = nodes(vec![
+            record("ns1", [true, false], true),
+            record("ns2", [true, false], true),
+            record("ns3", [false, true], false),
+        ]);
+        let q = explain(&suspect, &zone(""), Quorum::Majority);
+        assert_eq!(q.endpoints[0].up, Some(false));
+        assert_eq!(q.endpoints[0].suspect, ["ns1", "ns2"]);
+        // No observation at all: nothing decided.
+        assert_eq!(
+            explain(&BTreeMap::new(), &zone(""), Quorum::Majority).endpoints[0].up,
+            None
+        );
+    }
+
+    #[test]
+    fn the_zone_rule_beats_the_cluster_rule_and_peers_exclude_this_node() {
+        let all = nodes(vec![
+            record("ns1", [true, true], false),
+            record("ns2", [false, true], false),
+        ]);
+        let q = explain(&all, &zone("quorum = \"all\""), Quorum::Any);
+        assert_eq!(q.rule, Quorum::All);
+        assert_eq!(q.endpoints[0].up, Some(false));
+        let peers = peer_views(&all, "ns1", Quorum::Any);
+        let key = (
+            "example.com.".to_string(),
+            "eu-west".to_string(),
+            "192.0.2.10".parse().unwrap(),
+        );
+        assert_eq!(peers.votes[&key], Votes { up: 0, total: 1 });
+    }
+}

@@ -1,0 +1,621 @@
+//! The etcd side of [`Cluster`]: the connection, the warm start, the watch with its resync
+//! after every disconnect, and this node's leased record.
+//!
+//! The rule: the sync task alone sets the store state. It is up only after a whole resync
+//! (one revision: the overrides, the records, the audit entries missed) and while a
+//! linearizable read succeeds every [`CHECK`], which needs an etcd quorum; any error sends
+//! it back to resync, and DNS keeps the last known state meanwhile.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, KeyValue, PutOptions,
+    TlsOptions, WatchOptions,
+};
+use tokio::time::{Instant, timeout};
+use tracing::{info, warn};
+
+use super::{
+    Cluster, ClusterConfig, ClusterError, HEARTBEAT, NodeRecord, Observation, StoreState,
+    StoreStatus, ZoneStamp,
+};
+use crate::health::monitor::MonitorHandle;
+use crate::health::view::PeerViews;
+use crate::state::{Action, Entry, Overrides, now_ms};
+
+/// How often the sync task proves the store has quorum.
+const CHECK: Duration = Duration::from_secs(1);
+/// The longest a warm start waits for etcd before starting from the journal.
+const WARM_START: Duration = Duration::from_secs(3);
+/// Pause between attempts while etcd is away.
+const RETRY: Duration = Duration::from_millis(500);
+/// How often this node's record is compared with what it published.
+const PUBLISH_TICK: Duration = Duration::from_millis(100);
+
+/// Whether `e` failed before the request left: the balanced channel picked a member that
+/// refuses connections (killed, restarting). Such a call is safe to repeat, and another
+/// member may well answer it.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("connect error"))
+}
+
+/// `call`, made again (up to three times in all) while it fails before the request left.
+pub(super) async fn sent<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    for _ in 0..2 {
+        match call().await {
+            Err(e) if never_sent(&e) => tokio::time::sleep(Duration::from_millis(20)).await,
+            r => return r,
+        }
+    }
+    call().await
+}
+
+/// A client for `config`'s etcd: the endpoints, TLS and user it names.
+async fn connect(config: &ClusterConfig) -> Result<Client, etcd_client::Error> {
+    let mut options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(Duration::from_secs(2))
+        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
+        // A member cut off from the others refuses instead of serving stale reads.
+        .with_require_leader(true);
+    if let Some((user, password)) = &config.user {
+        options = options.with_user(user, &password.0);
+    }
+    let tls = &config.tls;
+    if tls.ca.is_some() || tls.identity.is_some() {
+        let mut t = TlsOptions::new();
+        if let Some(ca) = &tls.ca {
+            t = t.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &tls.identity {
+            t = t.identity(Identity::from_pem(cert, key));
+        }
+        options = options.with_tls(t);
+    }
+    Client::connect(&config.endpoints, Some(options)).await
+}
+
+/// Every node's record under `config`'s prefix, read once (`meridian route --config`).
+pub async fn read_records(
+    config: &ClusterConfig,
+) -> Result<BTreeMap<String, NodeRecord>, ClusterError> {
+    let mut client = connect(config).await?;
+    let prefix = format!("{}/nodes/", config.prefix);
+    let found = client
+        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+        .await?;
+    Ok(found
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let name = kv.key().strip_prefix(prefix.as_bytes())?;
+            serde_json::from_slice::<NodeRecord>(kv.value())
+                .ok()
+                .filter(|r| r.node.as_bytes() == name)
+        })
+        .map(|r| (r.node.clone(), r))
+        .collect())
+}
+
+impl Cluster {
+    /// The client, connected once and reused: it reconnects to whichever member answers.
+    async fn client(&self) -> Result<Client, ClusterError> {
+        if let Some(c) = self.client.lock().expect("client lock").clone() {
+            return Ok(c);
+        }
+        let c = connect(&self.config).await?;
+        *self.client.lock().expect("client lock") = Some(c.clone());
+        Ok(c)
+    }
+
+    fn set_state(&self, state: StoreState, error: Option<String>, revision: i64) {
+        let old = self.status.load();
+        if old.state != state {
+            match (&error, state) {
+                (Some(e), _) => {
+                    warn!(from = ?old.state, to = ?state, error = %e,
+                        "cluster store state changed: serving the last known state; writes answer 503")
+                }
+                (None, _) => {
+                    info!(from = ?old.state, to = ?state, revision, "cluster store state changed")
+                }
+            }
+        }
+        self.metrics.cluster_store(state == StoreState::Up);
+        self.status.store(Arc::new(StoreStatus {
+            state,
+            since_ms: if old.state == state {
+                old.since_ms
+            } else {
+                now_ms()
+            },
+            last_error: error.or_else(|| old.last_error.clone()),
+            revision,
+        }));
+    }
+
+    /// Loads overrides and peer records from etcd before this node answers, or, when etcd
+    /// is away, the journal's. Returns the overrides to start with.
+    pub async fn warm_start(&self) -> Overrides {
+        let loaded = timeout(WARM_START, async {
+            let client = self.client().await?;
+            self.resync(&client).await
+        })
+        .await;
+        match loaded {
+            Ok(Ok((revision, overrides))) => {
+                info!(
+                    revision,
+                    nodes = self.nodes.load().len(),
+                    "cluster: overrides and peer observations loaded from etcd"
+                );
+                self.set_state(StoreState::Up, None, revision);
+                overrides
+            }
+            Ok(Err(e)) => self.start_from_journal(e.to_string()).await,
+            Err(_) => self.start_from_journal("no answer within 3 s".into()).await,
+        }
+    }
+
+    async fn start_from_journal(&self, error: String) -> Overrides {
+        warn!(error = %error, "cluster store unreachable at start: serving the overrides of the journal until it returns");
+        self.set_state(StoreState::Away, Some(error), 0);
+        self.journal.lock().await.overrides().clone()
+    }
+
+    /// Reads the overrides and node records at one revision, journals the audit entries
+    /// this process missed since the last revision it applied and whatever still differs,
+    /// and takes the records. Returns the revision and the overrides in force there.
+    async fn resync(&self, client: &Client) -> Result<(i64, Overrides), ClusterError> {
+        let get = |key: String, options: GetOptions| {
+            let mut client = client.clone();
+            async move { client.get(key, Some(options.with_prefix())).await }
+        };
+        let found = sent(|| get(self.key("overrides/"), GetOptions::new())).await?;
+        let revision = found.header().map_or(0, |h| h.revision());
+        let at = || GetOptions::new().with_revision(revision);
+        let records = sent(|| get(self.key("nodes/"), at())).await?;
+        let last = *self.applied.borrow();
+        let mut missed = if last > 0 {
+            sent(|| get(self.key("audit/"), at().with_min_mod_revision(last + 1)))
+                .await?
+                .kvs()
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        missed.sort_by_key(|kv| (kv.mod_revision(), kv.key().to_vec()));
+
+        let mut cluster = Overrides::default();
+        for kv in found.kvs() {
+            match self.parse_override(kv) {
+                Ok(e) => cluster.apply(&e),
+                Err(m) => warn!(key = %String::from_utf8_lossy(kv.key()), error = %m,
+                    "ignoring a value in the cluster store"),
+            }
+        }
+        {
+            let mut journal = self.journal.lock().await;
+            let append = |journal: &mut crate::state::Journal, e: Entry| {
+                if let Err(err) = journal.append(e) {
+                    warn!(error = %err, "cannot journal an override applied from the cluster store; it applies all the same");
+                }
+            };
+            for e in missed.iter().filter_map(|kv| self.parse_audit(kv)) {
+                append(&mut journal, e);
+            }
+            for e in corrections(journal.overrides(), &cluster, &self.config.node) {
+                append(&mut journal, e);
+            }
+        }
+        let mut nodes = BTreeMap::new();
+        for kv in records.kvs() {
+            if let Some(r) = self.parse_record(kv) {
+                nodes.insert(r.node.clone(), r);
+            }
+        }
+        self.set_nodes(nodes);
+        self.applied.send_replace(revision);
+        Ok((revision, cluster))
+    }
+
+    /// The override entry under an `overrides/` key, checked against its key.
+    fn parse_override(&self, kv: &KeyValue) -> Result<Entry, String> {
+        let e: Entry = serde_json::from_slice(kv.value()).map_err(|e| e.to_string())?;
+        if !matches!(
+            e.action,
+            Action::Drain | Action::ForceUp | Action::ForceDown
+        ) {
+            return Err(format!("{:?} is no override in force", e.action));
+        }
+        if self.override_key(&e).as_deref().map(str::as_bytes) != Some(kv.key()) {
+            return Err("the entry names another target than its key".into());
+        }
+        Ok(e)
+    }
+
+    /// The audit entry under an `audit/` key; `None` (logged) when it is not one.
+    fn parse_audit(&self, kv: &KeyValue) -> Option<Entry> {
+        let parsed = serde_json::from_slice::<Entry>(kv.value())
+            .map_err(|e| e.to_string())
+            .and_then(|e| match self.override_key(&e) {
+                Some(_) if !e.zone.is_empty() && !e.region.is_empty() => Ok(e),
+                _ => Err(format!("{:?} names no override", e.action)),
+            });
+        match parsed {
+            Ok(e) => Some(e),
+            Err(m) => {
+                warn!(key = %String::from_utf8_lossy(kv.key()), error = %m,
+                    "ignoring a value in the cluster store");
+                None
+            }
+        }
+    }
+
+    fn parse_record(&self, kv: &KeyValue) -> Option<NodeRecord> {
+        let name = kv.key().strip_prefix(self.key("nodes/").as_bytes())?;
+        match serde_json::from_slice::<NodeRecord>(kv.value()) {
+            Ok(r) if r.node.as_bytes() == name => Some(r),
+            Ok(_) => {
+                warn!(key = %String::from_utf8_lossy(kv.key()),
+                    "ignoring a node record filed under another node's name");
+                None
+            }
+            Err(e) => {
+                warn!(key = %String::from_utf8_lossy(kv.key()), error = %e,
+                    "ignoring a value in the cluster store");
+                None
+            }
+        }
+    }
+
+    /// The votes of the other nodes, or none while the store is away: this node then
+    /// follows its own probes.
+    pub(super) fn peers(&self) -> PeerViews {
+        if self.status.load().state != StoreState::Up {
+            return PeerViews {
+                quorum: self.config.quorum,
+                votes: BTreeMap::new(),
+            };
+        }
+        super::peer_views(&self.nodes.load(), &self.config.node, self.config.quorum)
+    }
+
+    /// Keeps the overrides and peers of this node in step with etcd, for ever.
+    pub(super) async fn sync_forever(self: Arc<Cluster>, monitor: MonitorHandle) {
+        loop {
+            let error = match self.session(&monitor).await {
+                Ok(()) => "the watch ended".to_string(),
+                Err(e) => e.to_string(),
+            };
+            self.metrics.cluster_store_error();
+            let revision = *self.applied.borrow();
+            self.set_state(StoreState::Away, Some(error), revision);
+            monitor.peers(self.peers()).await;
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// One connected stretch: resync, then apply the watch until an error.
+    async fn session(&self, monitor: &MonitorHandle) -> Result<(), ClusterError> {
+        let client = self.client().await?;
+        let (revision, mut current) = self.resync(&client).await?;
+        self.set_state(StoreState::Up, None, revision);
+        monitor.overrides(current.clone()).await;
+        monitor.peers(self.peers()).await;
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1)
+            .with_progress_notify();
+        let mut stream = sent(|| {
+            let mut client = client.clone();
+            let options = options.clone();
+            let key = self.key("");
+            async move { client.watch(key, Some(options)).await }
+        })
+        .await?;
+        let own = self.key(&format!("nodes/{}", self.config.node));
+        let mut check = tokio::time::interval(CHECK);
+        loop {
+            tokio::select! {
+                message = stream.message() => {
+                    let Some(response) = message? else { return Ok(()) };
+                    if response.canceled() {
+                        return Err(ClusterError::Away(format!(
+                            "the watch was cancelled: {}", response.cancel_reason()
+                        )));
+                    }
+                    self.apply(response.events(), &mut current, monitor).await;
+                    if let Some(h) = response.header() {
+                        self.applied.send_if_modified(|r| {
+                            let newer = h.revision() > *r;
+                            *r = (*r).max(h.revision());
+                            newer
+                        });
+                        self.set_state(StoreState::Up, None, *self.applied.borrow());
+                    }
+                }
+                _ = check.tick() => {
+                    // Linearizable: answered only by a member with a leader and a quorum.
+                    let read = sent(|| {
+                        let mut client = client.clone();
+                        let own = own.clone();
+                        async move { client.get(own, None).await }
+                    });
+                    timeout(CHECK * 2, read)
+                        .await
+                        .map_err(|_| ClusterError::Away("no answer within 2 s".into()))??;
+                }
+            }
+        }
+    }
+
+    /// Applies watched events: audit entries change the overrides (and are journaled),
+    /// records change the peers. The override keys themselves are read at resync only: each
+    /// changes in the transaction of its audit entry.
+    async fn apply(
+        &self,
+        events: &[etcd_client::Event],
+        current: &mut Overrides,
+        monitor: &MonitorHandle,
+    ) {
+        let audit = self.key("audit/");
+        let records = self.key("nodes/");
+        let mut overrides_changed = false;
+        let mut peers_changed = false;
+        let mut journaled = Vec::new();
+        for event in events {
+            let Some(kv) = event.kv() else { continue };
+            let key = kv.key();
+            if key.starts_with(audit.as_bytes()) {
+                if event.event_type() == EventType::Put
+                    && let Some(e) = self.parse_audit(kv)
+                {
+                    self.metrics
+                        .cluster_lag(now_ms().saturating_sub(e.at_ms) as f64 / 1000.0);
+                    current.apply(&e);
+                    journaled.push(e);
+                    overrides_changed = true;
+                }
+            } else if let Some(name) = key.strip_prefix(records.as_bytes()) {
+                let mut nodes = BTreeMap::clone(&self.nodes.load());
+                match event.event_type() {
+                    EventType::Put => {
+                        if let Some(r) = self.parse_record(kv) {
+                            nodes.insert(r.node.clone(), r);
+                        }
+                    }
+                    EventType::Delete => {
+                        nodes.remove(String::from_utf8_lossy(name).as_ref());
+                    }
+                }
+                self.set_nodes(nodes);
+                peers_changed = true;
+            } else if !key.starts_with(self.key("overrides/").as_bytes()) {
+                warn!(key = %String::from_utf8_lossy(key), "ignoring an unknown key in the cluster prefix");
+            }
+        }
+        if !journaled.is_empty() {
+            let mut journal = self.journal.lock().await;
+            for e in journaled {
+                info!(by = %e.by, node = ?e.node, action = ?e.action, zone = %e.zone,
+                    region = %e.region, endpoint = ?e.endpoint, reason = %e.reason,
+                    "operator override from the cluster");
+                if let Err(err) = journal.append(e) {
+                    warn!(error = %err, "cannot journal an override applied from the cluster store; it applies all the same");
+                }
+            }
+        }
+        if overrides_changed {
+            monitor.overrides(current.clone()).await;
+        }
+        if peers_changed {
+            monitor.peers(self.peers()).await;
+        }
+    }
+
+    /// This node's record as it stands: zones served and probe observations.
+    fn own_record(&self, monitor: &MonitorHandle) -> NodeRecord {
+        let state = self.state.load();
+        let details = monitor.details.load();
+        let mut zones = BTreeMap::new();
+        let mut observations = BTreeMap::new();
+        for z in state.zones.zones() {
+            let label = z.origin.to_string();
+            let serial = match &z.soa().data {
+                hickory_proto::rr::RData::SOA(s) => s.serial,
+                _ => 0,
+            };
+            zones.insert(
+                label.clone(),
+                ZoneStamp {
+                    serial,
+                    hash: format!("{:016x}", z.content_hash),
+                },
+            );
+            let Some(per_region) = details.zones.get(&label) else {
+                continue;
+            };
+            let mut seen = Vec::new();
+            for (region, endpoints) in z.regions.iter().zip(per_region.iter()) {
+                // Only endpoints probed at least once: a start state is no observation.
+                for d in endpoints.iter().flatten().filter(|d| d.probes > 0) {
+                    seen.push(Observation {
+                        region: region.name.clone(),
+                        address: d.address,
+                        up: d.up,
+                        error: if d.up { None } else { d.last_error.clone() },
+                        rtt_ms: d.rtt_ms,
+                        rtt_min_ms: d.rtt_min_ms,
+                    });
+                }
+            }
+            if !seen.is_empty() {
+                observations.insert(label, seen);
+            }
+        }
+        NodeRecord {
+            node: self.config.node.clone(),
+            at_ms: now_ms(),
+            zones,
+            suspect: details.suspect.as_ref().clone(),
+            observations,
+        }
+    }
+
+    /// Publishes this node's record under a lease, for ever.
+    pub(super) async fn publish_forever(self: Arc<Cluster>, monitor: MonitorHandle) {
+        loop {
+            if let Err(e) = self.publish_session(&monitor).await {
+                tracing::debug!(error = %e, "cannot publish this node's record; trying again");
+                self.metrics.cluster_store_error();
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// One lease: the record written on change and every [`HEARTBEAT`], the lease kept alive
+    /// every third of its time to live, until an error.
+    async fn publish_session(&self, monitor: &MonitorHandle) -> Result<(), ClusterError> {
+        let mut client = self.client().await?;
+        let ttl = self.config.lease_ttl;
+        let lease = client.lease_grant(ttl.as_secs() as i64, None).await?.id();
+        let (mut keeper, mut acks) = client.lease_keep_alive(lease).await?;
+        let key = self.key(&format!("nodes/{}", self.config.node));
+        let mut last: Option<NodeRecord> = None;
+        let mut written = Instant::now();
+        let mut tick = tokio::time::interval(PUBLISH_TICK);
+        let mut keep = tokio::time::interval(ttl / 3);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let record = self.own_record(monitor);
+                    let changed = last.as_ref().is_none_or(|l| !l.same_content(&record));
+                    if changed || written.elapsed() >= HEARTBEAT {
+                        let json = serde_json::to_string(&record).expect("records serialize");
+                        client
+                            .put(key.as_str(), json, Some(PutOptions::new().with_lease(lease)))
+                            .await?;
+                        self.metrics.cluster_record_written();
+                        last = Some(record);
+                        written = Instant::now();
+                    }
+                }
+                _ = keep.tick() => {
+                    keeper.keep_alive().await?;
+                    match timeout(Duration::from_secs(2), acks.message()).await {
+                        Ok(Ok(Some(ack))) if ack.ttl() > 0 => {}
+                        Ok(Ok(Some(_))) => return Err(ClusterError::Away("the lease expired".into())),
+                        Ok(Ok(None)) => return Err(ClusterError::Away("the lease stream ended".into())),
+                        Ok(Err(e)) => return Err(e.into()),
+                        Err(_) => return Err(ClusterError::Away("no lease keep-alive answer within 2 s".into())),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The entries that turn `local` into `cluster`: each override the cluster holds that this
+/// node does not (or holds differently), and a lift for each this node holds alone.
+fn corrections(local: &Overrides, cluster: &Overrides, node: &str) -> Vec<Entry> {
+    let lift = |action, zone: &str, region: &str, endpoint| Entry {
+        seq: 0,
+        at_ms: now_ms(),
+        by: "cluster".into(),
+        action,
+        zone: zone.to_string(),
+        region: region.to_string(),
+        endpoint,
+        reason: "not in the cluster store: lifted while this node was away from it".into(),
+        expires_at_ms: None,
+        node: Some(node.to_string()),
+    };
+    let mut out = Vec::new();
+    for ((zone, region), o) in &cluster.drains {
+        if local
+            .drains
+            .get(&(zone.clone(), region.clone()))
+            .is_none_or(|l| !l.same_action(o))
+        {
+            out.push(o.entry(Action::Drain, zone, region, None));
+        }
+    }
+    for (zone, region) in local.drains.keys() {
+        if !cluster.drains.contains_key(&(zone.clone(), region.clone())) {
+            out.push(lift(Action::Undrain, zone, region, None));
+        }
+    }
+    for ((zone, region, addr), (up, o)) in &cluster.forced {
+        let k = (zone.clone(), region.clone(), *addr);
+        if local
+            .forced
+            .get(&k)
+            .is_none_or(|(lu, l)| lu != up || !l.same_action(o))
+        {
+            let action = if *up {
+                Action::ForceUp
+            } else {
+                Action::ForceDown
+            };
+            out.push(o.entry(action, zone, region, Some(*addr)));
+        }
+    }
+    for (zone, region, addr) in local.forced.keys() {
+        if !cluster
+            .forced
+            .contains_key(&(zone.clone(), region.clone(), *addr))
+        {
+            out.push(lift(Action::Unforce, zone, region, Some(*addr)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(action: Action, region: &str, by: &str) -> Entry {
+        Entry {
+            seq: 0,
+            at_ms: 1,
+            by: by.into(),
+            action,
+            zone: "example.com.".into(),
+            region: region.into(),
+            endpoint: None,
+            reason: "r".into(),
+            expires_at_ms: None,
+            node: Some("ns1".into()),
+        }
+    }
+
+    #[test]
+    fn corrections_turn_the_local_overrides_into_the_clusters() {
+        let mut local = Overrides::default();
+        local.apply(&entry(Action::Drain, "eu", "ops"));
+        local.apply(&entry(Action::Drain, "us", "ops"));
+        let mut cluster = Overrides::default();
+        cluster.apply(&entry(Action::Drain, "us", "ops"));
+        cluster.apply(&entry(Action::Drain, "ap", "oncall"));
+        let fixes = corrections(&local, &cluster, "ns2");
+        assert_eq!(fixes.len(), 2, "{fixes:?}");
+        let mut fixed = local.clone();
+        for e in &fixes {
+            fixed.apply(e);
+        }
+        assert_eq!(fixed.drains.len(), 2);
+        for (k, o) in &cluster.drains {
+            assert!(fixed.drains[k].same_action(o), "{k:?}");
+        }
+        // Applied again: nothing left to correct (nothing applied twice).
+        assert!(corrections(&fixed, &cluster, "ns2").is_empty());
+    }
+}

@@ -1,0 +1,1278 @@
+//! Several nameservers, one mind: three Meridian nodes sharing overrides and probe
+//! observations through a real three-member etcd cluster on loopback (Debian's
+//! `etcd-server`, installed by `scripts/setup.sh`), each member on ephemeral ports with
+//! short heartbeat and election times and its data in a temporary directory. Every process
+//! is killed on drop (also when a test panics); every wait has a deadline.
+
+mod common;
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::probe_targets::HttpTarget;
+use common::{RawUdp, Server, wire};
+use hickory_proto::op::Message;
+use hickory_proto::rr::RData;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const TOKEN: &str = "cluster-test-secret-0123456";
+/// Where a GB client goes while eu-west is up, and where it goes when eu-west is out.
+const EU_WEST: Ipv4Addr = Ipv4Addr::new(127, 0, 2, 1);
+const US_EAST: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 1);
+const DRAIN: &str = "/api/v1/zones/probe.test/regions/eu-west/drain";
+const UNDRAIN: &str = "/api/v1/zones/probe.test/regions/eu-west/undrain";
+
+// ---------------------------------------------------------------------------------------------
+// etcd
+
+/// A free loopback port (bound, then released for etcd to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+struct Member {
+    client_url: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn start(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the etcd log file");
+        let child = Command::new("etcd")
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("etcd runs (scripts/setup.sh installs etcd-server)");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, and reaped.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A three-member etcd cluster on loopback.
+struct Etcd {
+    members: Vec<Member>,
+    _dir: TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        Etcd::start_also_on(None)
+    }
+
+    /// Three members listening for clients on 127.0.0.1 and, when given, on `also` (another
+    /// loopback address, which a firewall rule can cut off for the nodes that use it).
+    fn start_also_on(also: Option<&str>) -> Etcd {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let token = format!("meridian-test-{}", ports[0].0);
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let client_url = format!("http://127.0.0.1:{client}");
+                let listen = match also {
+                    Some(ip) => format!("{client_url},http://{ip}:{client}"),
+                    None => client_url.clone(),
+                };
+                let peer_url = format!("http://127.0.0.1:{peer}");
+                let data = dir.path().join(format!("m{i}"));
+                let args = [
+                    "--name",
+                    &format!("m{i}"),
+                    "--data-dir",
+                    data.to_str().expect("a UTF-8 path"),
+                    "--listen-client-urls",
+                    &listen,
+                    "--advertise-client-urls",
+                    &client_url,
+                    "--listen-peer-urls",
+                    &peer_url,
+                    "--initial-advertise-peer-urls",
+                    &peer_url,
+                    "--initial-cluster",
+                    &initial.join(","),
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    &token,
+                    "--heartbeat-interval",
+                    "50",
+                    "--election-timeout",
+                    "500",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                Member {
+                    client_url,
+                    args,
+                    log: dir.path().join(format!("m{i}.log")),
+                    child: None,
+                }
+            })
+            .collect();
+        for m in &mut members {
+            m.start();
+        }
+        Etcd { members, _dir: dir }
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Waits (at most 20 s) until a linearizable read succeeds: a leader and a quorum.
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = async {
+                let mut c = etcd_client::Client::connect(self.endpoints(), None)
+                    .await
+                    .ok()?;
+                tokio::time::timeout(Duration::from_secs(1), c.get("/ready", None))
+                    .await
+                    .ok()?
+                    .ok()
+            }
+            .await;
+            if ok.is_some() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not get a leader in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The index of the member that leads.
+    async fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for (i, m) in self.members.iter().enumerate() {
+                if m.child.is_none() {
+                    continue;
+                }
+                let Ok(mut c) = etcd_client::Client::connect([&m.client_url], None).await else {
+                    continue;
+                };
+                if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(1), c.status()).await
+                    && s.header().is_some_and(|h| h.member_id() == s.leader())
+                {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no etcd leader found in 10 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether etcd holds a drain of eu-west.
+    async fn drained(&self) -> bool {
+        !self
+            .client()
+            .await
+            .get("/meridian/overrides/drain/probe.test./eu-west", None)
+            .await
+            .expect("a read")
+            .kvs()
+            .is_empty()
+    }
+
+    /// A client on every member, for writing by hand.
+    async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect(self.endpoints(), None)
+            .await
+            .expect("an etcd client")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Meridian nodes
+
+/// The zone: us-east and eu-west probed over HTTP at `ports` (every 200 ms, fall 2), each
+/// endpoint's check address on loopback.
+fn zone_text(ports: [u16; 2]) -> String {
+    format!(
+        r#"zone = "probe.test."
+records = '''
+$TTL 3600
+@    IN SOA ns1.probe.test. hostmaster.probe.test. ( 1 7200 3600 1209600 300 )
+@    IN NS  ns1
+ns1  IN A   127.0.0.53
+'''
+
+[health]
+check = "http"
+path = "/health"
+interval = 0.2
+timeout = 0.1
+rise = 2
+fall = 2
+
+[regions.us-east]
+location = {{ lat = 39.04, lon = -77.49 }}
+endpoints = [{{ address = "127.0.1.1", check-address = "127.0.0.1:{0}" }}]
+health = {{ port = {0} }}
+
+[regions.eu-west]
+location = {{ lat = 53.35, lon = -6.26 }}
+endpoints = [{{ address = "127.0.2.1", check-address = "127.0.0.1:{1}" }}]
+health = {{ port = {1} }}
+
+[steered.www]
+regions = ["us-east", "eu-west"]
+ttl = 60
+"#,
+        ports[0], ports[1]
+    )
+}
+
+/// One node's files: zones, config, token file, state directory.
+struct NodeFiles {
+    dir: TempDir,
+}
+
+impl NodeFiles {
+    fn new(name: &str, endpoints: &[String], ports: [u16; 2], extra: &str) -> NodeFiles {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let zones = dir.path().join("zones");
+        std::fs::create_dir(&zones).expect("zones dir");
+        std::fs::write(zones.join("probe.test.toml"), zone_text(ports)).expect("zone file");
+        std::fs::write(dir.path().join("tokens"), format!("ops:{TOKEN}\n")).expect("tokens");
+        let quoted: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        std::fs::write(
+            dir.path().join("meridian.toml"),
+            format!(
+                "[cluster]\nnode = \"{name}\"\nendpoints = [{}]\nlease-ttl = 2\n{extra}",
+                quoted.join(", ")
+            ),
+        )
+        .expect("config");
+        NodeFiles { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir
+            .path()
+            .join(name)
+            .to_str()
+            .expect("a UTF-8 path")
+            .to_string()
+    }
+
+    fn start(&self) -> Node {
+        self.start_with(&[])
+    }
+
+    /// [`NodeFiles::start`] with more flags.
+    fn start_with(&self, more: &[&str]) -> Node {
+        let (config, tokens, state) = (
+            self.path("meridian.toml"),
+            self.path("tokens"),
+            self.path("state"),
+        );
+        let mut args = vec![
+            "--config",
+            &config,
+            "--admin-token-file",
+            &tokens,
+            "--state-dir",
+            &state,
+        ];
+        args.extend_from_slice(more);
+        let server = Server::start_with_env(
+            Path::new(&self.path("zones")),
+            &args,
+            &[("RUST_LOG", "info")],
+        );
+        let base = format!("http://{}", server.admin_addr());
+        Node {
+            udp: RawUdp::connect(server.addr()),
+            server,
+            http: reqwest::Client::new(),
+            base,
+        }
+    }
+}
+
+struct Node {
+    server: Server,
+    udp: RawUdp,
+    http: reqwest::Client,
+    base: String,
+}
+
+/// The A answer of www.probe.test for a GB client (ECS 81.2.69.0/24), `None` when no
+/// answer came within 1 s.
+fn www(udp: &RawUdp) -> Option<Vec<Ipv4Addr>> {
+    let opt = wire::opt(1232, 0, false, &[wire::ecs(1, 24, 0, &[81, 2, 69])]);
+    let id = (Instant::now().elapsed().subsec_nanos() & 0xffff) as u16;
+    let packet = wire::query(id, "www.probe.test.", wire::QTYPE_A, Some(opt));
+    let reply = udp.exchange(&packet, Duration::from_secs(1))?;
+    let m = Message::from_vec(&reply).ok()?;
+    Some(
+        m.answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+impl Node {
+    fn www(&self) -> Option<Vec<Ipv4Addr>> {
+        www(&self.udp)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the admin API answers");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("a body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn post(&self, path: &str, reason: &str) -> (u16, Value) {
+        self.post_json(path, serde_json::json!({ "reason": reason }))
+            .await
+    }
+
+    /// A write, or `None` when the node did not answer (it is gone).
+    async fn try_post(&self, path: &str, reason: &str) -> Option<(u16, Value)> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "reason": reason }).to_string())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        let text = r.text().await.ok()?;
+        Some((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("the admin API answers");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("a body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Waits (at most `limit`) until the GB answer is `want`; how long it took.
+    async fn wait_answer(&self, want: Ipv4Addr, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.www().as_deref() == Some(&[want][..]) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "node did not answer {want} within {limit:?} (answers {:?}); log:\n{}",
+                self.www(),
+                self.server.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Waits (at most 15 s) until `GET /api/v1/cluster` satisfies `ok`.
+    async fn wait_cluster(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, v) = self.get("/api/v1/cluster").await;
+            if status == 200 && ok(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster view never showed {what}: {v}\nlog:\n{}",
+                self.server.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Queries `udp` every 5 ms until told to stop; counts queries and the ones unanswered.
+fn keep_querying(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let udp = RawUdp::connect(addr);
+        let (mut sent, mut lost) = (0, 0);
+        // Bounded: the test stops it; the count bound only catches a test that forgot.
+        while !stop.load(Ordering::Relaxed) && sent < 200_000 {
+            sent += 1;
+            if www(&udp).is_none_or(|a| a.is_empty()) {
+                lost += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (sent, lost)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+/// A drain through node 1 changes the answers of nodes 2 and 3 (propagation measured over
+/// 100 writes); writes racing through two nodes end the same on all three; the etcd leader killed with SIGKILL: DNS never stops and writes resume
+/// (the gap measured); every etcd member killed: DNS unchanged, writes 503, `/readyz` 200,
+/// the cluster view and a metric say the store is away, nothing acknowledged is lost; etcd
+/// back: every node converges and writes work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_written_anywhere_apply_everywhere_and_survive_etcd_failures() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let mut etcd = Etcd::start();
+    etcd.wait_ready().await;
+    let files: Vec<NodeFiles> = ["ns1", "ns2", "ns3"]
+        .iter()
+        .map(|n| NodeFiles::new(n, &etcd.endpoints(), ports, ""))
+        .collect();
+    let nodes: Vec<Node> = files.iter().map(NodeFiles::start).collect();
+    for n in &nodes {
+        n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    }
+    let view = nodes[1]
+        .wait_cluster("three nodes with observations", |v| {
+            v["nodes"].as_array().is_some_and(|a| a.len() == 3)
+                && v["vantage"]["probe.test."]["eu-west"]["127.0.2.1"]
+                    .as_object()
+                    .is_some_and(|o| o.len() == 3)
+        })
+        .await;
+    assert_eq!(view["store"]["state"], "up", "{view}");
+    assert_eq!(view["zones_differ"], serde_json::json!([]), "{view}");
+
+    // Propagation: 100 writes through node 1, alternately drain and undrain.
+    let mut lags = Vec::new();
+    for i in 0..100 {
+        let (path, want) = if i % 2 == 0 {
+            (DRAIN, US_EAST)
+        } else {
+            (UNDRAIN, EU_WEST)
+        };
+        let (status, body) = nodes[0].post(path, &format!("propagation {i}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["changed"], true, "{body}");
+        assert_eq!(body["node"], "ns1", "{body}");
+        // Node 1 answered after applying it: its own DNS already follows.
+        assert_eq!(nodes[0].www(), Some(vec![want]));
+        let a = nodes[1].wait_answer(want, Duration::from_secs(5)).await;
+        let b = nodes[2].wait_answer(want, Duration::from_secs(5)).await;
+        lags.push(a.max(b));
+    }
+    lags.sort();
+    println!(
+        "drain propagation to the other two nodes over 100 writes: p50 {:?}, p99 {:?}, max {:?}",
+        percentile(&lags, 0.50),
+        percentile(&lags, 0.99),
+        lags[lags.len() - 1]
+    );
+    // The audit of node 3 holds the writes node 1 took, with who, why and where.
+    let (_, audit) = nodes[2].get("/api/v1/audit?limit=5").await;
+    let last = audit
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["reason"], "propagation 99", "{audit}");
+    assert_eq!(last["node"], "ns1", "{audit}");
+
+    // Writes racing through different nodes: the last one etcd commits wins, on every node.
+    for round in 0..10 {
+        let reason = format!("race {round}");
+        let (a, b) = tokio::join!(
+            nodes[0].post(DRAIN, &reason),
+            nodes[1].post(UNDRAIN, &reason)
+        );
+        assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+        let want = if etcd.drained().await {
+            US_EAST
+        } else {
+            EU_WEST
+        };
+        for n in &nodes {
+            n.wait_answer(want, Duration::from_secs(5)).await;
+        }
+    }
+    let (status, _) = nodes[2].post(UNDRAIN, "after the races").await;
+    assert_eq!(status, 200);
+    for n in &nodes {
+        n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
+    }
+
+    // Kill -9 the etcd leader while every node answers and writes keep coming.
+    let stop = Arc::new(AtomicBool::new(false));
+    let queriers: Vec<_> = nodes
+        .iter()
+        .map(|n| keep_querying(n.server.addr(), stop.clone()))
+        .collect();
+    let leader = etcd.leader().await;
+    let killed = Instant::now();
+    etcd.members[leader].kill();
+    let mut tries = 0u32;
+    let resumed = loop {
+        // Drain and undrain alternately, so that every write changes something.
+        let path = if tries.is_multiple_of(2) {
+            DRAIN
+        } else {
+            UNDRAIN
+        };
+        tries += 1;
+        let (status, body) = nodes[0].post(path, "leader kill").await;
+        if status == 200 {
+            break killed.elapsed();
+        } else {
+            assert_eq!(status, 503, "{body}");
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "writes did not resume in 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("etcd leader SIGKILL: writes through node 1 answered again after {resumed:?}");
+    stop.store(true, Ordering::Relaxed);
+    for q in queriers {
+        let (sent, lost) = q.join().expect("the querier");
+        assert!(sent > 0);
+        assert_eq!(
+            lost, 0,
+            "{lost} of {sent} queries unanswered during the leader kill"
+        );
+    }
+    etcd.members[leader].start();
+    etcd.wait_ready().await;
+    for n in &nodes {
+        n.wait_cluster("the store up", |v| v["store"]["state"] == "up")
+            .await;
+    }
+    // Whatever the last write left, undrained everywhere.
+    let (status, _) = nodes[0].post(UNDRAIN, "after the leader kill").await;
+    assert_eq!(status, 200);
+    for n in &nodes {
+        n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
+    }
+
+    // Drained, acknowledged; then every etcd member dies.
+    let (status, body) = nodes[1].post(DRAIN, "before the outage").await;
+    assert_eq!(status, 200, "{body}");
+    for n in &nodes {
+        n.wait_answer(US_EAST, Duration::from_secs(5)).await;
+    }
+    for m in &mut etcd.members {
+        m.kill();
+    }
+    for n in &nodes {
+        n.wait_cluster("the store away", |v| v["store"]["state"] == "away")
+            .await;
+        assert_eq!(
+            n.www(),
+            Some(vec![US_EAST]),
+            "DNS keeps the last known state"
+        );
+        let (status, _) = n.get("/readyz").await;
+        assert_eq!(status, 200);
+        let (_, metrics) = n.get("/metrics").await;
+        assert!(
+            metrics
+                .as_str()
+                .is_some_and(|m| m.contains("meridian_cluster_store_up 0")),
+            "{metrics}"
+        );
+    }
+    let (status, body) = nodes[2].post(UNDRAIN, "during the outage").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cluster store (etcd) is unreachable")),
+        "{body}"
+    );
+    assert_eq!(
+        nodes[2].www(),
+        Some(vec![US_EAST]),
+        "a refused write changes nothing"
+    );
+
+    // etcd returns: every node resynchronises; the acknowledged drain is still there.
+    for m in &mut etcd.members {
+        m.start();
+    }
+    etcd.wait_ready().await;
+    for n in &nodes {
+        n.wait_cluster("the store up again", |v| v["store"]["state"] == "up")
+            .await;
+        assert_eq!(
+            n.www(),
+            Some(vec![US_EAST]),
+            "nothing acknowledged was lost"
+        );
+    }
+    let (status, body) = nodes[2].post(UNDRAIN, "after the outage").await;
+    assert_eq!(status, 200, "{body}");
+    for n in &nodes {
+        n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
+    }
+}
+
+/// One node whose probes cannot reach eu-west (its check address points at a closed port):
+/// no node's answer changes, since two of three vantage points see eu-west up. eu-west
+/// really stopped: every node moves within fall × interval + 1 s. The cluster view shows
+/// who saw what, and that the blind node serves different zone content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_blind_vantage_point_changes_no_answer_and_a_real_outage_moves_all() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let mut eu = HttpTarget::builder().start();
+    let etcd = Etcd::start();
+    etcd.wait_ready().await;
+    let nowhere = free_port();
+    let files = [
+        NodeFiles::new("ns1", &etcd.endpoints(), [us.port(), eu.port()], ""),
+        NodeFiles::new("ns2", &etcd.endpoints(), [us.port(), eu.port()], ""),
+        NodeFiles::new("ns3", &etcd.endpoints(), [us.port(), nowhere], ""),
+    ];
+    let first: Vec<Node> = files[..2].iter().map(NodeFiles::start).collect();
+    for n in &first {
+        n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    }
+    first[0]
+        .wait_cluster("both observing eu-west", |v| {
+            v["vantage"]["probe.test."]["eu-west"]["127.0.2.1"]
+                .as_object()
+                .is_some_and(|o| o.len() == 2)
+        })
+        .await;
+    let blind = files[2].start();
+    let nodes: Vec<&Node> = first.iter().chain([&blind]).collect();
+    let view = first[0]
+        .wait_cluster("ns3 seeing eu-west down", |v| {
+            v["vantage"]["probe.test."]["eu-west"]["127.0.2.1"]["ns3"] == false
+        })
+        .await;
+    assert_eq!(
+        view["zones_differ"],
+        serde_json::json!(["probe.test."]),
+        "{view}"
+    );
+    let (_, metrics) = first[0].get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("meridian_cluster_zone_content_differs{zone=\"probe.test.\"} 1")
+            && metrics.contains("meridian_cluster_nodes 3"),
+        "{metrics}"
+    );
+    // The route explanation says who saw what, through the API and `meridian route`.
+    let (status, route) = first[0]
+        .get("/api/v1/route?name=www.probe.test&client=81.2.69.0/24")
+        .await;
+    assert_eq!(status, 200, "{route}");
+    let eu_votes = route["quorum"]["endpoints"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["region"] == "eu-west"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(eu_votes["seen"]["ns3"], false, "{route}");
+    assert_eq!(eu_votes["seen"]["ns1"], true, "{route}");
+    assert_eq!(eu_votes["up"], true, "{route}");
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "route",
+            "--name",
+            "www.probe.test",
+            "--client",
+            "81.2.69.0/24",
+            "--zones",
+            &files[0].path("zones"),
+            "--config",
+            &files[0].path("meridian.toml"),
+        ])
+        .output()
+        .expect("meridian route runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("quorum (majority)")
+            && text
+                .lines()
+                .any(|l| l.contains("eu-west") && l.contains(" up (") && l.contains("ns3 down")),
+        "{text}"
+    );
+    // Many probe rounds (200 ms each): every answer of every node stays eu-west.
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    let mut answers = 0;
+    while Instant::now() < watch_until {
+        for n in &nodes {
+            assert_eq!(
+                n.www(),
+                Some(vec![EU_WEST]),
+                "log:\n{}",
+                n.server.log_text()
+            );
+            answers += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(answers > 30);
+
+    // A fourth node that reaches no target at all, with the isolation guard on: the guard
+    // trips, its observations are marked suspect and left out, and it answers as the others.
+    let cut_off = NodeFiles::new("ns4", &etcd.endpoints(), [nowhere, nowhere], "");
+    let zone = cut_off.path("zones/probe.test.toml");
+    let text = std::fs::read_to_string(&zone).expect("the zone file");
+    let text = text.replacen("records =", "isolation-guard = true\nrecords =", 1);
+    std::fs::write(&zone, text).expect("the zone file");
+    let cut_off = cut_off.start();
+    first[0]
+        .wait_cluster("ns4 suspect", |v| {
+            v["nodes"].as_array().is_some_and(|nodes| {
+                nodes.iter().any(|n| {
+                    n["node"] == "ns4" && n["suspect"] == serde_json::json!(["probe.test."])
+                })
+            })
+        })
+        .await;
+    common::wait_for_log(&cut_off.server, &["this nameserver looks cut off"]).await;
+    let (_, route) = first[1]
+        .get("/api/v1/route?name=www.probe.test&client=81.2.69.0/24")
+        .await;
+    let us_votes = route["quorum"]["endpoints"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["region"] == "us-east"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(us_votes["suspect"], serde_json::json!(["ns4"]), "{route}");
+    assert_eq!(us_votes["up"], true, "{route}");
+    for n in nodes.iter().copied().chain([&cut_off]) {
+        assert_eq!(
+            n.www(),
+            Some(vec![EU_WEST]),
+            "log:\n{}",
+            n.server.log_text()
+        );
+    }
+    drop(cut_off);
+
+    // eu-west really stops: every node moves within fall (2) × interval (0.2 s) + 1 s.
+    eu.stop();
+    let stopped = Instant::now();
+    let limit = Duration::from_millis(2 * 200 + 1000);
+    let mut slowest = Duration::ZERO;
+    for n in &nodes {
+        n.wait_answer(US_EAST, limit * 2).await;
+        slowest = slowest.max(stopped.elapsed());
+    }
+    println!("eu-west stopped: every node moved after at most {slowest:?} (limit {limit:?})");
+    assert!(slowest <= limit, "{slowest:?}");
+    eu.restart();
+    for n in &nodes {
+        n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
+    }
+}
+
+/// A node killed with SIGKILL in the middle of 200 writes through it (most likely with one
+/// in flight): every acknowledged write is on the other node; restarted, its first answer is
+/// its peer's. Garbage written
+/// into the prefix by hand is ignored with a logged error; a node whose etcd endpoints are
+/// unreachable starts from its journal, answers DNS and refuses writes with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_garbage_and_an_unreachable_store_are_survived() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let etcd = Etcd::start();
+    etcd.wait_ready().await;
+    let files: Vec<NodeFiles> = ["ns1", "ns2"]
+        .iter()
+        .map(|n| NodeFiles::new(n, &etcd.endpoints(), ports, ""))
+        .collect();
+    let mut victim = Some(files[0].start());
+    let peer = files[1].start();
+    for n in [victim.as_ref().expect("started"), &peer] {
+        n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    }
+
+    // Writes through ns1, one after another, while the test kills ns1 with SIGKILL once 100
+    // are answered: most likely with a write in flight, which may or may not commit.
+    let victim = Arc::new(victim.take().expect("started"));
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let (victim, acknowledged) = (victim.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            for i in 0..200 {
+                let path = if i % 2 == 0 { DRAIN } else { UNDRAIN };
+                let reason = format!("write {i}");
+                match victim.try_post(path, &reason).await {
+                    Some((200, _)) => acknowledged.lock().expect("lock").push(reason),
+                    Some((status, body)) => panic!("write {i}: {status} {body}"),
+                    // The node is gone.
+                    None => return,
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().expect("lock").len() < 100 {
+        assert!(Instant::now() < deadline, "100 writes not answered in 30 s");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // SAFETY: kill(2) with our child's pid and a valid signal number.
+    unsafe { libc::kill(victim.server.pid() as i32, libc::SIGKILL) };
+    writer.await.expect("the writer");
+    drop(Arc::try_unwrap(victim).ok().expect("the writer let go"));
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() >= 100 && acknowledged.len() < 200,
+        "{}",
+        acknowledged.len()
+    );
+    // Every acknowledged write is in the peer's audit, and the peer answers as etcd holds
+    // the drain (the write in flight at the kill may have committed too).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, audit) = peer.get("/api/v1/audit?limit=1000").await;
+        let reasons: Vec<String> = audit
+            .as_array()
+            .expect("an audit page")
+            .iter()
+            .filter_map(|e| e["reason"].as_str().map(str::to_string))
+            .collect();
+        let missing: Vec<&String> = acknowledged
+            .iter()
+            .filter(|r| !reasons.contains(r))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged but not on the peer: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let expected = if etcd.drained().await {
+        US_EAST
+    } else {
+        EU_WEST
+    };
+    peer.wait_answer(expected, Duration::from_secs(5)).await;
+
+    // Restarted on its own state directory: its first answer is its peer's.
+    let restarted_at = Instant::now();
+    let back = files[0].start();
+    assert_eq!(
+        back.www(),
+        Some(vec![expected]),
+        "never fail-open after a restart; log:\n{}",
+        back.server.log_text()
+    );
+    println!(
+        "ns1 restarted after SIGKILL: answering like its peer after {:?}",
+        restarted_at.elapsed()
+    );
+    assert!(restarted_at.elapsed() < Duration::from_secs(5));
+
+    // Garbage in the prefix, by hand: logged, ignored, nobody crashes, writes still work.
+    let mut c = etcd.client().await;
+    for (k, v) in [
+        ("/meridian/overrides/drain/probe.test./us-east", "garbage"),
+        ("/meridian/audit/0000000000000-evil-0", "{not json"),
+        (
+            "/meridian/audit/0000000000001-evil-0",
+            "{\"seq\":0,\"at_ms\":1,\"by\":\"x\",\"action\":\"reload\",\"reason\":\"r\"}",
+        ),
+        ("/meridian/nodes/evil", "[]"),
+        (
+            "/meridian/nodes/ns9",
+            "{\"node\":\"ns1\",\"at_ms\":1,\"zones\":{}}",
+        ),
+        ("/meridian/elsewhere", "x"),
+    ] {
+        c.put(k, v, None).await.expect("a put");
+    }
+    common::wait_for_log(&peer.server, &["ignoring", "cluster"]).await;
+    let (status, body) = peer.post(UNDRAIN, "after the garbage").await;
+    assert_eq!(status, 200, "{body}");
+    for n in [&back, &peer] {
+        n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
+    }
+    // An expiry is an absolute time: a drain for 1 s through one node lifts on both.
+    let (status, body) = peer
+        .post_json(
+            DRAIN,
+            serde_json::json!({"reason": "brief", "expires_in": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for n in [&back, &peer] {
+        n.wait_answer(US_EAST, Duration::from_secs(5)).await;
+    }
+    for n in [&back, &peer] {
+        n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
+    }
+    let mut back = back;
+    back.server.assert_running();
+    let mut peer = peer;
+    peer.server.assert_running();
+
+    // Another prefix is another cluster: a drain under /meridian does not reach it. (Its
+    // file names ns1; the flag names it.)
+    let other = NodeFiles::new("ns1", &etcd.endpoints(), ports, "prefix = \"/other\"\n");
+    let other = other.start_with(&["--cluster-node", "ns7"]);
+    other.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    let (status, body) = peer.post(DRAIN, "not for /other").await;
+    assert_eq!(status, 200, "{body}");
+    back.wait_answer(US_EAST, Duration::from_secs(5)).await;
+    let view = other
+        .wait_cluster("itself alone", |v| {
+            v["prefix"] == "/other"
+                && v["node"] == "ns7"
+                && v["nodes"].as_array().is_some_and(|n| n.len() == 1)
+        })
+        .await;
+    assert_eq!(view["store"]["state"], "up", "{view}");
+    assert_eq!(other.www(), Some(vec![EU_WEST]));
+
+    // A node whose etcd is unreachable: starts from its journal, answers, refuses writes.
+    let lonely = NodeFiles::new(
+        "ns3",
+        &[format!("http://127.0.0.1:{}", free_port())],
+        ports,
+        "",
+    );
+    let alone = lonely.start();
+    alone.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    let (status, body) = alone.post(DRAIN, "no store").await;
+    assert_eq!(status, 503, "{body}");
+    let (_, view) = alone.get("/api/v1/cluster").await;
+    assert_eq!(view["store"]["state"], "away", "{view}");
+}
+
+/// etcd over TLS with client certificates and password authentication: a node configured
+/// with `ca`, `cert`, `key`, `user` and `password` reaches it and shares a drain; a node
+/// without the password is refused by etcd and stays fail-static.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_etcd_over_tls_with_a_client_certificate_and_a_password() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    meridian::health::probe::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let write = |name: &str, pem: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("a PEM file");
+        path.to_str().expect("a UTF-8 path").to_string()
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().expect("a key");
+    let ca = write(
+        "ca.pem",
+        ca_params.self_signed(&ca_key).expect("the CA").pem(),
+    );
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>, file: &str| {
+        let key = KeyPair::generate().expect("a key");
+        let cert = CertificateParams::new(names)
+            .expect("leaf params")
+            .signed_by(&key, &issuer)
+            .expect("a leaf");
+        (
+            write(&format!("{file}.pem"), cert.pem()),
+            write(&format!("{file}-key.pem"), key.serialize_pem()),
+        )
+    };
+    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "server");
+    let (client_cert, client_key) = leaf(vec!["meridian".into()], "client");
+
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("https://127.0.0.1:{client}");
+    let mut member = Member {
+        client_url: url.clone(),
+        args: [
+            "--name",
+            "m0",
+            "--data-dir",
+            &dir.path().join("data").to_string_lossy(),
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+            "--initial-cluster",
+            &format!("m0=http://127.0.0.1:{peer}"),
+            "--cert-file",
+            &server_cert,
+            "--key-file",
+            &server_key,
+            "--trusted-ca-file",
+            &ca,
+            "--client-cert-auth",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        log: dir.path().join("etcd.log"),
+        child: None,
+    };
+    member.start();
+    let etcdctl = |args: &[&str]| {
+        let tls = [
+            "--endpoints",
+            &url,
+            "--cacert",
+            &ca,
+            "--cert",
+            &client_cert,
+            "--key",
+            &client_key,
+        ];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("etcdctl")
+                .args(tls)
+                .args(["--command-timeout", "2s"])
+                .args(args)
+                .output()
+                .expect("etcdctl runs (scripts/setup.sh installs etcd-client)");
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcdctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    etcdctl(&["user", "add", "root:secret-pass"]);
+    etcdctl(&["user", "grant-role", "root", "root"]);
+    etcdctl(&["auth", "enable"]);
+
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let tls = format!("ca = \"{ca}\"\ncert = \"{client_cert}\"\nkey = \"{client_key}\"\n");
+    let nodes: Vec<Node> = ["ns1", "ns2"]
+        .iter()
+        .map(|n| {
+            NodeFiles::new(
+                n,
+                std::slice::from_ref(&url),
+                ports,
+                &format!("{tls}user = \"root\"\npassword = \"secret-pass\"\n"),
+            )
+            .start()
+        })
+        .collect();
+    for n in &nodes {
+        n.wait_cluster("the store up", |v| v["store"]["state"] == "up")
+            .await;
+    }
+    let (status, body) = nodes[0].post(DRAIN, "over TLS").await;
+    assert_eq!(status, 200, "{body}");
+    nodes[1].wait_answer(US_EAST, Duration::from_secs(5)).await;
+
+    // The right certificate but no password: etcd refuses it; the node serves alone.
+    let refused = NodeFiles::new("ns3", std::slice::from_ref(&url), ports, &tls).start();
+    let (status, body) = refused.post(UNDRAIN, "no password").await;
+    assert_eq!(status, 503, "{body}");
+    let (_, view) = refused.get("/api/v1/cluster").await;
+    assert_ne!(view["store"]["state"], "up", "{view}");
+}
+
+/// An nftables table of this test process, deleted on drop (also when the test panics).
+struct Firewall(String);
+
+impl Firewall {
+    /// Silently drops TCP to `ip` on `ports` (a connect times out, nothing is refused).
+    fn drop_to(ip: &str, ports: &[u16]) -> Firewall {
+        let table = format!("meridian_cluster_test_{}", std::process::id());
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let script = format!(
+            "add table inet {table}\n\
+             add chain inet {table} inp {{ type filter hook input priority 0; }}\n\
+             add rule inet {table} inp ip daddr {ip} tcp dport {{ {} }} drop\n",
+            ports.join(", ")
+        );
+        let fw = Firewall(table);
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft runs (scripts/setup.sh installs nftables)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(script.as_bytes())
+            .expect("the rules");
+        assert!(
+            child.wait().expect("nft").success(),
+            "nft refused: {script}"
+        );
+        fw
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+/// One node silently cut off from every etcd member (its packets to them dropped by
+/// nftables, so connections time out instead of being refused): it notices, keeps answering
+/// from its last known state and refuses writes, while the others carry on; the cut healed,
+/// it converges to what they wrote meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_partitioned_from_etcd_stays_static_then_converges() {
+    meridian::health::probe::install_crypto_provider();
+    const CUT: &str = "127.0.0.9";
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let etcd = Etcd::start_also_on(Some(CUT));
+    etcd.wait_ready().await;
+    let client_ports: Vec<u16> = etcd
+        .endpoints()
+        .iter()
+        .map(|e| {
+            e.rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a port")
+        })
+        .collect();
+    let cut_endpoints: Vec<String> = client_ports
+        .iter()
+        .map(|p| format!("http://{CUT}:{p}"))
+        .collect();
+    let files = [
+        NodeFiles::new("ns1", &etcd.endpoints(), ports, ""),
+        NodeFiles::new("ns2", &cut_endpoints, ports, ""),
+    ];
+    let nodes: Vec<Node> = files.iter().map(NodeFiles::start).collect();
+    for n in &nodes {
+        n.wait_cluster("the store up", |v| v["store"]["state"] == "up")
+            .await;
+        n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    }
+
+    let firewall = Firewall::drop_to(CUT, &client_ports);
+    let cut_at = Instant::now();
+    nodes[1]
+        .wait_cluster("the store away", |v| v["store"]["state"] == "away")
+        .await;
+    println!(
+        "silent partition from etcd noticed after {:?}",
+        cut_at.elapsed()
+    );
+    let (status, body) = nodes[1].post(DRAIN, "from the cut-off node").await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = nodes[0].post(DRAIN, "while ns2 is cut off").await;
+    assert_eq!(status, 200, "{body}");
+    nodes[0].wait_answer(US_EAST, Duration::from_secs(5)).await;
+    assert_eq!(
+        nodes[1].www(),
+        Some(vec![EU_WEST]),
+        "the cut-off node keeps its last state"
+    );
+
+    drop(firewall);
+    let healed = Instant::now();
+    nodes[1].wait_answer(US_EAST, Duration::from_secs(15)).await;
+    println!(
+        "partition healed: the cut-off node converged after {:?}",
+        healed.elapsed()
+    );
+    nodes[1]
+        .wait_cluster("the store up", |v| v["store"]["state"] == "up")
+        .await;
+}
