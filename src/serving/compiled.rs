@@ -90,7 +90,14 @@ struct Runs<A> {
     starts: Vec<A>,
     /// Position of the answering region in the set's region list, or [`DIRECT`].
     classes: Vec<u16>,
+    /// `index[t]`: how many runs start before the block whose top 16 bits are `t`. A lookup
+    /// searches only the runs of its own block (a few, in one or two cache lines) instead of
+    /// the whole table, whose upper levels miss the cache once the table is large.
+    index: Box<[u32]>,
 }
+
+/// Blocks of [`Runs::index`]: the top 16 bits of a start.
+const INDEX_BITS: u32 = 16;
 
 impl<A: Copy + Ord + Into<u128> + TryFrom<u128>> Runs<A> {
     /// The class of `addr` (a `bits`-wide address; starts count units of `2^shift`
@@ -100,7 +107,11 @@ impl<A: Copy + Ord + Into<u128> + TryFrom<u128>> Runs<A> {
         let Ok(key) = A::try_from(addr >> shift) else {
             unreachable!("a {bits}-bit address in units of 2^{shift} fits its starts")
         };
-        let i = self.starts.partition_point(|&s| s <= key) - 1;
+        let block = Self::block(key);
+        let (lo, hi) = (self.index[block] as usize, self.index[block + 1] as usize);
+        // The run holding `key` is the last one starting at or before it: among the block's
+        // own runs, or the one before them (`starts[0]` is 0, so it exists).
+        let i = lo + self.starts[lo..hi].partition_point(|&s| s <= key) - 1;
         let first = self.starts[i].into() << shift;
         let last = self
             .starts
@@ -111,8 +122,32 @@ impl<A: Copy + Ord + Into<u128> + TryFrom<u128>> Runs<A> {
         (self.classes[i], widest(addr, first, last, bits))
     }
 
+    /// The top [`INDEX_BITS`] of a start or key.
+    fn block(key: A) -> usize {
+        let bits = 8 * std::mem::size_of::<A>() as u32;
+        (key.into() >> (bits - INDEX_BITS)) as usize
+    }
+
+    /// Runs from `starts` and `classes`, indexed.
+    fn new(starts: Vec<A>, classes: Vec<u16>) -> Self {
+        let mut index = Vec::with_capacity((1 << INDEX_BITS) + 1);
+        let mut before = 0;
+        for block in 0..=(1usize << INDEX_BITS) {
+            before += starts[before..]
+                .iter()
+                .take_while(|&&s| Self::block(s) < block)
+                .count();
+            index.push(u32::try_from(before).expect("fewer than 2^32 runs"));
+        }
+        Runs {
+            starts,
+            classes,
+            index: index.into(),
+        }
+    }
+
     fn bytes(&self) -> usize {
-        self.starts.len() * (std::mem::size_of::<A>() + 2)
+        self.starts.len() * (std::mem::size_of::<A>() + 2) + self.index.len() * 4
     }
 }
 
@@ -314,19 +349,19 @@ fn compile_set(
 }
 
 /// `ranges` by class, neighbours of the same class merged.
-fn runs<A: Copy>(ranges: &Ranges<A>, class: &mut impl FnMut(PointId) -> u16) -> Runs<A> {
-    let mut out = Runs {
-        starts: Vec::new(),
-        classes: Vec::new(),
-    };
+fn runs<A: Copy + Ord + Into<u128> + TryFrom<u128>>(
+    ranges: &Ranges<A>,
+    class: &mut impl FnMut(PointId) -> u16,
+) -> Runs<A> {
+    let (mut starts, mut classes) = (Vec::new(), Vec::new());
     for (&start, &id) in ranges.starts.iter().zip(&ranges.ids) {
         let c = class(id);
-        if out.classes.last() != Some(&c) {
-            out.starts.push(start);
-            out.classes.push(c);
+        if classes.last() != Some(&c) {
+            starts.push(start);
+            classes.push(c);
         }
     }
-    out
+    Runs::new(starts, classes)
 }
 
 #[cfg(test)]
