@@ -233,8 +233,8 @@ fn family_index(family: Family) -> usize {
 }
 
 /// Compiles every steered name of `zone` under `view`. `table` is asked for only when a name's
-/// answer depends on the client; names with the same regions, default region and family share
-/// one set of runs.
+/// answer depends on the client; names with the same regions, default region and usable
+/// endpoints of the queried family share one set of runs ([`SetKey`]).
 pub fn compile<'t>(
     zone: &Zone,
     view: &HealthView,
