@@ -145,9 +145,10 @@ fn compile_steering(state: &SharedSnapshot) {
             let view = snap.health(zone);
             let started = std::time::Instant::now();
             let table = || {
+                let walked = snap.geo.has_table();
                 let built = std::time::Instant::now();
                 let table = snap.geo.table().map_err(str::to_owned)?;
-                if built.elapsed() > Duration::from_millis(1) {
+                if !walked {
                     info!(
                         geoip = %snap.geo.name(),
                         networks = table.networks,
@@ -186,7 +187,6 @@ fn compile_steering(state: &SharedSnapshot) {
                     cur.clone()
                 }
             });
-            // Tests wait for this line before they look at ECS scopes: keep its shape.
             if installed {
                 info!(
                     zone = %zone.origin,

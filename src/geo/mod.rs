@@ -273,6 +273,11 @@ impl GeoDb {
         })
     }
 
+    /// Whether [`GeoDb::table`] has been walked already (or failed).
+    pub fn has_table(&self) -> bool {
+        self.table.get().is_some()
+    }
+
     /// Every address's point, walked from the databases on the first call (seconds for a
     /// city database: call it off the query path); the error names what stopped the walk.
     pub fn table(&self) -> Result<&table::LocationTable, &str> {
