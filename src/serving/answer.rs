@@ -8,7 +8,6 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::Snapshot;
-use super::compiled::Steering;
 use crate::geo::Location;
 use crate::steer::{self, Decision, Family};
 use crate::zone::{Steered, Zone};
@@ -60,6 +59,14 @@ pub struct Spread {
 }
 
 impl Spread {
+    /// The spread of the endpoints a decision may answer with.
+    pub fn of(endpoints: &[&steer::Endpoint]) -> Spread {
+        Spread {
+            endpoints: endpoints.len(),
+            equal_weights: endpoints.windows(2).all(|w| w[0].weight == w[1].weight),
+        }
+    }
+
     pub fn order(self, seed: u64) -> steer::Order {
         steer::order(self.endpoints, self.equal_weights, seed)
     }
@@ -96,7 +103,7 @@ pub fn steer(
     let view = state.health(zone);
     let decision = steer::decide(location.point, &steered.config, &zone.regions, view, family);
     let endpoints = decision.endpoints(&steered.config, &zone.regions, view, family);
-    let spread = Steering::of(&decision, zone, &steered.config, view, family).spread;
+    let spread = Spread::of(&endpoints);
     let order = spread.order(seed);
     let addresses = steer::select(endpoints, steered.config.answers, seed);
     // Every client in the compiled run around the client's address gets this region: that

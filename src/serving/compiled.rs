@@ -43,13 +43,9 @@ impl Steering {
         view: &HealthView,
         family: Family,
     ) -> Steering {
-        let endpoints = decision.endpoints(config, &zone.regions, view, family);
         Steering {
             region: decision.chosen,
-            spread: Spread {
-                endpoints: endpoints.len(),
-                equal_weights: endpoints.windows(2).all(|w| w[0].weight == w[1].weight),
-            },
+            spread: Spread::of(&decision.endpoints(config, &zone.regions, view, family)),
             ttl: decision.ttl,
         }
     }

@@ -107,12 +107,9 @@ impl Snapshot {
     /// This snapshot with `health` (by zone index) for every zone.
     pub fn with_all_health(&self, health: Arc<Vec<HealthView>>) -> Snapshot {
         Snapshot {
-            zones: self.zones.clone(),
-            geo: self.geo.clone(),
             health,
             steering: Arc::new(vec![None; self.zones.len()]),
-            generation: next_generation(),
-            counters: self.counters.clone(),
+            ..self.renewed()
         }
     }
 
