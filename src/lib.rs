@@ -39,6 +39,7 @@ pub mod files;
 pub mod geo;
 pub mod health;
 pub mod metrics;
+pub mod prefetch;
 pub mod route;
 pub mod serving;
 pub mod state;

@@ -190,11 +190,15 @@ pub fn prefetch(
             family,
             ..
         }) = cached(&caches.answers, q, None)
-        && snapshot.steering.get(zone).is_some_and(Option::is_none)
     {
-        caches
-            .decisions
-            .prefetch(&(zone, steered, family, q.client(src)));
+        // Compiled, the answer starts from the table; until then, from the decision cache.
+        match snapshot.steering.get(zone) {
+            Some(Some(compiled)) => compiled.prefetch(steered, family, q.client(src)),
+            Some(None) => caches
+                .decisions
+                .prefetch(&(zone, steered, family, q.client(src))),
+            None => {}
+        }
     }
     Some(parsed)
 }

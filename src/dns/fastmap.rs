@@ -12,6 +12,7 @@
 //! (rustc's), which is fine for keys that an attacker can only vary within a bounded set of
 //! names and networks.
 
+use crate::prefetch::read;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 /// rustc's FxHasher: a multiply and a rotate per word.
@@ -133,13 +134,7 @@ impl<K: Hash + Eq, V> FastMap<K, V> {
     pub fn prefetch(&self, key: &K) {
         let (h, shard) = self.locate(key);
         let shard = &self.shards[shard];
-        let slot: *const Option<(K, V)> = &shard.slots[shard.start(h)];
-        prefetch(slot.cast());
-        // An entry may straddle two cache lines.
-        prefetch(
-            slot.cast::<i8>()
-                .wrapping_add(std::mem::size_of::<Option<(K, V)>>() - 1),
-        );
+        read(&shard.slots[shard.start(h)]);
     }
 
     pub fn insert(&mut self, key: K, value: V) {
@@ -195,16 +190,6 @@ impl<K: Hash + Eq, V> FastMap<K, V> {
         self.shards.iter().map(|s| s.len).sum()
     }
 }
-
-#[cfg(target_arch = "x86_64")]
-fn prefetch(p: *const i8) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-    // SAFETY: a prefetch never faults, whatever the address; SSE is part of x86-64.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p) }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn prefetch(_: *const i8) {}
 
 /// The FxHash of `name.to_ascii_lowercase()`, eight octets at a time without copying it.
 pub fn hash_lower(name: &[u8]) -> u64 {

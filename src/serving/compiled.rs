@@ -83,13 +83,20 @@ const DIRECT: u16 = u16::MAX;
 
 #[derive(Debug)]
 struct Runs<A> {
-    starts: Vec<A>,
-    /// Position of the answering region in the set's region list, or [`DIRECT`].
-    classes: Vec<u16>,
+    /// By start. A run's class sits beside its start, so the lookup that found the start
+    /// finds the class in the same cache line.
+    runs: Vec<Run<A>>,
     /// `index[t]`: how many runs start before the block whose top 16 bits are `t`. A lookup
     /// searches only the runs of its own block (a few, in one or two cache lines) instead of
     /// the whole table, whose upper levels miss the cache once the table is large.
     index: Box<[u32]>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Run<A> {
+    start: A,
+    /// Position of the answering region in the set's region list, or [`DIRECT`].
+    class: u16,
 }
 
 /// Blocks of [`Runs::index`]: the top 16 bits of a start.
@@ -100,22 +107,34 @@ impl<A: Copy + Ord + Into<u128> + TryFrom<u128>> Runs<A> {
     /// addresses) and the shortest prefix (at least 1) around it whose every address is in
     /// the same run: every client there gets the same answer.
     fn find(&self, addr: u128, shift: u32, bits: u8) -> (u16, u8) {
-        let Ok(key) = A::try_from(addr >> shift) else {
-            unreachable!("a {bits}-bit address in units of 2^{shift} fits its starts")
-        };
+        let key = Self::key(addr, shift, bits);
         let block = Self::block(key);
         let (lo, hi) = (self.index[block] as usize, self.index[block + 1] as usize);
         // The run holding `key` is the last one starting at or before it: among the block's
-        // own runs, or the one before them (`starts[0]` is 0, so it exists).
-        let i = lo + self.starts[lo..hi].partition_point(|&s| s <= key) - 1;
-        let first = self.starts[i].into() << shift;
+        // own runs, or the one before them (the first run starts at 0, so it exists).
+        let i = lo + self.runs[lo..hi].partition_point(|r| r.start <= key) - 1;
+        let first = self.runs[i].start.into() << shift;
         let last = self
-            .starts
+            .runs
             .get(i + 1)
-            .map_or(u128::MAX >> (128 - u32::from(bits)), |&n| {
-                (n.into() << shift) - 1
+            .map_or(u128::MAX >> (128 - u32::from(bits)), |n| {
+                (n.start.into() << shift) - 1
             });
-        (self.classes[i], widest(addr, first, last, bits))
+        (self.runs[i].class, widest(addr, first, last, bits))
+    }
+
+    /// Asks the CPU to fetch the index entry that [`Runs::find`] will read for `addr`, so
+    /// that a batch of queries waits for its cache misses together rather than one by one.
+    fn prefetch(&self, addr: u128, shift: u32, bits: u8) {
+        let block = Self::block(Self::key(addr, shift, bits));
+        crate::prefetch::read(&self.index[block]);
+    }
+
+    fn key(addr: u128, shift: u32, bits: u8) -> A {
+        let Ok(key) = A::try_from(addr >> shift) else {
+            unreachable!("a {bits}-bit address in units of 2^{shift} fits its starts")
+        };
+        key
     }
 
     /// The top [`INDEX_BITS`] of a start or key.
@@ -124,26 +143,25 @@ impl<A: Copy + Ord + Into<u128> + TryFrom<u128>> Runs<A> {
         (key.into() >> (bits - INDEX_BITS)) as usize
     }
 
-    /// Runs from `starts` and `classes`, indexed.
-    fn new(starts: Vec<A>, classes: Vec<u16>) -> Self {
+    /// `runs` (by start, the first at 0), indexed.
+    fn new(runs: Vec<Run<A>>) -> Self {
         let mut index = Vec::with_capacity((1 << INDEX_BITS) + 1);
         let mut before = 0;
         for block in 0..=(1usize << INDEX_BITS) {
-            before += starts[before..]
+            before += runs[before..]
                 .iter()
-                .take_while(|&&s| Self::block(s) < block)
+                .take_while(|r| Self::block(r.start) < block)
                 .count();
             index.push(u32::try_from(before).expect("fewer than 2^32 runs"));
         }
         Runs {
-            starts,
-            classes,
+            runs,
             index: index.into(),
         }
     }
 
     fn bytes(&self) -> usize {
-        self.starts.len() * (std::mem::size_of::<A>() + 2) + self.index.len() * 4
+        self.runs.len() * std::mem::size_of::<Run<A>>() + self.index.len() * 4
     }
 }
 
@@ -203,6 +221,19 @@ impl ZoneSteering {
             Client::Resolver { .. } => 0,
         };
         Some(Compiled { steering, scope })
+    }
+
+    /// Fetches ahead what [`ZoneSteering::steer`] will read first for this query.
+    pub fn prefetch(&self, steered: usize, family: Family, client: Client) {
+        let Some(NameSteering::ByClient { runs, .. }) =
+            self.names.get(steered).map(|n| &n[family_index(family)])
+        else {
+            return;
+        };
+        match client.network().trunc() {
+            IpNet::V4(n) => runs.v4.prefetch(u128::from(u32::from(n.addr())), 0, 32),
+            IpNet::V6(n) => runs.v6.prefetch(u128::from(n.addr()), table::V6_UNIT, 128),
+        }
     }
 
     /// Memory held by this zone's tables, each shared set of runs counted once.
@@ -349,15 +380,14 @@ fn runs<A: Copy + Ord + Into<u128> + TryFrom<u128>>(
     ranges: &Ranges<A>,
     class: &mut impl FnMut(PointId) -> u16,
 ) -> Runs<A> {
-    let (mut starts, mut classes) = (Vec::new(), Vec::new());
+    let mut runs: Vec<Run<A>> = Vec::new();
     for (&start, &id) in ranges.starts.iter().zip(&ranges.ids) {
-        let c = class(id);
-        if classes.last() != Some(&c) {
-            starts.push(start);
-            classes.push(c);
+        let class = class(id);
+        if runs.last().is_none_or(|r| r.class != class) {
+            runs.push(Run { start, class });
         }
     }
-    Runs::new(starts, classes)
+    Runs::new(runs)
 }
 
 #[cfg(test)]
