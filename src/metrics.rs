@@ -88,17 +88,25 @@ pub struct ZoneCounters {
     steered: Box<[AtomicU64]>,
     /// `[qtype][rcode]` for every other response.
     plain: Box<[AtomicU64]>,
+    /// Per region: Unix seconds of the latest answer naming it.
+    last_answer: Box<[AtomicU64]>,
+    /// Per region: Unix seconds until which an answer naming it may sit in a resolver's
+    /// cache (the latest answer time plus TTL): when a drained region is safe to switch off.
+    cached_until: Box<[AtomicU64]>,
 }
 
 impl ZoneCounters {
     fn new(zone: String, names: Vec<String>, regions: Vec<String>) -> Self {
-        let steered = counters(names.len() * STEERED_QTYPES.len() * (regions.len() + 1));
+        let n = regions.len();
+        let steered = counters(names.len() * STEERED_QTYPES.len() * (n + 1));
         ZoneCounters {
             zone,
             names,
             regions,
             steered,
             plain: counters(QTYPE_SLOTS * RCODE_SLOTS),
+            last_answer: counters(n),
+            cached_until: counters(n),
         }
     }
 
@@ -106,12 +114,41 @@ impl ZoneCounters {
         self.names == names && self.regions == regions
     }
 
-    /// A steered answer (always NOERROR) for `name`, answered by `region`.
-    pub fn steered(&self, name: usize, qtype: RecordType, region: Option<usize>) {
+    /// A steered answer (always NOERROR) for `name`, answered by `region` at `now` (Unix
+    /// seconds) with `ttl`.
+    pub fn steered(
+        &self,
+        name: usize,
+        qtype: RecordType,
+        region: Option<usize>,
+        now: u32,
+        ttl: u32,
+    ) {
         let q = STEERED_QTYPES.iter().position(|&t| t == qtype).unwrap_or(0);
         let r = region.map_or(0, |r| r + 1);
         let i = (name * STEERED_QTYPES.len() + q) * (self.regions.len() + 1) + r;
         self.steered[i].fetch_add(1, Relaxed);
+        if let Some(r) = region {
+            // A store only when the second or the expiry moves on: the cache line stays
+            // shared between threads the rest of the time.
+            let later = |a: &AtomicU64, v: u64| {
+                if a.load(Relaxed) < v {
+                    a.fetch_max(v, Relaxed);
+                }
+            };
+            later(&self.last_answer[r], u64::from(now));
+            later(&self.cached_until[r], u64::from(now) + u64::from(ttl));
+        }
+    }
+
+    /// Per region, in region order: (Unix seconds of the latest answer naming it, until when
+    /// such an answer may be cached); 0 when it never answered.
+    pub fn region_answer_times(&self) -> Vec<(u64, u64)> {
+        self.last_answer
+            .iter()
+            .zip(&self.cached_until)
+            .map(|(l, c)| (l.load(Relaxed), c.load(Relaxed)))
+            .collect()
     }
 
     pub fn plain(&self, qtype: RecordType, rcode: ResponseCode) {
@@ -172,7 +209,28 @@ impl ZoneCounters {
     }
 }
 
-/// Escapes a Prometheus label value.
+/// One series per region that has answered: `pick` of its (last answer, cached until).
+fn render_answer_times(
+    out: &mut String,
+    zones: &[Arc<ZoneCounters>],
+    metric: &str,
+    pick: fn((u64, u64)) -> u64,
+) {
+    for z in zones {
+        for (region, times) in z.regions.iter().zip(z.region_answer_times()) {
+            if times.0 > 0 {
+                let _ = writeln!(
+                    out,
+                    "{metric}{{zone=\"{}\",region=\"{}\"}} {}",
+                    esc(&z.zone),
+                    esc(region),
+                    pick(times)
+                );
+            }
+        }
+    }
+}
+
 /// Whether each zone's steering is compiled for the serving state, as (zone, compiled).
 pub fn render_steering(out: &mut String, zones: &[(String, bool)]) {
     out.push_str("# HELP meridian_steering_compiled 1 when a zone's steering is compiled for the serving zones, GeoIP and health; 0 while the compiler catches up (answers stay exact; ECS scopes are the GeoIP networks).\n# TYPE meridian_steering_compiled gauge\n");
@@ -186,6 +244,7 @@ pub fn render_steering(out: &mut String, zones: &[(String, bool)]) {
     }
 }
 
+/// Escapes a Prometheus label value.
 fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -217,6 +276,8 @@ struct Control {
     traffic: VecDeque<HashMap<String, Vec<u64>>>,
     /// Set once this node is in a cluster.
     cluster: Option<ClusterMetrics>,
+    /// Per drained region: its answer total when this node saw the drain begin.
+    drained_at_total: BTreeMap<RegionLabel, u64>,
 }
 
 /// What the cluster store does for this node.
@@ -328,6 +389,65 @@ impl Metrics {
             .expect("metrics lock")
             .region_up
             .insert((zone.into(), region.into()), up);
+    }
+
+    /// Marks the moment this node sees `region` of `zone` drained (`true`) or back in service.
+    pub fn region_drained(&self, zone: &str, region: &str, drained: bool) {
+        let key = (zone.to_string(), region.to_string());
+        let total = self.region_total(zone, region);
+        let mut c = self.control.lock().expect("metrics lock");
+        if drained {
+            c.drained_at_total.insert(key, total);
+        } else {
+            c.drained_at_total.remove(&key);
+        }
+    }
+
+    /// What this node answered with `region` of `zone` since it saw the drain begin, while
+    /// the region is drained: (answers since, Unix seconds of the latest answer, until when
+    /// an answer may be cached; 0 when it never answered).
+    pub fn drain_progress(&self, zone: &str, region: &str) -> Option<(u64, u64, u64)> {
+        let key = (zone.to_string(), region.to_string());
+        let before = *self
+            .control
+            .lock()
+            .expect("metrics lock")
+            .drained_at_total
+            .get(&key)?;
+        let (last, until) = self.answer_times(zone, region);
+        Some((
+            self.region_total(zone, region).saturating_sub(before),
+            last,
+            until,
+        ))
+    }
+
+    /// Unix seconds of the latest answer naming `region` of `zone`, and until when it may be
+    /// cached; 0 when it never answered.
+    pub fn answer_times(&self, zone: &str, region: &str) -> (u64, u64) {
+        self.with_region(zone, region, |c, ri| c.region_answer_times()[ri])
+            .unwrap_or((0, 0))
+    }
+
+    fn region_total(&self, zone: &str, region: &str) -> u64 {
+        self.with_region(zone, region, |c, ri| c.region_totals()[ri])
+            .unwrap_or(0)
+    }
+
+    fn with_region<T>(
+        &self,
+        zone: &str,
+        region: &str,
+        f: impl FnOnce(&ZoneCounters, usize) -> T,
+    ) -> Option<T> {
+        let counters = self
+            .zones
+            .lock()
+            .expect("metrics lock")
+            .get(zone)
+            .cloned()?;
+        let ri = counters.regions.iter().position(|r| r == region)?;
+        Some(f(&counters, ri))
     }
 
     /// Whether the cluster store (etcd) can be used.
@@ -445,12 +565,26 @@ impl Metrics {
             .values()
             .cloned()
             .collect();
-        for z in zones {
+        for z in &zones {
             z.render(&mut out);
         }
         if let Some(o) = self.outside.lock().expect("metrics lock").clone() {
             o.render(&mut out);
         }
+        out.push_str("# HELP meridian_region_last_answer_timestamp_seconds When this node last answered a client with the region (Unix time).\n# TYPE meridian_region_last_answer_timestamp_seconds gauge\n");
+        render_answer_times(
+            &mut out,
+            &zones,
+            "meridian_region_last_answer_timestamp_seconds",
+            |t| t.0,
+        );
+        out.push_str("# HELP meridian_region_answers_cached_until_timestamp_seconds Until when an answer naming the region may sit in a resolver's cache: its latest answer plus TTL (Unix time). A drained region is safe to switch off once this has passed.\n# TYPE meridian_region_answers_cached_until_timestamp_seconds gauge\n");
+        render_answer_times(
+            &mut out,
+            &zones,
+            "meridian_region_answers_cached_until_timestamp_seconds",
+            |t| t.1,
+        );
         if let Some(rrl) = self.rrl.get() {
             out.push_str("# HELP meridian_rrl_responses_total UDP responses over the rate limit.\n# TYPE meridian_rrl_responses_total counter\n");
             let _ = writeln!(

@@ -1090,3 +1090,107 @@ async fn outside_strings_cannot_forge_human_log_lines_and_a_pipe_gets_no_colour(
         "the reason is logged, escaped:\n{text}"
     );
 }
+
+/// The TTL and A records of www.example.com for a GB client.
+async fn gb_ttl_and_answer(server: &Server) -> (u32, Vec<String>) {
+    let client = common::udp_client(server.addr()).await;
+    let r = common::query(
+        &client,
+        "www.example.com.",
+        RecordType::A,
+        Some("81.2.69.0/24"),
+        Some(1232),
+    )
+    .await;
+    let ttl = r.answers.first().map_or(0, |a| a.ttl);
+    (ttl, r.answers.iter().map(|a| a.data.to_string()).collect())
+}
+
+fn region<'v>(regions: &'v Value, name: &str) -> &'v Value {
+    regions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_drain_answers_with_the_trouble_ttl_while_it_settles_and_says_when_caches_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let text = std::fs::read_to_string("zones/example.com.toml").unwrap();
+    let text = text.replace(
+        "[steered.www]\nregions = [\"us-east\", \"eu-west\", \"ap-southeast\"]\nttl = 30",
+        "[steered.www]\nregions = [\"us-east\", \"eu-west\", \"ap-southeast\"]\nttl = 3\ntrouble-ttl = 1",
+    );
+    assert!(
+        text.contains("trouble-ttl = 1"),
+        "the example zone changed shape"
+    );
+    std::fs::write(zones.join("example.com.toml"), text).unwrap();
+    let admin = Admin::start(dir.path(), Some(&zones));
+
+    assert_eq!(
+        gb_ttl_and_answer(&admin.server).await,
+        (3, vec![EU_WEST.to_string()])
+    );
+    let (_, regions) = admin.get("/api/v1/regions").await;
+    let eu = region(&regions, "eu-west");
+    let last = eu["last_answer_at_ms"]
+        .as_u64()
+        .expect("eu-west has answered");
+    assert_eq!(eu["answers_cached_until_ms"].as_u64(), Some(last + 3_000));
+    assert!(eu["drain_progress"].is_null(), "{eu}");
+
+    let (status, entry) = admin.post(DRAIN, r#"{"reason": "kernel upgrade"}"#).await;
+    assert_eq!(status, 200, "{entry}");
+    // New answers leave eu-west at once, and with the trouble TTL while the drain settles:
+    // a resolver that caches one follows an undrain soon.
+    assert_eq!(
+        gb_ttl_and_answer(&admin.server).await,
+        (1, vec![US_EAST.to_string()])
+    );
+    let (_, regions) = admin.get("/api/v1/regions").await;
+    let eu = region(&regions, "eu-west");
+    assert_eq!(eu["drain_progress"]["answers_since_drain"], 0, "{eu}");
+    let expires = eu["drain_progress"]["cached_answers_expire_at_ms"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(expires, last + 3_000, "{eu}");
+    let metrics = admin.text("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "meridian_region_answers_cached_until_timestamp_seconds{{zone=\"example.com.\",region=\"eu-west\"}} {}",
+            expires / 1000
+        )),
+        "{metrics}"
+    );
+
+    // Once the answers given before the drain have expired, the drain is complete; once it
+    // has settled (the name's TTL after the drain), answers carry the full TTL again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let complete = loop {
+        let (_, regions) = admin.get("/api/v1/regions").await;
+        let eu = region(&regions, "eu-west").clone();
+        if eu["drain_progress"]["complete"] == true || Instant::now() > deadline {
+            break eu;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(complete["drain_progress"]["complete"], true, "{complete}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gb_ttl_and_answer(&admin.server).await.0 != 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        gb_ttl_and_answer(&admin.server).await,
+        (3, vec![US_EAST.to_string()])
+    );
+    let (_, regions) = admin.get("/api/v1/regions").await;
+    assert_eq!(
+        region(&regions, "eu-west")["drain_progress"]["answers_since_drain"],
+        0
+    );
+}

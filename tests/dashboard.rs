@@ -263,6 +263,20 @@ async fn dashboard_shows_regions_and_drains_one_with_a_reason() {
         row.contains("browser") && row.contains("drain") && row.contains("eu-west"),
         "{row}"
     );
+    // No client was steered to eu-west before the drain: nothing of it sits in caches.
+    session
+        .wait_for(
+            "the drain's progress",
+            "return document.querySelector(\"article.card[data-region='eu-west'] .drain-progress\")?.textContent.includes('never answered by this node') ?? false",
+        )
+        .await;
+    let progress = session
+        .eval("return document.querySelector(\"article.card[data-region='eu-west'] .drain-progress\").textContent")
+        .await;
+    assert!(
+        progress.as_str().unwrap().contains("safe to switch off"),
+        "{progress}"
+    );
     let marker = session
         .eval("return document.querySelectorAll('#markers .marker.drained').length")
         .await;

@@ -60,6 +60,17 @@ function endpointRow(r, e) {
     <span>${esc(rtt)}${forced} ${err}</span>${spark(key, p && p.rtt_last_ms)}${btn}</li>`;
 }
 
+// How far a drain has got: answers already given stay in resolvers' caches until their TTL
+// runs out, and only then is the region safe to switch off.
+function drainProgress(p) {
+  if (!p) return "";
+  const expiry = p.cached_answers_expire_at_ms
+    ? `last cached answer expire${p.cached_answers_expire_at_ms > Date.now() ? "s" : "d"} ${when(p.cached_answers_expire_at_ms)}`
+    : "never answered by this node";
+  const state = p.complete ? `<b class="done">safe to switch off</b>` : `<b>still in caches</b>`;
+  return `<p class="note drain-progress">${state}: ${expiry}; answers since the drain: ${p.answers_since_drain}</p>`;
+}
+
 function card(r) {
   const s = look(r);
   const t = r.traffic;
@@ -67,7 +78,7 @@ function card(r) {
   const drainBtn = r.state === "drained"
     ? `<button data-act="undrain" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}">undrain</button>`
     : `<button class="danger" data-act="drain" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}">drain</button>`;
-  const drained = r.drained ? `<p class="note">drained by ${esc(r.drained.by)}: ${esc(r.drained.reason)}${r.drained.expires_at_ms ? " (until " + when(r.drained.expires_at_ms) + ")" : ""}</p>` : "";
+  const drained = r.drained ? `<p class="note">drained by ${esc(r.drained.by)} at ${when(r.drained.at_ms)}: ${esc(r.drained.reason)}${r.drained.expires_at_ms ? " (until " + when(r.drained.expires_at_ms) + ")" : ""}</p>${drainProgress(r.drain_progress)}` : "";
   return `<article class="card ${s}" data-region="${esc(r.region)}" data-zone="${esc(r.zone)}">
     <h3>${esc(r.region)} <span class="badge ${s}">${s}</span><span class="zone">${esc(r.zone)}</span></h3>
     <div class="stats"><span>check <b>${esc(r.check)}</b></span><span>degradation <b>${r.degradation_ms.toFixed(1)} ms</b></span>

@@ -167,7 +167,28 @@ pub(super) struct RegionView {
     in_trouble: bool,
     check: &'static str,
     traffic: Traffic,
+    /// When this node last named the region in an answer, and until when that answer may sit
+    /// in a resolver's cache (Unix ms); `None` before its first answer.
+    last_answer_at_ms: Option<u64>,
+    answers_cached_until_ms: Option<u64>,
+    /// While drained: how far the drain has got.
+    drain_progress: Option<DrainProgress>,
     endpoints: Vec<EndpointView>,
+}
+
+/// A drain as this node sees it through: new answers leave the region at once; answers it
+/// gave before stay in resolvers' caches until their TTL runs out.
+#[derive(Serialize)]
+struct DrainProgress {
+    /// Answers naming the region since this node saw the drain begin (0 unless every other
+    /// region of a name is down and it answers its fallback).
+    answers_since_drain: u64,
+    /// The moment the last answer naming the region leaves every cache, at the latest (Unix
+    /// ms); `None` when this node never named it.
+    cached_answers_expire_at_ms: Option<u64>,
+    /// Nothing this node answered can still send a client there: no answers since the drain,
+    /// and every earlier one expired.
+    complete: bool,
 }
 
 #[derive(Serialize)]
@@ -209,6 +230,8 @@ pub(super) async fn regions(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<Re
                 traffic.get(ri).map_or((0, 0), |t| (t.1, t.2));
             let share = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
             let region_probes = probes.and_then(|p| p.get(ri)).and_then(Option::as_ref);
+            let (last_answer, cached_until) = admin.metrics.answer_times(&label, &region.name);
+            let ms = |s: u64| (s > 0).then_some(s * 1000);
             out.push(RegionView {
                 zone: label.clone(),
                 region: region.name.clone(),
@@ -225,6 +248,15 @@ pub(super) async fn regions(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<Re
                     share_total: share(answers_total, total),
                     share_last_minute: share(answers_last_minute, minute),
                 },
+                last_answer_at_ms: ms(last_answer),
+                answers_cached_until_ms: ms(cached_until),
+                drain_progress: admin.metrics.drain_progress(&label, &region.name).map(
+                    |(answers_since_drain, _, until)| DrainProgress {
+                        answers_since_drain,
+                        cached_answers_expire_at_ms: ms(until),
+                        complete: answers_since_drain == 0 && until * 1000 <= now,
+                    },
+                ),
                 endpoints: region
                     .endpoints
                     .iter()

@@ -266,7 +266,7 @@ pub fn handle_parsed(
     if let Some((b, scope)) = body
         && respond(services, b, q, scope, at, out)
     {
-        count(snapshot, b, q.qtype);
+        count(snapshot, b, q.qtype, at.now);
         return true;
     }
     // Miss: the general path answers and, when it says the answer may be reused, fills the
@@ -445,12 +445,12 @@ fn respond(
     true
 }
 
-fn count(snapshot: &Snapshot, b: &Body, qtype: u16) {
+fn count(snapshot: &Snapshot, b: &Body, qtype: u16, now: u32) {
     let c = b.cacheable;
     let counters = &snapshot.counters[c.zone];
     let qtype = RecordType::from(qtype);
     match c.varies {
-        Varies::Steered(s) => counters.steered(s.name, qtype, s.variant.region),
+        Varies::Steered(s) => counters.steered(s.name, qtype, s.variant.region, now, s.variant.ttl),
         Varies::Nothing => counters.plain(qtype, c.outcome.rcode),
     }
 }

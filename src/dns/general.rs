@@ -37,6 +37,9 @@ enum Counted {
         zone: usize,
         name: usize,
         region: Option<usize>,
+        /// When it was answered (Unix seconds) and with which TTL.
+        now: u32,
+        ttl: u32,
     },
 }
 
@@ -173,6 +176,8 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             zone: zone.index,
             name: hit.index,
             region: a.decision.chosen,
+            now,
+            ttl: a.decision.ttl,
         };
         // A draw by weight differs for every query: nothing to reuse.
         varies = match a.order {
@@ -275,9 +280,16 @@ impl Response<'_> {
             }
             (_, Counted::Outside) => services.outside.plain(qtype, outcome.rcode),
             (_, Counted::Plain { zone }) => counters(zone).plain(qtype, outcome.rcode),
-            (_, Counted::Steered { zone, name, region }) => {
-                counters(zone).steered(name, qtype, region);
-            }
+            (
+                _,
+                Counted::Steered {
+                    zone,
+                    name,
+                    region,
+                    now,
+                    ttl,
+                },
+            ) => counters(zone).steered(name, qtype, region, now, ttl),
         }
         Answer {
             bytes,

@@ -206,6 +206,8 @@ impl Monitor {
                 .overrides
                 .next_expiry(now.unix_ms)
                 .map(|t| now.instant + Duration::from_millis(t - now.unix_ms));
+            // A region whose overrides changed answers with its trouble TTL until it settles.
+            let settled = self.zones.iter().filter_map(|z| z.settled_at(now)).min();
             tokio::select! {
                 Some(report) = reports.recv() => {
                     if report.generation == self.generation {
@@ -218,8 +220,9 @@ impl Monitor {
                         let _ = done.send(());
                     }
                     Some(Command::Overrides(overrides, done)) => {
+                        let now = read_clocks().instant;
                         for z in &mut self.zones {
-                            z.set_overrides(&overrides);
+                            z.set_overrides(&overrides, now);
                         }
                         self.overrides = overrides;
                         self.publish(read_clocks(), None);
@@ -237,6 +240,9 @@ impl Monitor {
                 },
                 _ = tokio::time::sleep_until(expiry.unwrap_or(now.instant)), if expiry.is_some() => {
                     info!("an operator override expired and lifted itself");
+                    self.publish(read_clocks(), None);
+                }
+                _ = tokio::time::sleep_until(settled.unwrap_or(now.instant)), if settled.is_some() => {
                     self.publish(read_clocks(), None);
                 }
             }
@@ -388,6 +394,15 @@ impl Monitor {
                         .map(|p| p.state == RegionState::Up);
                     if was_up != Some(up) {
                         metrics.region_up(z.label(), &z.regions()[ri].name, up);
+                    }
+                    let drained = h.state == RegionState::Drained;
+                    let was_drained = self
+                        .published
+                        .get(zi)
+                        .and_then(|p| p.region(ri))
+                        .map(|p| p.state == RegionState::Drained);
+                    if was_drained.unwrap_or(false) != drained {
+                        metrics.region_drained(z.label(), &z.regions()[ri].name, drained);
                     }
                 }
             }

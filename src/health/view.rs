@@ -418,6 +418,12 @@ pub struct ZoneHealth {
     votes: ZoneVotes,
     /// The zone's own quorum rule, over the cluster's.
     quorum: Option<Quorum>,
+    /// Per region: when this node last saw its overrides change (a drain, a force, or
+    /// either lifted by hand).
+    override_changed: Vec<Option<Instant>>,
+    /// How long a region stays in trouble after its overrides change: the zone's longest
+    /// steered TTL, the time for answers given before the change to leave resolvers' caches.
+    settle: Duration,
 }
 
 impl ZoneHealth {
@@ -456,6 +462,14 @@ impl ZoneHealth {
             overrides: ZoneOverrides::resolve(overrides, &label, &zone.regions),
             votes: ZoneVotes::resolve(&PeerViews::default(), &label, &zone.regions, zone.quorum),
             quorum: zone.quorum,
+            override_changed: vec![None; zone.regions.len()],
+            settle: Duration::from_secs(
+                zone.steered
+                    .iter()
+                    .map(|s| u64::from(s.config.ttl))
+                    .max()
+                    .unwrap_or(0),
+            ),
             origin: zone.origin.clone(),
             label,
             regions: zone.regions.clone(),
@@ -481,9 +495,60 @@ impl ZoneHealth {
         &self.checks
     }
 
-    /// Takes `overrides` in place of the ones in force.
-    pub fn set_overrides(&mut self, overrides: &Overrides) {
-        self.overrides = ZoneOverrides::resolve(overrides, &self.label, &self.regions);
+    /// Takes `overrides` in place of the ones in force, at `now`.
+    pub fn set_overrides(&mut self, overrides: &Overrides, now: Instant) {
+        let new = ZoneOverrides::resolve(overrides, &self.label, &self.regions);
+        for (ri, changed) in self.override_changed.iter_mut().enumerate() {
+            if new.drained[ri] != self.overrides.drained[ri]
+                || new.forced[ri] != self.overrides.forced[ri]
+            {
+                *changed = Some(now);
+            }
+        }
+        self.overrides = new;
+    }
+
+    /// When the next settle under way ends, so that the monitor publishes the view then
+    /// (a zone without probes has nothing else that would wake it).
+    pub fn settled_at(&self, now: Now) -> Option<Instant> {
+        let by_hand = self
+            .override_changed
+            .iter()
+            .flatten()
+            .map(|&t| t + self.settle);
+        let holds = self.overrides.drained.iter().flatten().chain(
+            self.overrides
+                .forced
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|f| &f.hold),
+        );
+        let by_expiry = holds.filter_map(|h| {
+            let end_ms = h.expires_at_ms? + self.settle.as_millis() as u64;
+            (end_ms > now.unix_ms)
+                .then(|| now.instant + Duration::from_millis(end_ms - now.unix_ms))
+        });
+        by_hand.chain(by_expiry).filter(|&t| t > now.instant).min()
+    }
+
+    /// Whether region `ri`'s overrides changed (by hand or by expiring) less than the
+    /// settle time ago: its names then answer with their trouble TTL, so that a resolver
+    /// which caches an answer given in the change follows the next one soon, as it does
+    /// around a probe flip.
+    fn settling(&self, ri: usize, now: Now) -> bool {
+        let recent_ms =
+            |t: u64| now.unix_ms >= t && now.unix_ms - t < self.settle.as_millis() as u64;
+        let expired_recently = |h: &Hold| h.expires_at_ms.is_some_and(recent_ms);
+        self.override_changed[ri]
+            .is_some_and(|t| now.instant.saturating_duration_since(t) < self.settle)
+            || self.overrides.drained[ri]
+                .as_ref()
+                .is_some_and(expired_recently)
+            || self.overrides.forced[ri]
+                .iter()
+                .flatten()
+                .any(|f| expired_recently(&f.hold))
     }
 
     /// Takes the observations of the other nodes in place of the ones held.
@@ -535,7 +600,11 @@ impl ZoneHealth {
             .collect();
         let (probes, isolation) = self.guard.apply(fresh, now.instant);
         let probes = vote(probes, &self.checks, &self.votes, self.guard.isolated());
-        (merge(probes, &self.checks, &self.overrides, now), isolation)
+        let mut view = merge(probes, &self.checks, &self.overrides, now);
+        for (ri, h) in view.regions.iter_mut().enumerate() {
+            h.in_trouble |= self.settling(ri, now);
+        }
+        (view, isolation)
     }
 
     /// Per region, the endpoints as their probes see them (`None` when not probed).

@@ -537,7 +537,7 @@ fn drain_applies_on_top_of_the_isolation_guard() {
     assert_eq!(isolation, Some(Isolation::Started { regions: 2 }));
     assert_eq!(states(&view), [RegionState::Up, RegionState::Up]);
     overrides.apply(&entry(Action::Drain, "example.com.", "us-east", None));
-    z.set_overrides(&overrides);
+    z.set_overrides(&overrides, t);
     let (view, _) = z.view(at(base, WINDOW_MS + 2));
     assert_eq!(states(&view), [RegionState::Up, RegionState::Drained]);
 }
@@ -810,4 +810,88 @@ fn a_zones_own_quorum_rule_beats_the_clusters() {
     // Another zone's votes are not this zone's.
     let other = ZoneVotes::resolve(&peers, "example.org.", &z.regions, None);
     assert_eq!(other.votes[0][0], Votes::default());
+}
+
+// ---- the settle after an override changes ----
+
+/// [`ZONE`] with one steered name of TTL 30: a region settles for 30 s after its overrides
+/// change.
+fn steered_zone() -> Zone {
+    zone(&ZONE.replace(
+        "\n[regions.eu-west]",
+        "\n[steered.www]\nregions = [\"eu-west\", \"us-east\"]\nttl = 30\n\n[regions.eu-west]",
+    ))
+}
+
+fn troubled(view: &HealthView) -> Vec<bool> {
+    view.regions.iter().map(|r| r.in_trouble).collect()
+}
+
+#[test]
+fn a_drain_and_its_undrain_each_put_the_region_in_trouble_for_the_longest_ttl() {
+    let base = Instant::now();
+    let mut overrides = Overrides::default();
+    let mut z = ZoneHealth::new(&steered_zone(), &[], &overrides);
+    assert_eq!(troubled(&z.view(at(base, 0)).0), [false, false]);
+    assert_eq!(z.settled_at(at(base, 0)), None);
+
+    overrides.apply(&entry(Action::Drain, "example.com.", "us-east", None));
+    z.set_overrides(&overrides, base + Duration::from_secs(1));
+    let (view, _) = z.view(at(base, 1_000));
+    assert_eq!(states(&view), [RegionState::Up, RegionState::Drained]);
+    assert_eq!(troubled(&view), [false, true]);
+    assert_eq!(
+        z.settled_at(at(base, 1_000)),
+        Some(base + Duration::from_secs(31))
+    );
+    assert_eq!(troubled(&z.view(at(base, 30_999)).0), [false, true]);
+    assert_eq!(troubled(&z.view(at(base, 31_000)).0), [false, false]);
+    assert_eq!(z.settled_at(at(base, 31_000)), None);
+
+    // The same overrides again (a cluster resync) change nothing.
+    z.set_overrides(&overrides, base + Duration::from_secs(40));
+    assert_eq!(troubled(&z.view(at(base, 40_000)).0), [false, false]);
+
+    overrides.apply(&entry(Action::Undrain, "example.com.", "us-east", None));
+    z.set_overrides(&overrides, base + Duration::from_secs(50));
+    let (view, _) = z.view(at(base, 50_000));
+    assert_eq!(states(&view), [RegionState::Up, RegionState::Up]);
+    assert_eq!(troubled(&view), [false, true]);
+}
+
+#[test]
+fn an_override_that_expires_puts_its_region_in_trouble_from_its_expiry() {
+    let base = Instant::now();
+    let mut overrides = Overrides::default();
+    let mut z = ZoneHealth::new(&steered_zone(), &[], &overrides);
+    let mut force = entry(
+        Action::ForceDown,
+        "example.com.",
+        "eu-west",
+        Some("198.51.100.10"),
+    );
+    force.expires_at_ms = Some(BASE_MS + 60_000);
+    overrides.apply(&force);
+    z.set_overrides(&overrides, base);
+    assert_eq!(troubled(&z.view(at(base, 0)).0), [true, false]);
+    assert_eq!(troubled(&z.view(at(base, 59_999)).0), [false, false]);
+    assert_eq!(
+        z.settled_at(at(base, 59_999)),
+        Some(base + Duration::from_secs(90))
+    );
+    // Lifted by its expiry at 60 s: answers given before it may sit in caches for 30 s.
+    assert_eq!(troubled(&z.view(at(base, 60_000)).0), [true, false]);
+    assert_eq!(troubled(&z.view(at(base, 89_999)).0), [true, false]);
+    assert_eq!(troubled(&z.view(at(base, 90_000)).0), [false, false]);
+}
+
+#[test]
+fn a_zone_without_steered_names_never_settles() {
+    let base = Instant::now();
+    let mut overrides = Overrides::default();
+    let mut z = ZoneHealth::new(&zone(ZONE), &[], &overrides);
+    overrides.apply(&entry(Action::Drain, "example.com.", "us-east", None));
+    z.set_overrides(&overrides, base);
+    assert_eq!(troubled(&z.view(at(base, 0)).0), [false, false]);
+    assert_eq!(z.settled_at(at(base, 0)), None);
 }
