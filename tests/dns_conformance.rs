@@ -1241,7 +1241,9 @@ async fn rfc7871_answer_is_the_same_throughout_the_returned_scope() {
         "10.1.2.0/24",
         "2a00:1450:4001::/48",
         "2400:4050:1::/48",
-        "2001:470::/32",
+        // A /32 spans networks that go to different regions: its scope is capped at the
+        // source (see the next test), so it has no place here.
+        "2001:470:1::/48",
     ];
     let mut failures = Vec::new();
     for (t, c) in clients(server.addr()).await {

@@ -26,8 +26,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::steer::GeoPoint;
 use countries::Continent;
 
-/// The country-level database compiled into the binary (CC BY 4.0, see geodata/).
-static EMBEDDED: &[u8] = include_bytes!("../../geodata/geo-whois-asn-country.mmdb");
+/// The default database compiled into the binary: city-level, coarsened (CC BY 4.0, see
+/// geodata/).
+static EMBEDDED: &[u8] = include_bytes!("../../geodata/city-coarse.mmdb");
 
 /// Distinct client networks whose location is kept in memory.
 const CACHE_CAPACITY: u64 = 100_000;
@@ -184,10 +185,7 @@ impl fmt::Debug for GeoDb {
 impl GeoDb {
     /// The database compiled into the binary.
     pub fn embedded() -> Result<GeoDb, GeoError> {
-        let db = Db::new(
-            Source::Embedded(EMBEDDED),
-            "embedded geo-whois-asn-country".into(),
-        )?;
+        let db = Db::new(Source::Embedded(EMBEDDED), "embedded city-coarse".into())?;
         Self::new(vec![db])
     }
 

@@ -284,25 +284,29 @@ fn embedded_database_locates_well_known_networks() {
     let db = GeoDb::embedded().expect("the embedded database is valid");
     assert!(db.name().contains("embedded"));
     assert!(!db.describe().is_empty());
-    for (client, country) in [
-        ("81.2.69.0/24", "GB"),
-        ("8.8.8.0/24", "US"),
-        // IPv6: Hetzner and IIJ. (2001:200::/32, WIDE, is AU in this WHOIS-derived data.)
-        ("2a01:4f8::/32", "DE"),
-        ("2001:240::/32", "JP"),
+    // City points on a 2-degree grid where they lie far from their country's centre;
+    // elsewhere the country alone, placed at its centre.
+    for (client, country, point) in [
+        ("81.2.69.0/24", "GB", None),
+        // Google and Stanford in the Bay Area, the University of Washington in Seattle.
+        ("8.8.8.0/24", "US", Some((37.0, -123.0))),
+        ("171.64.0.0/16", "US", Some((37.0, -123.0))),
+        ("128.95.0.0/16", "US", Some((47.0, -123.0))),
+        // IPv6: Hetzner, IIJ, and AWS in Oregon.
+        ("2a01:4f8::/32", "DE", None),
+        ("2001:240::/32", "JP", None),
+        ("2600:1f14::/48", "US", Some((45.0, -119.0))),
     ] {
         let client = net(client);
         let loc = db.locate(client);
         assert_eq!(loc.country, Some(country), "{client}: {loc:?}");
-        assert_eq!(loc.precision, Precision::Country, "{client}");
         let c = countries::lookup(country).unwrap();
-        assert_eq!(
-            loc.point,
-            Some(GeoPoint {
-                lat: c.lat,
-                lon: c.lon
-            })
-        );
+        let (precision, (lat, lon)) = match point {
+            Some(p) => (Precision::Coordinates, p),
+            None => (Precision::Country, (c.lat, c.lon)),
+        };
+        assert_eq!(loc.precision, precision, "{client}");
+        assert_eq!(loc.point, Some(GeoPoint { lat, lon }), "{client}");
         assert_eq!(loc.continent, Some(c.continent));
         assert!(
             loc.network.contains(&client.addr()) && loc.network.prefix_len() > 0,
@@ -533,8 +537,10 @@ fn a_zeroed_tree_under_valid_metadata_is_refused() {
 #[test]
 fn a_tree_pointing_past_its_data_is_refused() {
     let mut bytes = embedded_bytes();
-    let (_, nodes, bits) = tree_layout(&bytes);
-    let past = nodes + 16 + bytes.len();
+    let (tree, nodes, bits) = tree_layout(&bytes);
+    // The largest record there is, past the data section (and the metadata after it).
+    let past = (1 << bits) - 1;
+    assert!(past > nodes + bytes.len() - tree);
     set_record(&mut bytes, 0, 1, bits, past);
     assert_damaged(&bytes, "points outside the data section");
 }
