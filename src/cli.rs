@@ -524,6 +524,19 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
                 })
                 .map_err(|_| CliError::Cluster("etcd did not answer within 5 s".into()))?
                 .map_err(|e| CliError::Cluster(e.to_string()))?;
+            // Latency as a node at this configuration's location would rank it.
+            let peers = crate::cluster::peer_views(&records, &c.node, c.quorum, c.location);
+            let votes = crate::health::view::ZoneVotes::resolve(
+                &peers,
+                &query.zone.origin.to_string(),
+                &query.zone.regions,
+                query.zone.quorum,
+            );
+            let view = state
+                .health(query.zone)
+                .clone()
+                .with_vantages(votes.location, votes.vantages);
+            state = state.with_health(query.zone.index, view);
             Some(crate::cluster::explain(&records, query.zone, c.quorum))
         }
         None => None,

@@ -103,12 +103,14 @@ fn serving() -> &'static Snapshot {
                 trouble(RegionState::Up, vec![true; 5]),
                 RegionHealth::up(1),
             ],
+            ..Default::default()
         };
         let down = HealthView {
             regions: vec![
                 trouble(RegionState::Down, vec![false; 2]),
                 trouble(RegionState::Drained, vec![true]),
             ],
+            ..Default::default()
         };
         state
             .with_health(index("fuzz.test."), fuzz)

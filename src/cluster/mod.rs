@@ -38,10 +38,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
 use crate::health::monitor::MonitorHandle;
-use crate::health::view::{PeerViews, Votes};
+use crate::health::view::{PeerVantage, PeerViews, Votes};
 use crate::metrics::Metrics;
 use crate::serving::SharedSnapshot;
 use crate::state::{Action, Entry, Journal};
+use crate::steer::{GeoPoint, Latency};
 use crate::zone::Quorum;
 pub use config::ClusterConfig;
 
@@ -125,6 +126,14 @@ pub struct NodeRecord {
     /// By zone origin.
     #[serde(default)]
     pub observations: BTreeMap<String, Vec<Observation>>,
+    /// Where the node is (`[cluster] location`): others take its latency for the clients
+    /// nearest to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<GeoPoint>,
+    /// The published degradation of each probed region, by zone origin then region: filtered
+    /// by the node's hysteresis, so it changes as rarely as a steering decision would.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency: BTreeMap<String, BTreeMap<String, Latency>>,
 }
 
 impl NodeRecord {
@@ -132,6 +141,8 @@ impl NodeRecord {
     fn same_content(&self, other: &NodeRecord) -> bool {
         self.zones == other.zones
             && self.suspect == other.suspect
+            && self.location == other.location
+            && self.latency == other.latency
             && self.observations.len() == other.observations.len()
             && self
                 .observations
@@ -229,10 +240,37 @@ pub fn explain(
     QuorumExplained { rule, endpoints }
 }
 
-/// The votes of every node but `me`, from their records.
-pub fn peer_views(nodes: &BTreeMap<String, NodeRecord>, me: &str, quorum: Quorum) -> PeerViews {
+/// The votes and latencies of every node but `me` (located at `location`), from their
+/// records: what is published is fresh (records live under a lease), and zones a node is
+/// suspect for are left out.
+pub fn peer_views(
+    nodes: &BTreeMap<String, NodeRecord>,
+    me: &str,
+    quorum: Quorum,
+    location: Option<GeoPoint>,
+) -> PeerViews {
     let mut votes: BTreeMap<(String, String, IpAddr), Votes> = BTreeMap::new();
+    let mut vantages = Vec::new();
     for record in nodes.values().filter(|r| r.node != me) {
+        if let Some(at) = record.location {
+            let latency: BTreeMap<(String, String), Latency> = record
+                .latency
+                .iter()
+                .filter(|(zone, _)| !record.suspect.contains(*zone))
+                .flat_map(|(zone, regions)| {
+                    regions
+                        .iter()
+                        .map(|(region, l)| ((zone.clone(), region.clone()), *l))
+                })
+                .collect();
+            if !latency.is_empty() {
+                vantages.push(PeerVantage {
+                    node: record.node.clone(),
+                    location: at,
+                    latency,
+                });
+            }
+        }
         for (zone, observations) in &record.observations {
             if record.suspect.contains(zone) {
                 continue;
@@ -246,7 +284,12 @@ pub fn peer_views(nodes: &BTreeMap<String, NodeRecord>, me: &str, quorum: Quorum
             }
         }
     }
-    PeerViews { quorum, votes }
+    PeerViews {
+        quorum,
+        votes,
+        location,
+        vantages,
+    }
 }
 
 /// The cluster membership of this node, shared by the admin API and the store tasks.
@@ -285,6 +328,10 @@ pub struct ClusterView {
 pub struct NodeView {
     pub node: String,
     pub last_seen_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<GeoPoint>,
+    /// zone -> region -> the node's published latency.
+    pub latency: BTreeMap<String, BTreeMap<String, Latency>>,
     pub zones: BTreeMap<String, ZoneStamp>,
     pub suspect: BTreeSet<String>,
 }
@@ -457,6 +504,8 @@ impl Cluster {
                 .map(|r| NodeView {
                     node: r.node.clone(),
                     last_seen_ms: r.at_ms,
+                    location: r.location,
+                    latency: r.latency.clone(),
                     zones: r.zones.clone(),
                     suspect: r.suspect.clone(),
                 })
@@ -527,6 +576,8 @@ endpoints = ["192.0.2.10", "192.0.2.11"]
                 BTreeSet::new()
             },
             observations: BTreeMap::from([("example.com.".to_string(), observations)]),
+            location: None,
+            latency: BTreeMap::new(),
         }
     }
 
@@ -571,7 +622,7 @@ endpoints = ["192.0.2.10", "192.0.2.11"]
         let q = explain(&all, &zone("quorum = \"all\""), Quorum::Any);
         assert_eq!(q.rule, Quorum::All);
         assert_eq!(q.endpoints[0].up, Some(false));
-        let peers = peer_views(&all, "ns1", Quorum::Any);
+        let peers = peer_views(&all, "ns1", Quorum::Any, None);
         let key = (
             "example.com.".to_string(),
             "eu-west".to_string(),

@@ -281,10 +281,16 @@ impl Cluster {
         if self.status.load().state != StoreState::Up {
             return PeerViews {
                 quorum: self.config.quorum,
-                votes: BTreeMap::new(),
+                location: self.config.location,
+                ..PeerViews::default()
             };
         }
-        super::peer_views(&self.nodes.load(), &self.config.node, self.config.quorum)
+        super::peer_views(
+            &self.nodes.load(),
+            &self.config.node,
+            self.config.quorum,
+            self.config.location,
+        )
     }
 
     /// Keeps the overrides and peers of this node in step with etcd, for ever.
@@ -426,6 +432,7 @@ impl Cluster {
         let details = monitor.details.load();
         let mut zones = BTreeMap::new();
         let mut observations = BTreeMap::new();
+        let mut latency = BTreeMap::new();
         for z in state.zones.zones() {
             let label = z.origin.to_string();
             let serial = match &z.soa().data {
@@ -443,7 +450,15 @@ impl Cluster {
                 continue;
             };
             let mut seen = Vec::new();
-            for (region, endpoints) in z.regions.iter().zip(per_region.iter()) {
+            let view = state.health(z);
+            let mut measured = BTreeMap::new();
+            for (ri, (region, endpoints)) in z.regions.iter().zip(per_region.iter()).enumerate() {
+                // A region's latency once one of its endpoints has an RTT: before, its
+                // degradation is no measurement.
+                if endpoints.iter().flatten().any(|d| d.rtt_ms.is_some()) {
+                    let (l, _) = view.latency(ri, None);
+                    measured.insert(region.name.clone(), l);
+                }
                 // Only endpoints probed at least once: a start state is no observation.
                 for d in endpoints.iter().flatten().filter(|d| d.probes > 0) {
                     seen.push(Observation {
@@ -456,6 +471,9 @@ impl Cluster {
                     });
                 }
             }
+            if !measured.is_empty() {
+                latency.insert(label.clone(), measured);
+            }
             if !seen.is_empty() {
                 observations.insert(label, seen);
             }
@@ -466,6 +484,8 @@ impl Cluster {
             zones,
             suspect: details.suspect.as_ref().clone(),
             observations,
+            location: self.config.location,
+            latency,
         }
     }
 
