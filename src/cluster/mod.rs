@@ -19,7 +19,9 @@
 //!
 //! Keys, under the prefix: `overrides/drain/<zone>/<region>`,
 //! `overrides/force/<zone>/<region>/<address>` (the entry that set it, JSON),
-//! `audit/<unix ms>-<node>-<n>` (every change, JSON), `nodes/<node>` (the record, leased).
+//! `audit/<unix ms>-<node>-<n>` (every change, JSON; the newest `audit-keep` are kept, every
+//! node's journal keeps them all), `nodes/<node>` (the record, leased). An override key
+//! written or deleted by hand applies from the watch like one written through the API.
 //! A value that does not parse is logged and ignored, never trusted.
 
 pub mod config;
@@ -436,6 +438,25 @@ impl Cluster {
         }
         let revision = response.header().map_or(0, |h| h.revision());
         entry.seq = revision as u64;
+        // Bounded in etcd; off the write's path, and a trim that fails waits for the next
+        // write (deleting the same keys twice is harmless).
+        let (prefix, keep, metrics) = (
+            self.key("audit/"),
+            self.config.audit_keep,
+            self.metrics.clone(),
+        );
+        tokio::spawn(async move {
+            match store::trim_audit(client, prefix, keep).await {
+                Ok(n) if n > 0 => {
+                    tracing::debug!(deleted = n, keep, "old audit entries trimmed from etcd")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    metrics.cluster_store_error();
+                    tracing::debug!(error = %e, "cannot trim old audit entries from etcd; the next write tries again");
+                }
+            }
+        });
         Ok(Some((revision, entry)))
     }
 
