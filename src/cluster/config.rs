@@ -213,22 +213,15 @@ impl ClusterFile {
                 format!("lease-ttl {ttl}: give 2 to 60 seconds"),
             ));
         }
-        let location = self.location.and_then(|l| {
-            let ok = (-90.0..=90.0).contains(&l.lat) && (-180.0..=180.0).contains(&l.lon);
-            if !ok {
-                problems.push((
-                    "location",
-                    format!(
-                        "location {{ lat = {}, lon = {} }}: lat is -90 to 90 and lon -180 to 180 (degrees)",
-                        l.lat, l.lon
-                    ),
-                ));
-            }
-            ok.then_some(GeoPoint {
-                lat: l.lat,
-                lon: l.lon,
-            })
-        });
+        let location = self
+            .location
+            .and_then(|l| match check_location(l.lat, l.lon) {
+                Ok(p) => Some(p),
+                Err(m) => {
+                    problems.push(("location", m));
+                    None
+                }
+            });
         let audit_keep = self.audit_keep.unwrap_or(DEFAULT_AUDIT_KEEP as u64);
         if !(10..=1_000_000).contains(&audit_keep) {
             problems.push((
@@ -264,6 +257,28 @@ pub fn check_node(n: &str) -> Result<(), String> {
         Err(format!(
             "node {n:?}: give 1 to 63 letters, digits, '-', '_' or '.'"
         ))
+    }
+}
+
+/// A node's place in degrees.
+fn check_location(lat: f64, lon: f64) -> Result<GeoPoint, String> {
+    if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) {
+        Ok(GeoPoint { lat, lon })
+    } else {
+        Err(format!(
+            "location {{ lat = {lat}, lon = {lon} }}: lat is -90 to 90 and lon -180 to 180 (degrees)"
+        ))
+    }
+}
+
+/// `LAT,LON` in degrees (`--cluster-location 51.5,-0.1`).
+pub fn parse_location(s: &str) -> Result<GeoPoint, String> {
+    let parsed = s
+        .split_once(',')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    match parsed {
+        Some((lat, lon)) => check_location(lat, lon),
+        None => Err(format!("{s:?}: give LAT,LON in degrees, such as 51.5,-0.1")),
     }
 }
 
@@ -349,6 +364,19 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].0, "location");
         assert!(errs[0].1.contains("lat is -90 to 90"), "{errs:?}");
+        assert_eq!(
+            parse_location("51.5, -0.1"),
+            Ok(GeoPoint {
+                lat: 51.5,
+                lon: -0.1
+            })
+        );
+        assert!(parse_location("51.5").is_err());
+        assert!(
+            parse_location("-91,0")
+                .unwrap_err()
+                .contains("lat is -90 to 90")
+        );
         let errs = check(&format!("{base}audit-keep = 3\n")).unwrap_err();
         assert_eq!(errs[0].0, "audit-keep");
     }
