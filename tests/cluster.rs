@@ -1054,6 +1054,28 @@ async fn each_client_is_steered_by_the_latency_of_the_nearest_vantage_point() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // What publishing latency costs etcd: record writes per second of both nodes while one
+    // path is slow and noisy (the heartbeat alone is one write per 5 s per node).
+    let written = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("meridian_cluster_records_written_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut before = 0;
+    for n in &nodes {
+        before += written(n.get("/metrics").await.1.as_str().unwrap_or_default());
+    }
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut after = 0;
+    for n in &nodes {
+        after += written(n.get("/metrics").await.1.as_str().unwrap_or_default());
+    }
+    println!(
+        "record writes of 2 nodes with latency published: {:.2}/s ({before} then {after})",
+        (after - before) as f64 / window.elapsed().as_secs_f64()
+    );
     // The explanations name the vantage point: ns2 ranks the GB client by ns1's latency, ns1
     // the DE client by ns2's.
     let (status, route) = nodes[1]
