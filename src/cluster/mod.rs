@@ -651,4 +651,45 @@ endpoints = ["192.0.2.10", "192.0.2.11"]
         );
         assert_eq!(peers.votes[&key], Votes { up: 0, total: 1 });
     }
+
+    #[test]
+    fn located_peers_that_are_not_suspect_become_vantage_points() {
+        let slow = Latency {
+            degradation_ms: 120.0,
+            over_limit: true,
+        };
+        let located = |node: &str, suspect: bool, at: Option<GeoPoint>| NodeRecord {
+            location: at,
+            latency: BTreeMap::from([(
+                "example.com.".to_string(),
+                BTreeMap::from([("eu-west".to_string(), slow)]),
+            )]),
+            ..record(node, [true, true], suspect)
+        };
+        let fra = GeoPoint {
+            lat: 50.11,
+            lon: 8.68,
+        };
+        let all = nodes(vec![
+            located("ns1", false, Some(fra)),
+            located("ns2", false, Some(fra)),
+            located("ns3", true, Some(fra)),
+            located("ns4", false, None),
+        ]);
+        let here = Some(GeoPoint { lat: 0.0, lon: 0.0 });
+        let peers = peer_views(&all, "ns1", Quorum::Majority, here);
+        assert_eq!(peers.location, here);
+        // ns1 is this node, ns3 suspect for the zone, ns4 not located: only ns2.
+        let names: Vec<&str> = peers.vantages.iter().map(|v| v.node.as_str()).collect();
+        assert_eq!(names, ["ns2"]);
+        assert_eq!(
+            peers.vantages[0].latency[&("example.com.".to_string(), "eu-west".to_string())],
+            slow
+        );
+        // A record's latency is part of what it publishes on change.
+        let mut moved = located("ns2", false, Some(fra));
+        assert!(moved.same_content(&located("ns2", false, Some(fra))));
+        moved.latency.clear();
+        assert!(!moved.same_content(&located("ns2", false, Some(fra))));
+    }
 }
