@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// every node)
     #[arg(long = "cluster-node", value_name = "NAME", value_parser = cluster_node)]
     pub cluster_node: Option<String>,
+    /// This node's place as LAT,LON in degrees, over the [cluster] section's location: the
+    /// clients nearest to it are steered by its measured latency
+    #[arg(long = "cluster-location", value_name = "LAT,LON", value_parser = crate::cluster::config::parse_location)]
+    pub cluster_location: Option<crate::steer::GeoPoint>,
 }
 
 fn cluster_node(s: &str) -> Result<String, String> {
@@ -323,6 +327,7 @@ impl ServeArgs {
             admin_token_file: self.admin_token_file.clone(),
             admin_hosts: self.admin_host.clone(),
             cluster_node: self.cluster_node.clone(),
+            cluster_location: self.cluster_location,
         };
         Config::merge(flags, file)
     }
@@ -524,6 +529,19 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
                 })
                 .map_err(|_| CliError::Cluster("etcd did not answer within 5 s".into()))?
                 .map_err(|e| CliError::Cluster(e.to_string()))?;
+            // Latency as a node at this configuration's location would rank it.
+            let peers = crate::cluster::peer_views(&records, &c.node, c.quorum, c.location);
+            let votes = crate::health::view::ZoneVotes::resolve(
+                &peers,
+                &query.zone.origin.to_string(),
+                &query.zone.regions,
+                query.zone.quorum,
+            );
+            let view = state
+                .health(query.zone)
+                .clone()
+                .with_vantages(votes.location, votes.vantages);
+            state = state.with_health(query.zone.index, view);
             Some(crate::cluster::explain(&records, query.zone, c.quorum))
         }
         None => None,

@@ -126,7 +126,9 @@ pub enum ConfigError {
         path: PathBuf,
         problems: Vec<(usize, String)>,
     },
-    #[error("--cluster-node applies to a cluster: the configuration file has no [cluster] section")]
+    #[error(
+        "--cluster-node and --cluster-location apply to a cluster: the configuration file has no [cluster] section"
+    )]
     NodeWithoutCluster,
     #[error("admin TLS needs both a certificate (admin-tls-cert) and a key (admin-tls-key)")]
     HalfTls,
@@ -266,6 +268,9 @@ pub struct Flags {
     /// This node's name in the `[cluster]` section's place (one file for every node);
     /// checked by [`crate::cluster::config::check_node`].
     pub cluster_node: Option<String>,
+    /// This node's location in the `[cluster]` section's place; checked by
+    /// [`crate::cluster::config::parse_location`].
+    pub cluster_location: Option<crate::steer::GeoPoint>,
 }
 
 impl Config {
@@ -321,10 +326,18 @@ impl Config {
             } else {
                 flags.admin_hosts
             },
-            cluster: match (flags.cluster_node, file.checked_cluster) {
-                (Some(node), Some(cluster)) => Some(ClusterConfig { node, ..cluster }),
-                (Some(_), None) => return Err(ConfigError::NodeWithoutCluster),
-                (None, cluster) => cluster,
+            cluster: match (
+                flags.cluster_node,
+                flags.cluster_location,
+                file.checked_cluster,
+            ) {
+                (node, location, Some(cluster)) => Some(ClusterConfig {
+                    node: node.unwrap_or(cluster.node),
+                    location: location.or(cluster.location),
+                    ..cluster
+                }),
+                (None, None, None) => None,
+                (_, _, None) => return Err(ConfigError::NodeWithoutCluster),
             },
         })
     }
@@ -457,6 +470,33 @@ mod tests {
         .unwrap();
         let c = Config::merge(node(), FileConfig::read(&path, true).unwrap()).unwrap();
         assert_eq!(c.cluster.map(|c| c.node), Some("ns2".to_string()));
+        // One file for every node: the flag gives each its place.
+        std::fs::write(
+            &path,
+            "[cluster]\nnode = \"ns1\"\nendpoints = [\"http://127.0.0.1:2379\"]\nlocation = { lat = 1, lon = 2 }\n",
+        )
+        .unwrap();
+        let here = crate::steer::GeoPoint {
+            lat: 51.5,
+            lon: -0.1,
+        };
+        let flags = Flags {
+            cluster_location: Some(here),
+            ..node()
+        };
+        let c = Config::merge(flags, FileConfig::read(&path, true).unwrap()).unwrap();
+        assert_eq!(c.cluster.and_then(|c| c.location), Some(here));
+        // A location off the globe is reported on its line.
+        std::fs::write(
+            &path,
+            "[cluster]\nnode = \"ns1\"\nendpoints = [\"http://127.0.0.1:2379\"]\nlocation = { lat = 95, lon = 2 }\n",
+        )
+        .unwrap();
+        let err = FileConfig::read(&path, true).unwrap_err().to_string();
+        assert!(
+            err.contains("meridian.toml:4: location { lat = 95, lon = 2 }"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct Route {
 pub struct FamilyRoute {
     pub basis: Basis,
     pub chosen: Option<String>,
+    /// The node whose measured latency ranks the regions for this client: the located node
+    /// nearest to it; `None`: this node's own.
+    pub vantage: Option<String>,
     /// Every region of the name, best first.
     pub candidates: Vec<CandidateView>,
     pub addresses: Vec<IpAddr>,
@@ -116,6 +119,8 @@ pub struct CandidateView {
     pub distance_km: Option<f64>,
     pub estimated_rtt_ms: Option<f64>,
     pub degradation_ms: f64,
+    /// The node that measured `degradation_ms`; `None`: this node.
+    pub degradation_from: Option<String>,
     pub state: RegionState,
     pub verdict: Verdict,
     pub endpoints: Vec<EndpointView>,
@@ -203,9 +208,12 @@ impl FamilyRoute {
     fn new(ctx: &Context<'_>, answer: SteeredAnswer) -> FamilyRoute {
         let zone = ctx.zone;
         let name = |id: usize| zone.regions[id].name.clone();
+        let vantages = &ctx.state.health(zone).vantages;
+        let node = |i: usize| vantages[i].node.clone();
         FamilyRoute {
             basis: answer.decision.basis,
             chosen: answer.decision.chosen.map(name),
+            vantage: answer.decision.vantage.map(node),
             candidates: answer
                 .decision
                 .candidates
@@ -216,6 +224,7 @@ impl FamilyRoute {
                     distance_km: c.distance_km,
                     estimated_rtt_ms: c.estimated_rtt_ms,
                     degradation_ms: c.degradation_ms,
+                    degradation_from: c.vantage.map(node),
                     state: c.state,
                     verdict: c.verdict,
                     endpoints: ctx.endpoints(c.region),
@@ -254,6 +263,12 @@ impl fmt::Display for Route {
         writeln!(w, "geoip     {}", self.geoip)?;
         for (label, ans) in [("A", &self.a), ("AAAA", &self.aaaa)] {
             writeln!(w, "\n{label}: {}", basis_text(ans.basis))?;
+            if let Some(v) = &ans.vantage {
+                writeln!(
+                    w,
+                    "  latency as measured by {v}, the vantage point nearest to the client"
+                )?;
+            }
             for (i, c) in ans.candidates.iter().enumerate() {
                 let dist = c
                     .distance_km
@@ -263,9 +278,14 @@ impl fmt::Display for Route {
                     .estimated_rtt_ms
                     .map(|r| format!("~{r:.0} ms"))
                     .unwrap_or_default();
+                let from = c
+                    .degradation_from
+                    .as_ref()
+                    .map(|n| format!(" (from {n})"))
+                    .unwrap_or_default();
                 writeln!(
                     w,
-                    "  {}. {:<16} ({:>7.2}, {:>7.2}) {dist} {rtt:>9}  degradation {:.0} ms  {:<4}  {}",
+                    "  {}. {:<16} ({:>7.2}, {:>7.2}) {dist} {rtt:>9}  degradation {:.0} ms{from}  {:<4}  {}",
                     i + 1,
                     c.region,
                     c.location.lat,

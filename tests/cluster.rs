@@ -358,6 +358,24 @@ fn www(udp: &RawUdp) -> Option<Vec<Ipv4Addr>> {
     )
 }
 
+/// The A answer of www.probe.test for a client in the ECS /24 of `net`.
+fn www_for(udp: &RawUdp, net: [u8; 3]) -> Option<Vec<Ipv4Addr>> {
+    let opt = wire::opt(1232, 0, false, &[wire::ecs(1, 24, 0, &net)]);
+    let id = (Instant::now().elapsed().subsec_nanos() & 0xffff) as u16;
+    let packet = wire::query(id, "www.probe.test.", wire::QTYPE_A, Some(opt));
+    let reply = udp.exchange(&packet, Duration::from_secs(1))?;
+    let m = Message::from_vec(&reply).ok()?;
+    Some(
+        m.answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
 impl Node {
     fn www(&self) -> Option<Vec<Ipv4Addr>> {
         www(&self.udp)
@@ -846,6 +864,264 @@ async fn one_blind_vantage_point_changes_no_answer_and_a_real_outage_moves_all()
     }
 }
 
+/// A TCP relay on loopback that holds every chunk a client sends for `delay` before passing
+/// it on to `upstream`: a slow path to a probe target, since `tc netem` is not available.
+/// Its threads stop on drop.
+struct DelayRelay {
+    port: u16,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl DelayRelay {
+    fn start(upstream: u16) -> DelayRelay {
+        use std::io::{Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a relay port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("an address").port();
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (delay, halt) = (delay_ms.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::Relaxed) {
+                let Ok((mut client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let tick = Some(Duration::from_millis(50));
+                for s in [&client, &server] {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(tick);
+                }
+                let (mut client_back, mut server_in) = (
+                    client.try_clone().expect("a clone"),
+                    server.try_clone().expect("a clone"),
+                );
+                let (delay, halt_up, halt_down) = (delay.clone(), halt.clone(), halt.clone());
+                // Client to target, each chunk held back.
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while !halt_up.load(Ordering::Relaxed) {
+                        match client.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                std::thread::sleep(Duration::from_millis(
+                                    delay.load(Ordering::Relaxed),
+                                ));
+                                if server.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::WouldBlock
+                                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => break,
+                        }
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+                // Target to client, as is.
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while !halt_down.load(Ordering::Relaxed) {
+                        match server_in.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                if client_back.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::WouldBlock
+                                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => break,
+                        }
+                    }
+                    let _ = client_back.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        DelayRelay {
+            port,
+            delay_ms,
+            stop,
+        }
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for DelayRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// GB (81.2.69.0/24, located in London) and DE (85.214.132.0/24, located in Berlin).
+const GB: [u8; 3] = [81, 2, 69];
+const DE: [u8; 3] = [85, 214, 132];
+
+/// Two nodes at different places: ns1 in London reaches eu-west through a relay that turns
+/// 150 ms slow (past the 100 ms degradation limit), ns2 in Frankfurt reaches it directly.
+/// Each client is ranked by the latency of the node nearest to it, on every node alike: the
+/// GB client by ns1's (eu-west degraded: us-east), the DE client by ns2's (eu-west). Both
+/// the API's and `meridian route`'s explanations name the vantage point that decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_is_steered_by_the_latency_of_the_nearest_vantage_point() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let relay = DelayRelay::start(eu.port());
+    let etcd = Etcd::start();
+    etcd.wait_ready().await;
+    let files = [
+        NodeFiles::new(
+            "ns1",
+            &etcd.endpoints(),
+            [us.port(), relay.port],
+            "location = { lat = 51.5, lon = -0.1 }\n",
+        ),
+        NodeFiles::new(
+            "ns2",
+            &etcd.endpoints(),
+            [us.port(), eu.port()],
+            "location = { lat = 50.11, lon = 8.68 }\n",
+        ),
+    ];
+    // A probe through the slow relay must not time out.
+    for f in &files {
+        let zone = f.path("zones/probe.test.toml");
+        let text = std::fs::read_to_string(&zone).expect("the zone file");
+        std::fs::write(&zone, text.replace("timeout = 0.1", "timeout = 0.2"))
+            .expect("the zone file");
+    }
+    let nodes: Vec<Node> = files.iter().map(NodeFiles::start).collect();
+    for n in &nodes {
+        n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    }
+    // The relay's path is fast long enough for ns1's rolling minimum, then turns slow.
+    nodes[1]
+        .wait_cluster("ns1 publishing eu-west's latency", |v| {
+            v["nodes"].as_array().is_some_and(|nodes| {
+                nodes.iter().any(|n| {
+                    n["node"] == "ns1" && n["latency"]["probe.test."]["eu-west"].is_object()
+                })
+            })
+        })
+        .await;
+    relay.set_delay(Duration::from_millis(150));
+    let view = nodes[1]
+        .wait_cluster("ns1 finding eu-west past its limit", |v| {
+            v["nodes"].as_array().is_some_and(|nodes| {
+                nodes.iter().any(|n| {
+                    n["node"] == "ns1"
+                        && n["latency"]["probe.test."]["eu-west"]["over_limit"] == true
+                })
+            })
+        })
+        .await;
+    println!("ns1 sees eu-west slow: {}", view["nodes"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answers: Vec<_> = nodes
+            .iter()
+            .flat_map(|n| [www_for(&n.udp, GB), www_for(&n.udp, DE)])
+            .collect();
+        let want = [Some(vec![US_EAST]), Some(vec![EU_WEST])];
+        if answers.chunks(2).all(|a| a == want) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "answers (GB, DE per node): {answers:?}; logs:\n{}\n{}",
+            nodes[0].server.log_text(),
+            nodes[1].server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And they stay so, probe round after probe round.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        for n in &nodes {
+            assert_eq!(www_for(&n.udp, GB), Some(vec![US_EAST]));
+            assert_eq!(www_for(&n.udp, DE), Some(vec![EU_WEST]));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What publishing latency costs etcd: record writes per second of both nodes while one
+    // path is slow and noisy (the heartbeat alone is one write per 5 s per node).
+    let written = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("meridian_cluster_records_written_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut before = 0;
+    for n in &nodes {
+        before += written(n.get("/metrics").await.1.as_str().unwrap_or_default());
+    }
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut after = 0;
+    for n in &nodes {
+        after += written(n.get("/metrics").await.1.as_str().unwrap_or_default());
+    }
+    println!(
+        "record writes of 2 nodes with latency published: {:.2}/s ({before} then {after})",
+        (after - before) as f64 / window.elapsed().as_secs_f64()
+    );
+    // The explanations name the vantage point: ns2 ranks the GB client by ns1's latency, ns1
+    // the DE client by ns2's.
+    let (status, route) = nodes[1]
+        .get("/api/v1/route?name=www.probe.test&client=81.2.69.0/24")
+        .await;
+    assert_eq!(status, 200, "{route}");
+    assert_eq!(route["a"]["vantage"], "ns1", "{route}");
+    let (_, route) = nodes[0]
+        .get("/api/v1/route?name=www.probe.test&client=85.214.132.0/24")
+        .await;
+    assert_eq!(route["a"]["vantage"], "ns2", "{route}");
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "route",
+            "--name",
+            "www.probe.test",
+            "--client",
+            "81.2.69.0/24",
+            "--zones",
+            &files[1].path("zones"),
+            "--config",
+            &files[1].path("meridian.toml"),
+        ])
+        .output()
+        .expect("meridian route runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains("latency as measured by ns1, the vantage point nearest to the client")
+            && text.lines().any(|l| l.contains("eu-west")
+                && l.contains("(from ns1)")
+                && l.contains("degraded")),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The relay fast again: the GB client returns to eu-west on both nodes.
+    relay.set_delay(Duration::ZERO);
+    for n in &nodes {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while www_for(&n.udp, GB) != Some(vec![EU_WEST]) {
+            assert!(Instant::now() < deadline, "log:\n{}", n.server.log_text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// A node killed with SIGKILL in the middle of 200 writes through it (most likely with one
 /// in flight): every acknowledged write is on the other node; restarted, its first answer is
 /// its peer's. Garbage written
@@ -861,7 +1137,7 @@ async fn crashes_garbage_and_an_unreachable_store_are_survived() {
     etcd.wait_ready().await;
     let files: Vec<NodeFiles> = ["ns1", "ns2"]
         .iter()
-        .map(|n| NodeFiles::new(n, &etcd.endpoints(), ports, ""))
+        .map(|n| NodeFiles::new(n, &etcd.endpoints(), ports, "audit-keep = 10\n"))
         .collect();
     let mut victim = Some(files[0].start());
     let peer = files[1].start();
@@ -973,6 +1249,51 @@ async fn crashes_garbage_and_an_unreachable_store_are_survived() {
     for n in [&back, &peer] {
         n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
     }
+    // An override key written by hand applies from the watch on every node (no resync), as
+    // does its deletion; one whose entry names another target than its key is ignored.
+    let hand = |region: &str, reason: &str| {
+        serde_json::json!({
+            "seq": 0, "at_ms": 1, "by": "etcdctl", "action": "drain", "zone": "probe.test.",
+            "region": region, "reason": reason,
+        })
+        .to_string()
+    };
+    c.put(
+        "/meridian/overrides/drain/probe.test./us-east",
+        hand("eu-west", "mislabelled"),
+        None,
+    )
+    .await
+    .expect("a put");
+    c.put(
+        "/meridian/overrides/drain/probe.test./eu-west",
+        hand("eu-west", "by hand"),
+        None,
+    )
+    .await
+    .expect("a put");
+    for n in [&back, &peer] {
+        n.wait_answer(US_EAST, Duration::from_secs(5)).await;
+    }
+    common::wait_for_log(
+        &peer.server,
+        &["the entry names another target than its key"],
+    )
+    .await;
+    c.delete("/meridian/overrides/drain/probe.test./eu-west", None)
+        .await
+        .expect("a delete");
+    for n in [&back, &peer] {
+        n.wait_answer(EU_WEST, Duration::from_secs(5)).await;
+    }
+    let (_, audit) = peer.get("/api/v1/audit?limit=5").await;
+    assert!(
+        audit.to_string().contains("by hand")
+            && audit
+                .to_string()
+                .contains("deleted from the cluster store by hand"),
+        "{audit}"
+    );
     // An expiry is an absolute time: a drain for 1 s through one node lifts on both.
     let (status, body) = peer
         .post_json(
@@ -991,6 +1312,35 @@ async fn crashes_garbage_and_an_unreachable_store_are_survived() {
     back.server.assert_running();
     let mut peer = peer;
     peer.server.assert_running();
+    // etcd keeps the newest 10 audit entries (audit-keep); the journals keep them all.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let count = c
+            .get(
+                "/meridian/audit/",
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_count_only(),
+                ),
+            )
+            .await
+            .expect("a count")
+            .count();
+        if count == 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} audit entries in etcd, not 10"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, audit) = peer.get("/api/v1/audit?limit=1000").await;
+    assert!(
+        audit.as_array().expect("an audit page").len() > 100,
+        "{audit}"
+    );
 
     // Another prefix is another cluster: a drain under /meridian does not reach it. (Its
     // file names ns1; the flag names it.)

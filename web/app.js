@@ -118,9 +118,18 @@ async function refresh() {
   }
 }
 
+// A node's place and the degradation it publishes per region: the clients nearest to it are
+// steered by these.
+function latencyOf(n) {
+  const place = n.location ? `${n.location.lat.toFixed(2)}, ${n.location.lon.toFixed(2)}` : "no location";
+  const regions = Object.values(n.latency).flatMap((rs) => Object.entries(rs).map(([r, l]) =>
+    `${esc(r)} +${l.degradation_ms.toFixed(0)} ms${l.over_limit ? " <strong>over limit</strong>" : ""}`));
+  return [esc(place), ...regions].join("<br>");
+}
+
 // The cluster panel, only when this node runs in a cluster (GET /cluster answers 404 alone):
-// the store's state, every node with its zone hashes, and which node sees each endpoint how,
-// with the rows where nodes disagree marked.
+// the store's state, every node with its zone hashes, place and measured latency, and which
+// node sees each endpoint how, with the rows where nodes disagree marked.
 async function refreshCluster() {
   let c;
   try {
@@ -138,7 +147,7 @@ async function refreshCluster() {
     (c.store.state === "up" ? "" : `; serving the last known state since ${when(c.store.since_ms)}`);
   $("#cluster-nodes tbody").innerHTML = c.nodes.map((n) => `<tr><td>${esc(n.node)}</td><td>${when(n.last_seen_ms)}</td>
     <td>${Object.entries(n.zones).map(([z, s]) => `${esc(z)} ${s.serial} <code>${esc(s.hash.slice(0, 8))}</code>`).join("<br>")}</td>
-    <td>${esc(n.suspect.join(", "))}</td></tr>`).join("");
+    <td>${esc(n.suspect.join(", "))}</td><td>${latencyOf(n)}</td></tr>`).join("");
   const rowsOut = [];
   for (const [zone, regions] of Object.entries(c.vantage)) {
     for (const [region, endpoints] of Object.entries(regions)) {

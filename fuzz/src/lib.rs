@@ -27,7 +27,7 @@ use meridian::dns::{self, At, FastCaches, Services, Transport};
 use meridian::geo::GeoDb;
 use meridian::metrics::Metrics;
 use meridian::serving::Snapshot;
-use meridian::steer::{HealthView, RegionHealth, RegionState};
+use meridian::steer::{GeoPoint, HealthView, Latency, RegionHealth, RegionState, Vantage};
 use meridian::zone::{self, ZoneSet};
 
 /// The repository: this crate lives in its `fuzz/` directory, and the regression test that
@@ -103,12 +103,37 @@ fn serving() -> &'static Snapshot {
                 trouble(RegionState::Up, vec![true; 5]),
                 RegionHealth::up(1),
             ],
+            // Another node in Frankfurt ranks the clients nearest to it: the first region
+            // past the limit, the third slow, no word on the second.
+            location: Some(GeoPoint {
+                lat: 40.71,
+                lon: -74.01,
+            }),
+            vantages: vec![Vantage {
+                node: "fra".into(),
+                location: GeoPoint {
+                    lat: 50.11,
+                    lon: 8.68,
+                },
+                regions: vec![
+                    Some(Latency {
+                        degradation_ms: 150.0,
+                        over_limit: true,
+                    }),
+                    None,
+                    Some(Latency {
+                        degradation_ms: 40.0,
+                        over_limit: false,
+                    }),
+                ],
+            }],
         };
         let down = HealthView {
             regions: vec![
                 trouble(RegionState::Down, vec![false; 2]),
                 trouble(RegionState::Drained, vec![true]),
             ],
+            ..Default::default()
         };
         state
             .with_health(index("fuzz.test."), fuzz)

@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::steer::GeoPoint;
 use crate::zone::Quorum;
 
 pub const DEFAULT_PREFIX: &str = "/meridian";
+/// Audit entries kept in etcd; every node keeps the whole history in its own journal.
+pub const DEFAULT_AUDIT_KEEP: usize = 1000;
 /// Seconds a node's published observations outlive it: its lease.
 pub const DEFAULT_LEASE_TTL: u64 = 5;
 
@@ -31,6 +34,18 @@ pub struct ClusterFile {
     pub quorum: Option<QuorumFile>,
     /// Seconds; 2 to 60.
     pub lease_ttl: Option<u64>,
+    /// Where this node is, `{ lat = .., lon = .. }`: steering takes latency from the node
+    /// nearest to each client.
+    pub location: Option<LocationFile>,
+    /// How many audit entries etcd keeps (the newest); 10 to 1,000,000.
+    pub audit_keep: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationFile {
+    pub lat: f64,
+    pub lon: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +84,8 @@ pub struct ClusterConfig {
     pub user: Option<(String, Secret)>,
     pub quorum: Quorum,
     pub lease_ttl: Duration,
+    pub location: Option<GeoPoint>,
+    pub audit_keep: usize,
 }
 
 impl ClusterFile {
@@ -196,6 +213,22 @@ impl ClusterFile {
                 format!("lease-ttl {ttl}: give 2 to 60 seconds"),
             ));
         }
+        let location = self
+            .location
+            .and_then(|l| match check_location(l.lat, l.lon) {
+                Ok(p) => Some(p),
+                Err(m) => {
+                    problems.push(("location", m));
+                    None
+                }
+            });
+        let audit_keep = self.audit_keep.unwrap_or(DEFAULT_AUDIT_KEEP as u64);
+        if !(10..=1_000_000).contains(&audit_keep) {
+            problems.push((
+                "audit-keep",
+                format!("audit-keep {audit_keep}: give 10 to 1000000 entries"),
+            ));
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -207,6 +240,8 @@ impl ClusterFile {
             user,
             quorum,
             lease_ttl: Duration::from_secs(ttl),
+            location,
+            audit_keep: audit_keep as usize,
         })
     }
 }
@@ -222,6 +257,28 @@ pub fn check_node(n: &str) -> Result<(), String> {
         Err(format!(
             "node {n:?}: give 1 to 63 letters, digits, '-', '_' or '.'"
         ))
+    }
+}
+
+/// A node's place in degrees.
+fn check_location(lat: f64, lon: f64) -> Result<GeoPoint, String> {
+    if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) {
+        Ok(GeoPoint { lat, lon })
+    } else {
+        Err(format!(
+            "location {{ lat = {lat}, lon = {lon} }}: lat is -90 to 90 and lon -180 to 180 (degrees)"
+        ))
+    }
+}
+
+/// `LAT,LON` in degrees (`--cluster-location 51.5,-0.1`).
+pub fn parse_location(s: &str) -> Result<GeoPoint, String> {
+    let parsed = s
+        .split_once(',')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    match parsed {
+        Some((lat, lon)) => check_location(lat, lon),
+        None => Err(format!("{s:?}: give LAT,LON in degrees, such as 51.5,-0.1")),
     }
 }
 
@@ -285,12 +342,49 @@ mod tests {
             }
         );
         assert_eq!(c.user, None);
+        assert_eq!(c.location, None);
+        assert_eq!(c.audit_keep, DEFAULT_AUDIT_KEEP);
+    }
+
+    #[test]
+    fn a_location_is_taken_in_degrees_and_checked() {
+        let base = "node = \"a\"\nendpoints = [\"http://h:1\"]\n";
+        let c = check(&format!(
+            "{base}location = {{ lat = 53.35, lon = -6.26 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.location,
+            Some(GeoPoint {
+                lat: 53.35,
+                lon: -6.26
+            })
+        );
+        let errs = check(&format!("{base}location = {{ lat = 91, lon = 0 }}\n")).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].0, "location");
+        assert!(errs[0].1.contains("lat is -90 to 90"), "{errs:?}");
+        assert_eq!(
+            parse_location("51.5, -0.1"),
+            Ok(GeoPoint {
+                lat: 51.5,
+                lon: -0.1
+            })
+        );
+        assert!(parse_location("51.5").is_err());
+        assert!(
+            parse_location("-91,0")
+                .unwrap_err()
+                .contains("lat is -90 to 90")
+        );
+        let errs = check(&format!("{base}audit-keep = 3\n")).unwrap_err();
+        assert_eq!(errs[0].0, "audit-keep");
     }
 
     #[test]
     fn every_problem_is_reported_with_its_key() {
         let errs = check(
-            "node = \"ns 1\"\nendpoints = [\"127.0.0.1:2379\", \"https://e:2379\"]\nprefix = \"meridian/\"\nquorum = 1.5\nlease-ttl = 1\nuser = \"u\"\ncert = \"c.pem\"\n",
+            "node = \"ns 1\"\nendpoints = [\"127.0.0.1:2379\", \"https://e:2379\"]\nprefix = \"meridian/\"\nquorum = 1.5\nlease-ttl = 1\nuser = \"u\"\ncert = \"c.pem\"\nlocation = { lat = 0, lon = 200 }\n",
         )
         .unwrap_err();
         let keys: Vec<&str> = errs.iter().map(|(k, _)| *k).collect();
@@ -303,6 +397,7 @@ mod tests {
             "user",
             "cert",
             "ca",
+            "location",
         ] {
             assert!(keys.contains(&want), "{want} missing from {errs:?}");
         }

@@ -19,7 +19,9 @@
 //!
 //! Keys, under the prefix: `overrides/drain/<zone>/<region>`,
 //! `overrides/force/<zone>/<region>/<address>` (the entry that set it, JSON),
-//! `audit/<unix ms>-<node>-<n>` (every change, JSON), `nodes/<node>` (the record, leased).
+//! `audit/<unix ms>-<node>-<n>` (every change, JSON; the newest `audit-keep` are kept, every
+//! node's journal keeps them all), `nodes/<node>` (the record, leased). An override key
+//! written or deleted by hand applies from the watch like one written through the API.
 //! A value that does not parse is logged and ignored, never trusted.
 
 pub mod config;
@@ -38,10 +40,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
 use crate::health::monitor::MonitorHandle;
-use crate::health::view::{PeerViews, Votes};
+use crate::health::view::{PeerVantage, PeerViews, Votes};
 use crate::metrics::Metrics;
 use crate::serving::SharedSnapshot;
 use crate::state::{Action, Entry, Journal};
+use crate::steer::{GeoPoint, Latency};
 use crate::zone::Quorum;
 pub use config::ClusterConfig;
 
@@ -125,6 +128,14 @@ pub struct NodeRecord {
     /// By zone origin.
     #[serde(default)]
     pub observations: BTreeMap<String, Vec<Observation>>,
+    /// Where the node is (`[cluster] location`): others take its latency for the clients
+    /// nearest to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<GeoPoint>,
+    /// The published degradation of each probed region, by zone origin then region: filtered
+    /// by the node's hysteresis, so it changes as rarely as a steering decision would.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency: BTreeMap<String, BTreeMap<String, Latency>>,
 }
 
 impl NodeRecord {
@@ -132,6 +143,8 @@ impl NodeRecord {
     fn same_content(&self, other: &NodeRecord) -> bool {
         self.zones == other.zones
             && self.suspect == other.suspect
+            && self.location == other.location
+            && self.latency == other.latency
             && self.observations.len() == other.observations.len()
             && self
                 .observations
@@ -229,10 +242,37 @@ pub fn explain(
     QuorumExplained { rule, endpoints }
 }
 
-/// The votes of every node but `me`, from their records.
-pub fn peer_views(nodes: &BTreeMap<String, NodeRecord>, me: &str, quorum: Quorum) -> PeerViews {
+/// The votes and latencies of every node but `me` (located at `location`), from their
+/// records: what is published is fresh (records live under a lease), and zones a node is
+/// suspect for are left out.
+pub fn peer_views(
+    nodes: &BTreeMap<String, NodeRecord>,
+    me: &str,
+    quorum: Quorum,
+    location: Option<GeoPoint>,
+) -> PeerViews {
     let mut votes: BTreeMap<(String, String, IpAddr), Votes> = BTreeMap::new();
+    let mut vantages = Vec::new();
     for record in nodes.values().filter(|r| r.node != me) {
+        if let Some(at) = record.location {
+            let latency: BTreeMap<(String, String), Latency> = record
+                .latency
+                .iter()
+                .filter(|(zone, _)| !record.suspect.contains(*zone))
+                .flat_map(|(zone, regions)| {
+                    regions
+                        .iter()
+                        .map(|(region, l)| ((zone.clone(), region.clone()), *l))
+                })
+                .collect();
+            if !latency.is_empty() {
+                vantages.push(PeerVantage {
+                    node: record.node.clone(),
+                    location: at,
+                    latency,
+                });
+            }
+        }
         for (zone, observations) in &record.observations {
             if record.suspect.contains(zone) {
                 continue;
@@ -246,7 +286,12 @@ pub fn peer_views(nodes: &BTreeMap<String, NodeRecord>, me: &str, quorum: Quorum
             }
         }
     }
-    PeerViews { quorum, votes }
+    PeerViews {
+        quorum,
+        votes,
+        location,
+        vantages,
+    }
 }
 
 /// The cluster membership of this node, shared by the admin API and the store tasks.
@@ -285,6 +330,10 @@ pub struct ClusterView {
 pub struct NodeView {
     pub node: String,
     pub last_seen_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<GeoPoint>,
+    /// zone -> region -> the node's published latency.
+    pub latency: BTreeMap<String, BTreeMap<String, Latency>>,
     pub zones: BTreeMap<String, ZoneStamp>,
     pub suspect: BTreeSet<String>,
 }
@@ -389,6 +438,25 @@ impl Cluster {
         }
         let revision = response.header().map_or(0, |h| h.revision());
         entry.seq = revision as u64;
+        // Bounded in etcd; off the write's path, and a trim that fails waits for the next
+        // write (deleting the same keys twice is harmless).
+        let (prefix, keep, metrics) = (
+            self.key("audit/"),
+            self.config.audit_keep,
+            self.metrics.clone(),
+        );
+        tokio::spawn(async move {
+            match store::trim_audit(client, prefix, keep).await {
+                Ok(n) if n > 0 => {
+                    tracing::debug!(deleted = n, keep, "old audit entries trimmed from etcd")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    metrics.cluster_store_error();
+                    tracing::debug!(error = %e, "cannot trim old audit entries from etcd; the next write tries again");
+                }
+            }
+        });
         Ok(Some((revision, entry)))
     }
 
@@ -457,6 +525,8 @@ impl Cluster {
                 .map(|r| NodeView {
                     node: r.node.clone(),
                     last_seen_ms: r.at_ms,
+                    location: r.location,
+                    latency: r.latency.clone(),
                     zones: r.zones.clone(),
                     suspect: r.suspect.clone(),
                 })
@@ -527,6 +597,8 @@ endpoints = ["192.0.2.10", "192.0.2.11"]
                 BTreeSet::new()
             },
             observations: BTreeMap::from([("example.com.".to_string(), observations)]),
+            location: None,
+            latency: BTreeMap::new(),
         }
     }
 
@@ -571,12 +643,53 @@ endpoints = ["192.0.2.10", "192.0.2.11"]
         let q = explain(&all, &zone("quorum = \"all\""), Quorum::Any);
         assert_eq!(q.rule, Quorum::All);
         assert_eq!(q.endpoints[0].up, Some(false));
-        let peers = peer_views(&all, "ns1", Quorum::Any);
+        let peers = peer_views(&all, "ns1", Quorum::Any, None);
         let key = (
             "example.com.".to_string(),
             "eu-west".to_string(),
             "192.0.2.10".parse().unwrap(),
         );
         assert_eq!(peers.votes[&key], Votes { up: 0, total: 1 });
+    }
+
+    #[test]
+    fn located_peers_that_are_not_suspect_become_vantage_points() {
+        let slow = Latency {
+            degradation_ms: 120.0,
+            over_limit: true,
+        };
+        let located = |node: &str, suspect: bool, at: Option<GeoPoint>| NodeRecord {
+            location: at,
+            latency: BTreeMap::from([(
+                "example.com.".to_string(),
+                BTreeMap::from([("eu-west".to_string(), slow)]),
+            )]),
+            ..record(node, [true, true], suspect)
+        };
+        let fra = GeoPoint {
+            lat: 50.11,
+            lon: 8.68,
+        };
+        let all = nodes(vec![
+            located("ns1", false, Some(fra)),
+            located("ns2", false, Some(fra)),
+            located("ns3", true, Some(fra)),
+            located("ns4", false, None),
+        ]);
+        let here = Some(GeoPoint { lat: 0.0, lon: 0.0 });
+        let peers = peer_views(&all, "ns1", Quorum::Majority, here);
+        assert_eq!(peers.location, here);
+        // ns1 is this node, ns3 suspect for the zone, ns4 not located: only ns2.
+        let names: Vec<&str> = peers.vantages.iter().map(|v| v.node.as_str()).collect();
+        assert_eq!(names, ["ns2"]);
+        assert_eq!(
+            peers.vantages[0].latency[&("example.com.".to_string(), "eu-west".to_string())],
+            slow
+        );
+        // A record's latency is part of what it publishes on change.
+        let mut moved = located("ns2", false, Some(fra));
+        assert!(moved.same_content(&located("ns2", false, Some(fra))));
+        moved.latency.clear();
+        assert!(!moved.same_content(&located("ns2", false, Some(fra))));
     }
 }

@@ -240,6 +240,32 @@ impl Cluster {
         Ok(e)
     }
 
+    /// The entry that lifts the override of `key` (deleted by hand); `None` when the key
+    /// names no override.
+    fn lift_of_key(&self, key: &[u8]) -> Option<Entry> {
+        let rest = std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(&self.key("overrides/"))?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let (action, zone, region, endpoint) = match parts.as_slice() {
+            ["drain", zone, region] => (Action::Undrain, *zone, *region, None),
+            ["force", zone, region, address] => {
+                (Action::Unforce, *zone, *region, Some(address.parse().ok()?))
+            }
+            _ => return None,
+        };
+        (!zone.is_empty() && !region.is_empty()).then(|| {
+            lift(
+                action,
+                zone,
+                region,
+                endpoint,
+                &self.config.node,
+                "its key was deleted from the cluster store by hand",
+            )
+        })
+    }
+
     /// The audit entry under an `audit/` key; `None` (logged) when it is not one.
     fn parse_audit(&self, kv: &KeyValue) -> Option<Entry> {
         let parsed = serde_json::from_slice::<Entry>(kv.value())
@@ -281,10 +307,16 @@ impl Cluster {
         if self.status.load().state != StoreState::Up {
             return PeerViews {
                 quorum: self.config.quorum,
-                votes: BTreeMap::new(),
+                location: self.config.location,
+                ..PeerViews::default()
             };
         }
-        super::peer_views(&self.nodes.load(), &self.config.node, self.config.quorum)
+        super::peer_views(
+            &self.nodes.load(),
+            &self.config.node,
+            self.config.quorum,
+            self.config.location,
+        )
     }
 
     /// Keeps the overrides and peers of this node in step with etcd, for ever.
@@ -357,8 +389,10 @@ impl Cluster {
     }
 
     /// Applies watched events: audit entries change the overrides (and are journaled),
-    /// records change the peers. The override keys themselves are read at resync only: each
-    /// changes in the transaction of its audit entry.
+    /// records change the peers. An override key changes in the transaction of its audit
+    /// entry, which applied it already; one written or deleted by hand (no audit entry) is
+    /// applied from its own event, after the audit entries of the same response, when it
+    /// changes what is in force.
     async fn apply(
         &self,
         events: &[etcd_client::Event],
@@ -367,9 +401,11 @@ impl Cluster {
     ) {
         let audit = self.key("audit/");
         let records = self.key("nodes/");
+        let overrides = self.key("overrides/");
         let mut overrides_changed = false;
         let mut peers_changed = false;
         let mut journaled = Vec::new();
+        let mut by_hand = Vec::new();
         for event in events {
             let Some(kv) = event.kv() else { continue };
             let key = kv.key();
@@ -397,8 +433,38 @@ impl Cluster {
                 }
                 self.set_nodes(nodes);
                 peers_changed = true;
-            } else if !key.starts_with(self.key("overrides/").as_bytes()) {
+            } else if key.starts_with(overrides.as_bytes()) {
+                by_hand.push(event);
+            } else {
                 warn!(key = %String::from_utf8_lossy(key), "ignoring an unknown key in the cluster prefix");
+            }
+        }
+        for event in by_hand {
+            let Some(kv) = event.kv() else { continue };
+            let entry = match event.event_type() {
+                EventType::Put => match self.parse_override(kv) {
+                    Ok(e) => e,
+                    Err(m) => {
+                        warn!(key = %String::from_utf8_lossy(kv.key()), error = %m,
+                            "ignoring a value in the cluster store");
+                        continue;
+                    }
+                },
+                EventType::Delete => match self.lift_of_key(kv.key()) {
+                    Some(e) => e,
+                    None => {
+                        warn!(key = %String::from_utf8_lossy(kv.key()),
+                            "ignoring the deletion of a key that names no override");
+                        continue;
+                    }
+                },
+            };
+            let mut next = current.clone();
+            next.apply(&entry);
+            if next != *current {
+                *current = next;
+                journaled.push(entry);
+                overrides_changed = true;
             }
         }
         if !journaled.is_empty() {
@@ -426,6 +492,7 @@ impl Cluster {
         let details = monitor.details.load();
         let mut zones = BTreeMap::new();
         let mut observations = BTreeMap::new();
+        let mut latency = BTreeMap::new();
         for z in state.zones.zones() {
             let label = z.origin.to_string();
             let serial = match &z.soa().data {
@@ -443,7 +510,15 @@ impl Cluster {
                 continue;
             };
             let mut seen = Vec::new();
-            for (region, endpoints) in z.regions.iter().zip(per_region.iter()) {
+            let view = state.health(z);
+            let mut measured = BTreeMap::new();
+            for (ri, (region, endpoints)) in z.regions.iter().zip(per_region.iter()).enumerate() {
+                // A region's latency once one of its endpoints has an RTT: before, its
+                // degradation is no measurement.
+                if endpoints.iter().flatten().any(|d| d.rtt_ms.is_some()) {
+                    let (l, _) = view.latency(ri, None);
+                    measured.insert(region.name.clone(), l);
+                }
                 // Only endpoints probed at least once: a start state is no observation.
                 for d in endpoints.iter().flatten().filter(|d| d.probes > 0) {
                     seen.push(Observation {
@@ -456,6 +531,9 @@ impl Cluster {
                     });
                 }
             }
+            if !measured.is_empty() {
+                latency.insert(label.clone(), measured);
+            }
             if !seen.is_empty() {
                 observations.insert(label, seen);
             }
@@ -466,6 +544,8 @@ impl Cluster {
             zones,
             suspect: details.suspect.as_ref().clone(),
             observations,
+            location: self.config.location,
+            latency,
         }
     }
 
@@ -522,10 +602,17 @@ impl Cluster {
     }
 }
 
-/// The entries that turn `local` into `cluster`: each override the cluster holds that this
-/// node does not (or holds differently), and a lift for each this node holds alone.
-fn corrections(local: &Overrides, cluster: &Overrides, node: &str) -> Vec<Entry> {
-    let lift = |action, zone: &str, region: &str, endpoint| Entry {
+/// The entry by which this node (`node`) lifts an override the cluster store no longer
+/// holds, for `reason`.
+fn lift(
+    action: Action,
+    zone: &str,
+    region: &str,
+    endpoint: Option<std::net::IpAddr>,
+    node: &str,
+    reason: &str,
+) -> Entry {
+    Entry {
         seq: 0,
         at_ms: now_ms(),
         by: "cluster".into(),
@@ -533,9 +620,67 @@ fn corrections(local: &Overrides, cluster: &Overrides, node: &str) -> Vec<Entry>
         zone: zone.to_string(),
         region: region.to_string(),
         endpoint,
-        reason: "not in the cluster store: lifted while this node was away from it".into(),
+        reason: reason.into(),
         expires_at_ms: None,
         node: Some(node.to_string()),
+    }
+}
+
+/// Deletes the oldest audit entries under `prefix` (`<prefix>/audit/`) beyond the newest
+/// `keep`: the keys start with the entry's time in zero-padded Unix ms, so key order is time
+/// order. Every node keeps the whole history in its own journal. Returns how many went.
+pub(super) async fn trim_audit(
+    mut client: Client,
+    prefix: String,
+    keep: usize,
+) -> Result<i64, etcd_client::Error> {
+    let count = client
+        .get(
+            prefix.as_str(),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await?
+        .count() as usize;
+    if count <= keep {
+        return Ok(0);
+    }
+    let excess = count - keep;
+    let oldest = client
+        .get(
+            prefix.as_str(),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_limit(excess as i64 + 1),
+            ),
+        )
+        .await?;
+    let Some(first_kept) = oldest.kvs().get(excess) else {
+        return Ok(0);
+    };
+    let deleted = client
+        .delete(
+            prefix.as_str(),
+            Some(etcd_client::DeleteOptions::new().with_range(first_kept.key())),
+        )
+        .await?
+        .deleted();
+    Ok(deleted)
+}
+
+/// The entries that turn `local` into `cluster`: each override the cluster holds that this
+/// node does not (or holds differently), and a lift for each this node holds alone.
+fn corrections(local: &Overrides, cluster: &Overrides, node: &str) -> Vec<Entry> {
+    let lift = |action, zone: &str, region: &str, endpoint| {
+        lift(
+            action,
+            zone,
+            region,
+            endpoint,
+            node,
+            "not in the cluster store: lifted while this node was away from it",
+        )
     };
     let mut out = Vec::new();
     for ((zone, region), o) in &cluster.drains {

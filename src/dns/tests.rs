@@ -328,7 +328,10 @@ fn oracle_states() -> &'static [Snapshot] {
             in_trouble: state != RegionState::Up || over_limit,
         };
         let up = |n| RegionHealth::up(n);
-        let view = |regions| HealthView { regions };
+        let view = |regions| HealthView {
+            regions,
+            ..Default::default()
+        };
         use RegionState::{Down, Drained, Up};
         let drained = base
             .with_health(

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::Outcome;
 use super::machine::{RegionMachine, Transition};
 use crate::state::{Override, Overrides};
-use crate::steer::{HealthView, Region, RegionHealth, RegionState};
+use crate::steer::{GeoPoint, HealthView, Latency, Region, RegionHealth, RegionState, Vantage};
 pub use crate::zone::Quorum;
 use crate::zone::{CheckKind, RegionCheck, Zone};
 
@@ -160,7 +160,10 @@ pub fn merge(
             h
         })
         .collect();
-    HealthView { regions }
+    HealthView {
+        regions,
+        ..Default::default()
+    }
 }
 
 /// What other vantage points see of one endpoint: `up` of `total` see it up.
@@ -171,12 +174,17 @@ pub struct Votes {
 }
 
 /// The fresh, non-suspect observations of the other nodes, by name as they publish them:
-/// (zone origin, region name, endpoint address) -> votes. Empty when this node is alone or
-/// cannot reach the store: it then follows its own probes.
+/// (zone origin, region name, endpoint address) -> votes, and the latency each located node
+/// measures. Empty when this node is alone or cannot reach the store: it then follows its
+/// own probes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerViews {
     pub quorum: Quorum,
     pub votes: BTreeMap<(String, String, IpAddr), Votes>,
+    /// Where this node is (`[cluster] location`).
+    pub location: Option<GeoPoint>,
+    /// The other located nodes, in name order.
+    pub vantages: Vec<PeerVantage>,
 }
 
 impl Default for PeerViews {
@@ -184,20 +192,36 @@ impl Default for PeerViews {
         PeerViews {
             quorum: Quorum::Majority,
             votes: BTreeMap::new(),
+            location: None,
+            vantages: Vec::new(),
         }
     }
 }
 
-/// The peer votes of one zone, by region and endpoint index.
+/// Another located node's latency, by (zone origin, region name) as it publishes it; zones
+/// for which it is suspect are left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerVantage {
+    pub node: String,
+    pub location: GeoPoint,
+    pub latency: BTreeMap<(String, String), Latency>,
+}
+
+/// The peer votes of one zone, by region and endpoint index, and the vantage points that
+/// observe it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZoneVotes {
     pub quorum: Quorum,
     pub votes: Vec<Vec<Votes>>,
+    pub location: Option<GeoPoint>,
+    /// Only nodes with an observation of one of the zone's regions: a node that does not
+    /// serve the zone is no vantage point for it.
+    pub vantages: Vec<Vantage>,
 }
 
 impl ZoneVotes {
-    /// The votes naming zone `label` at the indexes of `regions`, decided by `quorum` (the
-    /// zone's own rule) or else the cluster's; unknown names are left out.
+    /// The votes and latencies naming zone `label` at the indexes of `regions`, decided by
+    /// `quorum` (the zone's own rule) or else the cluster's; unknown names are left out.
     pub fn resolve(
         peers: &PeerViews,
         label: &str,
@@ -219,37 +243,63 @@ impl ZoneVotes {
                 votes[ri][ei] = *v;
             }
         }
+        let vantages = peers
+            .vantages
+            .iter()
+            .filter_map(|p| {
+                let latency: Vec<Option<Latency>> = regions
+                    .iter()
+                    .map(|r| p.latency.get(&(label.to_string(), r.name.clone())).copied())
+                    .collect();
+                latency.iter().any(Option::is_some).then(|| Vantage {
+                    node: p.node.clone(),
+                    location: p.location,
+                    regions: latency,
+                })
+            })
+            .collect();
         ZoneVotes {
             quorum: quorum.unwrap_or(peers.quorum),
             votes,
+            location: peers.location,
+            vantages,
         }
     }
 }
 
 /// The probe views of one zone decided by the quorum of vantage points: each probed endpoint
 /// that other nodes observe takes the state `quorum` gives to their votes plus this node's
-/// own (left out when `local_suspect`: this node's isolation guard holds). An endpoint no
-/// other node observes keeps this node's state. A region with an endpoint changed is counted
+/// own. This node's vote is left out when `local_suspect` (its isolation guard holds) and for
+/// an endpoint it has not probed yet (`probed`, per region, per endpoint): a start state is
+/// no observation, so a restarted node cannot outvote a peer with it. An endpoint no other
+/// node observes keeps this node's state. A region with an endpoint changed is counted
 /// again: up while `min-healthy` endpoints are.
+///
+/// A tie of two (one up, one down) resolves by the rule: `majority` and `any` up (down only
+/// when a strict majority sees it down), `all` down, a fraction `f` up when `f` < 0.5.
 pub fn vote(
     mut probes: Vec<RegionHealth>,
     checks: &[RegionCheck],
     votes: &ZoneVotes,
     local_suspect: bool,
+    probed: &[Vec<bool>],
 ) -> Vec<RegionHealth> {
-    for ((h, check), region_votes) in probes.iter_mut().zip(checks).zip(&votes.votes) {
+    for (((h, check), region_votes), probed) in
+        probes.iter_mut().zip(checks).zip(&votes.votes).zip(probed)
+    {
         if check.spec.kind == CheckKind::None {
             continue;
         }
         let mut changed = false;
-        for (up, v) in h.endpoints_up.iter_mut().zip(region_votes) {
+        for ((up, v), &probed) in h.endpoints_up.iter_mut().zip(region_votes).zip(probed) {
             if v.total == 0 {
                 continue;
             }
-            let local = usize::from(!local_suspect);
-            let decided = votes
-                .quorum
-                .up(v.up + usize::from(*up && !local_suspect), v.total + local);
+            let counted = probed && !local_suspect;
+            let decided = votes.quorum.up(
+                v.up + usize::from(*up && counted),
+                v.total + usize::from(counted),
+            );
             changed |= decided != *up;
             *up = decided;
         }
@@ -599,8 +649,24 @@ impl ZoneHealth {
             })
             .collect();
         let (probes, isolation) = self.guard.apply(fresh, now.instant);
-        let probes = vote(probes, &self.checks, &self.votes, self.guard.isolated());
-        let mut view = merge(probes, &self.checks, &self.overrides, now);
+        let probed: Vec<Vec<bool>> = self
+            .machines
+            .iter()
+            .map(|m| {
+                m.as_ref().map_or_else(Vec::new, |m| {
+                    m.endpoints.iter().map(|e| e.probes > 0).collect()
+                })
+            })
+            .collect();
+        let probes = vote(
+            probes,
+            &self.checks,
+            &self.votes,
+            self.guard.isolated(),
+            &probed,
+        );
+        let mut view = merge(probes, &self.checks, &self.overrides, now)
+            .with_vantages(self.votes.location, self.votes.vantages.clone());
         for (ri, h) in view.regions.iter_mut().enumerate() {
             h.in_trouble |= self.settling(ri, now);
         }
@@ -652,7 +718,10 @@ pub fn view_of_round(zone: &Zone, round: &[Vec<Option<Outcome>>]) -> HealthView 
         }
         regions.push(health);
     }
-    HealthView { regions }
+    HealthView {
+        regions,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

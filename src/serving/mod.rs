@@ -52,6 +52,8 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 static ALL_UP: HealthView = HealthView {
     regions: Vec::new(),
+    location: None,
+    vantages: Vec::new(),
 };
 
 impl Snapshot {

@@ -13,7 +13,7 @@ use serde::Serialize;
 const EARTH_RADIUS_KM: f64 = 6371.0088;
 
 /// A point on the globe in degrees.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct GeoPoint {
     pub lat: f64,
     pub lon: f64,
@@ -151,16 +151,104 @@ impl RegionHealth {
     }
 }
 
+/// How slow one vantage point finds a region: its published degradation, already filtered
+/// by that node's hysteresis, so it moves as rarely as this node's own.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub degradation_ms: f64,
+    pub over_limit: bool,
+}
+
+/// Another node of a cluster as a vantage point: where it is and how slow it finds each
+/// region (by [`RegionId`]; `None` where it has no fresh observation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vantage {
+    pub node: String,
+    pub location: GeoPoint,
+    pub regions: Vec<Option<Latency>>,
+}
+
 /// The control plane's view of every region of a zone, indexed by [`RegionId`].
 /// Regions it does not cover count as up, so a view built before probes run is all-up.
+///
+/// Latency has a vantage point: a client's estimated RTT uses the degradation measured by
+/// the located node nearest to the client ([`HealthView::vantage_for`]), this node's own
+/// where that node has none for a region. Being part of the view, the vantages are part of
+/// its equality, so compiled steering is rebuilt when one of them moves.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthView {
     pub regions: Vec<RegionHealth>,
+    /// Where this node is (`[cluster] location`); `None`: it is no vantage point of its own.
+    pub location: Option<GeoPoint>,
+    /// The other located nodes whose observations are fresh and not suspect, in name order.
+    pub vantages: Vec<Vantage>,
 }
 
 impl HealthView {
     pub fn all_up() -> Self {
         Self::default()
+    }
+
+    /// This view with this node's location and the other vantage points.
+    pub fn with_vantages(self, location: Option<GeoPoint>, vantages: Vec<Vantage>) -> Self {
+        HealthView {
+            location,
+            vantages,
+            ..self
+        }
+    }
+
+    /// The vantage whose latency applies to a client at `client`: an index into
+    /// [`HealthView::vantages`], or `None` for this node's own. The nearest located node by
+    /// great-circle distance wins, this node first on a tie (then name order); an unknown
+    /// client, or no other vantage, takes this node's own. A node without a location is no
+    /// candidate, which keeps every located node choosing alike.
+    pub fn vantage_for(&self, client: Option<GeoPoint>) -> Option<usize> {
+        let client = client?;
+        let mut best: Option<(f64, Option<usize>)> =
+            self.location.map(|l| (client.distance_km(l), None));
+        for (i, v) in self.vantages.iter().enumerate() {
+            let d = client.distance_km(v.location);
+            if best.is_none_or(|(b, _)| d < b) {
+                best = Some((d, Some(i)));
+            }
+        }
+        best.and_then(|(_, i)| i)
+    }
+
+    /// Whether vantage points disagree on `region` being past its degradation limit: then
+    /// even an order that ignores distance depends on where the client is.
+    pub fn over_limit_varies(&self, region: RegionId) -> bool {
+        let (own, _) = self.latency(region, None);
+        self.vantages.iter().any(|v| {
+            v.regions
+                .get(region)
+                .copied()
+                .flatten()
+                .is_some_and(|l| l.over_limit != own.over_limit)
+        })
+    }
+
+    /// The latency of `region` seen from `vantage` (as [`HealthView::vantage_for`] gives
+    /// it), and the vantage it came from: this node's own (`None`) where that vantage has no
+    /// observation of the region.
+    pub fn latency(&self, region: RegionId, vantage: Option<usize>) -> (Latency, Option<usize>) {
+        if let Some(i) = vantage
+            && let Some(l) = self.vantages[i].regions.get(region).copied().flatten()
+        {
+            return (l, Some(i));
+        }
+        let own = self.region(region).map_or(
+            Latency {
+                degradation_ms: 0.0,
+                over_limit: false,
+            },
+            |h| Latency {
+                degradation_ms: h.degradation_ms,
+                over_limit: h.over_limit,
+            },
+        );
+        (own, None)
     }
 
     pub fn region(&self, region: RegionId) -> Option<&RegionHealth> {
@@ -222,6 +310,9 @@ pub struct Candidate {
     /// Estimated client RTT: distance at [`KM_PER_RTT_MS`] plus degradation.
     pub estimated_rtt_ms: Option<f64>,
     pub degradation_ms: f64,
+    /// Whose measurement `degradation_ms` is: an index into the view's vantages, `None` for
+    /// this node's own.
+    pub vantage: Option<usize>,
     pub state: RegionState,
     pub verdict: Verdict,
 }
@@ -254,6 +345,9 @@ pub struct Decision {
     pub depends_on_client: bool,
     /// The name's TTL, or its trouble TTL while one of its regions is changing state.
     pub ttl: u32,
+    /// The vantage point nearest to the client, whose latency ranks the regions: an index
+    /// into the view's vantages, `None` for this node's own.
+    pub vantage: Option<usize>,
 }
 
 impl Decision {
@@ -292,14 +386,15 @@ pub fn decide(
     view: &HealthView,
     family: Family,
 ) -> Decision {
+    let vantage = view.vantage_for(client);
     let mut candidates: Vec<Candidate> = name
         .regions
         .iter()
         .map(|&id| {
             let region = &regions[id];
-            let health = view.region(id);
             let state = view.state(id);
-            let degradation_ms = health.map_or(0.0, |h| h.degradation_ms);
+            let (latency, from) = view.latency(id, vantage);
+            let degradation_ms = latency.degradation_ms;
             let distance_km = client.map(|c| c.distance_km(region.location));
             // A down region keeps its configured endpoints eligible, so that the fallback
             // (and `route`) can still name it; only up endpoints answer for an up region.
@@ -314,14 +409,13 @@ pub fn decide(
                 distance_km,
                 estimated_rtt_ms: distance_km.map(|d| d / KM_PER_RTT_MS + degradation_ms),
                 degradation_ms,
+                vantage: from,
                 state,
                 verdict: match (eligible, state) {
                     (false, _) => Verdict::NoEndpoints,
                     (true, RegionState::Down) => Verdict::Down,
                     (true, RegionState::Drained) => Verdict::Drained,
-                    (true, RegionState::Up) if health.is_some_and(|h| h.over_limit) => {
-                        Verdict::Degraded
-                    }
+                    (true, RegionState::Up) if latency.over_limit => Verdict::Degraded,
                     (true, RegionState::Up) => Verdict::Farther,
                 },
             }
@@ -371,8 +465,11 @@ pub fn decide(
         None if eligible > 0 => (Basis::AllDown, None),
         None => (Basis::NoEndpoints, None),
     };
-    // Only a location-driven order makes the answer differ between clients.
-    let depends_on_client = name.policy == Policy::Nearest && up >= 2;
+    // A location-driven order makes the answer differ between clients; so does a region
+    // that some vantage point finds past the limit and another not, whatever the policy.
+    let depends_on_client = up >= 2
+        && (name.policy == Policy::Nearest
+            || name.regions.iter().any(|&id| view.over_limit_varies(id)));
     let trouble = name
         .regions
         .iter()
@@ -387,6 +484,7 @@ pub fn decide(
         } else {
             name.ttl
         },
+        vantage,
     }
 }
 
@@ -404,6 +502,7 @@ pub fn chosen(
     // degraded in its order, else the first degraded one; its order is by estimated RTT, or
     // default region first when the location is unknown, or configured order (failover),
     // ties keeping the configured order.
+    let vantage = view.vantage_for(client);
     let mut best: Option<(bool, f64, RegionId)> = None;
     for &id in &name.regions {
         let region = &regions[id];
@@ -412,12 +511,11 @@ pub fn chosen(
         {
             continue;
         }
-        let health = view.region(id);
-        let degraded = health.is_some_and(|h| h.over_limit);
+        let (latency, _) = view.latency(id, vantage);
+        let degraded = latency.over_limit;
         let rank = match (name.policy, client) {
             (Policy::Nearest, Some(c)) => {
-                c.distance_km(region.location) / KM_PER_RTT_MS
-                    + health.map_or(0.0, |h| h.degradation_ms)
+                c.distance_km(region.location) / KM_PER_RTT_MS + latency.degradation_ms
             }
             (Policy::Nearest, None) if id == name.default_region => 0.0,
             (Policy::Nearest, None) => 1.0,

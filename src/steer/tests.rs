@@ -67,6 +67,7 @@ fn states(states: &[RegionState]) -> HealthView {
                 ..RegionHealth::up(2)
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -374,6 +375,7 @@ fn degradation_adds_to_the_distance_estimate() {
             health(RegionState::Up, 60.0, false),
             RegionHealth::up(2),
         ],
+        ..Default::default()
     };
     let d = decide(at(51.5, -0.13), &www(), &regions(), &view, Family::V4);
     assert_eq!(chosen_name(&d), Some("us-east"));
@@ -390,6 +392,7 @@ fn over_limit_region_is_skipped_while_a_better_one_is_up() {
             health(RegionState::Up, 20.0, true),
             RegionHealth::up(2),
         ],
+        ..Default::default()
     };
     let d = decide(at(53.0, -6.0), &www(), &regions(), &view, Family::V4);
     assert_eq!(chosen_name(&d), Some("us-east"));
@@ -397,6 +400,7 @@ fn over_limit_region_is_skipped_while_a_better_one_is_up() {
     // When every up region is over the limit, the best of them still answers.
     let all = HealthView {
         regions: vec![health(RegionState::Up, 20.0, true); 3],
+        ..Default::default()
     };
     let d = decide(at(53.0, -6.0), &www(), &regions(), &all, Family::V4);
     assert_eq!(chosen_name(&d), Some("eu-west"));
@@ -415,6 +419,7 @@ fn only_up_endpoints_are_answered() {
             },
             RegionHealth::up(2),
         ],
+        ..Default::default()
     };
     let d = decide(at(53.0, -6.0), &www(), &regions, &view, Family::V4);
     let addrs: Vec<IpAddr> = d
@@ -433,6 +438,7 @@ fn only_up_endpoints_are_answered() {
             },
             RegionHealth::up(2),
         ],
+        ..Default::default()
     };
     let d = decide(at(53.0, -6.0), &www(), &regions, &view6, Family::V6);
     assert_eq!(chosen_name(&d), Some("us-east"));
@@ -485,6 +491,7 @@ fn trouble_shortens_the_ttl() {
             RegionHealth::up(2),
             RegionHealth::up(2),
         ],
+        ..Default::default()
     };
     let d = decide(at(53.0, -6.0), &www(), &regions(), &view, Family::V4);
     assert_eq!(d.ttl, 30);
@@ -495,4 +502,119 @@ fn trouble_shortens_the_ttl() {
     name.ttl = 3;
     let d = decide(at(53.0, -6.0), &name, &regions(), &view, Family::V4);
     assert_eq!(d.ttl, 3, "never longer than the normal TTL");
+}
+
+/// This node in Virginia; another in Frankfurt, which finds eu-west slow by `eu_ms` and has
+/// no observation of ap-southeast.
+fn two_vantages(eu_ms: f64) -> HealthView {
+    HealthView {
+        regions: vec![RegionHealth::up(2); 3],
+        location: Some(US_EAST),
+        vantages: vec![Vantage {
+            node: "ns-fra".into(),
+            location: GeoPoint {
+                lat: 50.11,
+                lon: 8.68,
+            },
+            regions: vec![
+                Some(Latency {
+                    degradation_ms: 0.0,
+                    over_limit: false,
+                }),
+                Some(Latency {
+                    degradation_ms: eu_ms,
+                    over_limit: false,
+                }),
+                None,
+            ],
+        }],
+    }
+}
+
+#[test]
+fn a_client_near_another_vantage_point_is_ranked_by_its_latency() {
+    let view = two_vantages(120.0);
+    // Berlin is nearest to Frankfurt: its latency puts eu-west (~13 ms + 120) behind us-east.
+    let berlin = decide(at(52.52, 13.40), &www(), &regions(), &view, Family::V4);
+    assert_eq!(berlin.vantage, Some(0));
+    assert_eq!(chosen_name(&berlin), Some("us-east"));
+    let eu = berlin.candidates.iter().find(|c| c.region == 1).unwrap();
+    assert_eq!((eu.degradation_ms, eu.vantage), (120.0, Some(0)));
+    // Chicago is nearest to this node (Virginia): its own view, where eu-west is not slow.
+    let chicago = decide(at(41.88, -87.63), &www(), &regions(), &view, Family::V4);
+    assert_eq!(chicago.vantage, None);
+    assert!(chicago.candidates.iter().all(|c| c.vantage.is_none()));
+    // The fast twin agrees.
+    for client in [at(52.52, 13.40), at(41.88, -87.63), None] {
+        assert_eq!(
+            chosen(client, &www(), &regions(), &view, Family::V4),
+            decide(client, &www(), &regions(), &view, Family::V4).chosen
+        );
+    }
+}
+
+#[test]
+fn without_an_observation_from_the_nearest_vantage_this_nodes_latency_counts() {
+    let mut view = two_vantages(0.0);
+    view.regions[2].degradation_ms = 40.0;
+    // Frankfurt has no word on ap-southeast: this node's 40 ms is used for it.
+    let d = decide(at(52.52, 13.40), &www(), &regions(), &view, Family::V4);
+    let ap = d.candidates.iter().find(|c| c.region == 2).unwrap();
+    assert_eq!((ap.degradation_ms, ap.vantage), (40.0, None));
+    // An unknown client location: this node's own latency.
+    let d = decide(None, &www(), &regions(), &view, Family::V4);
+    assert_eq!(d.vantage, None);
+}
+
+#[test]
+fn the_nearest_vantage_is_this_node_on_a_tie_and_needs_a_location() {
+    let mut view = two_vantages(120.0);
+    view.vantages[0].location = US_EAST;
+    assert_eq!(view.vantage_for(at(41.88, -87.63)), None);
+    // This node not located: the other node is the only vantage point with a place.
+    view.location = None;
+    assert_eq!(view.vantage_for(at(41.88, -87.63)), Some(0));
+    // No other vantage: this node's own.
+    view.vantages.clear();
+    assert_eq!(view.vantage_for(at(41.88, -87.63)), None);
+}
+
+#[test]
+fn a_vantage_over_the_limit_degrades_the_region_for_its_clients() {
+    let mut view = two_vantages(5.0);
+    view.vantages[0].regions[1] = Some(Latency {
+        degradation_ms: 5.0,
+        over_limit: true,
+    });
+    let berlin = decide(at(52.52, 13.40), &www(), &regions(), &view, Family::V4);
+    assert_eq!(chosen_name(&berlin), Some("us-east"));
+    assert_eq!(
+        berlin
+            .candidates
+            .iter()
+            .find(|c| c.region == 1)
+            .unwrap()
+            .verdict,
+        Verdict::Degraded
+    );
+}
+
+#[test]
+fn failover_depends_on_the_client_when_vantages_disagree_on_the_limit() {
+    let mut view = two_vantages(5.0);
+    let name = SteeredName {
+        policy: Policy::Failover,
+        ..www()
+    };
+    assert!(!decide(None, &name, &regions(), &view, Family::V4).depends_on_client);
+    // Frankfurt finds us-east, the first in order, past the limit: its clients fail over.
+    view.vantages[0].regions[0] = Some(Latency {
+        degradation_ms: 150.0,
+        over_limit: true,
+    });
+    let berlin = decide(at(52.52, 13.40), &name, &regions(), &view, Family::V4);
+    assert!(berlin.depends_on_client);
+    assert_eq!(chosen_name(&berlin), Some("eu-west"));
+    let chicago = decide(at(41.88, -87.63), &name, &regions(), &view, Family::V4);
+    assert_eq!(chosen_name(&chicago), Some("us-east"));
 }

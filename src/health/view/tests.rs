@@ -687,6 +687,8 @@ fn votes(quorum: Quorum, per_endpoint: &[(usize, usize)]) -> ZoneVotes {
                 .map(|&(up, total)| Votes { up, total })
                 .collect(),
         ],
+        location: None,
+        vantages: Vec::new(),
     }
 }
 
@@ -720,6 +722,7 @@ fn a_node_whose_own_probes_disagree_follows_the_majority() {
         &[check(1, 1)],
         &votes(Quorum::Majority, &[(2, 2)]),
         false,
+        &[vec![true; 1]],
     );
     assert_eq!(out[0].endpoints_up, [true]);
     assert_eq!(out[0].state, RegionState::Up);
@@ -729,6 +732,7 @@ fn a_node_whose_own_probes_disagree_follows_the_majority() {
         &[check(1, 1)],
         &votes(Quorum::Majority, &[(0, 2)]),
         false,
+        &[vec![true; 1]],
     );
     assert_eq!(out[0].state, RegionState::Down);
 }
@@ -742,6 +746,7 @@ fn one_black_holed_vantage_point_changes_nothing_under_majority() {
         &[check(2, 1)],
         &votes(Quorum::Majority, &[(1, 2), (1, 2)]),
         false,
+        &[vec![true; 2]],
     );
     assert_eq!(out[0], probed(&[true, true]));
 }
@@ -754,6 +759,7 @@ fn without_peer_votes_a_node_follows_its_own_probes() {
         &[check(2, 2)],
         &votes(Quorum::Majority, &[(0, 0), (0, 0)]),
         false,
+        &[vec![true; 2]],
     );
     assert_eq!(out, mine);
 }
@@ -767,6 +773,7 @@ fn a_suspect_node_leaves_its_own_vote_out() {
         &[check(1, 1)],
         &votes(Quorum::All, &[(1, 1)]),
         true,
+        &[vec![true; 1]],
     );
     assert_eq!(out[0].state, RegionState::Up);
     let out = vote(
@@ -774,6 +781,7 @@ fn a_suspect_node_leaves_its_own_vote_out() {
         &[check(1, 1)],
         &votes(Quorum::All, &[(1, 1)]),
         false,
+        &[vec![true; 1]],
     );
     assert_eq!(out[0].state, RegionState::Down);
 }
@@ -785,6 +793,7 @@ fn unprobed_regions_take_no_votes() {
         &[unprobed(1)],
         &votes(Quorum::Majority, &[(0, 3)]),
         false,
+        &[vec![true; 1]],
     );
     assert_eq!(out[0].state, RegionState::Up);
 }
@@ -894,4 +903,95 @@ fn a_zone_without_steered_names_never_settles() {
     z.set_overrides(&overrides, base);
     assert_eq!(troubled(&z.view(at(base, 0)).0), [false, false]);
     assert_eq!(z.settled_at(at(base, 0)), None);
+}
+
+#[test]
+fn a_vote_not_yet_probed_does_not_count() {
+    // A restarted node, its endpoint in the start state (up) but not probed yet; its only
+    // peer sees the endpoint down. Counted, the start state would tie 1-1 and keep the
+    // endpoint up under majority; left out, the peer decides.
+    let out = vote(
+        vec![probed(&[true])],
+        &[check(1, 1)],
+        &votes(Quorum::Majority, &[(0, 1)]),
+        false,
+        &[vec![false]],
+    );
+    assert_eq!(out[0].endpoints_up, [false]);
+    assert_eq!(out[0].state, RegionState::Down);
+    // Probed once: a real 1-1 tie, which majority resolves up.
+    let out = vote(
+        vec![probed(&[true])],
+        &[check(1, 1)],
+        &votes(Quorum::Majority, &[(0, 1)]),
+        false,
+        &[vec![true]],
+    );
+    assert_eq!(out[0].state, RegionState::Up);
+}
+
+#[test]
+fn a_two_node_tie_resolves_by_the_rule() {
+    // This node sees the endpoint up, its one peer down (and the other way round): what
+    // each rule makes of one up of two, as the README documents it.
+    for (rule, want) in [
+        (Quorum::Majority, true),
+        (Quorum::Any, true),
+        (Quorum::All, false),
+        (Quorum::Fraction(0.18), true),
+        (Quorum::Fraction(0.5), false),
+    ] {
+        for (mine, peer_up) in [(true, 0), (false, 1)] {
+            let out = vote(
+                vec![probed(&[mine])],
+                &[check(1, 1)],
+                &votes(rule, &[(peer_up, 1)]),
+                false,
+                &[vec![true]],
+            );
+            assert_eq!(
+                out[0].endpoints_up,
+                [want],
+                "{rule:?}, this node up: {mine}"
+            );
+        }
+    }
+}
+
+#[test]
+fn peer_latency_reaches_the_view_of_the_zone_it_names() {
+    use crate::health::view::PeerVantage;
+    use crate::steer::{GeoPoint, Latency};
+    let z = zone(ZONE);
+    let label = z.origin.to_string();
+    let slow = Latency {
+        degradation_ms: 80.0,
+        over_limit: false,
+    };
+    let here = GeoPoint { lat: 1.0, lon: 2.0 };
+    let peers = PeerViews {
+        location: Some(here),
+        vantages: vec![
+            PeerVantage {
+                node: "ns2".into(),
+                location: GeoPoint { lat: 3.0, lon: 4.0 },
+                latency: BTreeMap::from([((label.clone(), z.regions[1].name.clone()), slow)]),
+            },
+            // A node that observes another zone only is no vantage point for this one.
+            PeerVantage {
+                node: "ns3".into(),
+                location: GeoPoint { lat: 5.0, lon: 6.0 },
+                latency: BTreeMap::from([(("example.org.".into(), "x".into()), slow)]),
+            },
+        ],
+        ..PeerViews::default()
+    };
+    let mut health = ZoneHealth::new(&z, &[], &Overrides::default());
+    health.set_peers(&peers);
+    let (view, _) = health.view(at(Instant::now(), 1));
+    assert_eq!(view.location, Some(here));
+    assert_eq!(view.vantages.len(), 1, "{view:?}");
+    assert_eq!(view.vantages[0].node, "ns2");
+    assert_eq!(view.vantages[0].regions[0], None);
+    assert_eq!(view.vantages[0].regions[1], Some(slow));
 }

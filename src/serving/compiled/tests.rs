@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::geo::GeoDb;
-use crate::steer::{RegionHealth, RegionState};
+use crate::steer::{GeoPoint, Latency, RegionHealth, RegionState, Vantage};
 
 /// The embedded database, its location table built once for every case.
 static GEO: LazyLock<GeoDb> = LazyLock::new(|| {
@@ -67,6 +67,27 @@ fn region_health() -> impl Strategy<Value = RegionHealth> {
     )
 }
 
+/// Another node as a vantage point: somewhere, with its own latency for some of 12 regions.
+fn vantage() -> impl Strategy<Value = Vantage> {
+    (
+        (-60.0..70.0f64, -180.0..180.0f64),
+        prop::collection::vec(prop::option::of((0.0..150.0f64, any::<bool>())), 12),
+    )
+        .prop_map(|((lat, lon), regions)| Vantage {
+            node: "peer".into(),
+            location: GeoPoint { lat, lon },
+            regions: regions
+                .into_iter()
+                .map(|r| {
+                    r.map(|(degradation_ms, over_limit)| Latency {
+                        degradation_ms,
+                        over_limit,
+                    })
+                })
+                .collect(),
+        })
+}
+
 /// An address and a source prefix: IPv4 /8../32 or IPv6 /16../128, mostly in allocated space.
 fn client() -> impl Strategy<Value = IpNet> {
     prop_oneof![
@@ -113,9 +134,21 @@ proptest! {
         default in 0usize..12,
         failover in prop::bool::weighted(0.1),
         clients in prop::collection::vec((client(), any::<u128>(), any::<bool>()), 64),
+        location in prop::option::of((-60.0..70.0f64, -180.0..180.0f64)),
+        vantages in prop::collection::vec(vantage(), 0..3),
     ) {
         let zone = zone(&points, default % points.len(), failover);
-        let view = HealthView { regions: health[..points.len()].to_vec() };
+        let view = HealthView {
+            regions: health[..points.len()].to_vec(),
+            location: location.map(|(lat, lon)| GeoPoint { lat, lon }),
+            vantages: vantages
+                .into_iter()
+                .map(|mut v| {
+                    v.regions.truncate(points.len());
+                    v
+                })
+                .collect(),
+        };
         let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
         for (network, seed, v6) in clients {
             let family = if v6 { Family::V6 } else { Family::V4 };
@@ -156,6 +189,29 @@ fn steering_chosen_is_decide_chosen_for_every_point_of_the_database() {
     view.regions = vec![RegionHealth::up(2); 4];
     view.regions[0].degradation_ms = 35.0;
     view.regions[2].over_limit = true;
+    // A vantage point in Frankfurt that finds eu-west slow and has no word on ap-southeast.
+    view.location = Some(GeoPoint {
+        lat: 39.0,
+        lon: -77.5,
+    });
+    view.vantages = vec![Vantage {
+        node: "ns2".into(),
+        location: GeoPoint {
+            lat: 50.1,
+            lon: 8.7,
+        },
+        regions: vec![
+            Some(Latency {
+                degradation_ms: 0.0,
+                over_limit: false,
+            }),
+            Some(Latency {
+                degradation_ms: 90.0,
+                over_limit: false,
+            }),
+            None,
+        ],
+    }];
     for family in [Family::V4, Family::V6] {
         for &p in &GEO.table().unwrap().points {
             let config = &zone.steered[0].config;
