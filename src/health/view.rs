@@ -482,6 +482,14 @@ impl ZoneHealth {
     }
 
     /// Takes `overrides` in place of the ones in force.
+    /// Whether an operator forces an endpoint of region `region` up or down at `now`.
+    pub fn forced(&self, region: usize, now: Now) -> bool {
+        self.overrides
+            .forced
+            .get(region)
+            .is_some_and(|f| f.iter().flatten().any(|f| f.hold.active(now)))
+    }
+
     pub fn set_overrides(&mut self, overrides: &Overrides) {
         self.overrides = ZoneOverrides::resolve(overrides, &self.label, &self.regions);
     }
