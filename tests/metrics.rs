@@ -39,12 +39,16 @@ impl Admin {
     }
 
     async fn post(&self, path: &str) {
+        self.post_body(path, r#"{"reason": "metrics test"}"#).await;
+    }
+
+    async fn post_body(&self, path: &str, body: &str) {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
             .header("authorization", format!("Bearer {TOKEN}"))
             .header("content-type", "application/json")
-            .body(r#"{"reason": "metrics test"}"#)
+            .body(body.to_string())
             .send()
             .await
             .expect("the admin API answers");
@@ -176,6 +180,22 @@ async fn a_drain_is_not_an_outage_and_every_region_drained_answers_the_fallback_
     assert_eq!(value(&text, FALLBACK), Some(0.0), "{text}");
     assert_eq!(region_state(&text, "us-east", "up"), Some(1.0));
     assert_eq!(warned(), 1);
+
+    // An endpoint held down by an operator: the region's state is theirs, not an outage.
+    admin
+        .post_body(
+            "/api/v1/zones/example.com/regions/us-east/endpoints/192.0.2.10/force",
+            r#"{"state": "down", "reason": "bad disk"}"#,
+        )
+        .await;
+    let text = admin.metrics().await;
+    assert_eq!(
+        region_state(&text, "us-east", "forced"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(region_state(&text, "us-east", "down"), Some(0.0));
+    assert_eq!(region_state(&text, "us-east", "up"), Some(0.0));
     promtool_check_metrics(&text);
 }
 

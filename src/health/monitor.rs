@@ -31,7 +31,7 @@ use super::view::{EndpointDetail, Isolation, Now, PeerViews, ZoneHealth};
 use crate::metrics::{Metrics, RegionStateLabel};
 use crate::serving::SharedSnapshot;
 use crate::state::{Overrides, now_ms};
-use crate::steer::{HealthView, RegionState};
+use crate::steer::{HealthView, RegionHealth, RegionState};
 use crate::zone::{Zone, ZoneSet};
 
 /// Probes in flight at once, over all endpoints.
@@ -109,6 +109,19 @@ impl MonitorHandle {
         {
             let _ = rx.await;
         }
+    }
+}
+
+/// The state an operator tells apart (`meridian_region_state`): a drain, then an endpoint
+/// forced by an operator, name planned work whatever the probes say; a region up but past
+/// its degradation limit is degraded.
+fn state_label(h: &RegionHealth, forced: bool) -> RegionStateLabel {
+    match h.state {
+        RegionState::Drained => RegionStateLabel::Drained,
+        _ if forced => RegionStateLabel::Forced,
+        RegionState::Down => RegionStateLabel::Down,
+        RegionState::Up if h.over_limit => RegionStateLabel::Degraded,
+        RegionState::Up => RegionStateLabel::Up,
     }
 }
 
@@ -388,13 +401,7 @@ impl Monitor {
         if zones.is_some() || views != self.published {
             for (zi, (z, view)) in self.zones.iter().zip(&views).enumerate() {
                 for (ri, h) in view.regions.iter().enumerate() {
-                    let label = match h.state {
-                        RegionState::Drained => RegionStateLabel::Drained,
-                        _ if z.forced(ri, now) => RegionStateLabel::Forced,
-                        RegionState::Down => RegionStateLabel::Down,
-                        RegionState::Up if h.over_limit => RegionStateLabel::Degraded,
-                        RegionState::Up => RegionStateLabel::Up,
-                    };
+                    let label = state_label(h, z.forced(ri, now));
                     metrics.region_state(z.label(), &z.regions()[ri].name, label);
                     let up = h.state == RegionState::Up;
                     let was_up = self
