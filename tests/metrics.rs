@@ -1,7 +1,8 @@
 //! `/metrics` of the real binary as an SRE reads it: planned work (a drain) told apart from an
 //! outage, a name answering its fallback warned of once, the query path's latency, fast-path
-//! hits, ECS scopes and TCP connections, the process's own metrics, and text that
-//! `promtool check metrics` (Debian's `prometheus` package, scripts/setup.sh) accepts.
+//! hits, ECS scopes and TCP connections, the process's own metrics, text that `promtool check
+//! metrics` accepts, and the shipped alert rules tested by `promtool test rules` on series
+//! recorded from the server (promtool: Debian's `prometheus` package, scripts/setup.sh).
 
 mod common;
 
@@ -278,4 +279,94 @@ async fn the_query_path_and_the_process_are_measured() {
         "{started} {now}"
     );
     promtool_check_metrics(&text);
+}
+
+/// The shipped alert rules against series recorded from this server, a scrape a minute:
+/// three minutes all up, three with eu-west drained, three with every region drained. The
+/// drain pages nobody; the name left without a region does.
+#[tokio::test]
+async fn alert_rules_fire_on_recorded_series_only_when_a_name_has_no_region() {
+    let admin = Admin::start();
+    let mut series: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let phases: [&[&str]; 3] = [&[], &["eu-west"], &["us-east", "ap-southeast"]];
+    for drains in phases {
+        for region in drains {
+            admin.post(&drain(region, "drain")).await;
+        }
+        let text = admin.metrics().await;
+        for line in text.lines().filter(|l| {
+            l.starts_with("meridian_region_state{") || l.starts_with("meridian_fallback_answering{")
+        }) {
+            let (name, v) = line.rsplit_once(' ').unwrap();
+            let name = name.replacen('{', "{instance=\"recorded\",", 1);
+            series
+                .entry(name)
+                .or_default()
+                .extend(std::iter::repeat_n(v.to_string(), 3));
+        }
+    }
+    assert!(series.len() >= 16, "{series:?}");
+    let mut input = String::new();
+    for (name, values) in &series {
+        assert_eq!(values.len(), 9, "{name} was not in every scrape");
+        input.push_str(&format!(
+            "      - series: '{name}'\n        values: '{}'\n",
+            values.join(" ")
+        ));
+    }
+    let rules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus/alerts.yml");
+    let none = |at: &str, alert: &str| {
+        format!("      - eval_time: {at}\n        alertname: {alert}\n        exp_alerts: []\n")
+    };
+    let test = format!(
+        r#"rule_files:
+  - {}
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+{input}    alert_rule_test:
+{}{}{}{}      - eval_time: 8m
+        alertname: MeridianFallbackAnswering
+        exp_alerts:
+          - exp_labels:
+              severity: critical
+              instance: recorded
+              zone: example.com.
+              name: www.example.com.
+            exp_annotations:
+              summary: "www.example.com. answers its fallback: every region of it is down"
+              description: "No region of www.example.com. (zone example.com.) is up, so clients get the name's fallback addresses (or every endpoint), whatever their location. See which regions are down or drained: GET /api/v1/regions."
+      - eval_time: 8m
+        alertname: MeridianAllRegionsDown
+        exp_alerts:
+          - exp_labels:
+              severity: critical
+              instance: recorded
+              zone: example.com.
+            exp_annotations:
+              summary: "No region of zone example.com. is up on recorded"
+              description: "Every region of example.com. is down, drained or forced out: every steered name of the zone answers its fallback."
+"#,
+        rules.display(),
+        none("5m", "MeridianRegionDown"),
+        none("5m", "MeridianFallbackAnswering"),
+        none("5m", "MeridianAllRegionsDown"),
+        none("8m", "MeridianRegionDown"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("recorded_test.yml");
+    std::fs::write(&file, &test).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool (Debian package prometheus; scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}\n{test}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
