@@ -2,7 +2,7 @@
 # Installs what the tests need beyond the Rust toolchain: dig and kdig for the scripted
 # DNS checks, Chromium and ChromeDriver for the dashboard test, etcd and nftables for the
 # cluster tests (tests/cluster.rs starts its own etcd members on loopback and cuts one node
-# off with a firewall rule of its own). Safe to run again; does nothing when everything is
+# off with a firewall rule of its own), promtool for the metrics and alert rules. Safe to run again; does nothing when everything is
 # present.
 set -euo pipefail
 need=()
@@ -13,6 +13,8 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+# promtool checks /metrics and tests contrib/prometheus/alerts.yml.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

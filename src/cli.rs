@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use tracing::info;
 
 use crate::config::{self, Config, FileConfig, Flags, LogFormat};
@@ -34,6 +34,16 @@ pub enum Command {
     Check(CheckArgs),
     /// Show how a steered name is answered for a client, and why.
     Route(RouteArgs),
+    /// Write the man pages and shell completions of this command line (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write `man/*.1` and `completions/` (bash, zsh, fish) into
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +184,11 @@ pub enum CliError {
     AdminTls(#[from] crate::admin::tls::TlsError),
     #[error("DNS cookie secret: {0}")]
     CookieSecret(#[from] crate::dns::cookie::SecretError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The open-file limit assumed when it cannot be read: the common default soft limit.
@@ -443,6 +458,49 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// Prints a summary and returns `Ok`, or every diagnostic as the error.
+/// Writes the man pages (`meridian.1` and one per visible subcommand, `meridian-serve.1`
+/// ...) and the bash, zsh and fish completions, all from the clap definition above, so they
+/// never drift from it; returns the paths written, one per line.
+pub fn generate(args: &GenerateArgs) -> Result<String, CliError> {
+    let written = |path: PathBuf| move |source| CliError::Write { path, source };
+    let man = args.out.join("man");
+    let completions = args.out.join("completions");
+    for dir in [&man, &completions] {
+        std::fs::create_dir_all(dir).map_err(written(dir.clone()))?;
+    }
+    let mut cli = Cli::command();
+    // Built, each subcommand has its display name: `meridian-serve`, the page's name.
+    cli.build();
+    let mut pages = vec![cli.clone()];
+    // `help` is clap's own, the hidden ones are for packaging: no page for them.
+    pages.extend(
+        cli.get_subcommands()
+            .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+            .cloned(),
+    );
+    let mut out = String::new();
+    for page in pages {
+        let name = page.get_display_name().unwrap_or(page.get_name());
+        let path = man.join(format!("{name}.1"));
+        let mut text = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut text)
+            .map_err(written(path.clone()))?;
+        std::fs::write(&path, text).map_err(written(path.clone()))?;
+        let _ = writeln!(out, "{}", path.display());
+    }
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        let path = clap_complete::generate_to(shell, &mut Cli::command(), "meridian", &completions)
+            .map_err(written(completions.clone()))?;
+        let _ = writeln!(out, "{}", path.display());
+    }
+    Ok(out)
+}
+
 pub fn check(args: &CheckArgs) -> Result<String, CliError> {
     let mut out = String::new();
     if let Some(path) = &args.config {

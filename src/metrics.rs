@@ -3,7 +3,10 @@
 //! The DNS fast path only bumps pre-created atomic counters (no lock, no map lookup by
 //! string): each zone has a [`ZoneCounters`] laid out by index. Label values are bounded:
 //! `name` is a configured steered name (or empty), never a raw query name. The control plane
-//! (probes, reloads, overrides) records under plain mutexes.
+//! (probes, reloads, overrides) records under plain mutexes. The query path's other counts
+//! ([`QueryCounters`]: latency, fast-path hits, ECS scopes, TCP connections) are atomics
+//! too, bumped once per batch where a batch exists; process metrics are read from /proc at
+//! scrape time.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -49,6 +52,14 @@ const STEERED_QTYPES: [RecordType; 3] = [RecordType::A, RecordType::AAAA, Record
 const PROBE_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+/// Query latency buckets, in seconds: a cache hit takes microseconds, a general-path answer
+/// tens of them; the top buckets catch a stalled thread.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.1,
+];
+/// ECS SCOPE PREFIX-LENGTH values: 0..=128 (IPv6).
+const SCOPES: usize = 129;
 /// Seconds of per-second samples kept for the "last minute" traffic share.
 const TRAFFIC_WINDOW: usize = 60;
 
@@ -256,6 +267,8 @@ fn esc(s: &str) -> String {
 struct ProbeStats {
     ok: u64,
     failed: u64,
+    /// Failures by [`crate::health::probe::failure_kind`].
+    failures: BTreeMap<&'static str, u64>,
     buckets: [u64; PROBE_BUCKETS.len()],
     sum_seconds: f64,
 }
@@ -267,6 +280,10 @@ type RegionLabel = (String, String);
 struct Control {
     probes: BTreeMap<(String, String, String), ProbeStats>,
     region_up: BTreeMap<RegionLabel, bool>,
+    region_state: BTreeMap<RegionLabel, RegionStateLabel>,
+    /// (zone, steered name) -> whether every region of the name is down and its fallback
+    /// answers.
+    fallback: BTreeMap<RegionLabel, bool>,
     overrides: usize,
     reloads_ok: u64,
     reloads_failed: u64,
@@ -303,6 +320,264 @@ pub struct Metrics {
     control: Mutex<Control>,
     /// Response rate limiting's counters, once it is on.
     rrl: std::sync::OnceLock<Arc<RrlCounters>>,
+    queries: Arc<QueryCounters>,
+}
+
+/// A region's state as an operator tells them apart, for `meridian_region_state`: planned
+/// work (drained, forced) is not an outage, and a slow region is not a down one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionStateLabel {
+    Up,
+    /// Up, but slower than its own normal past the configured limit.
+    Degraded,
+    Down,
+    /// Taken out of service by an operator.
+    Drained,
+    /// An operator forces one of its endpoints up or down: its state is theirs.
+    Forced,
+}
+
+impl RegionStateLabel {
+    const ALL: [RegionStateLabel; 5] = [
+        RegionStateLabel::Up,
+        RegionStateLabel::Degraded,
+        RegionStateLabel::Down,
+        RegionStateLabel::Drained,
+        RegionStateLabel::Forced,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegionStateLabel::Up => "up",
+            RegionStateLabel::Degraded => "degraded",
+            RegionStateLabel::Down => "down",
+            RegionStateLabel::Drained => "drained",
+            RegionStateLabel::Forced => "forced",
+        }
+    }
+}
+
+/// A latency histogram of atomics; buckets are stored apart and summed when rendered.
+#[derive(Debug)]
+struct Histogram {
+    /// Per bucket, the last one past every bound (+Inf).
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration, n: u64) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS.partition_point(|&b| b < s);
+        self.buckets[i].fetch_add(n, Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos.saturating_mul(n), Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[LATENCY_BUCKETS.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// What the query path counts besides responses. Every field is an atomic: UDP threads add
+/// once per batch (latency, fast-path hits and misses), the rest once per event that is
+/// itself rarer than a query (an ECS answer, a TCP connection).
+#[derive(Debug)]
+pub struct QueryCounters {
+    udp_latency: Histogram,
+    tcp_latency: Histogram,
+    fast_hits: AtomicU64,
+    fast_misses: AtomicU64,
+    /// Answers carrying an ECS option, by SCOPE PREFIX-LENGTH.
+    ecs_scope: [AtomicU64; SCOPES],
+    tcp_open: AtomicU64,
+    tcp_accepted: AtomicU64,
+}
+
+impl Default for QueryCounters {
+    fn default() -> Self {
+        QueryCounters {
+            udp_latency: Histogram::default(),
+            tcp_latency: Histogram::default(),
+            fast_hits: AtomicU64::new(0),
+            fast_misses: AtomicU64::new(0),
+            ecs_scope: std::array::from_fn(|_| AtomicU64::new(0)),
+            tcp_open: AtomicU64::new(0),
+            tcp_accepted: AtomicU64::new(0),
+        }
+    }
+}
+
+impl QueryCounters {
+    /// `n` UDP responses of one batch, `d` after the batch was received.
+    pub fn udp_batch(&self, d: Duration, n: u64) {
+        self.udp_latency.observe(d, n);
+    }
+
+    /// One TCP query answered in `d`.
+    pub fn tcp_query(&self, d: Duration) {
+        self.tcp_latency.observe(d, 1);
+    }
+
+    /// Fast-path cache hits and misses a thread gathered.
+    pub fn fast_path(&self, hits: u64, misses: u64) {
+        if hits > 0 {
+            self.fast_hits.fetch_add(hits, Relaxed);
+        }
+        if misses > 0 {
+            self.fast_misses.fetch_add(misses, Relaxed);
+        }
+    }
+
+    /// An answer that carried an ECS option with this SCOPE PREFIX-LENGTH.
+    pub fn ecs_answer(&self, scope: u8) {
+        self.ecs_scope[usize::from(scope).min(SCOPES - 1)].fetch_add(1, Relaxed);
+    }
+
+    /// A TCP connection is served until the guard drops.
+    pub fn tcp_connection(self: &Arc<Self>) -> TcpConnection {
+        self.tcp_accepted.fetch_add(1, Relaxed);
+        self.tcp_open.fetch_add(1, Relaxed);
+        TcpConnection(self.clone())
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str("# HELP meridian_dns_query_duration_seconds Time a query spends in the server: over UDP from the receipt of its batch to the batch's responses sent (an upper bound for each query of the batch), over TCP the time to answer it.\n# TYPE meridian_dns_query_duration_seconds histogram\n");
+        let name = "meridian_dns_query_duration_seconds";
+        self.udp_latency.render(out, name, "transport=\"udp\"");
+        self.tcp_latency.render(out, name, "transport=\"tcp\"");
+        out.push_str("# HELP meridian_dns_fast_path_total Queries the fast path looked up, by whether a cached response answered them (hit) or the general path did (miss).\n# TYPE meridian_dns_fast_path_total counter\n");
+        let _ = writeln!(
+            out,
+            "meridian_dns_fast_path_total{{result=\"hit\"}} {}",
+            self.fast_hits.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "meridian_dns_fast_path_total{{result=\"miss\"}} {}",
+            self.fast_misses.load(Relaxed)
+        );
+        out.push_str("# HELP meridian_dns_ecs_answers_total Answers to queries with an EDNS Client Subnet option, by the SCOPE PREFIX-LENGTH sent (0: valid for every client).\n# TYPE meridian_dns_ecs_answers_total counter\n");
+        for (scope, c) in self.ecs_scope.iter().enumerate() {
+            let v = c.load(Relaxed);
+            if v > 0 {
+                let _ = writeln!(
+                    out,
+                    "meridian_dns_ecs_answers_total{{scope=\"{scope}\"}} {v}"
+                );
+            }
+        }
+        out.push_str("# HELP meridian_dns_tcp_connections Open DNS TCP connections.\n# TYPE meridian_dns_tcp_connections gauge\n");
+        let _ = writeln!(
+            out,
+            "meridian_dns_tcp_connections {}",
+            self.tcp_open.load(Relaxed)
+        );
+        out.push_str("# HELP meridian_dns_tcp_connections_total DNS TCP connections accepted.\n# TYPE meridian_dns_tcp_connections_total counter\n");
+        let _ = writeln!(
+            out,
+            "meridian_dns_tcp_connections_total {}",
+            self.tcp_accepted.load(Relaxed)
+        );
+    }
+}
+
+/// An open TCP connection, counted until dropped.
+#[derive(Debug)]
+pub struct TcpConnection(Arc<QueryCounters>);
+
+impl Drop for TcpConnection {
+    fn drop(&mut self) {
+        self.0.tcp_open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The process's own metrics, with the names every Prometheus client library uses, read
+/// from /proc at scrape time. A file that cannot be read leaves its metrics out.
+fn render_process(out: &mut String) {
+    // /proc/self/stat: the fields after the command's closing parenthesis; utime and stime
+    // are fields 14 and 15, starttime 22, vsize 23, rss 24 (proc(5)).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or_else(Vec::new, |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    // SAFETY: sysconf only reads a configuration value.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if ticks > 0
+        && let (Some(utime), Some(stime)) = (field(14), field(15))
+    {
+        out.push_str("# HELP process_cpu_seconds_total User and system CPU time spent, in seconds.\n# TYPE process_cpu_seconds_total counter\n");
+        let _ = writeln!(
+            out,
+            "process_cpu_seconds_total {}",
+            (utime + stime) as f64 / ticks as f64
+        );
+        if let Some(start) =
+            field(22).and_then(|s| boot_time().map(|b| b + s as f64 / ticks as f64))
+        {
+            out.push_str("# HELP process_start_time_seconds Start time of the process since the Unix epoch, in seconds.\n# TYPE process_start_time_seconds gauge\n");
+            let _ = writeln!(out, "process_start_time_seconds {start}");
+        }
+    }
+    if let Some(vsize) = field(23) {
+        out.push_str("# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE process_virtual_memory_bytes gauge\n");
+        let _ = writeln!(out, "process_virtual_memory_bytes {vsize}");
+    }
+    if page > 0
+        && let Some(rss) = field(24)
+    {
+        out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n");
+        let _ = writeln!(out, "process_resident_memory_bytes {}", rss * page as u64);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        out.push_str("# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n");
+        let _ = writeln!(out, "process_open_fds {}", fds.count());
+    }
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    if let Some(max) = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        out.push_str("# HELP process_max_fds Maximum number of open file descriptors.\n# TYPE process_max_fds gauge\n");
+        let _ = writeln!(out, "process_max_fds {max}");
+    }
+}
+
+/// The system's boot time, Unix seconds (`btime` of /proc/stat).
+fn boot_time() -> Option<f64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// What response rate limiting refused.
@@ -338,25 +613,33 @@ impl Metrics {
             .clone()
     }
 
+    /// The query path's counters.
+    pub fn queries(&self) -> &Arc<QueryCounters> {
+        &self.queries
+    }
+
+    /// A probe result: its round-trip time, or the kind of its failure
+    /// ([`crate::health::probe::failure_kind`]).
     pub fn probe(
         &self,
         zone: &str,
         region: &str,
         endpoint: &str,
-        ok: bool,
-        duration: Option<Duration>,
+        result: Result<Duration, &'static str>,
     ) {
         let mut c = self.control.lock().expect("metrics lock");
         let p = c
             .probes
             .entry((zone.into(), region.into(), endpoint.into()))
             .or_default();
-        if ok {
-            p.ok += 1;
-        } else {
-            p.failed += 1;
+        match result {
+            Ok(_) => p.ok += 1,
+            Err(kind) => {
+                p.failed += 1;
+                *p.failures.entry(kind).or_default() += 1;
+            }
         }
-        if let Some(d) = duration {
+        if let Ok(d) = result {
             let s = d.as_secs_f64();
             p.sum_seconds += s;
             for (i, b) in PROBE_BUCKETS.iter().enumerate() {
@@ -448,6 +731,24 @@ impl Metrics {
             .cloned()?;
         let ri = counters.regions.iter().position(|r| r == region)?;
         Some(f(&counters, ri))
+    }
+
+    /// The region's state, told apart for alerts (planned work is not an outage).
+    pub fn region_state(&self, zone: &str, region: &str, state: RegionStateLabel) {
+        self.control
+            .lock()
+            .expect("metrics lock")
+            .region_state
+            .insert((zone.into(), region.into()), state);
+    }
+
+    /// Whether steered `name` of `zone` answers its fallback (every region of it down).
+    pub fn fallback_answering(&self, zone: &str, name: &str, answering: bool) {
+        self.control
+            .lock()
+            .expect("metrics lock")
+            .fallback
+            .insert((zone.into(), name.into()), answering);
     }
 
     /// Whether the cluster store (etcd) can be used.
@@ -598,6 +899,8 @@ impl Metrics {
                 rrl.slipped.load(Relaxed)
             );
         }
+        self.queries.render(&mut out);
+        render_process(&mut out);
         let c = self.control.lock().expect("metrics lock");
         out.push_str("# HELP meridian_probes_total Health probes by result.\n# TYPE meridian_probes_total counter\n");
         for ((z, r, e), p) in &c.probes {
@@ -605,6 +908,18 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "meridian_probes_total{{zone=\"{}\",region=\"{}\",endpoint=\"{}\",result=\"{result}\"}} {v}",
+                    esc(z),
+                    esc(r),
+                    esc(e)
+                );
+            }
+        }
+        out.push_str("# HELP meridian_probe_failures_total Failed health probes by the kind of failure: timeout, refused, reset, connect, tls, status, body, other.\n# TYPE meridian_probe_failures_total counter\n");
+        for ((z, r, e), p) in &c.probes {
+            for (kind, v) in &p.failures {
+                let _ = writeln!(
+                    out,
+                    "meridian_probe_failures_total{{zone=\"{}\",region=\"{}\",endpoint=\"{}\",reason=\"{kind}\"}} {v}",
                     esc(z),
                     esc(r),
                     esc(e)
@@ -649,7 +964,7 @@ impl Metrics {
                 p.ok
             );
         }
-        out.push_str("# HELP meridian_region_up 1 when the region is up (probes and overrides).\n# TYPE meridian_region_up gauge\n");
+        out.push_str("# HELP meridian_region_up 1 when the region answers (probes and overrides); 0 when down and when drained alike: alert on meridian_region_state instead.\n# TYPE meridian_region_up gauge\n");
         for ((z, r), up) in &c.region_up {
             let _ = writeln!(
                 out,
@@ -657,6 +972,29 @@ impl Metrics {
                 esc(z),
                 esc(r),
                 u8::from(*up)
+            );
+        }
+        out.push_str("# HELP meridian_region_state 1 for the region's current state (up, degraded, down, drained, forced), 0 for the others.\n# TYPE meridian_region_state gauge\n");
+        for ((z, r), state) in &c.region_state {
+            for s in RegionStateLabel::ALL {
+                let _ = writeln!(
+                    out,
+                    "meridian_region_state{{zone=\"{}\",region=\"{}\",state=\"{}\"}} {}",
+                    esc(z),
+                    esc(r),
+                    s.as_str(),
+                    u8::from(s == *state)
+                );
+            }
+        }
+        out.push_str("# HELP meridian_fallback_answering 1 while every region of a steered name is down and the name answers its fallback.\n# TYPE meridian_fallback_answering gauge\n");
+        for ((z, n), answering) in &c.fallback {
+            let _ = writeln!(
+                out,
+                "meridian_fallback_answering{{zone=\"{}\",name=\"{}\"}} {}",
+                esc(z),
+                esc(n),
+                u8::from(*answering)
             );
         }
         out.push_str("# HELP meridian_overrides Operator overrides in force.\n# TYPE meridian_overrides gauge\n");

@@ -23,6 +23,7 @@ use super::general::{self, Answer};
 use super::response::{self, Opt};
 use super::wire::{HEADER_LEN, Parsed};
 use super::{Services, Transport, response_limit};
+use crate::metrics::QueryCounters;
 use crate::serving::Snapshot;
 use crate::serving::answer::{self, Client};
 use crate::serving::compiled::{Compiled, Steering};
@@ -47,6 +48,10 @@ pub struct Caches {
     generation: u64,
     answers: FastMap<AnswerKey, Entry>,
     decisions: FastMap<ClientKey, Compiled>,
+    /// Ordinary queries answered from `answers`, and those the general path answered, since
+    /// the last [`Caches::flush_counts`]: plain integers, so a hit touches no shared line.
+    hits: u64,
+    misses: u64,
 }
 
 /// The hash of (lower-case name, type, steered [`Variant`]): the key [`Cacheable`] states;
@@ -69,7 +74,17 @@ impl Caches {
             generation: 0,
             answers: FastMap::new(ANSWER_CAPACITY),
             decisions: FastMap::new((DECISION_CAPACITY / threads.max(1)).max(MIN_DECISIONS)),
+            hits: 0,
+            misses: 0,
         }
+    }
+
+    /// Adds the hits and misses counted since the last call to the shared counters: a UDP
+    /// thread calls it once per batch.
+    pub fn flush_counts(&mut self, counters: &QueryCounters) {
+        counters.fast_path(self.hits, self.misses);
+        self.hits = 0;
+        self.misses = 0;
     }
 
     /// These caches for `snapshot`: emptied if they were filled from another one.
@@ -214,7 +229,9 @@ pub fn handle(
 ) -> bool {
     let parsed = Parsed::ordinary(packet);
     CACHES.with_borrow_mut(|caches| {
-        handle_parsed(caches, snapshot, services, packet, parsed, at, out)
+        let sent = handle_parsed(caches, snapshot, services, packet, parsed, at, out);
+        caches.flush_counts(services.metrics.queries());
+        sent
     })
 }
 
@@ -267,10 +284,12 @@ pub fn handle_parsed(
         && respond(services, b, q, scope, at, out)
     {
         count(snapshot, b, q.qtype, at.now);
+        caches.hits += 1;
         return true;
     }
     // Miss: the general path answers and, when it says the answer may be reused, fills the
     // cache.
+    caches.misses += 1;
     match general(out) {
         None => false,
         Some(cacheable) => {
@@ -440,6 +459,9 @@ fn respond(
     out[HEADER_LEN..HEADER_LEN + q.name_len]
         .copy_from_slice(&q.packet[HEADER_LEN..HEADER_LEN + q.name_len]);
     if let Some(o) = opt {
+        if o.ecs.is_some() {
+            services.metrics.queries().ecs_answer(scope);
+        }
         o.append(out, &b.cacheable.outcome);
     }
     true

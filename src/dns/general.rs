@@ -270,6 +270,9 @@ impl Response<'_> {
         cacheable: Option<Cacheable>,
     ) -> Answer {
         let (bytes, encoded) = self.encode(sections, outcome);
+        if self.has_opt && self.ecs.is_some() {
+            services.metrics.queries().ecs_answer(self.scope);
+        }
         let counters = |zone: usize| &snapshot.counters[zone];
         match (encoded, counted) {
             (Encoded::Failed, Counted::Outside) => {

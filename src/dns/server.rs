@@ -331,6 +331,11 @@ fn serve_udp(
             }
         }
         sending.send_all(fd, &mut answers, &ready, &mut addrs, &headers);
+        let queries = services.metrics.queries();
+        if !ready.is_empty() {
+            queries.udp_batch(now.elapsed(), ready.len() as u64);
+        }
+        caches.flush_counts(queries);
     }
 }
 

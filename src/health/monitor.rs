@@ -26,12 +26,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::Outcome;
-use super::probe::{LocalFault, Prober, human, install_crypto_provider};
+use super::probe::{LocalFault, Prober, failure_kind, human, install_crypto_provider};
 use super::view::{EndpointDetail, Isolation, Now, PeerViews, ZoneHealth};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RegionStateLabel};
 use crate::serving::SharedSnapshot;
 use crate::state::{Overrides, now_ms};
-use crate::steer::{HealthView, RegionState};
+use crate::steer::{HealthView, RegionHealth, RegionState};
 use crate::zone::{Zone, ZoneSet};
 
 /// Probes in flight at once, over all endpoints.
@@ -112,6 +112,19 @@ impl MonitorHandle {
     }
 }
 
+/// The state an operator tells apart (`meridian_region_state`): a drain, then an endpoint
+/// forced by an operator, name planned work whatever the probes say; a region up but past
+/// its degradation limit is degraded.
+fn state_label(h: &RegionHealth, forced: bool) -> RegionStateLabel {
+    match h.state {
+        RegionState::Drained => RegionStateLabel::Drained,
+        _ if forced => RegionStateLabel::Forced,
+        RegionState::Down => RegionStateLabel::Down,
+        RegionState::Up if h.over_limit => RegionStateLabel::Degraded,
+        RegionState::Up => RegionStateLabel::Up,
+    }
+}
+
 /// One probe result, addressed to its machine.
 struct Report {
     generation: u64,
@@ -148,6 +161,8 @@ struct Monitor {
     seeds: RandomState,
     /// The views serving, by zone index; empty until the first publish after a reload.
     published: Vec<HealthView>,
+    /// (zone, steered name) answering their fallback, as last told.
+    falling_back: BTreeSet<(String, String)>,
     details: Arc<ArcSwap<Details>>,
     /// Endpoints whose last probe this node could not make, by (zone, region, endpoint)
     /// index of the current generation.
@@ -179,6 +194,7 @@ pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: &Overrides
         slots: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
         seeds: RandomState::new(),
         published: Vec::new(),
+        falling_back: BTreeSet::new(),
         details: details.clone(),
         local: HashMap::new(),
     };
@@ -269,12 +285,17 @@ impl Monitor {
         let metrics = self.metrics.clone();
         match &outcome {
             Outcome::Up { rtt } => {
-                metrics.probe(label, region_name, &endpoint.to_string(), true, Some(*rtt));
+                metrics.probe(label, region_name, &endpoint.to_string(), Ok(*rtt));
                 debug!(zone = %label, region = %region_name, endpoint = %endpoint,
                     rtt = %human(*rtt), "probe ok");
             }
             Outcome::Down { reason } => {
-                metrics.probe(label, region_name, &endpoint.to_string(), false, None);
+                metrics.probe(
+                    label,
+                    region_name,
+                    &endpoint.to_string(),
+                    Err(failure_kind(reason)),
+                );
                 debug!(zone = %label, region = %region_name, endpoint = %endpoint,
                     reason = %reason, "probe failed");
             }
@@ -386,22 +407,15 @@ impl Monitor {
         if zones.is_some() || views != self.published {
             for (zi, (z, view)) in self.zones.iter().zip(&views).enumerate() {
                 for (ri, h) in view.regions.iter().enumerate() {
+                    let label = state_label(h, z.forced(ri, now));
+                    metrics.region_state(z.label(), &z.regions()[ri].name, label);
+                    let was = self.published.get(zi).and_then(|p| p.region(ri));
                     let up = h.state == RegionState::Up;
-                    let was_up = self
-                        .published
-                        .get(zi)
-                        .and_then(|p| p.region(ri))
-                        .map(|p| p.state == RegionState::Up);
-                    if was_up != Some(up) {
+                    if was.map(|p| p.state == RegionState::Up) != Some(up) {
                         metrics.region_up(z.label(), &z.regions()[ri].name, up);
                     }
                     let drained = h.state == RegionState::Drained;
-                    let was_drained = self
-                        .published
-                        .get(zi)
-                        .and_then(|p| p.region(ri))
-                        .map(|p| p.state == RegionState::Drained);
-                    if was_drained.unwrap_or(false) != drained {
+                    if was.is_some_and(|p| p.state == RegionState::Drained) != drained {
                         metrics.region_drained(z.label(), &z.regions()[ri].name, drained);
                     }
                 }
@@ -417,9 +431,41 @@ impl Monitor {
                     self.state.rcu(|cur| cur.with_all_health(shared.clone()));
                 }
             }
+            self.fallbacks(&views);
             self.published = views;
         }
         metrics.overrides(self.overrides.active_count(now.unix_ms));
+    }
+
+    /// Tells, once per change, which steered names answer their fallback: every region of
+    /// the name is down or drained, so no region answers and clients get the fallback
+    /// addresses (or every endpoint): an outage of the name whatever its regions say alone.
+    fn fallbacks(&mut self, views: &[HealthView]) {
+        let zones = self.state.load().zones.clone();
+        let mut now_falling = BTreeSet::new();
+        for ((z, view), zone) in self.zones.iter().zip(views).zip(zones.zones()) {
+            for s in &zone.steered {
+                let all_down = s
+                    .config
+                    .regions
+                    .iter()
+                    .all(|&r| view.state(r) != RegionState::Up);
+                let key = (z.label().to_string(), s.name.to_string());
+                self.metrics.fallback_answering(&key.0, &key.1, all_down);
+                if all_down {
+                    now_falling.insert(key);
+                }
+            }
+        }
+        for (zone, name) in now_falling.difference(&self.falling_back) {
+            warn!(zone = %zone, name = %name,
+                "every region of the name is down: answering its fallback");
+        }
+        for (zone, name) in self.falling_back.difference(&now_falling) {
+            info!(zone = %zone, name = %name,
+                "a region of the name is up again: steering, no longer answering its fallback");
+        }
+        self.falling_back = now_falling;
     }
 
     /// The probe details of every zone, rendered afresh; the events carry over.

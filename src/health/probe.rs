@@ -302,6 +302,25 @@ fn connect_reason(e: &io::Error) -> String {
     }
 }
 
+/// The kind of a failure reason this module words, a bounded metric label: the reason itself
+/// carries addresses and error text.
+pub fn failure_kind(reason: &str) -> &'static str {
+    const KINDS: [(&str, &str); 8] = [
+        ("timeout", "timeout"),
+        ("connect timed out", "timeout"),
+        ("connect refused", "refused"),
+        ("connection reset", "reset"),
+        ("connect failed", "connect"),
+        ("tls: ", "tls"),
+        ("status ", "status"),
+        ("body mismatch", "body"),
+    ];
+    KINDS
+        .iter()
+        .find(|(prefix, _)| reason.starts_with(prefix))
+        .map_or("other", |&(_, kind)| kind)
+}
+
 /// `2s`, `1.5s` or `250ms`.
 pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
@@ -370,5 +389,58 @@ mod tests {
                 fifo.display()
             )
         );
+    }
+
+    /// Real probes' reasons fall in their kinds: a refused TCP connect, an HTTP status
+    /// outside the expected range, a timeout.
+    #[tokio::test]
+    async fn failure_kinds_of_real_probes() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let tcp = CheckKind::Tcp {
+            port: closed.port(),
+        };
+        let reason = |o: Outcome| match o {
+            Outcome::Down { reason } => reason,
+            Outcome::Up { .. } => panic!("probe passed"),
+        };
+        let p = Prober::new(&tcp, closed, Duration::from_secs(2)).unwrap();
+        let r = reason(p.probe().await.unwrap());
+        assert_eq!(failure_kind(&r), "refused", "{r}");
+
+        // A server that answers 503 to everything, then one that never answers.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            let (_held, _) = l.accept().await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let http = CheckKind::Http(HttpCheck {
+            https: false,
+            port: addr.port(),
+            method: "GET".into(),
+            path: "/".into(),
+            host: None,
+            expect: vec![200..=399],
+            body: None,
+            tls_verify: true,
+            ca_file: None,
+        });
+        let p = Prober::new(&http, addr, Duration::from_millis(500)).unwrap();
+        let r = reason(p.probe().await.unwrap());
+        assert_eq!(failure_kind(&r), "status", "{r}");
+        let r = reason(p.probe().await.unwrap());
+        assert_eq!(failure_kind(&r), "timeout", "{r}");
+        server.abort();
+        assert_eq!(failure_kind("something new"), "other");
     }
 }

@@ -545,6 +545,14 @@ impl ZoneHealth {
         &self.checks
     }
 
+    /// Whether an operator forces an endpoint of region `region` up or down at `now`.
+    pub fn forced(&self, region: usize, now: Now) -> bool {
+        self.overrides
+            .forced
+            .get(region)
+            .is_some_and(|f| f.iter().flatten().any(|f| f.hold.active(now)))
+    }
+
     /// Takes `overrides` in place of the ones in force, at `now`.
     pub fn set_overrides(&mut self, overrides: &Overrides, now: Instant) {
         let new = ZoneOverrides::resolve(overrides, &self.label, &self.regions);

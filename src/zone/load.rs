@@ -125,10 +125,11 @@ struct SteeredToml {
     trouble_ttl: Option<Spanned<i64>>,
 }
 
-/// `"all"` or a list of addresses.
+/// `"all"` or a list of addresses. A bad address is kept as its message, reported with the
+/// file's other mistakes instead of ending the parse (as an address that is not one would).
 enum FallbackToml {
     All,
-    Static(Vec<IpAddr>),
+    Static(Vec<Result<IpAddr, String>>),
 }
 
 impl<'de> Deserialize<'de> for FallbackToml {
@@ -153,7 +154,7 @@ impl<'de> Deserialize<'de> for FallbackToml {
             ) -> Result<FallbackToml, A::Error> {
                 let mut out = Vec::new();
                 while let Some(s) = seq.next_element::<String>()? {
-                    out.push(parse_addr(&s)?);
+                    out.push(parse_addr(&s));
                 }
                 Ok(FallbackToml::Static(out))
             }
@@ -162,9 +163,10 @@ impl<'de> Deserialize<'de> for FallbackToml {
     }
 }
 
-/// `"192.0.2.10"` or `{ address = "192.0.2.10", weight = 3, check-address = "..." }`.
+/// `"192.0.2.10"` or `{ address = "192.0.2.10", weight = 3, check-address = "..." }`. A bad
+/// address is kept as its message, so that `meridian check` reports every one of them.
 struct EndpointToml {
-    address: IpAddr,
+    address: Result<IpAddr, String>,
     weight: i64,
     check_address: Option<String>,
 }
@@ -179,7 +181,7 @@ impl<'de> Deserialize<'de> for EndpointToml {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<EndpointToml, E> {
                 Ok(EndpointToml {
-                    address: parse_addr(v)?,
+                    address: parse_addr(v),
                     weight: 1,
                     check_address: None,
                 })
@@ -188,7 +190,7 @@ impl<'de> Deserialize<'de> for EndpointToml {
                 let (mut address, mut weight, mut check_address) = (None, None, None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
-                        "address" => address = Some(parse_addr(&map.next_value::<String>()?)?),
+                        "address" => address = Some(parse_addr(&map.next_value::<String>()?)),
                         "weight" => weight = Some(map.next_value::<i64>()?),
                         "check-address" => check_address = Some(map.next_value::<String>()?),
                         other => {
@@ -210,9 +212,9 @@ impl<'de> Deserialize<'de> for EndpointToml {
     }
 }
 
-fn parse_addr<E: de::Error>(v: &str) -> Result<IpAddr, E> {
+fn parse_addr(v: &str) -> Result<IpAddr, String> {
     v.parse()
-        .map_err(|_| E::custom(format!("bad address {v:?}: not an IPv4 or IPv6 address")))
+        .map_err(|_| format!("bad address {v:?}: not an IPv4 or IPv6 address"))
 }
 
 /// Byte offsets -> 1-based line numbers.
@@ -577,23 +579,30 @@ fn regions(
         let mut endpoints: Vec<Endpoint> = Vec::new();
         for ep in &region.endpoints {
             let e = ep.get_ref();
+            let address = match &e.address {
+                Ok(a) => *a,
+                Err(msg) => {
+                    report.span(ep.span(), msg.clone());
+                    continue;
+                }
+            };
             if !(1..=MAX_WEIGHT).contains(&e.weight) {
                 report.span(
                     ep.span(),
                     format!(
-                        "endpoint {}: weight {} is not in 1..={MAX_WEIGHT}",
-                        e.address, e.weight
+                        "endpoint {address}: weight {} is not in 1..={MAX_WEIGHT}",
+                        e.weight
                     ),
                 );
             }
-            if endpoints.iter().any(|x| x.address == e.address) {
+            if endpoints.iter().any(|x| x.address == address) {
                 report.span(
                     ep.span(),
-                    format!("region {name}: endpoint {} is listed twice", e.address),
+                    format!("region {name}: endpoint {address} is listed twice"),
                 );
             }
             endpoints.push(Endpoint {
-                address: e.address,
+                address,
                 weight: e.weight.clamp(1, MAX_WEIGHT) as u32,
             });
         }
@@ -623,9 +632,11 @@ fn regions(
             }
         };
         let mut targets = Vec::new();
+        // Endpoints with a bad address were reported above and left out.
         for ep in &region.endpoints {
             let e = ep.get_ref();
-            match health::target(&spec, e.address, e.check_address.as_deref()) {
+            let Ok(address) = e.address else { continue };
+            match health::target(&spec, address, e.check_address.as_deref()) {
                 Ok(t) => targets.push(t),
                 Err(msg) => {
                     report.span(ep.span(), format!("region {name}: {msg}"));
@@ -769,16 +780,21 @@ fn steered(
             Some((FallbackToml::Static(addrs), span)) => {
                 if addrs.is_empty() {
                     report.span(
-                        span,
+                        span.clone(),
                         format!("{display}: fallback is empty: give addresses, or \"all\""),
                     );
                 }
-                Fallback::Static(
-                    addrs
-                        .iter()
-                        .map(|&address| Endpoint { address, weight: 1 })
-                        .collect(),
-                )
+                let mut endpoints = Vec::new();
+                for a in addrs {
+                    match a {
+                        Ok(address) => endpoints.push(Endpoint {
+                            address: *address,
+                            weight: 1,
+                        }),
+                        Err(msg) => report.span(span.clone(), format!("{display}: {msg}")),
+                    }
+                }
+                Fallback::Static(endpoints)
             }
         };
         let trouble_ttl = match &spec.trouble_ttl {

@@ -244,7 +244,9 @@ impl Tcp {
             return None;
         };
         let tcp = self.clone();
+        let counted = tcp.services.metrics.queries().tcp_connection();
         Some(tokio::spawn(async move {
+            let _counted = counted;
             if let Err(e) = serve(stream, peer, &tcp.snapshot, &tcp.services, tcp.stop, &slot).await
             {
                 debug!(error = %e, client = %peer, "tcp connection ended");
@@ -330,7 +332,10 @@ async fn answer_queries<S: AsyncRead + AsyncWrite + Unpin>(
             () = slot.evicted() => return Ok(Closed::ByServer),
         }
         let (current, now) = (snapshot.load(), cookie::now());
-        let Some(response) = handle(&current, services, &buf, peer, Transport::Tcp, now) else {
+        let started = std::time::Instant::now();
+        let answered = handle(&current, services, &buf, peer, Transport::Tcp, now);
+        services.metrics.queries().tcp_query(started.elapsed());
+        let Some(response) = answered else {
             // Nothing to answer (a response, a runt): no activity, the idle time runs on.
             continue;
         };

@@ -102,3 +102,25 @@ async fn a_dead_target_takes_its_region_down_and_settles_on_the_paused_clock() {
         "an unprobed region stays up"
     );
 }
+
+#[test]
+fn region_state_labels_tell_planned_work_and_slowness_from_outages() {
+    use crate::metrics::RegionStateLabel as L;
+    let region = |state, over_limit| RegionHealth {
+        state,
+        over_limit,
+        ..RegionHealth::up(2)
+    };
+    let cases = [
+        (region(RegionState::Up, false), false, L::Up),
+        (region(RegionState::Up, true), false, L::Degraded),
+        (region(RegionState::Down, false), false, L::Down),
+        (region(RegionState::Down, false), true, L::Forced),
+        (region(RegionState::Up, false), true, L::Forced),
+        (region(RegionState::Drained, false), true, L::Drained),
+        (region(RegionState::Drained, true), false, L::Drained),
+    ];
+    for (h, forced, want) in cases {
+        assert_eq!(state_label(&h, forced), want, "{h:?} forced {forced}");
+    }
+}

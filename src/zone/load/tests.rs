@@ -645,6 +645,43 @@ fn every_error_in_a_file_is_reported() {
     );
 }
 
+/// Bad addresses in endpoints and fallbacks used to end the parse at the first one: each is
+/// reported at its line, with the file's other mistakes.
+#[test]
+fn every_bad_address_is_reported() {
+    let text = zone(
+        "",
+        "",
+        "ttl = -1\nfallback = [\"192.0.2.1\", \"fallback.bad\"]",
+    )
+    .replace(
+        "endpoints = [\"198.51.100.10\", \"2001:db8:2::10\"]",
+        "endpoints = [\n  \"198.51.100.300\",\n  \"2001:db8:2::10\",\n]",
+    )
+    .replace(
+        "endpoints = [\"192.0.2.10\"]",
+        "endpoints = [{ address = \"not-an-address\", weight = 2 }]",
+    );
+    let d = errors(&text);
+    assert_has(
+        &d,
+        line_of(&text, "198.51.100.300"),
+        &["bad address \"198.51.100.300\""],
+    );
+    assert_has(
+        &d,
+        line_of(&text, "not-an-address"),
+        &["bad address \"not-an-address\""],
+    );
+    assert_has(
+        &d,
+        line_of(&text, "fallback.bad"),
+        &["www.example.com.", "bad address \"fallback.bad\""],
+    );
+    assert_has(&d, line_of(&text, "ttl = -1"), &["bad TTL -1"]);
+    assert_eq!(d.len(), 4, "{}", LoadError(d.clone()));
+}
+
 #[test]
 fn every_bad_record_line_is_reported() {
     let text = zone(
