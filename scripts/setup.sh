@@ -2,8 +2,8 @@
 # Installs what the tests need beyond the Rust toolchain: dig and kdig for the scripted
 # DNS checks, Chromium and ChromeDriver for the dashboard test, etcd and nftables for the
 # cluster tests (tests/cluster.rs starts its own etcd members on loopback and cuts one node
-# off with a firewall rule of its own), promtool for the metrics and alert rules. Safe to run again; does nothing when everything is
-# present.
+# off with a firewall rule of its own), promtool for the metrics and alert rules. Safe to
+# run again; does nothing when everything is present.
 set -euo pipefail
 need=()
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)
@@ -20,5 +20,16 @@ if [ ${#need[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "setup: installing ${need[*]}"
     $sudo apt-get update -qq
+    # The tests start their own etcd and need no Prometheus server: forbid the packages'
+    # services from starting (policy-rc.d, which invoke-rc.d and deb-systemd-invoke obey), so
+    # nothing is left listening on 2379 or 9090.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod 755 "$policy"
+        own_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    [ -z "$own_policy" ] || $sudo rm -f "$policy"
 fi
