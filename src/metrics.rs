@@ -242,6 +242,27 @@ pub struct Metrics {
     control: Mutex<Control>,
     /// Response rate limiting's counters, once it is on.
     rrl: std::sync::OnceLock<Arc<RrlCounters>>,
+    signing: Arc<SigningCounters>,
+}
+
+/// DNSSEC signatures made on the query path (a cached signed answer makes none).
+#[derive(Debug, Default)]
+pub struct SigningCounters {
+    signatures: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl SigningCounters {
+    /// Counts `signatures` made in `took`.
+    pub fn add(&self, signatures: u64, took: Duration) {
+        self.signatures.fetch_add(signatures, Relaxed);
+        self.nanos
+            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub fn signatures(&self) -> u64 {
+        self.signatures.load(Relaxed)
+    }
 }
 
 /// What response rate limiting refused.
@@ -315,6 +336,11 @@ impl Metrics {
             .probes_local
             .entry(errno)
             .or_default() += 1;
+    }
+
+    /// The DNSSEC signing counters.
+    pub fn signing(&self) -> Arc<SigningCounters> {
+        self.signing.clone()
     }
 
     /// The counters of response rate limiting, which are exported from the first call on.
@@ -465,6 +491,18 @@ impl Metrics {
             );
         }
         let c = self.control.lock().expect("metrics lock");
+        out.push_str("# HELP meridian_dnssec_signatures_total RRSIGs made on the query path (answers from the cache make none).\n# TYPE meridian_dnssec_signatures_total counter\n");
+        let _ = writeln!(
+            out,
+            "meridian_dnssec_signatures_total {}",
+            self.signing.signatures.load(Relaxed)
+        );
+        out.push_str("# HELP meridian_dnssec_signing_seconds_total Time spent signing answers, NSEC records included.\n# TYPE meridian_dnssec_signing_seconds_total counter\n");
+        let _ = writeln!(
+            out,
+            "meridian_dnssec_signing_seconds_total {}",
+            self.signing.nanos.load(Relaxed) as f64 / 1e9
+        );
         out.push_str("# HELP meridian_probes_total Health probes by result.\n# TYPE meridian_probes_total counter\n");
         for ((z, r, e), p) in &c.probes {
             for (result, v) in [("ok", p.ok), ("failed", p.failed)] {

@@ -11,14 +11,14 @@ use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 
-use super::cache::{Cacheable, SteeredVariant, Variant, Varies};
+use super::cache::{Cacheable, SteeredVariant, Variant, Varies, signed_on};
 use super::response::{self, Opt, Outcome};
 use super::wire::{self, HEADER_LEN};
 use super::{At, Services, Transport, response_limit};
 use crate::serving::Snapshot;
 use crate::serving::answer::{self, Client};
 use crate::steer::{Family, Order};
-use crate::zone::Resolved;
+use crate::zone::{Denial, DenialKind, Resolved};
 
 /// The general path's response, and what it varies on when the fast path may reuse it.
 pub struct Answer {
@@ -190,6 +190,10 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
         response.scope = a.scope;
         if a.addresses.is_empty() {
             zone.add_negative_soa(&mut resolved);
+            resolved.denial = Some(Denial {
+                name: hit.owner.clone(),
+                kind: DenialKind::NoData(qtype),
+            });
         }
         resolved.answers.extend(a.addresses.into_iter().map(|addr| {
             let rdata = match addr {
@@ -199,7 +203,25 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             Record::from_rdata(hit.owner.clone(), a.ttl, rdata)
         }));
     }
+    if response.dnssec_ok
+        && let Some(signer) = zone.signer()
+        && let Err(e) = super::sign::sign(zone, signer, &mut resolved, now, &services.signing)
+    {
+        // A key that cannot sign is a broken zone: SERVFAIL, as a validator would conclude.
+        tracing::debug!(zone = %zone.origin, error = %e, "signing failed");
+        let outcome = Outcome::new(false, false, ResponseCode::ServFail);
+        return Some(response.finish(
+            snapshot,
+            services,
+            qtype,
+            Resolved::default(),
+            outcome,
+            counted,
+            None,
+        ));
+    }
     let outcome = Outcome::new(resolved.authoritative, false, resolved.rcode);
+    let dnssec = signed_on(response.dnssec_ok, now);
     Some(response.finish(
         snapshot,
         services,
@@ -211,6 +233,7 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             zone: zone.index,
             outcome,
             varies,
+            dnssec,
         }),
     ))
 }
