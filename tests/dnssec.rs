@@ -305,3 +305,106 @@ fn unbound_anchored_on_another_key_answers_servfail() {
         assert!(out.contains("status: SERVFAIL"), "{name} {qtype}: {out}");
     }
 }
+
+/// `meridian check` with `zones` and `state`: (success, stdout + stderr).
+fn check(zones: &Path, state: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["check", "--zones"])
+        .arg(zones)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_refuses_a_signed_zone_without_a_usable_key_at_its_dnssec_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (zones, ds) = signed_zone(dir.path(), &state);
+    let file = zones.join("example.com.toml");
+    let key = state.join("dnssec/example.com.key");
+    let tag = ds.split_whitespace().nth(4).unwrap();
+
+    let (ok, out) = check(&zones, &state);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("signed: ecdsap256sha256 key tag {tag}")),
+        "{out}"
+    );
+
+    // The key open to others.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out) = check(&zones, &state);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!("{}:6: dnssec: key file", file.display())),
+        "{out}"
+    );
+    assert!(out.contains("mode 0644"), "{out}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A key of another algorithm than the zone file says.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let ed = text.replacen("dnssec = {}", "dnssec = { algorithm = \"ed25519\" }", 1);
+    std::fs::write(&file, &ed).unwrap();
+    let (ok, out) = check(&zones, &state);
+    assert!(!ok);
+    assert!(out.contains("not a PKCS#8 ed25519 private key"), "{out}");
+
+    // An unknown algorithm, at its line.
+    let bad = text.replacen("dnssec = {}", "dnssec = { algorithm = \"rsasha1\" }", 1);
+    std::fs::write(&file, &bad).unwrap();
+    let (ok, out) = check(&zones, &state);
+    assert!(!ok);
+    assert!(out.contains(":6: dnssec: algorithm \"rsasha1\""), "{out}");
+
+    // No key at all.
+    std::fs::write(&file, &text).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let (ok, out) = check(&zones, &state);
+    assert!(!ok);
+    assert!(
+        out.contains(&format!(
+            "{}:6: dnssec is on but the key file {} does not exist",
+            file.display(),
+            key.display()
+        )),
+        "{out}"
+    );
+    // keygen does not overwrite a key that is there.
+    let z = zones.to_str().unwrap();
+    let s = state.to_str().unwrap();
+    meridian(&[
+        "dnssec",
+        "keygen",
+        "--zone",
+        "example.com",
+        "--zones",
+        z,
+        "--state-dir",
+        s,
+    ]);
+    let again = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "dnssec",
+            "keygen",
+            "--zone",
+            "example.com",
+            "--zones",
+            z,
+            "--state-dir",
+            s,
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}
