@@ -1,8 +1,9 @@
-//! DNSSEC checked by a real validator: unbound (with `subnetcache validator iterator`, so
-//! each ECS variant is validated on its own) with the zone's DS as its trust anchor and stub
-//! zones to `meridian serve` on loopback. A second unbound anchored on another key is the
-//! negative control: it must answer SERVFAIL, so the check can fail.
-//! `scripts/setup.sh` installs unbound; on a machine without it the tests say so and pass.
+//! DNSSEC checked by real validators: unbound (with `subnetcache validator iterator`, so
+//! each ECS variant is validated on its own) and Knot Resolver, each with the zone's DS as
+//! its trust anchor and stub zones (forwards, for kresd) to `meridian serve` on loopback; and
+//! BIND's `delv`. A validator anchored on another key is the negative control: it must
+//! answer SERVFAIL, so the check can fail. `scripts/setup.sh` installs all three; on a
+//! machine without one, its tests say so and pass.
 
 mod common;
 
@@ -91,23 +92,64 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A running unbound, killed on drop.
-struct Unbound {
+/// A running validating resolver (unbound or kresd), killed on drop.
+struct Resolver {
     child: Child,
     addr: SocketAddr,
 }
 
-impl Drop for Unbound {
+/// The validators these tests run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Validator {
+    Unbound,
+    /// Knot Resolver 5.6: forwards to the servers and validates; it sends no ECS upstream.
+    Kresd,
+}
+
+impl Validator {
+    fn command(self) -> &'static str {
+        match self {
+            Validator::Unbound => "unbound",
+            Validator::Kresd => "kresd",
+        }
+    }
+
+    /// Whether it is installed; says so when not.
+    fn installed(self) -> bool {
+        let ok = Command::new(self.command())
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!(
+                "skipped {}: not installed (scripts/setup.sh installs it)",
+                self.command()
+            );
+        }
+        ok
+    }
+
+    fn start(self, dir: &Path, anchor: &str, parent: SocketAddr, child: SocketAddr) -> Resolver {
+        match self {
+            Validator::Unbound => Resolver::start_unbound(dir, anchor, parent, child),
+            Validator::Kresd => Resolver::start_kresd(dir, anchor, parent, child),
+        }
+    }
+}
+
+impl Drop for Resolver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl Unbound {
+impl Resolver {
     /// Starts unbound validating with `anchor` (a DS line), example.com stubbed to `parent`
     /// and lab.example.com to `child`; waits until it answers.
-    fn start(dir: &Path, anchor: &str, parent: SocketAddr, child: SocketAddr) -> Unbound {
+    fn start_unbound(dir: &Path, anchor: &str, parent: SocketAddr, child: SocketAddr) -> Resolver {
         let port = free_port();
         let conf = dir.join(format!("unbound-{port}.conf"));
         let text = format!(
@@ -157,18 +199,68 @@ stub-zone:
             .stderr(Stdio::null())
             .spawn()
             .expect("start unbound");
-        let unbound = Unbound {
+        Resolver::ready(child, port)
+    }
+
+    /// Starts Knot Resolver validating with `anchor`, forwarding example.com to `parent` and
+    /// lab.example.com to `child`, and refusing everything else; nothing leaves loopback.
+    fn start_kresd(dir: &Path, anchor: &str, parent: SocketAddr, child: SocketAddr) -> Resolver {
+        let port = free_port();
+        let conf = dir.join(format!("kresd-{port}.conf"));
+        let text = format!(
+            r#"net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})
+-- Loopback only: no root anchor to refresh, no priming, no clock check against the root.
+trust_anchors.remove('.')
+modules.unload('detect_time_skew')
+modules.unload('priming')
+modules.unload('ta_signal_query')
+trust_anchors.add('{anchor}')
+-- A forwarder asks the child for everything below the cut, DS included: DS lives at the
+-- parent (RFC 4035 §3.1.4.1), so that one goes there.
+local parent = policy.FORWARD({{'{p}@{pp}'}})
+local cut = todname('lab.example.com.')
+policy.add(function(_, query)
+    if query.stype == kres.type.DS and kres.dname2str(query.sname) == 'lab.example.com.' then return parent end
+end)
+policy.add(policy.suffix(policy.FORWARD({{'{c}@{cp}'}}), {{cut}}))
+policy.add(policy.suffix(parent, {{todname('example.com.')}}))
+policy.add(policy.all(policy.REFUSE))
+"#,
+            p = parent.ip(),
+            pp = parent.port(),
+            c = child.ip(),
+            cp = child.port(),
+        );
+        std::fs::write(&conf, text).unwrap();
+        let work = dir.join(format!("kresd-{port}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let child = Command::new("kresd")
+            .arg("-n")
+            .arg("-c")
+            .arg(&conf)
+            .arg(&work)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kresd");
+        Resolver::ready(child, port)
+    }
+
+    /// Waits until the resolver started as `child` answers on `port`.
+    fn ready(child: Child, port: u16) -> Resolver {
+        let resolver = Resolver {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
         let deadline = Instant::now() + UNBOUND_DEADLINE;
         loop {
-            if let Some(out) = dig(unbound.addr, &["lab.example.com", "NS"])
+            if let Some(out) = dig(resolver.addr, &["lab.example.com", "NS"])
                 && out.contains("status:")
             {
-                return unbound;
+                return resolver;
             }
-            assert!(Instant::now() < deadline, "unbound did not answer");
+            assert!(Instant::now() < deadline, "the resolver did not answer");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -187,8 +279,8 @@ fn dig(server: SocketAddr, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn ask(unbound: &Unbound, args: &[&str]) -> String {
-    dig(unbound.addr, args).unwrap_or_else(|| panic!("unbound gave no answer to {args:?}"))
+fn ask(resolver: &Resolver, args: &[&str]) -> String {
+    dig(resolver.addr, args).unwrap_or_else(|| panic!("no answer to {args:?}"))
 }
 
 /// Whether the header says AD (authenticated data).
@@ -198,22 +290,18 @@ fn validated(out: &str) -> bool {
         .is_some_and(|l| l.split(';').nth(2).is_some_and(|f| f.contains(" ad")))
 }
 
-fn have_unbound() -> bool {
-    let ok = Command::new("unbound")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: unbound is not installed (scripts/setup.sh installs it)");
-    }
-    ok
+#[test]
+fn unbound_validates_every_kind_of_answer() {
+    validates_every_kind_of_answer(Validator::Unbound);
 }
 
 #[test]
-fn unbound_validates_every_kind_of_answer() {
-    if !have_unbound() {
+fn kresd_validates_every_kind_of_answer() {
+    validates_every_kind_of_answer(Validator::Kresd);
+}
+
+fn validates_every_kind_of_answer(validator: Validator) {
+    if !validator.installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -221,7 +309,7 @@ fn unbound_validates_every_kind_of_answer() {
     let (zones, ds) = signed_zone(dir.path(), &state);
     let parent = Server::start_with_zones(&zones, &["--state-dir", state.to_str().unwrap()]);
     let child = Server::start_with_zones(&child_zone(dir.path()), &[]);
-    let unbound = Unbound::start(dir.path(), &ds, parent.addr(), child.addr());
+    let resolver = validator.start(dir.path(), &ds, parent.addr(), child.addr());
 
     let positive = [
         ("static.example.com", "A", "IN\tA\t192.0.2.80"),
@@ -234,21 +322,33 @@ fn unbound_validates_every_kind_of_answer() {
         ("x.y.wild.example.com", "A", "IN\tA\t192.0.2.77"),
     ];
     for (name, qtype, expect) in positive {
-        let out = ask(&unbound, &[name, qtype, "+dnssec"]);
-        assert!(out.contains("status: NOERROR"), "{name} {qtype}: {out}");
-        assert!(validated(&out), "{name} {qtype} not validated: {out}");
-        assert!(out.contains(expect), "{name} {qtype}: {out}");
+        let out = ask(&resolver, &[name, qtype, "+dnssec"]);
+        assert!(
+            out.contains("status: NOERROR"),
+            "{validator:?} {name} {qtype}: {out}"
+        );
+        assert!(
+            validated(&out),
+            "{validator:?} {name} {qtype} not validated: {out}"
+        );
+        assert!(out.contains(expect), "{validator:?} {name} {qtype}: {out}");
     }
 
-    // Each ECS variant is its own signed RRset, validated on its own.
+    // Each ECS variant is its own signed RRset, validated on its own (by unbound's
+    // subnetcache: Knot Resolver 5.6 sends no ECS upstream).
     let continents = [
         ("81.2.69.0/24", "198.51.100.10"),
         ("8.8.8.0/24", "192.0.2.10"),
         ("1.1.1.0/24", "203.0.113.10"),
     ];
-    for (subnet, address) in continents {
+    let continents = if validator == Validator::Unbound {
+        &continents[..]
+    } else {
+        &[]
+    };
+    for &(subnet, address) in continents {
         let ecs = format!("+subnet={subnet}");
-        let out = ask(&unbound, &["www.example.com", "A", "+dnssec", &ecs]);
+        let out = ask(&resolver, &["www.example.com", "A", "+dnssec", &ecs]);
         assert!(validated(&out), "{subnet}: {out}");
         assert!(
             out.contains(&format!("IN\tA\t{address}")),
@@ -266,18 +366,24 @@ fn unbound_validates_every_kind_of_answer() {
         ("nope.example.com", "A"),
     ];
     for (name, qtype) in negative {
-        let out = ask(&unbound, &[name, qtype, "+dnssec"]);
+        let out = ask(&resolver, &[name, qtype, "+dnssec"]);
         assert!(
             out.contains("status: NOERROR") || out.contains("status: NXDOMAIN"),
-            "{name} {qtype}: {out}"
+            "{validator:?} {name} {qtype}: {out}"
         );
-        assert!(out.contains("ANSWER: 0,"), "{name} {qtype}: {out}");
-        assert!(validated(&out), "{name} {qtype} not validated: {out}");
+        assert!(
+            out.contains("ANSWER: 0,"),
+            "{validator:?} {name} {qtype}: {out}"
+        );
+        assert!(
+            validated(&out),
+            "{validator:?} {name} {qtype} not validated: {out}"
+        );
     }
 
     // An insecure delegation: the NSEC at the cut proves no DS, so the child's unsigned
     // answer is accepted, and not marked authenticated.
-    let out = ask(&unbound, &["host.lab.example.com", "A", "+dnssec"]);
+    let out = ask(&resolver, &["host.lab.example.com", "A", "+dnssec"]);
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(out.contains("IN\tA\t192.0.2.123"), "{out}");
     assert!(
@@ -288,7 +394,16 @@ fn unbound_validates_every_kind_of_answer() {
 
 #[test]
 fn unbound_anchored_on_another_key_answers_servfail() {
-    if !have_unbound() {
+    anchored_on_another_key_answers_servfail(Validator::Unbound);
+}
+
+#[test]
+fn kresd_anchored_on_another_key_answers_servfail() {
+    anchored_on_another_key_answers_servfail(Validator::Kresd);
+}
+
+fn anchored_on_another_key_answers_servfail(validator: Validator) {
+    if !validator.installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -299,10 +414,13 @@ fn unbound_anchored_on_another_key_answers_servfail() {
     let (_, wrong) = signed_zone(other.path(), &other.path().join("state"));
     let parent = Server::start_with_zones(&zones, &["--state-dir", state.to_str().unwrap()]);
     let child = Server::start_with_zones(&child_zone(dir.path()), &[]);
-    let unbound = Unbound::start(dir.path(), &wrong, parent.addr(), child.addr());
+    let resolver = validator.start(dir.path(), &wrong, parent.addr(), child.addr());
     for (name, qtype) in [("static.example.com", "A"), ("nope.example.com", "A")] {
-        let out = ask(&unbound, &[name, qtype, "+dnssec"]);
-        assert!(out.contains("status: SERVFAIL"), "{name} {qtype}: {out}");
+        let out = ask(&resolver, &[name, qtype, "+dnssec"]);
+        assert!(
+            out.contains("status: SERVFAIL"),
+            "{validator:?} {name} {qtype}: {out}"
+        );
     }
 }
 
@@ -407,4 +525,95 @@ fn check_refuses_a_signed_zone_without_a_usable_key_at_its_dnssec_line() {
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}
+
+/// delv's verdict on `name`/`qtype` from `server` with the trust anchor in `anchors`.
+fn delv(server: SocketAddr, anchors: &Path, name: &str, qtype: &str) -> String {
+    let out = Command::new("delv")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "-a"])
+        .arg(anchors)
+        .args(["+root=example.com", name, qtype])
+        .output()
+        .expect("run delv");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A delv anchor file for a DS line (`example.com. 3600 IN DS tag alg type digest`).
+fn delv_anchors(dir: &Path, ds: &str) -> PathBuf {
+    let f: Vec<&str> = ds.split_whitespace().collect();
+    let path = dir.join("delv-anchors.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "trust-anchors {{ {} static-ds {} {} {} \"{}\"; }};\n",
+            f[0], f[4], f[5], f[6], f[7]
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn delv_fully_validates_answers_and_denials() {
+    if !Command::new("delv")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipped delv: not installed (scripts/setup.sh installs bind9-dnsutils)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (zones, ds) = signed_zone(dir.path(), &state);
+    let server = Server::start_with_zones(&zones, &["--state-dir", state.to_str().unwrap()]);
+    let anchors = delv_anchors(dir.path(), &ds);
+    let cases = [
+        ("static.example.com", "A", "; fully validated"),
+        ("www.example.com", "AAAA", "; fully validated"),
+        ("alias.example.com", "A", "; fully validated"),
+        ("x.y.wild.example.com", "A", "; fully validated"),
+        ("example.com", "DNSKEY", "; fully validated"),
+        (
+            "static.example.com",
+            "TXT",
+            "; negative response, fully validated",
+        ),
+        (
+            "b.example.com",
+            "TXT",
+            "; negative response, fully validated",
+        ),
+        (
+            "x.wild.example.com",
+            "MX",
+            "; negative response, fully validated",
+        ),
+        (
+            "lab.example.com",
+            "DS",
+            "; negative response, fully validated",
+        ),
+        (
+            "nope.example.com",
+            "A",
+            "; negative response, fully validated",
+        ),
+    ];
+    for (name, qtype, verdict) in cases {
+        let out = delv(server.addr(), &anchors, name, qtype);
+        assert!(out.contains(verdict), "{name} {qtype}: {out}");
+    }
+    // The negative control: another key's anchor validates nothing.
+    let other = tempfile::tempdir().unwrap();
+    let (_, wrong) = signed_zone(other.path(), &other.path().join("state"));
+    let anchors = delv_anchors(other.path(), &wrong);
+    let out = delv(server.addr(), &anchors, "static.example.com", "A");
+    assert!(!out.contains("validated"), "{out}");
+    assert!(out.contains("resolution failed"), "{out}");
 }
