@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain: dig and kdig for the scripted
 # DNS checks, unbound, kresd and delv to validate signed answers (tests/dnssec.rs runs its
-# own resolvers on loopback ports), Chromium and ChromeDriver for the dashboard test, etcd and
-# nftables for the cluster tests (tests/cluster.rs starts its own etcd members on loopback and cuts one node
-# off with a firewall rule of its own). Safe to run again; does nothing when everything is
-# present.
+# own resolvers on loopback ports), Chromium and ChromeDriver for the dashboard test, etcd
+# and nftables for the cluster tests (tests/cluster.rs starts its own etcd members on
+# loopback and cuts one node off with a firewall rule of its own). Safe to run again; does
+# nothing when everything is present.
 set -euo pipefail
 need=()
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)
