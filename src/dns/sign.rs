@@ -42,8 +42,9 @@ pub fn sign(
     let started = Instant::now();
     let made = std::cell::Cell::new(0u64);
     let sign_set = |records: &[Record], labels: u8| {
-        made.set(made.get() + 1);
-        signer.sign(records, labels, now)
+        let (rrsig, fresh) = signer.sign(records, labels, now)?;
+        made.set(made.get() + u64::from(fresh));
+        Ok::<_, KeyError>(rrsig)
     };
 
     let answers = std::mem::take(&mut resolved.answers);

@@ -7,6 +7,9 @@
 //! (inception at the start of the UTC day minus an hour, expiration [`Spec::validity_days`]
 //! later), so identical RRsets signed on the same day give interchangeable, cacheable
 //! signatures, and a signature is always at least `validity_days - 1` days from expiring.
+//! Each key keeps the signatures it made (by the exact data signed), shared by every thread
+//! and kept across snapshot swaps: an RRset is signed once a day, however many serving
+//! threads, failovers or health changes ask for it again.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,12 @@ use rustls::pki_types::PrivatePkcs8KeyDer;
 
 /// Days a signature stays valid when the zone does not say.
 pub const DEFAULT_VALIDITY_DAYS: u32 = 8;
+/// Signatures kept per zone key, shared by every serving thread and snapshot: more than the
+/// distinct RRsets a zone answers with on a day (regions x rotations x TTLs per steered name,
+/// plus static RRsets), so that a failover, a reload of health or a thread's first answer
+/// finds the RRset signed already. Random names of a flood come and go (moka admits by
+/// frequency, TinyLFU), so they do not push the answers that matter out.
+const SIGNATURE_CACHE: u64 = 100_000;
 /// Seconds before the start of the day that a signature's inception is set: validators with
 /// a clock a little behind accept it too.
 const INCEPTION_SLACK: u32 = 3600;
@@ -135,6 +144,10 @@ pub struct Signer {
     validity_days: u32,
     pub dnskey: DNSKEY,
     pub ds: DS,
+    /// Signatures by hash of the signed data, which the entry keeps to compare: the same
+    /// RRset in the same window signs once, whoever asks for it.
+    signatures: moka::sync::Cache<u64, Arc<(Vec<u8>, Vec<u8>)>>,
+    hasher: std::hash::RandomState,
 }
 
 impl fmt::Debug for Signer {
@@ -191,6 +204,8 @@ impl Signer {
             validity_days,
             dnskey,
             ds,
+            signatures: moka::sync::Cache::new(SIGNATURE_CACHE),
+            hasher: std::hash::RandomState::new(),
         })
     }
 
@@ -247,8 +262,14 @@ impl Signer {
     /// The RRSIG over `records` (one RRset: same owner, type and class), owned by their
     /// owner. `labels` is the RRSIG Labels field: the owner's label count, or for an answer
     /// expanded from a wildcard, the wildcard's without its `*` (RFC 4035 §5.3.4), which makes
-    /// the signature cover the wildcard's owner.
-    pub fn sign(&self, records: &[Record], labels: u8, now: u32) -> Result<Record, KeyError> {
+    /// the signature cover the wildcard's owner. The flag says whether a signature was made
+    /// (`false`: it came from the signature cache).
+    pub fn sign(
+        &self,
+        records: &[Record],
+        labels: u8,
+        now: u32,
+    ) -> Result<(Record, bool), KeyError> {
         let first = records.first().expect("an RRset has a record");
         let (inception, expiration) = self.window(now);
         let input = SigInput {
@@ -264,12 +285,23 @@ impl Signer {
         let crypto = |e: &dyn fmt::Display| KeyError::Crypto(e.to_string());
         let tbs = TBS::from_input(&first.name, DNSClass::IN, &input, records.iter())
             .map_err(|e| crypto(&e))?;
-        let sig = self.key.sign(&tbs).map_err(|e| crypto(&e))?;
-        Ok(Record::from_rdata(
+        let data = tbs.as_ref();
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, data);
+        let (sig, made) = match self.signatures.get(&hash).filter(|e| e.0 == data) {
+            Some(e) => (e.1.clone(), false),
+            None => {
+                let sig = self.key.sign(&tbs).map_err(|e| crypto(&e))?;
+                self.signatures
+                    .insert(hash, Arc::new((data.to_vec(), sig.clone())));
+                (sig, true)
+            }
+        };
+        let rrsig = Record::from_rdata(
             first.name.clone(),
             first.ttl,
             RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, sig))),
-        ))
+        );
+        Ok((rrsig, made))
     }
 }
 
