@@ -155,6 +155,11 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
     let Some(zone) = snapshot.zones.find(&LowerName::new(qname)) else {
         return Some(refuse(response, ResponseCode::Refused));
     };
+    if qtype == super::sign::NXNAME && zone.signer().is_some() {
+        // RFC 9824 §3.5: "If an explicit query for the NXNAME RR type is received, the DNS
+        // server MUST return a Format Error (response code FORMERR)."
+        return Some(refuse(response, ResponseCode::FormErr));
+    }
 
     let mut resolved = zone.resolve(qname, qtype);
     let mut counted = Counted::Plain { zone: zone.index };

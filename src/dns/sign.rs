@@ -29,7 +29,7 @@ use crate::zone::dnssec::{KeyError, Signer};
 use crate::zone::{DenialKind, Resolved, Zone};
 
 /// RFC 9824 §3.1: the NXNAME pseudo-type in the bitmap says the name does not exist.
-const NXNAME: RecordType = RecordType::Unknown(128);
+pub const NXNAME: RecordType = RecordType::Unknown(128);
 
 /// Signs `resolved` in place for `zone` with `signer` at `now` (Unix seconds).
 pub fn sign(

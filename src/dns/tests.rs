@@ -958,3 +958,20 @@ fn a_signed_answer_is_cached_with_its_signatures_per_decision_and_do_bit() {
     }
     assert_eq!(own.signing.signatures(), made, "no signing after the swap");
 }
+
+#[test]
+fn rfc9824_an_explicit_nxname_query_to_a_signed_zone_is_formerr() {
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    let q = packet(
+        9,
+        "static.example.com.",
+        sign::NXNAME,
+        Some((true, None)),
+        None,
+    );
+    let m = decode(&ask_raw(signed(), &q, src, Transport::Udp).unwrap());
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    // An unsigned zone knows no NXNAME: an unknown type, NODATA.
+    let m = decode(&ask_raw(state(), &q, src, Transport::Udp).unwrap());
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}
