@@ -83,6 +83,18 @@ fn child_zone(dir: &Path) -> PathBuf {
     zones
 }
 
+/// The server's /metrics text.
+fn metrics(server: &Server) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.admin_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// A UDP port free on loopback now (unbound binds it a moment later).
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -383,8 +395,18 @@ fn validates_every_kind_of_answer(validator: Validator) {
 
     // An insecure delegation: the NSEC at the cut proves no DS, so the child's unsigned
     // answer is accepted, and not marked authenticated.
+    // The server counted the signatures it made.
+    let metrics = metrics(&parent);
+    let made: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("meridian_dnssec_signatures_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no signature counter in:\n{metrics}"));
+    assert!(made >= 10, "{made} signatures");
+    assert!(metrics.contains("meridian_dnssec_signing_seconds_total "));
+
     let out = ask(&resolver, &["host.lab.example.com", "A", "+dnssec"]);
-    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(out.contains("status: NOERROR"), "{validator:?}: {out}");
     assert!(out.contains("IN\tA\t192.0.2.123"), "{out}");
     assert!(
         !validated(&out),
