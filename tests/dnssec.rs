@@ -601,6 +601,7 @@ fn delv_fully_validates_answers_and_denials() {
         ("alias.example.com", "A", "; fully validated"),
         ("x.y.wild.example.com", "A", "; fully validated"),
         ("example.com", "DNSKEY", "; fully validated"),
+        ("static.example.com", "NSEC", "; fully validated"),
         (
             "static.example.com",
             "TXT",

@@ -96,6 +96,18 @@ pub fn sign(
                 )?,
             }
         }
+        Some(d) if d.kind == DenialKind::NoData(RecordType::NSEC) => {
+            // A name's own NSEC answers a query for its NSEC (its bitmap names NSEC, so a
+            // NODATA proof would contradict itself); no SOA then.
+            let name = d.name.to_lowercase();
+            let types = zone.types_at(&LowerName::new(&name));
+            nsec(
+                name.clone(),
+                zero_child(&name),
+                types,
+                &mut resolved.answers,
+            )?;
+        }
         denial => {
             for set in rrsets(&authorities) {
                 let rrsig = sign_set(set, set[0].name.num_labels())?;

@@ -855,6 +855,8 @@ fn rfc4035_every_rrset_of_a_do_answer_is_signed_and_verifies() {
         // SOA and NSEC of compact denial.
         ("nope.example.com.", RecordType::A, None, 2),
         ("b.example.com.", RecordType::TXT, None, 2),
+        // A name's NSEC, asked for: the answer, alone.
+        ("static.example.com.", RecordType::NSEC, None, 1),
         // A referral: NS unsigned, the NSEC at the cut signed.
         ("www.lab.example.com.", RecordType::A, None, 1),
     ];
