@@ -135,6 +135,12 @@ pub enum KeyError {
     Crypto(String),
 }
 
+/// A signature and the data it was made over.
+struct Signed {
+    data: Vec<u8>,
+    sig: Vec<u8>,
+}
+
 /// A zone's signing key and the records that publish it.
 pub struct Signer {
     key: Box<dyn SigningKey>,
@@ -146,7 +152,7 @@ pub struct Signer {
     pub ds: DS,
     /// Signatures by hash of the signed data, which the entry keeps to compare: the same
     /// RRset in the same window signs once, whoever asks for it.
-    signatures: moka::sync::Cache<u64, Arc<(Vec<u8>, Vec<u8>)>>,
+    signatures: moka::sync::Cache<u64, Arc<Signed>>,
     hasher: std::hash::RandomState,
 }
 
@@ -287,12 +293,15 @@ impl Signer {
             .map_err(|e| crypto(&e))?;
         let data = tbs.as_ref();
         let hash = std::hash::BuildHasher::hash_one(&self.hasher, data);
-        let (sig, made) = match self.signatures.get(&hash).filter(|e| e.0 == data) {
-            Some(e) => (e.1.clone(), false),
+        let (sig, made) = match self.signatures.get(&hash).filter(|e| e.data == data) {
+            Some(e) => (e.sig.clone(), false),
             None => {
                 let sig = self.key.sign(&tbs).map_err(|e| crypto(&e))?;
-                self.signatures
-                    .insert(hash, Arc::new((data.to_vec(), sig.clone())));
+                let entry = Signed {
+                    data: data.to_vec(),
+                    sig: sig.clone(),
+                };
+                self.signatures.insert(hash, Arc::new(entry));
                 (sig, true)
             }
         };
