@@ -491,7 +491,7 @@ impl Metrics {
             );
         }
         let c = self.control.lock().expect("metrics lock");
-        out.push_str("# HELP meridian_dnssec_signatures_total RRSIGs made on the query path (answers from the cache make none).\n# TYPE meridian_dnssec_signatures_total counter\n");
+        out.push_str("# HELP meridian_dnssec_signatures_total RRSIGs made, on the query path and ahead of it after a swap (answers from a cache make none).\n# TYPE meridian_dnssec_signatures_total counter\n");
         let _ = writeln!(
             out,
             "meridian_dnssec_signatures_total {}",

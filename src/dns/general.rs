@@ -16,9 +16,9 @@ use super::response::{self, Opt, Outcome};
 use super::wire::{self, HEADER_LEN};
 use super::{At, Services, Transport, response_limit};
 use crate::serving::Snapshot;
-use crate::serving::answer::{self, Client};
+use crate::serving::answer::{self, Client, SteeredAnswer};
 use crate::steer::{Family, Order};
-use crate::zone::{Denial, DenialKind, Resolved};
+use crate::zone::{Denial, DenialKind, Resolved, SteeredHit, Zone};
 
 /// The general path's response, and what it varies on when the fast path may reuse it.
 pub struct Answer {
@@ -193,20 +193,10 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             Order::Weighted => None,
         };
         response.scope = a.scope;
-        if a.addresses.is_empty() {
-            zone.add_negative_soa(&mut resolved);
-            resolved.denial = Some(Denial {
-                name: hit.owner.clone(),
-                kind: DenialKind::NoData(qtype),
-            });
+        if response.dnssec_ok && zone.signer().is_some() {
+            services.hot.note(&hit.owner, qtype, client, now);
         }
-        resolved.answers.extend(a.addresses.into_iter().map(|addr| {
-            let rdata = match addr {
-                IpAddr::V4(a) => RData::A(A(a)),
-                IpAddr::V6(a) => RData::AAAA(AAAA(a)),
-            };
-            Record::from_rdata(hit.owner.clone(), a.ttl, rdata)
-        }));
+        add_steered(zone, &hit, qtype, a, &mut resolved);
     }
     if response.dnssec_ok
         && let Some(signer) = zone.signer()
@@ -241,6 +231,31 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             dnssec,
         }),
     ))
+}
+
+/// Completes `resolved` with the steered answer `a` for `hit`: its addresses, or NODATA when
+/// it has none of the family asked for.
+pub(super) fn add_steered(
+    zone: &Zone,
+    hit: &SteeredHit,
+    qtype: RecordType,
+    a: SteeredAnswer,
+    resolved: &mut Resolved,
+) {
+    if a.addresses.is_empty() {
+        zone.add_negative_soa(resolved);
+        resolved.denial = Some(Denial {
+            name: hit.owner.clone(),
+            kind: DenialKind::NoData(qtype),
+        });
+    }
+    resolved.answers.extend(a.addresses.into_iter().map(|addr| {
+        let rdata = match addr {
+            IpAddr::V4(a) => RData::A(A(a)),
+            IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+        };
+        Record::from_rdata(hit.owner.clone(), a.ttl, rdata)
+    }));
 }
 
 /// A response being built: the parts that come from the query, not from the zone data.

@@ -30,6 +30,7 @@ use crate::serving::Snapshot;
 
 pub use fast::{At, Caches as FastCaches, handle_parsed, prefetch};
 pub use response::MAX_UDP_PAYLOAD;
+pub use sign::presign;
 pub use wire::Parsed;
 
 /// Without EDNS a UDP response is at most 512 octets (RFC 1035 §4.2.1).
@@ -74,6 +75,8 @@ pub struct Services {
     /// Query counters for responses outside every zone.
     outside: Arc<ZoneCounters>,
     signing: Arc<SigningCounters>,
+    /// Signed steered questions asked lately, signed again ahead of queries after a swap.
+    hot: sign::Hot,
 }
 
 impl Services {
@@ -83,6 +86,7 @@ impl Services {
             rrl: rrl.map(|limits| rrl::Rrl::new(limits, metrics.rrl_counters())),
             outside: metrics.outside_counters(),
             signing: metrics.signing(),
+            hot: sign::Hot::default(),
             metrics,
         }
     }

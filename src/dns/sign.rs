@@ -25,8 +25,76 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::metrics::SigningCounters;
+use crate::serving::Snapshot;
+use crate::serving::answer::{self, Client};
+use crate::steer::Family;
 use crate::zone::dnssec::{KeyError, Signer};
 use crate::zone::{DenialKind, Resolved, Zone};
+
+/// Most hot questions kept: more distinct (name, type, client network) than a failover
+/// should re-sign at once.
+const HOT_CAPACITY: usize = 10_000;
+/// How long a question stays hot after it was last answered by the general path, in seconds.
+const HOT_FOR: u32 = 600;
+
+/// Steered questions with DO=1 that the general path answered lately (the fast path then
+/// answers them from its cache, until a swap empties it). After a swap, [`presign`] answers
+/// them again off the query path, so their new RRsets are signed before clients ask.
+#[derive(Debug, Default)]
+pub struct Hot {
+    seen: std::sync::Mutex<std::collections::HashMap<(Name, RecordType, Client), u32>>,
+}
+
+impl Hot {
+    /// Notes a question at `now` (Unix seconds). Never waits: when another thread holds the
+    /// table, or it is full of other questions, this one is not noted.
+    pub fn note(&self, name: &Name, qtype: RecordType, client: Client, now: u32) {
+        let Ok(mut seen) = self.seen.try_lock() else {
+            return;
+        };
+        let key = (name.to_lowercase(), qtype, client);
+        if seen.len() < HOT_CAPACITY || seen.contains_key(&key) {
+            seen.insert(key, now);
+        }
+    }
+
+    /// The questions noted within [`HOT_FOR`] of `now`; older ones are forgotten.
+    fn recent(&self, now: u32) -> Vec<(Name, RecordType, Client)> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, at| now.saturating_sub(*at) <= HOT_FOR);
+        seen.keys().cloned().collect()
+    }
+}
+
+/// Signs, for `snapshot`, the answers to the questions `hot` holds, as the general path would
+/// answer them at `now`, and returns how many signatures that made: the RRsets go into their
+/// key's signature cache, where the queries that follow find them. Called off the query path
+/// when a reload, override or health change swaps the snapshot.
+pub fn presign(snapshot: &Snapshot, hot: &Hot, now: u32, counters: &SigningCounters) -> u64 {
+    let before = counters.signatures();
+    for (name, qtype, client) in hot.recent(now) {
+        let Some(zone) = snapshot.zones.find(&LowerName::new(&name)) else {
+            continue;
+        };
+        let Some(signer) = zone.signer() else {
+            continue;
+        };
+        let mut resolved = zone.resolve(&name, qtype);
+        if let Some(hit) = resolved.steered.take() {
+            let family = if qtype == RecordType::AAAA {
+                Family::V6
+            } else {
+                Family::V4
+            };
+            let steered = &zone.steered[hit.index];
+            let a = answer::steer(snapshot, zone, steered, client, family, 0);
+            super::general::add_steered(zone, &hit, qtype, a, &mut resolved);
+        }
+        // A key that cannot sign fails the query that asks too, which says so.
+        let _ = sign(zone, signer, &mut resolved, now, counters);
+    }
+    counters.signatures() - before
+}
 
 /// RFC 9824 §3.1: the NXNAME pseudo-type in the bitmap says the name does not exist.
 pub const NXNAME: RecordType = RecordType::Unknown(128);

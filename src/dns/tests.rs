@@ -977,3 +977,62 @@ fn rfc9824_an_explicit_nxname_query_to_a_signed_zone_is_formerr() {
     let m = decode(&ask_raw(state(), &q, src, Transport::Udp).unwrap());
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
 }
+
+#[test]
+fn after_a_failover_swap_the_hot_answers_are_signed_before_clients_ask() {
+    let snapshot = signed();
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    let own = Services::new(
+        cookie::Cookies::new(*b"meridian-testing", cookie::DEFAULT_AMPLIFICATION),
+        None,
+        Arc::new(Metrics::default()),
+    );
+    let ecs = Some((IpAddr::V4(Ipv4Addr::new(81, 2, 69, 0)), 24));
+    let q = packet(
+        3,
+        "www.example.com.",
+        RecordType::A,
+        Some((true, ecs)),
+        None,
+    );
+    let addresses = |out: &[u8]| answer_and_scope(&decode(out)).0;
+    let before = handle(snapshot, &own, &q, src, Transport::Udp, cookie::now()).unwrap();
+    assert_eq!(addresses(&before), vec![IpAddr::from([198, 51, 100, 10])]);
+
+    // eu-west goes down: its clients move, with the trouble TTL, an RRset never signed.
+    let zone = snapshot.zones.get(0).unwrap();
+    let regions = zone
+        .regions
+        .iter()
+        .map(|r| {
+            if r.name == "eu-west" {
+                RegionHealth {
+                    state: RegionState::Down,
+                    endpoints_up: vec![false; r.endpoints.len()],
+                    degradation_ms: 0.0,
+                    over_limit: false,
+                    in_trouble: true,
+                }
+            } else {
+                RegionHealth::up(r.endpoints.len())
+            }
+        })
+        .collect();
+    let swapped = snapshot.with_health(0, HealthView { regions });
+    let made = presign(&swapped, &own.hot, cookie::now(), &own.signing);
+    assert!(made >= 1, "the new RRset was signed ahead");
+
+    let signed_so_far = own.signing.signatures();
+    let after = handle(&swapped, &own, &q, src, Transport::Udp, cookie::now()).unwrap();
+    assert_ne!(
+        addresses(&after),
+        addresses(&before),
+        "the client failed over"
+    );
+    assert_eq!(verify_all(&swapped, &decode(&after).answers), 1);
+    assert_eq!(
+        own.signing.signatures(),
+        signed_so_far,
+        "the failover put no signing on the query path"
+    );
+}
