@@ -506,6 +506,16 @@ fn check_refuses_a_signed_zone_without_a_usable_key_at_its_dnssec_line() {
     assert!(!ok);
     assert!(out.contains(":6: dnssec: algorithm \"rsasha1\""), "{out}");
 
+    // A validity shorter than the day a signature is made on.
+    let short = text.replacen("dnssec = {}", "dnssec = { validity-days = 1 }", 1);
+    std::fs::write(&file, &short).unwrap();
+    let (ok, out) = check(&zones, &state);
+    assert!(!ok);
+    assert!(
+        out.contains(":6: dnssec: validity-days 1 is not in 2..=90"),
+        "{out}"
+    );
+
     // No key at all.
     std::fs::write(&file, &text).unwrap();
     std::fs::remove_file(&key).unwrap();

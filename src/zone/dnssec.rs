@@ -320,3 +320,46 @@ pub struct Dnssec {
     pub spec: Spec,
     pub signer: Option<Arc<Signer>>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(validity_days: u32) -> Signer {
+        let der = KeyAlgorithm::Ed25519.generate().unwrap();
+        let zone = Name::from_ascii("example.com.").unwrap();
+        Signer::from_pkcs8(&der, KeyAlgorithm::Ed25519, &zone, validity_days).unwrap()
+    }
+
+    #[test]
+    fn the_window_depends_on_the_day_alone() {
+        let s = signer(DEFAULT_VALIDITY_DAYS);
+        // 2026-11-30 18:40:54 UTC and the day's first and last seconds.
+        let day = 1_795_996_800;
+        for now in [day, day + 67_254, day + DAY - 1] {
+            assert_eq!(s.window(now), (day - 3600, day - 3600 + 8 * DAY), "{now}");
+        }
+        assert_eq!(
+            s.window(day + DAY).0,
+            day + DAY - 3600,
+            "the next day moves it"
+        );
+        assert_eq!(signer(2).window(day).1, day - 3600 + 2 * DAY);
+    }
+
+    #[test]
+    fn rfc4034_the_ds_and_cds_digest_the_dnskey_and_name_the_key_tag() {
+        let s = signer(DEFAULT_VALIDITY_DAYS);
+        let zone = Name::from_ascii("example.com.").unwrap();
+        assert!(s.ds.covers(&zone, &s.dnskey).unwrap());
+        assert_eq!(s.ds.key_tag(), s.tag());
+        let line = s.ds_line(3600);
+        assert!(
+            line.starts_with(&format!("example.com. 3600 IN DS {} 15 2 ", s.tag())),
+            "{line}"
+        );
+        let apex = s.apex_records(3600);
+        let types: Vec<String> = apex.iter().map(|r| r.record_type().to_string()).collect();
+        assert_eq!(types, ["DNSKEY", "CDS", "CDNSKEY"]);
+    }
+}
