@@ -168,6 +168,9 @@ pub struct RouteArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// Directory of the zone keys that the zone files do not place themselves (DNSSEC)
+    #[arg(long = "state-dir", default_value = config::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -611,7 +614,12 @@ fn write_private(path: &Path, bytes: &[u8], replace: bool) -> std::io::Result<()
 }
 
 pub fn route(args: &RouteArgs) -> Result<String, CliError> {
-    let zones = zone::load_dir(&args.zones)?;
+    let mut zones = zone::load_dir(&args.zones)?;
+    // A key that does not load is shown, not fatal: the route is explained all the same.
+    let key_error = zones
+        .attach_keys(&args.state_dir)
+        .err()
+        .map(|e| e.to_string());
     let geo = Arc::new(GeoDb::open_or_embedded(&args.geoip)?);
     let mut state = Snapshot::new(zones, geo, &crate::metrics::Metrics::default());
     // Probe health is put into a new state below; that state shares these zones.
@@ -662,8 +670,12 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
     };
     // Compiled as the server serves it, so the scope shown is the one DNS answers with.
     let state = state.compiled();
+    let now = crate::dns::cookie::now();
+    let key_error = key_error.filter(|_| query.zone.signer().is_none());
+    let dnssec = crate::route::DnssecView::of(query.zone, now, key_error);
     let mut route = Route::explain(&state, query, round.as_deref());
     route.quorum = quorum;
+    route.dnssec = dnssec;
     if args.json {
         let mut s = serde_json::to_string_pretty(&route).expect("route serializes");
         s.push('\n');

@@ -650,3 +650,44 @@ fn delv_fully_validates_answers_and_denials() {
     assert!(!out.contains("validated"), "{out}");
     assert!(out.contains("resolution failed"), "{out}");
 }
+
+#[test]
+fn route_shows_the_zones_key_and_signature_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (zones, ds) = signed_zone(dir.path(), &state);
+    let tag = ds.split_whitespace().nth(4).unwrap();
+    let z = zones.to_str().unwrap();
+    let route = |state: &str| {
+        meridian(&[
+            "route",
+            "--name",
+            "www.example.com",
+            "--client",
+            "81.2.69.0/24",
+            "--zones",
+            z,
+            "--state-dir",
+            state,
+        ])
+    };
+    let out = route(state.to_str().unwrap());
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("dnssec "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(&format!(
+            "ecdsap256sha256 key tag {tag}; signatures made now: "
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with(":00 UTC"), "{line}");
+    // Without its key the route is still explained, and says why the key is missing.
+    let out = route(dir.path().join("elsewhere").to_str().unwrap());
+    assert!(
+        out.contains("dnssec    ecdsap256sha256; key not loaded: "),
+        "{out}"
+    );
+    assert!(out.contains("198.51.100.10"), "{out}");
+}
