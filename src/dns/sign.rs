@@ -9,7 +9,7 @@
 //! next name `\000.<name>`, so it covers nothing but the name and is one signature however
 //! the zone looks. Its bitmap lists the name's types (NODATA, empty non-terminals, wildcard
 //! no-data: the name is treated as existing), or only RRSIG NSEC NXNAME for a name that does
-//! not exist, which goes out as NOERROR (RFC 9824 §3.2). Chosen over RFC 4470 minimally
+//! not exist, which goes out as NOERROR (RFC 9824 §3). Chosen over RFC 4470 minimally
 //! covering NSEC because it needs no predecessor arithmetic and no second NSEC for the
 //! wildcard, and costs one signature per negative answer; validators that predate it accept
 //! it as plain NSEC (unbound 1.17, Knot Resolver 5.6 and BIND 9.18's delv, checked by
@@ -96,7 +96,7 @@ pub fn presign(snapshot: &Snapshot, hot: &Hot, now: u32, counters: &SigningCount
     counters.signatures() - before
 }
 
-/// RFC 9824 §3.1: the NXNAME pseudo-type in the bitmap says the name does not exist.
+/// RFC 9824 §3: the NXNAME pseudo-type in the bitmap says the name does not exist.
 pub const NXNAME: RecordType = RecordType::Unknown(128);
 
 /// Signs `resolved` in place for `zone` with `signer` at `now` (Unix seconds).
@@ -200,7 +200,7 @@ pub fn sign(
                     &mut resolved.authorities,
                 )?;
                 if d.kind == DenialKind::NoName {
-                    // RFC 9824 §3.2: the name's absence is in the NSEC, the RCODE is NOERROR.
+                    // RFC 9824 §3: the name's absence is in the NSEC, the RCODE is NOERROR.
                     resolved.rcode = ResponseCode::NoError;
                 }
             }
@@ -230,7 +230,7 @@ fn rrsets(records: &[Record]) -> impl Iterator<Item = &[Record]> {
 }
 
 /// `\000.<name>`: the first name after `name` and all of `name` alone in canonical order
-/// (RFC 4034 §6.1), the next name of a compact-denial NSEC (RFC 9824 §3.1).
+/// (RFC 4034 §6.1), the next name of a compact-denial NSEC (RFC 9824 §3).
 fn zero_child(name: &Name) -> Name {
     Name::from_labels([&[0u8][..]])
         .expect("one octet is a label")

@@ -867,7 +867,7 @@ fn rfc4035_every_rrset_of_a_do_answer_is_signed_and_verifies() {
         let mut records = m.answers.clone();
         records.extend(m.authorities.iter().cloned());
         assert_eq!(verify_all(snapshot, &records), sigs, "{name} {rtype}: {m}");
-        // RFC 9824 §3.2: a name that does not exist is NOERROR with NXNAME in the bitmap.
+        // RFC 9824 §3: a name that does not exist is NOERROR with NXNAME in the bitmap.
         assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
     }
 }
