@@ -239,9 +239,9 @@ fn zero_child(name: &Name) -> Name {
 }
 
 /// A name just after `name` and all names below it, with no name of the zone between: its
-/// first label with a zero octet added (RFC 4471 §3.1.2.1). A next name below `name` would
-/// say `name` is an empty non-terminal, which validators take as existence (RFC 4035 §5.4),
-/// so the wildcard's cover cannot use [`zero_child`].
+/// first label with a zero octet added, as RFC 4471 derives a successor. A next name below
+/// `name` would say `name` is an empty non-terminal, which validators take as existence (RFC
+/// 4035 §5.4), so the wildcard's cover cannot use [`zero_child`].
 fn successor(name: &Name) -> Name {
     let mut labels: Vec<Vec<u8>> = name.iter().map(<[u8]>::to_vec).collect();
     let Some(first) = labels.first_mut() else {
@@ -262,7 +262,7 @@ fn successor(name: &Name) -> Name {
 
 /// A name just before `name` (lower case) in canonical order, with no name of the zone
 /// between them: the last octet of its first label is lowered by one and the label filled up
-/// with 0xFF octets (as far as the 255-octet limit lets), as RFC 4471 §3.1.3.1 derives a
+/// with 0xFF octets (as far as the 255-octet limit lets), as RFC 4471 derives a
 /// predecessor. An upper-case letter sorts as its lower case, so one is stepped over.
 fn predecessor(name: &Name) -> Name {
     let mut labels: Vec<Vec<u8>> = name.iter().map(<[u8]>::to_vec).collect();

@@ -933,7 +933,7 @@ fn a_signed_answer_is_cached_with_its_signatures_per_decision_and_do_bit() {
             first, again,
             "{subnet}: the cached bytes are the signed answer"
         );
-        // ECDSA signatures are randomized (RFC 6605 §6), so equal bytes mean one signature.
+        // ECDSA signatures are randomized (RFC 6605), so equal bytes mean one signature.
         assert_eq!(again, general, "{subnet}: fast path = general path");
         let m = Message::from_vec(&again).unwrap();
         assert_eq!(verify_all(snapshot, &m.answers), 1, "{subnet}: {m}");

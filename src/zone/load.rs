@@ -542,7 +542,7 @@ fn dnssec_spec(d: &Spanned<DnssecToml>, report: &mut Report<'_>) -> Spec {
 }
 
 /// The longest signature validity offered: long validity leaves a stolen or withdrawn
-/// signature replayable longer (RFC 6781 §4.4.2).
+/// signature replayable longer (RFC 6781).
 const MAX_VALIDITY_DAYS: i64 = 90;
 
 fn records_lines(text: &str, span: Range<usize>, lines: &Lines) -> Vec<usize> {
