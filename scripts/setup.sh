@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain: dig and kdig for the scripted
-# DNS checks, Chromium and ChromeDriver for the dashboard test, etcd and nftables for the
-# cluster tests (tests/cluster.rs starts its own etcd members on loopback and cuts one node
-# off with a firewall rule of its own), promtool for the metrics and alert rules. Safe to
-# run again; does nothing when everything is present.
+# DNS checks, unbound, kresd and delv to validate signed answers (tests/dnssec.rs runs its
+# own resolvers on loopback ports), Chromium and ChromeDriver for the dashboard test, etcd
+# and nftables for the cluster tests (tests/cluster.rs starts its own etcd members on
+# loopback and cuts one node off with a firewall rule of its own), promtool for the metrics
+# and alert rules. Safe to run again; does nothing when everything is present.
 set -euo pipefail
 need=()
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
+# DNSSEC validators for tests/dnssec.rs: unbound, Knot Resolver, and delv (BIND's, in
+# bind9-dnsutils).
+command -v unbound >/dev/null 2>&1 || need+=(unbound)
+command -v kresd >/dev/null 2>&1 || need+=(knot-resolver)
+command -v delv >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)

@@ -37,6 +37,34 @@ pub enum Command {
     /// Write the man pages and shell completions of this command line (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
+    /// DNSSEC keys: make a zone's key, print the DS record for its parent.
+    #[command(subcommand)]
+    Dnssec(DnssecCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnssecCommand {
+    /// Make a zone's signing key (a CSK: one key signs everything) where its zone file says,
+    /// mode 0600, and print its DS record.
+    Keygen(DnssecArgs),
+    /// Print the DS record (SHA-256) the parent zone must publish for the zone's key.
+    Ds(DnssecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DnssecArgs {
+    /// The zone, e.g. example.com
+    #[arg(long)]
+    pub zone: String,
+    /// Directory of zone files
+    #[arg(long, default_value = config::DEFAULT_ZONES)]
+    pub zones: PathBuf,
+    /// Directory of the zone keys that the zone files do not place themselves
+    #[arg(long = "state-dir", default_value = config::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// keygen: replace a key that exists (the zone's DS at the parent must change too)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +149,9 @@ pub struct CheckArgs {
     /// Directory of zone files
     #[arg(long, default_value = config::DEFAULT_ZONES)]
     pub zones: PathBuf,
+    /// Directory of the zone keys that the zone files do not place themselves (DNSSEC)
+    #[arg(long = "state-dir", default_value = config::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
     /// Also check this configuration file (its [cluster] section included)
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -151,6 +182,9 @@ pub struct RouteArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// Directory of the zone keys that the zone files do not place themselves (DNSSEC)
+    #[arg(long = "state-dir", default_value = config::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +223,8 @@ pub enum CliError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Dnssec(String),
 }
 
 /// The open-file limit assumed when it cannot be read: the common default soft limit.
@@ -353,7 +389,7 @@ impl ServeArgs {
 pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> {
     // The admin side gets a small share of the descriptors; DNS and the probes keep the rest.
     let admin_connections = crate::admin::listen::connection_cap(raise_fd_limit());
-    let zones = zone::load_dir(&config.zones)?;
+    let zones = zone::load_keyed(&config.zones, &config.state_dir)?;
     let geo_files = crate::control::GeoFiles::stamp(&config.geoip);
     let geo = Arc::new(GeoDb::open_or_embedded(&config.geoip)?);
     info!(
@@ -401,6 +437,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         journal,
         tokens,
         zones_dir: config.zones.clone(),
+        state_dir: config.state_dir.clone(),
         admin_listener,
         ready: ready.clone(),
         geoip: geo_files,
@@ -471,13 +508,19 @@ pub fn generate(args: &GenerateArgs) -> Result<String, CliError> {
     let mut cli = Cli::command();
     // Built, each subcommand has its display name: `meridian-serve`, the page's name.
     cli.build();
-    let mut pages = vec![cli.clone()];
+    // A page for the command and for every subcommand at every depth (`meridian-dnssec-ds`);
     // `help` is clap's own, the hidden ones are for packaging: no page for them.
-    pages.extend(
-        cli.get_subcommands()
+    let mut pages = vec![cli];
+    let mut i = 0;
+    while i < pages.len() {
+        let subs: Vec<clap::Command> = pages[i]
+            .get_subcommands()
             .filter(|c| !c.is_hide_set() && c.get_name() != "help")
-            .cloned(),
-    );
+            .cloned()
+            .collect();
+        pages.extend(subs);
+        i += 1;
+    }
     let mut out = String::new();
     for page in pages {
         let name = page.get_display_name().unwrap_or(page.get_name());
@@ -516,7 +559,7 @@ pub fn check(args: &CheckArgs) -> Result<String, CliError> {
         };
         writeln!(out, "{}: ok{cluster}", path.display()).expect("writing to a String");
     }
-    let zones = zone::load_dir(&args.zones)?;
+    let zones = zone::load_keyed(&args.zones, &args.state_dir)?;
     let mut names: Vec<&zone::Zone> = zones.zones().collect();
     names.sort_by(|a, b| a.origin.cmp(&b.origin));
     for z in names {
@@ -529,6 +572,17 @@ pub fn check(args: &CheckArgs) -> Result<String, CliError> {
             z.steered.len()
         )
         .expect("writing to a String");
+        if let Some(s) = z.signer() {
+            writeln!(
+                out,
+                "{}: zone {} signed: {} key tag {}",
+                z.file.display(),
+                z.origin,
+                s.algorithm(),
+                s.tag()
+            )
+            .expect("writing to a String");
+        }
         // Served, but not as well as it could be (an answer too long for UDP, say).
         for w in &z.warnings {
             let warning = Diagnostic {
@@ -541,8 +595,100 @@ pub fn check(args: &CheckArgs) -> Result<String, CliError> {
     Ok(out)
 }
 
-pub fn route(args: &RouteArgs) -> Result<String, CliError> {
+/// `meridian dnssec keygen|ds`: what to print, or the error.
+pub fn dnssec(command: &DnssecCommand) -> Result<String, CliError> {
+    use crate::zone::dnssec::Signer;
+    let (args, keygen) = match command {
+        DnssecCommand::Keygen(a) => (a, true),
+        DnssecCommand::Ds(a) => (a, false),
+    };
     let zones = zone::load_dir(&args.zones)?;
+    let wanted = hickory_proto::rr::Name::from_ascii(&args.zone)
+        .map_err(|e| CliError::Usage(format!("--zone {:?}: {e}", args.zone)))?;
+    let zone = zones
+        .zones()
+        .find(|z| z.origin.eq_ignore_root(&wanted))
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "--zone {}: no such zone in {}",
+                args.zone,
+                args.zones.display()
+            ))
+        })?;
+    let spec = &zone
+        .dnssec
+        .as_ref()
+        .ok_or_else(|| {
+            CliError::Dnssec(format!(
+                "{}: zone {} has no dnssec setting: add `dnssec = {{}}` first",
+                zone.file.display(),
+                zone.origin
+            ))
+        })?
+        .spec;
+    let path = spec.key_path(&zone.file, &zone.origin, &args.state_dir);
+    let fail = |what: &str, e: &dyn fmt::Display| {
+        CliError::Dnssec(format!("{what} {}: {e}", path.display()))
+    };
+    let mut out = String::new();
+    if keygen {
+        let der = spec
+            .algorithm
+            .generate()
+            .map_err(|e| fail("cannot make the key for", &e))?;
+        write_private(&path, &der, args.force).map_err(|e| fail("cannot write", &e))?;
+        writeln!(out, "wrote {} ({})", path.display(), spec.algorithm)
+            .expect("writing to a String");
+    }
+    let signer = Signer::load(&path, spec.algorithm, &zone.origin, spec.validity_days)
+        .map_err(|e| CliError::Dnssec(e.to_string()))?;
+    if keygen {
+        writeln!(out, "key tag {}; publish at the parent:", signer.tag())
+            .expect("writing to a String");
+    }
+    writeln!(out, "{}", signer.ds_line(zone.soa().ttl)).expect("writing to a String");
+    Ok(out)
+}
+
+/// Writes a private key file readable by its owner alone, in a directory only its owner may
+/// enter when it is made here; an existing file is kept unless `replace`.
+fn write_private(path: &Path, bytes: &[u8], replace: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            std::io::Error::new(
+                e.kind(),
+                "a key exists already (give --force to replace it)",
+            )
+        } else {
+            e
+        }
+    })?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+pub fn route(args: &RouteArgs) -> Result<String, CliError> {
+    let mut zones = zone::load_dir(&args.zones)?;
+    // A key that does not load is shown, not fatal: the route is explained all the same.
+    let key_error = zones
+        .attach_keys(&args.state_dir)
+        .err()
+        .map(|e| e.to_string());
     let geo = Arc::new(GeoDb::open_or_embedded(&args.geoip)?);
     let mut state = Snapshot::new(zones, geo, &crate::metrics::Metrics::default());
     // Probe health is put into a new state below; that state shares these zones.
@@ -606,8 +752,12 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
     };
     // Compiled as the server serves it, so the scope shown is the one DNS answers with.
     let state = state.compiled();
+    let now = crate::dns::cookie::now();
+    let key_error = key_error.filter(|_| query.zone.signer().is_none());
+    let dnssec = crate::route::DnssecView::of(query.zone, now, key_error);
     let mut route = Route::explain(&state, query, round.as_deref());
     route.quorum = quorum;
+    route.dnssec = dnssec;
     if args.json {
         let mut s = serde_json::to_string_pretty(&route).expect("route serializes");
         s.push('\n');

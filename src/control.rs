@@ -27,6 +27,8 @@ pub struct Setup {
     pub journal: Journal,
     pub tokens: Tokens,
     pub zones_dir: PathBuf,
+    /// Where zone keys are by default (DNSSEC), read again at each reload.
+    pub state_dir: PathBuf,
     pub admin_listener: std::net::TcpListener,
     pub ready: Arc<AtomicBool>,
     /// GeoIP database files to watch for replacement (none: the embedded database), as they
@@ -89,6 +91,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     cluster,
                     tokens: setup.tokens,
                     zones_dir: setup.zones_dir,
+                    state_dir: setup.state_dir,
                     ready: setup.ready,
                     reads_need_token: !admin_addr.ip().is_loopback(),
                     hosts: setup.admin_hosts,

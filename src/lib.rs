@@ -8,7 +8,8 @@
 //! the current [`serving::Snapshot`] once: [`zone`] finds the zone and walks the name
 //! (referrals, CNAMEs, wildcards, negative answers); for a steered name,
 //! [`serving::answer`] locates the client with [`geo`] (ECS subnet, else the resolver) and
-//! [`steer::decide`], a pure function, ranks the regions by estimated RTT and health. Ahead of
+//! [`steer::decide`], a pure function, ranks the regions by estimated RTT and health; with
+//! DO=1, a zone with a key ([`zone::dnssec`]) has its answer signed online. Ahead of
 //! queries, [`serving::compiled`] turns each steered name into runs of addresses answered by
 //! one region (from the location table [`geo::table`] walked once per database), so a client
 //! network never seen before costs one binary search, and its ECS scope is the widest block
@@ -26,7 +27,7 @@
 //! Configuration is read once by [`config`]; zone files are checked in full by
 //! [`zone::load_dir`] before anything serves; zone files and GeoIP databases are read through
 //! [`files`], which refuses anything but a regular file instead of waiting on it. [`cli`]
-//! wires the three commands: `serve`, `check` and `route` (whose explanation lives in
+//! wires the commands: `serve`, `check`, `dnssec` and `route` (whose explanation lives in
 //! [`route`]). `ARCHITECTURE.md` records why the code is cut this way.
 
 pub mod admin;

@@ -43,6 +43,13 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Dnssec(command) => match cli::dnssec(&command) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
         Command::Route(args) => match cli::route(&args) {
             Ok(out) => {
                 print!("{out}");

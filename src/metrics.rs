@@ -321,6 +321,7 @@ pub struct Metrics {
     /// Response rate limiting's counters, once it is on.
     rrl: std::sync::OnceLock<Arc<RrlCounters>>,
     queries: Arc<QueryCounters>,
+    signing: Arc<SigningCounters>,
 }
 
 /// A region's state as an operator tells them apart, for `meridian_region_state`: planned
@@ -580,6 +581,26 @@ fn boot_time() -> Option<f64> {
         .ok()
 }
 
+/// DNSSEC signatures made on the query path (a cached signed answer makes none).
+#[derive(Debug, Default)]
+pub struct SigningCounters {
+    signatures: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl SigningCounters {
+    /// Counts `signatures` made in `took`.
+    pub fn add(&self, signatures: u64, took: Duration) {
+        self.signatures.fetch_add(signatures, Relaxed);
+        self.nanos
+            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    pub fn signatures(&self) -> u64 {
+        self.signatures.load(Relaxed)
+    }
+}
+
 /// What response rate limiting refused.
 #[derive(Debug, Default)]
 pub struct RrlCounters {
@@ -659,6 +680,11 @@ impl Metrics {
             .probes_local
             .entry(errno)
             .or_default() += 1;
+    }
+
+    /// The DNSSEC signing counters.
+    pub fn signing(&self) -> Arc<SigningCounters> {
+        self.signing.clone()
     }
 
     /// The counters of response rate limiting, which are exported from the first call on.
@@ -902,6 +928,18 @@ impl Metrics {
         self.queries.render(&mut out);
         render_process(&mut out);
         let c = self.control.lock().expect("metrics lock");
+        out.push_str("# HELP meridian_dnssec_signatures_total RRSIGs made, on the query path and ahead of it after a swap (answers from a cache make none).\n# TYPE meridian_dnssec_signatures_total counter\n");
+        let _ = writeln!(
+            out,
+            "meridian_dnssec_signatures_total {}",
+            self.signing.signatures.load(Relaxed)
+        );
+        out.push_str("# HELP meridian_dnssec_signing_seconds_total Time spent signing answers, NSEC records included.\n# TYPE meridian_dnssec_signing_seconds_total counter\n");
+        let _ = writeln!(
+            out,
+            "meridian_dnssec_signing_seconds_total {}",
+            self.signing.nanos.load(Relaxed) as f64 / 1e9
+        );
         out.push_str("# HELP meridian_probes_total Health probes by result.\n# TYPE meridian_probes_total counter\n");
         for ((z, r, e), p) in &c.probes {
             for (result, v) in [("ok", p.ok), ("failed", p.failed)] {

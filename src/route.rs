@@ -95,6 +95,49 @@ pub struct Route {
     /// In a cluster: what each node sees of the zone's endpoints and what the rule makes of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quorum: Option<crate::cluster::QuorumExplained>,
+    /// The zone's DNSSEC, when it is signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnssec: Option<DnssecView>,
+}
+
+/// A signed zone's key and the window of the signatures made now.
+#[derive(Debug, Serialize)]
+pub struct DnssecView {
+    pub algorithm: String,
+    /// `None` when the key could not be read: `key_error` says why.
+    pub key_tag: Option<u16>,
+    pub ds: Option<String>,
+    /// Unix seconds.
+    pub inception: Option<u32>,
+    pub expiration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_error: Option<String>,
+}
+
+impl DnssecView {
+    /// The view of `zone`'s DNSSEC at `now` (Unix seconds); `key_error` when its key did not
+    /// load.
+    pub fn of(zone: &crate::zone::Zone, now: u32, key_error: Option<String>) -> Option<Self> {
+        let d = zone.dnssec.as_ref()?;
+        let signer = d.signer.as_deref();
+        let window = signer.map(|s| s.window(now));
+        Some(DnssecView {
+            algorithm: d.spec.algorithm.to_string(),
+            key_tag: signer.map(|s| s.tag()),
+            ds: signer.map(|s| s.ds_line(zone.soa().ttl)),
+            inception: window.map(|w| w.0),
+            expiration: window.map(|w| w.1),
+            key_error,
+        })
+    }
+}
+
+/// Unix seconds as `2026-11-29 23:00 UTC`.
+fn utc(t: u32) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(i64::from(t)) {
+        Ok(d) => format!("{} {:02}:{:02} UTC", d.date(), d.hour(), d.minute()),
+        Err(_) => t.to_string(),
+    }
 }
 
 /// The decision for one address family (A or AAAA).
@@ -170,6 +213,7 @@ impl Route {
             a: FamilyRoute::new(&ctx, a),
             aaaa: FamilyRoute::new(&ctx, aaaa),
             quorum: None,
+            dnssec: None,
         }
     }
 }
@@ -261,6 +305,23 @@ impl fmt::Display for Route {
             loc.network
         )?;
         writeln!(w, "geoip     {}", self.geoip)?;
+        if let Some(d) = &self.dnssec {
+            match (d.key_tag, d.inception, d.expiration) {
+                (Some(tag), Some(from), Some(to)) => writeln!(
+                    w,
+                    "dnssec    {} key tag {tag}; signatures made now: {} to {}",
+                    d.algorithm,
+                    utc(from),
+                    utc(to)
+                )?,
+                _ => writeln!(
+                    w,
+                    "dnssec    {}; key not loaded: {}",
+                    d.algorithm,
+                    d.key_error.as_deref().unwrap_or("unknown")
+                )?,
+            }
+        }
         for (label, ans) in [("A", &self.a), ("AAAA", &self.aaaa)] {
             writeln!(w, "\n{label}: {}", basis_text(ans.basis))?;
             if let Some(v) = &ans.vantage {

@@ -34,7 +34,7 @@ fn generate_writes_man_pages_and_completions_from_the_cli_definition() {
         main.starts_with(".ie") || main.contains(".TH meridian 1"),
         "{main}"
     );
-    for sub in ["serve", "check", "route"] {
+    for sub in ["serve", "check", "route", "dnssec"] {
         assert!(main.contains(sub), "meridian.1 lacks {sub}");
         let page = read(&format!("man/meridian-{sub}.1"));
         assert!(page.contains(&format!(".TH meridian-{sub} 1")), "{page}");
@@ -61,7 +61,15 @@ fn generate_writes_man_pages_and_completions_from_the_cli_definition() {
     assert!(!dir.path().join("man/meridian-generate.1").exists());
     assert!(!dir.path().join("man/meridian-help.1").exists());
     assert!(!main.contains("generate"), "{main}");
-    assert_eq!(listed.lines().count(), 7, "{listed}");
+    // Nested subcommands get their pages too.
+    for sub in ["keygen", "ds"] {
+        let page = read(&format!("man/meridian-dnssec-{sub}.1"));
+        assert!(
+            page.contains(&format!(".TH meridian-dnssec-{sub} 1")),
+            "{page}"
+        );
+    }
+    assert_eq!(listed.lines().count(), 10, "{listed}");
 
     // A directory that cannot be made is an error with its path, not a panic.
     let file = dir.path().join("a-file");

@@ -63,6 +63,7 @@ impl Fixture {
                 cluster: None,
                 tokens,
                 zones_dir,
+                state_dir: std::path::PathBuf::from("state"),
                 ready: Arc::new(AtomicBool::new(true)),
                 reads_need_token: false,
                 hosts: Vec::new(),

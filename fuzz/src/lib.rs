@@ -66,7 +66,8 @@ fn services() -> &'static Arc<Services> {
 }
 
 /// The shipped zones and the fuzz zones (`fuzz/zones`), served with some health trouble so
-/// that failover, trouble TTLs and fallbacks are reachable.
+/// that failover, trouble TTLs and fallbacks are reachable; fuzz.test is signed (Ed25519,
+/// whose signatures are deterministic), so that DO=1 answers of every kind are compared too.
 fn serving() -> &'static Snapshot {
     static STATE: OnceLock<Snapshot> = OnceLock::new();
     STATE.get_or_init(|| {
@@ -80,11 +81,20 @@ fn serving() -> &'static Snapshot {
                 .collect();
             paths.sort();
             for path in paths {
-                let text = std::fs::read_to_string(&path).expect("zone file reads");
+                let mut text = std::fs::read_to_string(&path).expect("zone file reads");
+                if path.ends_with("fuzz.test.toml") {
+                    text = text.replacen(
+                        "zone = \"fuzz.test.\"\n",
+                        "zone = \"fuzz.test.\"\ndnssec = { algorithm = \"ed25519\" }\n",
+                        1,
+                    );
+                }
                 zones.push(zone::load_file(&path, &text).expect("zone file loads"));
             }
         }
-        let state = Snapshot::new(ZoneSet::new(zones), geo(), metrics());
+        let mut zones = ZoneSet::new(zones);
+        sign_zones(&mut zones);
+        let state = Snapshot::new(zones, geo(), metrics());
         let trouble = |state: RegionState, endpoints_up: Vec<bool>| RegionHealth {
             state,
             endpoints_up,
@@ -139,6 +149,27 @@ fn serving() -> &'static Snapshot {
             .with_health(index("fuzz.test."), fuzz)
             .with_health(index("down.test."), down)
     })
+}
+
+/// Gives every zone with DNSSEC on a fresh key of its algorithm.
+fn sign_zones(zones: &mut ZoneSet) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let state = tempfile::tempdir().expect("a key directory");
+    for z in zones.zones() {
+        let Some(d) = &z.dnssec else { continue };
+        let path = zone::dnssec::default_key_path(&z.origin, state.path());
+        std::fs::create_dir_all(path.parent().expect("a key directory")).expect("mkdir");
+        let key = d.spec.algorithm.generate().expect("a key");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&key))
+            .expect("the key is written");
+    }
+    zones.attach_keys(state.path()).expect("the keys load");
 }
 
 /// [`serving`] with its steering compiled, as a server serves once its compiler has run.

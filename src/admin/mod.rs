@@ -69,6 +69,8 @@ pub struct Admin {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     pub tokens: Tokens,
     pub zones_dir: PathBuf,
+    /// Where zone keys are by default (DNSSEC).
+    pub state_dir: PathBuf,
     /// Zones loaded and DNS listeners bound.
     pub ready: Arc<AtomicBool>,
     /// Reads need a token too (the admin listener is not on loopback).

@@ -60,7 +60,8 @@ pub(super) async fn reload(
 pub async fn reload_zones(admin: &Admin, by: &str, reason: &str) -> Result<Reloaded, ApiError> {
     let _one_at_a_time = admin.reloads.lock().await;
     let dir = admin.zones_dir.clone();
-    let loaded = tokio::task::spawn_blocking(move || zone::load_dir(&dir))
+    let state_dir = admin.state_dir.clone();
+    let loaded = tokio::task::spawn_blocking(move || zone::load_keyed(&dir, &state_dir))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let metrics = admin.metrics.clone();

@@ -6,7 +6,9 @@
 //! none, so it can never be reused. The fast path keys its cache by (lower-case name, type,
 //! [`Variant`]) and builds the lookup key from the query with the same types, so an input
 //! that answers come to depend on (the DO bit, once answers carry signatures) is added here,
-//! and the fast path cannot compile without supplying it.
+//! and the fast path cannot compile without supplying it. DO is one: a query with DO=1 gets
+//! signatures whose validity window is set by the day ([`signed_on`]), so its answer is
+//! reused only by DO=1 queries of the same day.
 
 use super::response::Outcome;
 use crate::steer::Family;
@@ -21,12 +23,20 @@ pub struct Cacheable {
     /// The header's AA and RCODE (never TC: a truncated answer is not cacheable).
     pub outcome: Outcome,
     pub varies: Varies,
+    /// For a query with DO=1, the day its answer was made on (its signatures' window):
+    /// [`signed_on`]; `None` for DO=0.
+    pub dnssec: Option<u32>,
+}
+
+/// What a query's answer depends on through its DO bit at `now` (Unix seconds): nothing
+/// without DO; with DO, the Unix day, which fixes the signatures' validity window.
+pub fn signed_on(dnssec_ok: bool, now: u32) -> Option<u32> {
+    dnssec_ok.then_some(now / 86_400)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Varies {
-    /// On nothing else: every client gets these bytes. Not on DO either: no answer carries
-    /// DNSSEC records yet, and the OPT record that echoes DO is written per query.
+    /// On nothing else: every client gets these bytes (DO is in [`Cacheable::dnssec`]).
     Nothing,
     /// A steered name: on the client's decision.
     Steered(SteeredVariant),

@@ -2,7 +2,7 @@
 //!
 //! A query that is one question of class IN with at most an OPT record (and a valid ECS
 //! option) is read in place ([`Parsed::ordinary`]); its answer is looked up by (lower-case
-//! name, type) and, for a steered name, by the [`Variant`] its client's decision and the
+//! name, type, DO) and, for a steered name, by the [`Variant`] its client's decision and the
 //! query's rotation give: the key the general path's [`Cacheable`] states. A hit costs the
 //! parse, two or three hash lookups and a copy, framed for the query by the one response
 //! writer (ID, flags, the question's case, the OPT record with the ECS echo). Everything
@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use hickory_proto::rr::RecordType;
 
-use super::cache::{Cacheable, SteeredVariant, Variant, Varies};
+use super::cache::{Cacheable, SteeredVariant, Variant, Varies, signed_on};
 use super::cookie::Reply;
 use super::fastmap::{FastMap, FxHasher};
 use super::general::{self, Answer};
@@ -182,7 +182,13 @@ impl Query<'_> {
 
 fn key(q: &Query<'_>, variant: Option<Variant>) -> AnswerKey {
     use std::hash::BuildHasher;
-    std::hash::BuildHasherDefault::<FxHasher>::default().hash_one((q.name_hash, q.qtype, variant))
+    let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
+    std::hash::BuildHasherDefault::<FxHasher>::default().hash_one((
+        q.name_hash,
+        q.qtype,
+        dnssec_ok,
+        variant,
+    ))
 }
 
 /// Parses a query and loads into the CPU cache what [`handle_parsed`] will read for it when
@@ -280,7 +286,10 @@ pub fn handle_parsed(
         }
         None => None,
     };
+    // A signed answer serves the day its signatures were made for; the next day signs anew.
+    let dnssec = signed_on(q.edns.is_some_and(|e| e.dnssec_ok), at.now);
     if let Some((b, scope)) = body
+        && b.cacheable.dnssec == dnssec
         && respond(services, b, q, scope, at, out)
     {
         count(snapshot, b, q.qtype, at.now);

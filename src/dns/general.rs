@@ -11,14 +11,14 @@ use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 
-use super::cache::{Cacheable, SteeredVariant, Variant, Varies};
+use super::cache::{Cacheable, SteeredVariant, Variant, Varies, signed_on};
 use super::response::{self, Opt, Outcome};
 use super::wire::{self, HEADER_LEN};
 use super::{At, Services, Transport, response_limit};
 use crate::serving::Snapshot;
-use crate::serving::answer::{self, Client};
+use crate::serving::answer::{self, Client, SteeredAnswer};
 use crate::steer::{Family, Order};
-use crate::zone::Resolved;
+use crate::zone::{Denial, DenialKind, Resolved, SteeredHit, Zone};
 
 /// The general path's response, and what it varies on when the fast path may reuse it.
 pub struct Answer {
@@ -158,6 +158,11 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
     let Some(zone) = snapshot.zones.find(&LowerName::new(qname)) else {
         return Some(refuse(response, ResponseCode::Refused));
     };
+    if qtype == super::sign::NXNAME && zone.signer().is_some() {
+        // RFC 9824 §3.5: "If an explicit query for the NXNAME RR type is received, the DNS
+        // server MUST return a Format Error (response code FORMERR)."
+        return Some(refuse(response, ResponseCode::FormErr));
+    }
 
     let mut resolved = zone.resolve(qname, qtype);
     let mut counted = Counted::Plain { zone: zone.index };
@@ -193,18 +198,30 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             Order::Weighted => None,
         };
         response.scope = a.scope;
-        if a.addresses.is_empty() {
-            zone.add_negative_soa(&mut resolved);
+        if response.dnssec_ok && zone.signer().is_some() {
+            services.hot.note(&hit.owner, qtype, client, now);
         }
-        resolved.answers.extend(a.addresses.into_iter().map(|addr| {
-            let rdata = match addr {
-                IpAddr::V4(a) => RData::A(A(a)),
-                IpAddr::V6(a) => RData::AAAA(AAAA(a)),
-            };
-            Record::from_rdata(hit.owner.clone(), a.ttl, rdata)
-        }));
+        add_steered(zone, &hit, qtype, a, &mut resolved);
+    }
+    if response.dnssec_ok
+        && let Some(signer) = zone.signer()
+        && let Err(e) = super::sign::sign(zone, signer, &mut resolved, now, &services.signing)
+    {
+        // A key that cannot sign is a broken zone: SERVFAIL, as a validator would conclude.
+        tracing::debug!(zone = %zone.origin, error = %e, "signing failed");
+        let outcome = Outcome::new(false, false, ResponseCode::ServFail);
+        return Some(response.finish(
+            snapshot,
+            services,
+            qtype,
+            Resolved::default(),
+            outcome,
+            counted,
+            None,
+        ));
     }
     let outcome = Outcome::new(resolved.authoritative, false, resolved.rcode);
+    let dnssec = signed_on(response.dnssec_ok, now);
     Some(response.finish(
         snapshot,
         services,
@@ -216,8 +233,34 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             zone: zone.index,
             outcome,
             varies,
+            dnssec,
         }),
     ))
+}
+
+/// Completes `resolved` with the steered answer `a` for `hit`: its addresses, or NODATA when
+/// it has none of the family asked for.
+pub(super) fn add_steered(
+    zone: &Zone,
+    hit: &SteeredHit,
+    qtype: RecordType,
+    a: SteeredAnswer,
+    resolved: &mut Resolved,
+) {
+    if a.addresses.is_empty() {
+        zone.add_negative_soa(resolved);
+        resolved.denial = Some(Denial {
+            name: hit.owner.clone(),
+            kind: DenialKind::NoData(qtype),
+        });
+    }
+    resolved.answers.extend(a.addresses.into_iter().map(|addr| {
+        let rdata = match addr {
+            IpAddr::V4(a) => RData::A(A(a)),
+            IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+        };
+        Record::from_rdata(hit.owner.clone(), a.ttl, rdata)
+    }));
 }
 
 /// A response being built: the parts that come from the query, not from the zone data.

@@ -6,7 +6,8 @@
 //! ([`general`]), which states what its answer varies on ([`cache`]). Both read messages
 //! through one reader ([`wire`]) and frame responses through one writer ([`response`]).
 //! Protocol rules applied: RFC 1034/1035 (AA, referrals, NXDOMAIN), RFC 2308 (negative
-//! answers), RFC 6891 (EDNS), RFC 7871 (ECS), RFC 7873 (cookies), RFC 8482 (ANY).
+//! answers), RFC 6891 (EDNS), RFC 7871 (ECS), RFC 7873 (cookies), RFC 8482 (ANY),
+//! RFC 4033-4035 and RFC 9824 (DNSSEC, signed online: [`sign`]).
 
 mod cache;
 pub mod cookie;
@@ -16,6 +17,7 @@ mod general;
 pub mod response;
 pub mod rrl;
 pub mod server;
+mod sign;
 pub mod wire;
 
 use std::net::{IpAddr, SocketAddr};
@@ -23,11 +25,12 @@ use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::metrics::{Metrics, ZoneCounters};
+use crate::metrics::{Metrics, SigningCounters, ZoneCounters};
 use crate::serving::Snapshot;
 
 pub use fast::{At, Caches as FastCaches, handle_parsed, prefetch};
 pub use response::MAX_UDP_PAYLOAD;
+pub use sign::presign;
 pub use wire::Parsed;
 
 /// Without EDNS a UDP response is at most 512 octets (RFC 1035 §4.2.1).
@@ -71,6 +74,9 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// Query counters for responses outside every zone.
     outside: Arc<ZoneCounters>,
+    signing: Arc<SigningCounters>,
+    /// Signed steered questions asked lately, signed again ahead of queries after a swap.
+    hot: sign::Hot,
 }
 
 impl Services {
@@ -79,6 +85,8 @@ impl Services {
             cookies,
             rrl: rrl.map(|limits| rrl::Rrl::new(limits, metrics.rrl_counters())),
             outside: metrics.outside_counters(),
+            signing: metrics.signing(),
+            hot: sign::Hot::default(),
             metrics,
         }
     }

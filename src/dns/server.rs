@@ -146,7 +146,14 @@ pub fn spawn(
         slots: Slots::new(MAX_TCP_CONNECTIONS, MAX_TCP_PER_CLIENT),
         stop: stop_rx,
     };
+    let presigner = {
+        let (snapshot, services, stop) = (snapshot.clone(), services.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("meridian-presign".into())
+            .spawn(move || presign_on_swaps(&snapshot, &services, &stop))?
+    };
     let mut running = Running {
+        presigner: Some(presigner),
         udp: Vec::new(),
         accept: JoinSet::new(),
         tcp_slots: tcp.slots.clone(),
@@ -170,6 +177,37 @@ pub fn spawn(
     Ok(running)
 }
 
+/// How often the pre-signer looks for a new snapshot (and for a shutdown).
+const PRESIGN_POLL: Duration = Duration::from_millis(50);
+
+/// Signs the hot signed answers again whenever the snapshot is swapped (a reload, an
+/// override, a health change), so that a failover's new answers are signed before clients
+/// ask; until `stop`.
+fn presign_on_swaps(
+    snapshot: &SharedSnapshot,
+    services: &Services,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut seen = snapshot.load().generation;
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::sleep(PRESIGN_POLL);
+        let current = snapshot.load_full();
+        if current.generation == seen {
+            continue;
+        }
+        seen = current.generation;
+        let made = super::presign(
+            &current,
+            &services.hot,
+            super::cookie::now(),
+            &services.signing,
+        );
+        if made > 0 {
+            tracing::debug!(signatures = made, "signed hot answers for the new state");
+        }
+    }
+}
+
 /// How often an idle UDP thread looks for a shutdown.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 /// How long a shutdown waits for open TCP connections to finish their query.
@@ -177,6 +215,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The serving threads and tasks, to stop gracefully.
 pub struct Running {
+    presigner: Option<std::thread::JoinHandle<()>>,
     udp: Vec<std::thread::JoinHandle<()>>,
     accept: JoinSet<()>,
     tcp_slots: Arc<Slots>,
@@ -200,8 +239,9 @@ impl Running {
         }
         self.stop.store(true, std::sync::atomic::Ordering::Release);
         let udp = std::mem::take(&mut self.udp);
+        let presigner = self.presigner.take();
         let _ = tokio::task::spawn_blocking(move || {
-            for t in udp {
+            for t in udp.into_iter().chain(presigner) {
                 let _ = t.join();
             }
         })

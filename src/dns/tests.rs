@@ -306,11 +306,22 @@ fn oracle_states() -> &'static [Snapshot] {
                 .collect();
             paths.sort();
             for path in paths {
-                let text = std::fs::read_to_string(&path).unwrap();
+                let mut text = std::fs::read_to_string(&path).unwrap();
+                if path.ends_with("fuzz.test.toml") {
+                    // Signed (Ed25519: deterministic signatures), so that DO=1 answers of
+                    // every kind are held to the general path too.
+                    text = text.replacen(
+                        "zone = \"fuzz.test.\"\n",
+                        "zone = \"fuzz.test.\"\ndnssec = { algorithm = \"ed25519\" }\n",
+                        1,
+                    );
+                }
                 zones.push(zone::load_file(&path, &text).unwrap());
             }
         }
-        let base = Snapshot::new(ZoneSet::new(zones), geo(), metrics());
+        let mut zones = ZoneSet::new(zones);
+        attach_test_keys(&mut zones);
+        let base = Snapshot::new(zones, geo(), metrics());
         let index = |origin: &str| {
             let name = hickory_proto::rr::LowerName::new(&Name::from_ascii(origin).unwrap());
             base.zones.find(&name).unwrap().index
@@ -751,4 +762,286 @@ fn rfc9619_several_questions_get_formerr_with_the_header_alone() {
             assert_eq!(decode(&out).metadata.response_code, ResponseCode::FormErr);
         }
     }
+}
+
+/// Gives every zone of `zones` with DNSSEC on a fresh key of its algorithm.
+fn attach_test_keys(zones: &mut ZoneSet) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let state = tempfile::tempdir().unwrap();
+    for z in zones.zones() {
+        let Some(d) = &z.dnssec else { continue };
+        let key = zone::dnssec::default_key_path(&z.origin, state.path());
+        std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+        let der = d.spec.algorithm.generate().unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &der).unwrap();
+    }
+    zones.attach_keys(state.path()).expect("the keys load");
+}
+
+/// The shipped zone with DNSSEC on, a wildcard, and a fresh key.
+fn signed() -> &'static Snapshot {
+    static SIGNED: OnceLock<Snapshot> = OnceLock::new();
+    SIGNED.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+        let text = std::fs::read_to_string(dir.join("example.com.toml"))
+            .unwrap()
+            .replacen(
+                "zone = \"example.com.\"\n",
+                "zone = \"example.com.\"\ndnssec = {}\n",
+                1,
+            )
+            .replacen(
+                "a.b      IN TXT",
+                "*.wild   IN A 192.0.2.77\na.b      IN TXT",
+                1,
+            );
+        let path = dir.join("example.com.toml");
+        let zone = zone::load_file(&path, &text).expect("the signed zone loads");
+        let mut zones = ZoneSet::new(vec![zone]);
+        attach_test_keys(&mut zones);
+        Snapshot::new(zones, geo(), metrics()).compiled()
+    })
+}
+
+/// Every RRSIG of `records` verified against the zone's DNSKEY over the RRset it covers;
+/// returns how many there were.
+fn verify_all(snapshot: &Snapshot, records: &[hickory_proto::rr::Record]) -> usize {
+    use hickory_proto::dnssec::Verifier;
+    use hickory_proto::dnssec::rdata::DNSSECRData;
+    let zone = snapshot.zones.get(0).unwrap();
+    let signer = zone.signer().expect("the zone is signed");
+    let mut n = 0;
+    for r in records {
+        let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &r.data else {
+            continue;
+        };
+        let covered: Vec<_> = records
+            .iter()
+            .filter(|c| c.name == r.name && c.record_type() == sig.input().type_covered)
+            .cloned()
+            .collect();
+        assert!(!covered.is_empty(), "RRSIG without its RRset: {r}");
+        signer
+            .dnskey
+            .verify_rrsig(
+                &r.name,
+                hickory_proto::rr::DNSClass::IN,
+                sig,
+                covered.iter(),
+            )
+            .unwrap_or_else(|e| panic!("{r}: {e}"));
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn rfc4035_every_rrset_of_a_do_answer_is_signed_and_verifies() {
+    let snapshot = signed();
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    let ecs = Some((IpAddr::V4(Ipv4Addr::new(81, 2, 69, 0)), 24));
+    // (name, type, ECS, RRSIGs expected in answer + authority)
+    let cases = [
+        ("static.example.com.", RecordType::A, None, 1),
+        ("www.example.com.", RecordType::A, ecs, 1),
+        ("alias.example.com.", RecordType::A, ecs, 2),
+        ("example.com.", RecordType::DNSKEY, None, 1),
+        ("example.com.", RecordType::CDS, None, 1),
+        // The wildcard answer and the NSEC proving the next closer name absent.
+        ("x.wild.example.com.", RecordType::A, None, 2),
+        // SOA and NSEC of compact denial.
+        ("nope.example.com.", RecordType::A, None, 2),
+        ("b.example.com.", RecordType::TXT, None, 2),
+        // A name's NSEC, asked for: the answer, alone.
+        ("static.example.com.", RecordType::NSEC, None, 1),
+        // A referral: NS unsigned, the NSEC at the cut signed.
+        ("www.lab.example.com.", RecordType::A, None, 1),
+    ];
+    for (i, (name, rtype, ecs, sigs)) in cases.into_iter().enumerate() {
+        let q = packet(i as u16, name, rtype, Some((true, ecs)), None);
+        let out = ask_raw(snapshot, &q, src, Transport::Tcp).expect("an answer");
+        let m = Message::from_vec(&out).unwrap();
+        let mut records = m.answers.clone();
+        records.extend(m.authorities.iter().cloned());
+        assert_eq!(verify_all(snapshot, &records), sigs, "{name} {rtype}: {m}");
+        // RFC 9824 §3: a name that does not exist is NOERROR with NXNAME in the bitmap.
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+    }
+}
+
+#[test]
+fn do0_answers_of_a_signed_zone_carry_no_dnssec_records() {
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    for (name, rtype, rcode) in [
+        ("static.example.com.", RecordType::A, ResponseCode::NoError),
+        ("nope.example.com.", RecordType::A, ResponseCode::NXDomain),
+        ("www.lab.example.com.", RecordType::A, ResponseCode::NoError),
+    ] {
+        let q = packet(7, name, rtype, Some((false, None)), None);
+        let signed = ask_raw(signed(), &q, src, Transport::Udp).unwrap();
+        let plain = ask_raw(state(), &q, src, Transport::Udp).unwrap();
+        assert_eq!(signed, plain, "{name}: DO=0 is the unsigned zone's answer");
+        let m = Message::from_vec(&signed).unwrap();
+        assert_eq!(m.metadata.response_code, rcode);
+    }
+}
+
+#[test]
+fn a_signed_answer_is_cached_with_its_signatures_per_decision_and_do_bit() {
+    let snapshot = signed();
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    // Services of its own, so that no other test's signatures are counted.
+    let own = Services::new(
+        cookie::Cookies::new(*b"meridian-testing", cookie::DEFAULT_AMPLIFICATION),
+        None,
+        Arc::new(Metrics::default()),
+    );
+    let ask = |q: &[u8]| handle(snapshot, &own, q, src, Transport::Udp, cookie::now()).unwrap();
+    let general = |q: &[u8]| {
+        let at = At {
+            src,
+            transport: Transport::Udp,
+            now: cookie::now(),
+        };
+        general::answer(snapshot, &own, q, at).unwrap().bytes
+    };
+    for (subnet, name) in [
+        ("81.2.69.0", "www.example.com."),
+        ("8.8.8.0", "www.example.com."),
+        ("0.0.0.0", "static.example.com."),
+    ] {
+        let ecs = Some((subnet.parse().unwrap(), 24));
+        let q = packet(2, name, RecordType::A, Some((true, ecs)), None);
+        let first = ask(&q);
+        let made = own.signing.signatures();
+        let again = ask(&q);
+        assert_eq!(
+            own.signing.signatures(),
+            made,
+            "{subnet}: a cache hit signs nothing"
+        );
+        let general = general(&q);
+        assert_eq!(
+            own.signing.signatures(),
+            made,
+            "{subnet}: the general path finds the RRset signed in the key's cache"
+        );
+        assert_eq!(
+            first, again,
+            "{subnet}: the cached bytes are the signed answer"
+        );
+        // ECDSA signatures are randomized (RFC 6605), so equal bytes mean one signature.
+        assert_eq!(again, general, "{subnet}: fast path = general path");
+        let m = Message::from_vec(&again).unwrap();
+        assert_eq!(verify_all(snapshot, &m.answers), 1, "{subnet}: {m}");
+        // The DO=0 answer to the same question is cached apart, without signatures.
+        let q0 = packet(2, name, RecordType::A, Some((false, ecs)), None);
+        let plain = Message::from_vec(&ask(&q0)).unwrap();
+        assert_eq!(verify_all(snapshot, &plain.answers), 0, "{subnet}");
+    } // A health change swaps the snapshot and empties the fast path's caches; the answers
+    // come back without a signature made on the query path.
+    let swapped = snapshot.with_all_health(snapshot.health.clone());
+    let made = own.signing.signatures();
+    for subnet in ["81.2.69.0", "8.8.8.0"] {
+        let ecs = Some((subnet.parse().unwrap(), 24));
+        let q = packet(
+            2,
+            "www.example.com.",
+            RecordType::A,
+            Some((true, ecs)),
+            None,
+        );
+        let out = handle(&swapped, &own, &q, src, Transport::Udp, cookie::now()).unwrap();
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(verify_all(&swapped, &m.answers), 1, "{subnet}: {m}");
+    }
+    assert_eq!(own.signing.signatures(), made, "no signing after the swap");
+}
+
+#[test]
+fn rfc9824_an_explicit_nxname_query_to_a_signed_zone_is_formerr() {
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    let q = packet(
+        9,
+        "static.example.com.",
+        sign::NXNAME,
+        Some((true, None)),
+        None,
+    );
+    let m = decode(&ask_raw(signed(), &q, src, Transport::Udp).unwrap());
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    // An unsigned zone knows no NXNAME: an unknown type, NODATA.
+    let m = decode(&ask_raw(state(), &q, src, Transport::Udp).unwrap());
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}
+
+#[test]
+fn after_a_failover_swap_the_hot_answers_are_signed_before_clients_ask() {
+    let snapshot = signed();
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    let own = Services::new(
+        cookie::Cookies::new(*b"meridian-testing", cookie::DEFAULT_AMPLIFICATION),
+        None,
+        Arc::new(Metrics::default()),
+    );
+    let ecs = Some((IpAddr::V4(Ipv4Addr::new(81, 2, 69, 0)), 24));
+    let q = packet(
+        3,
+        "www.example.com.",
+        RecordType::A,
+        Some((true, ecs)),
+        None,
+    );
+    let addresses = |out: &[u8]| answer_and_scope(&decode(out)).0;
+    let before = handle(snapshot, &own, &q, src, Transport::Udp, cookie::now()).unwrap();
+    assert_eq!(addresses(&before), vec![IpAddr::from([198, 51, 100, 10])]);
+
+    // eu-west goes down: its clients move, with the trouble TTL, an RRset never signed.
+    let zone = snapshot.zones.get(0).unwrap();
+    let regions = zone
+        .regions
+        .iter()
+        .map(|r| {
+            if r.name == "eu-west" {
+                RegionHealth {
+                    state: RegionState::Down,
+                    endpoints_up: vec![false; r.endpoints.len()],
+                    degradation_ms: 0.0,
+                    over_limit: false,
+                    in_trouble: true,
+                }
+            } else {
+                RegionHealth::up(r.endpoints.len())
+            }
+        })
+        .collect();
+    let swapped = snapshot.with_health(
+        0,
+        HealthView {
+            regions,
+            ..Default::default()
+        },
+    );
+    let made = presign(&swapped, &own.hot, cookie::now(), &own.signing);
+    assert!(made >= 1, "the new RRset was signed ahead");
+
+    let signed_so_far = own.signing.signatures();
+    let after = handle(&swapped, &own, &q, src, Transport::Udp, cookie::now()).unwrap();
+    assert_ne!(
+        addresses(&after),
+        addresses(&before),
+        "the client failed over"
+    );
+    assert_eq!(verify_all(&swapped, &decode(&after).answers), 1);
+    assert_eq!(
+        own.signing.signatures(),
+        signed_so_far,
+        "the failover put no signing on the query path"
+    );
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
+use super::dnssec::{DEFAULT_VALIDITY_DAYS, Dnssec, KeyAlgorithm, Spec};
 use super::health::{self, HealthToml};
 use super::records::{self, LineRecord, MAX_TTL};
 use super::{Node, Quorum, RRset, RegionCheck, Steered, Zone, ZoneSet};
@@ -88,6 +89,19 @@ struct ZoneToml {
     isolation_guard: bool,
     /// In a cluster: `"majority"`, `"any"`, `"all"` or a fraction; the cluster's otherwise.
     quorum: Option<Spanned<QuorumToml>>,
+    /// Sign every answer (DNSSEC): `dnssec = {}` for the defaults.
+    dnssec: Option<Spanned<DnssecToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DnssecToml {
+    /// "ecdsap256sha256" (the default) or "ed25519".
+    algorithm: Option<Spanned<String>>,
+    /// The PKCS#8 key file, relative to the zone file; the state directory's by default.
+    key: Option<PathBuf>,
+    /// Days each signature is valid for, from its inception.
+    validity_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +338,14 @@ pub fn load_dir(dir: &Path) -> Result<ZoneSet, LoadError> {
     }
 }
 
+/// [`load_dir`], then the key of every zone with DNSSEC on ([`ZoneSet::attach_keys`]): what
+/// serving, reloading and `meridian check` load.
+pub fn load_keyed(dir: &Path, state_dir: &Path) -> Result<ZoneSet, LoadError> {
+    let mut zones = load_dir(dir)?;
+    zones.attach_keys(state_dir)?;
+    Ok(zones)
+}
+
 /// The text of one zone file: a regular file, in UTF-8. Bytes that are not UTF-8 are
 /// reported at their line and column, as every other problem is.
 fn read_zone_file(path: &Path) -> Result<String, Diagnostic> {
@@ -437,6 +459,7 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
         }
         rule
     });
+    let dnssec = parsed.dnssec.as_ref().map(|d| dnssec_spec(d, &mut report));
     let builder = ZoneBuilder::new(&origin, &mut report, records_line);
     let (nodes, soa) = builder.build(records);
     let mut nodes = nodes;
@@ -464,6 +487,7 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
         warnings: report.warnings,
         isolation_guard: parsed.isolation_guard,
         quorum,
+        dnssec: dnssec.map(|spec| Dnssec { spec, signer: None }),
         origin,
         index: 0,
         file: path.to_owned(),
@@ -480,6 +504,49 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
 /// a basic string (`"""`) may add lines with escapes (`\n`, `\u000A`) and join lines with a
 /// line-ending backslash, so its escapes are followed. TOML drops a newline that directly
 /// follows an opening `'''` or `"""`.
+/// The `dnssec` setting, checked; mistakes go to `report`.
+fn dnssec_spec(d: &Spanned<DnssecToml>, report: &mut Report<'_>) -> Spec {
+    let line = report.lines.line(d.span().start);
+    let t = d.get_ref();
+    let algorithm = match &t.algorithm {
+        None => KeyAlgorithm::EcdsaP256Sha256,
+        Some(a) => KeyAlgorithm::parse(a.get_ref()).unwrap_or_else(|| {
+            report.span(
+                a.span(),
+                format!(
+                    "dnssec: algorithm {:?} must be \"ecdsap256sha256\" or \"ed25519\"",
+                    a.get_ref()
+                ),
+            );
+            KeyAlgorithm::EcdsaP256Sha256
+        }),
+    };
+    let validity_days = match &t.validity_days {
+        None => DEFAULT_VALIDITY_DAYS,
+        Some(v) if (2..=MAX_VALIDITY_DAYS).contains(v.get_ref()) => *v.get_ref() as u32,
+        Some(v) => {
+            report.span(
+                v.span(),
+                format!(
+                    "dnssec: validity-days {} is not in 2..={MAX_VALIDITY_DAYS} (a signature must outlive the day it is made on)",
+                    v.get_ref()
+                ),
+            );
+            DEFAULT_VALIDITY_DAYS
+        }
+    };
+    Spec {
+        algorithm,
+        key: t.key.clone(),
+        validity_days,
+        line,
+    }
+}
+
+/// The longest signature validity offered: long validity leaves a stolen or withdrawn
+/// signature replayable longer (RFC 6781).
+const MAX_VALIDITY_DAYS: i64 = 90;
+
 fn records_lines(text: &str, span: Range<usize>, lines: &Lines) -> Vec<usize> {
     let raw = &text[span.start..span.end];
     let quote = ["'''", "\"\"\"", "'", "\""]

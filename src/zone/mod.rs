@@ -8,12 +8,13 @@
 //! caller, which alone knows the client.
 
 mod check;
+pub mod dnssec;
 mod health;
 mod load;
 mod records;
 
 pub use check::{CheckKind, CheckSpec, HttpCheck, Quorum, RegionCheck};
-pub use load::{Diagnostic, LoadError, load_dir, load_file};
+pub use load::{Diagnostic, LoadError, load_dir, load_file, load_keyed};
 pub use records::MAX_TTL;
 
 use std::collections::HashMap;
@@ -55,6 +56,39 @@ impl ZoneSet {
             zones,
             by_name,
             wildcards,
+        }
+    }
+
+    /// Reads the key of every zone with DNSSEC on (from `state_dir` unless its zone file names
+    /// the file) and publishes it; a zone whose key is missing or unusable fails the load at
+    /// its `dnssec` line.
+    pub fn attach_keys(&mut self, state_dir: &std::path::Path) -> Result<(), LoadError> {
+        let mut diagnostics = Vec::new();
+        for zone in &mut self.zones {
+            let Some(d) = &zone.dnssec else { continue };
+            let spec = d.spec.clone();
+            let path = spec.key_path(&zone.file, &zone.origin, state_dir);
+            let at = |message: String| Diagnostic {
+                file: zone.file.clone(),
+                line: Some(spec.line),
+                message,
+            };
+            match dnssec::Signer::load(&path, spec.algorithm, &zone.origin, spec.validity_days) {
+                Ok(signer) => zone.attach(std::sync::Arc::new(signer)),
+                Err(dnssec::KeyError::Read(p, e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    diagnostics.push(at(format!(
+                        "dnssec is on but the key file {} does not exist: make one with `meridian dnssec keygen --zone {}`",
+                        p.display(),
+                        zone.origin
+                    )))
+                }
+                Err(e) => diagnostics.push(at(format!("dnssec: {e}"))),
+            }
+        }
+        if diagnostics.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadError(diagnostics))
         }
     }
 
@@ -168,6 +202,8 @@ pub struct Zone {
     /// In a cluster, how the nodes' observations decide this zone's endpoints; `None`: the
     /// cluster's rule.
     pub quorum: Option<Quorum>,
+    /// DNSSEC, when the zone file turns it on.
+    pub dnssec: Option<dnssec::Dnssec>,
     pub steered: Vec<Steered>,
     /// What loads but deserves a look (answers too long for UDP), as `file:line: message`.
     pub warnings: Vec<Diagnostic>,
@@ -191,6 +227,38 @@ pub struct Resolved {
     pub additionals: Vec<Record>,
     /// Set when the chain ends at a steered name; the answer is then incomplete.
     pub steered: Option<SteeredHit>,
+    /// What a signed answer must prove absent, when something is.
+    pub denial: Option<Denial>,
+    /// Answer owners synthesized from a wildcard (RFC 4592), which sign as the wildcard.
+    pub expanded: Vec<Expansion>,
+}
+
+/// A name the answer says something does not exist at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub name: Name,
+    pub kind: DenialKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenialKind {
+    /// The name does not exist (NXDOMAIN).
+    NoName,
+    /// The name exists without this type (NODATA), an empty non-terminal included.
+    NoData(RecordType),
+    /// A referral: the cut's NS is not authoritative here, and its DS is proven or absent.
+    Cut,
+}
+
+/// An answer owner synthesized from a wildcard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expansion {
+    pub owner: Name,
+    /// The wildcard's label count without its `*`: the RRSIG Labels field.
+    pub labels: u8,
+    /// The closest encloser's child on the way to `owner` (RFC 5155 §1.3 "next closer"),
+    /// which a signed answer proves absent.
+    pub next_closer: Name,
 }
 
 impl Zone {
@@ -203,6 +271,59 @@ impl Zone {
             .get(name)
             .and_then(|n| n.steered)
             .map(|i| &self.steered[i])
+    }
+
+    /// The SOA record of negative answers, whose TTL NSEC records of denial take too (RFC
+    /// 9077: the lesser of the SOA's TTL and MINIMUM).
+    pub fn negative_soa(&self) -> &Record {
+        &self.negative_soa
+    }
+
+    /// The zone's signer, when DNSSEC is on and the key is loaded.
+    pub fn signer(&self) -> Option<&dnssec::Signer> {
+        self.dnssec.as_ref()?.signer.as_deref()
+    }
+
+    /// The types `name` owns, as an NSEC bitmap states them: its RRsets, A and AAAA for a
+    /// steered name; a wildcard's types for a name it answers.
+    pub fn types_at(&self, name: &LowerName) -> Vec<RecordType> {
+        let node = match self.nodes.get(name) {
+            Some(n) => n,
+            None => match self.wildcard_for(name) {
+                Some((_, n)) => n,
+                None => return Vec::new(),
+            },
+        };
+        let mut types: Vec<RecordType> = node.rrsets.iter().map(|s| s.rtype).collect();
+        if node.steered.is_some() {
+            types.extend([RecordType::A, RecordType::AAAA]);
+        }
+        types
+    }
+
+    /// The RRset of `rtype` at `name`, if the zone has it.
+    pub fn rrset(&self, name: &LowerName, rtype: RecordType) -> Option<&RRset> {
+        self.nodes.get(name)?.get(rtype)
+    }
+
+    /// Publishes `signer`'s key at the apex (DNSKEY, CDS, CDNSKEY, with the SOA's TTL) and
+    /// signs with it from now on.
+    fn attach(&mut self, signer: std::sync::Arc<dnssec::Signer>) {
+        let apex = self
+            .nodes
+            .get_mut(&LowerName::new(&self.origin))
+            .expect("the apex owns the SOA");
+        for record in signer.apex_records(self.soa.ttl) {
+            let rtype = record.record_type();
+            apex.rrsets.retain(|s| s.rtype != rtype);
+            apex.rrsets.push(RRset {
+                rtype,
+                records: vec![record],
+            });
+        }
+        if let Some(d) = &mut self.dnssec {
+            d.signer = Some(signer);
+        }
     }
 
     /// Adds the zone's SOA to the authority section: the proof of a negative answer.
@@ -259,10 +380,22 @@ impl Zone {
                     // RFC 6604 §3: the rcode describes the last name in the chain.
                     out.rcode = ResponseCode::NXDomain;
                     self.add_negative_soa(out);
+                    out.denial = Some(Denial {
+                        name: owner.clone(),
+                        kind: DenialKind::NoName,
+                    });
                     return None;
                 }
             },
         };
+        let expansion = (!self.nodes.contains_key(&lower)).then(|| {
+            let encloser_labels = node_labels_of_wildcard(self, &lower);
+            Expansion {
+                owner: owner.clone(),
+                labels: encloser_labels,
+                next_closer: owner.trim_to(usize::from(encloser_labels) + 1),
+            }
+        });
         if let Some(cname) = node.get(RecordType::CNAME)
             && qtype != RecordType::CNAME
         {
@@ -272,6 +405,7 @@ impl Zone {
                 _ => unreachable!("CNAME rrset holds CNAME data"),
             };
             out.answers.push(record);
+            out.expanded.extend(expansion);
             return Some(target);
         }
         if let Some(index) = node.steered
@@ -281,6 +415,7 @@ impl Zone {
                 index,
                 owner: owner.clone(),
             });
+            out.expanded.extend(expansion);
             return None;
         }
         let rrset = if qtype == RecordType::ANY {
@@ -293,9 +428,16 @@ impl Zone {
             Some(set) => {
                 out.answers
                     .extend(set.records.iter().map(|r| with_owner(r, owner)));
+                out.expanded.extend(expansion);
                 self.add_glue(set, out);
             }
-            None => self.add_negative_soa(out),
+            None => {
+                self.add_negative_soa(out);
+                out.denial = Some(Denial {
+                    name: owner.clone(),
+                    kind: DenialKind::NoData(qtype),
+                });
+            }
         }
         None
     }
@@ -345,6 +487,10 @@ impl Zone {
         let ns = cut.get(RecordType::NS).expect("a cut owns NS records");
         out.authoritative = false;
         out.authorities.extend(ns.records.iter().cloned());
+        out.denial = Some(Denial {
+            name: ns.records[0].name.clone(),
+            kind: DenialKind::Cut,
+        });
         self.add_glue(ns, out);
     }
 
@@ -367,6 +513,14 @@ impl Zone {
             }
         }
     }
+}
+
+/// The label count of the closest encloser of `name`, whose wildcard answers it.
+fn node_labels_of_wildcard(zone: &Zone, name: &LowerName) -> u8 {
+    let (wildcard, _) = zone
+        .wildcard_for(name)
+        .expect("called for a name a wildcard answers");
+    wildcard.num_labels()
 }
 
 /// The record with `owner` as its name: answers echo the case of the question (0x20).
