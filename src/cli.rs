@@ -165,14 +165,27 @@ pub struct RouteArgs {
     /// The client network or address, as an ECS subnet, e.g. 81.2.69.0/24
     #[arg(long)]
     pub client: String,
-    /// Directory of zone files
-    #[arg(long, default_value = config::DEFAULT_ZONES)]
-    pub zones: PathBuf,
-    /// MaxMind DB file; repeat for separate IPv4 and IPv6 files [default: the embedded
-    /// country database]
+    /// The running server's admin API, asked first: ADDR:PORT or a URL [default: the
+    /// admin-listen of the configuration file, else 127.0.0.1:8053]
+    #[arg(long, value_name = "ADDR:PORT|URL")]
+    pub server: Option<String>,
+    /// Token file for an admin API that is not on loopback (its first token; or set
+    /// MERIDIAN_ADMIN_TOKEN)
+    #[arg(long = "admin-token-file")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Decide from the zone files instead of asking the running server: drains, forces and
+    /// probe results are then ignored
+    #[arg(long)]
+    pub offline: bool,
+    /// Directory of zone files; given, the decision is made from the files (offline)
+    /// [default: zones]
+    #[arg(long)]
+    pub zones: Option<PathBuf>,
+    /// MaxMind DB file; given, the decision is made from the files (offline). Repeat it for
+    /// separate IPv4 and IPv6 files [default: the embedded database]
     #[arg(long)]
     pub geoip: Vec<PathBuf>,
-    /// Probe every endpoint once and decide with the results
+    /// Probe every endpoint once from here and decide with the results (offline)
     #[arg(long)]
     pub probe: bool,
     /// A meridian.toml with [cluster]: also show what each node sees of the zone's endpoints
@@ -225,6 +238,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     Dnssec(String),
+    #[error("the server at {base} answered {message}")]
+    Server { base: String, message: String },
 }
 
 /// The open-file limit assumed when it cannot be read: the common default soft limit.
@@ -682,8 +697,137 @@ fn write_private(path: &Path, bytes: &[u8], replace: bool) -> std::io::Result<()
     file.sync_all()
 }
 
+/// The decision for a client as the running server makes it (drains, forces and health
+/// included), asked through its admin API; from the zone files when told to (`--offline`,
+/// `--probe`) or when no server answers, saying so.
 pub fn route(args: &RouteArgs) -> Result<String, CliError> {
-    let mut zones = zone::load_dir(&args.zones)?;
+    let why = if args.probe {
+        Some("--probe: decided here from one round of probes")
+    } else if args.offline {
+        Some("--offline")
+    } else if args.zones.is_some() || !args.geoip.is_empty() {
+        Some("files given with --zones or --geoip")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return offline_route(args, why);
+    }
+    let config = FileConfig::read(
+        args.config
+            .as_deref()
+            .unwrap_or(Path::new(config::DEFAULT_CONFIG_FILE)),
+        args.config.is_some(),
+    )?;
+    let base = match &args.server {
+        Some(s) if s.contains("://") => s.trim_end_matches('/').to_string(),
+        Some(s) => format!("http://{s}"),
+        None => format!(
+            "http://{}",
+            config
+                .admin_listen
+                .map_or(config::DEFAULT_ADMIN_LISTEN.to_string(), |a| a.to_string())
+        ),
+    };
+    let token = crate::admin::auth::Tokens::load(
+        args.admin_token_file.as_deref(),
+        std::env::var("MERIDIAN_ADMIN_TOKEN").ok(),
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?
+    .first_secret();
+    match ask_server(&base, args, token) {
+        Ok(out) => Ok(out),
+        Err(Asked::Unreachable(e)) => {
+            offline_route(args, &format!("no Meridian answered at {base}: {e}"))
+        }
+        Err(Asked::Refused(message)) => Err(CliError::Server { base, message }),
+    }
+}
+
+/// Why asking the server gave no route.
+enum Asked {
+    /// Nothing answered: the files are the next best source.
+    Unreachable(String),
+    /// The server answered with an error: it stands (an unknown name, a bad client).
+    Refused(String),
+}
+
+fn ask_server(base: &str, args: &RouteArgs, token: Option<String>) -> Result<String, Asked> {
+    crate::health::probe::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Asked::Unreachable(e.to_string()))?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| Asked::Unreachable(e.to_string()))?;
+        let format = if args.json { "json" } else { "text" };
+        let mut request = client.get(format!("{base}/api/v1/route")).query(&[
+            ("name", args.name.as_str()),
+            ("client", args.client.as_str()),
+            ("format", format),
+        ]);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.map_err(|e| {
+            Asked::Unreachable(if e.is_connect() {
+                "cannot connect".to_string()
+            } else if e.is_timeout() {
+                "no answer within 5 s".to_string()
+            } else {
+                e.to_string()
+            })
+        })?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| Asked::Unreachable(e.to_string()))?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(body);
+            return Err(Asked::Refused(format!("{status}: {message}")));
+        }
+        Ok(if args.json {
+            let v: serde_json::Value = serde_json::from_str(&body)
+                .map_err(|e| Asked::Refused(format!("not JSON: {e}")))?;
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v).expect("JSON prints")
+            )
+        } else {
+            body
+        })
+    })
+}
+
+/// The decision from the zone files, headed (on stderr for JSON) by why it is offline.
+fn offline_route(args: &RouteArgs, why: &str) -> Result<String, CliError> {
+    let note = format!(
+        "offline ({why}): decided from the zone files; drains, forces and the server's probe \
+         results are not seen\n"
+    );
+    let out = route_from_files(args)?;
+    if args.json {
+        eprint!("{note}");
+        Ok(out)
+    } else {
+        Ok(note + &out)
+    }
+}
+
+fn route_from_files(args: &RouteArgs) -> Result<String, CliError> {
+    let dir = args
+        .zones
+        .as_deref()
+        .unwrap_or(Path::new(config::DEFAULT_ZONES));
+    let mut zones = zone::load_dir(dir)?;
     // A key that does not load is shown, not fatal: the route is explained all the same.
     let key_error = zones
         .attach_keys(&args.state_dir)

@@ -1194,3 +1194,87 @@ async fn a_drain_answers_with_the_trouble_ttl_while_it_settles_and_says_when_cac
         0
     );
 }
+
+/// `meridian route` with `args`; (success, stdout, stderr).
+fn route_cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .arg("route")
+        .args(["--name", "www.example.com", "--client", "81.2.69.0/24"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn route_asks_the_running_server_and_says_when_it_reads_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let (status, entry) = admin.post(DRAIN, r#"{"reason": "kernel upgrade"}"#).await;
+    assert_eq!(status, 200, "{entry}");
+    let server = admin.server.admin_addr().to_string();
+
+    // Asked, the server answers as DNS does: eu-west is drained, us-east answers.
+    let (ok, out, err) = route_cli(&["--server", &server]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("offline"), "{out}");
+    assert!(out.contains("IN A 192.0.2.10"), "{out}");
+    assert!(out.contains("drained"), "{out}");
+    let (ok, out, err) = route_cli(&["--server", &format!("http://{server}/"), "--json"]);
+    assert!(ok, "{err}");
+    let json: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(json["a"]["chosen"], "us-east", "{json}");
+
+    // From the files, the drain is not seen, and the output says so first.
+    let (ok, out, _) = route_cli(&["--server", &server, "--offline"]);
+    assert!(ok);
+    assert!(
+        out.starts_with("offline (--offline): decided from the zone files; drains"),
+        "{out}"
+    );
+    assert!(out.contains("IN A 198.51.100.10"), "{out}");
+    let (ok, out, err) = route_cli(&["--zones", "zones", "--json"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.starts_with("offline (files given with --zones"),
+        "{err}"
+    );
+    let json: Value = serde_json::from_str(&out).expect("JSON alone on stdout");
+    assert_eq!(json["a"]["chosen"], "eu-west", "{json}");
+
+    // No server there: the files, saying why.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let (ok, out, _) = route_cli(&["--server", &nowhere]);
+    assert!(ok);
+    assert!(
+        out.starts_with(&format!(
+            "offline (no Meridian answered at http://{nowhere}: cannot connect)"
+        )),
+        "{out}"
+    );
+
+    // The server's refusal stands: no fallback to the files.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args([
+            "route",
+            "--name",
+            "nothere.example.com",
+            "--client",
+            "81.2.69.0/24",
+        ])
+        .args(["--server", &server])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the server at http://{server} answered 4")),
+        "{err}"
+    );
+}

@@ -35,6 +35,13 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
+    /// The secret of the first token, to call the API with.
+    pub fn first_secret(&self) -> Option<String> {
+        self.0
+            .first()
+            .map(|(_, s)| String::from_utf8_lossy(s).into_owned())
+    }
+
     /// Tokens from a file of `name:secret` lines (`#` comments), plus `env` (the value of
     /// MERIDIAN_ADMIN_TOKEN, named "env").
     pub fn load(file: Option<&Path>, env: Option<String>) -> Result<Tokens, TokenError> {

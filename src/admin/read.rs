@@ -344,18 +344,38 @@ pub(super) async fn audit(
 pub(super) struct RouteParams {
     name: String,
     client: String,
+    /// `json` (the default) or `text`, as `meridian route` prints it.
+    format: Option<String>,
 }
 
-/// What `meridian route --json` prints, from the running state's health.
+/// What `meridian route --json` prints (or, with `format=text`, what it prints without),
+/// from the running state: drains, forces and health included.
 pub(super) async fn route(
     State(admin): State<Arc<Admin>>,
     query: Result<Query<RouteParams>, QueryRejection>,
-) -> ApiResult<Route> {
+) -> Result<Response, ApiError> {
     let params = query?.0;
+    let text = match params.format.as_deref() {
+        None | Some("json") => false,
+        Some("text") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format {other:?}: json or text"
+            )));
+        }
+    };
     let state = admin.state.load();
     let query = RouteQuery::parse(&state.zones, &params.name, &params.client)?;
     let quorum = admin.cluster.as_ref().map(|c| c.explain(query.zone));
     let mut route = Route::explain(&state, query, None);
     route.quorum = quorum;
-    Ok(axum::Json(route))
+    Ok(if text {
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            route.to_string(),
+        )
+            .into_response()
+    } else {
+        axum::Json(route).into_response()
+    })
 }

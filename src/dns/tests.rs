@@ -784,29 +784,34 @@ fn attach_test_keys(zones: &mut ZoneSet) {
     zones.attach_keys(state.path()).expect("the keys load");
 }
 
-/// The shipped zone with DNSSEC on, a wildcard, and a fresh key.
+/// The shipped zone with DNSSEC on, a wildcard, and a fresh key, shared by the tests that
+/// only read answers.
 fn signed() -> &'static Snapshot {
     static SIGNED: OnceLock<Snapshot> = OnceLock::new();
-    SIGNED.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
-        let text = std::fs::read_to_string(dir.join("example.com.toml"))
-            .unwrap()
-            .replacen(
-                "zone = \"example.com.\"\n",
-                "zone = \"example.com.\"\ndnssec = {}\n",
-                1,
-            )
-            .replacen(
-                "a.b      IN TXT",
-                "*.wild   IN A 192.0.2.77\na.b      IN TXT",
-                1,
-            );
-        let path = dir.join("example.com.toml");
-        let zone = zone::load_file(&path, &text).expect("the signed zone loads");
-        let mut zones = ZoneSet::new(vec![zone]);
-        attach_test_keys(&mut zones);
-        Snapshot::new(zones, geo(), metrics()).compiled()
-    })
+    SIGNED.get_or_init(signed_apart)
+}
+
+/// [`signed`], with a key of its own: a test that compares signed bytes needs a signature
+/// cache no other test writes into (ECDSA signatures of one RRset differ).
+fn signed_apart() -> Snapshot {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+    let text = std::fs::read_to_string(dir.join("example.com.toml"))
+        .unwrap()
+        .replacen(
+            "zone = \"example.com.\"\n",
+            "zone = \"example.com.\"\ndnssec = {}\n",
+            1,
+        )
+        .replacen(
+            "a.b      IN TXT",
+            "*.wild   IN A 192.0.2.77\na.b      IN TXT",
+            1,
+        );
+    let path = dir.join("example.com.toml");
+    let zone = zone::load_file(&path, &text).expect("the signed zone loads");
+    let mut zones = ZoneSet::new(vec![zone]);
+    attach_test_keys(&mut zones);
+    Snapshot::new(zones, geo(), metrics()).compiled()
 }
 
 /// Every RRSIG of `records` verified against the zone's DNSKEY over the RRset it covers;
@@ -894,7 +899,7 @@ fn do0_answers_of_a_signed_zone_carry_no_dnssec_records() {
 
 #[test]
 fn a_signed_answer_is_cached_with_its_signatures_per_decision_and_do_bit() {
-    let snapshot = signed();
+    let snapshot = &signed_apart();
     let src: SocketAddr = RESOLVER.parse().unwrap();
     // Services of its own, so that no other test's signatures are counted.
     let own = Services::new(
@@ -983,7 +988,7 @@ fn rfc9824_an_explicit_nxname_query_to_a_signed_zone_is_formerr() {
 
 #[test]
 fn after_a_failover_swap_the_hot_answers_are_signed_before_clients_ask() {
-    let snapshot = signed();
+    let snapshot = &signed_apart();
     let src: SocketAddr = RESOLVER.parse().unwrap();
     let own = Services::new(
         cookie::Cookies::new(*b"meridian-testing", cookie::DEFAULT_AMPLIFICATION),
