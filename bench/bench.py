@@ -5,7 +5,7 @@ database on loopback; dnsperf loads each in turn, interleaved (A B C A B C ...),
 of the machine hits all alike. Run through bench/run.sh, which installs and builds everything.
 
 Each query mix runs with each GeoIP database of --geodb in turn: "embedded" (Meridian serves
-its embedded country database; gdnsd and PowerDNS read the same data converted to the GeoIP2
+its embedded city-coarse database; gdnsd and PowerDNS read the same data converted to the GeoIP2
 City schema, bench/.work/bench-city.mmdb) and "city" (DB-IP City Lite, IPv4 and IPv6, converted
 to one GeoIP2 City file that all three servers read: bench/.work/bench-dbip-city.mmdb, made by
 bench/fetch-city.sh). The mixes "new24" and "new48" make every query a new client network: ECS
@@ -404,7 +404,7 @@ def distinct_public_24s(count, seed):
 
 
 def v6_networks():
-    """The IPv6 networks the embedded database places in a country (bench-geodb --v6-networks,
+    """The IPv6 networks the country database places in a country (bench-geodb --v6-networks,
     cached in bench/.work), as (first /48, /48 count) units: a network longer than /48 counts
     as the /48 that holds it."""
     path = os.path.join(WORK, "v6-networks.txt")
@@ -612,7 +612,7 @@ def main():
     ap.add_argument("--mixes", default="static,steered,steered-ecs,nxdomain,new24,new48")
     ap.add_argument("--geodb", default="embedded,city",
                     help="GeoIP databases to run every mix with, in turn: embedded (Meridian's "
-                         "embedded country database; the others read it converted) and/or city "
+                         "embedded city-coarse database; the others read it converted) and/or city "
                          "(DB-IP City Lite converted to the GeoIP2 City schema, read by all: "
                          "bench/fetch-city.sh makes it)")
     ap.add_argument("--meridian-flags", default="", metavar="FLAGS",
@@ -724,7 +724,7 @@ def run_mixes(servers, files, mixes, db, ready, args):
 
 def print_table(rows, rss, final, ready, mixes, db, args):
     per_core = {(m, n): pc for m, n, _, _, pc, *_ in rows}
-    desc = {"embedded": "embedded country database (gdnsd, PowerDNS: bench-city.mmdb, the same data)",
+    desc = {"embedded": "embedded city-coarse database (gdnsd, PowerDNS: bench-city.mmdb, the same data)",
             "city": "DB-IP City Lite, IPv4 + IPv6, in the GeoIP2 City schema (bench-dbip-city.mmdb), all servers"}[db]
     flags = [f"{n} flags: {' '.join(MERIDIAN_FLAGS[n])}" for n in ("meridian", "baseline")
              if n in final and MERIDIAN_FLAGS.get(n)]

@@ -3,8 +3,9 @@
 //! gdnsd's `auto_dc_coords`, PowerDNS's `pickclosest` and Meridian all read, so that every
 //! server locates every client at the same coordinates:
 //!
-//! - `bench-geodb OUT.mmdb`: the embedded country database (`geodata/`), each network at
-//!   the point of its country in Meridian's country table (`bench/.work/bench-city.mmdb`).
+//! - `bench-geodb OUT.mmdb`: the embedded database (`geodata/city-coarse.mmdb`), each network
+//!   at its point, or at the point of its country in Meridian's country table where it has
+//!   only a country (`bench/.work/bench-city.mmdb`).
 //! - `bench-geodb --city V4.mmdb V6.mmdb OUT.mmdb`: a city database in the flat ip-location-db
 //!   schema (`country_code`, `latitude`, `longitude`; DB-IP City Lite ships one IPv4 and one
 //!   IPv6 file), both families in one file (gdnsd reads one file per map, and refuses the
@@ -159,12 +160,14 @@ fn city_record(f: &Flat<'_>) -> Option<City> {
     })
 }
 
-const EMBEDDED: &str = concat!(
+const EMBEDDED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/geodata/city-coarse.mmdb");
+/// The country database the embedded one is built over: where new48 draws its networks.
+const COUNTRY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/geodata/geo-whois-asn-country.mmdb"
 );
 
-/// Writes the IPv6 networks of the embedded database with a known country, less IPv4
+/// Writes the IPv6 networks of the country database with a known country, less IPv4
 /// aliases and special-purpose blocks.
 fn v6_networks(out: &str) -> Result<(), Box<dyn std::error::Error>> {
     let excluded: Vec<ipnet::IpNet> = [
@@ -182,7 +185,7 @@ fn v6_networks(out: &str) -> Result<(), Box<dyn std::error::Error>> {
     .iter()
     .map(|n| n.parse())
     .collect::<Result<_, _>>()?;
-    let reader = Reader::from_source(std::fs::read(EMBEDDED)?)?;
+    let reader = Reader::from_source(std::fs::read(COUNTRY)?)?;
     let mut lines = String::new();
     let mut count = 0usize;
     for item in reader.networks(WithinOptions::default())? {
@@ -219,7 +222,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut writer = mmdb_writer::Writer::new("GeoIP2-City");
     let out = match args.as_slice() {
         [out] => {
-            convert(&mut writer, EMBEDDED, country_record)?;
+            // The embedded database has a point where its city data is far from the
+            // country's centre, and the country alone elsewhere (placed at its centre).
+            convert(&mut writer, EMBEDDED, |f| {
+                city_record(f).or_else(|| country_record(f))
+            })?;
             out
         }
         [flag, v4, v6, out] if flag == "--city" => {
