@@ -110,7 +110,7 @@ pub struct ServeArgs {
     #[arg(long = "admin-tls-key", value_name = "FILE")]
     pub admin_tls_key: Option<PathBuf>,
     /// MaxMind DB file; repeat for separate IPv4 and IPv6 files [default: the embedded
-    /// country database]
+    /// city-level database]
     #[arg(long)]
     pub geoip: Vec<PathBuf>,
     /// Log format [default: human]
