@@ -110,6 +110,8 @@ pub struct DnssecView {
     /// Unix seconds.
     pub inception: Option<u32>,
     pub expiration: Option<u32>,
+    /// When signatures start carrying the next window (Unix seconds).
+    pub next_window: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_error: Option<String>,
 }
@@ -127,6 +129,7 @@ impl DnssecView {
             ds: signer.map(|s| s.ds_line(zone.soa().ttl)),
             inception: window.map(|w| w.0),
             expiration: window.map(|w| w.1),
+            next_window: signer.map(|s| s.next_window_at(now)),
             key_error,
         })
     }
@@ -306,13 +309,15 @@ impl fmt::Display for Route {
         )?;
         writeln!(w, "geoip     {}", self.geoip)?;
         if let Some(d) = &self.dnssec {
-            match (d.key_tag, d.inception, d.expiration) {
-                (Some(tag), Some(from), Some(to)) => writeln!(
+            match (d.key_tag, d.inception, d.expiration, d.next_window) {
+                (Some(tag), Some(from), Some(to), Some(next)) => writeln!(
                     w,
-                    "dnssec    {} key tag {tag}; signatures made now: {} to {}",
+                    "dnssec    {} key tag {tag}; signatures made now: {} to {}; next window \
+                     from {}",
                     d.algorithm,
                     utc(from),
-                    utc(to)
+                    utc(to),
+                    utc(next)
                 )?,
                 _ => writeln!(
                     w,

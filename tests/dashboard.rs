@@ -263,6 +263,14 @@ async fn dashboard_shows_regions_and_drains_one_with_a_reason() {
         row.contains("browser") && row.contains("drain") && row.contains("eu-west"),
         "{row}"
     );
+    let zones = session
+        .eval("return document.querySelector('#zones tbody').textContent")
+        .await;
+    let zones = zones.as_str().unwrap();
+    assert!(
+        zones.contains("example.com.") && zones.contains("unsigned"),
+        "{zones}"
+    );
     // No client was steered to eu-west before the drain: nothing of it sits in caches.
     session
         .wait_for(

@@ -683,6 +683,40 @@ fn route_shows_the_zones_key_and_signature_window() {
         "{line}"
     );
     assert!(line.ends_with(":00 UTC"), "{line}");
+    assert!(line.contains("; next window from "), "{line}");
+    // The running server tells the same, through `route` and the zones of its API.
+    use std::io::{Read, Write};
+    let server = Server::start_with_zones(&zones, &["--state-dir", state.to_str().unwrap()]);
+    let admin = server.admin_addr().to_string();
+    let out = meridian(&[
+        "route",
+        "--name",
+        "www.example.com",
+        "--client",
+        "81.2.69.0/24",
+        "--server",
+        &admin,
+    ]);
+    assert!(!out.contains("offline"), "{out}");
+    assert!(out.contains(line), "{out}");
+    let mut s = std::net::TcpStream::connect(&admin).unwrap();
+    write!(
+        s,
+        "GET /api/v1/zones HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("");
+    let zones: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"));
+    let d = &zones[0]["dnssec"];
+    assert_eq!(d["key_tag"].to_string(), tag, "{zones}");
+    assert_eq!(d["algorithm"], "ecdsap256sha256", "{zones}");
+    assert!(
+        d["next_window"].as_u64() > d["inception"].as_u64(),
+        "{zones}"
+    );
     // Without its key the route is still explained, and says why the key is missing.
     let out = route(dir.path().join("elsewhere").to_str().unwrap());
     assert!(

@@ -101,11 +101,21 @@ function rows(sel, list, render) {
   $(sel + " tbody").innerHTML = list.slice().reverse().map(render).join("");
 }
 
+// A zone's DNSSEC: its key and the window of the signatures it makes now.
+function dnssecOf(d) {
+  if (!d) return "unsigned";
+  const at = (t) => when(t * 1000).slice(0, 16) + " UTC";
+  return `${esc(d.algorithm)} key ${d.key_tag}; signatures ${at(d.inception)} to ${at(d.expiration)}; next window ${at(d.next_window)}`;
+}
+
 async function refresh() {
   try {
-    const [regions, audit, events] = await Promise.all([api("/regions"), api("/audit?limit=25"), api("/events?limit=25")]);
+    const [regions, audit, events, zones] = await Promise.all([api("/regions"), api("/audit?limit=25"),
+      api("/events?limit=25"), api("/zones")]);
     markers(regions);
     $("#regions").innerHTML = regions.map(card).join("");
+    $("#zones tbody").innerHTML = zones.map((z) => `<tr><td>${esc(z.zone)}</td><td>${z.serial ?? ""}</td>
+      <td>${esc(z.steered.join(", "))}</td><td>${dnssecOf(z.dnssec)}</td></tr>`).join("");
     rows("#audit", audit, (e) => `<tr><td>${when(e.at_ms)}</td><td>${esc(e.by)}</td><td>${esc(e.action)}</td>
       <td>${esc([e.zone, e.region, e.endpoint].filter(Boolean).join(" "))}</td><td>${esc(e.reason)}</td></tr>`);
     rows("#events", events, (e) => `<tr><td>${when(e.at_ms)}</td><td>${esc([e.region, e.endpoint].filter(Boolean).join(" "))}</td>

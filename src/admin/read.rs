@@ -20,7 +20,7 @@ use super::error::{ApiError, ApiResult};
 use super::{Admin, bearer};
 use crate::health::monitor::Event;
 use crate::health::view::EndpointDetail;
-use crate::route::{Route, RouteQuery};
+use crate::route::{DnssecView, Route, RouteQuery};
 use crate::state::{Entry, Override, now_ms};
 use crate::steer::{Fallback, GeoPoint, Policy, RegionState};
 
@@ -85,6 +85,9 @@ pub(super) struct ZoneView {
     serial: Option<u32>,
     regions: Vec<String>,
     steered: Vec<String>,
+    /// Signed zones: the key, the window of signatures made now and when the next begins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dnssec: Option<DnssecView>,
 }
 
 pub(super) async fn zones(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<ZoneView>> {
@@ -103,6 +106,8 @@ pub(super) async fn zones(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<Zone
                 },
                 regions: z.regions.iter().map(|r| r.name.clone()).collect(),
                 steered: z.steered.iter().map(|s| s.name.to_string()).collect(),
+                // A signed zone serves only with its key loaded: no key error to tell.
+                dnssec: DnssecView::of(z, crate::dns::cookie::now(), None),
             })
             .collect(),
     ))
@@ -367,8 +372,10 @@ pub(super) async fn route(
     let state = admin.state.load();
     let query = RouteQuery::parse(&state.zones, &params.name, &params.client)?;
     let quorum = admin.cluster.as_ref().map(|c| c.explain(query.zone));
+    let dnssec = DnssecView::of(query.zone, crate::dns::cookie::now(), None);
     let mut route = Route::explain(&state, query, None);
     route.quorum = quorum;
+    route.dnssec = dnssec;
     Ok(if text {
         (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -258,6 +258,12 @@ impl Signer {
             .collect()
     }
 
+    /// When signatures made after `now` start carrying the next window (Unix seconds): the
+    /// next UTC day, when every RRset is signed again as it is first asked for.
+    pub fn next_window_at(&self, now: u32) -> u32 {
+        now - now % DAY + DAY
+    }
+
     /// The validity window of signatures made at `now` (Unix seconds): (inception,
     /// expiration).
     pub fn window(&self, now: u32) -> (u32, u32) {
