@@ -492,6 +492,7 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
         })
     })?;
     let round = if args.probe {
+        crate::control::room_for_a_runtime().map_err(CliError::Runtime)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -510,6 +511,7 @@ pub fn route(args: &RouteArgs) -> Result<String, CliError> {
     };
     let quorum = match cluster {
         Some(c) => {
+            crate::control::room_for_a_runtime().map_err(CliError::Runtime)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

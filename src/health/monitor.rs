@@ -545,11 +545,14 @@ impl ProbeTask {
     }
 }
 
+/// One round of `meridian route --probe`: per region, per endpoint, what the probe saw
+/// (`None` when not probed): the target's [`Outcome`], or a [`LocalFault`] of this host.
+pub type Round = Vec<Vec<Option<Result<Outcome, LocalFault>>>>;
+
 /// One probe of every probed endpoint of `zone`, at once: what `meridian route --probe` shows.
-/// Returns per region, per endpoint, the outcome (`None` when not probed). A probe this host
-/// could not make shows as failed, with a reason that says so: one look from one host right
-/// now, which no state machine keeps.
-pub async fn probe_once(zone: &Zone) -> Vec<Vec<Option<Outcome>>> {
+/// One look from one host right now, which no state machine keeps. A probe this host could
+/// not make stays a [`LocalFault`]: it says nothing of the target, as on the serving path.
+pub async fn probe_once(zone: &Zone) -> Round {
     install_crypto_provider();
     let mut tasks = JoinSet::new();
     for (ri, check) in zone.checks.iter().enumerate() {
@@ -557,21 +560,16 @@ pub async fn probe_once(zone: &Zone) -> Vec<Vec<Option<Outcome>>> {
             let Some(target) = *target else { continue };
             match Prober::new(&check.spec.kind, target, check.spec.timeout) {
                 Ok(prober) => {
-                    tasks.spawn(async move {
-                        let outcome = prober.probe().await.unwrap_or_else(|local| Outcome::Down {
-                            reason: local.to_string(),
-                        });
-                        (ri, ei, outcome)
-                    });
+                    tasks.spawn(async move { (ri, ei, prober.probe().await) });
                 }
                 Err(e) => {
                     let reason = e.to_string();
-                    tasks.spawn(async move { (ri, ei, Outcome::Down { reason }) });
+                    tasks.spawn(async move { (ri, ei, Ok(Outcome::Down { reason })) });
                 }
             }
         }
     }
-    let mut out: Vec<Vec<Option<Outcome>>> = zone
+    let mut out: Round = zone
         .regions
         .iter()
         .map(|r| vec![None; r.endpoints.len()])
