@@ -1447,11 +1447,20 @@ fn half_sent_admin_requests_cannot_starve_the_probes() {
 
     let admin = server.admin_addr();
     let mut held = Vec::new();
-    for _ in 0..limit + 50 {
-        let Ok(mut s) = std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(500))
-        else {
+    for i in 0..limit + 50 {
+        // From eight /24s of 127/8, so that the connection cap is met before any network's
+        // share of it (`one_client_network_cannot_take_every_admin_connection`).
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let from: SocketAddr = format!("127.0.{}.1:0", i % 8 + 1).parse().unwrap();
+        socket.bind(&from.into()).expect("bind a client address");
+        if socket
+            .connect_timeout(&admin.into(), Duration::from_millis(500))
+            .is_err()
+        {
             continue;
-        };
+        }
+        let mut s: std::net::TcpStream = socket.into();
         let _ = s.write_all(b"GET /api/v1/regions HTTP/1.1\r\nHost: 127.0.0.1\r\n");
         held.push(s);
     }
