@@ -6,17 +6,11 @@ mod common;
 
 use std::path::Path;
 
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
-
 #[test]
 fn a_fifo_or_a_directory_given_as_config_tokens_or_certificate_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
-    mkfifo(&fifo);
+    common::mkfifo(&fifo);
     let fifo = fifo.to_str().unwrap();
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
@@ -38,7 +32,7 @@ fn a_fifo_or_a_directory_given_as_config_tokens_or_certificate_is_refused_at_sta
 fn a_fifo_in_place_of_the_cookie_secret_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("cookie-secret");
-    mkfifo(&secret);
+    common::mkfifo(&secret);
     common::assert_refused_at_start(
         &["--state-dir", dir.path().to_str().unwrap()],
         &[secret.to_str().unwrap(), "not a regular file but a FIFO"],
