@@ -131,6 +131,13 @@ fn judge(head: &[u8]) -> Result<Framing, Refusal> {
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<u64>().ok())
                 .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "bad content-length"))?;
+            // hyper keeps the two largest values as markers and refuses them as too large.
+            if value > u64::MAX - 2 {
+                return Err(Refusal::new(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "content-length too large",
+                ));
+            }
             if length.is_some_and(|l| l != value) {
                 return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
@@ -139,6 +146,12 @@ fn judge(head: &[u8]) -> Result<Framing, Refusal> {
             }
             length = Some(value);
         } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
+            if request.version == Some(0) {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "transfer-encoding in an HTTP/1.0 request",
+                ));
+            }
             // RFC 9112 §6.3: the body is chunked when chunked is the last coding, and a
             // request whose last coding is another cannot be delimited: 400.
             let last = field

@@ -79,6 +79,14 @@ async fn heads_hyper_would_refuse_by_itself_are_refused_here() {
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(),
             StatusCode::BAD_REQUEST,
         ),
+        (
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551614\r\n\r\n".to_vec(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
     ] {
         let (out, refusal) = through(&input).await;
         assert!(out.is_empty(), "{}", String::from_utf8_lossy(&input));
@@ -116,4 +124,30 @@ fn a_refusal_is_the_apis_json_error_and_closes() {
     );
     let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
     assert_eq!(json, serde_json::json!({"error": "too big", "status": 431}));
+}
+
+/// hyper may read into any room it has left: handed over a few octets at a time, the same
+/// requests come through unchanged, and the refusal still comes after the last whole one.
+#[tokio::test]
+async fn small_reads_see_the_same_bytes() {
+    let good = b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello\
+POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+GET /d HTTP/1.1\r\n\r\n";
+    let mut input = good.to_vec();
+    input.extend_from_slice(b"GET /e HTTP/9.9\r\n\r\n");
+    for size in 1..8 {
+        let mut gate = HeadGate::new(&input[..]);
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; size];
+        loop {
+            let n = gate.read(&mut buf).await.expect("read from memory");
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, good, "reads of {size}");
+        let (_, refusal) = gate.into_parts();
+        assert_eq!(refusal.map(|r| r.status), Some(StatusCode::BAD_REQUEST));
+    }
 }
