@@ -43,4 +43,5 @@ pub mod route;
 pub mod serving;
 pub mod state;
 pub mod steer;
+pub mod text;
 pub mod zone;

@@ -464,3 +464,22 @@ fn check_config_reports_every_cluster_problem_with_its_line() {
         "{out}"
     );
 }
+
+/// A file name or a value quoted from a file reaches the operator's terminal: its control
+/// characters are written escaped, so it can neither drive the terminal nor pass for a
+/// diagnostic line of its own (before: `check` printed the file name's ESC and newline raw).
+#[test]
+fn file_names_with_control_characters_cannot_drive_the_terminal_or_forge_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "a\u{1b}[2J\nfake.toml:1: forged.toml";
+    std::fs::write(dir.path().join(name), "zone = \"x.test.\"\nbogus = 1\n").unwrap();
+    let out = run(&["check", "--zones", dir.path().to_str().unwrap()]);
+    let stderr = assert_fails(&out);
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one diagnostic, one line: {stderr:?}");
+    assert!(
+        lines[0].contains("a\\u{1b}[2J\\nfake.toml:1: forged.toml:2: unknown field"),
+        "{stderr:?}"
+    );
+}

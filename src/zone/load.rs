@@ -20,6 +20,7 @@ use super::health::{self, HealthToml};
 use super::records::{self, LineRecord, MAX_TTL};
 use super::{Node, Quorum, RRset, RegionCheck, Steered, Zone, ZoneSet};
 use crate::steer::{Endpoint, Fallback, Family, GeoPoint, Policy, Region, SteeredName};
+use crate::text::Escaped;
 
 /// TTL of steered answers when the name does not set one: short, so failover is quick.
 pub const DEFAULT_STEERED_TTL: u32 = 30;
@@ -48,9 +49,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line, whatever the file's name or a value quoted from it holds.
+        let (file, message) = (Escaped(self.file.display()), Escaped(&self.message));
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+            Some(line) => write!(f, "{file}:{line}: {message}"),
+            None => write!(f, "{file}: {message}"),
         }
     }
 }
