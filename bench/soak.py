@@ -835,7 +835,16 @@ BAD_READS = [
     ("audit-before-not-a-number", "/api/v1/audit?before=x", 400),
     ("uri-too-long", f"/api/v1/route?name=www.{ZONE}&client={LONG}", 414),
     ("host-foreign", "/api/v1/regions", 421),
+    ("head-over-64-kib", "/api/v1/regions", 431),
+    ("over-100-header-fields", "/api/v1/regions", 431),
 ]
+# Extra headers of the bad reads that have them: heads hyper would refuse by itself, which
+# Meridian reads first so that they get the JSON error too.
+BAD_READ_HEADERS = {
+    "host-foreign": {"Host": "evil.example"},
+    "head-over-64-kib": {"X-Filler": "a" * 70000},
+    "over-100-header-fields": {f"X-Field-{i}": "v" for i in range(150)},
+}
 ENTRY_KEYS = {"seq", "at_ms", "by", "action", "zone", "region", "endpoint", "reason", "expires_at_ms"}
 REGION_KEYS = {"zone", "region", "location", "state", "drained", "degradation_ms", "over_limit", "in_trouble",
                "check", "traffic", "endpoints"}
@@ -1019,7 +1028,7 @@ class Admin:
     def read(self):
         if self.rng.random() < 0.2:
             name, path, want = self.rng.choice(BAD_READS)
-            headers = {"Host": "evil.example"} if name == "host-foreign" else None
+            headers = BAD_READ_HEADERS.get(name)
             api_request(self.api, f"bad-read {name}", "GET", path, None, headers, want)
             return
         name = self.rng.choice(["regions", "regions", "zones", "names", "events", "audit", "route", "openapi",

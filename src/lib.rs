@@ -25,7 +25,8 @@
 //!
 //! Configuration is read once by [`config`]; zone files are checked in full by
 //! [`zone::load_dir`] before anything serves; zone files and GeoIP databases are read through
-//! [`files`], which refuses anything but a regular file instead of waiting on it. [`cli`]
+//! [`files`], which refuses anything but a regular file instead of waiting on it; [`text`]
+//! escapes outside text wherever a person reads it. [`cli`]
 //! wires the three commands: `serve`, `check` and `route` (whose explanation lives in
 //! [`route`]). `ARCHITECTURE.md` records why the code is cut this way.
 
