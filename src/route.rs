@@ -16,7 +16,6 @@ use serde::Serialize;
 
 use crate::geo::Location;
 use crate::health::Outcome;
-use crate::health::probe::LocalFault;
 use crate::serving::Snapshot;
 use crate::serving::answer::{self, Client, SteeredAnswer};
 use crate::steer::{Basis, Family, GeoPoint, RegionState, Verdict};
@@ -146,7 +145,7 @@ impl Route {
     pub fn explain(
         state: &Snapshot,
         query: RouteQuery<'_>,
-        probes: Option<&[Vec<Option<Result<Outcome, LocalFault>>>]>,
+        probes: Option<&[Vec<Option<Result<Outcome, String>>>]>,
     ) -> Route {
         let RouteQuery {
             zone,
@@ -176,7 +175,7 @@ impl Route {
 struct Context<'a> {
     zone: &'a Zone,
     state: &'a Snapshot,
-    probes: Option<&'a [Vec<Option<Result<Outcome, LocalFault>>>]>,
+    probes: Option<&'a [Vec<Option<Result<Outcome, String>>>]>,
 }
 
 impl Context<'_> {
@@ -195,7 +194,7 @@ impl Context<'_> {
                     .and_then(|r| r.get(i).cloned().flatten());
                 let (probe, local_error) = match seen {
                     Some(Ok(outcome)) => (Some(outcome), None),
-                    Some(Err(fault)) => (None, Some(fault.to_string())),
+                    Some(Err(why)) => (None, Some(why)),
                     None => (None, None),
                 };
                 EndpointView {

@@ -546,12 +546,14 @@ impl ProbeTask {
 }
 
 /// One round of `meridian route --probe`: per region, per endpoint, what the probe saw
-/// (`None` when not probed): the target's [`Outcome`], or a [`LocalFault`] of this host.
-pub type Round = Vec<Vec<Option<Result<Outcome, LocalFault>>>>;
+/// (`None` when not probed): the target's [`Outcome`], or why this node could not probe it
+/// (a [`LocalFault`], or a prober it cannot build: its CA file went bad since the load).
+pub type Round = Vec<Vec<Option<Result<Outcome, String>>>>;
 
 /// One probe of every probed endpoint of `zone`, at once: what `meridian route --probe` shows.
-/// One look from one host right now, which no state machine keeps. A probe this host could
-/// not make stays a [`LocalFault`]: it says nothing of the target, as on the serving path.
+/// One look from one host right now, which no state machine keeps. A probe this node could
+/// not make says nothing of the target and is not held against it, as on the serving path
+/// (where such an endpoint keeps its state).
 pub async fn probe_once(zone: &Zone) -> Round {
     install_crypto_provider();
     let mut tasks = JoinSet::new();
@@ -560,11 +562,14 @@ pub async fn probe_once(zone: &Zone) -> Round {
             let Some(target) = *target else { continue };
             match Prober::new(&check.spec.kind, target, check.spec.timeout) {
                 Ok(prober) => {
-                    tasks.spawn(async move { (ri, ei, prober.probe().await) });
+                    tasks.spawn(async move {
+                        let seen = prober.probe().await.map_err(|fault| fault.to_string());
+                        (ri, ei, seen)
+                    });
                 }
                 Err(e) => {
-                    let reason = e.to_string();
-                    tasks.spawn(async move { (ri, ei, Ok(Outcome::Down { reason })) });
+                    let why = format!("this node cannot probe: {e}");
+                    tasks.spawn(async move { (ri, ei, Err(why)) });
                 }
             }
         }
