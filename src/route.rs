@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::geo::Location;
 use crate::health::Outcome;
+use crate::health::monitor::Seen;
 use crate::serving::Snapshot;
 use crate::serving::answer::{self, Client, SteeredAnswer};
 use crate::steer::{Basis, Family, GeoPoint, RegionState, Verdict};
@@ -145,7 +146,7 @@ impl Route {
     pub fn explain(
         state: &Snapshot,
         query: RouteQuery<'_>,
-        probes: Option<&[Vec<Option<Result<Outcome, String>>>]>,
+        probes: Option<&[Vec<Option<Seen>>]>,
     ) -> Route {
         let RouteQuery {
             zone,
@@ -175,7 +176,7 @@ impl Route {
 struct Context<'a> {
     zone: &'a Zone,
     state: &'a Snapshot,
-    probes: Option<&'a [Vec<Option<Result<Outcome, String>>>]>,
+    probes: Option<&'a [Vec<Option<Seen>>]>,
 }
 
 impl Context<'_> {

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::Path;
-
 #[test]
 fn a_fifo_or_a_directory_given_as_config_tokens_or_certificate_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -548,7 +548,10 @@ impl ProbeTask {
 /// One round of `meridian route --probe`: per region, per endpoint, what the probe saw
 /// (`None` when not probed): the target's [`Outcome`], or why this node could not probe it
 /// (a [`LocalFault`], or a prober it cannot build: its CA file went bad since the load).
-pub type Round = Vec<Vec<Option<Result<Outcome, String>>>>;
+pub type Round = Vec<Vec<Option<Seen>>>;
+
+/// What one probe of a round saw: the target's outcome, or why this node could not probe.
+pub type Seen = Result<Outcome, String>;
 
 /// One probe of every probed endpoint of `zone`, at once: what `meridian route --probe` shows.
 /// One look from one host right now, which no state machine keeps. A probe this node could

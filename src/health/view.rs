@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::Outcome;
 use super::machine::{RegionMachine, Transition};
+use super::monitor::Seen;
 use crate::state::{Override, Overrides};
 use crate::steer::{HealthView, Region, RegionHealth, RegionState};
 pub use crate::zone::Quorum;
@@ -571,7 +572,7 @@ impl ZoneHealth {
 /// The view of one round of probes (`meridian route --probe`): an endpoint is up unless its
 /// probe failed at the target (a probe this host could not make counts as no probe), and a
 /// probed region is up while `min-healthy` of its endpoints are.
-pub fn view_of_round(zone: &Zone, round: &[Vec<Option<Result<Outcome, String>>>]) -> HealthView {
+pub fn view_of_round(zone: &Zone, round: &[Vec<Option<Seen>>]) -> HealthView {
     let mut regions = Vec::new();
     for (check, outcomes) in zone.checks.iter().zip(round) {
         let mut health = RegionHealth::up(outcomes.len());
