@@ -263,6 +263,45 @@ mod tests {
         assert_eq!(connection_cap(3), 1);
     }
 
+    /// As the DNS TCP table counts clients: an IPv4 /24, an IPv6 /56 (two /64s of one /56
+    /// are one client), an IPv4-mapped address as its IPv4 address.
+    #[test]
+    fn connections_are_counted_per_client_network() {
+        let clients = Arc::new(PerClient {
+            max: 2,
+            held: Mutex::default(),
+        });
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = clients.admit(ip("192.0.2.1")).expect("first of its /24");
+        let _b = clients
+            .admit(ip("::ffff:192.0.2.200"))
+            .expect("second of its /24");
+        assert!(
+            clients.admit(ip("192.0.2.77")).is_none(),
+            "third of the /24"
+        );
+        assert!(clients.admit(ip("192.0.3.1")).is_some(), "the next /24");
+        let _c = clients
+            .admit(ip("2001:db8:0:ab01::1"))
+            .expect("first of its /56");
+        let _d = clients
+            .admit(ip("2001:db8:0:abff::1"))
+            .expect("another /64, same /56");
+        assert!(
+            clients.admit(ip("2001:db8:0:ab42::9")).is_none(),
+            "third of the /56"
+        );
+        assert!(
+            clients.admit(ip("2001:db8:0:ac00::1")).is_some(),
+            "the next /56"
+        );
+        drop(a);
+        assert!(
+            clients.admit(ip("192.0.2.77")).is_some(),
+            "a slot of the /24 given back"
+        );
+    }
+
     #[test]
     fn one_network_takes_a_quarter_of_the_slots_and_leaves_room_for_another() {
         assert_eq!(per_client_cap(MAX_CONNECTIONS), 16);
