@@ -4,12 +4,13 @@
 //! The rule: a connection holds one of the slots from before its `accept` until it closes,
 //! TLS handshake included, and one client network (a /24, an IPv6 /56) holds at most a
 //! quarter of them ([`per_client_cap`]); past that its connections get a JSON 503 and are
-//! closed, so another client always finds a slot. While every slot is taken, new connections wait in the kernel's
-//! listen queue, which costs this process no descriptor. The cap ([`connection_cap`]) stays
-//! far below the open-file limit, so DNS and the health probes keep descriptors to work with,
-//! whatever reaches the admin port. A request head must arrive within [`HEADER_TIMEOUT`] (on
-//! an idle keep-alive connection too), a TLS handshake within [`HANDSHAKE_TIMEOUT`], a body
-//! within [`super::BODY_TIMEOUT`] (the router reads it).
+//! closed, so another client always finds a slot. While every slot is taken, new
+//! connections wait in the kernel's listen queue, which costs this process no descriptor.
+//! The cap ([`connection_cap`]) stays far below the open-file limit, so DNS and the health
+//! probes keep descriptors to work with, whatever reaches the admin port. A request head must
+//! arrive within [`HEADER_TIMEOUT`] (on an idle keep-alive connection too), a TLS handshake
+//! within [`HANDSHAKE_TIMEOUT`], a body within [`super::BODY_TIMEOUT`] (the router reads it).
+//! Heads pass [`HeadGate`] before hyper reads them.
 
 use std::collections::HashMap;
 use std::io;
@@ -179,10 +180,11 @@ pub async fn serve(
 /// slot; at most [`MAX_REFUSING`] at once (more are closed at once), each for at most
 /// [`REFUSAL_TIME`]. Over TLS it is closed at once: no handshake is spent on it.
 fn refuse(tcp: TcpStream, tls: bool, refusing: &Arc<AtomicUsize>, share: usize) {
-    if tls || refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
-        if !tls {
-            refusing.fetch_sub(1, Ordering::AcqRel);
-        }
+    if tls {
+        return;
+    }
+    if refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+        refusing.fetch_sub(1, Ordering::AcqRel);
         return;
     }
     let refusing = refusing.clone();
