@@ -1352,6 +1352,71 @@ fn set_open_file_limit(pid: u32, soft: u64) -> u64 {
     old.rlim_cur
 }
 
+/// Under an open-file limit too low to start, `meridian serve` says so and exits 1, at every
+/// limit: tokio panicked (exit 101) when its signal driver found no descriptor (before: at a
+/// limit of 8). The limit is raised one at a time until the server runs.
+#[test]
+fn too_few_descriptors_to_start_is_an_error_not_a_panic() {
+    use std::os::unix::process::CommandExt;
+    let dir = write_zone(&ZoneSpec::default());
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut refused = Vec::new();
+    for limit in 4..=64u64 {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meridian"));
+        command
+            .args([
+                "serve",
+                "--dns-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--zones")
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // setrlimit(2), which is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                let both = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &both) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("spawn meridian serve");
+        let status = poll_for(Duration::from_secs(3), || {
+            child.try_wait().expect("try_wait")
+        });
+        let Some((status, _)) = status else {
+            // It runs: every lower limit was refused cleanly.
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        };
+        let out = child.wait_with_output().expect("stderr");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            status.code() == Some(1) && stderr.contains("Too many open files"),
+            "limit {limit}: {status}\n{stderr}"
+        );
+        refused.push(limit);
+    }
+    assert!(
+        refused.len() > 1 && refused.len() < 61,
+        "refused at {refused:?}: the limits tried do not span the start"
+    );
+}
+
 /// Polls every client's answer for `watch`: each must stay at its nearest region.
 fn answers_stay(server: &Server, watch: Duration, what: &str) {
     let until = Instant::now() + watch;
