@@ -36,3 +36,38 @@ fn a_fifo_in_place_of_the_cookie_secret_is_refused_at_start() {
         &[secret.to_str().unwrap(), "not a regular file but a FIFO"],
     );
 }
+
+/// A sparse file of a terabyte given as the config, the token file or a TLS file (or as a
+/// zone file) is refused at once with its size, before a byte is read (before: read whole,
+/// until memory ran out).
+#[test]
+fn a_file_far_larger_than_its_kind_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.toml");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let path = huge.to_str().unwrap();
+    let words = [path, "1099511627776 octets, over the"];
+    common::assert_refused_at_start(&["--config", path], &words);
+    common::assert_refused_at_start(&["--admin-token-file", path], &words);
+    common::assert_refused_at_start(&["--admin-tls-cert", path, "--admin-tls-key", path], &words);
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::File::create(zones.join("big.toml"))
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["check", "--zones"])
+        .arg(&zones)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("big.toml: 1099511627776 octets, over the"),
+        "{stderr}"
+    );
+}

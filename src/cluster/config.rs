@@ -112,7 +112,7 @@ impl ClusterFile {
         let mut read = |key: &'static str, path: &Path| -> Option<Vec<u8>> {
             let path = base.join(path);
             // A regular file only: a FIFO would hold the start (or `route`) forever.
-            match crate::files::read_regular(&path) {
+            match crate::files::read_regular(&path, crate::files::SMALL_FILE) {
                 Ok(b) if b.windows(11).any(|w| w == b"-----BEGIN ") => Some(b),
                 Ok(_) => {
                     problems.push((key, format!("{key} {}: not a PEM file", path.display())));

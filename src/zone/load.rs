@@ -333,7 +333,8 @@ fn read_zone_file(path: &Path) -> Result<String, Diagnostic> {
         line,
         message,
     };
-    let bytes = crate::files::read_regular(path).map_err(|e| at(None, e.to_string()))?;
+    let bytes = crate::files::read_regular(path, crate::files::ZONE_FILE)
+        .map_err(|e| at(None, e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| {
         let bytes = e.as_bytes();
         let bad = e.utf8_error().valid_up_to();
