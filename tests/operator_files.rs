@@ -38,8 +38,8 @@ fn a_fifo_in_place_of_the_cookie_secret_is_refused_at_start() {
 }
 
 /// A sparse file of a terabyte given as the config, the token file or a TLS file (or as a
-/// zone file) is refused at once with its size, before a byte is read (before: read whole,
-/// until memory ran out).
+/// zone file) is refused at once with its size, before a byte is read (before: no bound; the
+/// whole file was read into memory).
 #[test]
 fn a_file_far_larger_than_its_kind_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
