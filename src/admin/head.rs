@@ -288,6 +288,8 @@ pub struct HeadGate<I> {
     io: I,
     /// Read from `io`, not yet handed to hyper.
     buf: Vec<u8>,
+    /// How much of `buf` was looked through for the end of the head.
+    searched: usize,
     state: State,
     /// `io` reached its end.
     eof: bool,
@@ -298,6 +300,7 @@ impl<I> HeadGate<I> {
         HeadGate {
             io,
             buf: Vec::new(),
+            searched: 0,
             state: State::Head,
             eof: false,
         }
@@ -342,17 +345,23 @@ impl<I: AsyncRead + Unpin> AsyncRead for HeadGate<I> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if out.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             // Each arm hands over octets (and returns), moves to the next state, or reads.
             match this.state {
                 State::Refused(_) => return Poll::Ready(Ok(())),
                 State::Head => {
-                    let searched = this.buf.len().min(MAX_HEAD);
-                    if let Some(at) = this.buf[..searched]
-                        .windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                    {
-                        let end = at + 4;
+                    // From where the last look stopped (less the 3 octets a blank line may
+                    // straddle): a head sent an octet at a time costs no rescans.
+                    let from = this.searched.saturating_sub(3);
+                    let to = this.buf.len().min(MAX_HEAD);
+                    let found = this.buf[from..to].windows(4).position(|w| w == b"\r\n\r\n");
+                    this.searched = to;
+                    if let Some(at) = found {
+                        let end = from + at + 4;
+                        this.searched = 0;
                         this.state = match judge(&this.buf[..end]) {
                             Ok(framing) => State::Handing(end, framing),
                             Err(refusal) => State::Refused(refusal),

@@ -151,3 +151,42 @@ GET /d HTTP/1.1\r\n\r\n";
         assert_eq!(refusal.map(|r| r.status), Some(StatusCode::BAD_REQUEST));
     }
 }
+
+/// A connection that gives one octet per read, as a client sending a byte at a time does.
+struct Trickle<'a>(&'a [u8]);
+
+impl AsyncRead for Trickle<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some((first, rest)) = self.0.split_first() {
+            out.put_slice(&[*first]);
+            self.0 = rest;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Heads that arrive an octet at a time are found where they end (each look starts where the
+/// last one stopped, the blank line straddling reads included), and one that never ends is
+/// refused at the limit.
+#[tokio::test]
+async fn heads_arriving_an_octet_at_a_time_are_found_and_bounded() {
+    let good = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET /c HTTP/1.1\r\n\r\n";
+    let mut gate = HeadGate::new(Trickle(good));
+    let mut out = Vec::new();
+    gate.read_to_end(&mut out).await.expect("read from memory");
+    assert_eq!(out, good);
+    assert_eq!(gate.into_parts().1, None);
+
+    let mut endless = b"GET / HTTP/1.1\r\n".to_vec();
+    endless.resize(MAX_HEAD + 10, b'a');
+    let mut gate = HeadGate::new(Trickle(&endless));
+    let mut out = Vec::new();
+    gate.read_to_end(&mut out).await.expect("read from memory");
+    assert!(out.is_empty());
+    let refusal = gate.into_parts().1.expect("refused");
+    assert_eq!(refusal.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
