@@ -980,6 +980,33 @@ fn one_client_network_cannot_take_every_admin_connection() {
     }
 }
 
+/// A request head begun and not finished: answered 408 as JSON once the header timeout
+/// passes, and the connection closed (before: closed without a word).
+#[test]
+fn a_head_not_sent_in_time_gets_408() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let addr = admin.server.admin_addr();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /api/v1/regions HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+    // The header timeout is 10 s; the read waits a little longer.
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let took = start.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {took:?}: {answer:?}"
+    );
+    assert!(took >= Duration::from_secs(9), "answered after {took:?}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert_json_error(408, &v, 408, "a half-sent head");
+}
+
 /// A write lease (fcntl F_SETLEASE) on a file: another process's `open` of it waits until
 /// the lease is let go (up to /proc/sys/fs/lease-break-time, 45 s by default).
 struct Lease(std::fs::File);

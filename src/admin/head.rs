@@ -6,8 +6,10 @@
 //! [`HeadGate`] hands hyper only whole heads that parse, each followed by exactly its body
 //! (by `Content-Length` or the chunked framing). A head that would be refused ends the input
 //! instead: hyper finishes the answers it owes and gives the connection back, and
-//! [`Refusal::write_to`] sends the JSON error with `Connection: close`.
+//! [`Refusal::write_to`] sends the JSON error with `Connection: close`. A head begun and not
+//! finished within [`HEADER_TIMEOUT`] is refused so too (408); an idle connection is closed.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -15,7 +17,7 @@ use std::task::{Context, Poll, ready};
 use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::listen::MAX_HEAD;
+use super::listen::{HEADER_TIMEOUT, MAX_HEAD};
 
 /// Most header fields in one head: hyper's own default, whose excess it answers with 431.
 const MAX_HEADERS: usize = 100;
@@ -290,6 +292,8 @@ pub struct HeadGate<I> {
     buf: Vec<u8>,
     /// How much of `buf` was looked through for the end of the head.
     searched: usize,
+    /// Runs out [`HEADER_TIMEOUT`] after hyper first asked for the head being read.
+    head_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     state: State,
     /// `io` reached its end.
     eof: bool,
@@ -301,6 +305,7 @@ impl<I> HeadGate<I> {
             io,
             buf: Vec::new(),
             searched: 0,
+            head_timer: None,
             state: State::Head,
             eof: false,
         }
@@ -362,6 +367,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for HeadGate<I> {
                     if let Some(at) = found {
                         let end = from + at + 4;
                         this.searched = 0;
+                        this.head_timer = None;
                         this.state = match judge(&this.buf[..end]) {
                             Ok(framing) => State::Handing(end, framing),
                             Err(refusal) => State::Refused(refusal),
@@ -375,6 +381,26 @@ impl<I: AsyncRead + Unpin> AsyncRead for HeadGate<I> {
                     // A head cut short by the end of input is no request: hyper sees the end.
                     if this.eof {
                         return Poll::Ready(Ok(()));
+                    }
+                    // The clock runs from when hyper asks for the head, as hyper's own would.
+                    let timer = this
+                        .head_timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(HEADER_TIMEOUT)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        this.head_timer = None;
+                        if this.buf.is_empty() {
+                            // Idle between requests: closed without a word, as hyper does.
+                            this.eof = true;
+                            return Poll::Ready(Ok(()));
+                        }
+                        this.state = State::Refused(Refusal::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            format!(
+                                "request head not sent within {} s",
+                                HEADER_TIMEOUT.as_secs()
+                            ),
+                        ));
+                        continue;
                     }
                 }
                 State::Handing(n, framing) => {

@@ -42,6 +42,8 @@ const OPEN_FILES_SHARE: u64 = 8;
 /// A request head must arrive whole within this time, counted from the end of the previous
 /// response on a kept-alive connection; else the connection is closed.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much later than the gate hyper's own header clock runs out.
+const HEADER_BACKSTOP: Duration = Duration::from_secs(2);
 /// A TLS handshake must finish within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head read. Larger than [`super::MAX_URI`] by far and below hyper's own URI
@@ -221,7 +223,8 @@ where
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        // The gate times heads out first, with a JSON 408; hyper's clock is the backstop.
+        .header_read_timeout(HEADER_TIMEOUT + HEADER_BACKSTOP)
         // The gate ends the input at a refused head: the answers owed before it still go out.
         .half_close(true)
         // The gate hands over heads of MAX_HEAD at most; the room above is never used.

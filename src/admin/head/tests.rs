@@ -190,3 +190,30 @@ async fn heads_arriving_an_octet_at_a_time_are_found_and_bounded() {
     let refusal = gate.into_parts().1.expect("refused");
     assert_eq!(refusal.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 }
+
+/// A head begun and not finished within the header timeout is refused with 408; a connection
+/// with nothing sent is ended without a refusal (an idle keep-alive connection).
+#[tokio::test(start_paused = true)]
+async fn a_head_not_finished_in_time_is_refused_with_408_and_an_idle_connection_ended() {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, server) = tokio::io::duplex(1024);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut gate = HeadGate::new(server);
+    let start = tokio::time::Instant::now();
+    let mut out = Vec::new();
+    gate.read_to_end(&mut out).await.expect("read from memory");
+    assert!(start.elapsed() >= HEADER_TIMEOUT, "{:?}", start.elapsed());
+    assert!(out.is_empty());
+    let refusal = gate.into_parts().1.expect("refused");
+    assert_eq!(refusal.status, StatusCode::REQUEST_TIMEOUT);
+
+    let (_client, server) = tokio::io::duplex(1024);
+    let mut gate = HeadGate::new(server);
+    let start = tokio::time::Instant::now();
+    gate.read_to_end(&mut out).await.expect("read from memory");
+    assert!(start.elapsed() >= HEADER_TIMEOUT, "{:?}", start.elapsed());
+    assert_eq!(gate.into_parts().1, None);
+}
