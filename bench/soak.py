@@ -10,10 +10,11 @@ not saturation.
   TCP      slow and stuck clients: idle, half a length prefix, a prefix alone, half a query,
            a query trickled byte by byte, one trickled past the idle timeout, a crowd of idle
            connections, the per-address and per-/24 limits, a reset, a half-close; stuck
-           admin connections (silent, half a request head, a body that stops: 408)
+           admin connections (silent; half a request head or a body that stops: 408)
   admin    drain/undrain and force/unforce with the token (and no-op undos: not journaled);
            bad bodies (invalid JSON, oversized, wrong types, unknown fields, ...), wrong
-           methods, long URIs, foreign Host and Origin, with the token, without it, with a
+           methods, long URIs, request heads over 64 KiB or over 100 header fields (431),
+           foreign Host and Origin, with the token, without it, with a
            wrong one; valid writes without a valid token; reads of every view (GET and
            HEAD), /regions checked against the overrides in force; the audit read back page
            by page must hold exactly the acknowledged writes
