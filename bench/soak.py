@@ -10,10 +10,11 @@ not saturation.
   TCP      slow and stuck clients: idle, half a length prefix, a prefix alone, half a query,
            a query trickled byte by byte, one trickled past the idle timeout, a crowd of idle
            connections, the per-address and per-/24 limits, a reset, a half-close; stuck
-           admin connections (silent, half a request head, a body that stops: 408)
+           admin connections (silent; half a request head or a body that stops: 408)
   admin    drain/undrain and force/unforce with the token (and no-op undos: not journaled);
            bad bodies (invalid JSON, oversized, wrong types, unknown fields, ...), wrong
-           methods, long URIs, foreign Host and Origin, with the token, without it, with a
+           methods, long URIs, request heads over 64 KiB or over 100 header fields (431),
+           foreign Host and Origin, with the token, without it, with a
            wrong one; valid writes without a valid token; reads of every view (GET and
            HEAD), /regions checked against the overrides in force; the audit read back page
            by page must hold exactly the acknowledged writes
@@ -653,8 +654,9 @@ class Slow:
 
     def admin_stuck(self, name):
         """An admin connection that sends nothing, half a request head, or a head and part of
-        its body: closed after 10 s (the head and body deadlines), the slow body with a 408 in
-        the API's JSON; the API answers others meanwhile (the admin thread's requests)."""
+        its body: closed after 10 s (the head and body deadlines), the half head and the slow
+        body with a 408 in the API's JSON, the idle one without a word; the API answers others
+        meanwhile (the admin thread's requests)."""
         s = socket.create_connection(("127.0.0.1", self.admin_port), timeout=ov.CHECK_TIMEOUT,
                                      source_address=(self.sources.next(), 0))
         head = f"POST /api/v1/reload HTTP/1.1\r\nHost: 127.0.0.1:{self.admin_port}\r\nContent-Type: {J}\r\n"
@@ -674,11 +676,11 @@ class Slow:
         else:
             tally.sample("admin close (s)", closed)
         text = data.decode(errors="replace")
-        if name == "admin-slow-body":
+        if name in ("admin-slow-body", "admin-half-head"):
             if not text.startswith("HTTP/1.1 408") or '"status":408' not in text.replace(" ", ""):
                 tally.problem("admin-tcp", f"{name}: answered {text[:200]!r}, want a JSON 408")
-        elif data and not text.startswith("HTTP/1.1 408"):
-            tally.problem("admin-tcp", f"{name}: answered {text[:200]!r}")
+        elif data:
+            tally.problem("admin-tcp", f"{name}: answered {text[:200]!r}, want a close without a word")
 
     def reset(self):
         """Half a query, then a reset (SO_LINGER 0): Meridian must drop the connection."""
@@ -835,7 +837,16 @@ BAD_READS = [
     ("audit-before-not-a-number", "/api/v1/audit?before=x", 400),
     ("uri-too-long", f"/api/v1/route?name=www.{ZONE}&client={LONG}", 414),
     ("host-foreign", "/api/v1/regions", 421),
+    ("head-over-64-kib", "/api/v1/regions", 431),
+    ("over-100-header-fields", "/api/v1/regions", 431),
 ]
+# Extra headers of the bad reads that have them: heads hyper would refuse by itself, which
+# Meridian reads first so that they get the JSON error too.
+BAD_READ_HEADERS = {
+    "host-foreign": {"Host": "evil.example"},
+    "head-over-64-kib": {"X-Filler": "a" * 70000},
+    "over-100-header-fields": {f"X-Field-{i}": "v" for i in range(150)},
+}
 ENTRY_KEYS = {"seq", "at_ms", "by", "action", "zone", "region", "endpoint", "reason", "expires_at_ms"}
 REGION_KEYS = {"zone", "region", "location", "state", "drained", "degradation_ms", "over_limit", "in_trouble",
                "check", "traffic", "endpoints"}
@@ -1019,7 +1030,7 @@ class Admin:
     def read(self):
         if self.rng.random() < 0.2:
             name, path, want = self.rng.choice(BAD_READS)
-            headers = {"Host": "evil.example"} if name == "host-foreign" else None
+            headers = BAD_READ_HEADERS.get(name)
             api_request(self.api, f"bad-read {name}", "GET", path, None, headers, want)
             return
         name = self.rng.choice(["regions", "regions", "zones", "names", "events", "audit", "route", "openapi",

@@ -13,6 +13,7 @@ use crate::dns::server;
 use crate::geo::{GeoDb, GeoError};
 use crate::route::{QueryError, Route, RouteQuery};
 use crate::serving::Snapshot;
+use crate::text::Escaping;
 use crate::zone::{self, Diagnostic, LoadError};
 
 #[derive(Debug, Parser)]
@@ -347,23 +348,6 @@ impl tracing_subscriber::field::VisitOutput<fmt::Result> for EscapedVisitor<'_> 
 impl tracing_subscriber::field::VisitFmt for EscapedVisitor<'_> {
     fn writer(&mut self) -> &mut dyn fmt::Write {
         &mut self.writer
-    }
-}
-
-/// Writes through to `W` with control characters (C0, DEL, C1) and the Unicode line and
-/// paragraph separators escaped as Rust writes them (`\n`, `\u{1b}`).
-struct Escaping<'a, W: ?Sized>(&'a mut W);
-
-impl<W: fmt::Write + ?Sized> fmt::Write for Escaping<'_, W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for c in s.chars() {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-                write!(self.0, "{}", c.escape_default())?;
-            } else {
-                self.0.write_char(c)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -845,6 +829,7 @@ fn route_from_files(args: &RouteArgs) -> Result<String, CliError> {
         })
     })?;
     let round = if args.probe {
+        crate::control::room_for_a_runtime().map_err(CliError::Runtime)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -863,6 +848,7 @@ fn route_from_files(args: &RouteArgs) -> Result<String, CliError> {
     };
     let quorum = match cluster {
         Some(c) => {
+            crate::control::room_for_a_runtime().map_err(CliError::Runtime)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

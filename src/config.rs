@@ -168,7 +168,7 @@ pub fn check_amplification(limit: u16) -> Result<u16, String> {
 impl FileConfig {
     /// Reads `path`; with `explicit` false a missing file is an empty config.
     pub fn read(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
-        let text = match crate::files::read_regular_text(path) {
+        let text = match crate::files::read_regular_text(path, crate::files::SMALL_FILE) {
             Ok(t) => t,
             Err(e) if !explicit && e.is_missing() => {
                 return Ok(FileConfig::default());

@@ -44,9 +44,21 @@ pub struct Setup {
     pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
+/// The error building a tokio runtime would panic on. The first runtime of a process takes six
+/// descriptors (epoll and its clone, an eventfd, the signal driver's socket pair and a clone);
+/// tokio returns the error when the others fail, but panics when the socket pair does.
+pub fn room_for_a_runtime() -> std::io::Result<()> {
+    let held = (0..6)
+        .map(|_| std::fs::File::open("/dev/null"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    drop(held);
+    Ok(())
+}
+
 /// Starts the control plane on its own thread. Returns once the start states of every
 /// region (probes' start states with the journaled overrides) serve.
 pub fn start(setup: Setup) -> std::io::Result<()> {
+    room_for_a_runtime()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("meridian-control")

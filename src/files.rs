@@ -23,7 +23,17 @@ pub enum FileError {
     Read(std::io::Error),
     #[error("changed while being read (written in place?): try again once it is complete")]
     Changed,
+    #[error("{size} octets, over the {max} such a file may have")]
+    TooLarge { size: u64, max: u64 },
 }
+
+/// Most octets of a file that holds a few lines or a few certificates: the config, a token
+/// file, TLS certificates, keys and CAs, the cookie secret.
+pub const SMALL_FILE: u64 = 1 << 20;
+/// Most octets of one zone file.
+pub const ZONE_FILE: u64 = 256 << 20;
+/// Most octets of a GeoIP database (a full city database is about 130 MB).
+pub const GEOIP_FILE: u64 = 2 << 30;
 
 /// What a file that is not a regular file is, in words.
 fn kind(meta: &Metadata) -> &'static str {
@@ -81,13 +91,24 @@ fn describe_open_error(path: &Path, e: std::io::Error) -> FileError {
     FileError::Open(e)
 }
 
-/// The whole content of the regular file at `path`. Refused if the file changed (size or
-/// modification time) while it was read, as a copy written in place does: what was read may
-/// be half old and half new.
-pub fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
-    let (mut file, before) = open_regular(path)?;
+/// The whole content of the regular file at `path`, of at most `max` octets: a larger one
+/// (a sparse file of terabytes, say) is refused before anything is read. Refused too if the
+/// file changed (size or modification time) while it was read, as a copy written in place
+/// does: what was read may be half old and half new.
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, FileError> {
+    let (file, before) = open_regular(path)?;
+    if before.len() > max {
+        return Err(FileError::TooLarge {
+            size: before.len(),
+            max,
+        });
+    }
     let mut bytes = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
-    file.read_to_end(&mut bytes).map_err(FileError::Read)?;
+    // Bounded even if the file grows meanwhile; a grown file is refused below as changed.
+    (&file)
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(FileError::Read)?;
     let after = file.metadata().map_err(FileError::Read)?;
     let stamp = |m: &Metadata| (m.size(), m.mtime(), m.mtime_nsec());
     if stamp(&before) != stamp(&after) || bytes.len() as u64 != after.size() {
@@ -97,8 +118,8 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>, FileError> {
 }
 
 /// [`read_regular`] as UTF-8 text.
-pub fn read_regular_text(path: &Path) -> Result<String, FileError> {
-    String::from_utf8(read_regular(path)?)
+pub fn read_regular_text(path: &Path, max: u64) -> Result<String, FileError> {
+    String::from_utf8(read_regular(path, max)?)
         .map_err(|e| FileError::Read(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 

@@ -26,8 +26,9 @@
 //!
 //! Configuration is read once by [`config`]; zone files are checked in full by
 //! [`zone::load_dir`] before anything serves; zone files and GeoIP databases are read through
-//! [`files`], which refuses anything but a regular file instead of waiting on it. [`cli`]
-//! wires the commands: `serve`, `check`, `dnssec` and `route` (whose explanation lives in
+//! [`files`], which refuses anything but a regular file instead of waiting on it; [`text`]
+//! escapes outside text wherever a person reads it. [`cli`] wires the commands: `serve`,
+//! `check`, `dnssec` and `route` (whose explanation lives in
 //! [`route`]). `ARCHITECTURE.md` records why the code is cut this way.
 
 pub mod admin;
@@ -45,4 +46,5 @@ pub mod route;
 pub mod serving;
 pub mod state;
 pub mod steer;
+pub mod text;
 pub mod zone;

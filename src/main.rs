@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use meridian::cli::{self, Cli, Command};
+use meridian::text::escape_all_but_newlines;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
         }
         Command::Check(args) => match cli::check(&args) {
             Ok(summary) => {
-                print!("{summary}");
+                print!("{}", escape_all_but_newlines(&summary));
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
         },
         Command::Route(args) => match cli::route(&args) {
             Ok(out) => {
-                print!("{out}");
+                print!("{}", escape_all_but_newlines(&out));
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),
@@ -60,7 +61,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `e` for the operator: it may quote a file name or a value from a file, whose control
+/// characters must not reach the terminal.
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("{e}");
+    eprintln!("{}", escape_all_but_newlines(&e.to_string()));
     ExitCode::FAILURE
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::geo::Location;
 use crate::health::Outcome;
+use crate::health::monitor::Seen;
 use crate::serving::Snapshot;
 use crate::serving::answer::{self, Client, SteeredAnswer};
 use crate::steer::{Basis, Family, GeoPoint, RegionState, Verdict};
@@ -182,8 +183,11 @@ pub struct EndpointView {
     pub check: &'static str,
     /// Where probes connect, when probed.
     pub target: Option<SocketAddr>,
-    /// The probe result shown, if a probe ran.
+    /// The probe result shown, if a probe ran and reached the target.
     pub probe: Option<Outcome>,
+    /// Why this host could not make the probe (out of descriptors, no route...): a fault of
+    /// this node, not of the endpoint, which is then taken as up, as if not probed.
+    pub local_error: Option<String>,
 }
 
 impl Route {
@@ -193,7 +197,7 @@ impl Route {
     pub fn explain(
         state: &Snapshot,
         query: RouteQuery<'_>,
-        probes: Option<&[Vec<Option<Outcome>>]>,
+        probes: Option<&[Vec<Option<Seen>>]>,
     ) -> Route {
         let RouteQuery {
             zone,
@@ -224,7 +228,7 @@ impl Route {
 struct Context<'a> {
     zone: &'a Zone,
     state: &'a Snapshot,
-    probes: Option<&'a [Vec<Option<Outcome>>]>,
+    probes: Option<&'a [Vec<Option<Seen>>]>,
 }
 
 impl Context<'_> {
@@ -236,16 +240,25 @@ impl Context<'_> {
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, e)| EndpointView {
-                address: e.address,
-                weight: e.weight,
-                up: health.endpoint_up(id, i),
-                check: check.spec.kind.name(),
-                target: check.targets[i],
-                probe: self
+            .map(|(i, e)| {
+                let seen = self
                     .probes
                     .and_then(|p| p.get(id))
-                    .and_then(|r| r.get(i).cloned().flatten()),
+                    .and_then(|r| r.get(i).cloned().flatten());
+                let (probe, local_error) = match seen {
+                    Some(Ok(outcome)) => (Some(outcome), None),
+                    Some(Err(why)) => (None, Some(why)),
+                    None => (None, None),
+                };
+                EndpointView {
+                    address: e.address,
+                    weight: e.weight,
+                    up: health.endpoint_up(id, i),
+                    check: check.spec.kind.name(),
+                    target: check.targets[i],
+                    probe,
+                    local_error,
+                }
             })
             .collect()
     }
@@ -362,12 +375,15 @@ impl fmt::Display for Route {
                 )?;
                 for e in &c.endpoints {
                     let target = e.target.map(|t| format!(" via {t}")).unwrap_or_default();
-                    let probe = match &e.probe {
-                        Some(Outcome::Up { rtt }) => {
+                    let probe = match (&e.probe, &e.local_error) {
+                        (Some(Outcome::Up { rtt }), _) => {
                             format!(", probe ok in {:.1} ms", rtt.as_secs_f64() * 1000.0)
                         }
-                        Some(Outcome::Down { reason }) => format!(", probe failed: {reason}"),
-                        None => String::new(),
+                        (Some(Outcome::Down { reason }), _) => format!(", probe failed: {reason}"),
+                        (None, Some(fault)) => {
+                            format!(", local fault: {fault}; not held against the endpoint")
+                        }
+                        (None, None) => String::new(),
                     };
                     writeln!(
                         w,

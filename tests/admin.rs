@@ -814,6 +814,199 @@ fn a_body_not_sent_in_time_gets_408() {
     assert_eq!(v["status"], 408, "{answer}");
 }
 
+/// Sends `request` on a new admin connection (the write may be cut short by the server's
+/// answer and close); returns the whole answer, read until the server closes (at most 20 s).
+fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The server answers once it has seen too much, and may close before all of it is sent.
+    let _ = s.write_all(request);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Heads hyper would refuse by itself with an empty 431, 414 or 400 (too large, too many
+/// header fields, a request line over the limit, a line that does not parse) get the API's
+/// JSON error with that status and `Connection: close`; a request before one on the same
+/// connection is answered first (before: hyper's empty answers).
+#[test]
+fn oversized_and_malformed_request_heads_get_json_errors_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let addr = admin.server.admin_addr();
+    let mut big_head = format!("GET /api/v1/regions HTTP/1.1\r\nHost: {addr}\r\n");
+    while big_head.len() < 70_000 {
+        big_head.push_str("X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    big_head.push_str("\r\n");
+    let mut many = format!("GET /api/v1/regions HTTP/1.1\r\nHost: {addr}\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("X-{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let long_line = format!(
+        "GET /api/v1/route?name={} HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let one_good = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    for (what, request, want) in [
+        ("a 70 kB head", big_head.clone(), 431),
+        ("150 header fields", many, 431),
+        ("a 70 kB request line", long_line, 414),
+        (
+            "a bad version",
+            format!("GET / HTTP/7.0\r\nHost: {addr}\r\n\r\n"),
+            400,
+        ),
+        (
+            "a bad header name",
+            format!("GET / HTTP/1.1\r\nHost {addr}\r\n\r\n"),
+            400,
+        ),
+        (
+            "a good request, then a 70 kB head",
+            format!("{one_good}{big_head}"),
+            431,
+        ),
+    ] {
+        let answer = raw_exchange(addr, request.as_bytes());
+        // The good request before it, if any, is answered first.
+        let answer = match answer.strip_prefix("HTTP/1.1 200 OK") {
+            Some(rest) => {
+                let at = rest
+                    .find("HTTP/1.1 ")
+                    .unwrap_or_else(|| panic!("{what}: {answer}"));
+                rest[at..].to_string()
+            }
+            None => answer,
+        };
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{what}: no answer: {answer:?}"));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {want} ")),
+            "{what}: {head}"
+        );
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("\r\nconnection: close"), "{what}: {head}");
+        assert!(
+            head.contains("\r\ncontent-type: application/json"),
+            "{what}: {head}"
+        );
+        assert!(
+            head.contains("\r\nx-content-type-options: nosniff"),
+            "{what}: {head}"
+        );
+        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        assert_json_error(want, &v, want, what);
+    }
+    // The listener still serves.
+    let answer = raw_exchange(
+        addr,
+        format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// One client network (a /24 here) holds at most a quarter of the admin connections: past
+/// that its connections get a JSON 503 and are closed, while another network is still served
+/// (before: one address could take every slot, and everyone else waited).
+#[test]
+fn one_client_network_cannot_take_every_admin_connection() {
+    use meridian::admin::listen::{MAX_CONNECTIONS, per_client_cap};
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let addr = admin.server.admin_addr();
+    let share = per_client_cap(MAX_CONNECTIONS);
+    assert!(share < MAX_CONNECTIONS, "another network has room");
+    // Half-sent requests from two addresses of 127.0.0.0/24 take the network's share.
+    let mut held = Vec::new();
+    for i in 0..share {
+        let mut s = common::connect_from(&format!("127.0.0.{}", 1 + i % 2), addr);
+        s.write_all(b"GET /api/v1/regions HTTP/1.1\r\n").unwrap();
+        held.push(s);
+    }
+    let healthz = |from: &str| {
+        use std::io::Read;
+        let mut s = common::connect_from(from, addr);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        );
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // The server counts a connection once it accepts it; until then a newcomer may still get in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let answer = healthz("127.0.0.3");
+        if answer.starts_with("HTTP/1.1 503") || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (head, body) = refused.split_once("\r\n\r\n").unwrap_or_default();
+    assert!(
+        head.starts_with("HTTP/1.1 503"),
+        "the network's next connection: {refused:?}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nconnection: close"),
+        "{head}"
+    );
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert_json_error(503, &v, 503, "a connection over the network's share");
+    // Another network is served meanwhile.
+    let other = healthz("127.0.1.1");
+    assert!(
+        other.starts_with("HTTP/1.1 200"),
+        "from 127.0.1.1: {other:?}"
+    );
+    // Once the network's connections close, it is served again.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = healthz("127.0.0.3");
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served again: {answer:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A request head begun and not finished: answered 408 as JSON once the header timeout
+/// passes, and the connection closed (before: closed without a word).
+#[test]
+fn a_head_not_sent_in_time_gets_408() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let admin = Admin::start(dir.path(), None);
+    let addr = admin.server.admin_addr();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /api/v1/regions HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+    // The header timeout is 10 s; the read waits a little longer.
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let took = start.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {took:?}: {answer:?}"
+    );
+    assert!(took >= Duration::from_secs(9), "answered after {took:?}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert_json_error(408, &v, 408, "a half-sent head");
+}
+
 /// A write lease (fcntl F_SETLEASE) on a file: another process's `open` of it waits until
 /// the lease is let go (up to /proc/sys/fs/lease-break-time, 45 s by default).
 struct Lease(std::fs::File);

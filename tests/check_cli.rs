@@ -1,6 +1,8 @@
 //! The real binary's `check` and `route` commands: exit codes, `file:line: message` on stderr,
 //! and the `route` text and JSON an operator reads.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -325,12 +327,6 @@ fn route_with_broken_zones_reports_them() {
     assert!(stderr.contains("unknown region \"eu-wset\""), "{stderr}");
 }
 
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
-
 const OTHER_ZONE: &str = r#"zone = "example.org."
 records = '''
 $TTL 300
@@ -363,7 +359,7 @@ fn check_refuses_every_zone_entry_that_is_not_a_regular_file() {
     ];
     std::os::unix::fs::symlink(elsewhere.path().join("nowhere"), dir.path().join(bad[0].0))
         .unwrap();
-    mkfifo(&dir.path().join(bad[1].0));
+    common::mkfifo(&dir.path().join(bad[1].0));
     std::fs::create_dir(dir.path().join(bad[2].0)).unwrap();
     std::os::unix::fs::symlink("/dev/null", dir.path().join(bad[3].0)).unwrap();
 
@@ -466,5 +462,24 @@ fn check_config_reports_every_cluster_problem_with_its_line() {
     assert!(
         out.contains("ok: cluster node ns1 of 2 etcd endpoints, prefix /meridian"),
         "{out}"
+    );
+}
+
+/// A file name or a value quoted from a file reaches the operator's terminal: its control
+/// characters are written escaped, so it can neither drive the terminal nor pass for a
+/// diagnostic line of its own (before: `check` printed the file name's ESC and newline raw).
+#[test]
+fn file_names_with_control_characters_cannot_drive_the_terminal_or_forge_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "a\u{1b}[2J\nfake.toml:1: forged.toml";
+    std::fs::write(dir.path().join(name), "zone = \"x.test.\"\nbogus = 1\n").unwrap();
+    let out = run(&["check", "--zones", dir.path().to_str().unwrap()]);
+    let stderr = assert_fails(&out);
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one diagnostic, one line: {stderr:?}");
+    assert!(
+        lines[0].contains("a\\u{1b}[2J\\nfake.toml:1: forged.toml:2: unknown field"),
+        "{stderr:?}"
     );
 }

@@ -107,12 +107,6 @@ async fn wait_for_answer(server: &Server, want: &str) {
     }
 }
 
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
-
 /// `bytes` with a zeroed search tree: the metadata and data still valid, every node pointing
 /// at the root, so that every lookup ends "not found".
 fn zeroed_tree(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -159,7 +153,7 @@ async fn a_database_overwritten_in_place_does_not_kill_the_server() {
 fn a_fifo_or_a_directory_given_as_geoip_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("city.mmdb");
-    mkfifo(&fifo);
+    common::mkfifo(&fifo);
     let fifo = fifo.to_str().unwrap();
     common::assert_refused_at_start(&["--geoip", fifo], &[fifo, "not a regular file"]);
     let sub = dir.path().join("dir.mmdb");
@@ -179,7 +173,7 @@ async fn a_fifo_replacing_the_database_is_refused_and_the_watch_goes_on() {
     let server = Server::start(&["--geoip", path.to_str().unwrap()]);
     assert_eq!(answer(&server).await, ["198.51.100.10"]);
 
-    mkfifo(&tmp);
+    common::mkfifo(&tmp);
     std::fs::rename(&tmp, &path).unwrap();
     common::wait_for_log(&server, &["is refused", "not a regular file"]).await;
     assert_eq!(

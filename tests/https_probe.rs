@@ -183,3 +183,41 @@ async fn https_checks_verify_against_the_given_ca_and_send_the_host_as_sni() {
     .unwrap();
     assert!(out.contains("probe ok"), "{out}");
 }
+
+/// A CA file that is no PEM (replaced after the zone was written, say) is this node's fault,
+/// not the target's: `route --probe` says so and keeps the endpoint and its region up (before:
+/// "probe failed: bad CA file", the region down and the answer moved to us-east).
+#[tokio::test]
+async fn a_ca_file_this_node_cannot_use_is_shown_as_a_local_fault() {
+    let (_, target) = tls_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("zones")).unwrap();
+    std::fs::write(
+        dir.path().join("zones/ca.pem"),
+        "-----BEGIN CERTIFICATE-----\n!!! not base64 !!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let d = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        route_probe(
+            &d,
+            target,
+            &format!("host = \"{HOST}\", ca-file = \"ca.pem\""),
+        )
+    })
+    .await
+    .unwrap();
+    let eu = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("127.0.1.1"))
+        .unwrap_or_else(|| panic!("no line for eu-west's endpoint:\n{out}"));
+    assert!(
+        eu.contains("local fault: this node cannot probe: bad CA file"),
+        "{eu}\n{out}"
+    );
+    assert!(eu.contains(" up   check https"), "{eu}\n{out}");
+    assert!(
+        out.contains("answer: www.probe.test. 30 IN A 127.0.1.1"),
+        "{out}"
+    );
+}

@@ -1040,7 +1040,23 @@ fall = 2"#;
 
 /// Runs `meridian route --probe` for the GB client; returns stdout. Killed after 20 s.
 fn route_probe(dir: &Path) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+    let (status, stdout, stderr) = route_probe_within(dir, None);
+    assert!(
+        status.success(),
+        "meridian route failed ({status}):\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+/// Runs `meridian route --probe` for the GB client, with the soft open-file limit `nofile`
+/// if given; returns how it exited, stdout and stderr. Killed after 20 s.
+fn route_probe_within(
+    dir: &Path,
+    nofile: Option<u64>,
+) -> (std::process::ExitStatus, String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    command
         .args([
             "route",
             "--name",
@@ -1054,22 +1070,43 @@ fn route_probe(dir: &Path) -> String {
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn meridian route");
+        .stderr(Stdio::piped());
+    if let Some(soft) = nofile {
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // getrlimit(2) and setrlimit(2), which are async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0
+                    || libc::setrlimit(
+                        libc::RLIMIT_NOFILE,
+                        &libc::rlimit {
+                            rlim_cur: soft,
+                            rlim_max: limit.rlim_max,
+                        },
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().expect("spawn meridian route");
     let (status, _) = poll_until(
         Duration::from_secs(20),
         || "meridian route --probe to finish".into(),
         || child.try_wait().expect("try_wait"),
     );
     let out = child.wait_with_output().expect("route output");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        status.success(),
-        "meridian route failed ({status}):\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    (
+        status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The first line about `address` (the A section comes first).
@@ -1120,6 +1157,58 @@ fn route_probe_shows_probe_results() {
         .find(|l| l.contains("us-east"))
         .expect("us-east candidate");
     assert!(us_line.contains("<- answers"), "{us_line}\n{out}");
+}
+
+/// `meridian route --probe` on a host out of descriptors: a probe it cannot make (EMFILE) is
+/// shown as a local fault, and the endpoint and its region are not failed for it (before: the
+/// line said "probe failed: this node cannot probe: EMFILE", the region went down and the
+/// answer moved). The open-file limit is raised one at a time from where the command cannot
+/// even read its zone to where every probe has its socket; in between, some probes find no
+/// descriptor.
+#[test]
+fn route_probe_shows_a_probe_this_host_cannot_make_as_a_local_fault() {
+    let targets = [(); 3].map(|_| TcpTarget::start());
+    let dir = write_zone(&ZoneSpec {
+        health: "interval = 1\ntimeout = 0.5\nrise = 2\nfall = 2",
+        ports: targets.each_ref().map(|t| t.port()),
+        region_health: [r#"check = "tcp""#; 3],
+        ..ZoneSpec::default()
+    });
+    let mut seen = Vec::new();
+    for nofile in 4..=64u64 {
+        let (status, out, err) = route_probe_within(dir.path(), Some(nofile));
+        if !status.success() {
+            // Too few descriptors to read the zone or start the runtime: a clean error.
+            assert!(
+                status.code() == Some(1) && err.contains("Too many open files"),
+                "limit {nofile}: {status}\n{out}\n{err}"
+            );
+            continue;
+        }
+        let eu = endpoint_line(&out, "127.0.2.1");
+        if eu.contains("probe ok") {
+            break;
+        }
+        assert!(
+            eu.contains("local fault: this node cannot probe: EMFILE"),
+            "limit {nofile}: eu-west's probe had no descriptor: {eu}\n{out}"
+        );
+        assert!(!eu.contains("probe failed"), "limit {nofile}: {eu}\n{out}");
+        assert!(
+            eu.contains(" up   check tcp"),
+            "limit {nofile}: a local fault does not take the endpoint down: {eu}\n{out}"
+        );
+        assert!(
+            out.contains("answer: www.probe.test. 60 IN A 127.0.2.1"),
+            "limit {nofile}: GB is still answered by eu-west:\n{out}"
+        );
+        seen.push(nofile);
+    }
+    assert!(
+        !seen.is_empty(),
+        "no open-file limit left the route command running with eu-west's probe short of a \
+         descriptor"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1263,6 +1352,71 @@ fn set_open_file_limit(pid: u32, soft: u64) -> u64 {
     old.rlim_cur
 }
 
+/// Under an open-file limit too low to start, `meridian serve` says so and exits 1, at every
+/// limit: tokio panicked (exit 101) when its signal driver found no descriptor (before: at a
+/// limit of 8). The limit is raised one at a time until the server runs.
+#[test]
+fn too_few_descriptors_to_start_is_an_error_not_a_panic() {
+    use std::os::unix::process::CommandExt;
+    let dir = write_zone(&ZoneSpec::default());
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut refused = Vec::new();
+    for limit in 4..=64u64 {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meridian"));
+        command
+            .args([
+                "serve",
+                "--dns-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--zones")
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // setrlimit(2), which is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                let both = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &both) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("spawn meridian serve");
+        let status = poll_for(Duration::from_secs(3), || {
+            child.try_wait().expect("try_wait")
+        });
+        let Some((status, _)) = status else {
+            // It runs: every lower limit was refused cleanly.
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        };
+        let out = child.wait_with_output().expect("stderr");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            status.code() == Some(1) && stderr.contains("Too many open files"),
+            "limit {limit}: {status}\n{stderr}"
+        );
+        refused.push(limit);
+    }
+    assert!(
+        refused.len() > 1 && refused.len() < 61,
+        "refused at {refused:?}: the limits tried do not span the start"
+    );
+}
+
 /// Polls every client's answer for `watch`: each must stay at its nearest region.
 fn answers_stay(server: &Server, watch: Duration, what: &str) {
     let until = Instant::now() + watch;
@@ -1358,11 +1512,20 @@ fn half_sent_admin_requests_cannot_starve_the_probes() {
 
     let admin = server.admin_addr();
     let mut held = Vec::new();
-    for _ in 0..limit + 50 {
-        let Ok(mut s) = std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(500))
-        else {
+    for i in 0..limit + 50 {
+        // From eight /24s of 127/8, so that the connection cap is met before any network's
+        // share of it (`one_client_network_cannot_take_every_admin_connection`).
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let from: SocketAddr = format!("127.0.{}.1:0", i % 8 + 1).parse().unwrap();
+        socket.bind(&from.into()).expect("bind a client address");
+        if socket
+            .connect_timeout(&admin.into(), Duration::from_millis(500))
+            .is_err()
+        {
             continue;
-        };
+        }
+        let mut s: std::net::TcpStream = socket.into();
         let _ = s.write_all(b"GET /api/v1/regions HTTP/1.1\r\nHost: 127.0.0.1\r\n");
         held.push(s);
     }

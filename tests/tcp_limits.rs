@@ -5,25 +5,11 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, wire};
+use common::{Server, connect_from, wire};
 use meridian::dns::server::{MAX_QUERIES_PER_CONNECTION, MAX_TCP_CONNECTIONS, MAX_TCP_PER_CLIENT};
-
-/// A connection from `local` (an address of 127.0.0.0/8) to `server`.
-fn connect_from(local: &str, server: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&format!("{local}:0").parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.connect(&server.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    stream
-}
 
 fn framed_query(id: u16) -> Vec<u8> {
     let q = wire::query(id, "static.example.com", wire::QTYPE_A, None);

@@ -19,12 +19,6 @@ ns1   IN A   192.0.2.53
 '''
 "#;
 
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
-
 async fn org_soa(server: &Server) -> ResponseCode {
     let client = common::udp_client(server.addr()).await;
     let r = common::query(&client, "example.org.", RecordType::SOA, None, Some(1232)).await;
@@ -53,7 +47,7 @@ async fn a_reload_meeting_a_zone_entry_that_is_not_a_file_is_refused_and_the_zon
 
     // The file becomes a FIFO (a botched deploy): the reload must not drop the zone quietly.
     std::fs::remove_file(&org).unwrap();
-    mkfifo(&org);
+    common::mkfifo(&org);
     // SAFETY: kill(2) with the child's pid and a valid signal number.
     unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
     let org_path = org.display().to_string();

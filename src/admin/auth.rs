@@ -48,11 +48,12 @@ impl Tokens {
         let mut tokens = Vec::new();
         if let Some(path) = file {
             let display = path.display().to_string();
-            let text =
-                crate::files::read_regular_text(path).map_err(|source| TokenError::Read {
+            let text = crate::files::read_regular_text(path, crate::files::SMALL_FILE).map_err(
+                |source| TokenError::Read {
                     path: display.clone(),
                     source,
-                })?;
+                },
+            )?;
             for (i, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {

@@ -5,7 +5,8 @@
 //! JSON, the URI and body limits, the Host and Origin check, the bearer token check). The
 //! read views are in `read`, the overrides in `write`, zone reloads in `reload`, the JSON
 //! error in `error`; `web` serves the dashboard and the OpenAPI document, `auth` holds the
-//! tokens, `listen` the connections (cap and timeouts) and `tls` the certificate.
+//! tokens, `listen` the connections (cap and timeouts), `head` judges request heads before
+//! hyper reads them, and `tls` holds the certificate.
 //!
 //! The rule: every write needs a bearer token and is journaled (fsynced) before it takes
 //! effect and before the answer; reads (GET and HEAD) are open only on a loopback listener. A
@@ -16,6 +17,7 @@
 
 pub mod auth;
 mod error;
+mod head;
 pub mod listen;
 mod read;
 mod reload;
@@ -53,7 +55,8 @@ use write::{drain, force, undrain, unforce};
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
 /// Longest request target (path and query) accepted; longer ones get 414. The HTTP parser
-/// refuses on its own only heads over [`listen::MAX_HEAD`], so every 414 comes from here.
+/// never sees a head over [`listen::MAX_HEAD`] (`head` refuses it with JSON), so a long target
+/// gets the router's 414.
 pub const MAX_URI: usize = 8 * 1024;
 /// A request body must arrive whole within this time, or the request gets 408.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -324,19 +327,22 @@ fn same_origin(origin: &[u8], host: Option<&[u8]>) -> bool {
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    for (name, value) in [
-        ("x-content-type-options", "nosniff"),
-        ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
-        (
-            "content-security-policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
-    ] {
+    for (name, value) in SECURITY_HEADERS {
         h.insert(name, HeaderValue::from_static(value));
     }
     response
 }
+
+/// The headers every admin response carries, the ones written outside the router too.
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+];
 
 /// The token's name, put in request extensions for the audit log.
 #[derive(Clone)]

@@ -71,9 +71,11 @@ impl ResolvesServerCert for AdminCert {
 
 fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let read = |path: &Path| {
-        crate::files::read_regular(path).map_err(|source| TlsError::Read {
-            path: path.to_owned(),
-            source,
+        crate::files::read_regular(path, crate::files::SMALL_FILE).map_err(|source| {
+            TlsError::Read {
+                path: path.to_owned(),
+                source,
+            }
         })
     };
     let pem_error = |path: &Path, e: rustls::pki_types::pem::Error| TlsError::Pem {

@@ -128,7 +128,8 @@ impl ClusterFile {
         }
         let mut read = |key: &'static str, path: &Path| -> Option<Vec<u8>> {
             let path = base.join(path);
-            match std::fs::read(&path) {
+            // A regular file only: a FIFO would hold the start (or `route`) forever.
+            match crate::files::read_regular(&path, crate::files::SMALL_FILE) {
                 Ok(b) if b.windows(11).any(|w| w == b"-----BEGIN ") => Some(b),
                 Ok(_) => {
                     problems.push((key, format!("{key} {}: not a PEM file", path.display())));
@@ -326,6 +327,35 @@ mod tests {
     fn check(text: &str) -> Result<ClusterConfig, Vec<(&'static str, String)>> {
         let file: ClusterFile = toml::from_str(text).expect("parses");
         file.check(Path::new("."))
+    }
+
+    /// A FIFO (or a directory) given as the CA, cert or key is refused with its path, not
+    /// waited on (before: read with `std::fs::read`, the start hung on the FIFO).
+    #[test]
+    fn tls_files_that_are_not_regular_files_are_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::files::mkfifo(&dir.path().join("ca.pem"));
+        std::fs::create_dir(dir.path().join("cert.pem")).unwrap();
+        std::fs::write(dir.path().join("key.pem"), "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        let base = dir.path().to_path_buf();
+        let errs = crate::files::within(std::time::Duration::from_secs(5), move || {
+            let file: ClusterFile = toml::from_str(
+                "node = \"ns1\"\nendpoints = [\"https://127.0.0.1:2379\"]\n\
+                 ca = \"ca.pem\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n",
+            )
+            .expect("parses");
+            file.check(&base).expect_err("refused")
+        });
+        let text = format!("{errs:?}");
+        assert!(
+            text.contains("ca.pem: not a regular file but a FIFO"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cert.pem: not a regular file but a directory"),
+            "{text}"
+        );
+        assert!(!text.contains("key.pem"), "{text}");
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl Cookies {
         };
         // Through the operator-file reader: a FIFO or a device in its place is refused at
         // start with what it is, never waited on.
-        match crate::files::read_regular_text(path) {
+        match crate::files::read_regular_text(path, crate::files::SMALL_FILE) {
             Ok(text) => {
                 let secret = parse_hex(text.trim()).ok_or_else(|| SecretError::Format {
                     path: path.to_owned(),

@@ -86,10 +86,13 @@ impl Db {
     /// a map of a file that is later cut short (an updater writing in place) raises SIGBUS at
     /// the next lookup that touches a page past the new end.
     fn open(path: &Path) -> Result<Db, GeoError> {
-        let bytes = crate::files::read_regular(path).map_err(|source| GeoError::File {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            crate::files::read_regular(path, crate::files::GEOIP_FILE).map_err(|source| {
+                GeoError::File {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
         let name = path.display().to_string();
         {
             let reader = Reader::from_source(&bytes[..]).map_err(|source| GeoError::Invalid {

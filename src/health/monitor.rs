@@ -606,11 +606,19 @@ impl ProbeTask {
     }
 }
 
+/// One round of `meridian route --probe`: per region, per endpoint, what the probe saw
+/// (`None` when not probed): the target's [`Outcome`], or why this node could not probe it
+/// (a [`LocalFault`], or a prober it cannot build: its CA file went bad since the load).
+pub type Round = Vec<Vec<Option<Seen>>>;
+
+/// What one probe of a round saw: the target's outcome, or why this node could not probe.
+pub type Seen = Result<Outcome, String>;
+
 /// One probe of every probed endpoint of `zone`, at once: what `meridian route --probe` shows.
-/// Returns per region, per endpoint, the outcome (`None` when not probed). A probe this host
-/// could not make shows as failed, with a reason that says so: one look from one host right
-/// now, which no state machine keeps.
-pub async fn probe_once(zone: &Zone) -> Vec<Vec<Option<Outcome>>> {
+/// One look from one host right now, which no state machine keeps. A probe this node could
+/// not make says nothing of the target and is not held against it, as on the serving path
+/// (where such an endpoint keeps its state).
+pub async fn probe_once(zone: &Zone) -> Round {
     install_crypto_provider();
     let mut tasks = JoinSet::new();
     for (ri, check) in zone.checks.iter().enumerate() {
@@ -619,20 +627,18 @@ pub async fn probe_once(zone: &Zone) -> Vec<Vec<Option<Outcome>>> {
             match Prober::new(&check.spec.kind, target, check.spec.timeout) {
                 Ok(prober) => {
                     tasks.spawn(async move {
-                        let outcome = prober.probe().await.unwrap_or_else(|local| Outcome::Down {
-                            reason: local.to_string(),
-                        });
-                        (ri, ei, outcome)
+                        let seen = prober.probe().await.map_err(|fault| fault.to_string());
+                        (ri, ei, seen)
                     });
                 }
                 Err(e) => {
-                    let reason = e.to_string();
-                    tasks.spawn(async move { (ri, ei, Outcome::Down { reason }) });
+                    let why = format!("this node cannot probe: {e}");
+                    tasks.spawn(async move { (ri, ei, Err(why)) });
                 }
             }
         }
     }
-    let mut out: Vec<Vec<Option<Outcome>>> = zone
+    let mut out: Round = zone
         .regions
         .iter()
         .map(|r| vec![None; r.endpoints.len()])

@@ -188,9 +188,11 @@ fn http_client(
         let display = path.display().to_string();
         // The zone load judged this file, but it may have been replaced since: a FIFO
         // read here would hold the probe thread for good.
-        let pem = crate::files::read_regular(path).map_err(|source| ProbeError::CaFile {
-            path: display.clone(),
-            source,
+        let pem = crate::files::read_regular(path, crate::files::SMALL_FILE).map_err(|source| {
+            ProbeError::CaFile {
+                path: display.clone(),
+                source,
+            }
         })?;
         let certs =
             reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ProbeError::CaPem {

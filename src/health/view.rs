@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::Outcome;
 use super::machine::{RegionMachine, Transition};
+use super::monitor::Seen;
 use crate::state::{Override, Overrides};
 use crate::steer::{GeoPoint, HealthView, Latency, Region, RegionHealth, RegionState, Vantage};
 pub use crate::zone::Quorum;
@@ -712,13 +713,14 @@ impl ZoneHealth {
 }
 
 /// The view of one round of probes (`meridian route --probe`): an endpoint is up unless its
-/// probe failed, and a probed region is up while `min-healthy` of its endpoints are.
-pub fn view_of_round(zone: &Zone, round: &[Vec<Option<Outcome>>]) -> HealthView {
+/// probe failed at the target (a probe this host could not make counts as no probe), and a
+/// probed region is up while `min-healthy` of its endpoints are.
+pub fn view_of_round(zone: &Zone, round: &[Vec<Option<Seen>>]) -> HealthView {
     let mut regions = Vec::new();
     for (check, outcomes) in zone.checks.iter().zip(round) {
         let mut health = RegionHealth::up(outcomes.len());
         for (i, o) in outcomes.iter().enumerate() {
-            health.endpoints_up[i] = !matches!(o, Some(Outcome::Down { .. }));
+            health.endpoints_up[i] = !matches!(o, Some(Ok(Outcome::Down { .. })));
         }
         let up = health.endpoints_up.iter().filter(|u| **u).count();
         if check.spec.kind != CheckKind::None && up < check.spec.min_healthy {

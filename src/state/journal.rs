@@ -153,6 +153,15 @@ impl Journal {
             .truncate(false)
             .open(&path)
             .map_err(io_err(&path))?;
+        // A FIFO opened for reading and writing opens at once, and the replay would then wait
+        // on it forever: only a regular file is a journal.
+        let meta = file.metadata().map_err(io_err(&path))?;
+        if !meta.is_file() {
+            return Err(StateError::Io {
+                path,
+                source: io::Error::other("not a regular file"),
+            });
+        }
         // The file's name must survive a crash too, if it was just created.
         durable::sync_dir(dir).map_err(io_err(dir))?;
         let replay = replay(&path, &mut file)?;
@@ -339,10 +348,12 @@ impl Journal {
             if segment.first >= before {
                 continue;
             }
-            let file = File::open(&segment.path).map_err(|source| StateError::Io {
-                path: segment.path.clone(),
-                source,
-            })?;
+            // Not File::open: a FIFO put in the archive would block it, and the admin thread.
+            let (file, _) =
+                crate::files::open_regular(&segment.path).map_err(|e| StateError::Io {
+                    path: segment.path.clone(),
+                    source: io::Error::other(e.to_string()),
+                })?;
             let len = file
                 .metadata()
                 .map_err(|source| StateError::Io {

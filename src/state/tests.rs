@@ -505,3 +505,43 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&whole_audit(&j, 7), &all);
     }
 }
+
+/// A FIFO as the journal opens at once for reading and writing, and the replay then waited on
+/// it forever: the start hung without a word. It is refused with its path.
+#[test]
+fn a_fifo_as_the_journal_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::files::mkfifo(&dir.path().join(JOURNAL_FILE));
+    let path = dir.path().to_path_buf();
+    let err = crate::files::within(std::time::Duration::from_secs(5), move || {
+        Journal::open(&path).map(|_| ()).expect_err("refused")
+    });
+    let text = err.to_string();
+    assert!(text.contains("audit.jsonl: not a regular file"), "{text}");
+}
+
+/// A FIFO in place of an archive segment: an audit page that reaches it is refused, and does
+/// not block the admin thread on it.
+#[test]
+fn a_fifo_in_the_audit_archive_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = Journal::open_with(dir.path(), SMALL).unwrap();
+    for i in 0..40 {
+        j.append(varied(i)).unwrap();
+    }
+    let archive = dir.path().join(ARCHIVE_DIR);
+    let oldest = std::fs::read_dir(&archive)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_str().is_some_and(|p| p.ends_with(".jsonl")))
+        .min()
+        .unwrap();
+    std::fs::remove_file(&oldest).unwrap();
+    crate::files::mkfifo(&oldest);
+    let err = crate::files::within(std::time::Duration::from_secs(5), move || {
+        j.audit_page(Some(2), 10).map(|_| ()).expect_err("refused")
+    });
+    let text = err.to_string();
+    assert!(text.contains("not a regular file but a FIFO"), "{text}");
+}

@@ -180,7 +180,7 @@ impl Signer {
         if mode & 0o077 != 0 {
             return Err(KeyError::Mode(path.to_owned(), mode));
         }
-        let der = crate::files::read_regular(path)
+        let der = crate::files::read_regular(path, crate::files::SMALL_FILE)
             .map_err(|e| KeyError::Read(path.to_owned(), std::io::Error::other(e.to_string())))?;
         Self::from_pkcs8(&der, algorithm, zone, validity_days)
     }

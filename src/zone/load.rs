@@ -21,6 +21,7 @@ use super::health::{self, HealthToml};
 use super::records::{self, LineRecord, MAX_TTL};
 use super::{Node, Quorum, RRset, RegionCheck, Steered, Zone, ZoneSet};
 use crate::steer::{Endpoint, Fallback, Family, GeoPoint, Policy, Region, SteeredName};
+use crate::text::Escaped;
 
 /// TTL of steered answers when the name does not set one: short, so failover is quick.
 pub const DEFAULT_STEERED_TTL: u32 = 30;
@@ -49,9 +50,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line, whatever the file's name or a value quoted from it holds.
+        let (file, message) = (Escaped(self.file.display()), Escaped(&self.message));
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+            Some(line) => write!(f, "{file}:{line}: {message}"),
+            None => write!(f, "{file}: {message}"),
         }
     }
 }
@@ -354,7 +357,8 @@ fn read_zone_file(path: &Path) -> Result<String, Diagnostic> {
         line,
         message,
     };
-    let bytes = crate::files::read_regular(path).map_err(|e| at(None, e.to_string()))?;
+    let bytes = crate::files::read_regular(path, crate::files::ZONE_FILE)
+        .map_err(|e| at(None, e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| {
         let bytes = e.as_bytes();
         let bad = e.utf8_error().valid_up_to();

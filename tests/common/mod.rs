@@ -696,3 +696,26 @@ pub fn wait_compiled(server: &Server) {
     }
     panic!("steering not compiled within 30 s:\n{last}");
 }
+
+/// A TCP connection from `local` (an address of 127.0.0.0/8: tests take the place of several
+/// clients) to `server`, with a 3 s read timeout.
+pub fn connect_from(local: &str, server: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&format!("{local}:0").parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.connect(&server.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    stream
+}
+
+/// Makes a FIFO at `path`: in place of a file the server reads, it would block an `open` until
+/// a writer comes.
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}

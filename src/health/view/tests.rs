@@ -581,9 +581,30 @@ fn machines_survive_a_reload_when_check_and_endpoints_are_unchanged() {
 #[test]
 fn a_round_view_marks_failed_probes_down() {
     let z = zone(ZONE);
-    let view = view_of_round(&z, &[vec![Some(fail()), Some(ok())], vec![Some(fail())]]);
+    let view = view_of_round(
+        &z,
+        &[
+            vec![Some(Ok(fail())), Some(Ok(ok()))],
+            vec![Some(Ok(fail()))],
+        ],
+    );
     assert_eq!(states(&view), [RegionState::Up, RegionState::Down]);
     assert_eq!(view.regions[0].endpoints_up, [false, true]);
+}
+
+/// `meridian route --probe` on a node out of descriptors: a probe it could not make says
+/// nothing of the target, so the endpoint and its region stay up.
+#[test]
+fn a_round_view_holds_no_local_fault_against_its_endpoint() {
+    let z = zone(ZONE);
+    let emfile = || Err("this node cannot probe: EMFILE (Too many open files)".to_string());
+    let view = view_of_round(
+        &z,
+        &[vec![Some(emfile()), Some(emfile())], vec![Some(emfile())]],
+    );
+    assert_eq!(states(&view), [RegionState::Up, RegionState::Up]);
+    assert_eq!(view.regions[0].endpoints_up, [true, true]);
+    assert_eq!(view.regions[1].endpoints_up, [true]);
 }
 
 // ---- properties ----
