@@ -387,9 +387,15 @@ static SPECIAL_BLOCKS: std::sync::LazyLock<Vec<IpNet>> = std::sync::LazyLock::ne
     .collect()
 });
 
-/// The special-purpose block containing `net`, if any.
+/// The special-purpose block holding `net`'s first address, if any.
 fn special_block(net: IpNet) -> Option<IpNet> {
-    SPECIAL_BLOCKS.iter().copied().find(|b| b.contains(&net))
+    // By the network's first address, as the location table places it: a client network
+    // wider than the block (192.168.0.0/13) is the block's, whatever data a database has
+    // there (the country database places 192.168.0.0/16 in Australia).
+    SPECIAL_BLOCKS
+        .iter()
+        .copied()
+        .find(|b| b.contains(&net.network()))
 }
 
 /// The fields of both schemas that steering needs; everything else is skipped.
