@@ -712,10 +712,9 @@ impl Metrics {
         }
     }
 
-    /// What this node answered with `region` of `zone` since it saw the drain begin, while
-    /// the region is drained: (answers since, Unix seconds of the latest answer, until when
-    /// an answer may be cached; 0 when it never answered).
-    pub fn drain_progress(&self, zone: &str, region: &str) -> Option<(u64, u64, u64)> {
+    /// How many answers named `region` of `zone` since this node saw the drain begin, while
+    /// the region is drained.
+    pub fn answers_since_drain(&self, zone: &str, region: &str) -> Option<u64> {
         let key = (zone.to_string(), region.to_string());
         let before = *self
             .control
@@ -723,12 +722,7 @@ impl Metrics {
             .expect("metrics lock")
             .drained_at_total
             .get(&key)?;
-        let (last, until) = self.answer_times(zone, region);
-        Some((
-            self.region_total(zone, region).saturating_sub(before),
-            last,
-            until,
-        ))
+        Some(self.region_total(zone, region).saturating_sub(before))
     }
 
     /// Unix seconds of the latest answer naming `region` of `zone`, and until when it may be

@@ -255,11 +255,11 @@ pub(super) async fn regions(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<Re
                 },
                 last_answer_at_ms: ms(last_answer),
                 answers_cached_until_ms: ms(cached_until),
-                drain_progress: admin.metrics.drain_progress(&label, &region.name).map(
-                    |(answers_since_drain, _, until)| DrainProgress {
+                drain_progress: admin.metrics.answers_since_drain(&label, &region.name).map(
+                    |answers_since_drain| DrainProgress {
                         answers_since_drain,
-                        cached_answers_expire_at_ms: ms(until),
-                        complete: answers_since_drain == 0 && until * 1000 <= now,
+                        cached_answers_expire_at_ms: ms(cached_until),
+                        complete: answers_since_drain == 0 && cached_until * 1000 <= now,
                     },
                 ),
                 endpoints: region
