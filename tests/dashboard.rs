@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium driven over the WebDriver protocol by
 //! chromedriver (Debian packages `chromium` and `chromium-driver`, which scripts/setup.sh
-//! installs). Loads the page, sees the three example regions, drains one with a reason typed
-//! into the prompt, and sees its state and the audit log change. Saves a screenshot.
+//! installs). Loads the page, sees the three example regions, drains one through the action
+//! form (a reason typed, an expiry chosen), and sees its state and the audit log change.
+//! Saves a screenshot.
 
 mod common;
 
@@ -233,15 +234,31 @@ async fn dashboard_shows_regions_and_drains_one_with_a_reason() {
     session
         .post(&format!("/element/{drain}/click"), json!({}))
         .await;
-    let prompt = session.get("/alert/text").await;
-    assert!(
-        prompt.as_str().unwrap_or("").contains("drain eu-west"),
-        "{prompt}"
-    );
+    // The action form: its title names the action, the reason is typed, an expiry chosen.
     session
-        .post("/alert/text", json!({"text": "browser test drain"}))
+        .wait_for(
+            "the action form",
+            "return document.querySelector('#act').open",
+        )
         .await;
-    session.post("/alert/accept", json!({})).await;
+    let title = session
+        .eval("return document.querySelector('#act-title').textContent")
+        .await;
+    assert_eq!(title, json!("drain eu-west"));
+    let reason = session.element("#act-reason").await;
+    session
+        .post(
+            &format!("/element/{reason}/value"),
+            json!({"text": "browser test drain"}),
+        )
+        .await;
+    session
+        .eval("document.querySelector('#act-expiry').value = '3600'; return true")
+        .await;
+    let apply = session.element("#act-submit").await;
+    session
+        .post(&format!("/element/{apply}/click"), json!({}))
+        .await;
 
     session
         .wait_for(
@@ -262,6 +279,13 @@ async fn dashboard_shows_regions_and_drains_one_with_a_reason() {
     assert!(
         row.contains("browser") && row.contains("drain") && row.contains("eu-west"),
         "{row}"
+    );
+    let note = session
+        .eval("return document.querySelector(\"article.card[data-region='eu-west'] .note\").textContent")
+        .await;
+    assert!(
+        note.as_str().unwrap().contains("(until "),
+        "the chosen expiry: {note}"
     );
     let zones = session
         .eval("return document.querySelector('#zones tbody').textContent")

@@ -1,5 +1,5 @@
 // Meridian dashboard: polls the admin API every 2 s and redraws; writes send the token from
-// the header field and a reason the operator types.
+// the header field and what the operator fills in the action form (reason, expiry, state).
 "use strict";
 
 const POLL_MS = 2000;
@@ -55,7 +55,7 @@ function endpointRow(r, e) {
   const key = `${r.zone}/${r.region}/${e.address}`;
   const btn = e.forced
     ? `<button data-act="unforce" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}" data-addr="${esc(e.address)}">release</button>`
-    : `<button data-act="force-down" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}" data-addr="${esc(e.address)}">force down</button>`;
+    : `<button data-act="force" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}" data-addr="${esc(e.address)}">force…</button>`;
   return `<li><span class="dot ${e.up ? "up" : "down"}"></span><span class="addr">${esc(e.address)}</span>
     <span>${esc(rtt)}${forced} ${err}</span>${spark(key, p && p.rtt_last_ms)}${btn}</li>`;
 }
@@ -172,17 +172,36 @@ async function refreshCluster() {
   $("#cluster-vantage tbody").innerHTML = rowsOut.join("");
 }
 
-document.addEventListener("click", async (ev) => {
+// An operator action: drain and force take a reason and an optional expiry (and force a
+// state) in the form of the #act dialog; undrain and release take a reason.
+document.addEventListener("click", (ev) => {
   const b = ev.target.closest("button[data-act]");
   if (!b) return;
   const { act, zone, region, addr } = b.dataset;
   const what = addr ? `${addr} in ${region}` : region;
-  const reason = window.prompt(`Reason to ${act.replace("-", " ")} ${what}?`);
-  if (reason === null) return;
+  const dialog = $("#act");
+  dialog.dataset.act = act;
+  dialog.dataset.zone = zone;
+  dialog.dataset.region = region;
+  dialog.dataset.addr = addr || "";
+  $("#act-title").textContent = `${act} ${what}`;
+  $("#act-state-row").hidden = act !== "force";
+  $("#act-expiry-row").hidden = act !== "drain" && act !== "force";
+  $("#act-reason").value = "";
+  $("#act-expiry").value = "";
+  dialog.showModal();
+});
+
+$("#act").addEventListener("close", async () => {
+  const dialog = $("#act");
+  if (dialog.returnValue !== "ok") return;
+  const { act, zone, region, addr } = dialog.dataset;
+  const what = addr ? `${addr} in ${region}` : region;
   const base = `/zones/${encodeURIComponent(zone)}/regions/${encodeURIComponent(region)}`;
-  const path = addr ? `${base}/endpoints/${encodeURIComponent(addr)}/${act === "unforce" ? "unforce" : "force"}` : `${base}/${act}`;
-  const body = { reason };
-  if (act === "force-down") body.state = "down";
+  const path = addr ? `${base}/endpoints/${encodeURIComponent(addr)}/${act}` : `${base}/${act}`;
+  const body = { reason: $("#act-reason").value };
+  if (act === "force") body.state = $("#act-state").value;
+  if ((act === "drain" || act === "force") && $("#act-expiry").value) body.expires_in = Number($("#act-expiry").value);
   try {
     await api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     await refresh();
