@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use maxminddb::{Reader, WithinOptions};
+use meridian::steer::GeoPoint;
 use mmdb_writer::{Value, Writer};
 
 /// The flat ip-location-db schema, which both inputs use and Meridian reads.
@@ -134,12 +135,12 @@ const REGIONS: [(&str, f64, f64); 6] = [
     ("sa-east", -23.55, -46.63),
 ];
 
-/// Great-circle distance in km.
-fn km((lat1, lon1): (f64, f64), (lat2, lon2): (f64, f64)) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * 6371.0 * a.sqrt().asin()
+/// Great-circle distance in km, as Meridian measures it.
+fn km((lat, lon): (f64, f64), (to_lat, to_lon): (f64, f64)) -> f64 {
+    GeoPoint { lat, lon }.distance_km(GeoPoint {
+        lat: to_lat,
+        lon: to_lon,
+    })
 }
 
 fn nearest(lat: f64, lon: f64) -> usize {
