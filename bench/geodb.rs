@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use maxminddb::{Reader, WithinOptions};
+use meridian::geo::Float;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -47,28 +48,6 @@ struct Flat<'a> {
     country_code: Option<&'a str>,
     latitude: Option<Float>,
     longitude: Option<Float>,
-}
-
-/// A coordinate stored as MMDB float (ip-location-db) or double, widened as Meridian does.
-struct Float(f64);
-
-impl<'de> serde::Deserialize<'de> for Float {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Float;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a number")
-            }
-            fn visit_f32<E>(self, v: f32) -> Result<Float, E> {
-                Ok(Float(f64::from(v)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Float, E> {
-                Ok(Float(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// Counts of one source file: networks read, written, skipped (no usable location) and

@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use maxminddb::{Reader, WithinOptions};
+use meridian::geo::Float;
 use meridian::steer::GeoPoint;
 use mmdb_writer::{Value, Writer};
 
@@ -27,28 +28,6 @@ struct Flat<'a> {
     country_code: Option<&'a str>,
     latitude: Option<Float>,
     longitude: Option<Float>,
-}
-
-/// A coordinate stored as MMDB float or double.
-struct Float(f64);
-
-impl<'de> serde::Deserialize<'de> for Float {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Float;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a number")
-            }
-            fn visit_f32<E>(self, v: f32) -> Result<Float, E> {
-                Ok(Float(f64::from(v)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Float, E> {
-                Ok(Float(v))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 type Error = Box<dyn std::error::Error>;

@@ -44,6 +44,15 @@ fn services_with(amplification: u16) -> Services {
     )
 }
 
+/// Services with counters of their own (signatures included), for a test that counts.
+fn services_apart() -> Services {
+    Services::new(
+        cookie::Cookies::new(*b"meridian-testing", cookie::DEFAULT_AMPLIFICATION),
+        None,
+        Arc::new(Metrics::default()),
+    )
+}
+
 fn services() -> &'static Services {
     static SERVICES: OnceLock<Services> = OnceLock::new();
     SERVICES.get_or_init(|| services_with(cookie::DEFAULT_AMPLIFICATION))
@@ -902,11 +911,7 @@ fn a_signed_answer_is_cached_with_its_signatures_per_decision_and_do_bit() {
     let snapshot = &signed_apart();
     let src: SocketAddr = RESOLVER.parse().unwrap();
     // Services of its own, so that no other test's signatures are counted.
-    let own = Services::new(
-        cookie::Cookies::new(*b"meridian-testing", cookie::DEFAULT_AMPLIFICATION),
-        None,
-        Arc::new(Metrics::default()),
-    );
+    let own = services_apart();
     let ask = |q: &[u8]| handle(snapshot, &own, q, src, Transport::Udp, cookie::now()).unwrap();
     let general = |q: &[u8]| {
         let at = At {
@@ -990,11 +995,7 @@ fn rfc9824_an_explicit_nxname_query_to_a_signed_zone_is_formerr() {
 fn after_a_failover_swap_the_hot_answers_are_signed_before_clients_ask() {
     let snapshot = &signed_apart();
     let src: SocketAddr = RESOLVER.parse().unwrap();
-    let own = Services::new(
-        cookie::Cookies::new(*b"meridian-testing", cookie::DEFAULT_AMPLIFICATION),
-        None,
-        Arc::new(Metrics::default()),
-    );
+    let own = services_apart();
     let ecs = Some((IpAddr::V4(Ipv4Addr::new(81, 2, 69, 0)), 24));
     let q = packet(
         3,

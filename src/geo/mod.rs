@@ -430,8 +430,9 @@ struct Coordinates {
     longitude: Option<Float>,
 }
 
-/// A coordinate stored as MMDB float (ip-location-db) or double (MaxMind).
-struct Float(f64);
+/// A coordinate stored as MMDB float (ip-location-db) or double (MaxMind), widened to f64;
+/// also read by the tools that convert databases (`bench/geodb.rs`, `geodata/build-city.rs`).
+pub struct Float(pub f64);
 
 impl<'de> Deserialize<'de> for Float {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
