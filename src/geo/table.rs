@@ -56,6 +56,9 @@ impl<A: Copy + Ord> Ranges<A> {
 /// compiler answers as one when every point in it leads to the same region.
 pub const V6_UNIT: u32 = 64;
 
+/// The points of split IPv6 /64s, by `id - SPLIT`.
+pub type Split = Vec<Box<[PointId]>>;
+
 /// Where every address is, as far as steering cares: a point or none.
 #[derive(Debug)]
 pub struct LocationTable {
@@ -64,7 +67,7 @@ pub struct LocationTable {
     pub v4: Ranges<u32>,
     pub v6: Ranges<u64>,
     /// The points of each IPv6 /64 that the database splits ([`SPLIT`]).
-    pub split: Vec<Box<[PointId]>>,
+    pub split: Split,
     /// Networks the walk visited, for the log line.
     pub networks: usize,
 }
@@ -75,23 +78,17 @@ impl LocationTable {
     pub fn build(geo: &GeoDb) -> Result<LocationTable, String> {
         let mut points = Points::default();
         let mut networks = 0;
-        let v4 = walk(geo, 32, &mut points, &mut networks)?;
-        let v6 = walk(geo, 128, &mut points, &mut networks)?;
-        let narrow = |r: Ranges<u128>| Ranges {
-            starts: r
-                .starts
-                .iter()
-                .map(|&s| u32::try_from(s).expect("IPv4 starts fit in 32 bits"))
-                .collect(),
-            ids: r.ids,
-        };
-        let mut split = Vec::new();
-        let v6 = in_units(v6, &mut split)?;
+        // Each walk streams into its family's final form: with a city database, a 128-bit
+        // copy of the ranges would be the build's largest allocation.
+        let v4 = walk(geo, 32, &mut points, &mut networks, Narrow::default())?
+            .0
+            .finish();
+        let v6 = walk(geo, 128, &mut points, &mut networks, Units::default())?.finish()?;
         Ok(LocationTable {
             points: points.list,
-            v4: narrow(v4),
-            v6,
-            split,
+            v4,
+            v6: v6.0,
+            split: v6.1,
             networks,
         })
     }
@@ -139,14 +136,15 @@ impl Points {
     }
 }
 
-/// The ranges of one family (`bits` 32 or 128), in 128-bit arithmetic.
-fn walk(
+/// The ranges of one family (`bits` 32 or 128), in 128-bit arithmetic, pushed into `sink`.
+fn walk<S: Sink>(
     geo: &GeoDb,
     bits: u32,
     points: &mut Points,
     networks: &mut usize,
-) -> Result<Ranges<u128>, String> {
-    let mut out = Builder::default();
+    sink: S,
+) -> Result<S, String> {
+    let mut out = Overlay::new(bits, sink);
     let any: IpAddr = if bits == 32 {
         std::net::Ipv4Addr::UNSPECIFIED.into()
     } else {
@@ -155,7 +153,7 @@ fn walk(
     let Some(db) = geo.db_for(any) else {
         // No database for this family: every such client is unknown.
         out.push(0, UNKNOWN);
-        return Ok(overlay_special(out.finish(), bits));
+        return Ok(out.finish());
     };
     let all = ipnetwork::IpNetwork::new(any, 0).map_err(|e| e.to_string())?;
     let options = maxminddb::WithinOptions::default().include_networks_without_data();
@@ -204,7 +202,7 @@ fn walk(
     if let Some(n) = next {
         out.push(n, DIRECT);
     }
-    Ok(overlay_special(out.finish(), bits))
+    Ok(out.finish())
 }
 
 /// The first and last address of a network, as a `bits`-wide family sees it: an IPv4
@@ -226,58 +224,115 @@ fn span(ip: IpAddr, prefix: u8, bits: u32) -> (u128, u128) {
     (start, start + size_less_one)
 }
 
-/// IPv6 `ranges` in [`V6_UNIT`]s: a unit in which more than one range starts becomes a
-/// [`SPLIT`] range holding the ids of every range that meets it (appended to `split`), and
-/// the next unit starts with the range that covers its first address.
-fn in_units(ranges: Ranges<u128>, split: &mut Vec<Box<[PointId]>>) -> Result<Ranges<u64>, String> {
-    let unit = |a: u128| a >> V6_UNIT;
-    let aligned = |a: u128| a & (u128::MAX >> V6_UNIT) == 0;
-    let (starts, ids) = (&ranges.starts, &ranges.ids);
-    let mut out = Builder::default();
-    let mut i = 0;
-    while i < starts.len() {
-        let u = unit(starts[i]);
-        let j = i + starts[i..].iter().take_while(|&&s| unit(s) == u).count();
-        if j - i == 1 && aligned(starts[i]) {
-            out.replace(u, ids[i]);
+/// Where a walk's ranges go, in order of their starts.
+trait Sink {
+    fn push(&mut self, start: u128, id: PointId);
+}
+
+/// IPv4 ranges, narrowed to 32 bits as they come.
+#[derive(Default)]
+struct Narrow(Builder<u32>);
+
+impl Sink for Narrow {
+    fn push(&mut self, start: u128, id: PointId) {
+        let start = u32::try_from(start).expect("IPv4 starts fit in 32 bits");
+        self.0.push(start, id);
+    }
+}
+
+/// IPv6 ranges in [`V6_UNIT`]s: a unit in which more than one range starts becomes a
+/// [`SPLIT`] range holding the ids of every range that meets it, and the next unit starts
+/// with the range that covers its first address. The ranges of one unit are held until the
+/// first range of a later unit arrives.
+#[derive(Default)]
+struct Units {
+    out: Builder<u64>,
+    split: Split,
+    /// The ranges starting in the unit being read.
+    unit: Vec<(u128, PointId)>,
+    /// The id of the range before them, which covers the unit's first address unless one
+    /// of them starts on it.
+    before: PointId,
+    too_many_splits: bool,
+}
+
+fn unit_of(a: u128) -> u64 {
+    u64::try_from(a >> V6_UNIT).expect("units fit in 64 bits")
+}
+
+impl Units {
+    /// Ends the unit being read, `next` being the start of the range after it.
+    fn close(&mut self, next: Option<u128>) {
+        let Some(&(first, _)) = self.unit.first() else {
+            return;
+        };
+        let aligned = first & (u128::MAX >> V6_UNIT) == 0;
+        let u = unit_of(first);
+        let last = self.unit[self.unit.len() - 1].1;
+        if self.unit.len() == 1 && aligned {
+            self.out.replace(u, last);
         } else {
-            // The range that covers the unit's first address began before it, unless the
-            // first range of the unit starts on it (`starts[0]` is 0, so `i` > 0 otherwise).
-            let first = if aligned(starts[i]) { i } else { i - 1 };
-            let k = PointId::try_from(split.len())
+            match PointId::try_from(self.split.len())
                 .ok()
                 .filter(|&k| k < DIRECT - SPLIT)
-                .ok_or("too many split IPv6 /64s")?;
-            split.push(ids[first..j].into());
-            out.replace(u, SPLIT + k);
+            {
+                Some(k) => {
+                    let before = (!aligned).then_some(self.before);
+                    let ids = before.into_iter().chain(self.unit.iter().map(|r| r.1));
+                    self.split.push(ids.collect());
+                    self.out.replace(u, SPLIT + k);
+                }
+                None => self.too_many_splits = true,
+            }
         }
         // The next unit begins inside the last range of this one, unless a range starts on it
         // (a later `replace` supersedes this one when a range starts inside it).
-        if u < unit(u128::MAX) && starts.get(j).is_none_or(|&n| n != (u + 1) << V6_UNIT) {
-            out.replace(u + 1, ids[j - 1]);
+        if u < u64::MAX && next.is_none_or(|n| n != u128::from(u + 1) << V6_UNIT) {
+            self.out.replace(u + 1, last);
         }
-        i = j;
+        self.before = last;
+        self.unit.clear();
     }
-    let finished = out.finish();
-    Ok(Ranges {
-        starts: finished
-            .starts
-            .into_iter()
-            .map(|s| u64::try_from(s).expect("units fit in 64 bits"))
-            .collect(),
-        ids: finished.ids,
-    })
+
+    fn finish(mut self) -> Result<(Ranges<u64>, Split), String> {
+        self.close(None);
+        if self.too_many_splits {
+            return Err("too many split IPv6 /64s".into());
+        }
+        Ok((self.out.finish(), self.split))
+    }
+}
+
+impl Sink for Units {
+    fn push(&mut self, start: u128, id: PointId) {
+        if self
+            .unit
+            .first()
+            .is_some_and(|&(s, _)| unit_of(s) != unit_of(start))
+        {
+            self.close(Some(start));
+        }
+        self.unit.push((start, id));
+    }
 }
 
 /// Ranges being built: consecutive equal ids merge.
-#[derive(Default)]
-struct Builder {
-    starts: Vec<u128>,
+struct Builder<A> {
+    starts: Vec<A>,
     ids: Vec<PointId>,
 }
 
-impl Builder {
-    fn push(&mut self, start: u128, id: PointId) {
+impl<A> Default for Builder<A> {
+    fn default() -> Self {
+        Builder {
+            starts: Vec::new(),
+            ids: Vec::new(),
+        }
+    }
+}
+
+impl<A: PartialEq> Builder<A> {
+    fn push(&mut self, start: A, id: PointId) {
         if self.ids.last() != Some(&id) {
             self.starts.push(start);
             self.ids.push(id);
@@ -285,7 +340,7 @@ impl Builder {
     }
 
     /// [`Builder::push`], but a range that starts where the last one does replaces it.
-    fn replace(&mut self, start: u128, id: PointId) {
+    fn replace(&mut self, start: A, id: PointId) {
         if self.starts.last() == Some(&start) {
             self.starts.pop();
             self.ids.pop();
@@ -293,7 +348,7 @@ impl Builder {
         self.push(start, id);
     }
 
-    fn finish(self) -> Ranges<u128> {
+    fn finish(self) -> Ranges<A> {
         Ranges {
             starts: self.starts,
             ids: self.ids,
@@ -301,59 +356,103 @@ impl Builder {
     }
 }
 
-/// `ranges` with special-purpose space made unknown, as `locate` treats it whatever the
-/// database says.
-fn overlay_special(ranges: Ranges<u128>, bits: u32) -> Ranges<u128> {
-    let max = u128::MAX >> (128 - bits);
-    // The blocks of this family as sorted, merged [first, last] intervals.
-    let mut blocks: Vec<(u128, u128)> = SPECIAL_BLOCKS
-        .iter()
-        .filter_map(|b| match (b, bits) {
-            (IpNet::V4(n), 32) => Some((
-                u128::from(u32::from(n.network())),
-                u128::from(u32::from(n.broadcast())),
-            )),
-            (IpNet::V6(n), 128) => Some((u128::from(n.network()), u128::from(n.broadcast()))),
-            _ => None,
-        })
-        .collect();
-    blocks.sort_unstable();
-    let mut merged: Vec<(u128, u128)> = Vec::new();
-    for (first, last) in blocks {
-        match merged.last_mut() {
-            Some(m) if first <= m.1.saturating_add(1) => m.1 = m.1.max(last),
-            _ => merged.push((first, last)),
+/// Ranges being built with special-purpose space made unknown, as `locate` treats it
+/// whatever the database says. Each range is cut by the blocks it meets once the next one
+/// starts, so the walk's ranges are never held twice.
+struct Overlay<S> {
+    /// The family's blocks as sorted, merged [first, last] intervals.
+    blocks: Vec<(u128, u128)>,
+    /// The first block that may still meet a range.
+    block: usize,
+    /// The last range pushed, whose end is not known yet.
+    pending: Option<(u128, PointId)>,
+    /// The id of the last range passed on: equal neighbours merge before `out` sees them.
+    emitted: Option<PointId>,
+    max: u128,
+    out: S,
+}
+
+impl<S: Sink> Overlay<S> {
+    fn new(bits: u32, out: S) -> Overlay<S> {
+        let mut blocks: Vec<(u128, u128)> = SPECIAL_BLOCKS
+            .iter()
+            .filter_map(|b| match (b, bits) {
+                (IpNet::V4(n), 32) => Some((
+                    u128::from(u32::from(n.network())),
+                    u128::from(u32::from(n.broadcast())),
+                )),
+                (IpNet::V6(n), 128) => Some((u128::from(n.network()), u128::from(n.broadcast()))),
+                _ => None,
+            })
+            .collect();
+        blocks.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::new();
+        for (first, last) in blocks {
+            match merged.last_mut() {
+                Some(m) if first <= m.1.saturating_add(1) => m.1 = m.1.max(last),
+                _ => merged.push((first, last)),
+            }
+        }
+        Overlay {
+            blocks: merged,
+            block: 0,
+            pending: None,
+            emitted: None,
+            max: u128::MAX >> (128 - bits),
+            out,
         }
     }
-    let mut out = Builder::default();
-    let mut block = merged.iter().peekable();
-    for i in 0..ranges.starts.len() {
-        let (mut at, id) = (ranges.starts[i], ranges.ids[i]);
-        let last = ranges.starts.get(i + 1).map_or(max, |&n| n - 1);
-        // Cut [at, last] by every block that meets it.
-        while at <= last {
-            while block.peek().is_some_and(|b| b.1 < at) {
-                block.next();
+
+    /// A range from `start` (above every earlier start) to the next one pushed.
+    fn push(&mut self, start: u128, id: PointId) {
+        match self.pending {
+            Some((_, pending)) if pending == id => {}
+            Some((at, pending)) => {
+                self.cut(at, start - 1, pending);
+                self.pending = Some((start, id));
             }
-            match block.peek() {
-                Some(&&(first, end)) if first <= last => {
+            None => self.pending = Some((start, id)),
+        }
+    }
+
+    /// Pushes [`at`, `last`] as `id`, but the parts of it inside a block as unknown.
+    fn cut(&mut self, mut at: u128, last: u128, id: PointId) {
+        while at <= last {
+            while self.blocks.get(self.block).is_some_and(|b| b.1 < at) {
+                self.block += 1;
+            }
+            match self.blocks.get(self.block) {
+                Some(&(first, end)) if first <= last => {
                     if first > at {
-                        out.push(at, id);
+                        self.emit(at, id);
                     }
-                    out.push(first.max(at), UNKNOWN);
+                    self.emit(first.max(at), UNKNOWN);
                     if end >= last {
-                        break;
+                        return;
                     }
                     at = end + 1;
                 }
                 _ => {
-                    out.push(at, id);
-                    break;
+                    self.emit(at, id);
+                    return;
                 }
             }
         }
     }
-    out.finish()
+
+    fn emit(&mut self, start: u128, id: PointId) {
+        if self.emitted != Some(id) {
+            self.emitted = Some(id);
+            self.out.push(start, id);
+        }
+    }
+
+    fn finish(mut self) -> S {
+        if let Some((at, id)) = self.pending.take() {
+            self.cut(at, self.max, id);
+        }
+        self.out
+    }
 }
 
 #[cfg(test)]

@@ -55,14 +55,41 @@ fn a_slash_64_split_by_the_database_keeps_the_points_of_its_pieces() {
     let unit = |u: u128| u << V6_UNIT;
     // A from 0, B from unit 5, C from inside unit 7, D from unit 9, E from inside unit 9,
     // F from inside unit 12 (after E covers units 10 and 11).
-    let ranges = Ranges {
-        starts: vec![0, unit(5), unit(7) + 8, unit(9), unit(9) + 1, unit(12) + 3],
-        ids: vec![1, 2, 3, 4, 5, 6],
-    };
-    let mut split = Vec::new();
-    let units = in_units(ranges, &mut split).unwrap();
+    let ranges = [0, unit(5), unit(7) + 8, unit(9), unit(9) + 1, unit(12) + 3];
+    let mut units = Units::default();
+    for (start, id) in ranges.into_iter().zip(1..) {
+        units.push(start, id);
+    }
+    let (units, split) = units.finish().unwrap();
     assert_eq!(units.starts, vec![0, 5, 7, 8, 9, 10, 12, 13]);
     assert_eq!(units.ids, vec![1, 2, SPLIT, 3, SPLIT + 1, 5, SPLIT + 2, 6]);
     let split: Vec<&[PointId]> = split.iter().map(|s| &s[..]).collect();
     assert_eq!(split, [&[2, 3][..], &[4, 5], &[5, 6]]);
+}
+
+#[test]
+fn special_space_is_cut_out_of_the_ranges_as_they_stream_in() {
+    let a = |s: &str| u32::from(s.parse::<std::net::Ipv4Addr>().unwrap());
+    let mut overlay = Overlay::new(32, Narrow::default());
+    overlay.push(0, 1);
+    overlay.push(a("9.0.0.0").into(), 2);
+    // The same point again: one range with the last, from which 10.0.0.0/8 is cut.
+    overlay.push(a("10.128.0.0").into(), 2);
+    overlay.push(a("11.0.0.0").into(), 3);
+    let r = overlay.finish().0.finish();
+    assert_eq!(
+        (&r.starts[..5], &r.ids[..5]),
+        (
+            &[0, a("1.0.0.0"), a("9.0.0.0"), a("10.0.0.0"), a("11.0.0.0")][..],
+            &[UNKNOWN, 1, 2, UNKNOWN, 3][..]
+        )
+    );
+    let id = |s: &str| r.ids[r.find(a(s))];
+    for block in SPECIAL_BLOCKS.iter().filter(|b| b.addr().is_ipv4()) {
+        let IpNet::V4(n) = block else { unreachable!() };
+        assert_eq!(id(&n.network().to_string()), UNKNOWN, "{block}");
+        assert_eq!(id(&n.broadcast().to_string()), UNKNOWN, "{block}");
+    }
+    assert_eq!(id("100.0.0.0"), 3);
+    assert_eq!(id("255.255.255.255"), UNKNOWN);
 }
