@@ -189,18 +189,16 @@ struct Session {
 }
 
 impl Session {
-    /// A fresh directory with a copy of the shipped `zones/`, `meridian` on the PATH.
+    /// A fresh directory with copies of the shipped `zones/` and `contrib/`, as in a clone,
+    /// and `meridian` on the PATH.
     fn start() -> Session {
         let dir = tempfile::tempdir().expect("a session directory");
         let bin = dir.path().join(".bin");
         std::fs::create_dir(&bin).unwrap();
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_meridian"), bin.join("meridian")).unwrap();
-        std::fs::create_dir(dir.path().join("zones")).unwrap();
-        std::fs::copy(
-            repo().join("zones/example.com.toml"),
-            dir.path().join("zones/example.com.toml"),
-        )
-        .unwrap();
+        for shipped in ["zones", "contrib"] {
+            copy_tree(&repo().join(shipped), &dir.path().join(shipped));
+        }
         let mut cmd = Command::new("unshare");
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
@@ -371,6 +369,19 @@ impl Drop for Session {
     fn drop(&mut self) {
         let _ = self.shell.kill();
         let _ = self.shell.wait();
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
 }
 
