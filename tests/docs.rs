@@ -99,7 +99,12 @@ fn blocks(doc: &Path, text: &str) -> Vec<Block> {
             body.push_str(l);
             body.push('\n');
         }
-        assert!(closed, "{}:{}: the fence never closes", doc.display(), i + 1);
+        assert!(
+            closed,
+            "{}:{}: the fence never closes",
+            doc.display(),
+            i + 1
+        );
         out.push(Block {
             at: format!("{}:{}", doc.display(), i + 1),
             lang,
@@ -218,7 +223,11 @@ impl Session {
         .current_dir(dir.path())
         .env(
             "PATH",
-            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()),
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
         )
         .env_remove("MERIDIAN_ADMIN_TOKEN")
         .env_remove("RUST_LOG")
@@ -510,8 +519,7 @@ fn check_zone(at: &str, name: &str, text: &str) {
     let state = dir.path().join("state");
     std::fs::create_dir_all(&zones).unwrap();
     std::fs::write(zones.join(name), text).unwrap();
-    let value: toml::Value =
-        toml::from_str(text).unwrap_or_else(|e| panic!("{at}: not TOML: {e}"));
+    let value: toml::Value = toml::from_str(text).unwrap_or_else(|e| panic!("{at}: not TOML: {e}"));
     let mut files = Vec::new();
     values_of(&value, "ca-file", &mut files);
     for f in files {
@@ -548,8 +556,7 @@ fn check_config(at: &str, text: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meridian.toml");
     std::fs::write(&path, text).unwrap();
-    let value: toml::Value =
-        toml::from_str(text).unwrap_or_else(|e| panic!("{at}: not TOML: {e}"));
+    let value: toml::Value = toml::from_str(text).unwrap_or_else(|e| panic!("{at}: not TOML: {e}"));
     let mut tokens = Vec::new();
     values_of(&value, "admin-token-file", &mut tokens);
     for t in tokens {
@@ -570,11 +577,17 @@ fn check_toml(block: &Block) {
     let name = block
         .file()
         .and_then(|f| Path::new(f).file_name())
-        .map_or("zone.toml".to_string(), |n| n.to_string_lossy().into_owned());
+        .map_or("zone.toml".to_string(), |n| {
+            n.to_string_lossy().into_owned()
+        });
     if block.tag("zone") {
         check_zone(&block.at, &name, &block.body);
     } else if block.tag("zone-part") {
-        check_zone(&block.at, "example.com.toml", &(ZONE_PART_HEAD.to_string() + &block.body));
+        check_zone(
+            &block.at,
+            "example.com.toml",
+            &(ZONE_PART_HEAD.to_string() + &block.body),
+        );
     } else if block.tag("config") {
         check_config(&block.at, &block.body);
     } else {
@@ -610,7 +623,9 @@ fn run_document(doc: &Path) -> Ran {
             "toml" => {
                 check_toml(&block);
                 if let Some(f) = block.file() {
-                    session.get_or_insert_with(Session::start).write(f, &block.body);
+                    session
+                        .get_or_insert_with(Session::start)
+                        .write(f, &block.body);
                 }
             }
             "sh" => {
@@ -706,7 +721,10 @@ fn expected_output_matches_with_gaps_and_nothing_else() {
     assert!(output_matches(&lines("...\nc 3\n..."), &actual));
     assert!(output_matches(&lines("a ...\n...\nd ..."), &actual));
     assert!(!output_matches(&lines("a 1\nb 2"), &actual), "all output");
-    assert!(!output_matches(&lines("a 1\nc 3\n..."), &actual), "in order");
+    assert!(
+        !output_matches(&lines("a 1\nc 3\n..."), &actual),
+        "in order"
+    );
     assert!(!output_matches(&lines("...\nd 5"), &actual));
     assert!(line_matches("id: ..., x", "id: 123, x"));
     assert!(!line_matches("id: ..., x", "id: 123, y"));
@@ -860,8 +878,8 @@ fn parser_keys(what: &str, text: &str) -> Vec<String> {
         .current_dir(dir.path())
         .output()
         .expect("meridian runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let list = text
         .split_once("expected one of ")
         .unwrap_or_else(|| panic!("{what}: no list of keys in {text:?}"))
@@ -909,7 +927,9 @@ fn the_configuration_reference_names_every_key_the_parsers_take() {
         (
             "zone",
             "Endpoints",
-            format!("{ZONE}[regions.a]\nlocation = {{ lat = 1, lon = 2 }}\nendpoints = [{{ xyzzy = 1 }}]\n"),
+            format!(
+                "{ZONE}[regions.a]\nlocation = {{ lat = 1, lon = 2 }}\nendpoints = [{{ xyzzy = 1 }}]\n"
+            ),
         ),
         (
             "zone",
@@ -917,7 +937,11 @@ fn the_configuration_reference_names_every_key_the_parsers_take() {
             format!("{ZONE}[steered.www]\nxyzzy = 1\n"),
         ),
         ("zone", "`[health]`", format!("{ZONE}[health]\nxyzzy = 1\n")),
-        ("zone", "`dnssec`", format!("{ZONE}dnssec = {{ xyzzy = 1 }}\n")),
+        (
+            "zone",
+            "`dnssec`",
+            format!("{ZONE}dnssec = {{ xyzzy = 1 }}\n"),
+        ),
     ];
     let doc = read(Path::new("docs/configuration.md"));
     let mut wrong = Vec::new();
