@@ -21,6 +21,12 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 # promtool checks /metrics and tests contrib/prometheus/alerts.yml.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# tests/docs.rs runs the documents' commands in namespaces of their own (unshare, ip), and
+# the documents use curl, jq and openssl.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
