@@ -460,6 +460,7 @@ fn verdict_text(v: Verdict) -> &'static str {
         Verdict::Degraded => "degraded past the limit, skipped",
         Verdict::Down => "down, skipped",
         Verdict::Drained => "drained by an operator, skipped",
+        Verdict::EndpointsDown => "every endpoint of this family down, skipped",
         Verdict::NoEndpoints => "no endpoints of this family",
     }
 }

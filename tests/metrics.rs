@@ -85,7 +85,7 @@ fn region_state(text: &str, region: &str, state: &str) -> Option<f64> {
 
 const FALLBACK: &str =
     "meridian_fallback_answering{zone=\"example.com.\",name=\"www.example.com.\"}";
-const FALLBACK_WARNING: &str = "every region of the name is down: answering its fallback";
+const FALLBACK_WARNING: &str = "no region of the name can answer: answering its fallback";
 
 fn drain(region: &str, verb: &str) -> String {
     format!("/api/v1/zones/example.com/regions/{region}/{verb}")
@@ -198,6 +198,48 @@ async fn a_drain_is_not_an_outage_and_every_region_drained_answers_the_fallback_
     assert_eq!(region_state(&text, "us-east", "down"), Some(0.0));
     assert_eq!(region_state(&text, "us-east", "up"), Some(0.0));
     promtool_check_metrics(&text);
+}
+
+#[tokio::test]
+async fn every_ipv4_endpoint_down_answers_a_with_the_fallback_and_aaaa_steered() {
+    let admin = Admin::start();
+    for ep in [
+        "us-east/endpoints/192.0.2.10",
+        "eu-west/endpoints/198.51.100.10",
+        "ap-southeast/endpoints/203.0.113.10",
+    ] {
+        admin
+            .post_body(
+                &format!("/api/v1/zones/example.com/regions/{ep}/force"),
+                r#"{"state": "down", "reason": "IPv4 outage drill"}"#,
+            )
+            .await;
+    }
+    let text = admin.metrics().await;
+    assert_eq!(value(&text, FALLBACK), Some(1.0), "{text}");
+    // A: no region has an IPv4 endpoint up, so the fallback ("all") answers, not NODATA.
+    let mut a = common::www_answer(&admin.server, "81.2.69.0/24").await;
+    a.sort();
+    assert_eq!(a, ["192.0.2.10", "198.51.100.10", "203.0.113.10"]);
+    // AAAA: still steered, to the nearest region for a British client.
+    let client = common::udp_client(admin.server.addr()).await;
+    let aaaa = common::query(
+        &client,
+        "www.example.com.",
+        RecordType::AAAA,
+        Some("81.2.69.0/24"),
+        Some(1232),
+    )
+    .await;
+    let aaaa: Vec<String> = aaaa.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(aaaa, ["2001:db8:2::10"]);
+    let line = admin
+        .server
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains(FALLBACK_WARNING))
+        .unwrap_or_else(|| panic!("no warning: {}", admin.server.log_text()));
+    assert!(line.contains("\"qtypes\":\"A\""), "{line}");
 }
 
 #[tokio::test]
@@ -336,8 +378,8 @@ tests:
               zone: example.com.
               name: www.example.com.
             exp_annotations:
-              summary: "www.example.com. answers its fallback: every region of it is down"
-              description: "No region of www.example.com. (zone example.com.) is up, so clients get the name's fallback addresses (or every endpoint), whatever their location. See which regions are down or drained: GET /api/v1/regions."
+              summary: "www.example.com. answers its fallback: no region of it can answer"
+              description: "No region of www.example.com. (zone example.com.) can answer A or AAAA (each is down, drained, or has every endpoint of the family down), so clients get the name's fallback addresses (or every endpoint), whatever their location. See which regions and endpoints are down or drained: GET /api/v1/regions."
       - eval_time: 8m
         alertname: MeridianAllRegionsDown
         exp_alerts:

@@ -31,7 +31,7 @@ use super::view::{EndpointDetail, Isolation, Now, PeerViews, ZoneHealth};
 use crate::metrics::{Metrics, RegionStateLabel};
 use crate::serving::SharedSnapshot;
 use crate::state::{Overrides, now_ms};
-use crate::steer::{HealthView, RegionHealth, RegionState};
+use crate::steer::{self, Basis, Family, HealthView, RegionHealth, RegionState};
 use crate::zone::{Zone, ZoneSet};
 
 /// Probes in flight at once, over all endpoints.
@@ -437,34 +437,44 @@ impl Monitor {
         metrics.overrides(self.overrides.active_count(now.unix_ms));
     }
 
-    /// Tells, once per change, which steered names answer their fallback: every region of
-    /// the name is down or drained, so no region answers and clients get the fallback
-    /// addresses (or every endpoint): an outage of the name whatever its regions say alone.
+    /// Tells, once per change, which steered names answer their fallback: for A or AAAA no
+    /// region can answer (each is down, drained, or has every endpoint of that family
+    /// down), so clients get the fallback addresses (or every endpoint): an outage of the
+    /// name whatever its regions say alone.
     fn fallbacks(&mut self, views: &[HealthView]) {
         let zones = self.state.load().zones.clone();
-        let mut now_falling = BTreeSet::new();
+        let mut now_falling = BTreeMap::new();
         for ((z, view), zone) in self.zones.iter().zip(views).zip(zones.zones()) {
             for s in &zone.steered {
-                let all_down = s
-                    .config
-                    .regions
-                    .iter()
-                    .all(|&r| view.state(r) != RegionState::Up);
+                let falling: Vec<&str> = [(Family::V4, "A"), (Family::V6, "AAAA")]
+                    .into_iter()
+                    .filter(|&(family, _)| {
+                        let any = steer::decide(None, &s.config, &zone.regions, view, family);
+                        any.basis == Basis::AllDown
+                    })
+                    .map(|(_, qtype)| qtype)
+                    .collect();
                 let key = (z.label().to_string(), s.name.to_string());
-                self.metrics.fallback_answering(&key.0, &key.1, all_down);
-                if all_down {
-                    now_falling.insert(key);
+                self.metrics
+                    .fallback_answering(&key.0, &key.1, !falling.is_empty());
+                if !falling.is_empty() {
+                    now_falling.insert(key, falling.join(" and "));
                 }
             }
         }
-        for (zone, name) in now_falling.difference(&self.falling_back) {
-            warn!(zone = %zone, name = %name,
-                "every region of the name is down: answering its fallback");
+        for ((zone, name), qtypes) in &now_falling {
+            if !self.falling_back.contains(&(zone.clone(), name.clone())) {
+                warn!(zone = %zone, name = %name, qtypes = %qtypes,
+                    "no region of the name can answer: answering its fallback");
+            }
         }
-        for (zone, name) in self.falling_back.difference(&now_falling) {
-            info!(zone = %zone, name = %name,
-                "a region of the name is up again: steering, no longer answering its fallback");
+        for (zone, name) in &self.falling_back {
+            if !now_falling.contains_key(&(zone.clone(), name.clone())) {
+                info!(zone = %zone, name = %name,
+                    "a region of the name answers again: steering, no longer answering its fallback");
+            }
         }
+        let now_falling = now_falling.into_keys().collect();
         self.falling_back = now_falling;
     }
 

@@ -299,7 +299,10 @@ pub enum Verdict {
     Down,
     /// Drained by an operator: skipped like a down region.
     Drained,
-    /// Has no up endpoint of the queried family.
+    /// Up, but every endpoint of the queried family is down: skipped like a down region, so
+    /// that a family whose endpoints are all down gets the fallback, not NODATA.
+    EndpointsDown,
+    /// Has no endpoint of the queried family.
     NoEndpoints,
 }
 
@@ -398,11 +401,16 @@ pub fn decide(
             let distance_km = client.map(|c| c.distance_km(region.location));
             // A down region keeps its configured endpoints eligible, so that the fallback
             // (and `route`) can still name it; only up endpoints answer for an up region.
-            let eligible = match state {
-                RegionState::Up => region.up_endpoints(id, view, family).next().is_some(),
-                RegionState::Down | RegionState::Drained => {
-                    region.endpoints(family).next().is_some()
+            let configured = region.endpoints(family).next().is_some();
+            let verdict = match state {
+                _ if !configured => Verdict::NoEndpoints,
+                RegionState::Down => Verdict::Down,
+                RegionState::Drained => Verdict::Drained,
+                RegionState::Up if region.up_endpoints(id, view, family).next().is_none() => {
+                    Verdict::EndpointsDown
                 }
+                RegionState::Up if latency.over_limit => Verdict::Degraded,
+                RegionState::Up => Verdict::Farther,
             };
             Candidate {
                 region: id,
@@ -411,13 +419,7 @@ pub fn decide(
                 degradation_ms,
                 vantage: from,
                 state,
-                verdict: match (eligible, state) {
-                    (false, _) => Verdict::NoEndpoints,
-                    (true, RegionState::Down) => Verdict::Down,
-                    (true, RegionState::Drained) => Verdict::Drained,
-                    (true, RegionState::Up) if latency.over_limit => Verdict::Degraded,
-                    (true, RegionState::Up) => Verdict::Farther,
-                },
+                verdict,
             }
         })
         .collect();

@@ -186,6 +186,38 @@ fn all_down_fails_open_with_every_endpoint() {
 }
 
 #[test]
+fn every_endpoint_of_a_family_down_gets_the_fallback_not_nodata() {
+    let regions = regions();
+    // Every region up, but each one's IPv4 endpoint (index 0) down.
+    let view = HealthView {
+        regions: (0..3)
+            .map(|_| RegionHealth {
+                endpoints_up: vec![false, true],
+                ..RegionHealth::up(2)
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let d = decide(at(52.52, 13.40), &www(), &regions, &view, Family::V4);
+    assert_eq!(d.basis, Basis::AllDown);
+    assert!(
+        d.candidates
+            .iter()
+            .all(|c| c.verdict == Verdict::EndpointsDown)
+    );
+    let addrs: Vec<IpAddr> = d
+        .endpoints(&www(), &regions, &view, Family::V4)
+        .iter()
+        .map(|e| e.address)
+        .collect();
+    assert_eq!(addrs.len(), 3);
+    assert!(addrs.iter().all(IpAddr::is_ipv4));
+    // AAAA is unaffected: the nearest region answers with its IPv6 endpoint.
+    let v6 = decide(at(52.52, 13.40), &www(), &regions, &view, Family::V6);
+    assert_eq!(chosen_name(&v6), Some("eu-west"));
+}
+
+#[test]
 fn one_up_region_does_not_depend_on_the_client() {
     let view = states(&[RegionState::Down, RegionState::Up, RegionState::Down]);
     let d = decide(at(35.68, 139.69), &www(), &regions(), &view, Family::V4);
