@@ -195,6 +195,15 @@ impl FileConfig {
                 message,
             });
         }
+        if let Some(n) = parsed.udp_threads.filter(|n| !(1..=256).contains(n)) {
+            // As `--udp-threads` takes it: one thread per socket, and 256 is past any core count
+            // that one process serves.
+            return Err(ConfigError::Parse {
+                path: path.to_owned(),
+                line: line_of(&text, "udp-threads"),
+                message: format!("udp-threads {n}: give 1 to 256"),
+            });
+        }
         if parsed.dns_listen.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::NoListen(path.to_owned()));
         }
@@ -408,6 +417,26 @@ mod tests {
             assert_eq!(check_amplification(ok), Ok(ok));
         }
         assert!(check_amplification(1001).is_err());
+    }
+
+    #[test]
+    fn udp_threads_out_of_range_are_refused_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.toml");
+        for (n, ok) in [(0, false), (1, true), (256, true), (257, false)] {
+            std::fs::write(&path, format!("zones = \"z\"\nudp-threads = {n}\n")).unwrap();
+            match FileConfig::read(&path, true) {
+                Ok(c) => assert!(ok && c.udp_threads == Some(n), "{n}"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!ok, "{n}: {e}");
+                    assert!(
+                        e.contains(&format!("meridian.toml:2: udp-threads {n}: give 1 to 256")),
+                        "{e}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
