@@ -110,9 +110,9 @@ pub fn sign(
     let started = Instant::now();
     let made = std::cell::Cell::new(0u64);
     let sign_set = |records: &[Record], labels: u8| {
-        let (rrsig, fresh) = signer.sign(records, labels, now)?;
-        made.set(made.get() + u64::from(fresh));
-        Ok::<_, KeyError>(rrsig)
+        let (rrsigs, fresh) = signer.sign(records, labels, now)?;
+        made.set(made.get() + fresh);
+        Ok::<_, KeyError>(rrsigs)
     };
 
     let answers = std::mem::take(&mut resolved.answers);
@@ -123,9 +123,9 @@ pub fn sign(
             .iter()
             .find(|e| &e.owner == owner)
             .map_or_else(|| owner.num_labels(), |e| e.labels);
-        let rrsig = sign_set(set, labels)?;
+        let rrsigs = sign_set(set, labels)?;
         resolved.answers.extend_from_slice(set);
-        resolved.answers.push(rrsig);
+        resolved.answers.extend(rrsigs);
     }
 
     let authorities = std::mem::take(&mut resolved.authorities);
@@ -140,9 +140,9 @@ pub fn sign(
             RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, types))),
         );
         let labels = record.name.num_labels();
-        let rrsig = sign_set(std::slice::from_ref(&record), labels)?;
+        let rrsigs = sign_set(std::slice::from_ref(&record), labels)?;
         out.push(record);
-        out.push(rrsig);
+        out.extend(rrsigs);
         Ok::<_, KeyError>(())
     };
     match &resolved.denial {
@@ -152,9 +152,9 @@ pub fn sign(
             let name = d.name.to_lowercase();
             match zone.rrset(&LowerName::new(&name), RecordType::DS) {
                 Some(ds) => {
-                    let rrsig = sign_set(&ds.records, name.num_labels())?;
+                    let rrsigs = sign_set(&ds.records, name.num_labels())?;
                     resolved.authorities.extend_from_slice(&ds.records);
-                    resolved.authorities.push(rrsig);
+                    resolved.authorities.extend(rrsigs);
                 }
                 None => nsec(
                     name.clone(),
@@ -178,9 +178,9 @@ pub fn sign(
         }
         denial => {
             for set in rrsets(&authorities) {
-                let rrsig = sign_set(set, set[0].name.num_labels())?;
+                let rrsigs = sign_set(set, set[0].name.num_labels())?;
                 resolved.authorities.extend_from_slice(set);
-                resolved.authorities.push(rrsig);
+                resolved.authorities.extend(rrsigs);
             }
             if let Some(d) = denial {
                 let name = d.name.to_lowercase();

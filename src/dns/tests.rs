@@ -842,7 +842,8 @@ fn verify_all(snapshot: &Snapshot, records: &[hickory_proto::rr::Record]) -> usi
             .collect();
         assert!(!covered.is_empty(), "RRSIG without its RRset: {r}");
         signer
-            .dnskey
+            .dnskey(sig.input().key_tag)
+            .expect("signed by a key of the zone")
             .verify_rrsig(
                 &r.name,
                 hickory_proto::rr::DNSClass::IN,

@@ -105,6 +105,8 @@ struct DnssecToml {
     key: Option<PathBuf>,
     /// Days each signature is valid for, from its inception.
     validity_days: Option<Spanned<i64>>,
+    /// Days a signature has left, at least, when the next window's replace it.
+    refresh_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -539,10 +541,28 @@ fn dnssec_spec(d: &Spanned<DnssecToml>, report: &mut Report<'_>) -> Spec {
             DEFAULT_VALIDITY_DAYS
         }
     };
+    // A new window every day unless the zone says: the least a signature has left is then
+    // `validity-days - 1` days.
+    let refresh_days = match &t.refresh_days {
+        None => validity_days - 1,
+        Some(r) if (1..i64::from(validity_days)).contains(r.get_ref()) => *r.get_ref() as u32,
+        Some(r) => {
+            report.span(
+                r.span(),
+                format!(
+                    "dnssec: refresh-days {} is not in 1..={} (below validity-days {validity_days}: a new window starts every validity-days - refresh-days days)",
+                    r.get_ref(),
+                    validity_days - 1
+                ),
+            );
+            validity_days - 1
+        }
+    };
     Spec {
         algorithm,
         key: t.key.clone(),
         validity_days,
+        refresh_days,
         line,
     }
 }

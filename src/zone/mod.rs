@@ -12,6 +12,7 @@ pub mod dnssec;
 mod health;
 mod load;
 mod records;
+pub mod rollover;
 
 pub use check::{CheckKind, CheckSpec, HttpCheck, Quorum, RegionCheck};
 pub use load::{Diagnostic, LoadError, load_dir, load_file, load_keyed};
@@ -73,7 +74,7 @@ impl ZoneSet {
                 line: Some(spec.line),
                 message,
             };
-            match dnssec::Signer::load(&path, spec.algorithm, &zone.origin, spec.validity_days) {
+            match load_signer(&spec, &path, &zone.origin, state_dir) {
                 Ok(signer) => zone.attach(std::sync::Arc::new(signer)),
                 Err(dnssec::KeyError::Read(p, e)) if e.kind() == std::io::ErrorKind::NotFound => {
                     diagnostics.push(at(format!(
@@ -90,6 +91,16 @@ impl ZoneSet {
         } else {
             Err(LoadError(diagnostics))
         }
+    }
+
+    /// The key-set files of the zones whose keys come from the state directory: a change
+    /// to one is a rollover step, which a reload publishes.
+    pub fn keyset_files(&self, state_dir: &std::path::Path) -> Vec<PathBuf> {
+        self.zones
+            .iter()
+            .filter(|z| z.dnssec.as_ref().is_some_and(|d| d.spec.key.is_none()))
+            .map(|z| rollover::keyset_path(&z.origin, state_dir))
+            .collect()
     }
 
     /// Whether any zone has a wildcard.
@@ -261,6 +272,24 @@ pub struct Expansion {
     pub next_closer: Name,
 }
 
+/// The signer of a zone with DNSSEC on: the keys its key-set file lists, when the zone's
+/// keys are the state directory's and it has one, else the one CSK at `path`.
+pub fn load_signer(
+    spec: &dnssec::Spec,
+    path: &std::path::Path,
+    origin: &Name,
+    state_dir: &std::path::Path,
+) -> Result<dnssec::Signer, dnssec::KeyError> {
+    if spec.key.is_none() {
+        let set_path = rollover::keyset_path(origin, state_dir);
+        if let Some(set) = rollover::KeySet::read(&set_path)? {
+            let dir = set_path.parent().expect("a key-set path has a directory");
+            return dnssec::Signer::load_set(dir, &set, spec.algorithm, origin, spec);
+        }
+    }
+    dnssec::Signer::load(path, spec.algorithm, origin, spec)
+}
+
 impl Zone {
     pub fn soa(&self) -> &Record {
         &self.soa
@@ -306,19 +335,40 @@ impl Zone {
         self.nodes.get(name)?.get(rtype)
     }
 
-    /// Publishes `signer`'s key at the apex (DNSKEY, CDS, CDNSKEY, with the SOA's TTL) and
-    /// signs with it from now on.
+    /// The largest TTL of any RRset the zone answers with: records, steered names (their
+    /// trouble TTL included) and negative answers. A rollover waits this long for the
+    /// signatures of a retiring key to leave every cache.
+    pub fn max_ttl(&self) -> u32 {
+        let records = self
+            .nodes
+            .values()
+            .flat_map(|n| n.rrsets.iter())
+            .flat_map(|s| s.records.iter().map(|r| r.ttl));
+        let steered = self
+            .steered
+            .iter()
+            .flat_map(|s| [s.config.ttl, s.config.trouble_ttl]);
+        records
+            .chain(steered)
+            .chain([self.soa.ttl, self.negative_soa.ttl])
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Publishes `signer`'s keys at the apex (DNSKEY, CDS, CDNSKEY, with the SOA's TTL) and
+    /// signs with them from now on.
     fn attach(&mut self, signer: std::sync::Arc<dnssec::Signer>) {
         let apex = self
             .nodes
             .get_mut(&LowerName::new(&self.origin))
             .expect("the apex owns the SOA");
-        for record in signer.apex_records(self.soa.ttl) {
-            let rtype = record.record_type();
+        let records = signer.apex_records(self.soa.ttl);
+        for set in records.chunk_by(|a, b| a.record_type() == b.record_type()) {
+            let rtype = set[0].record_type();
             apex.rrsets.retain(|s| s.rtype != rtype);
             apex.rrsets.push(RRset {
                 rtype,
-                records: vec![record],
+                records: set.to_vec(),
             });
         }
         if let Some(d) = &mut self.dnssec {
