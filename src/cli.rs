@@ -796,8 +796,8 @@ fn rollover(
         None => {
             // The one CSK of `keygen`, listed so that the rollover can replace it.
             let path = zone::dnssec::default_key_path(&zone.origin, state_dir);
-            let signer = zone::load_signer(spec, &path, &zone.origin, state_dir)
-                .map_err(|e| failed(&e))?;
+            let signer =
+                zone::load_signer(spec, &path, &zone.origin, state_dir).map_err(|e| failed(&e))?;
             let file = path
                 .file_name()
                 .expect("a key path names a file")
@@ -859,7 +859,10 @@ fn status(signer: &zone::dnssec::Signer, ttl: u32, out: &mut String) {
         if k.at_parent {
             does.push("DS at parent");
         }
-        w(out, format!("key {} {}: {}", k.tag, k.role, does.join(", ")));
+        w(
+            out,
+            format!("key {} {}: {}", k.tag, k.role, does.join(", ")),
+        );
     }
     for line in signer.ds_lines(ttl) {
         w(out, format!("parent DS: {line}"));

@@ -217,13 +217,24 @@ fn read_private(path: &Path) -> Result<Vec<u8>, KeyError> {
 
 impl Signer {
     /// Reads the one CSK of `zone` from `path`.
-    pub fn load(path: &Path, algorithm: KeyAlgorithm, zone: &Name, spec: &Spec) -> Result<Self, KeyError> {
+    pub fn load(
+        path: &Path,
+        algorithm: KeyAlgorithm,
+        zone: &Name,
+        spec: &Spec,
+    ) -> Result<Self, KeyError> {
         let der = read_private(path)?;
         Self::from_pkcs8(&der, algorithm, zone, spec)
     }
 
     /// Reads the keys `set` lists from `dir` (its file's directory).
-    pub fn load_set(dir: &Path, set: &KeySet, algorithm: KeyAlgorithm, zone: &Name, spec: &Spec) -> Result<Self, KeyError> {
+    pub fn load_set(
+        dir: &Path,
+        set: &KeySet,
+        algorithm: KeyAlgorithm,
+        zone: &Name,
+        spec: &Spec,
+    ) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
         for entry in &set.keys {
             let path = dir.join(&entry.file);
@@ -235,11 +246,22 @@ impl Signer {
             }
             keys.push(key);
         }
-        Ok(Self::with_keys(keys, algorithm, zone, spec, set.rollover.clone()))
+        Ok(Self::with_keys(
+            keys,
+            algorithm,
+            zone,
+            spec,
+            set.rollover.clone(),
+        ))
     }
 
     /// The signer of one CSK given as PKCS#8.
-    pub fn from_pkcs8(der: &[u8], algorithm: KeyAlgorithm, zone: &Name, spec: &Spec) -> Result<Self, KeyError> {
+    pub fn from_pkcs8(
+        der: &[u8],
+        algorithm: KeyAlgorithm,
+        zone: &Name,
+        spec: &Spec,
+    ) -> Result<Self, KeyError> {
         let entry = KeyEntry {
             file: String::new(),
             role: Role::Csk,
@@ -254,7 +276,13 @@ impl Signer {
         Ok(Self::with_keys(vec![key], algorithm, zone, spec, None))
     }
 
-    fn with_keys(keys: Vec<ZoneKey>, algorithm: KeyAlgorithm, zone: &Name, spec: &Spec, rollover: Option<Rollover>) -> Self {
+    fn with_keys(
+        keys: Vec<ZoneKey>,
+        algorithm: KeyAlgorithm,
+        zone: &Name,
+        spec: &Spec,
+        rollover: Option<Rollover>,
+    ) -> Self {
         Signer {
             keys,
             algorithm,
@@ -393,7 +421,12 @@ impl Signer {
     /// wildcard's without its `*` (RFC 4035 §5.3.4), which makes the signature cover the
     /// wildcard's owner. The count says how many signatures were made (the others came from
     /// the signature cache).
-    pub fn sign(&self, records: &[Record], labels: u8, now: u32) -> Result<(Vec<Record>, u64), KeyError> {
+    pub fn sign(
+        &self,
+        records: &[Record],
+        labels: u8,
+        now: u32,
+    ) -> Result<(Vec<Record>, u64), KeyError> {
         let first = records.first().expect("an RRset has a record");
         let keys_rrset = matches!(
             first.record_type(),
@@ -402,7 +435,11 @@ impl Signer {
         let mut out = Vec::with_capacity(1);
         let mut made = 0;
         for k in &self.keys {
-            let signs = if keys_rrset { k.entry.signs_keys } else { k.entry.signs_zone };
+            let signs = if keys_rrset {
+                k.entry.signs_keys
+            } else {
+                k.entry.signs_zone
+            };
             if signs {
                 let (rrsig, fresh) = self.sign_with(k, records, labels, now)?;
                 out.push(rrsig);
@@ -412,7 +449,13 @@ impl Signer {
         Ok((out, made))
     }
 
-    fn sign_with(&self, k: &ZoneKey, records: &[Record], labels: u8, now: u32) -> Result<(Record, bool), KeyError> {
+    fn sign_with(
+        &self,
+        k: &ZoneKey,
+        records: &[Record],
+        labels: u8,
+        now: u32,
+    ) -> Result<(Record, bool), KeyError> {
         let first = &records[0];
         let (inception, expiration) = self.window(now);
         let input = SigInput {
@@ -464,7 +507,12 @@ impl ZoneKey {
 
 /// The key in `der` with what `entry` says it does; its tag computed (not taken from
 /// `entry`).
-fn zone_key(der: &[u8], algorithm: KeyAlgorithm, zone: &Name, mut entry: KeyEntry) -> Result<ZoneKey, KeyError> {
+fn zone_key(
+    der: &[u8],
+    algorithm: KeyAlgorithm,
+    zone: &Name,
+    mut entry: KeyEntry,
+) -> Result<ZoneKey, KeyError> {
     let key = algorithm.signing_key(der)?;
     let crypto = |e: &dyn fmt::Display| KeyError::Crypto(e.to_string());
     let public = key.to_public_key().map_err(|e| crypto(&e))?;
@@ -489,7 +537,12 @@ fn zone_key(der: &[u8], algorithm: KeyAlgorithm, zone: &Name, mut entry: KeyEntr
 }
 
 /// The tag a new key in `der` gets in `role`.
-pub fn key_tag(der: &[u8], algorithm: KeyAlgorithm, zone: &Name, role: Role) -> Result<u16, KeyError> {
+pub fn key_tag(
+    der: &[u8],
+    algorithm: KeyAlgorithm,
+    zone: &Name,
+    role: Role,
+) -> Result<u16, KeyError> {
     let entry = KeyEntry {
         file: String::new(),
         role,
@@ -599,8 +652,8 @@ mod tests {
         }
         let (ksk, zsk) = (files[0].1, files[1].1);
         let set = KeySet::split(files[0].clone(), files[1].clone());
-        let s = Signer::load_set(dir.path(), &set, KeyAlgorithm::Ed25519, &zone, &spec(8, 7))
-            .unwrap();
+        let s =
+            Signer::load_set(dir.path(), &set, KeyAlgorithm::Ed25519, &zone, &spec(8, 7)).unwrap();
         assert_eq!(s.dnskey(zsk).unwrap().flags(), 256);
         assert_eq!(s.dnskey(ksk).unwrap().flags(), 257);
         assert_eq!(s.tag(), zsk);
@@ -636,8 +689,14 @@ mod tests {
         // A key file that is not the key the set lists.
         let mut wrong = set.clone();
         wrong.keys[1].file = "k.key".into();
-        let e = Signer::load_set(dir.path(), &wrong, KeyAlgorithm::Ed25519, &zone, &spec(8, 7))
-            .unwrap_err();
+        let e = Signer::load_set(
+            dir.path(),
+            &wrong,
+            KeyAlgorithm::Ed25519,
+            &zone,
+            &spec(8, 7),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains(&format!("lists it as {zsk}")), "{e}");
     }
 }

@@ -1212,8 +1212,8 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                     ),
                 );
             }
-            // At a cut only NS, below it only address glue may live (RFC 1034 §4.2.1). (DS
-            // would belong at the cut too, but hickory-proto parses it only with DNSSEC.)
+            // At a cut only NS and the child's DS (RFC 4035 §3.1.4.1: the parent's side),
+            // below it only address glue may live (RFC 1034 §4.2.1).
             let full: Name = name.into();
             for depth in origin.num_labels() + 1..=full.num_labels() {
                 let ancestor = LowerName::new(&full.trim_to(depth as usize));
@@ -1226,7 +1226,7 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                 let at_cut = depth == full.num_labels();
                 for set in &node.rrsets {
                     let allowed = if at_cut {
-                        set.rtype == RecordType::NS
+                        matches!(set.rtype, RecordType::NS | RecordType::DS)
                     } else {
                         matches!(set.rtype, RecordType::A | RecordType::AAAA)
                     };
@@ -1236,7 +1236,7 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                             format!(
                                 "{name} {} is occluded by the delegation at {ancestor}: only {} may be there",
                                 set.rtype,
-                                if at_cut { "NS" } else { "glue A/AAAA" }
+                                if at_cut { "NS and DS" } else { "glue A/AAAA" }
                             ),
                         );
                     }

@@ -256,7 +256,14 @@ impl KeySet {
         let bytes = crate::files::read_regular(path, crate::files::SMALL_FILE)
             .map_err(|e| StateError::Read(path.to_owned(), e.to_string()))?;
         let set: KeySet = serde_json::from_slice(&bytes).map_err(|e| {
-            StateError::Parse(path.to_owned(), e.line(), e.column(), e.to_string())
+            // serde_json ends its message with the position, which the error gives first.
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let message = message
+                .strip_suffix(&suffix)
+                .unwrap_or(&message)
+                .to_string();
+            StateError::Parse(path.to_owned(), e.line(), e.column(), message)
         })?;
         set.validate()
             .map_err(|m| StateError::Invalid(path.to_owned(), m))?;
@@ -556,13 +563,16 @@ mod tests {
     #[test]
     fn rfc6781_zsk_pre_publish_waits_the_dnskey_ttl_then_the_largest_zone_ttl() {
         let mut set = split();
-        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0).unwrap();
+        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0)
+            .unwrap();
         assert_eq!(signing(&set), (vec![1, 2, 3], vec![1], vec![2], vec![1]));
         let (next, safe, _) = set.next().unwrap();
         assert_eq!((next, safe), (Some(Step::Active), T0 + 3600 + 300));
         let early = set.advance(safe - 1, false).unwrap_err();
         assert!(
-            early.to_string().contains(&format!("safe from {}", utc(safe))),
+            early
+                .to_string()
+                .contains(&format!("safe from {}", utc(safe))),
             "{early}"
         );
         assert_eq!(set.advance(safe, false), Ok(Some(Step::Active)));
@@ -576,10 +586,10 @@ mod tests {
     }
 
     #[test]
-    fn rfc6781_ksk_double_ds_swaps_after_the_ds_ttl_and_drops_the_old_ds_after_the_dnskey_ttl()
-    {
+    fn rfc6781_ksk_double_ds_swaps_after_the_ds_ttl_and_drops_the_old_ds_after_the_dnskey_ttl() {
         let mut set = split();
-        set.start(Role::Ksk, "k2.key".into(), 4, TIMING, T0).unwrap();
+        set.start(Role::Ksk, "k2.key".into(), 4, TIMING, T0)
+            .unwrap();
         // The new DS is offered before the key is published.
         assert_eq!(signing(&set), (vec![1, 2], vec![1], vec![2], vec![1, 4]));
         assert_eq!(set.advance(T0 + 300, false), Ok(Some(Step::DsPublished)));
@@ -609,7 +619,11 @@ mod tests {
             ..TIMING
         };
         set.rollover.as_mut().unwrap().timing = short;
-        assert_eq!(set.next().unwrap().1, at + 7200 + 300, "DS TTL is the larger");
+        assert_eq!(
+            set.next().unwrap().1,
+            at + 7200 + 300,
+            "DS TTL is the larger"
+        );
         assert_eq!(set.advance(at + 7500, false), Ok(None));
         assert_eq!(signing(&set), (vec![8], vec![8], vec![8], vec![8]));
     }
@@ -617,7 +631,8 @@ mod tests {
     #[test]
     fn a_forced_step_is_taken_early_and_one_rollover_at_a_time() {
         let mut set = split();
-        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0).unwrap();
+        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0)
+            .unwrap();
         assert_eq!(
             set.start(Role::Ksk, "k2.key".into(), 4, TIMING, T0),
             Err(StepError::Busy(Role::Zsk, Step::Published))
@@ -636,7 +651,8 @@ mod tests {
         let path = dir.path().join("example.com.keys.json");
         assert!(KeySet::read(&path).unwrap().is_none());
         let mut set = split();
-        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0).unwrap();
+        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0)
+            .unwrap();
         set.write(&path).unwrap();
         assert_eq!(KeySet::read(&path).unwrap(), Some(set.clone()));
 
