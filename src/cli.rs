@@ -54,6 +54,9 @@ pub enum DnssecCommand {
     Rollover(RolloverArgs),
     /// Show the zone's keys, what each does, and the rollover under way with its next step.
     Status(DnssecArgs),
+    /// Print the zone's static records signed, with an NSEC chain, as a zone file (for
+    /// dnssec-verify or ldns-verify-zone)
+    Dump(DnssecArgs),
 }
 
 #[derive(Debug, Args)]
@@ -635,6 +638,7 @@ pub fn dnssec(command: &DnssecCommand) -> Result<String, CliError> {
     let args = match command {
         DnssecCommand::Keygen(a) => &a.zone,
         DnssecCommand::Ds(a) | DnssecCommand::Status(a) => a,
+        DnssecCommand::Dump(a) => return dump(a),
         DnssecCommand::Rollover(a) => &a.zone,
     };
     let zones = zone::load_dir(&args.zones)?;
@@ -665,7 +669,7 @@ pub fn dnssec(command: &DnssecCommand) -> Result<String, CliError> {
     match command {
         DnssecCommand::Keygen(k) => keygen(zone, spec, k, &mut out)?,
         DnssecCommand::Rollover(r) => rollover(zone, spec, r, &mut out)?,
-        DnssecCommand::Ds(_) | DnssecCommand::Status(_) => {}
+        DnssecCommand::Ds(_) | DnssecCommand::Status(_) | DnssecCommand::Dump(_) => {}
     }
     let path = spec.key_path(&zone.file, &zone.origin, &args.state_dir);
     let signer = zone::load_signer(spec, &path, &zone.origin, &args.state_dir)
@@ -681,6 +685,33 @@ pub fn dnssec(command: &DnssecCommand) -> Result<String, CliError> {
         }
     }
     Ok(out)
+}
+
+/// `dump`: the zone's static records signed now, with their NSEC chain.
+fn dump(args: &DnssecArgs) -> Result<String, CliError> {
+    let zones = zone::load_keyed(&args.zones, &args.state_dir)?;
+    let wanted = hickory_proto::rr::Name::from_ascii(&args.zone)
+        .map_err(|e| CliError::Usage(format!("--zone {:?}: {e}", args.zone)))?;
+    let zone = zones
+        .zones()
+        .find(|z| z.origin.eq_ignore_root(&wanted))
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "--zone {}: no such zone in {}",
+                args.zone,
+                args.zones.display()
+            ))
+        })?;
+    let signer = zone.signer().ok_or_else(|| {
+        CliError::Dnssec(format!(
+            "{}: zone {} has no dnssec setting: add `dnssec = {{}}` first",
+            zone.file.display(),
+            zone.origin
+        ))
+    })?;
+    let now = crate::dns::cookie::now();
+    zone.signed_text(signer, now)
+        .map_err(|e| CliError::Dnssec(e.to_string()))
 }
 
 /// A new key of `spec`'s algorithm written as `<zone><role>-<tag>.key` in `dir`, with a tag
