@@ -529,6 +529,23 @@ fn check_refuses_a_signed_zone_without_a_usable_key_at_its_dnssec_line() {
         "{out}"
     );
 
+    // A refresh margin as long as the validity: no window could start before it is due.
+    let refresh = text.replacen("dnssec = {}", "dnssec = { refresh-days = 8 }", 1);
+    std::fs::write(&file, &refresh).unwrap();
+    let (ok, out) = check(&zones, &state);
+    assert!(!ok);
+    assert!(
+        out.contains(":6: dnssec: refresh-days 8 is not in 1..=7"),
+        "{out}"
+    );
+    let weekly = text.replacen(
+        "dnssec = {}",
+        "dnssec = { validity-days = 14, refresh-days = 7 }",
+        1,
+    );
+    std::fs::write(&file, &weekly).unwrap();
+    assert!(check(&zones, &state).0);
+
     // No key at all.
     std::fs::write(&file, &text).unwrap();
     std::fs::remove_file(&key).unwrap();
