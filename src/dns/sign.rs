@@ -86,7 +86,10 @@ pub fn presign(
     counters: &SigningCounters,
 ) -> u64 {
     let before = counters.signatures();
-    for (name, qtype, client) in hot.recent(now) {
+    let started = Instant::now();
+    let hot = hot.recent(now);
+    let answers = hot.len() as u64;
+    for (name, qtype, client) in hot {
         let Some(zone) = snapshot.zones.find(&LowerName::new(&name)) else {
             continue;
         };
@@ -109,6 +112,7 @@ pub fn presign(
         // A key that cannot sign fails the query that asks too, which says so.
         let _ = sign(zone, signer, &mut resolved, sign_at, counters);
     }
+    counters.presigned(answers, started.elapsed());
     counters.signatures() - before
 }
 
