@@ -38,7 +38,8 @@ pub enum Command {
     /// Write the man pages and shell completions of this command line (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
-    /// DNSSEC keys: make a zone's key, print the DS record for its parent.
+    /// DNSSEC keys: make a zone's keys, print the DS records for its parent, roll keys, dump
+    /// the signed zone.
     #[command(subcommand)]
     Dnssec(DnssecCommand),
 }
