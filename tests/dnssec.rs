@@ -85,10 +85,15 @@ fn child_zone(dir: &Path) -> PathBuf {
 
 /// The server's /metrics text.
 fn metrics(server: &Server) -> String {
+    get(server, "/metrics")
+}
+
+/// The response to a GET of `path` from the server's admin API, headers included.
+fn get(server: &Server, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(server.admin_addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     s.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
@@ -1098,6 +1103,26 @@ fn unbound_keeps_validating_through_a_csk_rollover() {
     assert_eq!(both.len(), 2, "the new CSK signs the DNSKEY RRset at once");
     assert_eq!(r.signing_tags("example.com", "DNSKEY"), both);
     assert_eq!(r.signing_tags("static.example.com", "A"), old);
+    // The server shows the rollover and its next step (the API, which the route and the
+    // dashboard read), and counts its pre-signing passes.
+    let reply = get(&r.child, "/api/v1/zones");
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("");
+    let zones: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"));
+    let rollover = &zones[0]["dnssec"]["rollover"];
+    assert_eq!(rollover["kind"], "csk", "{zones}");
+    assert_eq!(rollover["step"], "published", "{zones}");
+    assert_eq!(rollover["next_step"], "active", "{zones}");
+    assert_eq!(
+        rollover["next_at"].as_u64().unwrap(),
+        rollover["since"].as_u64().unwrap() + 3,
+        "DNSKEY TTL 2 s + propagation 1 s: {zones}"
+    );
+    assert_eq!(zones[0]["dnssec"]["keys"].as_array().unwrap().len(), 2);
+    assert!(
+        metrics(&r.child).contains("meridian_dnssec_presign_passes_total "),
+        "the pre-signer counts its passes"
+    );
     // A second rollover waits for this one.
     let (ok, out) = r.try_cli(&["rollover", "--kind", "zsk"]);
     assert!(!ok && out.contains("a csk rollover is under way"), "{out}");
