@@ -100,6 +100,10 @@ pub struct RolloverArgs {
     /// Take the next step before the time it is safe
     #[arg(long, requires = "next")]
     pub force: bool,
+    /// With --kind: the running server takes the steps that wait only for time, at their
+    /// safe time (those that wait for the parent's DS still need --next)
+    #[arg(long, requires = "kind")]
+    pub auto: bool,
     /// The TTL of the zone's DS RRset at the parent, in seconds
     #[arg(long = "ds-ttl", default_value_t = crate::zone::rollover::DEFAULT_DS_TTL)]
     pub ds_ttl: u32,
@@ -823,6 +827,10 @@ fn rollover(
     let set_path = keyset_path(&zone.origin, state_dir);
     let dir = set_path.parent().expect("a key-set path has a directory");
     let failed = |e: &dyn fmt::Display| CliError::Dnssec(e.to_string());
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Dnssec(format!("cannot make {}: {e}", dir.display())))?;
+    // One writer at a time: a server taking a timed step, or another `rollover`.
+    let _held = zone::rollover::lock(&set_path).map_err(|e| failed(&e))?;
     let mut set = match KeySet::read(&set_path).map_err(|e| failed(&e))? {
         Some(set) => set,
         None => {
@@ -856,7 +864,7 @@ fn rollover(
             };
             // The key is written first: a set that names it never lacks it.
             let (file, tag) = new_key(zone, spec, kind, dir, &taken)?;
-            set.start(kind, file, tag, timing, now)
+            set.start(kind, file, tag, timing, now, args.auto)
                 .map_err(|e| failed(&e))?;
             writeln!(out, "started a {kind} rollover to key {tag}").expect("writing to a String");
         }
@@ -925,6 +933,9 @@ fn status(signer: &zone::dnssec::Signer, ttl: u32, out: &mut String) {
         None => "done".into(),
     };
     w(out, format!("next: {what} from {} ({why})", utc(at)));
+    if r.auto && !set.waits_for_parent() {
+        w(out, "auto: the server takes this step at that time".into());
+    }
     let todo = match (r.kind, r.step, next) {
         (Role::Ksk, Step::Submitted, _) | (Role::Csk, Step::Published, _) => Some(format!(
             "add the DS of key {} at the parent (both DS records above); run --next once it serves it",

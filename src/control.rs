@@ -303,15 +303,52 @@ async fn watch_geoip(state: SharedSnapshot, mut seen: GeoFiles) {
 const KEYSET_CHECK: Duration = Duration::from_secs(1);
 
 /// Reloads the zones when a zone's DNSSEC key-set file changes on disk: `meridian dnssec
-/// rollover` wrote a step, which the running server publishes within [`KEYSET_CHECK`]. A
-/// file it cannot read refuses the reload (the running keys keep signing, the error is
-/// logged), and is tried again at its next change.
+/// rollover` wrote a step, or this server took an automatic rollover's timed step at its
+/// safe time; the running server publishes it within [`KEYSET_CHECK`]. A file it cannot
+/// read refuses the reload (the running keys keep signing, the error is logged), and is
+/// tried again at its next change.
 async fn watch_keysets(admin: Arc<Admin>) {
     let files = |admin: &Admin| admin.state.load().zones.keyset_files(&admin.state_dir);
     let mut seen = GeoFiles::stamp(&files(&admin));
     let mut tick = tokio::time::interval(KEYSET_CHECK);
+    // The last error of each file, logged once.
+    let mut failing: std::collections::HashMap<PathBuf, String> = Default::default();
     loop {
         tick.tick().await;
+        let paths = files(&admin);
+        let taken = tokio::task::spawn_blocking(move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            paths
+                .into_iter()
+                .map(|p| {
+                    let r = crate::zone::rollover::take_due_step(&p, now);
+                    (p, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (path, result) in taken {
+            match result {
+                Ok(Some(step)) => {
+                    failing.remove(&path);
+                    let step = step.map_or_else(|| "done".to_string(), |s| s.to_string());
+                    info!(file = %path.display(), step, "dnssec rollover step taken at its safe time");
+                }
+                Ok(None) => {
+                    failing.remove(&path);
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if failing.get(&path) != Some(&e) {
+                        error!(error = %e, "dnssec rollover: cannot take the timed step");
+                        failing.insert(path, e);
+                    }
+                }
+            }
+        }
         let now = GeoFiles::stamp(&files(&admin));
         if now == seen {
             continue;

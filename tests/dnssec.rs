@@ -1287,3 +1287,48 @@ fn dnssec_verify_accepts_the_dump_with_a_csk_and_with_split_keys() {
     let (ok, out) = dnssec_verify(dir.path(), &dump(sp), false);
     assert!(ok && out.contains("ZSKs: 1 active"), "{out}");
 }
+
+#[test]
+fn unbound_keeps_validating_while_the_server_takes_an_automatic_zsk_rollovers_steps() {
+    let Some(r) = Rollover::start(true) else {
+        return;
+    };
+    let old = r.keys_that("signs zone");
+    r.step(&[
+        "--kind",
+        "zsk",
+        "--auto",
+        "--ds-ttl",
+        "2",
+        "--propagation",
+        "1",
+    ]);
+    assert!(
+        r.try_cli(&["status"])
+            .1
+            .contains("auto: the server takes this step at that time")
+    );
+    // Nobody runs --next: the server takes both steps at their safe times.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !r.try_cli(&["status"]).1.contains("rollover: none") {
+        assert!(Instant::now() < deadline, "{}", r.child.log_text());
+        r.validate_for(Duration::from_millis(300), "automatic zsk rollover");
+    }
+    let taken = r
+        .child
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("dnssec rollover step taken at its safe time"))
+        .count();
+    assert_eq!(taken, 2, "{}", r.child.log_text());
+    let new = r.keys_that("signs zone");
+    assert_ne!(new, old);
+    assert_eq!(r.keys_that("published").len(), 2);
+    // The last step's reload follows within a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.signing_tags("static.example.com", "A") != new {
+        assert!(Instant::now() < deadline, "{}", r.child.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    r.validate_for(Duration::from_secs(2), "automatic zsk rollover done");
+}

@@ -116,6 +116,9 @@ pub struct Rollover {
     /// When the step was taken (Unix seconds).
     pub since: u64,
     pub timing: Timing,
+    /// The running server takes the steps that wait only for time, at their safe time.
+    #[serde(default)]
+    pub auto: bool,
 }
 
 /// The steps of a rollover, in order per kind (see the module's design header).
@@ -354,6 +357,7 @@ impl KeySet {
         tag: u16,
         timing: Timing,
         now: u64,
+        auto: bool,
     ) -> Result<(), StepError> {
         if let Some(r) = &self.rollover {
             return Err(StepError::Busy(r.kind, r.step));
@@ -385,8 +389,20 @@ impl KeySet {
             step,
             since: now,
             timing,
+            auto,
         });
         Ok(())
+    }
+
+    /// Whether the next step waits for the operator's word that the parent publishes the new
+    /// DS, which no clock can tell.
+    pub fn waits_for_parent(&self) -> bool {
+        self.rollover.as_ref().is_some_and(|r| {
+            matches!(
+                (r.kind, r.step),
+                (Role::Ksk, Step::Submitted) | (Role::Csk, Step::Published)
+            )
+        })
     }
 
     /// The next step of the rollover under way: its name (`None`: the end), the earliest
@@ -513,6 +529,47 @@ impl KeySet {
     }
 }
 
+/// Holds the key-set file at `path` for one writer at a time (`meridian dnssec rollover`
+/// and the servers that take timed steps), through an exclusive lock on `<path>.lock`,
+/// released when the returned file is dropped.
+pub fn lock(path: &Path) -> Result<std::fs::File, StateError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock_path = path.with_extension("json.lock");
+    let fail = |e| StateError::Write(lock_path.clone(), e);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(fail)?;
+    file.lock().map_err(fail)?;
+    Ok(file)
+}
+
+/// Takes the next step of the rollover in the key-set file at `path` when the rollover is
+/// automatic, the step waits only for time, and its time has come at `now`: the step taken
+/// (`Some(None)`: the rollover ended), or `None` when there was nothing to take.
+pub fn take_due_step(path: &Path, now: u64) -> Result<Option<Option<Step>>, StateError> {
+    if !path.exists() {
+        // One CSK and no rollover ever: no lock file either.
+        return Ok(None);
+    }
+    let _held = lock(path)?;
+    let Some(mut set) = KeySet::read(path)? else {
+        return Ok(None);
+    };
+    let due = set.rollover.as_ref().is_some_and(|r| r.auto)
+        && !set.waits_for_parent()
+        && set.next().is_some_and(|(_, at, _)| at <= now);
+    if !due {
+        return Ok(None);
+    }
+    let step = set.advance(now, false).expect("due: the step is safe");
+    set.write(path)?;
+    Ok(Some(step))
+}
+
 /// Unix seconds as `2026-11-29 23:00:05 UTC`.
 pub fn utc(t: u64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(t as i64)
@@ -563,7 +620,7 @@ mod tests {
     #[test]
     fn rfc6781_zsk_pre_publish_waits_the_dnskey_ttl_then_the_largest_zone_ttl() {
         let mut set = split();
-        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0)
+        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0, false)
             .unwrap();
         assert_eq!(signing(&set), (vec![1, 2, 3], vec![1], vec![2], vec![1]));
         let (next, safe, _) = set.next().unwrap();
@@ -588,7 +645,7 @@ mod tests {
     #[test]
     fn rfc6781_ksk_double_ds_swaps_after_the_ds_ttl_and_drops_the_old_ds_after_the_dnskey_ttl() {
         let mut set = split();
-        set.start(Role::Ksk, "k2.key".into(), 4, TIMING, T0)
+        set.start(Role::Ksk, "k2.key".into(), 4, TIMING, T0, false)
             .unwrap();
         // The new DS is offered before the key is published.
         assert_eq!(signing(&set), (vec![1, 2], vec![1], vec![2], vec![1, 4]));
@@ -607,7 +664,8 @@ mod tests {
     #[test]
     fn csk_rollover_publishes_first_and_waits_for_the_longer_of_zone_and_ds_ttl() {
         let mut set = KeySet::single("example.com.key".into(), 7);
-        set.start(Role::Csk, "c.key".into(), 8, TIMING, T0).unwrap();
+        set.start(Role::Csk, "c.key".into(), 8, TIMING, T0, false)
+            .unwrap();
         assert_eq!(signing(&set), (vec![7, 8], vec![7, 8], vec![7], vec![7, 8]));
         let at = T0 + 3600 + 300;
         assert_eq!(set.advance(at, false), Ok(Some(Step::Active)));
@@ -631,18 +689,44 @@ mod tests {
     #[test]
     fn a_forced_step_is_taken_early_and_one_rollover_at_a_time() {
         let mut set = split();
-        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0)
+        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0, false)
             .unwrap();
         assert_eq!(
-            set.start(Role::Ksk, "k2.key".into(), 4, TIMING, T0),
+            set.start(Role::Ksk, "k2.key".into(), 4, TIMING, T0, false),
             Err(StepError::Busy(Role::Zsk, Step::Published))
         );
         assert_eq!(set.advance(T0, true), Ok(Some(Step::Active)));
         let mut csk = KeySet::single("c.key".into(), 7);
         assert!(matches!(
-            csk.start(Role::Zsk, "z.key".into(), 9, TIMING, T0),
+            csk.start(Role::Zsk, "z.key".into(), 9, TIMING, T0, false),
             Err(StepError::NoKey(Role::Zsk, _))
         ));
+    }
+
+    #[test]
+    fn the_server_takes_only_due_timed_steps_of_an_automatic_rollover() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("example.com.keys.json");
+        let mut set = KeySet::single("c.key".into(), 7);
+        set.start(Role::Csk, "n.key".into(), 8, TIMING, T0, true)
+            .unwrap();
+        set.write(&path).unwrap();
+        // The CSK's first step waits for the parent: never taken by the clock.
+        assert_eq!(take_due_step(&path, T0 + 86_400 * 30).unwrap(), None);
+        let mut set = KeySet::read(&path).unwrap().unwrap();
+        set.advance(T0 + 3900, false).unwrap();
+        set.write(&path).unwrap();
+        let (_, at, _) = set.next().unwrap();
+        assert_eq!(take_due_step(&path, at - 1).unwrap(), None, "not yet");
+        assert_eq!(take_due_step(&path, at).unwrap(), Some(None), "done");
+        assert_eq!(KeySet::read(&path).unwrap().unwrap().rollover, None);
+        // A rollover not started with --auto waits for --next.
+        let mut manual = split();
+        manual
+            .start(Role::Zsk, "z2.key".into(), 3, TIMING, T0, false)
+            .unwrap();
+        manual.write(&path).unwrap();
+        assert_eq!(take_due_step(&path, T0 + 86_400 * 30).unwrap(), None);
     }
 
     #[test]
@@ -651,7 +735,7 @@ mod tests {
         let path = dir.path().join("example.com.keys.json");
         assert!(KeySet::read(&path).unwrap().is_none());
         let mut set = split();
-        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0)
+        set.start(Role::Zsk, "z2.key".into(), 3, TIMING, T0, false)
             .unwrap();
         set.write(&path).unwrap();
         assert_eq!(KeySet::read(&path).unwrap(), Some(set.clone()));
