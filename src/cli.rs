@@ -616,13 +616,16 @@ pub fn check(args: &CheckArgs) -> Result<String, CliError> {
         )
         .expect("writing to a String");
         if let Some(s) = z.signer() {
+            let keys = match s.keys().len() {
+                1 => format!("key tag {}", s.tag()),
+                _ => format!("keys {}", s.describe()),
+            };
             writeln!(
                 out,
-                "{}: zone {} signed: {} key tag {}",
+                "{}: zone {} signed: {} {keys}",
                 z.file.display(),
                 z.origin,
                 s.algorithm(),
-                s.tag()
             )
             .expect("writing to a String");
         }

@@ -1170,7 +1170,12 @@ fn a_damaged_key_set_is_reported_with_its_position_and_kept() {
             ),
         )
     };
-    assert!(run(&["dnssec", "keygen", "--split"]).0);
+    let (ok, out) = run(&["dnssec", "keygen", "--split"]);
+    assert!(ok, "{out}");
+    let (ok, out) = check(&zones, &state);
+    assert!(ok, "{out}");
+    assert!(out.contains(" ksk, "), "check names both keys: {out}");
+    assert!(out.ends_with(" zsk\n"), "check names both keys: {out}");
     let set = state.join("dnssec/example.com.keys.json");
     let text = std::fs::read_to_string(&set).unwrap();
     let damaged = text.replacen("\"role\": \"ksk\"", "\"role\": \"kks\"", 1);
