@@ -925,18 +925,13 @@ fn status(signer: &zone::dnssec::Signer, ttl: u32, out: &mut String) {
             utc(r.since)
         ),
     );
-    let set = zone::rollover::KeySet {
-        version: 1,
-        keys: Vec::new(),
-        rollover: Some(r.clone()),
-    };
-    let (next, at, why) = set.next().expect("a rollover has a next step");
+    let (next, at, why) = r.next();
     let what = match next {
         Some(step) => format!("step {step}"),
         None => "done".into(),
     };
     w(out, format!("next: {what} from {} ({why})", utc(at)));
-    if r.auto && !set.waits_for_parent() {
+    if r.auto && !r.waits_for_parent() {
         w(out, "auto: the server takes this step at that time".into());
     }
     let todo = match (r.kind, r.step, next) {

@@ -341,12 +341,8 @@ impl Signer {
     /// The rollover's next step: its name (`None`: the end) and the earliest time it is safe
     /// (Unix seconds).
     pub fn next_step(&self) -> Option<(Option<Step>, u64)> {
-        let set = KeySet {
-            version: 1,
-            keys: Vec::new(),
-            rollover: self.rollover.clone(),
-        };
-        set.next().map(|(step, at, _)| (step, at))
+        let (step, at, _) = self.rollover.as_ref()?.next();
+        Some((step, at))
     }
 
     /// The DS records for the parent zone (SHA-256), in master-file form, one per key that

@@ -149,6 +149,86 @@ impl fmt::Display for Step {
     }
 }
 
+impl Rollover {
+    /// Whether the next step waits for the operator's word that the parent publishes the new
+    /// DS, which no clock can tell.
+    pub fn waits_for_parent(&self) -> bool {
+        matches!(
+            (self.kind, self.step),
+            (Role::Ksk, Step::Submitted) | (Role::Csk, Step::Published)
+        )
+    }
+
+    /// The next step: its name (`None`: the end), the earliest time it is safe, and why then.
+    pub fn next(&self) -> (Option<Step>, u64, String) {
+        let r = self;
+        let t = &r.timing;
+        let p = u64::from(t.propagation);
+        let (next, wait, why) = match (r.kind, r.step) {
+            (Role::Zsk, Step::Published) => (
+                Some(Step::Active),
+                u64::from(t.dnskey_ttl) + p,
+                format!(
+                    "DNSKEY TTL {} s + propagation {} s: caches hold the new key",
+                    t.dnskey_ttl, t.propagation
+                ),
+            ),
+            (Role::Zsk, _) => (
+                None,
+                u64::from(t.max_zone_ttl) + p,
+                format!(
+                    "largest zone TTL {} s + propagation {} s: no cached signature is by the old key",
+                    t.max_zone_ttl, t.propagation
+                ),
+            ),
+            (Role::Ksk, Step::Submitted) => (
+                Some(Step::DsPublished),
+                p,
+                format!(
+                    "propagation {} s; take it once the parent publishes the new DS",
+                    t.propagation
+                ),
+            ),
+            (Role::Ksk, Step::DsPublished) => (
+                Some(Step::Swapped),
+                u64::from(t.ds_ttl) + p,
+                format!(
+                    "parent DS TTL {} s + propagation {} s: cached DS RRsets hold the new DS",
+                    t.ds_ttl, t.propagation
+                ),
+            ),
+            (Role::Ksk, _) => (
+                None,
+                u64::from(t.dnskey_ttl) + p,
+                format!(
+                    "DNSKEY TTL {} s + propagation {} s: no cached DNSKEY RRset holds the old key",
+                    t.dnskey_ttl, t.propagation
+                ),
+            ),
+            (Role::Csk, Step::Published) => (
+                Some(Step::Active),
+                u64::from(t.dnskey_ttl) + p,
+                format!(
+                    "DNSKEY TTL {} s + propagation {} s: caches hold the new key; take it once the parent publishes the new DS",
+                    t.dnskey_ttl, t.propagation
+                ),
+            ),
+            (Role::Csk, _) => {
+                let longest = t.max_zone_ttl.max(t.ds_ttl);
+                (
+                    None,
+                    u64::from(longest) + p,
+                    format!(
+                        "the larger of the largest zone TTL {} s and the parent DS TTL {} s, + propagation {} s: no cached signature is by the old key, cached DS RRsets hold the new DS",
+                        t.max_zone_ttl, t.ds_ttl, t.propagation
+                    ),
+                )
+            }
+        };
+        (next, r.since + wait, why)
+    }
+}
+
 /// The TTLs and delays a rollover's waits are made of, in seconds, as they were when it
 /// started (a later change of the zone's TTLs does not shorten a wait under way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -394,85 +474,18 @@ impl KeySet {
         Ok(())
     }
 
-    /// Whether the next step waits for the operator's word that the parent publishes the new
-    /// DS, which no clock can tell.
+    /// Whether the rollover's next step waits for the operator's word that the parent
+    /// publishes the new DS, which no clock can tell.
     pub fn waits_for_parent(&self) -> bool {
-        self.rollover.as_ref().is_some_and(|r| {
-            matches!(
-                (r.kind, r.step),
-                (Role::Ksk, Step::Submitted) | (Role::Csk, Step::Published)
-            )
-        })
+        self.rollover
+            .as_ref()
+            .is_some_and(Rollover::waits_for_parent)
     }
 
     /// The next step of the rollover under way: its name (`None`: the end), the earliest
     /// time it is safe, and why then.
     pub fn next(&self) -> Option<(Option<Step>, u64, String)> {
-        let r = self.rollover.as_ref()?;
-        let t = &r.timing;
-        let p = u64::from(t.propagation);
-        let (next, wait, why) = match (r.kind, r.step) {
-            (Role::Zsk, Step::Published) => (
-                Some(Step::Active),
-                u64::from(t.dnskey_ttl) + p,
-                format!(
-                    "DNSKEY TTL {} s + propagation {} s: caches hold the new key",
-                    t.dnskey_ttl, t.propagation
-                ),
-            ),
-            (Role::Zsk, _) => (
-                None,
-                u64::from(t.max_zone_ttl) + p,
-                format!(
-                    "largest zone TTL {} s + propagation {} s: no cached signature is by the old key",
-                    t.max_zone_ttl, t.propagation
-                ),
-            ),
-            (Role::Ksk, Step::Submitted) => (
-                Some(Step::DsPublished),
-                p,
-                format!(
-                    "propagation {} s; take it once the parent publishes the new DS",
-                    t.propagation
-                ),
-            ),
-            (Role::Ksk, Step::DsPublished) => (
-                Some(Step::Swapped),
-                u64::from(t.ds_ttl) + p,
-                format!(
-                    "parent DS TTL {} s + propagation {} s: cached DS RRsets hold the new DS",
-                    t.ds_ttl, t.propagation
-                ),
-            ),
-            (Role::Ksk, _) => (
-                None,
-                u64::from(t.dnskey_ttl) + p,
-                format!(
-                    "DNSKEY TTL {} s + propagation {} s: no cached DNSKEY RRset holds the old key",
-                    t.dnskey_ttl, t.propagation
-                ),
-            ),
-            (Role::Csk, Step::Published) => (
-                Some(Step::Active),
-                u64::from(t.dnskey_ttl) + p,
-                format!(
-                    "DNSKEY TTL {} s + propagation {} s: caches hold the new key; take it once the parent publishes the new DS",
-                    t.dnskey_ttl, t.propagation
-                ),
-            ),
-            (Role::Csk, _) => {
-                let longest = t.max_zone_ttl.max(t.ds_ttl);
-                (
-                    None,
-                    u64::from(longest) + p,
-                    format!(
-                        "the larger of the largest zone TTL {} s and the parent DS TTL {} s, + propagation {} s: no cached signature is by the old key, cached DS RRsets hold the new DS",
-                        t.max_zone_ttl, t.ds_ttl, t.propagation
-                    ),
-                )
-            }
-        };
-        Some((next, r.since + wait, why))
+        self.rollover.as_ref().map(Rollover::next)
     }
 
     /// Takes the next step at `now`, refused before its time unless `force`. Returns the
