@@ -9,15 +9,20 @@ ECDSA P-256 key, from Meridian's embedded GeoIP database. It measures, in this o
    distinct public client /24s, the two modes interleaved (0 1 0 1 ...) for --rounds rounds
    of --seconds each after a warm-up pass of each; median qps per server core (queries
    answered per CPU second of the server) and the ratio DO=1 / DO=0.
-2. failover with --hot hot client networks: each asks once with DO=1 (so the pre-signer holds
-   it as hot), then a region is drained through the admin API; reported: the time from the
-   drain's answer until the server's pre-signing pass for the new state has finished (seen
-   through meridian_dnssec_presign_passes_total), that pass's own duration and answer count,
-   and the signatures the same clients then cost on the query path (0: all pre-signed).
+2. failover with --hot hot client networks: each asks once with DO=1, then a region is
+   drained through the admin API; reported: the time from the drain's answer until the
+   server's pre-signing pass for the new state has finished (seen through
+   meridian_dnssec_presign_passes_total), that pass's own duration and answer count (the
+   pre-signer holds the questions the general path answered: one per decision, as the fast
+   path's cache answers the other clients of a decision), and the signatures the same
+   clients then cost on the query path (0: every new RRset was signed ahead).
 3. signed NXDOMAIN for random names (compact denial, one signature per new name): qps per
    server core, and signatures per answer (1.0 when every name was new).
-4. memory: VmRSS before and after --decisions distinct client /24s each asked once with DO=1
-   (each a cached signed decision).
+4. memory: VmRSS after the steered runs, after the NXDOMAIN run (whose names fill the
+   signature cache, 100,000 entries at most, with one NSEC signature each), and after
+   --decisions more distinct client /24s each asked once with DO=1. Signed answers are cached
+   per decision (name, type, region variant), not per client network, so the last step shows
+   what a client network costs the signed path.
 
 dnsperf runs on the first core and the server on the others (taskset) unless --no-pin, as in
 bench/bench.py, whose helpers this reuses. Everything started is stopped at the end.
@@ -233,6 +238,7 @@ def main():
         files = write_inputs(tmp, args)
         server = Server(tmp, args.binary, threads)
         do0, do1 = steered(server, files, args)
+        rss_steered = bench.rss_kb(server.proc.pid)
         f = failover(server, files, args)
         nx, per_answer = nxdomain(server, files, args)
         rss0, rss1, decisions = memory(server, files)
@@ -248,8 +254,9 @@ def main():
           f"{f['after_completed']:,.0f} answers")
     print(f"signed NXDOMAIN, random names: {nx['qps']:,.0f} qps, {nx['per_core']:,.0f} per server core, "
           f"{per_answer:.2f} signatures per answer")
-    print(f"memory: VmRSS {rss0 / 1024:.1f} MB before, {rss1 / 1024:.1f} MB after {decisions:,.0f} "
-          f"signed decisions (+{(rss1 - rss0) / 1024:.1f} MB)")
+    print(f"memory: VmRSS {rss_steered / 1024:.1f} MB after the steered runs, {rss0 / 1024:.1f} MB after "
+          f"the NXDOMAIN run ({nx['completed']:,.0f} signed answers), {rss1 / 1024:.1f} MB after "
+          f"{decisions:,.0f} more client networks with DO=1 (+{(rss1 - rss0) / 1024:.1f} MB)")
     return 0
 
 
