@@ -8,10 +8,10 @@
 //! period of [`Spec::period_days`] days, never on the moment of signing (inception at the
 //! period's start minus an hour, expiration [`Spec::validity_days`] later), so identical
 //! RRsets signed in the same period give interchangeable, cacheable signatures, and a
-//! signature is always at least `refresh_days` days from expiring. The signer keeps the
-//! signatures it made (by the exact data signed, key tag included), shared by every thread
-//! and kept across snapshot swaps: an RRset is signed once a period, however many serving
-//! threads, failovers or health changes ask for it again.
+//! signature served is `refresh_days` days (less the hour of slack) from expiring at least.
+//! The signer keeps the signatures it made (by the exact data signed, key tag included),
+//! shared by every thread and kept across snapshot swaps: an RRset is signed once a period,
+//! however many serving threads, failovers or health changes ask for it again.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
