@@ -3,10 +3,12 @@
 //! A zone starts with one combined signing key (CSK, the `<zone>key` file) and no key-set
 //! file, or with a KSK and a ZSK (`keygen --split`), which writes one. A rollover writes it
 //! too. The file says, for every key, whether it is in the DNSKEY RRset, what it signs and
-//! whether its DS is offered to the parent (CDS, CDNSKEY: RFC 7344); the server only reads
-//! it (at each load and reload, and when it changes on disk). `meridian dnssec rollover`
-//! alone writes it, atomically (a new file renamed over the old), and refuses to touch a
-//! file it cannot read, so a damaged file is reported, never replaced.
+//! whether its DS is offered to the parent (CDS, CDNSKEY: RFC 7344); the server reads it at
+//! each load and reload, and reloads when it changes on disk. `meridian dnssec rollover`
+//! writes it, and so does the server for the timed steps of a rollover started with
+//! `--auto` ([`take_due_step`]): one at a time ([`lock`]), atomically (a new file renamed
+//! over the old), and never over a file that cannot be read, so a damaged file is
+//! reported, never replaced.
 //!
 //! Design of the rollover machine (pure: the time is an argument):
 //! - **ZSK, pre-publish** (RFC 6781 §4.1.1.1): *published* (the new ZSK in the DNSKEY
