@@ -14,6 +14,8 @@ command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 command -v unbound >/dev/null 2>&1 || need+=(unbound)
 command -v kresd >/dev/null 2>&1 || need+=(knot-resolver)
 command -v delv >/dev/null 2>&1 || need+=(bind9-dnsutils)
+# dnssec-verify (BIND's, in bind9-utils) checks `meridian dnssec dump`.
+command -v dnssec-verify >/dev/null 2>&1 || need+=(bind9-utils)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)

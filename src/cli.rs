@@ -38,18 +38,26 @@ pub enum Command {
     /// Write the man pages and shell completions of this command line (for packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
-    /// DNSSEC keys: make a zone's key, print the DS record for its parent.
+    /// DNSSEC keys: make a zone's keys, print the DS records for its parent, roll keys, dump
+    /// the signed zone.
     #[command(subcommand)]
     Dnssec(DnssecCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DnssecCommand {
-    /// Make a zone's signing key (a CSK: one key signs everything) where its zone file says,
-    /// mode 0600, and print its DS record.
-    Keygen(DnssecArgs),
-    /// Print the DS record (SHA-256) the parent zone must publish for the zone's key.
+    /// Make a zone's signing key (a CSK: one key signs everything; with --split a KSK and a
+    /// ZSK) where its zone file says, mode 0600, and print its DS record.
+    Keygen(KeygenArgs),
+    /// Print the DS records (SHA-256) the parent zone must publish for the zone's keys.
     Ds(DnssecArgs),
+    /// Roll a key: start a rollover with --kind, take its next step with --next.
+    Rollover(RolloverArgs),
+    /// Show the zone's keys, what each does, and the rollover under way with its next step.
+    Status(DnssecArgs),
+    /// Print the zone's static records signed, with an NSEC chain, as a zone file (for
+    /// dnssec-verify or ldns-verify-zone)
+    Dump(DnssecArgs),
 }
 
 #[derive(Debug, Args)]
@@ -63,9 +71,45 @@ pub struct DnssecArgs {
     /// Directory of the zone keys that the zone files do not place themselves
     #[arg(long = "state-dir", default_value = config::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
-    /// keygen: replace a key that exists (the zone's DS at the parent must change too)
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    #[command(flatten)]
+    pub zone: DnssecArgs,
+    /// Make a KSK (signs the DNSKEY RRset, its DS at the parent) and a ZSK (signs the rest)
+    /// instead of one CSK
+    #[arg(long)]
+    pub split: bool,
+    /// Replace a key that exists (the zone's DS at the parent must change too)
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["kind", "next"])))]
+pub struct RolloverArgs {
+    #[command(flatten)]
+    pub zone: DnssecArgs,
+    /// Start a rollover of this key: zsk (pre-publish), ksk or csk (double-DS)
+    #[arg(long, value_parser = ["zsk", "ksk", "csk"])]
+    pub kind: Option<String>,
+    /// Take the rollover's next step, when it is safe
+    #[arg(long)]
+    pub next: bool,
+    /// Take the next step before the time it is safe
+    #[arg(long, requires = "next")]
+    pub force: bool,
+    /// With --kind: the running server takes the steps that wait only for time, at their
+    /// safe time (those that wait for the parent's DS still need --next)
+    #[arg(long, requires = "kind")]
+    pub auto: bool,
+    /// The TTL of the zone's DS RRset at the parent, in seconds
+    #[arg(long = "ds-ttl", default_value_t = crate::zone::rollover::DEFAULT_DS_TTL)]
+    pub ds_ttl: u32,
+    /// Seconds a change takes to reach every nameserver of the zone
+    #[arg(long, default_value_t = crate::zone::rollover::DEFAULT_PROPAGATION)]
+    pub propagation: u32,
 }
 
 #[derive(Debug, Args)]
@@ -572,13 +616,16 @@ pub fn check(args: &CheckArgs) -> Result<String, CliError> {
         )
         .expect("writing to a String");
         if let Some(s) = z.signer() {
+            let keys = match s.keys().len() {
+                1 => format!("key tag {}", s.tag()),
+                _ => format!("keys {}", s.describe()),
+            };
             writeln!(
                 out,
-                "{}: zone {} signed: {} key tag {}",
+                "{}: zone {} signed: {} {keys}",
                 z.file.display(),
                 z.origin,
                 s.algorithm(),
-                s.tag()
             )
             .expect("writing to a String");
         }
@@ -594,12 +641,13 @@ pub fn check(args: &CheckArgs) -> Result<String, CliError> {
     Ok(out)
 }
 
-/// `meridian dnssec keygen|ds`: what to print, or the error.
+/// `meridian dnssec ...`: what to print, or the error.
 pub fn dnssec(command: &DnssecCommand) -> Result<String, CliError> {
-    use crate::zone::dnssec::Signer;
-    let (args, keygen) = match command {
-        DnssecCommand::Keygen(a) => (a, true),
-        DnssecCommand::Ds(a) => (a, false),
+    let args = match command {
+        DnssecCommand::Keygen(a) => &a.zone,
+        DnssecCommand::Ds(a) | DnssecCommand::Status(a) => a,
+        DnssecCommand::Dump(a) => return dump(a),
+        DnssecCommand::Rollover(a) => &a.zone,
     };
     let zones = zone::load_dir(&args.zones)?;
     let wanted = hickory_proto::rr::Name::from_ascii(&args.zone)
@@ -625,28 +673,281 @@ pub fn dnssec(command: &DnssecCommand) -> Result<String, CliError> {
             ))
         })?
         .spec;
-    let path = spec.key_path(&zone.file, &zone.origin, &args.state_dir);
-    let fail = |what: &str, e: &dyn fmt::Display| {
-        CliError::Dnssec(format!("{what} {}: {e}", path.display()))
-    };
     let mut out = String::new();
-    if keygen {
+    match command {
+        DnssecCommand::Keygen(k) => keygen(zone, spec, k, &mut out)?,
+        DnssecCommand::Rollover(r) => rollover(zone, spec, r, &mut out)?,
+        DnssecCommand::Ds(_) | DnssecCommand::Status(_) | DnssecCommand::Dump(_) => {}
+    }
+    let path = spec.key_path(&zone.file, &zone.origin, &args.state_dir);
+    let signer = zone::load_signer(spec, &path, &zone.origin, &args.state_dir)
+        .map_err(|e| CliError::Dnssec(e.to_string()))?;
+    match command {
+        DnssecCommand::Status(_) | DnssecCommand::Rollover(_) => {
+            status(&signer, zone.soa().ttl, &mut out)
+        }
+        _ => {
+            for line in signer.ds_lines(zone.soa().ttl) {
+                writeln!(out, "{line}").expect("writing to a String");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `dump`: the zone's static records signed now, with their NSEC chain.
+fn dump(args: &DnssecArgs) -> Result<String, CliError> {
+    let zones = zone::load_keyed(&args.zones, &args.state_dir)?;
+    let wanted = hickory_proto::rr::Name::from_ascii(&args.zone)
+        .map_err(|e| CliError::Usage(format!("--zone {:?}: {e}", args.zone)))?;
+    let zone = zones
+        .zones()
+        .find(|z| z.origin.eq_ignore_root(&wanted))
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "--zone {}: no such zone in {}",
+                args.zone,
+                args.zones.display()
+            ))
+        })?;
+    let signer = zone.signer().ok_or_else(|| {
+        CliError::Dnssec(format!(
+            "{}: zone {} has no dnssec setting: add `dnssec = {{}}` first",
+            zone.file.display(),
+            zone.origin
+        ))
+    })?;
+    let now = crate::dns::cookie::now();
+    zone.signed_text(signer, now)
+        .map_err(|e| CliError::Dnssec(e.to_string()))
+}
+
+/// A new key of `spec`'s algorithm written as `<zone><role>-<tag>.key` in `dir`, with a tag
+/// no key in `taken` has: (file name, tag).
+fn new_key(
+    zone: &zone::Zone,
+    spec: &zone::dnssec::Spec,
+    role: zone::rollover::Role,
+    dir: &Path,
+    taken: &[u16],
+) -> Result<(String, u16), CliError> {
+    let fail = |e: &dyn fmt::Display| CliError::Dnssec(format!("cannot make a key: {e}"));
+    // Tags are 16 bits: two keys of a zone may collide, rarely; another draw fixes it.
+    for _ in 0..16 {
+        let der = spec.algorithm.generate().map_err(|e| fail(&e))?;
+        let tag = zone::dnssec::key_tag(&der, spec.algorithm, &zone.origin, role)
+            .map_err(|e| fail(&e))?;
+        if taken.contains(&tag) {
+            continue;
+        }
+        let file = format!("{}{role}-{tag}.key", zone.origin.to_lowercase().to_ascii());
+        let path = dir.join(&file);
+        write_private(&path, &der, false)
+            .map_err(|e| CliError::Dnssec(format!("cannot write {}: {e}", path.display())))?;
+        return Ok((file, tag));
+    }
+    Err(CliError::Dnssec("no free key tag in 16 draws".into()))
+}
+
+/// `keygen`: one CSK at the zone's key path, or with `--split` a KSK and a ZSK listed in a
+/// new key-set file.
+fn keygen(
+    zone: &zone::Zone,
+    spec: &zone::dnssec::Spec,
+    args: &KeygenArgs,
+    out: &mut String,
+) -> Result<(), CliError> {
+    use zone::rollover::{KeySet, Role, keyset_path};
+    let state_dir = &args.zone.state_dir;
+    let set_path = keyset_path(&zone.origin, state_dir);
+    if set_path.exists() && !args.force {
+        return Err(CliError::Dnssec(format!(
+            "{} lists the zone's keys already (give --force to replace them)",
+            set_path.display()
+        )));
+    }
+    if !args.split {
+        let path = spec.key_path(&zone.file, &zone.origin, state_dir);
+        let fail = |what: &str, e: &dyn fmt::Display| {
+            CliError::Dnssec(format!("{what} {}: {e}", path.display()))
+        };
         let der = spec
             .algorithm
             .generate()
             .map_err(|e| fail("cannot make the key for", &e))?;
         write_private(&path, &der, args.force).map_err(|e| fail("cannot write", &e))?;
+        if set_path.exists() {
+            std::fs::remove_file(&set_path).map_err(|e| fail("cannot remove", &e))?;
+        }
+        let tag = zone::dnssec::key_tag(&der, spec.algorithm, &zone.origin, Role::Csk)
+            .map_err(|e| fail("cannot read", &e))?;
         writeln!(out, "wrote {} ({})", path.display(), spec.algorithm)
             .expect("writing to a String");
+        writeln!(out, "key tag {tag}; publish at the parent:").expect("writing to a String");
+        return Ok(());
     }
-    let signer = Signer::load(&path, spec.algorithm, &zone.origin, spec.validity_days)
+    if spec.key.is_some() {
+        return Err(CliError::Dnssec(format!(
+            "{}: the zone file names its key file; a KSK and a ZSK live in the state directory: remove `key` from the dnssec setting first",
+            zone.file.display()
+        )));
+    }
+    let dir = set_path.parent().expect("a key-set path has a directory");
+    let ksk = new_key(zone, spec, Role::Ksk, dir, &[])?;
+    let zsk = new_key(zone, spec, Role::Zsk, dir, &[ksk.1])?;
+    KeySet::split(ksk.clone(), zsk.clone())
+        .write(&set_path)
         .map_err(|e| CliError::Dnssec(e.to_string()))?;
-    if keygen {
-        writeln!(out, "key tag {}; publish at the parent:", signer.tag())
-            .expect("writing to a String");
+    writeln!(
+        out,
+        "wrote {} (KSK {}, ZSK {}, {})",
+        set_path.display(),
+        ksk.1,
+        zsk.1,
+        spec.algorithm
+    )
+    .expect("writing to a String");
+    writeln!(out, "key tag {}; publish at the parent:", ksk.1).expect("writing to a String");
+    Ok(())
+}
+
+/// `rollover`: starts one (`--kind`) or takes its next step (`--next`), and saves the key
+/// set; the running server publishes it once it sees the file change.
+fn rollover(
+    zone: &zone::Zone,
+    spec: &zone::dnssec::Spec,
+    args: &RolloverArgs,
+    out: &mut String,
+) -> Result<(), CliError> {
+    use zone::rollover::{KeySet, Role, Timing, keyset_path};
+    if spec.key.is_some() {
+        return Err(CliError::Dnssec(format!(
+            "{}: the zone file names its key file; rollovers manage keys in the state directory: remove `key` from the dnssec setting first",
+            zone.file.display()
+        )));
     }
-    writeln!(out, "{}", signer.ds_line(zone.soa().ttl)).expect("writing to a String");
-    Ok(out)
+    let state_dir = &args.zone.state_dir;
+    let set_path = keyset_path(&zone.origin, state_dir);
+    let dir = set_path.parent().expect("a key-set path has a directory");
+    let failed = |e: &dyn fmt::Display| CliError::Dnssec(e.to_string());
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Dnssec(format!("cannot make {}: {e}", dir.display())))?;
+    // One writer at a time: a server taking a timed step, or another `rollover`.
+    let _held = zone::rollover::lock(&set_path).map_err(|e| failed(&e))?;
+    let mut set = match KeySet::read(&set_path).map_err(|e| failed(&e))? {
+        Some(set) => set,
+        None => {
+            // The one CSK of `keygen`, listed so that the rollover can replace it.
+            let path = zone::dnssec::default_key_path(&zone.origin, state_dir);
+            let signer =
+                zone::load_signer(spec, &path, &zone.origin, state_dir).map_err(|e| failed(&e))?;
+            let file = path
+                .file_name()
+                .expect("a key path names a file")
+                .to_string_lossy()
+                .into_owned();
+            KeySet::single(file, signer.tag())
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match &args.kind {
+        Some(kind) => {
+            let kind = Role::parse(kind).expect("clap allows zsk, ksk, csk");
+            if let Some(r) = &set.rollover {
+                return Err(failed(&zone::rollover::StepError::Busy(r.kind, r.step)));
+            }
+            let taken: Vec<u16> = set.keys.iter().map(|k| k.tag).collect();
+            let timing = Timing {
+                dnskey_ttl: zone.soa().ttl,
+                max_zone_ttl: zone.max_ttl(),
+                ds_ttl: args.ds_ttl,
+                propagation: args.propagation,
+            };
+            // The key is written first: a set that names it never lacks it.
+            let (file, tag) = new_key(zone, spec, kind, dir, &taken)?;
+            set.start(kind, file, tag, timing, now, args.auto)
+                .map_err(|e| failed(&e))?;
+            writeln!(out, "started a {kind} rollover to key {tag}").expect("writing to a String");
+        }
+        None => {
+            let step = set.advance(now, args.force).map_err(|e| failed(&e))?;
+            match step {
+                Some(step) => writeln!(out, "took step {step}"),
+                None => writeln!(out, "rollover done"),
+            }
+            .expect("writing to a String");
+        }
+    }
+    set.write(&set_path).map_err(|e| failed(&e))?;
+    Ok(())
+}
+
+/// The keys, the DS the parent should publish, and the rollover's next step.
+fn status(signer: &zone::dnssec::Signer, ttl: u32, out: &mut String) {
+    use zone::rollover::{Role, Step, utc};
+    let w = |out: &mut String, line: String| writeln!(out, "{line}").expect("writing to a String");
+    for k in signer.keys() {
+        let mut does = Vec::new();
+        if k.published {
+            does.push("published");
+        }
+        if k.signs_keys {
+            does.push("signs keys");
+        }
+        if k.signs_zone {
+            does.push("signs zone");
+        }
+        if k.at_parent {
+            does.push("DS at parent");
+        }
+        w(
+            out,
+            format!("key {} {}: {}", k.tag, k.role, does.join(", ")),
+        );
+    }
+    for line in signer.ds_lines(ttl) {
+        w(out, format!("parent DS: {line}"));
+    }
+    let Some(r) = signer.rollover() else {
+        w(out, "rollover: none".into());
+        return;
+    };
+    w(
+        out,
+        format!(
+            "rollover: {} {} -> {}, step {} since {}",
+            r.kind,
+            r.old,
+            r.new,
+            r.step,
+            utc(r.since)
+        ),
+    );
+    let (next, at, why) = r.next();
+    let what = match next {
+        Some(step) => format!("step {step}"),
+        None => "done".into(),
+    };
+    w(out, format!("next: {what} from {} ({why})", utc(at)));
+    if r.auto && !r.waits_for_parent() {
+        w(out, "auto: the server takes this step at that time".into());
+    }
+    let todo = match (r.kind, r.step, next) {
+        (Role::Ksk, Step::Submitted, _) | (Role::Csk, Step::Published, _) => Some(format!(
+            "add the DS of key {} at the parent (both DS records above); run --next once it serves it",
+            r.new
+        )),
+        (Role::Ksk | Role::Csk, _, None) => Some(format!(
+            "after --next, remove the DS of key {} at the parent",
+            r.old
+        )),
+        _ => None,
+    };
+    if let Some(todo) = todo {
+        w(out, format!("to do: {todo}"));
+    }
 }
 
 /// Writes a private key file readable by its owner alone, in a directory only its owner may

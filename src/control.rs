@@ -114,6 +114,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
+                tokio::spawn(watch_keysets(admin.clone()));
                 tokio::spawn(sample_traffic(setup.metrics));
                 tokio::spawn(reload_on_sighup(
                     hup,
@@ -227,7 +228,8 @@ async fn sample_traffic(metrics: Arc<Metrics>) {
 /// How often the GeoIP files are looked at for a replacement.
 const GEOIP_CHECK: Duration = Duration::from_secs(2);
 
-/// GeoIP database files and what they were (inode, size, modification time) at one moment.
+/// Files (GeoIP databases, DNSSEC key sets) and what they were (inode, size, modification
+/// time) at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeoFiles {
     paths: Vec<PathBuf>,
@@ -293,6 +295,71 @@ async fn watch_geoip(state: SharedSnapshot, mut seen: GeoFiles) {
                 error!(error = %e, "GeoIP database replaced on disk is refused; the running one keeps serving");
             }
             Err(e) => error!(error = %e, "GeoIP reload failed"),
+        }
+    }
+}
+
+/// How often the zones' DNSSEC key-set files are looked at.
+const KEYSET_CHECK: Duration = Duration::from_secs(1);
+
+/// Reloads the zones when a zone's DNSSEC key-set file changes on disk: `meridian dnssec
+/// rollover` wrote a step, or this server took an automatic rollover's timed step at its
+/// safe time; the running server publishes it within [`KEYSET_CHECK`]. A file it cannot
+/// read refuses the reload (the running keys keep signing, the error is logged), and is
+/// tried again at its next change.
+async fn watch_keysets(admin: Arc<Admin>) {
+    let files = |admin: &Admin| admin.state.load().zones.keyset_files(&admin.state_dir);
+    let mut seen = GeoFiles::stamp(&files(&admin));
+    let mut tick = tokio::time::interval(KEYSET_CHECK);
+    // The last error of each file, logged once.
+    let mut failing: std::collections::HashMap<PathBuf, String> = Default::default();
+    loop {
+        tick.tick().await;
+        let paths = files(&admin);
+        let taken = tokio::task::spawn_blocking(move || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            paths
+                .into_iter()
+                .map(|p| {
+                    let r = crate::zone::rollover::take_due_step(&p, now);
+                    (p, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (path, result) in taken {
+            match result {
+                Ok(Some(step)) => {
+                    failing.remove(&path);
+                    let step = step.map_or_else(|| "done".to_string(), |s| s.to_string());
+                    info!(file = %path.display(), step, "dnssec rollover step taken at its safe time");
+                }
+                Ok(None) => {
+                    failing.remove(&path);
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if failing.get(&path) != Some(&e) {
+                        error!(error = %e, "dnssec rollover: cannot take the timed step");
+                        failing.insert(path, e);
+                    }
+                }
+            }
+        }
+        let now = GeoFiles::stamp(&files(&admin));
+        if now == seen {
+            continue;
+        }
+        // The set of files changes with the zones; only a change of a file kept counts.
+        let changed = now.paths == seen.paths;
+        seen = now;
+        if changed {
+            info!("a DNSSEC key set changed on disk: reloading zones");
+            let _ = admin::reload_zones(&admin, "dnssec", "key set changed on disk").await;
+            seen = GeoFiles::stamp(&files(&admin));
         }
     }
 }

@@ -9,7 +9,8 @@
 //! (referrals, CNAMEs, wildcards, negative answers); for a steered name,
 //! [`serving::answer`] locates the client with [`geo`] (ECS subnet, else the resolver) and
 //! [`steer::decide`], a pure function, ranks the regions by estimated RTT and health; with
-//! DO=1, a zone with a key ([`zone::dnssec`]) has its answer signed online. Ahead of
+//! DO=1, a zone with keys ([`zone::dnssec`], rolled by [`zone::rollover`]) has its answer
+//! signed online. Ahead of
 //! queries, [`serving::compiled`] turns each steered name into runs of addresses answered by
 //! one region (from the location table [`geo::table`] walked once per database), so a client
 //! network never seen before costs one binary search, and its ECS scope is the widest block

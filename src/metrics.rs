@@ -586,6 +586,11 @@ fn boot_time() -> Option<f64> {
 pub struct SigningCounters {
     signatures: AtomicU64,
     nanos: AtomicU64,
+    /// Pre-signing passes (after a swap, before a window), and the last one's answers and
+    /// time: how long a failover leaves hot answers to be signed on the query path.
+    presign_passes: AtomicU64,
+    presign_answers: AtomicU64,
+    presign_nanos: AtomicU64,
 }
 
 impl SigningCounters {
@@ -598,6 +603,14 @@ impl SigningCounters {
 
     pub fn signatures(&self) -> u64 {
         self.signatures.load(Relaxed)
+    }
+
+    /// Counts a pre-signing pass over `answers` hot answers that took `took`.
+    pub fn presigned(&self, answers: u64, took: Duration) {
+        self.presign_answers.store(answers, Relaxed);
+        self.presign_nanos
+            .store(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        self.presign_passes.fetch_add(1, Relaxed);
     }
 }
 
@@ -933,6 +946,24 @@ impl Metrics {
             out,
             "meridian_dnssec_signing_seconds_total {}",
             self.signing.nanos.load(Relaxed) as f64 / 1e9
+        );
+        out.push_str("# HELP meridian_dnssec_presign_passes_total Passes that signed the hot answers off the query path (after a state swap, before a new signature window).\n# TYPE meridian_dnssec_presign_passes_total counter\n");
+        let _ = writeln!(
+            out,
+            "meridian_dnssec_presign_passes_total {}",
+            self.signing.presign_passes.load(Relaxed)
+        );
+        out.push_str("# HELP meridian_dnssec_presign_last_answers Hot answers the last pre-signing pass answered again.\n# TYPE meridian_dnssec_presign_last_answers gauge\n");
+        let _ = writeln!(
+            out,
+            "meridian_dnssec_presign_last_answers {}",
+            self.signing.presign_answers.load(Relaxed)
+        );
+        out.push_str("# HELP meridian_dnssec_presign_last_seconds How long the last pre-signing pass took.\n# TYPE meridian_dnssec_presign_last_seconds gauge\n");
+        let _ = writeln!(
+            out,
+            "meridian_dnssec_presign_last_seconds {}",
+            self.signing.presign_nanos.load(Relaxed) as f64 / 1e9
         );
         out.push_str("# HELP meridian_probes_total Health probes by result.\n# TYPE meridian_probes_total counter\n");
         for ((z, r, e), p) in &c.probes {

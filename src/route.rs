@@ -113,8 +113,28 @@ pub struct DnssecView {
     pub expiration: Option<u32>,
     /// When signatures start carrying the next window (Unix seconds).
     pub next_window: Option<u32>,
+    /// Every key and what it does.
+    pub keys: Vec<crate::zone::dnssec::KeyView>,
+    /// The rollover under way and its next step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollover: Option<RolloverView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_error: Option<String>,
+}
+
+/// A rollover under way, as `meridian dnssec status` shows it.
+#[derive(Debug, Serialize)]
+pub struct RolloverView {
+    pub kind: crate::zone::rollover::Role,
+    pub old: u16,
+    pub new: u16,
+    pub step: String,
+    /// When the step was taken (Unix seconds).
+    pub since: u64,
+    /// The next step, or `done`.
+    pub next_step: String,
+    /// The earliest time it is safe (Unix seconds).
+    pub next_at: u64,
 }
 
 impl DnssecView {
@@ -131,6 +151,20 @@ impl DnssecView {
             inception: window.map(|w| w.0),
             expiration: window.map(|w| w.1),
             next_window: signer.map(|s| s.next_window_at(now)),
+            keys: signer.map(|s| s.keys()).unwrap_or_default(),
+            rollover: signer.and_then(|s| {
+                let r = s.rollover()?;
+                let (next, at) = s.next_step()?;
+                Some(RolloverView {
+                    kind: r.kind,
+                    old: r.old,
+                    new: r.new,
+                    step: r.step.to_string(),
+                    since: r.since,
+                    next_step: next.map_or_else(|| "done".into(), |n| n.to_string()),
+                    next_at: at,
+                })
+            }),
             key_error,
         })
     }
@@ -338,6 +372,18 @@ impl fmt::Display for Route {
                     d.algorithm,
                     d.key_error.as_deref().unwrap_or("unknown")
                 )?,
+            }
+            if let Some(r) = &d.rollover {
+                writeln!(
+                    w,
+                    "rollover  {} {} -> {}: step {}; next {} from {}",
+                    r.kind,
+                    r.old,
+                    r.new,
+                    r.step,
+                    r.next_step,
+                    crate::zone::rollover::utc(r.next_at)
+                )?;
             }
         }
         for (label, ans) in [("A", &self.a), ("AAAA", &self.aaaa)] {

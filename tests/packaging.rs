@@ -62,14 +62,14 @@ fn generate_writes_man_pages_and_completions_from_the_cli_definition() {
     assert!(!dir.path().join("man/meridian-help.1").exists());
     assert!(!main.contains("generate"), "{main}");
     // Nested subcommands get their pages too.
-    for sub in ["keygen", "ds"] {
+    for sub in ["keygen", "ds", "rollover", "status", "dump"] {
         let page = read(&format!("man/meridian-dnssec-{sub}.1"));
         assert!(
             page.contains(&format!(".TH meridian-dnssec-{sub} 1")),
             "{page}"
         );
     }
-    assert_eq!(listed.lines().count(), 10, "{listed}");
+    assert_eq!(listed.lines().count(), 13, "{listed}");
 
     // A directory that cannot be made is an error with its path, not a panic.
     let file = dir.path().join("a-file");

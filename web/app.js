@@ -101,11 +101,15 @@ function rows(sel, list, render) {
   $(sel + " tbody").innerHTML = list.slice().reverse().map(render).join("");
 }
 
-// A zone's DNSSEC: its key and the window of the signatures it makes now.
+// A zone's DNSSEC: its keys, the window of the signatures it makes now, and the next step
+// of a key rollover under way.
 function dnssecOf(d) {
   if (!d) return "unsigned";
   const at = (t) => when(t * 1000).slice(0, 16) + " UTC";
-  return `${esc(d.algorithm)} key ${d.key_tag}; signatures ${at(d.inception)} to ${at(d.expiration)}; next window ${at(d.next_window)}`;
+  const keys = (d.keys || []).map((k) => `${k.tag} ${esc(k.role)}`).join(", ");
+  const r = d.rollover;
+  const roll = r ? `; ${esc(r.kind)} rollover ${r.old} → ${r.new} at ${esc(r.step)}, next ${esc(r.next_step)} from ${at(r.next_at)}` : "";
+  return `${esc(d.algorithm)} keys ${keys}; signatures ${at(d.inception)} to ${at(d.expiration)}; next window ${at(d.next_window)}${roll}`;
 }
 
 async function refresh() {

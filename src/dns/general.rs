@@ -199,7 +199,7 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
         };
         response.scope = a.scope;
         if response.dnssec_ok && zone.signer().is_some() {
-            services.hot.note(&hit.owner, qtype, client, now);
+            services.hot.note(&hit.owner, qtype, Some(client), now);
         }
         add_steered(zone, &hit, qtype, a, &mut resolved);
     }
@@ -219,6 +219,18 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             counted,
             None,
         ));
+    }
+    if response.dnssec_ok
+        && zone.signer().is_some()
+        && !matches!(counted, Counted::Steered { .. })
+        && resolved
+            .denial
+            .as_ref()
+            .is_none_or(|d| d.kind != DenialKind::NoName)
+    {
+        // Static answers are signed ahead of the next window too; names that do not exist
+        // are not noted, so that a flood of random names cannot crowd the table.
+        services.hot.note(qname, qtype, None, now);
     }
     let outcome = Outcome::new(resolved.authoritative, false, resolved.rcode);
     let dnssec = signed_on(response.dnssec_ok, now);

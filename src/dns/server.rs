@@ -180,28 +180,43 @@ pub fn spawn(
 /// How often the pre-signer looks for a new snapshot (and for a shutdown).
 const PRESIGN_POLL: Duration = Duration::from_millis(50);
 
+/// Seconds before a UTC day's end that the hot answers are signed for the window that may
+/// start then: ten minutes (what [`super::sign`] keeps hot), and a last pass a minute before
+/// for the questions that became hot since.
+const PRESIGN_AHEAD: [u32; 2] = [600, 60];
+
 /// Signs the hot signed answers again whenever the snapshot is swapped (a reload, an
 /// override, a health change), so that a failover's new answers are signed before clients
-/// ask; until `stop`.
+/// ask; and before each UTC day's end, for the signature window that starts then (windows
+/// start on day boundaries), so that the day's first queries find their signatures made;
+/// until `stop`.
 fn presign_on_swaps(
     snapshot: &SharedSnapshot,
     services: &Services,
     stop: &std::sync::atomic::AtomicBool,
 ) {
     let mut seen = snapshot.load().generation;
+    // The boundary and how many of its passes were made.
+    let mut ahead = (0u32, 0usize);
     while !stop.load(std::sync::atomic::Ordering::Acquire) {
         std::thread::sleep(PRESIGN_POLL);
         let current = snapshot.load_full();
+        let now = super::cookie::now();
+        let boundary = now - now % 86_400 + 86_400;
+        let passes = PRESIGN_AHEAD
+            .iter()
+            .filter(|&&a| boundary - now <= a)
+            .count();
+        if passes > 0 && ahead != (boundary, passes) {
+            ahead = (boundary, passes);
+            let made = super::presign(&current, &services.hot, now, boundary, &services.signing);
+            tracing::debug!(signatures = made, "signed hot answers for the next window");
+        }
         if current.generation == seen {
             continue;
         }
         seen = current.generation;
-        let made = super::presign(
-            &current,
-            &services.hot,
-            super::cookie::now(),
-            &services.signing,
-        );
+        let made = super::presign(&current, &services.hot, now, now, &services.signing);
         if made > 0 {
             tracing::debug!(signatures = made, "signed hot answers for the new state");
         }

@@ -37,18 +37,24 @@ const HOT_CAPACITY: usize = 10_000;
 /// How long a question stays hot after it was last answered by the general path, in seconds.
 const HOT_FOR: u32 = 600;
 
-/// Steered questions with DO=1 that the general path answered lately (the fast path then
-/// answers them from its cache, until a swap empties it). After a swap, [`presign`] answers
-/// them again off the query path, so their new RRsets are signed before clients ask.
+/// A hot question: the name, the type, and for a steered name the client it was steered for.
+type Question = (Name, RecordType, Option<Client>);
+
+/// Questions with DO=1 that the general path answered lately (the fast path then answers
+/// them from its cache, until a swap empties it or the signature window moves): steered
+/// ones with their client, and static ones. After a swap, [`presign`] answers them again
+/// off the query path, so their new RRsets are signed before clients ask; before a window
+/// boundary, it signs them for the next window.
 #[derive(Debug, Default)]
 pub struct Hot {
-    seen: std::sync::Mutex<std::collections::HashMap<(Name, RecordType, Client), u32>>,
+    seen: std::sync::Mutex<std::collections::HashMap<Question, u32>>,
 }
 
 impl Hot {
-    /// Notes a question at `now` (Unix seconds). Never waits: when another thread holds the
-    /// table, or it is full of other questions, this one is not noted.
-    pub fn note(&self, name: &Name, qtype: RecordType, client: Client, now: u32) {
+    /// Notes a question at `now` (Unix seconds); `client` for a steered name. Never waits:
+    /// when another thread holds the table, or it is full of other questions, this one is
+    /// not noted.
+    pub fn note(&self, name: &Name, qtype: RecordType, client: Option<Client>, now: u32) {
         let Ok(mut seen) = self.seen.try_lock() else {
             return;
         };
@@ -59,20 +65,31 @@ impl Hot {
     }
 
     /// The questions noted within [`HOT_FOR`] of `now`; older ones are forgotten.
-    fn recent(&self, now: u32) -> Vec<(Name, RecordType, Client)> {
+    fn recent(&self, now: u32) -> Vec<Question> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.retain(|_, at| now.saturating_sub(*at) <= HOT_FOR);
         seen.keys().cloned().collect()
     }
 }
 
-/// Signs, for `snapshot`, the answers to the questions `hot` holds, as the general path would
-/// answer them at `now`, and returns how many signatures that made: the RRsets go into their
-/// key's signature cache, where the queries that follow find them. Called off the query path
-/// when a reload, override or health change swaps the snapshot.
-pub fn presign(snapshot: &Snapshot, hot: &Hot, now: u32, counters: &SigningCounters) -> u64 {
+/// Signs, for `snapshot`, the answers to the questions `hot` held at `now`, as the general
+/// path would answer them, with the signature window of `sign_at`, and returns how many
+/// signatures that made: the RRsets go into their zone's signature cache, where the queries
+/// that follow find them. Called off the query path when a reload, override or health
+/// change swaps the snapshot (`sign_at` = `now`), and ahead of a window boundary
+/// (`sign_at` = the boundary).
+pub fn presign(
+    snapshot: &Snapshot,
+    hot: &Hot,
+    now: u32,
+    sign_at: u32,
+    counters: &SigningCounters,
+) -> u64 {
     let before = counters.signatures();
-    for (name, qtype, client) in hot.recent(now) {
+    let started = Instant::now();
+    let hot = hot.recent(now);
+    let answers = hot.len() as u64;
+    for (name, qtype, client) in hot {
         let Some(zone) = snapshot.zones.find(&LowerName::new(&name)) else {
             continue;
         };
@@ -81,6 +98,8 @@ pub fn presign(snapshot: &Snapshot, hot: &Hot, now: u32, counters: &SigningCount
         };
         let mut resolved = zone.resolve(&name, qtype);
         if let Some(hit) = resolved.steered.take() {
+            // Static when noted, steered since a reload: its next query notes its client.
+            let Some(client) = client else { continue };
             let family = if qtype == RecordType::AAAA {
                 Family::V6
             } else {
@@ -91,8 +110,9 @@ pub fn presign(snapshot: &Snapshot, hot: &Hot, now: u32, counters: &SigningCount
             super::general::add_steered(zone, &hit, qtype, a, &mut resolved);
         }
         // A key that cannot sign fails the query that asks too, which says so.
-        let _ = sign(zone, signer, &mut resolved, now, counters);
+        let _ = sign(zone, signer, &mut resolved, sign_at, counters);
     }
+    counters.presigned(answers, started.elapsed());
     counters.signatures() - before
 }
 
@@ -110,9 +130,9 @@ pub fn sign(
     let started = Instant::now();
     let made = std::cell::Cell::new(0u64);
     let sign_set = |records: &[Record], labels: u8| {
-        let (rrsig, fresh) = signer.sign(records, labels, now)?;
-        made.set(made.get() + u64::from(fresh));
-        Ok::<_, KeyError>(rrsig)
+        let (rrsigs, fresh) = signer.sign(records, labels, now)?;
+        made.set(made.get() + fresh);
+        Ok::<_, KeyError>(rrsigs)
     };
 
     let answers = std::mem::take(&mut resolved.answers);
@@ -123,9 +143,9 @@ pub fn sign(
             .iter()
             .find(|e| &e.owner == owner)
             .map_or_else(|| owner.num_labels(), |e| e.labels);
-        let rrsig = sign_set(set, labels)?;
+        let rrsigs = sign_set(set, labels)?;
         resolved.answers.extend_from_slice(set);
-        resolved.answers.push(rrsig);
+        resolved.answers.extend(rrsigs);
     }
 
     let authorities = std::mem::take(&mut resolved.authorities);
@@ -140,9 +160,9 @@ pub fn sign(
             RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, types))),
         );
         let labels = record.name.num_labels();
-        let rrsig = sign_set(std::slice::from_ref(&record), labels)?;
+        let rrsigs = sign_set(std::slice::from_ref(&record), labels)?;
         out.push(record);
-        out.push(rrsig);
+        out.extend(rrsigs);
         Ok::<_, KeyError>(())
     };
     match &resolved.denial {
@@ -152,9 +172,9 @@ pub fn sign(
             let name = d.name.to_lowercase();
             match zone.rrset(&LowerName::new(&name), RecordType::DS) {
                 Some(ds) => {
-                    let rrsig = sign_set(&ds.records, name.num_labels())?;
+                    let rrsigs = sign_set(&ds.records, name.num_labels())?;
                     resolved.authorities.extend_from_slice(&ds.records);
-                    resolved.authorities.push(rrsig);
+                    resolved.authorities.extend(rrsigs);
                 }
                 None => nsec(
                     name.clone(),
@@ -178,9 +198,9 @@ pub fn sign(
         }
         denial => {
             for set in rrsets(&authorities) {
-                let rrsig = sign_set(set, set[0].name.num_labels())?;
+                let rrsigs = sign_set(set, set[0].name.num_labels())?;
                 resolved.authorities.extend_from_slice(set);
-                resolved.authorities.push(rrsig);
+                resolved.authorities.extend(rrsigs);
             }
             if let Some(d) = denial {
                 let name = d.name.to_lowercase();

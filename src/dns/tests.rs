@@ -842,7 +842,8 @@ fn verify_all(snapshot: &Snapshot, records: &[hickory_proto::rr::Record]) -> usi
             .collect();
         assert!(!covered.is_empty(), "RRSIG without its RRset: {r}");
         signer
-            .dnskey
+            .dnskey(sig.input().key_tag)
+            .expect("signed by a key of the zone")
             .verify_rrsig(
                 &r.name,
                 hickory_proto::rr::DNSClass::IN,
@@ -1034,7 +1035,8 @@ fn after_a_failover_swap_the_hot_answers_are_signed_before_clients_ask() {
             ..Default::default()
         },
     );
-    let made = presign(&swapped, &own.hot, cookie::now(), &own.signing);
+    let now = cookie::now();
+    let made = presign(&swapped, &own.hot, now, now, &own.signing);
     assert!(made >= 1, "the new RRset was signed ahead");
 
     let signed_so_far = own.signing.signatures();
@@ -1050,4 +1052,68 @@ fn after_a_failover_swap_the_hot_answers_are_signed_before_clients_ask() {
         signed_so_far,
         "the failover put no signing on the query path"
     );
+}
+
+#[test]
+fn the_first_queries_of_a_new_window_find_their_signatures_made_ahead() {
+    use hickory_proto::dnssec::rdata::DNSSECRData;
+    let snapshot = &signed_apart();
+    let src: SocketAddr = RESOLVER.parse().unwrap();
+    let own = services_apart();
+    let ecs = Some((IpAddr::V4(Ipv4Addr::new(81, 2, 69, 0)), 24));
+    let steered = packet(
+        4,
+        "www.example.com.",
+        RecordType::A,
+        Some((true, ecs)),
+        None,
+    );
+    let fixed = packet(
+        5,
+        "static.example.com.",
+        RecordType::A,
+        Some((true, None)),
+        None,
+    );
+    let other = packet(
+        6,
+        "static.example.com.",
+        RecordType::AAAA,
+        Some((true, None)),
+        None,
+    );
+    // Five minutes before a UTC midnight, then a second after it.
+    let midnight = cookie::now() - cookie::now() % 86_400 + 86_400;
+    let (before, after) = (midnight - 300, midnight + 1);
+    for q in [&steered, &fixed] {
+        handle(snapshot, &own, q, src, Transport::Udp, before).unwrap();
+    }
+    let made = presign(snapshot, &own.hot, before, midnight, &own.signing);
+    assert!(
+        made >= 2,
+        "{made}: the steered and the static RRset, for the new window"
+    );
+
+    let signed_so_far = own.signing.signatures();
+    for q in [&steered, &fixed] {
+        let out = decode(&handle(snapshot, &own, q, src, Transport::Udp, after).unwrap());
+        assert_eq!(verify_all(snapshot, &out.answers), 1);
+        let inception = out
+            .answers
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => Some(sig.input().sig_inception.get()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(inception, midnight - 3600, "the new window's signature");
+    }
+    assert_eq!(
+        own.signing.signatures(),
+        signed_so_far,
+        "the new window put no signing on the query path"
+    );
+    // A question that was not hot is signed when asked: the control.
+    handle(snapshot, &own, &other, src, Transport::Udp, after).unwrap();
+    assert!(own.signing.signatures() > signed_so_far);
 }

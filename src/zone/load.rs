@@ -105,6 +105,8 @@ struct DnssecToml {
     key: Option<PathBuf>,
     /// Days each signature is valid for, from its inception.
     validity_days: Option<Spanned<i64>>,
+    /// Days a signature has left, at least, when the next window's replace it.
+    refresh_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -539,10 +541,28 @@ fn dnssec_spec(d: &Spanned<DnssecToml>, report: &mut Report<'_>) -> Spec {
             DEFAULT_VALIDITY_DAYS
         }
     };
+    // A new window every day unless the zone says: the least a signature has left is then
+    // `validity-days - 1` days.
+    let refresh_days = match &t.refresh_days {
+        None => validity_days - 1,
+        Some(r) if (1..i64::from(validity_days)).contains(r.get_ref()) => *r.get_ref() as u32,
+        Some(r) => {
+            report.span(
+                r.span(),
+                format!(
+                    "dnssec: refresh-days {} is not in 1..={} (below validity-days {validity_days}: a new window starts every validity-days - refresh-days days)",
+                    r.get_ref(),
+                    validity_days - 1
+                ),
+            );
+            validity_days - 1
+        }
+    };
     Spec {
         algorithm,
         key: t.key.clone(),
         validity_days,
+        refresh_days,
         line,
     }
 }
@@ -1192,8 +1212,8 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                     ),
                 );
             }
-            // At a cut only NS, below it only address glue may live (RFC 1034 §4.2.1). (DS
-            // would belong at the cut too, but hickory-proto parses it only with DNSSEC.)
+            // At a cut only NS and the child's DS (RFC 4035 §3.1.4.1: the parent's side),
+            // below it only address glue may live (RFC 1034 §4.2.1).
             let full: Name = name.into();
             for depth in origin.num_labels() + 1..=full.num_labels() {
                 let ancestor = LowerName::new(&full.trim_to(depth as usize));
@@ -1206,7 +1226,7 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                 let at_cut = depth == full.num_labels();
                 for set in &node.rrsets {
                     let allowed = if at_cut {
-                        set.rtype == RecordType::NS
+                        matches!(set.rtype, RecordType::NS | RecordType::DS)
                     } else {
                         matches!(set.rtype, RecordType::A | RecordType::AAAA)
                     };
@@ -1216,7 +1236,7 @@ impl<'r, 'a> ZoneBuilder<'r, 'a> {
                             format!(
                                 "{name} {} is occluded by the delegation at {ancestor}: only {} may be there",
                                 set.rtype,
-                                if at_cut { "NS" } else { "glue A/AAAA" }
+                                if at_cut { "NS and DS" } else { "glue A/AAAA" }
                             ),
                         );
                     }

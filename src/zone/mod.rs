@@ -12,6 +12,7 @@ pub mod dnssec;
 mod health;
 mod load;
 mod records;
+pub mod rollover;
 
 pub use check::{CheckKind, CheckSpec, HttpCheck, Quorum, RegionCheck};
 pub use load::{Diagnostic, LoadError, load_dir, load_file, load_keyed};
@@ -73,7 +74,7 @@ impl ZoneSet {
                 line: Some(spec.line),
                 message,
             };
-            match dnssec::Signer::load(&path, spec.algorithm, &zone.origin, spec.validity_days) {
+            match load_signer(&spec, &path, &zone.origin, state_dir) {
                 Ok(signer) => zone.attach(std::sync::Arc::new(signer)),
                 Err(dnssec::KeyError::Read(p, e)) if e.kind() == std::io::ErrorKind::NotFound => {
                     diagnostics.push(at(format!(
@@ -90,6 +91,16 @@ impl ZoneSet {
         } else {
             Err(LoadError(diagnostics))
         }
+    }
+
+    /// The key-set files of the zones whose keys come from the state directory: a change
+    /// to one is a rollover step, which a reload publishes.
+    pub fn keyset_files(&self, state_dir: &std::path::Path) -> Vec<PathBuf> {
+        self.zones
+            .iter()
+            .filter(|z| z.dnssec.as_ref().is_some_and(|d| d.spec.key.is_none()))
+            .map(|z| rollover::keyset_path(&z.origin, state_dir))
+            .collect()
     }
 
     /// Whether any zone has a wildcard.
@@ -261,6 +272,24 @@ pub struct Expansion {
     pub next_closer: Name,
 }
 
+/// The signer of a zone with DNSSEC on: the keys its key-set file lists, when the zone's
+/// keys are the state directory's and it has one, else the one CSK at `path`.
+pub fn load_signer(
+    spec: &dnssec::Spec,
+    path: &std::path::Path,
+    origin: &Name,
+    state_dir: &std::path::Path,
+) -> Result<dnssec::Signer, dnssec::KeyError> {
+    if spec.key.is_none() {
+        let set_path = rollover::keyset_path(origin, state_dir);
+        if let Some(set) = rollover::KeySet::read(&set_path)? {
+            let dir = set_path.parent().expect("a key-set path has a directory");
+            return dnssec::Signer::load_set(dir, &set, spec.algorithm, origin, spec);
+        }
+    }
+    dnssec::Signer::load(path, spec.algorithm, origin, spec)
+}
+
 impl Zone {
     pub fn soa(&self) -> &Record {
         &self.soa
@@ -306,19 +335,107 @@ impl Zone {
         self.nodes.get(name)?.get(rtype)
     }
 
-    /// Publishes `signer`'s key at the apex (DNSKEY, CDS, CDNSKEY, with the SOA's TTL) and
-    /// signs with it from now on.
+    /// The largest TTL of any RRset the zone answers with: records, steered names (their
+    /// trouble TTL included) and negative answers. A rollover waits this long for the
+    /// signatures of a retiring key to leave every cache.
+    pub fn max_ttl(&self) -> u32 {
+        let records = self
+            .nodes
+            .values()
+            .flat_map(|n| n.rrsets.iter())
+            .flat_map(|s| s.records.iter().map(|r| r.ttl));
+        let steered = self
+            .steered
+            .iter()
+            .flat_map(|s| [s.config.ttl, s.config.trouble_ttl]);
+        records
+            .chain(steered)
+            .chain([self.soa.ttl, self.negative_soa.ttl])
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The zone's static records signed with `signer` at `now`, as master-file text: every
+    /// RRset with its RRSIGs (a cut's NS and the glue below it unsigned: RFC 4035 §2.2) and
+    /// an NSEC chain over the names that own records, in canonical order (RFC 4034 §6.1),
+    /// as an offline signer makes it, so that `dnssec-verify` can check the whole zone.
+    /// Online answers deny with compact denial instead (RFC 9824), which proves names one
+    /// at a time and has no chain to check. Steered names are left out: their answer depends
+    /// on the client (the validators of `tests/dnssec.rs` check those), and the chain
+    /// here, which skips them, is for checking this text only.
+    pub fn signed_text(
+        &self,
+        signer: &dnssec::Signer,
+        now: u32,
+    ) -> Result<String, dnssec::KeyError> {
+        use std::fmt::Write as _;
+        let below_cut = |n: &LowerName| self.cut_above(n, RecordType::DS).is_some();
+        let mut names: Vec<(Name, &Node)> = self
+            .nodes
+            .iter()
+            .filter(|(n, node)| !node.rrsets.is_empty() && !below_cut(n))
+            .map(|(n, node)| (Name::from(n), node))
+            .collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let glue: Vec<&Record> = self
+            .nodes
+            .iter()
+            .filter(|(n, _)| below_cut(n))
+            .flat_map(|(_, node)| node.rrsets.iter().flat_map(|s| s.records.iter()))
+            .collect();
+        let mut out = String::new();
+        let mut line =
+            |r: &Record| writeln!(out, "{}", master_line(r)).expect("writing to a String");
+        let nsec_ttl = self.negative_soa.ttl;
+        for (i, (name, node)) in names.iter().enumerate() {
+            let cut = node.is_cut() && name != &self.origin;
+            let mut sets: Vec<&RRset> = node.rrsets.iter().collect();
+            // The SOA first, as a zone file begins.
+            sets.sort_by_key(|s| (s.rtype != RecordType::SOA, u16::from(s.rtype)));
+            for set in sets {
+                let records: Vec<Record> =
+                    set.records.iter().map(|r| with_owner(r, name)).collect();
+                records.iter().for_each(&mut line);
+                if !(cut && set.rtype == RecordType::NS) {
+                    let (rrsigs, _) = signer.sign(&records, name.num_labels(), now)?;
+                    rrsigs.iter().for_each(&mut line);
+                }
+            }
+            let next = names[(i + 1) % names.len()].0.clone();
+            let types = node
+                .rrsets
+                .iter()
+                .map(|s| s.rtype)
+                .chain([RecordType::RRSIG, RecordType::NSEC]);
+            let nsec = Record::from_rdata(
+                name.clone(),
+                nsec_ttl,
+                RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::NSEC(
+                    hickory_proto::dnssec::rdata::NSEC::new(next, types),
+                )),
+            );
+            let (rrsigs, _) = signer.sign(std::slice::from_ref(&nsec), name.num_labels(), now)?;
+            line(&nsec);
+            rrsigs.iter().for_each(&mut line);
+        }
+        glue.into_iter().for_each(line);
+        Ok(out)
+    }
+
+    /// Publishes `signer`'s keys at the apex (DNSKEY, CDS, CDNSKEY, with the SOA's TTL) and
+    /// signs with them from now on.
     fn attach(&mut self, signer: std::sync::Arc<dnssec::Signer>) {
         let apex = self
             .nodes
             .get_mut(&LowerName::new(&self.origin))
             .expect("the apex owns the SOA");
-        for record in signer.apex_records(self.soa.ttl) {
-            let rtype = record.record_type();
+        let records = signer.apex_records(self.soa.ttl);
+        for set in records.chunk_by(|a, b| a.record_type() == b.record_type()) {
+            let rtype = set[0].record_type();
             apex.rrsets.retain(|s| s.rtype != rtype);
             apex.rrsets.push(RRset {
                 rtype,
-                records: vec![record],
+                records: set.to_vec(),
             });
         }
         if let Some(d) = &mut self.dnssec {
@@ -524,6 +641,38 @@ fn node_labels_of_wildcard(zone: &Zone, name: &LowerName) -> u8 {
 }
 
 /// The record with `owner` as its name: answers echo the case of the question (0x20).
+/// `record` as a master-file line (RFC 1035 §5.1). hickory's text form prints a TXT's
+/// strings bare, which a zone parser splits at spaces: they are quoted here, `"` and `\`
+/// escaped and octets outside printable ASCII as `\DDD`.
+fn master_line(record: &Record) -> String {
+    let RData::TXT(txt) = &record.data else {
+        return record.to_string();
+    };
+    let mut strings = Vec::new();
+    for s in txt.txt_data.iter() {
+        let mut q = String::from("\"");
+        for &b in s.iter() {
+            match b {
+                b'"' | b'\\' => {
+                    q.push('\\');
+                    q.push(char::from(b));
+                }
+                0x20..=0x7E => q.push(char::from(b)),
+                _ => q.push_str(&format!("\\{b:03}")),
+            }
+        }
+        q.push('"');
+        strings.push(q);
+    }
+    format!(
+        "{} {} {} TXT {}",
+        record.name,
+        record.ttl,
+        record.dns_class,
+        strings.join(" ")
+    )
+}
+
 fn with_owner(record: &Record, owner: &Name) -> Record {
     let mut r = record.clone();
     r.name = owner.clone();

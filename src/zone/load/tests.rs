@@ -598,6 +598,22 @@ fn rfc1034_record_occluded_by_a_delegation_is_refused() {
 }
 
 #[test]
+fn rfc4035_a_secure_delegations_ds_lives_at_the_cut_but_no_other_type() {
+    let ds =
+        "lab IN DS 12345 13 2 2968A9F01D12B545F0C85BF291ADA25152720B5B41AF0CCF6766DC1D839B83F2";
+    let z = load(&zone("", ds, "")).unwrap_or_else(|d| panic!("{}", LoadError(d)));
+    let cut = LowerName::from(Name::from_ascii("lab.example.com.").unwrap());
+    assert!(z.rrset(&cut, RecordType::DS).is_some());
+    let text = zone("", "lab IN TXT \"at the cut\"", "");
+    let d = only(&text);
+    assert_diag(
+        &d,
+        line_of(&text, "lab IN TXT"),
+        &["occluded", "only NS and DS may be there"],
+    );
+}
+
+#[test]
 fn glue_below_a_delegation_is_allowed() {
     let text = zone("", "ns2.lab IN AAAA 2001:db8::99\nlab IN NS ns2.lab", "");
     load(&text).unwrap_or_else(|d| panic!("{}", LoadError(d)));
