@@ -108,13 +108,14 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     reads_need_token: !admin_addr.ip().is_loopback(),
                     hosts: setup.admin_hosts,
                     reloads: Mutex::new(()),
+                    changes: tokio::sync::watch::Sender::new(0),
                 });
                 // SIGHUP is caught before start returns: tests and init scripts send it as soon
                 // as the server says it listens, and the default action would end the process.
                 let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
-                tokio::spawn(sample_traffic(setup.metrics));
+                tokio::spawn(sample_traffic(setup.metrics, setup.state.clone()));
                 tokio::spawn(reload_on_sighup(
                     hup,
                     admin.clone(),
@@ -215,12 +216,16 @@ fn compile_steering(state: &SharedSnapshot) {
     }
 }
 
-/// Once a second: the traffic totals behind "share of the last minute".
-async fn sample_traffic(metrics: Arc<Metrics>) {
+/// Once a second: the traffic totals behind "share of the last minute", the rate chart, and
+/// where the last second's clients went (located in the serving database).
+async fn sample_traffic(metrics: Arc<Metrics>, state: SharedSnapshot) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        let now_s = crate::state::now_ms() / 1000;
         metrics.sample_traffic();
+        metrics.sample_rates(now_s);
+        metrics.sample_flows(&state.load().geo, now_s);
     }
 }
 

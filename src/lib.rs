@@ -38,6 +38,7 @@ pub mod config;
 pub mod control;
 pub mod dns;
 pub mod files;
+pub mod flows;
 pub mod geo;
 pub mod health;
 pub mod metrics;
