@@ -113,7 +113,11 @@ function rows(sel, list, render) {
 // A zone's DNSSEC: its key and the window of the signatures it makes now.
 function dnssecOf(d) {
   if (!d) return "unsigned";
-  const at = (t) => wh// Every view of the stream and how it is drawn; the poll fetches the same views.
+  const at = (t) => when(t * 1000).slice(0, 16) + " UTC";
+  return `${esc(d.algorithm)} key ${d.key_tag}; signatures ${at(d.inception)} to ${at(d.expiration)}; next window ${at(d.next_window)}`;
+}
+
+// Every view of the stream and how it is drawn; the poll fetches the same views.
 const views = {
   regions: { path: "/regions", draw: drawRegions },
   zones: { path: "/zones", draw: drawZones },
@@ -175,6 +179,7 @@ function drawSteering(names) {
   const chosen = select.value;
   select.innerHTML = names.map((n) => `<option>${esc(n.name)}</option>`).join("");
   if (chosen) select.value = chosen;
+  route();
 }
 
 // Where clients went: a curve from each client area (a grid cell) to the region that
@@ -210,7 +215,9 @@ function drawRates(r) {
   const x = (i, len) => ((n - len + i) * W) / (n - 1);
   const y = (c) => H - (c / step / max) * (H - 8);
   const lines = series.map((s) => `<polyline class="rate" data-region="${esc(s.region)}" fill="none" stroke="${colourOf(s.region)}"
-    stroke-width="1.6" points="${s.counts.map((c, i) => `${x(i, s.counts.length).toFixed(1)},${y(c).toFixed(1)}`).join(" ")}"/>`).join("");
+    stroke-width="1.6" points="${s.counts.map((c, i) => `${x(i, s.counts.length).toFixed(1)},${y(c).toFixed(1)}`).join(" ")}"/>
+    <circle cx="${x(s.counts.length - 1, s.counts.length).toFixed(1)}" cy="${y(s.counts[s.counts.length - 1]).toFixed(1)}" r="3"
+      fill="${colourOf(s.region)}"/>`).join("");
   const minutes = Math.round((n * step) / 60);
   $("#rates").innerHTML = `<svg viewBox="-34 -4 ${W + 40} ${H + 22}" role="img" aria-label="answers per second per region">
     <line x1="0" y1="${H}" x2="${W}" y2="${H}" stroke="#c7cdd8"/><line x1="0" y1="8" x2="${W}" y2="8" stroke="#eef0f4"/>
@@ -272,10 +279,18 @@ function connect() {
   }
 }
 
-// Route a client: the decision DNS makes for it now, as `meridian route` prints it.
-$("#route").addEventListener("submit", async (ev) => {
+// Route a client: the decision DNS makes for it now, as `meridian route` prints it; asked
+// again whenever the steering view changes, so that it stays true.
+let routed = null;
+$("#route").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const name = $("#route-name").value, client = $("#route-client").value.trim();
+  routed = { name: $("#route-name").value, client: $("#route-client").value.trim() };
+  route();
+});
+
+async function route() {
+  if (!routed) return;
+  const { name, client } = routed;
   const out = $("#route-out");
   try {
     const r = await api(`/route?name=${encodeURIComponent(name)}&client=${encodeURIComponent(client)}`);
@@ -286,17 +301,10 @@ $("#route").addEventListener("submit", async (ev) => {
     const fam = (label, a) => `<h4>${label}: ${a.chosen ? `<b>${esc(a.chosen)}</b>` : "no region"} <span class="muted">(${esc(a.basis)}, TTL ${a.ttl} s, ECS scope /${a.scope})</span></h4>
       <ol>${a.candidates.map((c) => `<li class="${esc(c.verdict)}">${esc(c.region)}: ${esc(verdict[c.verdict] || c.verdict)}${c.distance_km != null ? `, ${c.distance_km.toFixed(0)} km` : ""}${c.estimated_rtt_ms != null ? `, ~${c.estimated_rtt_ms.toFixed(0)} ms` : ""}${c.degradation_ms ? `, +${c.degradation_ms.toFixed(0)} ms degradation` : ""}</li>`).join("")}</ol>
       <p class="note">answer: ${a.addresses.length ? esc(a.addresses.join(", ")) : "NODATA"}</p>`;
-    out.innerHTML = `<p class="note">${esc(r.client.network)} → ${esc(place)} (GeoIP network ${esc(loc.network)})</p>${fam("A", r.a)}${fam("AAAA", r.aaaa)}`;
+    out.innerHTML = `<p class="note">${esc(r.name)} for ${esc(r.client.network)} → ${esc(place)} (GeoIP network ${esc(loc.network)}),
+      as of ${new Date().toLocaleTimeString()}</p>${fam("A", r.a)}${fam("AAAA", r.aaaa)}`;
   } catch (err) {
     out.innerHTML = `<p class="error">${esc(err.message)}</p>`;
-  }
-});
-
-imeString();
-    $("#error").textContent = "";
-  } catch (err) {
-    $("#status").textContent = "cannot reach the admin API";
-    $("#error").textContent = err.message;
   }
 }
 
