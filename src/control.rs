@@ -90,8 +90,18 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     Some(c) => c.warm_start().await,
                     None => journal.lock().await.overrides().clone(),
                 };
+                // The state changes the dashboard lists, from before this start; without the
+                // file they are still listed, only not kept.
+                let kept = match crate::state::EventLog::open(&setup.state_dir, monitor::MAX_EVENTS)
+                {
+                    Ok(kept) => Some(kept),
+                    Err(e) => {
+                        error!(error = %e, "cannot keep state changes across restarts");
+                        None
+                    }
+                };
                 let monitor =
-                    monitor::spawn(setup.state.clone(), setup.metrics.clone(), &overrides);
+                    monitor::spawn(setup.state.clone(), setup.metrics.clone(), &overrides, kept);
                 if let Some(c) = &cluster {
                     c.spawn(monitor.clone()).await;
                 }

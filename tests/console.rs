@@ -371,3 +371,65 @@ async fn the_stream_delivers_a_drain_at_once() {
     // The write wakes the stream; at the latest the next tick (one second) would.
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
+
+/// The state changes the dashboard lists (a health transition here) are still listed after
+/// a restart, next to the drain the journal keeps.
+#[tokio::test]
+async fn state_changes_survive_a_restart() {
+    use common::probe_targets::TcpTarget;
+    meridian::health::probe::install_crypto_provider();
+    let mut targets = [(); 3].map(|_| TcpTarget::start());
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::write(
+        zones.join("console.test.toml"),
+        common::probed_zone([0, 1, 2].map(|i| targets[i].port())),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let args = ["--state-dir", state.to_str().unwrap()];
+    let http = reqwest::Client::new();
+    let events = |server: &Server| {
+        let url = format!("http://{}/api/v1/events", server.admin_addr());
+        let http = http.clone();
+        async move {
+            let body = http.get(url).send().await.unwrap().bytes().await.unwrap();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        }
+    };
+    let went_down = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["region"] == "us-east" && e["endpoint"].is_null() && e["to"] == "down")
+    };
+    let mut server = Server::start_with_zones(&zones, &args);
+    targets[0].stop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let before = loop {
+        let v = events(&server).await;
+        if went_down(&v) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "us-east went down: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(server.terminate(Duration::from_secs(10)).is_some());
+    drop(server);
+
+    let server = Server::start_with_zones(&zones, &args);
+    let after = events(&server).await;
+    let kept: Vec<&Value> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(before.as_array().unwrap().len())
+        .collect();
+    let earlier: Vec<&Value> = before.as_array().unwrap().iter().collect();
+    assert_eq!(
+        kept, earlier,
+        "the events of the first run, first, as they were"
+    );
+    assert!(went_down(&after));
+}
