@@ -398,7 +398,7 @@ async fn console_shows_each_state_live() {
     let driver = Driver::start().await;
     let session = Session::new(&driver, &dir.path().join("profile")).await;
     session
-        .post("/window/rect", json!({"width": 1400, "height": 2300}))
+        .post("/window/rect", json!({"width": 1400, "height": 2050}))
         .await;
     session
         .post("/url", json!({"url": format!("http://{admin}/")}))
