@@ -36,8 +36,6 @@ use crate::zone::{Zone, ZoneSet};
 
 /// Probes in flight at once, over all endpoints.
 pub const MAX_CONCURRENT_PROBES: usize = 64;
-/// State changes kept for the admin API.
-
 /// What the control plane asks of the monitor.
 pub enum Command {
     /// New zones: swap them in with their health, in one step. Answers when done.
