@@ -421,6 +421,16 @@ async fn console_shows_each_state_live() {
             "return document.querySelectorAll('#flows .flow').length > 10",
         )
         .await;
+    // Every region's label inside the map, ap-southeast's (Sydney, near the right edge)
+    // drawn to the left of its dot.
+    let outside = session
+        .eval("const m = document.querySelector('#map').getBoundingClientRect(); \
+               return [...document.querySelectorAll('#markers text')].filter(t => { \
+                 const b = t.getBoundingClientRect(); \
+                 return b.left < m.left || b.right > m.right || b.top < m.top || b.bottom > m.bottom; \
+               }).map(t => t.textContent)")
+        .await;
+    assert_eq!(outside, json!([]), "labels cut at the map's edge");
     let to_eu = session
         .eval("return document.querySelectorAll(\"#flows .flow[data-region='eu-west']\").length")
         .await;
@@ -467,6 +477,23 @@ async fn console_shows_each_state_live() {
         .await;
     assert_eq!(banner, json!(true));
     session.screenshot("console-up.png").await;
+
+    // The stream drops: the page polls, and goes live again once the browser reconnects.
+    session
+        .eval("stream.close(); stream.onerror(); return true")
+        .await;
+    session
+        .wait_for(
+            "polling while the stream is down",
+            "return document.querySelector('#status').textContent.startsWith('polling')",
+        )
+        .await;
+    session
+        .wait_for(
+            "live again",
+            "return document.querySelector('#status').textContent.startsWith('live')",
+        )
+        .await;
 
     // Drained: through the API; the page hears it from the stream.
     let http = reqwest::Client::new();

@@ -743,7 +743,7 @@ fall = 2
     let regions = [
         ("us-east", 39.04, -77.49, "192.0.2.10"),
         ("eu-west", 53.35, -6.26, "198.51.100.10"),
-        ("ap-southeast", 1.35, 103.82, "203.0.113.10"),
+        ("ap-southeast", -33.87, 151.21, "203.0.113.10"),
     ];
     for ((name, lat, lon, address), port) in regions.into_iter().zip(ports) {
         s.push_str(&format!(
