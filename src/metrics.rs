@@ -310,8 +310,9 @@ struct Control {
 struct Rates {
     /// The step the newest counts belong to (Unix seconds / step).
     step: u64,
-    /// The region totals at the start of the current step.
-    start: HashMap<RegionLabel, u64>,
+    /// The region totals at the last sample, with the id of the counters they were read
+    /// from.
+    start: HashMap<RegionLabel, (u32, u64)>,
     /// Per region: answers per step, oldest first, at most [`RATE_STEPS`].
     series: BTreeMap<RegionLabel, VecDeque<u64>>,
 }
@@ -885,18 +886,18 @@ impl Metrics {
     /// Moves the rate chart on to `now_s` (Unix seconds): the steps since the last call get
     /// their answers, a step passed in silence 0. Called once a second with the traffic.
     pub fn sample_rates(&self, now_s: u64) {
-        let totals: Vec<(RegionLabel, u64)> = self
+        let totals: Vec<(RegionLabel, u32, u64)> = self
             .zones
             .lock()
             .expect("metrics lock")
             .values()
             .flat_map(|c| {
-                let zone = c.zone.clone();
+                let (zone, id) = (c.zone.clone(), c.id);
                 c.regions
                     .iter()
                     .cloned()
                     .zip(c.region_totals())
-                    .map(move |(r, t)| ((zone.clone(), r), t))
+                    .map(move |(r, t)| ((zone.clone(), r), id, t))
             })
             .collect();
         let step = now_s / RATE_STEP;
@@ -909,9 +910,13 @@ impl Metrics {
             step.saturating_sub(rates.step).min(RATE_STEPS as u64) as usize
         };
         rates.step = step;
-        for (label, total) in &totals {
-            // Counters made anew by a reload that changed the zone's regions start at 0.
-            let start = rates.start.get(label).copied().filter(|s| s <= total);
+        for (label, id, total) in &totals {
+            // Counters made anew (a reload that changed the zone's names or regions, a new
+            // zone) start at 0: all they hold is new.
+            let start = match rates.start.get(label) {
+                Some(&(was, start)) if was == *id => start,
+                _ => 0,
+            };
             let series = rates.series.entry(label.clone()).or_default();
             if series.is_empty() {
                 series.push_back(0);
@@ -922,10 +927,8 @@ impl Metrics {
             while series.len() > RATE_STEPS {
                 series.pop_front();
             }
-            if let Some(start) = start {
-                *series.back_mut().expect("pushed above") += total - start;
-            }
-            rates.start.insert(label.clone(), *total);
+            *series.back_mut().expect("pushed above") += total.saturating_sub(start);
+            rates.start.insert(label.clone(), (*id, *total));
         }
         // A region no longer served keeps its history until it has scrolled out.
         let served: std::collections::HashSet<&RegionLabel> = totals.iter().map(|t| &t.0).collect();
@@ -1206,5 +1209,75 @@ impl Metrics {
             c.reloads_failed
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(m: &Metrics) -> Arc<ZoneCounters> {
+        let c = Arc::new(ZoneCounters::new(
+            "z.".into(),
+            vec!["www.z.".into()],
+            vec!["a".into(), "b".into()],
+        ));
+        m.zones.lock().unwrap().insert("z.".into(), c.clone());
+        c
+    }
+
+    fn series(m: &Metrics, region: &str) -> Vec<u64> {
+        let (_, all) = m.rates();
+        all.into_iter()
+            .find(|s| s.region == region)
+            .map(|s| s.counts)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_rate_chart_counts_per_step_fills_silence_with_zeros_and_keeps_an_hour() {
+        let m = Metrics::default();
+        let c = counters(&m);
+        let client: ipnet::IpNet = "192.0.2.0/24".parse().unwrap();
+        let t0 = 1_000_000 * RATE_STEP;
+        m.sample_rates(t0);
+        for _ in 0..3 {
+            c.steered(0, RecordType::A, Some(1), 0, 30, client);
+        }
+        m.sample_rates(t0 + 1);
+        assert_eq!(series(&m, "b"), [3]);
+        // Two steps later: the silent step in between is a 0.
+        c.steered(0, RecordType::A, Some(1), 0, 30, client);
+        m.sample_rates(t0 + 2 * RATE_STEP);
+        assert_eq!(series(&m, "b"), [3, 0, 1]);
+        assert_eq!(series(&m, "a"), [0, 0, 0]);
+        // Two hours later: one hour of steps, the newest last.
+        m.sample_rates(t0 + 2 * RATE_STEP + 7200);
+        let b = series(&m, "b");
+        assert_eq!(b.len(), RATE_STEPS);
+        assert!(b.iter().all(|&n| n == 0), "{b:?}");
+    }
+
+    #[test]
+    fn the_rate_chart_outlives_counters_made_anew() {
+        let m = Metrics::default();
+        let c = counters(&m);
+        let client: ipnet::IpNet = "192.0.2.0/24".parse().unwrap();
+        let t0 = 1_000_000 * RATE_STEP;
+        m.sample_rates(t0);
+        for _ in 0..5 {
+            c.steered(0, RecordType::A, Some(0), 0, 30, client);
+        }
+        m.sample_rates(t0 + 1);
+        // A reload that changed the zone's shape: new counters, starting at 0.
+        let c = counters(&m);
+        c.steered(0, RecordType::A, Some(0), 0, 30, client);
+        m.sample_rates(t0 + 2);
+        m.sample_rates(t0 + RATE_STEP);
+        c.steered(0, RecordType::A, Some(0), 0, 30, client);
+        m.sample_rates(t0 + RATE_STEP + 1);
+        // The answers before and after the new counters: none lost, none twice.
+        let a = series(&m, "a");
+        assert_eq!(a, [6, 1]);
     }
 }
