@@ -1,7 +1,8 @@
 //! The hot functions, alone: the steering decision, a GeoIP lookup (cache misses), a compiled
 //! steering lookup, and a whole query through `dns::handle` (parse, cache hit, patch) for a
 //! static and a steered name with ECS, the steered one also with every query from a new /24
-//! (compiled, and on the direct path before the compiler has run). Run: cargo bench --bench hot
+//! (compiled, and on the direct path before the compiler has run), and the counting of a
+//! steered answer. Run: cargo bench --bench hot
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -134,6 +135,18 @@ fn hot(c: &mut Criterion) {
             let network = IpNet::new(IpAddr::V4(Ipv4Addr::from(n & 0xffff_ff00)), 24).unwrap();
             steering.steer(0, Family::V4, Client::Subnet { network })
         })
+    });
+
+    // What counting a steered answer costs the query path: the counters and answer times,
+    // and the entry in this thread's ring of where clients go, alone.
+    let counters = &state.counters[zone.index];
+    let client: IpNet = "81.2.69.0/24".parse().unwrap();
+    c.bench_function(
+        "count: a steered answer (counters, times, where it went)",
+        |b| b.iter(|| counters.steered(0, RecordType::A, Some(1), now, 30, client)),
+    );
+    c.bench_function("where clients go: record one answer", |b| {
+        b.iter(|| meridian::flows::record(7, 1, client))
     });
 }
 

@@ -90,8 +90,18 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     Some(c) => c.warm_start().await,
                     None => journal.lock().await.overrides().clone(),
                 };
+                // The state changes the dashboard lists, from before this start; without the
+                // file they are still listed, only not kept.
+                let kept = match crate::state::EventLog::open(&setup.state_dir, monitor::MAX_EVENTS)
+                {
+                    Ok(kept) => Some(kept),
+                    Err(e) => {
+                        error!(error = %e, "cannot keep state changes across restarts");
+                        None
+                    }
+                };
                 let monitor =
-                    monitor::spawn(setup.state.clone(), setup.metrics.clone(), &overrides);
+                    monitor::spawn(setup.state.clone(), setup.metrics.clone(), &overrides, kept);
                 if let Some(c) = &cluster {
                     c.spawn(monitor.clone()).await;
                 }
@@ -108,6 +118,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     reads_need_token: !admin_addr.ip().is_loopback(),
                     hosts: setup.admin_hosts,
                     reloads: Mutex::new(()),
+                    changes: tokio::sync::watch::Sender::new(0),
                 });
                 // SIGHUP is caught before start returns: tests and init scripts send it as soon
                 // as the server says it listens, and the default action would end the process.
@@ -115,7 +126,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
                 tokio::spawn(watch_keysets(admin.clone()));
-                tokio::spawn(sample_traffic(setup.metrics));
+                tokio::spawn(sample_traffic(setup.metrics, setup.state.clone()));
                 tokio::spawn(reload_on_sighup(
                     hup,
                     admin.clone(),
@@ -216,12 +227,16 @@ fn compile_steering(state: &SharedSnapshot) {
     }
 }
 
-/// Once a second: the traffic totals behind "share of the last minute".
-async fn sample_traffic(metrics: Arc<Metrics>) {
+/// Once a second: the traffic totals behind "share of the last minute", the rate chart, and
+/// where the last second's clients went (located in the serving database).
+async fn sample_traffic(metrics: Arc<Metrics>, state: SharedSnapshot) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        let now_s = crate::state::now_ms() / 1000;
         metrics.sample_traffic();
+        metrics.sample_rates(now_s);
+        metrics.sample_flows(&state.load().geo, now_s);
     }
 }
 

@@ -20,7 +20,8 @@
 //! The control plane runs on its own thread ([`control`]), beside the steering compiler's:
 //! [`health`] probes endpoints and
 //! publishes what steering sees; [`admin`] serves the API, metrics ([`metrics`]) and the
-//! dashboard; operator overrides persist in a journal ([`state`]). With a `[cluster]`
+//! console, whose map of where clients go ([`flows`]) is read once a second from rings the
+//! query threads write; operator overrides persist in a journal ([`state`]). With a `[cluster]`
 //! section, [`cluster`] shares overrides and probe observations with the other nameservers
 //! through etcd. None of it takes a lock the fast path waits on: a change builds a new
 //! snapshot and swaps it in.
@@ -39,6 +40,7 @@ pub mod config;
 pub mod control;
 pub mod dns;
 pub mod files;
+pub mod flows;
 pub mod geo;
 pub mod health;
 pub mod metrics;

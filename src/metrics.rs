@@ -91,6 +91,8 @@ fn counters(n: usize) -> Box<[AtomicU64]> {
 /// Query counters of one zone (or of queries outside every zone, with no names).
 #[derive(Debug)]
 pub struct ZoneCounters {
+    /// Unique in the process: names these counters in [`crate::flows`]' entries.
+    id: u32,
     zone: String,
     names: Vec<String>,
     regions: Vec<String>,
@@ -110,7 +112,9 @@ impl ZoneCounters {
     fn new(zone: String, names: Vec<String>, regions: Vec<String>) -> Self {
         let n = regions.len();
         let steered = counters(names.len() * STEERED_QTYPES.len() * (n + 1));
+        static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         ZoneCounters {
+            id: NEXT_ID.fetch_add(1, Relaxed),
             zone,
             names,
             regions,
@@ -126,7 +130,7 @@ impl ZoneCounters {
     }
 
     /// A steered answer (always NOERROR) for `name`, answered by `region` at `now` (Unix
-    /// seconds) with `ttl`.
+    /// seconds) with `ttl`, to `client` (its ECS subnet, else its resolver).
     pub fn steered(
         &self,
         name: usize,
@@ -134,12 +138,14 @@ impl ZoneCounters {
         region: Option<usize>,
         now: u32,
         ttl: u32,
+        client: ipnet::IpNet,
     ) {
         let q = STEERED_QTYPES.iter().position(|&t| t == qtype).unwrap_or(0);
         let r = region.map_or(0, |r| r + 1);
         let i = (name * STEERED_QTYPES.len() + q) * (self.regions.len() + 1) + r;
         self.steered[i].fetch_add(1, Relaxed);
         if let Some(r) = region {
+            crate::flows::record(self.id, r, client);
             // A store only when the second or the expiry moves on: the cache line stays
             // shared between threads the rest of the time.
             let later = |a: &AtomicU64, v: u64| {
@@ -295,6 +301,33 @@ struct Control {
     cluster: Option<ClusterMetrics>,
     /// Per drained region: its answer total when this node saw the drain begin.
     drained_at_total: BTreeMap<RegionLabel, u64>,
+    rates: Rates,
+}
+
+/// Steered answers per region in steps of [`RATE_STEP`] seconds over the last hour: the
+/// dashboard's rate chart. Kept here, in the registry that outlives reloads, by region name.
+#[derive(Debug, Default)]
+struct Rates {
+    /// The step the newest counts belong to (Unix seconds / step).
+    step: u64,
+    /// The region totals at the last sample, with the id of the counters they were read
+    /// from.
+    start: HashMap<RegionLabel, (u32, u64)>,
+    /// Per region: answers per step, oldest first, at most [`RATE_STEPS`].
+    series: BTreeMap<RegionLabel, VecDeque<u64>>,
+}
+
+/// The rate chart's step and length: an hour in steps of 10 s.
+pub const RATE_STEP: u64 = 10;
+pub const RATE_STEPS: usize = 360;
+
+/// The rate chart of one region.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RateSeries {
+    pub zone: String,
+    pub region: String,
+    /// Answers per step, oldest first; the last is the step in progress.
+    pub counts: Vec<u64>,
 }
 
 /// What the cluster store does for this node.
@@ -322,6 +355,8 @@ pub struct Metrics {
     rrl: std::sync::OnceLock<Arc<RrlCounters>>,
     queries: Arc<QueryCounters>,
     signing: Arc<SigningCounters>,
+    /// Where clients went over the last minutes.
+    flows: Mutex<crate::flows::Window>,
 }
 
 /// A region's state as an operator tells them apart, for `meridian_region_state`: planned
@@ -861,6 +896,109 @@ impl Metrics {
         }
     }
 
+    /// Moves the rate chart on to `now_s` (Unix seconds): the steps since the last call get
+    /// their answers, a step passed in silence 0. Called once a second with the traffic.
+    pub fn sample_rates(&self, now_s: u64) {
+        let totals: Vec<(RegionLabel, u32, u64)> = self
+            .zones
+            .lock()
+            .expect("metrics lock")
+            .values()
+            .flat_map(|c| {
+                let (zone, id) = (c.zone.clone(), c.id);
+                c.regions
+                    .iter()
+                    .cloned()
+                    .zip(c.region_totals())
+                    .map(move |(r, t)| ((zone.clone(), r), id, t))
+            })
+            .collect();
+        let step = now_s / RATE_STEP;
+        let mut c = self.control.lock().expect("metrics lock");
+        let rates = &mut c.rates;
+        // The first call starts the chart: no steps before this process ran.
+        let new_steps = if rates.step == 0 {
+            0
+        } else {
+            step.saturating_sub(rates.step).min(RATE_STEPS as u64) as usize
+        };
+        rates.step = step;
+        for (label, id, total) in &totals {
+            // Counters made anew (a reload that changed the zone's names or regions, a new
+            // zone) start at 0: all they hold is new.
+            let start = match rates.start.get(label) {
+                Some(&(was, start)) if was == *id => start,
+                _ => 0,
+            };
+            let series = rates.series.entry(label.clone()).or_default();
+            if series.is_empty() {
+                series.push_back(0);
+            }
+            for _ in 0..new_steps {
+                series.push_back(0);
+            }
+            while series.len() > RATE_STEPS {
+                series.pop_front();
+            }
+            *series.back_mut().expect("pushed above") += total.saturating_sub(start);
+            rates.start.insert(label.clone(), (*id, *total));
+        }
+        // A region no longer served keeps its history until it has scrolled out.
+        let served: std::collections::HashSet<&RegionLabel> = totals.iter().map(|t| &t.0).collect();
+        rates.series.retain(|label, series| {
+            if served.contains(label) {
+                return true;
+            }
+            for _ in 0..new_steps {
+                series.push_back(0);
+            }
+            while series.len() > RATE_STEPS {
+                series.pop_front();
+            }
+            series.iter().any(|&n| n > 0)
+        });
+        rates.start.retain(|label, _| served.contains(label));
+    }
+
+    /// Every region's rate chart, with the start of its first step (Unix ms).
+    pub fn rates(&self) -> (u64, Vec<RateSeries>) {
+        let c = self.control.lock().expect("metrics lock");
+        let series: Vec<RateSeries> = c
+            .rates
+            .series
+            .iter()
+            .map(|((zone, region), counts)| RateSeries {
+                zone: zone.clone(),
+                region: region.clone(),
+                counts: counts.iter().copied().collect(),
+            })
+            .collect();
+        let steps = series.iter().map(|s| s.counts.len()).max().unwrap_or(0) as u64;
+        let first = (c.rates.step + 1).saturating_sub(steps) * RATE_STEP * 1000;
+        (first, series)
+    }
+
+    /// Counts the answers recorded since the last call by the client area they went to,
+    /// located in `geo`, at `now_s` (Unix seconds).
+    pub fn sample_flows(&self, geo: &crate::geo::GeoDb, now_s: u64) {
+        self.flows.lock().expect("flows lock").drain(geo, now_s);
+    }
+
+    /// Where clients went over the last minutes: flows from client areas to regions.
+    pub fn flows(&self) -> Vec<crate::flows::Flow> {
+        let names: HashMap<u32, Arc<ZoneCounters>> = self
+            .zones
+            .lock()
+            .expect("metrics lock")
+            .values()
+            .map(|c| (c.id, c.clone()))
+            .collect();
+        self.flows.lock().expect("flows lock").flows(|id, region| {
+            let c = names.get(&id)?;
+            Some((c.zone.clone(), c.regions.get(usize::from(region))?.clone()))
+        })
+    }
+
     /// Steered answers per region of `zone`: (since start, over the last minute).
     pub fn traffic(&self, zone: &str) -> Vec<(String, u64, u64)> {
         let Some(counters) = self.zones.lock().expect("metrics lock").get(zone).cloned() else {
@@ -1102,5 +1240,75 @@ impl Metrics {
             c.reloads_failed
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(m: &Metrics) -> Arc<ZoneCounters> {
+        let c = Arc::new(ZoneCounters::new(
+            "z.".into(),
+            vec!["www.z.".into()],
+            vec!["a".into(), "b".into()],
+        ));
+        m.zones.lock().unwrap().insert("z.".into(), c.clone());
+        c
+    }
+
+    fn series(m: &Metrics, region: &str) -> Vec<u64> {
+        let (_, all) = m.rates();
+        all.into_iter()
+            .find(|s| s.region == region)
+            .map(|s| s.counts)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_rate_chart_counts_per_step_fills_silence_with_zeros_and_keeps_an_hour() {
+        let m = Metrics::default();
+        let c = counters(&m);
+        let client: ipnet::IpNet = "192.0.2.0/24".parse().unwrap();
+        let t0 = 1_000_000 * RATE_STEP;
+        m.sample_rates(t0);
+        for _ in 0..3 {
+            c.steered(0, RecordType::A, Some(1), 0, 30, client);
+        }
+        m.sample_rates(t0 + 1);
+        assert_eq!(series(&m, "b"), [3]);
+        // Two steps later: the silent step in between is a 0.
+        c.steered(0, RecordType::A, Some(1), 0, 30, client);
+        m.sample_rates(t0 + 2 * RATE_STEP);
+        assert_eq!(series(&m, "b"), [3, 0, 1]);
+        assert_eq!(series(&m, "a"), [0, 0, 0]);
+        // Two hours later: one hour of steps, the newest last.
+        m.sample_rates(t0 + 2 * RATE_STEP + 7200);
+        let b = series(&m, "b");
+        assert_eq!(b.len(), RATE_STEPS);
+        assert!(b.iter().all(|&n| n == 0), "{b:?}");
+    }
+
+    #[test]
+    fn the_rate_chart_outlives_counters_made_anew() {
+        let m = Metrics::default();
+        let c = counters(&m);
+        let client: ipnet::IpNet = "192.0.2.0/24".parse().unwrap();
+        let t0 = 1_000_000 * RATE_STEP;
+        m.sample_rates(t0);
+        for _ in 0..5 {
+            c.steered(0, RecordType::A, Some(0), 0, 30, client);
+        }
+        m.sample_rates(t0 + 1);
+        // A reload that changed the zone's shape: new counters, starting at 0.
+        let c = counters(&m);
+        c.steered(0, RecordType::A, Some(0), 0, 30, client);
+        m.sample_rates(t0 + 2);
+        m.sample_rates(t0 + RATE_STEP);
+        c.steered(0, RecordType::A, Some(0), 0, 30, client);
+        m.sample_rates(t0 + RATE_STEP + 1);
+        // The answers before and after the new counters: none lost, none twice.
+        let a = series(&m, "a");
+        assert_eq!(a, [6, 1]);
     }
 }

@@ -33,6 +33,13 @@ impl Drop for Driver {
         // the child is not yet reaped (the wait below).
         unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.child.wait();
+        // The browsers of the group are reaped by init once orphaned: wait (a bounded
+        // time) until none is left, so that the test ends with no process of its own.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // SAFETY: signal 0 only asks whether a process of the group still exists.
+        while unsafe { libc::kill(group, 0) } == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -321,4 +328,260 @@ async fn dashboard_shows_regions_and_drains_one_with_a_reason() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     std::fs::write(&path, &png).unwrap();
     eprintln!("screenshot: {}", path.display());
+}
+
+/// Asks www.console.test A for each ECS /24 of `nets`.
+fn query_from(server: &Server, nets: &[std::net::Ipv4Addr]) {
+    let udp = common::RawUdp::connect(server.addr());
+    for (i, net) in nets.iter().enumerate() {
+        let ecs = common::wire::ecs(1, 24, 0, &net.octets()[..3]);
+        let opt = common::wire::opt(1232, 0, false, &[ecs]);
+        let q = common::wire::query(
+            i as u16,
+            "www.console.test.",
+            common::wire::QTYPE_A,
+            Some(opt),
+        );
+        assert!(udp.exchange(&q, Duration::from_secs(2)).is_some(), "{net}");
+    }
+}
+
+impl Session<'_> {
+    /// Saves a screenshot of the page as `name` under the target directory.
+    async fn screenshot(&self, name: &str) {
+        self.eval("window.scrollTo(0, 0); return true").await;
+        let shot = self.get("/screenshot").await;
+        let png = base64_decode(shot.as_str().expect("base64 PNG"));
+        assert_eq!(&png[1..4], b"PNG");
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::write(&path, &png).unwrap();
+        eprintln!("screenshot: {}", path.display());
+    }
+}
+
+/// The console in each state, from the live stream: all up (flows on the map, the rate
+/// chart, each name's ranking per city, a client routed), one region drained, one down
+/// (its probe target really stopped), every region down (the fallback banner). A
+/// screenshot of each.
+#[tokio::test]
+async fn console_shows_each_state_live() {
+    use common::probe_targets::TcpTarget;
+    let mut targets = [(); 3].map(|_| TcpTarget::start());
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::write(
+        zones.join("console.test.toml"),
+        common::probed_zone([0, 1, 2].map(|i| targets[i].port())),
+    )
+    .unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("browser:{TOKEN}\n")).unwrap();
+    let server = Server::start_with_zones(
+        &zones,
+        &[
+            "--admin-token-file",
+            tokens.to_str().unwrap(),
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+        ],
+    );
+    let admin = server.admin_addr();
+    // Clients all over the world, and many from one London network.
+    let mut rng = common::XorShift::new(3);
+    let mut nets: Vec<std::net::Ipv4Addr> = (0..400)
+        .map(|_| std::net::Ipv4Addr::from((rng.next_u64() as u32) & 0xffff_ff00))
+        .collect();
+    nets.extend([std::net::Ipv4Addr::new(81, 2, 69, 0); 300]);
+    query_from(&server, &nets);
+
+    let driver = Driver::start().await;
+    let session = Session::new(&driver, &dir.path().join("profile")).await;
+    session
+        .post("/window/rect", json!({"width": 1400, "height": 2050}))
+        .await;
+    session
+        .post("/url", json!({"url": format!("http://{admin}/")}))
+        .await;
+    session
+        .wait_for(
+            "the live stream",
+            "return document.querySelector('#status').textContent.startsWith('live')",
+        )
+        .await;
+    session
+        .wait_for(
+            "three regions up",
+            "return document.querySelectorAll('#markers .marker.up').length === 3",
+        )
+        .await;
+    session
+        .wait_for(
+            "flows on the map",
+            "return document.querySelectorAll('#flows .flow').length > 10",
+        )
+        .await;
+    // Every region's label inside the map, ap-southeast's (Sydney, near the right edge)
+    // drawn to the left of its dot.
+    let outside = session
+        .eval("const m = document.querySelector('#map').getBoundingClientRect(); \
+               return [...document.querySelectorAll('#markers text')].filter(t => { \
+                 const b = t.getBoundingClientRect(); \
+                 return b.left < m.left || b.right > m.right || b.top < m.top || b.bottom > m.bottom; \
+               }).map(t => t.textContent)")
+        .await;
+    assert_eq!(outside, json!([]), "labels cut at the map's edge");
+    let to_eu = session
+        .eval("return document.querySelectorAll(\"#flows .flow[data-region='eu-west']\").length")
+        .await;
+    assert!(to_eu.as_u64().unwrap() > 0, "flows to eu-west");
+    session
+        .wait_for(
+            "a rate line per region",
+            "return document.querySelectorAll('#rates polyline.rate').length === 3",
+        )
+        .await;
+    let london = "[...document.querySelectorAll('#steering tr')].find(r => r.querySelector('th').textContent === 'London')";
+    let chosen_in_london =
+        format!("return {london}?.querySelector('td.rank.chosen')?.textContent ?? ''");
+    let first = session.eval(&chosen_in_london).await;
+    assert!(first.as_str().unwrap().contains("eu-west"), "{first}");
+    // Route a client.
+    let client = session.element("#route-client").await;
+    session
+        .post(
+            &format!("/element/{client}/value"),
+            json!({"text": "81.2.69.0/24"}),
+        )
+        .await;
+    let go = session.element("#route button").await;
+    session
+        .post(&format!("/element/{go}/click"), json!({}))
+        .await;
+    session
+        .wait_for(
+            "the route's decision",
+            "return document.querySelector('#route-out h4')?.textContent.includes('eu-west') ?? false",
+        )
+        .await;
+    let out = session
+        .eval("return document.querySelector('#route-out').textContent")
+        .await;
+    let out = out.as_str().unwrap();
+    assert!(
+        out.contains("answers") && out.contains("farther") && out.contains("198.51.100.10"),
+        "{out}"
+    );
+    let banner = session
+        .eval("return document.querySelector('#fallback-banner').hidden")
+        .await;
+    assert_eq!(banner, json!(true));
+    session.screenshot("console-up.png").await;
+
+    // The stream drops: the page polls, and goes live again once the browser reconnects.
+    session
+        .eval("stream.close(); stream.onerror(); return true")
+        .await;
+    session
+        .wait_for(
+            "polling while the stream is down",
+            "return document.querySelector('#status').textContent.startsWith('polling')",
+        )
+        .await;
+    session
+        .wait_for(
+            "live again",
+            "return document.querySelector('#status').textContent.startsWith('live')",
+        )
+        .await;
+
+    // Drained: through the API; the page hears it from the stream.
+    let http = reqwest::Client::new();
+    let drain = |what: &'static str| {
+        http.post(format!(
+            "http://{admin}/api/v1/zones/console.test./regions/eu-west/{what}"
+        ))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(r#"{"reason": "console screenshot"}"#)
+        .send()
+    };
+    assert!(drain("drain").await.unwrap().status().is_success());
+    session
+        .wait_for(
+            "eu-west drained",
+            "return document.querySelectorAll('#markers .marker.drained').length === 1",
+        )
+        .await;
+    session
+        .wait_for(
+            "London moved to us-east",
+            &format!("return {london}?.querySelector('td.rank.chosen')?.textContent.includes('us-east') ?? false"),
+        )
+        .await;
+    // The routed client follows: the box asks again when steering changes.
+    session
+        .wait_for(
+            "the routed client moved",
+            "return document.querySelector('#route-out h4')?.textContent.includes('us-east') ?? false",
+        )
+        .await;
+    // London's clients now go to us-east: a new flow from their cell.
+    let before = session
+        .eval("return document.querySelectorAll(\"#flows .flow[data-region='us-east']\").length")
+        .await;
+    query_from(&server, &[std::net::Ipv4Addr::new(81, 2, 69, 0); 300]);
+    session
+        .wait_for(
+            "a flow from London to us-east",
+            &format!("return document.querySelectorAll(\"#flows .flow[data-region='us-east']\").length > {before}"),
+        )
+        .await;
+    session.screenshot("console-drained.png").await;
+    assert!(drain("undrain").await.unwrap().status().is_success());
+
+    // Down: us-east's probe target really stops.
+    targets[0].stop();
+    session
+        .wait_for(
+            "us-east down",
+            "return document.querySelector(\"#markers .marker.down[data-region='us-east']\") !== null",
+        )
+        .await;
+    session
+        .wait_for(
+            "eu-west up again",
+            "return document.querySelectorAll('#markers .marker.up').length === 2",
+        )
+        .await;
+    // The down endpoint keeps its dot, whatever the length of the error beside it.
+    let dot = session
+        .eval("const d = document.querySelector(\"article.card[data-region='us-east'] .endpoints li.down .dot\"); return d ? d.getBoundingClientRect().width : 0")
+        .await;
+    assert!(dot.as_f64().unwrap() >= 9.0, "dot width {dot}");
+    session
+        .wait_for(
+            "the state change in the log",
+            "return document.querySelector('#events tbody').textContent.includes('up → down')",
+        )
+        .await;
+    session.screenshot("console-down.png").await;
+
+    // Every region down: the fallback answers, and the banner says so.
+    targets[1].stop();
+    targets[2].stop();
+    session
+        .wait_for(
+            "the fallback banner",
+            "return !document.querySelector('#fallback-banner').hidden",
+        )
+        .await;
+    let text = session
+        .eval("return document.querySelector('#fallback-banner').textContent")
+        .await;
+    assert!(
+        text.as_str().unwrap().contains("www.console.test."),
+        "{text}"
+    );
+    session.screenshot("console-fallback.png").await;
 }

@@ -1,5 +1,7 @@
-// Meridian dashboard: polls the admin API every 2 s and redraws; writes send the token from
-// the header field and what the operator fills in the action form (reason, expiry, state).
+// Meridian dashboard: a live stream of server-sent events (/api/v1/stream) brings each view
+// whole when it changes, and only that view is drawn again; when the stream drops the page
+// polls every 2 s until the browser has reconnected it. Writes send the token from the
+// header field and what the operator fills in the action form (reason, expiry, state).
 "use strict";
 
 const POLL_MS = 2000;
@@ -47,17 +49,20 @@ function spark(key, rtt) {
   return `<svg viewBox="0 0 80 20" aria-label="RTT history"><polyline fill="none" stroke="#4a78c2" stroke-width="1.2" points="${pts}"/></svg>`;
 }
 
+// One endpoint: its dot (which keeps its size however long the error beside it), address,
+// RTT or the probe's error on a line of its own, the RTT history and the action.
 function endpointRow(r, e) {
   const p = e.probe;
   const rtt = p && p.rtt_ms != null ? `${p.rtt_ms.toFixed(1)} ms` : "";
-  const forced = e.forced ? ` <b>forced ${e.forced.up ? "up" : "down"}</b>` : "";
-  const err = p && p.last_error && !p.up ? `<span class="err">${esc(p.last_error)}</span>` : "";
+  const forced = e.forced ? `<b>forced ${e.forced.up ? "up" : "down"}</b>` : "";
+  const err = p && p.last_error && !p.up ? `<span class="err" title="${esc(p.last_error)}">${esc(p.last_error)}</span>` : "";
   const key = `${r.zone}/${r.region}/${e.address}`;
   const btn = e.forced
     ? `<button data-act="unforce" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}" data-addr="${esc(e.address)}">release</button>`
     : `<button data-act="force" data-zone="${esc(r.zone)}" data-region="${esc(r.region)}" data-addr="${esc(e.address)}">force…</button>`;
-  return `<li><span class="dot ${e.up ? "up" : "down"}"></span><span class="addr">${esc(e.address)}</span>
-    <span>${esc(rtt)}${forced} ${err}</span>${spark(key, p && p.rtt_last_ms)}${btn}</li>`;
+  return `<li class="${e.up ? "up" : "down"}"><span class="dot ${e.up ? "up" : "down"}" title="${e.up ? "up" : "down"}"></span>
+    <span class="addr">${esc(e.address)}</span><span class="rtt">${esc(rtt)} ${forced}</span>
+    <span class="spark">${spark(key, p && p.rtt_last_ms)}</span>${btn}${err}</li>`;
 }
 
 // How far a drain has got: answers already given stay in resolvers' caches until their TTL
@@ -88,12 +93,16 @@ function card(r) {
     ${drained}<div class="actions">${drainBtn}</div></article>`;
 }
 
+// Region markers; a label near the map's right edge goes to the left of its dot, so that
+// it is never cut off.
 function markers(regions) {
   $("#markers").innerHTML = regions.map((r) => {
-    const x = r.location.lon + 180, y = 90 - r.location.lat;
-    return `<g class="marker ${look(r)}"><circle cx="${x}" cy="${y}" r="3.2" fill="var(--${look(r)})" stroke="#fff" stroke-width="0.8">
+    const x = r.location.lon + 180, y = Math.min(175, Math.max(5, 90 - r.location.lat));
+    const left = x > 300;
+    return `<g class="marker ${look(r)}" data-region="${esc(r.region)}"><circle cx="${x}" cy="${y}" r="3.2" fill="var(--${look(r)})" stroke="#fff" stroke-width="0.8">
       <title>${esc(r.region)}: ${look(r)}</title></circle>
-      <text x="${x + 4.5}" y="${y + 1.5}" font-size="5" fill="#1d2430">${esc(r.region)}</text></g>`;
+      <text x="${left ? x - 4.5 : x + 4.5}" y="${y + 1.5}" text-anchor="${left ? "end" : "start"}" font-size="5" fill="#1d2430"
+        stroke="#fff" stroke-width="1.2" paint-order="stroke">${esc(r.region)}</text></g>`;
   }).join("");
 }
 
@@ -112,23 +121,194 @@ function dnssecOf(d) {
   return `${esc(d.algorithm)} keys ${keys}; signatures ${at(d.inception)} to ${at(d.expiration)}; next window ${at(d.next_window)}${roll}`;
 }
 
-async function refresh() {
+// Every view of the stream and how it is drawn; the poll fetches the same views.
+const views = {
+  regions: { path: "/regions", draw: drawRegions },
+  zones: { path: "/zones", draw: drawZones },
+  steering: { path: "/steering", draw: drawSteering },
+  events: { path: "/events?limit=25", draw: drawEvents },
+  audit: { path: "/audit?limit=25", draw: drawAudit },
+  traffic: { path: "/traffic", draw: drawTraffic },
+};
+let lastRegions = [];
+
+function drawRegions(regions) {
+  lastRegions = regions;
+  markers(regions);
+  $("#regions").innerHTML = regions.map(card).join("");
+}
+
+function drawZones(zones) {
+  $("#zones tbody").innerHTML = zones.map((z) => `<tr><td>${esc(z.zone)}</td><td>${z.serial ?? ""}</td>
+    <td>${esc(z.steered.join(", "))}</td><td>${dnssecOf(z.dnssec)}</td></tr>`).join("");
+}
+
+function drawAudit(audit) {
+  rows("#audit", audit, (e) => `<tr><td>${when(e.at_ms)}</td><td>${esc(e.by)}</td><td>${esc(e.action)}</td>
+    <td>${esc([e.zone, e.region, e.endpoint].filter(Boolean).join(" "))}</td><td>${esc(e.reason)}</td></tr>`);
+}
+
+function drawEvents(events) {
+  rows("#events", events, (e) => `<tr><td>${when(e.at_ms)}</td><td>${esc([e.region, e.endpoint].filter(Boolean).join(" "))}</td>
+    <td>${esc(e.from)} → ${esc(e.to)}</td><td>${esc(e.reason)}</td></tr>`);
+}
+
+// A colour per region name, the same on the map's flows and in the rate chart.
+const PALETTE = ["#4a78c2", "#c26a3a", "#3f9a5c", "#8a5ac2", "#b8932a", "#2f9fb0", "#c24a8a", "#6b7280"];
+const regionColours = new Map();
+function colourOf(region) {
+  if (!regionColours.has(region)) regionColours.set(region, PALETTE[regionColours.size % PALETTE.length]);
+  return regionColours.get(region);
+}
+
+// Steered names: TTL and trouble, fallback, and the regions in rank order per city.
+function drawSteering(names) {
+  const verdict = { chosen: "answers", farther: "farther", degraded: "degraded, skipped", down: "down, skipped",
+    drained: "drained, skipped", "no-endpoints": "no endpoints" };
+  $("#steering").innerHTML = names.map((n) => {
+    const ttl = n.in_trouble ? `<b class="trouble">TTL ${n.ttl_now} s (trouble; normally ${n.ttl} s)</b>` : `TTL ${n.ttl_now} s`;
+    const fb = n.fallback === "all" ? "every region's endpoints" : `static ${esc((n.fallback.static || []).map((e) => e.address ?? e).join(", "))}`;
+    const fallback = n.fallback_answering ? `<b class="fallback">answering its fallback (${fb})</b>` : `fallback: ${fb}, not in use`;
+    const places = n.places.map((p) => `<tr><th>${esc(p.place)}</th>${p.ranking.map((r, i) =>
+      `<td class="rank ${esc(r.verdict)}" title="${esc(verdict[r.verdict] || r.verdict)}${r.estimated_rtt_ms != null ? `, ~${r.estimated_rtt_ms.toFixed(0)} ms` : ""}">
+        <span class="n">${i + 1}</span> ${esc(r.region)}<span class="why">${esc(verdict[r.verdict] || r.verdict)}</span></td>`).join("")}</tr>`).join("");
+    return `<article class="name" data-name="${esc(n.name)}"><h3>${esc(n.name)} <span class="muted">${esc(n.policy)}</span></h3>
+      <p class="note">${ttl}; ${fallback}</p><table class="ranks"><tbody>${places}</tbody></table></article>`;
+  }).join("");
+  const down = names.filter((n) => n.fallback_answering);
+  const banner = $("#fallback-banner");
+  banner.hidden = down.length === 0;
+  banner.textContent = down.length ? `Every region down: ${down.map((n) => n.name).join(", ")} answer${down.length === 1 ? "s" : ""} the fallback` : "";
+  const select = $("#route-name");
+  const chosen = select.value;
+  select.innerHTML = names.map((n) => `<option>${esc(n.name)}</option>`).join("");
+  if (chosen) select.value = chosen;
+  route();
+}
+
+// Where clients went: a curve from each client area (a grid cell) to the region that
+// answered it, as wide as its share of the largest flow; and the answers per region over
+// the last hour.
+function drawTraffic(t) {
+  const where = new Map(lastRegions.map((r) => [`${r.zone}/${r.region}`, r.location]));
+  const flows = t.flows.flows.filter((f) => f.cell && where.has(`${f.zone}/${f.region}`)).slice(0, 200);
+  const max = Math.max(1, ...flows.map((f) => f.queries));
+  const half = t.flows.cell_degrees / 2;
+  $("#flows").innerHTML = flows.map((f) => {
+    const to = where.get(`${f.zone}/${f.region}`);
+    const x1 = f.cell.lon + half + 180, y1 = 90 - (f.cell.lat + half);
+    const x2 = to.lon + 180, y2 = 90 - to.lat;
+    const mx = (x1 + x2) / 2, my = Math.min(y1, y2) - Math.abs(x2 - x1) / 6 - 2;
+    const w = (0.35 + 2.2 * Math.sqrt(f.queries / max)).toFixed(2);
+    return `<g class="flow" data-region="${esc(f.region)}"><path d="M${x1},${y1} Q${mx},${my} ${x2},${y2}" fill="none"
+      stroke="${colourOf(f.region)}" stroke-opacity="0.55" stroke-width="${w}" stroke-linecap="round"/>
+      <circle cx="${x1}" cy="${y1}" r="0.9" fill="${colourOf(f.region)}"/>
+      <title>${esc(f.cell.country || "")} ${f.cell.lat}°, ${f.cell.lon}° → ${esc(f.region)}: ${f.queries} answers</title></g>`;
+  }).join("");
+  const total = t.flows.flows.reduce((n, f) => n + f.queries, 0);
+  $("#flows-note").textContent = total ? `curves: where ${total} answers of the last ${t.flows.window_minutes} min sent clients` : "";
+  drawRates(t.rates);
+}
+
+function drawRates(r) {
+  const W = 600, H = 150, step = r.step_seconds;
+  const series = r.series.filter((s) => s.counts.length > 0);
+  // An hour wide, the newest step at the right edge, however long the server has run.
+  const n = Math.max(Math.round(3600 / step), ...series.map((s) => s.counts.length));
+  const max = Math.max(1, ...series.flatMap((s) => s.counts)) / step;
+  const x = (i, len) => ((n - len + i) * W) / (n - 1);
+  const y = (c) => H - (c / step / max) * (H - 8);
+  const lines = series.map((s) => `<polyline class="rate" data-region="${esc(s.region)}" fill="none" stroke="${colourOf(s.region)}"
+    stroke-width="1.6" points="${s.counts.map((c, i) => `${x(i, s.counts.length).toFixed(1)},${y(c).toFixed(1)}`).join(" ")}"/>
+    <circle cx="${x(s.counts.length - 1, s.counts.length).toFixed(1)}" cy="${y(s.counts[s.counts.length - 1]).toFixed(1)}" r="3"
+      fill="${colourOf(s.region)}"/>`).join("");
+  const minutes = Math.round((n * step) / 60);
+  $("#rates").innerHTML = `<svg viewBox="-34 -4 ${W + 40} ${H + 22}" role="img" aria-label="answers per second per region">
+    <line x1="0" y1="${H}" x2="${W}" y2="${H}" stroke="#c7cdd8"/><line x1="0" y1="8" x2="${W}" y2="8" stroke="#eef0f4"/>
+    <text x="-4" y="11" text-anchor="end">${max.toFixed(max < 10 ? 1 : 0)}/s</text><text x="-4" y="${H}" text-anchor="end">0</text>
+    <text x="0" y="${H + 15}">${minutes} min ago</text><text x="${W / 2}" y="${H + 15}" text-anchor="middle">${minutes / 2} min ago</text><text x="${W}" y="${H + 15}" text-anchor="end">now</text>${lines}</svg>
+    <p class="legend">${series.map((s) => `<span class="swatch" style="background:${colourOf(s.region)}"></span>${esc(s.region)}
+      <span class="muted">${(s.counts[s.counts.length - 1] / step).toFixed(1)}/s</span>`).join(" ")}</p>`;
+}
+
+// The live stream, and the poll that stands in while it is down.
+let pollTimer = null;
+let stream = null;
+
+async function poll() {
   try {
-    const [regions, audit, events, zones] = await Promise.all([api("/regions"), api("/audit?limit=25"),
-      api("/events?limit=25"), api("/zones")]);
-    markers(regions);
-    $("#regions").innerHTML = regions.map(card).join("");
-    $("#zones tbody").innerHTML = zones.map((z) => `<tr><td>${esc(z.zone)}</td><td>${z.serial ?? ""}</td>
-      <td>${esc(z.steered.join(", "))}</td><td>${dnssecOf(z.dnssec)}</td></tr>`).join("");
-    rows("#audit", audit, (e) => `<tr><td>${when(e.at_ms)}</td><td>${esc(e.by)}</td><td>${esc(e.action)}</td>
-      <td>${esc([e.zone, e.region, e.endpoint].filter(Boolean).join(" "))}</td><td>${esc(e.reason)}</td></tr>`);
-    rows("#events", events, (e) => `<tr><td>${when(e.at_ms)}</td><td>${esc([e.region, e.endpoint].filter(Boolean).join(" "))}</td>
-      <td>${esc(e.from)} → ${esc(e.to)}</td><td>${esc(e.reason)}</td></tr>`);
-    $("#status").textContent = "updated " + new Date().toLocaleTimeString();
+    const got = await Promise.all(Object.values(views).map((v) => api(v.path)));
+    Object.values(views).forEach((v, i) => v.draw(got[i]));
+    status(`polling (live stream down), updated ${new Date().toLocaleTimeString()}`);
     $("#error").textContent = "";
   } catch (err) {
-    $("#status").textContent = "cannot reach the admin API";
+    status("cannot reach the admin API");
     $("#error").textContent = err.message;
+  }
+}
+
+function status(text) {
+  $("#status").textContent = text;
+}
+
+function startPolling() {
+  if (pollTimer) return;
+  poll();
+  pollTimer = setInterval(poll, POLL_MS);
+}
+
+function stopPolling() {
+  clearInterval(pollTimer);
+  pollTimer = null;
+}
+
+function connect() {
+  stream = new EventSource("/api/v1/stream");
+  stream.onopen = () => {
+    stopPolling();
+    status("live");
+    $("#error").textContent = "";
+  };
+  // The browser reconnects by itself (it waits a few seconds between tries); meanwhile, and
+  // if the server refuses the stream (reads that need a token), the page polls.
+  stream.onerror = () => {
+    if (stream.readyState === EventSource.CLOSED) setTimeout(connect, POLL_MS * 2);
+    startPolling();
+  };
+  for (const [name, v] of Object.entries(views)) {
+    stream.addEventListener(name, (ev) => {
+      v.draw(JSON.parse(ev.data));
+      if (!pollTimer) status(`live, updated ${new Date().toLocaleTimeString()}`);
+    });
+  }
+}
+
+// Route a client: the decision DNS makes for it now, as `meridian route` prints it; asked
+// again whenever the steering view changes, so that it stays true.
+let routed = null;
+$("#route").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  routed = { name: $("#route-name").value, client: $("#route-client").value.trim() };
+  route();
+});
+
+async function route() {
+  if (!routed) return;
+  const { name, client } = routed;
+  const out = $("#route-out");
+  try {
+    const r = await api(`/route?name=${encodeURIComponent(name)}&client=${encodeURIComponent(client)}`);
+    const verdict = { chosen: "answers", farther: "farther", degraded: "degraded past the limit", down: "down",
+      drained: "drained", "no-endpoints": "no endpoints of this family" };
+    const loc = r.location;
+    const place = loc.point ? `${loc.country || "??"} at ${loc.point.lat.toFixed(2)}, ${loc.point.lon.toFixed(2)}` : "location unknown";
+    const fam = (label, a) => `<h4>${label}: ${a.chosen ? `<b>${esc(a.chosen)}</b>` : "no region"} <span class="muted">(${esc(a.basis)}, TTL ${a.ttl} s, ECS scope /${a.scope})</span></h4>
+      <ol>${a.candidates.map((c) => `<li class="${esc(c.verdict)}">${esc(c.region)}: ${esc(verdict[c.verdict] || c.verdict)}${c.distance_km != null ? `, ${c.distance_km.toFixed(0)} km` : ""}${c.estimated_rtt_ms != null ? `, ~${c.estimated_rtt_ms.toFixed(0)} ms` : ""}${c.degradation_ms ? `, +${c.degradation_ms.toFixed(0)} ms degradation` : ""}</li>`).join("")}</ol>
+      <p class="note">answer: ${a.addresses.length ? esc(a.addresses.join(", ")) : "NODATA"}</p>`;
+    out.innerHTML = `<p class="note">${esc(r.name)} for ${esc(r.client.network)} → ${esc(place)} (GeoIP network ${esc(loc.network)}),
+      as of ${new Date().toLocaleTimeString()}</p>${fam("A", r.a)}${fam("AAAA", r.aaaa)}`;
+  } catch (err) {
+    out.innerHTML = `<p class="error">${esc(err.message)}</p>`;
   }
 }
 
@@ -208,13 +388,13 @@ $("#act").addEventListener("close", async () => {
   if ((act === "drain" || act === "force") && $("#act-expiry").value) body.expires_in = Number($("#act-expiry").value);
   try {
     await api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    await refresh();
+    // The stream brings the change; while it is down, the poll does.
+    if (pollTimer) await poll();
   } catch (err) {
     $("#error").textContent = `${act} ${what}: ${err.message}`;
   }
 });
 
-refresh();
+connect();
 refreshCluster();
-setInterval(refresh, POLL_MS);
 setInterval(refreshCluster, POLL_MS);

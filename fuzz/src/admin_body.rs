@@ -56,7 +56,7 @@ impl Fixture {
         let tokens = Tokens::load(None, Some(TOKEN.into())).expect("the token is long enough");
         let admin = runtime.block_on(async {
             Arc::new(Admin {
-                monitor: monitor::spawn(state.clone(), metrics.clone(), journal.overrides()),
+                monitor: monitor::spawn(state.clone(), metrics.clone(), journal.overrides(), None),
                 state,
                 metrics,
                 journal: Arc::new(tokio::sync::Mutex::new(journal)),
@@ -68,6 +68,7 @@ impl Fixture {
                 reads_need_token: false,
                 hosts: Vec::new(),
                 reloads: tokio::sync::Mutex::new(()),
+                changes: tokio::sync::watch::Sender::new(0),
             })
         });
         Fixture {

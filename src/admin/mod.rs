@@ -16,6 +16,7 @@
 //! `{"error": "...", "status": 404}`.
 
 pub mod auth;
+mod console;
 mod error;
 mod head;
 pub mod listen;
@@ -84,6 +85,16 @@ pub struct Admin {
     /// Held for a whole zone reload: reloads (API and SIGHUP) run one at a time, so one that
     /// read the files earlier cannot install them after one that read them later.
     pub reloads: Mutex<()>,
+    /// Bumped after every change an operator makes (overrides, reloads): wakes the
+    /// dashboard's streams at once.
+    pub changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Admin {
+    /// Tells the dashboard's streams that something changed.
+    pub fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
 }
 
 /// The admin router.
@@ -96,6 +107,9 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/audit", get(audit))
         .route("/route", get(route))
         .route("/cluster", get(cluster))
+        .route("/steering", get(console::steering))
+        .route("/traffic", get(console::traffic))
+        .route("/stream", get(console::stream))
         .route("/openapi.json", get(web::openapi))
         .route("/zones/{zone}/regions/{region}/drain", post(drain))
         .route("/zones/{zone}/regions/{region}/undrain", post(undrain))

@@ -91,26 +91,28 @@ pub(super) struct ZoneView {
 }
 
 pub(super) async fn zones(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<ZoneView>> {
+    Ok(axum::Json(zones_view(&admin)))
+}
+
+pub(super) fn zones_view(admin: &Admin) -> Vec<ZoneView> {
     let state = admin.state.load();
-    Ok(axum::Json(
-        state
-            .zones
-            .by_index()
-            .into_iter()
-            .map(|z| ZoneView {
-                zone: z.origin.to_string(),
-                file: z.file.display().to_string(),
-                serial: match &z.soa().data {
-                    hickory_proto::rr::RData::SOA(s) => Some(s.serial),
-                    _ => None,
-                },
-                regions: z.regions.iter().map(|r| r.name.clone()).collect(),
-                steered: z.steered.iter().map(|s| s.name.to_string()).collect(),
-                // A signed zone serves only with its key loaded: no key error to tell.
-                dnssec: DnssecView::of(z, crate::dns::cookie::now(), None),
-            })
-            .collect(),
-    ))
+    state
+        .zones
+        .by_index()
+        .into_iter()
+        .map(|z| ZoneView {
+            zone: z.origin.to_string(),
+            file: z.file.display().to_string(),
+            serial: match &z.soa().data {
+                hickory_proto::rr::RData::SOA(s) => Some(s.serial),
+                _ => None,
+            },
+            regions: z.regions.iter().map(|r| r.name.clone()).collect(),
+            steered: z.steered.iter().map(|s| s.name.to_string()).collect(),
+            // A signed zone serves only with its key loaded: no key error to tell.
+            dnssec: DnssecView::of(z, crate::dns::cookie::now(), None),
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -217,6 +219,10 @@ struct EndpointView {
 /// Every region of every zone with its health, overrides, probes and traffic: what the
 /// dashboard polls.
 pub(super) async fn regions(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<RegionView>> {
+    Ok(axum::Json(regions_view(&admin).await))
+}
+
+pub(super) async fn regions_view(admin: &Admin) -> Vec<RegionView> {
     let state = admin.state.load();
     let details = admin.monitor.details.load();
     let overrides = admin.journal.lock().await.overrides().clone();
@@ -280,7 +286,7 @@ pub(super) async fn regions(State(admin): State<Arc<Admin>>) -> ApiResult<Vec<Re
             });
         }
     }
-    Ok(axum::Json(out))
+    out
 }
 
 #[derive(Deserialize)]
@@ -295,11 +301,13 @@ pub(super) async fn events(
     query: Result<Query<Limit>, QueryRejection>,
 ) -> ApiResult<Vec<Event>> {
     let limit = query?.0.limit.unwrap_or(100);
+    Ok(axum::Json(events_view(&admin, limit)))
+}
+
+pub(super) fn events_view(admin: &Admin, limit: usize) -> Vec<Event> {
     let details = admin.monitor.details.load();
     let skip = details.events.len().saturating_sub(limit);
-    Ok(axum::Json(
-        details.events.iter().skip(skip).cloned().collect(),
-    ))
+    details.events.iter().skip(skip).cloned().collect()
 }
 
 /// The audit page given when no `limit` is asked for.
@@ -329,19 +337,27 @@ pub(super) async fn audit(
             "limit must be at most {MAX_AUDIT_PAGE}: walk back with before=<seq of the first entry>"
         )));
     }
-    let page = admin
+    Ok(axum::Json(audit_view(&admin, q.before, limit).await?))
+}
+
+/// The newest `limit` audit entries older than `before`, oldest first.
+pub(super) async fn audit_view(
+    admin: &Admin,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Vec<Entry>, ApiError> {
+    admin
         .journal
         .lock()
         .await
-        .audit_page(q.before, limit)
+        .audit_page(before, limit)
         .map_err(|e| {
             warn!(error = %e, "cannot read the audit log");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot read the audit log: {e}"),
             )
-        })?;
-    Ok(axum::Json(page))
+        })
 }
 
 #[derive(Deserialize)]

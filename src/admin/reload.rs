@@ -90,6 +90,7 @@ pub async fn reload_zones(admin: &Admin, by: &str, reason: &str) -> Result<Reloa
             };
             admin.monitor.reload(zones).await;
             metrics.reload(true);
+            admin.changed();
             if !dropped.is_empty() {
                 warn!(by, dropped = ?dropped, "zones dropped: their files are gone; they are no longer served");
             }

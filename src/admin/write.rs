@@ -174,6 +174,7 @@ async fn write(admin: &Admin, entry: Entry) -> ApiResult<Written> {
     // earlier write cannot hand it a state without a later one.
     admin.monitor.overrides(journal.overrides().clone()).await;
     drop(journal);
+    admin.changed();
     Ok(axum::Json(Written {
         changed: true,
         entry: Some(entry),
@@ -218,6 +219,7 @@ async fn cluster_write(admin: &Admin, cluster: &Cluster, entry: Entry) -> ApiRes
                     "committed, but this node has not applied it yet: it will once its watch catches up"
                 );
             }
+            admin.changed();
             Ok(axum::Json(Written {
                 changed: true,
                 entry: Some(entry),

@@ -292,7 +292,7 @@ pub fn handle_parsed(
         && b.cacheable.dnssec == dnssec
         && respond(services, b, q, scope, at, out)
     {
-        count(snapshot, b, q.qtype, at.now);
+        count(snapshot, b, q, at);
         caches.hits += 1;
         return true;
     }
@@ -476,12 +476,19 @@ fn respond(
     true
 }
 
-fn count(snapshot: &Snapshot, b: &Body, qtype: u16, now: u32) {
+fn count(snapshot: &Snapshot, b: &Body, q: &Query<'_>, at: At) {
     let c = b.cacheable;
     let counters = &snapshot.counters[c.zone];
-    let qtype = RecordType::from(qtype);
+    let qtype = RecordType::from(q.qtype);
     match c.varies {
-        Varies::Steered(s) => counters.steered(s.name, qtype, s.variant.region, now, s.variant.ttl),
+        Varies::Steered(s) => counters.steered(
+            s.name,
+            qtype,
+            s.variant.region,
+            at.now,
+            s.variant.ttl,
+            q.client(at.src).network(),
+        ),
         Varies::Nothing => counters.plain(qtype, c.outcome.rcode),
     }
 }

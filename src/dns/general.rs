@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
+use ipnet::IpNet;
 
 use super::cache::{Cacheable, SteeredVariant, Variant, Varies, signed_on};
 use super::response::{self, Opt, Outcome};
@@ -40,6 +41,8 @@ enum Counted {
         /// When it was answered (Unix seconds) and with which TTL.
         now: u32,
         ttl: u32,
+        /// The client the answer was steered for (where clients go).
+        client: IpNet,
     },
 }
 
@@ -183,6 +186,7 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             region: a.decision.chosen,
             now,
             ttl: a.decision.ttl,
+            client: client.network(),
         };
         // A draw by weight differs for every query: nothing to reuse.
         varies = match a.order {
@@ -346,8 +350,9 @@ impl Response<'_> {
                     region,
                     now,
                     ttl,
+                    client,
                 },
-            ) => counters(zone).steered(name, qtype, region, now, ttl),
+            ) => counters(zone).steered(name, qtype, region, now, ttl, client),
         }
         Answer {
             bytes,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -30,15 +30,12 @@ use super::probe::{LocalFault, Prober, failure_kind, human, install_crypto_provi
 use super::view::{EndpointDetail, Isolation, Now, PeerViews, ZoneHealth};
 use crate::metrics::{Metrics, RegionStateLabel};
 use crate::serving::SharedSnapshot;
-use crate::state::{Overrides, now_ms};
+use crate::state::{EventLog, Overrides, now_ms};
 use crate::steer::{self, Basis, Family, HealthView, RegionHealth, RegionState};
 use crate::zone::{Zone, ZoneSet};
 
 /// Probes in flight at once, over all endpoints.
 pub const MAX_CONCURRENT_PROBES: usize = 64;
-/// State changes kept for the admin API.
-const MAX_EVENTS: usize = 500;
-
 /// What the control plane asks of the monitor.
 pub enum Command {
     /// New zones: swap them in with their health, in one step. Answers when done.
@@ -49,7 +46,7 @@ pub enum Command {
     Peers(PeerViews, oneshot::Sender<()>),
 }
 
-/// A state change, as the admin API lists it.
+/// A state change, as the admin API lists it (and `events.jsonl` keeps it).
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub at_ms: u64,
@@ -61,6 +58,49 @@ pub struct Event {
     pub to: &'static str,
     pub reason: String,
 }
+
+/// An [`Event`] as read back from `events.jsonl`.
+#[derive(Deserialize)]
+struct KeptEvent {
+    at_ms: u64,
+    zone: String,
+    region: String,
+    #[serde(default)]
+    endpoint: Option<IpAddr>,
+    from: String,
+    to: String,
+    reason: String,
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Event, D::Error> {
+        Event::try_from(KeptEvent::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<KeptEvent> for Event {
+    type Error = String;
+
+    fn try_from(e: KeptEvent) -> Result<Event, String> {
+        let side = |s: &str| match s {
+            "up" => Ok("up"),
+            "down" => Ok("down"),
+            other => Err(format!("unknown state {other:?} (up or down)")),
+        };
+        Ok(Event {
+            from: side(&e.from)?,
+            to: side(&e.to)?,
+            at_ms: e.at_ms,
+            zone: e.zone,
+            region: e.region,
+            endpoint: e.endpoint,
+            reason: e.reason,
+        })
+    }
+}
+
+/// Most state changes kept, in memory and in `events.jsonl`.
+pub const MAX_EVENTS: usize = 500;
 
 /// Probe details of every zone, by origin, region by region in zone order (`None` when the
 /// region is not probed), plus the recent state changes. Shared in parts, so that a probe
@@ -145,6 +185,8 @@ fn read_clocks() -> Now {
 }
 
 struct Monitor {
+    /// Where state changes are kept across restarts; `None` when it could not be opened.
+    event_log: Option<EventLog>,
     state: SharedSnapshot,
     metrics: Arc<Metrics>,
     /// By zone index: the zones of the serving state, in their order.
@@ -171,11 +213,23 @@ struct Monitor {
 
 /// Starts the monitor on the current runtime for the zones of `state`. The start states
 /// (with `overrides`) are published before this returns.
-pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: &Overrides) -> MonitorHandle {
+pub fn spawn(
+    state: SharedSnapshot,
+    metrics: Arc<Metrics>,
+    overrides: &Overrides,
+    kept: Option<(EventLog, Vec<Event>)>,
+) -> MonitorHandle {
     install_crypto_provider();
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let (commands_tx, commands_rx) = mpsc::channel(16);
-    let details = Arc::new(ArcSwap::from_pointee(Details::default()));
+    let (event_log, earlier) = match kept {
+        Some((log, earlier)) => (Some(log), earlier),
+        None => (None, Vec::new()),
+    };
+    let details = Arc::new(ArcSwap::from_pointee(Details {
+        events: Arc::new(earlier.into()),
+        ..Details::default()
+    }));
     let zones: Vec<ZoneHealth> = state
         .load()
         .zones
@@ -197,6 +251,7 @@ pub fn spawn(state: SharedSnapshot, metrics: Arc<Metrics>, overrides: &Overrides
         falling_back: BTreeSet::new(),
         details: details.clone(),
         local: HashMap::new(),
+        event_log,
     };
     monitor.publish(read_clocks(), None);
     monitor.render_details();
@@ -336,11 +391,16 @@ impl Monitor {
         );
         if !events.is_empty() {
             let log = Arc::make_mut(&mut details.events);
-            for e in events {
+            for e in &events {
                 if log.len() == MAX_EVENTS {
                     log.pop_front();
                 }
-                log.push_back(e);
+                log.push_back(e.clone());
+            }
+            if let Some(file) = &mut self.event_log
+                && let Err(e) = file.append(&events, log.make_contiguous())
+            {
+                warn!(error = %e, "state change not kept for the next start");
             }
         }
         self.details.store(Arc::new(details));

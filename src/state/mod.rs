@@ -11,6 +11,7 @@
 //! journal is compacted as it grows ([`journal`]); the audit log is read a page at a time.
 
 mod durable;
+pub mod events;
 pub mod journal;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use durable::create_new;
+pub use events::{EVENTS_FILE, EventLog};
 pub use journal::{ARCHIVE_DIR, JOURNAL_FILE, Journal, Limits};
 
 #[derive(Debug, thiserror::Error)]

@@ -719,3 +719,41 @@ pub fn mkfifo(path: &Path) {
     // SAFETY: mkfifo(3) with a NUL-terminated path and a mode.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
+
+/// `console.test.`: a zone of three regions (us-east, eu-west, ap-southeast) with the
+/// steered name `www`; their endpoints are probed over TCP at `ports` on loopback.
+pub fn probed_zone(ports: [u16; 3]) -> String {
+    let mut s = String::from(
+        r#"zone = "console.test."
+records = '''
+$TTL 3600
+@    IN SOA ns1.console.test. hostmaster.console.test. ( 1 7200 3600 1209600 300 )
+@    IN NS  ns1
+ns1  IN A   192.0.2.53
+'''
+
+[health]
+check = "tcp"
+interval = 0.2
+timeout = 0.1
+rise = 2
+fall = 2
+"#,
+    );
+    let regions = [
+        ("us-east", 39.04, -77.49, "192.0.2.10"),
+        ("eu-west", 53.35, -6.26, "198.51.100.10"),
+        ("ap-southeast", -33.87, 151.21, "203.0.113.10"),
+    ];
+    for ((name, lat, lon, address), port) in regions.into_iter().zip(ports) {
+        s.push_str(&format!(
+            "\n[regions.{name}]\nlocation = {{ lat = {lat}, lon = {lon} }}\n\
+             endpoints = [{{ address = \"{address}\", check-address = \"127.0.0.1:{port}\" }}]\n\
+             health = {{ port = {port} }}\n"
+        ));
+    }
+    s.push_str(
+        "\n[steered.www]\nregions = [\"us-east\", \"eu-west\", \"ap-southeast\"]\nttl = 30\n",
+    );
+    s
+}

@@ -77,7 +77,7 @@ async fn a_dead_target_takes_its_region_down_and_settles_on_the_paused_clock() {
     let (_held, port) = closed_port();
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let state = Snapshot::new(zones(port), geo, &metrics).shared();
-    let _monitor = spawn(state.clone(), metrics, &Overrides::default());
+    let _monitor = spawn(state.clone(), metrics, &Overrides::default(), None);
     assert_eq!(
         region(&state, 0).map(|r| r.state),
         Some(RegionState::Up),
