@@ -320,6 +320,14 @@ impl fmt::Display for Route {
             loc.precision.describe(),
             loc.network
         )?;
+        match loc.asn {
+            Some(a) => writeln!(
+                w,
+                "asn       AS{} {} (network {})",
+                a.number, a.organisation, a.network
+            )?,
+            None => writeln!(w, "asn       unknown")?,
+        }
         writeln!(w, "geoip     {}", self.geoip)?;
         if let Some(d) = &self.dnssec {
             match (d.key_tag, d.inception, d.expiration, d.next_window) {
