@@ -332,16 +332,21 @@ impl GeoDb {
         }
         let location = match special_block(client) {
             Some(block) => Location::unknown(block),
-            None => Location {
-                asn: self.asn.lookup(client.addr()),
-                ..self.lookup(client.addr())
-            },
+            None => self.lookup(client.addr()),
         };
         self.cache.insert(client, location);
         location
     }
 
     fn lookup(&self, addr: IpAddr) -> Location {
+        Location {
+            asn: self.asn.lookup(addr),
+            ..self.lookup_place(addr)
+        }
+    }
+
+    /// The location but the AS.
+    fn lookup_place(&self, addr: IpAddr) -> Location {
         let unknown = Location::unknown;
         let host = IpNet::from(addr);
         let Some(db) = self.db_for(addr) else {
