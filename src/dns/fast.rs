@@ -373,6 +373,11 @@ fn steered_body<'c>(
     decided: Compiled,
 ) -> Option<(&'c Body, u8)> {
     let steering = decided.steering;
+    // An empty answer without a region is never cached (see the general path): answered
+    // there.
+    if steering.region.is_none() && steering.spread.endpoints == 0 {
+        return None;
+    }
     let Order::Rotation(rotation) = steering.spread.order(answer::seed(q.id, src)) else {
         return None;
     };

@@ -184,8 +184,12 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             now,
             ttl: a.decision.ttl,
         };
-        // A draw by weight differs for every query: nothing to reuse.
+        // A draw by weight differs for every query: nothing to reuse. Nor does an empty
+        // answer without a region (a fence failing closed): its variant would be that of
+        // the all-down fallback's first rotation.
+        let empty = a.decision.chosen.is_none() && a.spread.endpoints == 0;
         varies = match a.order {
+            Order::Rotation(_) if empty => None,
             Order::Rotation(rotation) => Some(Varies::Steered(SteeredVariant {
                 name: hit.index,
                 family,

@@ -5,9 +5,13 @@
 //! the same inputs and get the same [`Decision`], which carries the answer and every candidate
 //! with its reason.
 
+pub mod rules;
+
 use std::net::IpAddr;
 
 use serde::Serialize;
+
+pub use rules::{ClientFacts, Rules};
 
 /// Mean Earth radius in km (IUGG), for great-circle distances.
 const EARTH_RADIUS_KM: f64 = 6371.0088;
@@ -112,6 +116,21 @@ pub struct SteeredName {
     pub answers: Option<usize>,
     pub policy: Policy,
     pub fallback: Fallback,
+    /// Per region, km taken off its distance to every client (Route 53's geoproximity
+    /// bias): positive grows its catchment, negative shrinks it.
+    pub bias_km: Vec<(RegionId, f64)>,
+    /// Network, ASN, fence and split rules, applied by [`rules::apply`].
+    pub rules: Rules,
+}
+
+impl SteeredName {
+    /// The bias of `region`, 0 when none is configured.
+    pub fn bias_km(&self, region: RegionId) -> f64 {
+        self.bias_km
+            .iter()
+            .find(|(r, _)| *r == region)
+            .map_or(0.0, |(_, b)| *b)
+    }
 }
 
 /// Health and operator state of a region, as the control plane sees it.
@@ -301,6 +320,8 @@ pub enum Verdict {
     Drained,
     /// Has no up endpoint of the queried family.
     NoEndpoints,
+    /// Outside the geo-fence that holds the client.
+    Fenced,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -331,6 +352,14 @@ pub enum Basis {
     AllDown,
     /// No region has endpoints of the queried family: NODATA.
     NoEndpoints,
+    /// A network or ASN rule sends the client to this region.
+    Rule,
+    /// The nearest up region among those a geo-fence allows for the client.
+    Fenced,
+    /// Every region the client's fence allows is down and the fence fails closed: NODATA.
+    FencedClosed,
+    /// A weighted split moved the client from its nearest region.
+    Split,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -348,6 +377,8 @@ pub struct Decision {
     /// The vantage point nearest to the client, whose latency ranks the regions: an index
     /// into the view's vantages, `None` for this node's own.
     pub vantage: Option<usize>,
+    /// What the name's rules did, in the order they applied.
+    pub reasons: Vec<String>,
 }
 
 impl Decision {
@@ -396,6 +427,7 @@ pub fn decide(
             let (latency, from) = view.latency(id, vantage);
             let degradation_ms = latency.degradation_ms;
             let distance_km = client.map(|c| c.distance_km(region.location));
+            let bias_km = name.bias_km(id);
             // A down region keeps its configured endpoints eligible, so that the fallback
             // (and `route`) can still name it; only up endpoints answer for an up region.
             let eligible = match state {
@@ -407,7 +439,8 @@ pub fn decide(
             Candidate {
                 region: id,
                 distance_km,
-                estimated_rtt_ms: distance_km.map(|d| d / KM_PER_RTT_MS + degradation_ms),
+                estimated_rtt_ms: distance_km
+                    .map(|d| (d - bias_km) / KM_PER_RTT_MS + degradation_ms),
                 degradation_ms,
                 vantage: from,
                 state,
@@ -485,6 +518,7 @@ pub fn decide(
             name.ttl
         },
         vantage,
+        reasons: Vec::new(),
     }
 }
 
@@ -515,7 +549,8 @@ pub fn chosen(
         let degraded = latency.over_limit;
         let rank = match (name.policy, client) {
             (Policy::Nearest, Some(c)) => {
-                c.distance_km(region.location) / KM_PER_RTT_MS + latency.degradation_ms
+                (c.distance_km(region.location) - name.bias_km(id)) / KM_PER_RTT_MS
+                    + latency.degradation_ms
             }
             (Policy::Nearest, None) if id == name.default_region => 0.0,
             (Policy::Nearest, None) => 1.0,
