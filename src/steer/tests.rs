@@ -54,6 +54,8 @@ fn www() -> SteeredName {
         answers: None,
         policy: Policy::Nearest,
         fallback: Fallback::All,
+        bias_km: Vec::new(),
+        rules: Rules::default(),
     }
 }
 
