@@ -466,7 +466,9 @@ fn basis_text(b: Basis) -> &'static str {
         Basis::NoEndpoints => "no region has addresses of this family",
         Basis::Rule => "a network or ASN rule of the name",
         Basis::Fenced => "nearest up region the client's geo-fence allows",
-        Basis::FencedClosed => "every region the client's geo-fence allows is down: fails closed (NODATA)",
+        Basis::FencedClosed => {
+            "every region the client's geo-fence allows is down: fails closed (NODATA)"
+        }
         Basis::Split => "a weighted split moved the client from its nearest region",
     }
 }

@@ -11,7 +11,6 @@ use ipnet::IpNet;
 use maxminddb::Reader;
 use serde::{Deserialize, Serialize};
 
-
 static EMBEDDED: &[u8] = include_bytes!("../../geodata/asn.mmdb");
 
 /// What the database says about a client's address.

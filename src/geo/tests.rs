@@ -610,9 +610,15 @@ fn the_embedded_asn_database_names_a_client_s_as_and_its_network() {
     let asn = cloudflare.asn.expect("1.1.1.0/24 is announced");
     assert_eq!(asn.number, 13335);
     assert!(asn.organisation.starts_with("Cloudflare"), "{asn:?}");
-    assert!(asn.network.contains(&"1.1.1.1".parse::<std::net::IpAddr>().expect("an address")));
+    assert!(
+        asn.network
+            .contains(&"1.1.1.1".parse::<std::net::IpAddr>().expect("an address"))
+    );
     let google = geo.locate("2a00:1450:4001::/48".parse().expect("a network"));
     assert_eq!(google.asn.map(|a| a.number), Some(15169));
     // Special-purpose space has no AS, whatever a database holds there.
-    assert_eq!(geo.locate("10.1.0.0/16".parse().expect("a network")).asn, None);
+    assert_eq!(
+        geo.locate("10.1.0.0/16".parse().expect("a network")).asn,
+        None
+    );
 }

@@ -311,7 +311,12 @@ pub fn compile<'t>(
                 .iter()
                 .map(|&(r, km)| (r, km.to_bits()))
                 .collect();
-            let key = (config.regions.as_slice(), config.default_region, usable, bias);
+            let key = (
+                config.regions.as_slice(),
+                config.default_region,
+                usable,
+                bias,
+            );
             let (runs, representatives) = sets
                 .entry(key)
                 .or_insert_with(|| compile_set(t, zone, config, view, family));

@@ -50,7 +50,9 @@ pub struct Fence {
 impl Fence {
     fn holds(&self, facts: &ClientFacts) -> bool {
         facts.country.is_some_and(|c| self.countries.contains(&c))
-            || facts.continent.is_some_and(|c| self.continents.contains(&c))
+            || facts
+                .continent
+                .is_some_and(|c| self.continents.contains(&c))
     }
 }
 

@@ -1009,7 +1009,10 @@ fn name_rules(
             Some(_) => {
                 report.span(
                     r.span(),
-                    format!("{display}: region {:?} is not one of its regions", r.get_ref()),
+                    format!(
+                        "{display}: region {:?} is not one of its regions",
+                        r.get_ref()
+                    ),
                 );
                 None
             }
@@ -1045,7 +1048,10 @@ fn name_rules(
             Ok(n) => {
                 report.span(
                     net.span(),
-                    format!("{display}: network {n} has host bits set (did you mean {}?)", n.trunc()),
+                    format!(
+                        "{display}: network {n} has host bits set (did you mean {}?)",
+                        n.trunc()
+                    ),
                 );
                 continue;
             }
@@ -1060,13 +1066,17 @@ fn name_rules(
                 continue;
             }
         };
-        let Some(id) = region(r, report) else { continue };
+        let Some(id) = region(r, report) else {
+            continue;
+        };
         if let Some((other, other_id, line)) = rules
             .networks
             .iter()
             .zip(&network_lines)
             .map(|(&(n, id), &line)| (n, id, line))
-            .find(|&(n, other_id, _)| other_id != id && (n.contains(&parsed) || parsed.contains(&n)))
+            .find(|&(n, other_id, _)| {
+                other_id != id && (n.contains(&parsed) || parsed.contains(&n))
+            })
         {
             report.span(
                 net.span(),
@@ -1144,7 +1154,11 @@ fn name_rules(
                 format!("{display}: fence allows no region: name at least one in `regions`"),
             );
         }
-        let when_all_down = match f.when_all_down.as_ref().map(|w| (w.get_ref().as_str(), w.span())) {
+        let when_all_down = match f
+            .when_all_down
+            .as_ref()
+            .map(|w| (w.get_ref().as_str(), w.span()))
+        {
             None | Some(("fail-open", _)) => WhenAllDown::FailOpen,
             Some(("fail-closed", _)) => WhenAllDown::FailClosed,
             Some((other, span)) => {

@@ -52,7 +52,10 @@ fn zone_with(
             .join(", "),
         if failover { "failover" } else { "nearest" }
     );
-    let bias: Vec<String> = bias.iter().map(|(r, km)| format!("r{r} = {km:.1}")).collect();
+    let bias: Vec<String> = bias
+        .iter()
+        .map(|(r, km)| format!("r{r} = {km:.1}"))
+        .collect();
     text += &format!("bias-km = {{ {} }}\n{rules}", bias.join(", "));
     crate::zone::load_file(std::path::Path::new("t.test.toml"), &text)
         .unwrap_or_else(|e| panic!("{e:?}\n{text}"))
