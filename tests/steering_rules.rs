@@ -289,3 +289,28 @@ async fn a_split_keeps_its_ratio_over_10000_networks_and_each_side_across_reload
         .count();
     assert_eq!(back, 0, "networks left eu-central when its share grew");
 }
+
+#[tokio::test]
+async fn multivalue_answers_with_the_three_nearest_up_regions() {
+    let rig = start(10);
+    // Berlin's three nearest: eu-central, eu-west, then us-east.
+    let want: HashSet<&str> = ["198.51.100.20", "198.51.100.10", "192.0.2.10"].into();
+    for (transport, client) in common::clients(rig.server.addr()).await {
+        for _ in 0..3 {
+            let (a, _, _) = ask(&client, "multi.rules.test.", RecordType::A, "5.9.0.0/24").await;
+            let got: HashSet<&str> = a.iter().map(String::as_str).collect();
+            assert_eq!(got, want, "{transport}");
+        }
+    }
+    rig.post(
+        "/api/v1/zones/rules.test/regions/eu-west/drain",
+        r#"{"reason": "multivalue test"}"#,
+    )
+    .await;
+    let want: HashSet<&str> = ["198.51.100.20", "192.0.2.10", "192.0.2.20"].into();
+    for (transport, client) in common::clients(rig.server.addr()).await {
+        let (a, _, _) = ask(&client, "multi.rules.test.", RecordType::A, "5.9.0.0/24").await;
+        let got: HashSet<&str> = a.iter().map(String::as_str).collect();
+        assert_eq!(got, want, "{transport}: eu-west drained");
+    }
+}

@@ -60,7 +60,8 @@ pub struct ZoneSteering {
 #[derive(Debug)]
 enum NameSteering {
     /// The name has network, ASN, fence or split rules, which ask more of a client than the
-    /// location table holds: every query takes the direct path.
+    /// location table holds, or answers with several regions, which one class cannot name:
+    /// every query takes the direct path.
     Direct,
     /// Every client gets the same answer (one region up, failover order, every region down):
     /// scope 0.
@@ -278,7 +279,7 @@ pub fn compile<'t>(
     for steered in &zone.steered {
         let config = &steered.config;
         let mut compile_family = |family: Family| -> Result<NameSteering, String> {
-            if !config.rules.is_empty() {
+            if !config.rules.is_empty() || config.multivalue.is_some() {
                 return Ok(NameSteering::Direct);
             }
             let any = steer::decide(None, config, &zone.regions, view, family);

@@ -121,6 +121,9 @@ pub struct SteeredName {
     pub bias_km: Vec<(RegionId, f64)>,
     /// Network, ASN, fence and split rules, applied by [`rules::apply`].
     pub rules: Rules,
+    /// Multivalue: the endpoints of this many nearest up regions answer together (Route 53's
+    /// multivalue answers, for clients that choose for themselves); `None`: one region.
+    pub multivalue: Option<usize>,
 }
 
 impl SteeredName {
@@ -379,6 +382,8 @@ pub struct Decision {
     pub vantage: Option<usize>,
     /// What the name's rules did, in the order they applied.
     pub reasons: Vec<String>,
+    /// Multivalue: the regions that answer beside `chosen`, best first.
+    pub also: Vec<RegionId>,
 }
 
 impl Decision {
@@ -391,7 +396,10 @@ impl Decision {
         family: Family,
     ) -> Vec<&'r Endpoint> {
         match (self.basis, self.chosen) {
-            (_, Some(id)) => regions[id].up_endpoints(id, view, family).collect(),
+            (_, Some(id)) => std::iter::once(id)
+                .chain(self.also.iter().copied())
+                .flat_map(|r| regions[r].up_endpoints(r, view, family))
+                .collect(),
             (Basis::AllDown, None) => match &name.fallback {
                 Fallback::All => name
                     .regions
@@ -519,6 +527,7 @@ pub fn decide(
         },
         vantage,
         reasons: Vec::new(),
+        also: Vec::new(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The rules of a steered name that go beyond distance: network (CIDR) and ASN rules, geo
-//! fences and weighted splits. [`apply`] wraps [`super::decide`]; the ranking by distance (and
+//! fences, weighted splits, and multivalue answers. [`apply`] wraps [`super::decide`]; the ranking by distance (and
 //! its bias) stays there.
 //!
 //! The rule: a rule only reorders or narrows what `decide` ranked, in a fixed order (network
@@ -91,6 +91,49 @@ pub struct ClientFacts {
 
 /// [`super::decide`] under the name's rules.
 pub fn apply(
+    facts: &ClientFacts,
+    name: &SteeredName,
+    regions: &[Region],
+    view: &HealthView,
+    family: Family,
+) -> Decision {
+    let mut decision = ruled(facts, name, regions, view, family);
+    if let (Some(n), Some(_)) = (name.multivalue, decision.chosen) {
+        multivalue(&mut decision, n, regions);
+    }
+    decision
+}
+
+/// The `n - 1` best regions that can answer beside the chosen one answer too (degraded ones
+/// only after every other).
+fn multivalue(decision: &mut Decision, n: usize, regions: &[Region]) {
+    let mut order: Vec<usize> = (0..decision.candidates.len())
+        .filter(|&i| {
+            matches!(
+                decision.candidates[i].verdict,
+                Verdict::Farther | Verdict::Degraded
+            )
+        })
+        .collect();
+    order.sort_by_key(|&i| decision.candidates[i].verdict == Verdict::Degraded);
+    for &i in order.iter().take(n.saturating_sub(1)) {
+        decision.candidates[i].verdict = Verdict::Chosen;
+        decision.also.push(decision.candidates[i].region);
+    }
+    if !decision.also.is_empty() {
+        let names: Vec<&str> = decision
+            .also
+            .iter()
+            .map(|&r| regions[r].name.as_str())
+            .collect();
+        decision
+            .reasons
+            .push(format!("multivalue {n}: {} answer too", names.join(", ")));
+    }
+}
+
+/// The decision under the name's rules, one region chosen.
+fn ruled(
     facts: &ClientFacts,
     name: &SteeredName,
     regions: &[Region],

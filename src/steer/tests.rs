@@ -56,6 +56,7 @@ fn www() -> SteeredName {
         fallback: Fallback::All,
         bias_km: Vec::new(),
         rules: Rules::default(),
+        multivalue: None,
     }
 }
 
@@ -809,4 +810,24 @@ fn a_split_holds_its_ratio_and_moving_10_to_20_percent_moves_only_the_extra_10()
     assert!((twenty - 0.20).abs() < 0.01, "{twenty}");
     // Every network that moved at 10 % still moves at 20 %.
     assert!(at_ten.iter().zip(&at_twenty).all(|(a, b)| !a || *b));
+}
+
+#[test]
+fn multivalue_answers_with_the_n_nearest_up_regions() {
+    let mut name = www();
+    name.multivalue = Some(2);
+    let berlin = facts("5.9.0.0/24", BERLIN, Some("DE"), None);
+    let up = HealthView::all_up();
+    let d = rules::apply(&berlin, &name, &regions(), &up, Family::V4);
+    assert_eq!((d.chosen, d.also.as_slice()), (Some(1), &[0][..]));
+    let addrs: Vec<String> = d
+        .endpoints(&name, &regions(), &up, Family::V4)
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(addrs, ["198.51.100.10", "192.0.2.10"]);
+    // us-east down: the next nearest up region takes its place.
+    let down = states(&[RegionState::Down, RegionState::Up, RegionState::Up]);
+    let d = rules::apply(&berlin, &name, &regions(), &down, Family::V4);
+    assert_eq!((d.chosen, d.also.as_slice()), (Some(1), &[2][..]));
 }

@@ -140,6 +140,8 @@ struct SteeredToml {
     regions: Vec<Spanned<String>>,
     ttl: Option<Spanned<i64>>,
     answers: Option<Spanned<i64>>,
+    /// Answer with the endpoints of this many nearest up regions.
+    multivalue: Option<Spanned<i64>>,
     default_region: Option<Spanned<String>>,
     policy: Option<Spanned<String>>,
     fallback: Option<Spanned<FallbackToml>>,
@@ -955,6 +957,21 @@ fn steered(
             continue;
         }
         let (bias_km, rules) = name_rules(spec, &display, &ids, region_ids, &known, report);
+        let multivalue = match &spec.multivalue {
+            Some(m) if !(2..=spec.regions.len().max(2) as i64).contains(m.get_ref()) => {
+                report.span(
+                    m.span(),
+                    format!(
+                        "{display}: multivalue {} is not in 2..={} (its regions)",
+                        m.get_ref(),
+                        spec.regions.len()
+                    ),
+                );
+                None
+            }
+            Some(m) => Some(*m.get_ref() as usize),
+            None => None,
+        };
         node.steered = Some(out.len());
         add_ancestors(nodes, &name, origin);
         let config = SteeredName {
@@ -967,6 +984,7 @@ fn steered(
             fallback,
             bias_km,
             rules,
+            multivalue,
         };
         for family in [Family::V4, Family::V6] {
             let size = steered_answer_size(&name, &config, regions, family);
@@ -1263,7 +1281,13 @@ fn steered_answer_size(
     family: Family,
 ) -> usize {
     let in_family = |&id: &usize| regions[id].endpoints(family).count();
-    let largest = config.regions.iter().map(in_family).max().unwrap_or(0);
+    // The largest regions, as many as answer together.
+    let mut sizes: Vec<usize> = config.regions.iter().map(in_family).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let largest = sizes
+        .iter()
+        .take(config.multivalue.unwrap_or(1))
+        .sum::<usize>();
     let fallback = match &config.fallback {
         Fallback::All => config.regions.iter().map(in_family).sum(),
         Fallback::Static(addrs) => addrs
