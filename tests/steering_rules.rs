@@ -34,6 +34,15 @@ policy = "failover"
 region = "eu-west"
 weights = {{ eu-west = {}, eu-central = {percent} }}
 
+[steered.sorry]
+regions = ["us-east", "eu-west"]
+
+[[steered.sorry.fence]]
+continents = ["EU"]
+regions = ["eu-west"]
+when-all-down = "fail-closed"
+closed-answer = ["192.0.2.99"]
+
 [steered.plain]
 regions = ["us-east", "us-west"]
 
@@ -178,6 +187,14 @@ async fn a_fence_holds_and_fails_closed_when_its_regions_are_down() {
         // A British client is outside the fence: the nearest up region outside Europe.
         let (a, _, _) = ask(&client, "www.rules.test.", RecordType::A, "81.2.69.0/24").await;
         assert_eq!(a, ["192.0.2.10"], "{transport} GB");
+        // A fence closed with a fixed answer gives it, to every European client; the
+        // Americas still get us-east.
+        for net in ["5.9.0.0/24", "90.84.0.0/24", "81.2.69.0/24"] {
+            let (a, _, _) = ask(&client, "sorry.rules.test.", RecordType::A, net).await;
+            assert_eq!(a, ["192.0.2.99"], "{transport} {net}");
+        }
+        let (a, _, _) = ask(&client, "sorry.rules.test.", RecordType::A, "2.1.0.0/24").await;
+        assert_eq!(a, ["192.0.2.10"], "{transport} US");
     }
 }
 

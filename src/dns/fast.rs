@@ -373,9 +373,10 @@ fn steered_body<'c>(
     decided: Compiled,
 ) -> Option<(&'c Body, u8)> {
     let steering = decided.steering;
-    // An empty answer without a region is never cached (see the general path): answered
-    // there.
-    if steering.region.is_none() && steering.spread.endpoints == 0 {
+    // An answer without a region may be a fence's closed answer, which the general path
+    // never caches (its variant would be the all-down fallback's): answered there, as every
+    // all-down answer is.
+    if steering.region.is_none() {
         return None;
     }
     let Order::Rotation(rotation) = steering.spread.order(answer::seed(q.id, src)) else {

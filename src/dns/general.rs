@@ -184,14 +184,13 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             now,
             ttl: a.decision.ttl,
         };
-        // A draw by weight differs for every query: nothing to reuse. Nor does an empty
-        // answer without a region (a fence failing closed): its variant would be that of
-        // the all-down fallback's first rotation.
-        // Several regions answering (multivalue) are not one variant's region either.
-        let empty = a.decision.chosen.is_none() && a.spread.endpoints == 0;
+        // A draw by weight differs for every query: nothing to reuse. Nor does a fence's
+        // closed answer (its variant, without a region, would be the all-down fallback's),
+        // or several regions answering (multivalue), which no one region names.
+        let closed = a.decision.basis == crate::steer::Basis::FencedClosed;
         let several = !a.decision.also.is_empty();
         varies = match a.order {
-            Order::Rotation(_) if empty || several => None,
+            Order::Rotation(_) if closed || several => None,
             Order::Rotation(rotation) => Some(Varies::Steered(SteeredVariant {
                 name: hit.index,
                 family,

@@ -359,7 +359,8 @@ pub enum Basis {
     Rule,
     /// The nearest up region among those a geo-fence allows for the client.
     Fenced,
-    /// Every region the client's fence allows is down and the fence fails closed: NODATA.
+    /// Every region the client's fence allows is down and the fence fails closed: its fixed
+    /// answer, or NODATA.
     FencedClosed,
     /// A weighted split moved the client from its nearest region.
     Split,
@@ -384,6 +385,9 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// Multivalue: the regions that answer beside `chosen`, best first.
     pub also: Vec<RegionId>,
+    /// The fence (an index into the name's fences) that failed closed: its fixed answer, if
+    /// any, answers.
+    pub closed_fence: Option<usize>,
 }
 
 impl Decision {
@@ -411,6 +415,13 @@ impl Decision {
                     .filter(|e| Family::of(&e.address) == family)
                     .collect(),
             },
+            (Basis::FencedClosed, None) => self
+                .closed_fence
+                .map(|i| &name.rules.fences[i].closed_answer[..])
+                .unwrap_or_default()
+                .iter()
+                .filter(|e| Family::of(&e.address) == family)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -528,6 +539,7 @@ pub fn decide(
         vantage,
         reasons: Vec::new(),
         also: Vec::new(),
+        closed_fence: None,
     }
 }
 

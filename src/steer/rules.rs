@@ -45,6 +45,8 @@ pub struct Fence {
     /// The regions allowed to serve them (never empty).
     pub regions: Vec<RegionId>,
     pub when_all_down: WhenAllDown,
+    /// What a closed fence answers: these addresses, or none (NODATA).
+    pub closed_answer: Vec<super::Endpoint>,
 }
 
 impl Fence {
@@ -62,7 +64,7 @@ impl Fence {
 pub enum WhenAllDown {
     /// The nearest region outside the fence answers.
     FailOpen,
-    /// No address (NODATA).
+    /// The fence's fixed answer, or no address (NODATA).
     FailClosed,
 }
 
@@ -98,6 +100,17 @@ pub fn apply(
     family: Family,
 ) -> Decision {
     let mut decision = ruled(facts, name, regions, view, family);
+    if facts.point.is_some() && name.policy == super::Policy::Nearest {
+        let bias = name.bias_km.iter().map(|&(r, km)| {
+            let (way, by) = if km >= 0.0 {
+                ("nearer", km)
+            } else {
+                ("farther", -km)
+            };
+            format!("bias: {} ranked as if {by:.0} km {way}", regions[r].name)
+        });
+        decision.reasons.splice(0..0, bias);
+    }
     if let (Some(n), Some(_)) = (name.multivalue, decision.chosen) {
         multivalue(&mut decision, n, regions);
     }
@@ -212,10 +225,17 @@ fn ruled(
                 WhenAllDown::FailClosed => {
                     decision.reasons.push(format!(
                         "fence: every region allowed for {place} ({}) is down: fails \
-                         closed (NODATA)",
-                        allowed.join(", ")
+                         closed ({})",
+                        allowed.join(", "),
+                        if fence.closed_answer.is_empty() {
+                            "NODATA"
+                        } else {
+                            "its fixed answer"
+                        }
                     ));
                     decision.basis = Basis::FencedClosed;
+                    decision.closed_fence =
+                        rules.fences.iter().position(|f| std::ptr::eq(f, fence));
                     if let Some(c) = decision
                         .candidates
                         .iter_mut()

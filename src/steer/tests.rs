@@ -721,6 +721,7 @@ fn a_fence_keeps_its_clients_inside_and_fails_closed_or_open() {
         continents: Vec::new(),
         regions: vec![1],
         when_all_down: rules::WhenAllDown::FailClosed,
+        closed_answer: Vec::new(),
     }];
     // A Berlin client that distance would send to us-east (biased far from eu-west).
     name.bias_km = vec![(0, 7000.0)];
@@ -742,6 +743,18 @@ fn a_fence_keeps_its_clients_inside_and_fails_closed_or_open() {
     let d = rules::apply(&berlin, &name, &regions(), &down, Family::V4);
     assert_eq!((d.basis, d.chosen), (Basis::FencedClosed, None));
     assert!(d.endpoints(&name, &regions(), &down, Family::V4).is_empty());
+    // Closed with a fixed answer: that answer.
+    name.rules.fences[0].closed_answer = vec![ep("192.0.2.99", 1), ep("2001:db8::99", 1)];
+    let d = rules::apply(&berlin, &name, &regions(), &down, Family::V6);
+    let fixed: Vec<String> = d
+        .endpoints(&name, &regions(), &down, Family::V6)
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(
+        (d.basis, fixed),
+        (Basis::FencedClosed, vec!["2001:db8::99".to_string()])
+    );
     // Open: the nearest region outside the fence.
     name.rules.fences[0].when_all_down = rules::WhenAllDown::FailOpen;
     let d = rules::apply(&berlin, &name, &regions(), &down, Family::V4);

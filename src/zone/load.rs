@@ -171,6 +171,8 @@ struct FenceToml {
     regions: Vec<Spanned<String>>,
     /// "fail-open" (the default) or "fail-closed".
     when_all_down: Option<Spanned<String>>,
+    /// What a closed fence answers; NODATA without it.
+    closed_answer: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -1189,12 +1191,30 @@ fn name_rules(
                 WhenAllDown::FailOpen
             }
         };
+        let mut closed_answer = Vec::new();
+        if let Some(answer) = &f.closed_answer {
+            if when_all_down != WhenAllDown::FailClosed {
+                report.span(
+                    answer.span(),
+                    format!(
+                        "{display}: fence: closed-answer needs when-all-down = \"fail-closed\""
+                    ),
+                );
+            }
+            for a in answer.get_ref() {
+                match parse_addr(a) {
+                    Ok(address) => closed_answer.push(Endpoint { address, weight: 1 }),
+                    Err(msg) => report.span(answer.span(), format!("{display}: fence: {msg}")),
+                }
+            }
+        }
         if !regions.is_empty() {
             rules.fences.push(Fence {
                 countries,
                 continents,
                 regions,
                 when_all_down,
+                closed_answer,
             });
         }
     }
