@@ -180,7 +180,12 @@ fn ruled(
             region_name(id)
         ));
     }
-    if let Some(fence) = rules.fences.iter().find(|f| f.holds(facts)) {
+    if let Some((index, fence)) = rules
+        .fences
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.holds(facts))
+    {
         let allowed: Vec<&str> = fence.regions.iter().map(|&r| region_name(r)).collect();
         let place = facts.country.unwrap_or("its continent");
         let inside = SteeredName {
@@ -234,8 +239,7 @@ fn ruled(
                         }
                     ));
                     decision.basis = Basis::FencedClosed;
-                    decision.closed_fence =
-                        rules.fences.iter().position(|f| std::ptr::eq(f, fence));
+                    decision.closed_fence = Some(index);
                     if let Some(c) = decision
                         .candidates
                         .iter_mut()
