@@ -376,9 +376,7 @@ fn steered_body<'c>(
     // An answer without a region may be a fence's closed answer, which the general path
     // never caches (its variant would be the all-down fallback's): answered there, as every
     // all-down answer is.
-    if steering.region.is_none() {
-        return None;
-    }
+    steering.region?;
     let Order::Rotation(rotation) = steering.spread.order(answer::seed(q.id, src)) else {
         return None;
     };
