@@ -331,3 +331,41 @@ async fn multivalue_answers_with_the_three_nearest_up_regions() {
         assert_eq!(got, want, "{transport}: eu-west drained");
     }
 }
+
+#[tokio::test]
+async fn the_route_api_shows_the_as_and_each_rule_that_applied() {
+    let rig = start(10);
+    meridian::health::probe::install_crypto_provider();
+    let get = |client: &'static str| {
+        let url = format!(
+            "http://{}/api/v1/route?name=www.rules.test&client={client}",
+            rig.server.admin_addr()
+        );
+        async move {
+            let resp = reqwest::get(url).await.expect("the admin API answers");
+            assert!(resp.status().is_success(), "{}", resp.status());
+            serde_json::from_slice::<serde_json::Value>(&resp.bytes().await.unwrap()).unwrap()
+        }
+    };
+    let cloudflare = get("1.1.1.0/24").await;
+    assert_eq!(
+        cloudflare["location"]["asn"]["number"], 13335,
+        "{cloudflare}"
+    );
+    assert_eq!(cloudflare["a"]["basis"], "rule", "{cloudflare}");
+    assert_eq!(cloudflare["a"]["chosen"], "eu-central", "{cloudflare}");
+    assert_eq!(
+        cloudflare["a"]["reasons"][1], "network 1.1.1.0/24 is sent to eu-central",
+        "{cloudflare}"
+    );
+    let german = get("5.9.0.0/24").await;
+    assert_eq!(german["a"]["basis"], "fenced", "{german}");
+    let outside: Vec<&str> = german["a"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "fenced")
+        .map(|c| c["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(outside.len(), 3, "us-east, us-west, ap-southeast: {german}");
+}
