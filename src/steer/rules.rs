@@ -187,7 +187,10 @@ fn ruled(
         .find(|(_, f)| f.holds(facts))
     {
         let allowed: Vec<&str> = fence.regions.iter().map(|&r| region_name(r)).collect();
-        let place = facts.country.unwrap_or("its continent");
+        let place = facts
+            .country
+            .or(facts.continent.map(Continent::code))
+            .unwrap_or("an unknown place");
         let inside = SteeredName {
             regions: name
                 .regions
@@ -400,6 +403,10 @@ pub fn scope(
     };
     if !rules.asns.is_empty() {
         scope = scope.max(asn_network.map_or(client.prefix_len(), |n| n.prefix_len()));
+    }
+    // The regions answering beside a rule's depend on where the client is.
+    if name.multivalue.is_some() {
+        scope = scope.max(located);
     }
     if !rules.splits.is_empty() {
         scope = scope.max(match client {

@@ -844,3 +844,30 @@ fn multivalue_answers_with_the_n_nearest_up_regions() {
     let d = rules::apply(&berlin, &name, &regions(), &down, Family::V4);
     assert_eq!((d.chosen, d.also.as_slice()), (Some(1), &[2][..]));
 }
+
+#[test]
+fn a_rule_answer_holds_for_its_network_unless_location_picks_other_answers() {
+    let mut name = www();
+    name.rules.networks = vec![("81.0.0.0/8".parse().unwrap(), 1)];
+    let client = facts("81.2.69.0/24", BERLIN, Some("DE"), None);
+    let up = HealthView::all_up();
+    let d = rules::apply(&client, &name, &regions(), &up, Family::V4);
+    assert_eq!(d.basis, Basis::Rule);
+    // The rule's /8, whatever the GeoIP network (/19 here).
+    assert_eq!(rules::scope(&name, &d, &client, 19, None), Some(8));
+    // Multivalue: the region beside the rule's depends on the location, so the GeoIP
+    // network bounds the scope.
+    name.multivalue = Some(2);
+    let d = rules::apply(&client, &name, &regions(), &up, Family::V4);
+    assert_eq!(rules::scope(&name, &d, &client, 19, None), Some(19));
+    // A split hashes /24s: no wider than that.
+    name.multivalue = None;
+    name.rules.networks.clear();
+    name.rules.splits = vec![rules::Split {
+        region: 1,
+        weights: vec![(1, 50), (2, 50)],
+    }];
+    let wide = facts("81.2.0.0/16", BERLIN, Some("DE"), None);
+    let d = rules::apply(&wide, &name, &regions(), &up, Family::V4);
+    assert_eq!(rules::scope(&name, &d, &wide, 19, None), Some(24));
+}

@@ -261,17 +261,22 @@ fn widest_is_the_shortest_prefix_inside_the_run() {
 }
 
 /// Rules a zone-file line can give the steered name of [`zone_with`] over `n` regions: a
-/// network rule, an ASN rule, a fence, a split.
+/// network rule, an ASN rule, a fence, a split, multivalue.
 fn rules(n: usize) -> impl Strategy<Value = String> {
     let region = move || (0..n).prop_map(|r| format!("r{r}"));
     (
-        prop::collection::vec(((any::<u32>(), 8u8..=24), region()), 0..3),
+        prop::collection::vec(((any::<u32>(), 2u8..=20), region()), 0..3),
         prop::option::of((prop::sample::select(vec![13335u32, 15169, 3320, 7922, 20940]), region())),
         prop::option::of((prop::sample::select(vec!["EU", "NA", "AS"]), region(), any::<bool>())),
         prop::option::of((region(), region(), 0u32..=100)),
+        any::<bool>(),
     )
-        .prop_map(|(nets, asn, fence, split)| {
-            let mut text = String::from("[steered.www.networks]\n");
+        .prop_map(|(nets, asn, fence, split, multivalue)| {
+            let mut text = String::new();
+            if multivalue {
+                text += "multivalue = 2\n";
+            }
+            text += "[steered.www.networks]\n";
             let mut taken: Vec<IpNet> = Vec::new();
             for ((a, p), r) in nets {
                 let net = IpNet::new(Ipv4Addr::from(a).into(), p).unwrap().trunc();
@@ -302,14 +307,14 @@ fn rules(n: usize) -> impl Strategy<Value = String> {
         })
 }
 
-/// The direct answer under a name's rules: its region and scope, as `answer::steer` makes them
-/// before the resolver's prefix caps the scope.
+/// The direct answer under a name's rules: its regions (multivalue: several) and scope, as
+/// `answer::steer` makes them before the resolver's prefix caps the scope.
 fn ruled(
     zone: &Zone,
     view: &HealthView,
     family: Family,
     network: IpNet,
-) -> (Option<RegionId>, Option<u8>) {
+) -> ((Option<RegionId>, Vec<RegionId>), Option<u8>) {
     let location = GEO.locate(network);
     let facts = steer::ClientFacts {
         network,
@@ -327,7 +332,7 @@ fn ruled(
         location.network.prefix_len(),
         location.asn.map(|a| a.network),
     );
-    (decision.chosen, scope)
+    ((decision.chosen, decision.also), scope)
 }
 
 proptest! {
@@ -349,7 +354,8 @@ proptest! {
             ..HealthView::all_up()
         };
         let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
-        let has_rules = !zone.steered[0].config.rules.is_empty();
+        let config = &zone.steered[0].config;
+        let has_rules = !config.rules.is_empty() || config.multivalue.is_some();
         for (network, seed, v6) in clients {
             let family = if v6 { Family::V6 } else { Family::V4 };
             let c = compiled.steer(0, family, Client::Subnet { network });
@@ -368,8 +374,8 @@ proptest! {
                     let addr = inside(block, seed.rotate_left(k as u32 * 16) ^ k);
                     let host = IpNet::new(addr, network.prefix_len()).unwrap().trunc();
                     prop_assert_eq!(
-                        ruled(&zone, &view, family, host).0,
-                        chosen,
+                        &ruled(&zone, &view, family, host).0,
+                        &chosen,
                         "{} in scope {} of {} under\n{}", host, block, network, rules
                     );
                 }
