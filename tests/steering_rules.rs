@@ -43,6 +43,14 @@ regions = ["eu-west"]
 when-all-down = "fail-closed"
 closed-answer = ["192.0.2.99"]
 
+[steered.resident]
+regions = ["eu-west", "us-east"]
+multivalue = 2
+
+[[steered.resident.fence]]
+continents = ["EU"]
+regions = ["eu-west"]
+
 [steered.plain]
 regions = ["us-east", "us-west"]
 
@@ -368,4 +376,30 @@ async fn the_route_api_shows_the_as_and_each_rule_that_applied() {
         .map(|c| c["region"].as_str().unwrap())
         .collect();
     assert_eq!(outside.len(), 3, "us-east, us-west, ap-southeast: {german}");
+}
+
+#[tokio::test]
+async fn a_fenced_one_region_answer_never_stands_for_another_client_s_multivalue_answer() {
+    let rig = start(10);
+    for (transport, client) in common::clients(rig.server.addr()).await {
+        for _ in 0..3 {
+            // A German client: the fence allows eu-west alone.
+            let (a, _, _) = ask(&client, "resident.rules.test.", RecordType::A, "5.9.0.0/24").await;
+            assert_eq!(a, ["198.51.100.10"], "{transport} DE");
+            // A Moroccan client, also nearest to eu-west, gets both regions.
+            let (a, _, _) = ask(
+                &client,
+                "resident.rules.test.",
+                RecordType::A,
+                "105.128.0.0/24",
+            )
+            .await;
+            let got: HashSet<&str> = a.iter().map(String::as_str).collect();
+            assert_eq!(
+                got,
+                ["198.51.100.10", "192.0.2.10"].into(),
+                "{transport} MA"
+            );
+        }
+    }
 }
