@@ -188,6 +188,8 @@ pub struct FamilyRoute {
     pub vantage: Option<String>,
     /// Every region of the name, best first.
     pub candidates: Vec<CandidateView>,
+    /// What the name's rules (network, ASN, fence, split) and bias did.
+    pub reasons: Vec<String>,
     pub addresses: Vec<IpAddr>,
     pub ttl: u32,
     pub scope: u8,
@@ -324,6 +326,7 @@ impl FamilyRoute {
                     endpoints: ctx.endpoints(c.region),
                 })
                 .collect(),
+            reasons: answer.decision.reasons.clone(),
             addresses: answer.addresses,
             ttl: answer.ttl,
             scope: answer.scope,
@@ -354,6 +357,14 @@ impl fmt::Display for Route {
             loc.precision.describe(),
             loc.network
         )?;
+        match loc.asn {
+            Some(a) => writeln!(
+                w,
+                "asn       AS{} {} (network {})",
+                a.number, a.organisation, a.network
+            )?,
+            None => writeln!(w, "asn       unknown")?,
+        }
         writeln!(w, "geoip     {}", self.geoip)?;
         if let Some(d) = &self.dnssec {
             match (d.key_tag, d.inception, d.expiration, d.next_window) {
@@ -388,6 +399,9 @@ impl fmt::Display for Route {
         }
         for (label, ans) in [("A", &self.a), ("AAAA", &self.aaaa)] {
             writeln!(w, "\n{label}: {}", basis_text(ans.basis))?;
+            for reason in &ans.reasons {
+                writeln!(w, "  rule: {reason}")?;
+            }
             if let Some(v) = &ans.vantage {
                 writeln!(
                     w,
@@ -496,6 +510,12 @@ fn basis_text(b: Basis) -> &'static str {
         Basis::Failover => "first up region in configured order (policy failover)",
         Basis::AllDown => "every region down: the name's fallback answers",
         Basis::NoEndpoints => "no region has addresses of this family",
+        Basis::Rule => "a network or ASN rule of the name",
+        Basis::Fenced => "nearest up region the client's geo-fence allows",
+        Basis::FencedClosed => {
+            "every region the client's geo-fence allows is down: fails closed (NODATA)"
+        }
+        Basis::Split => "a weighted split moved the client from its nearest region",
     }
 }
 
@@ -508,6 +528,7 @@ fn verdict_text(v: Verdict) -> &'static str {
         Verdict::Drained => "drained by an operator, skipped",
         Verdict::EndpointsDown => "every endpoint of this family down, skipped",
         Verdict::NoEndpoints => "no endpoints of this family",
+        Verdict::Fenced => "outside the client's geo-fence",
     }
 }
 

@@ -483,3 +483,105 @@ fn file_names_with_control_characters_cannot_drive_the_terminal_or_forge_lines()
         "{stderr:?}"
     );
 }
+
+#[test]
+fn check_refuses_bad_rules_each_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = r#"zone = "example.com."
+records = '''
+$TTL 3600
+@   IN SOA ns1.example.com. hostmaster.example.com. 1 7200 3600 1209600 300
+@   IN NS  ns1
+ns1 IN A   192.0.2.53
+'''
+
+[regions.us-east]
+location = { lat = 39.04, lon = -77.49 }
+endpoints = ["192.0.2.10"]
+
+[regions.eu-west]
+location = { lat = 53.35, lon = -6.26 }
+endpoints = ["198.51.100.10"]
+
+[steered.www]
+regions = ["us-east", "eu-west"]
+
+[steered.www.networks]
+"81.2.0.0/16" = "eu-west"
+"81.2.69.0/24" = "us-east"
+"10.0.0.1/8" = "eu-west"
+
+[steered.www.asns]
+AS64496x = "eu-west"
+
+[[steered.www.fence]]
+countries = ["DE", "XX"]
+regions = []
+
+[[steered.www.split]]
+region = "eu-west"
+weights = { eu-west = 80, us-east = 10 }
+"#;
+    let path = dir.path().join("example.com.toml");
+    std::fs::write(&path, zone).unwrap();
+    let stderr = assert_fails(&run(&["check", "--zones", dir.path().to_str().unwrap()]));
+    let found: Vec<(usize, String)> = stderr
+        .lines()
+        .filter_map(diagnostic)
+        .map(|(_, line, message)| (line, message))
+        .collect();
+    let expect = [
+        ("\"81.2.69.0/24\"", "overlaps 81.2.0.0/16 -> \"eu-west\""),
+        ("\"10.0.0.1/8\"", "has host bits set"),
+        ("AS64496x", "is not an AS number"),
+        ("\"XX\"", "unknown country code \"XX\""),
+        ("[[steered.www.fence]]", "fence allows no region"),
+        (
+            "[[steered.www.split]]",
+            "split weights add up to 90, not 100",
+        ),
+    ];
+    for (needle, words) in expect {
+        let line = line_of(zone, needle);
+        assert!(
+            found.iter().any(|(l, m)| *l == line && m.contains(words)),
+            "no diagnostic at line {line} with {words:?}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_accepts_the_rules_zone_and_route_explains_each_rule() {
+    let zones = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/zones-rules");
+    let zones = zones.to_str().unwrap();
+    assert_succeeds(&run(&["check", "--zones", zones]));
+    let explain = |client: &str| {
+        assert_succeeds(&run(&[
+            "route",
+            "--zones",
+            zones,
+            "--name",
+            "www.rules.test",
+            "--client",
+            client,
+        ]))
+    };
+    // Cloudflare's 1.1.1.0/24 (in Australia) by a network rule; Google's 8.8.8.0/24 by AS.
+    let cloudflare = explain("1.1.1.0/24");
+    assert!(cloudflare.contains("asn       AS13335"), "{cloudflare}");
+    assert!(
+        cloudflare.contains("rule: network 1.1.1.0/24 is sent to eu-central"),
+        "{cloudflare}"
+    );
+    let google = explain("8.8.8.0/24");
+    assert!(
+        google.contains("rule: AS15169 is sent to us-west"),
+        "{google}"
+    );
+    // A German client: fenced to the European regions.
+    let german = explain("5.9.0.0/24");
+    assert!(
+        german.contains("fence: clients in DE are served only by"),
+        "{german}"
+    );
+}

@@ -373,6 +373,10 @@ fn steered_body<'c>(
     decided: Compiled,
 ) -> Option<(&'c Body, u8)> {
     let steering = decided.steering;
+    // An answer without a region may be a fence's closed answer, which the general path
+    // never caches (its variant would be the all-down fallback's): answered there, as every
+    // all-down answer is.
+    steering.region?;
     let Order::Rotation(rotation) = steering.spread.order(answer::seed(q.id, src)) else {
         return None;
     };

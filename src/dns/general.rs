@@ -188,8 +188,15 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
             ttl: a.decision.ttl,
             client: client.network(),
         };
-        // A draw by weight differs for every query: nothing to reuse.
+        // A draw by weight differs for every query: nothing to reuse. Nor does a fence's
+        // closed answer (its variant, without a region, would be the all-down fallback's),
+        // or any answer of a multivalue name: the regions beside the chosen one are in no
+        // variant, and even a one-region answer (a fence allowing one) must not stand for
+        // another client's several.
+        let closed = a.decision.basis == crate::steer::Basis::FencedClosed;
+        let several = steered.config.multivalue.is_some();
         varies = match a.order {
+            Order::Rotation(_) if closed || several => None,
             Order::Rotation(rotation) => Some(Varies::Steered(SteeredVariant {
                 name: hit.index,
                 family,

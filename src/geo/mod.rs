@@ -11,6 +11,7 @@
 //! file is mapped, so whatever happens to the file afterwards (rewritten in place, truncated)
 //! cannot reach a lookup; the price is resident memory equal to the file's size.
 
+pub mod asn;
 pub mod countries;
 pub mod table;
 mod verify;
@@ -147,6 +148,8 @@ pub struct Location {
     pub country: Option<&'static str>,
     pub continent: Option<Continent>,
     pub precision: Precision,
+    /// The client's autonomous system, from the embedded ASN database.
+    pub asn: Option<asn::Asn>,
 }
 
 impl Location {
@@ -157,6 +160,7 @@ impl Location {
             country: None,
             continent: None,
             precision: Precision::Unknown,
+            asn: None,
         }
     }
 }
@@ -174,6 +178,7 @@ pub struct GeoDb {
     dbs: Vec<Db>,
     v4: Option<usize>,
     v6: Option<usize>,
+    asn: &'static asn::AsnDb,
     cache: moka::sync::Cache<IpNet, Location>,
     /// Built once, by the steering compiler, on first use: never on a query's path.
     table: std::sync::OnceLock<Result<table::LocationTable, String>>,
@@ -269,6 +274,7 @@ impl GeoDb {
             dbs,
             v4,
             v6,
+            asn: asn::AsnDb::embedded()?,
             cache: moka::sync::Cache::new(CACHE_CAPACITY),
             table: std::sync::OnceLock::new(),
         })
@@ -294,7 +300,7 @@ impl GeoDb {
         names.join(", ")
     }
 
-    /// Each database's own description: type and build time.
+    /// Each database's own description: type and build time; the ASN database last.
     pub fn describe(&self) -> String {
         let parts: Vec<String> = self
             .dbs
@@ -306,6 +312,7 @@ impl GeoDb {
                     d.name, m.database_type, m.build_epoch
                 )
             })
+            .chain([self.asn.describe()])
             .collect();
         parts.join("; ")
     }
@@ -332,6 +339,14 @@ impl GeoDb {
     }
 
     fn lookup(&self, addr: IpAddr) -> Location {
+        Location {
+            asn: self.asn.lookup(addr),
+            ..self.lookup_place(addr)
+        }
+    }
+
+    /// The location but the AS.
+    fn lookup_place(&self, addr: IpAddr) -> Location {
         let unknown = Location::unknown;
         let host = IpNet::from(addr);
         let Some(db) = self.db_for(addr) else {
@@ -500,6 +515,7 @@ impl Record<'_> {
             country: country.map(|c| c.code),
             continent,
             precision,
+            asn: None,
         }
     }
 }

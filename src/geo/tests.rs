@@ -602,3 +602,23 @@ fn a_small_database_is_not_judged_at_start_but_may_not_replace_a_large_one() {
     let same = write_bytes(EMBEDDED);
     GeoDb::open_replacement(&[same.path().to_owned()], &running).unwrap();
 }
+
+#[test]
+fn the_embedded_asn_database_names_a_client_s_as_and_its_network() {
+    let geo = GeoDb::embedded().expect("embedded databases load");
+    let cloudflare = geo.locate("1.1.1.0/24".parse().expect("a network"));
+    let asn = cloudflare.asn.expect("1.1.1.0/24 is announced");
+    assert_eq!(asn.number, 13335);
+    assert!(asn.organisation.starts_with("Cloudflare"), "{asn:?}");
+    assert!(
+        asn.network
+            .contains(&"1.1.1.1".parse::<std::net::IpAddr>().expect("an address"))
+    );
+    let google = geo.locate("2a00:1450:4001::/48".parse().expect("a network"));
+    assert_eq!(google.asn.map(|a| a.number), Some(15169));
+    // Special-purpose space has no AS, whatever a database holds there.
+    assert_eq!(
+        geo.locate("10.1.0.0/16".parse().expect("a network")).asn,
+        None
+    );
+}

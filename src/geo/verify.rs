@@ -183,10 +183,10 @@ pub(super) fn drift(reference: &GeoDb, candidate: &GeoDb, lost_is_moved: bool) -
         example: None,
     };
     for probe in probes() {
-        let Some(was) = reference.lookup(probe).country else {
+        let Some(was) = reference.lookup_place(probe).country else {
             continue;
         };
-        let now = candidate.lookup(probe).country;
+        let now = candidate.lookup_place(probe).country;
         if now.is_none() && !lost_is_moved {
             continue;
         }

@@ -101,25 +101,39 @@ pub fn steer(
 ) -> SteeredAnswer {
     let location = state.geo.locate(client.network());
     let view = state.health(zone);
-    let decision = steer::decide(location.point, &steered.config, &zone.regions, view, family);
-    let endpoints = decision.endpoints(&steered.config, &zone.regions, view, family);
+    let facts = steer::ClientFacts {
+        network: client.network().trunc(),
+        point: location.point,
+        country: location.country,
+        continent: location.continent,
+        asn: location.asn.map(|a| a.number),
+    };
+    let config = &steered.config;
+    let decision = steer::rules::apply(&facts, config, &zone.regions, view, family);
+    let endpoints = decision.endpoints(config, &zone.regions, view, family);
     let spread = Spread::of(&endpoints);
     let order = spread.order(seed);
-    let addresses = steer::select(endpoints, steered.config.answers, seed);
+    let addresses = steer::select(endpoints, config.answers, seed);
     // Every client in the compiled run around the client's address gets this region: that
     // block is an honest scope, as gdnsd merges networks with identical answers. Until the
-    // compiler has run, the GeoIP network that decided is. Either is capped by what the
-    // resolver disclosed; an answer no other client could see differently holds for
-    // everyone: scope 0.
+    // compiler has run, the GeoIP network that decided is. A name's rules narrow it to what
+    // they depend on (their networks, the AS's network, a split's hash block). Either is
+    // capped by what the resolver disclosed; an answer no other client could see differently
+    // holds for everyone: scope 0.
     let scope = match client {
         Client::Subnet { network } if decision.depends_on_client => {
             let compiled = state
                 .steering(zone)
                 .and_then(|s| s.steer(steered.index, family, client));
-            compiled.map_or(
-                location.network.prefix_len().min(network.prefix_len()),
-                |c| c.scope,
-            )
+            let located = compiled.map_or(location.network.prefix_len(), |c| c.scope);
+            let ruled = steer::rules::scope(
+                config,
+                &decision,
+                &facts,
+                located,
+                location.asn.map(|a| a.network),
+            );
+            ruled.unwrap_or(located).min(network.prefix_len())
         }
         _ => 0,
     };

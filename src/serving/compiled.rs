@@ -59,6 +59,10 @@ pub struct ZoneSteering {
 
 #[derive(Debug)]
 enum NameSteering {
+    /// The name has network, ASN, fence or split rules, which ask more of a client than the
+    /// location table holds, or answers with several regions, which one class cannot name:
+    /// every query takes the direct path.
+    Direct,
     /// Every client gets the same answer (one region up, failover order, every region down):
     /// scope 0.
     Uniform(Steering),
@@ -202,6 +206,7 @@ impl ZoneSteering {
     pub fn steer(&self, steered: usize, family: Family, client: Client) -> Option<Compiled> {
         let name = &self.names.get(steered)?[family_index(family)];
         let (runs, classes) = match name {
+            NameSteering::Direct => return None,
             NameSteering::Uniform(steering) => {
                 return Some(Compiled {
                     steering: *steering,
@@ -274,6 +279,9 @@ pub fn compile<'t>(
     for steered in &zone.steered {
         let config = &steered.config;
         let mut compile_family = |family: Family| -> Result<NameSteering, String> {
+            if !config.rules.is_empty() || config.multivalue.is_some() {
+                return Ok(NameSteering::Direct);
+            }
             let any = steer::decide(None, config, &zone.regions, view, family);
             if !any.depends_on_client {
                 return Ok(NameSteering::Uniform(Steering::of(
@@ -299,7 +307,17 @@ pub fn compile<'t>(
                         .is_some()
                 })
                 .collect();
-            let key = (config.regions.as_slice(), config.default_region, usable);
+            let bias = config
+                .bias_km
+                .iter()
+                .map(|&(r, km)| (r, km.to_bits()))
+                .collect();
+            let key = (
+                config.regions.as_slice(),
+                config.default_region,
+                usable,
+                bias,
+            );
             let (runs, representatives) = sets
                 .entry(key)
                 .or_insert_with(|| compile_set(t, zone, config, view, family));
@@ -323,9 +341,9 @@ pub fn compile<'t>(
 }
 
 /// What a region set's runs depend on besides the zone and its health: the name's regions
-/// (whose order breaks ties), its default region (for unknown locations), and which of them
-/// have endpoints of the queried family up.
-type SetKey<'z> = (&'z [RegionId], RegionId, Vec<bool>);
+/// (whose order breaks ties), its default region (for unknown locations), which of them
+/// have endpoints of the queried family up, and their biases (as bits, to be hashed).
+type SetKey<'z> = (&'z [RegionId], RegionId, Vec<bool>, Vec<(RegionId, u64)>);
 
 /// The runs of one region set, and for each of its regions a point that it answers.
 fn compile_set(

@@ -5,9 +5,13 @@
 //! the same inputs and get the same [`Decision`], which carries the answer and every candidate
 //! with its reason.
 
+pub mod rules;
+
 use std::net::IpAddr;
 
 use serde::Serialize;
+
+pub use rules::{ClientFacts, Rules};
 
 /// Mean Earth radius in km (IUGG), for great-circle distances.
 const EARTH_RADIUS_KM: f64 = 6371.0088;
@@ -112,6 +116,24 @@ pub struct SteeredName {
     pub answers: Option<usize>,
     pub policy: Policy,
     pub fallback: Fallback,
+    /// Per region, km taken off its distance to every client (Route 53's geoproximity
+    /// bias): positive grows its catchment, negative shrinks it.
+    pub bias_km: Vec<(RegionId, f64)>,
+    /// Network, ASN, fence and split rules, applied by [`rules::apply`].
+    pub rules: Rules,
+    /// Multivalue: the endpoints of this many nearest up regions answer together (Route 53's
+    /// multivalue answers, for clients that choose for themselves); `None`: one region.
+    pub multivalue: Option<usize>,
+}
+
+impl SteeredName {
+    /// The bias of `region`, 0 when none is configured.
+    pub fn bias_km(&self, region: RegionId) -> f64 {
+        self.bias_km
+            .iter()
+            .find(|(r, _)| *r == region)
+            .map_or(0.0, |(_, b)| *b)
+    }
 }
 
 /// Health and operator state of a region, as the control plane sees it.
@@ -304,6 +326,8 @@ pub enum Verdict {
     EndpointsDown,
     /// Has no endpoint of the queried family.
     NoEndpoints,
+    /// Outside the geo-fence that holds the client.
+    Fenced,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -334,6 +358,15 @@ pub enum Basis {
     AllDown,
     /// No region has endpoints of the queried family: NODATA.
     NoEndpoints,
+    /// A network or ASN rule sends the client to this region.
+    Rule,
+    /// The nearest up region among those a geo-fence allows for the client.
+    Fenced,
+    /// Every region the client's fence allows is down and the fence fails closed: its fixed
+    /// answer, or NODATA.
+    FencedClosed,
+    /// A weighted split moved the client from its nearest region.
+    Split,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -351,6 +384,13 @@ pub struct Decision {
     /// The vantage point nearest to the client, whose latency ranks the regions: an index
     /// into the view's vantages, `None` for this node's own.
     pub vantage: Option<usize>,
+    /// What the name's rules did, in the order they applied.
+    pub reasons: Vec<String>,
+    /// Multivalue: the regions that answer beside `chosen`, best first.
+    pub also: Vec<RegionId>,
+    /// The fence (an index into the name's fences) that failed closed: its fixed answer, if
+    /// any, answers.
+    pub closed_fence: Option<usize>,
 }
 
 impl Decision {
@@ -363,7 +403,10 @@ impl Decision {
         family: Family,
     ) -> Vec<&'r Endpoint> {
         match (self.basis, self.chosen) {
-            (_, Some(id)) => regions[id].up_endpoints(id, view, family).collect(),
+            (_, Some(id)) => std::iter::once(id)
+                .chain(self.also.iter().copied())
+                .flat_map(|r| regions[r].up_endpoints(r, view, family))
+                .collect(),
             (Basis::AllDown, None) => match &name.fallback {
                 Fallback::All => name
                     .regions
@@ -375,6 +418,13 @@ impl Decision {
                     .filter(|e| Family::of(&e.address) == family)
                     .collect(),
             },
+            (Basis::FencedClosed, None) => self
+                .closed_fence
+                .map(|i| &name.rules.fences[i].closed_answer[..])
+                .unwrap_or_default()
+                .iter()
+                .filter(|e| Family::of(&e.address) == family)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -399,6 +449,7 @@ pub fn decide(
             let (latency, from) = view.latency(id, vantage);
             let degradation_ms = latency.degradation_ms;
             let distance_km = client.map(|c| c.distance_km(region.location));
+            let bias_km = name.bias_km(id);
             // A down region keeps its configured endpoints eligible, so that the fallback
             // (and `route`) can still name it; only up endpoints answer for an up region.
             let configured = region.endpoints(family).next().is_some();
@@ -415,7 +466,8 @@ pub fn decide(
             Candidate {
                 region: id,
                 distance_km,
-                estimated_rtt_ms: distance_km.map(|d| d / KM_PER_RTT_MS + degradation_ms),
+                estimated_rtt_ms: distance_km
+                    .map(|d| (d - bias_km) / KM_PER_RTT_MS + degradation_ms),
                 degradation_ms,
                 vantage: from,
                 state,
@@ -487,6 +539,9 @@ pub fn decide(
             name.ttl
         },
         vantage,
+        reasons: Vec::new(),
+        also: Vec::new(),
+        closed_fence: None,
     }
 }
 
@@ -517,7 +572,8 @@ pub fn chosen(
         let degraded = latency.over_limit;
         let rank = match (name.policy, client) {
             (Policy::Nearest, Some(c)) => {
-                c.distance_km(region.location) / KM_PER_RTT_MS + latency.degradation_ms
+                (c.distance_km(region.location) - name.bias_km(id)) / KM_PER_RTT_MS
+                    + latency.degradation_ms
             }
             (Policy::Nearest, None) if id == name.default_region => 0.0,
             (Policy::Nearest, None) => 1.0,

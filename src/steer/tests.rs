@@ -54,6 +54,9 @@ fn www() -> SteeredName {
         answers: None,
         policy: Policy::Nearest,
         fallback: Fallback::All,
+        bias_km: Vec::new(),
+        rules: Rules::default(),
+        multivalue: None,
     }
 }
 
@@ -649,4 +652,254 @@ fn failover_depends_on_the_client_when_vantages_disagree_on_the_limit() {
     assert_eq!(chosen_name(&berlin), Some("eu-west"));
     let chicago = decide(at(41.88, -87.63), &name, &regions(), &view, Family::V4);
     assert_eq!(chosen_name(&chicago), Some("us-east"));
+}
+
+// ---- rules ----
+
+/// A client of network `net` at `point`, in `country` (continent Europe when it is DE or
+/// GB), in `asn`.
+fn facts(
+    net: &str,
+    point: Option<GeoPoint>,
+    country: Option<&'static str>,
+    asn: Option<u32>,
+) -> ClientFacts {
+    use crate::geo::countries::Continent;
+    ClientFacts {
+        network: net.parse().unwrap(),
+        point,
+        country,
+        continent: country.map(|c| match c {
+            "DE" | "GB" => Continent::Europe,
+            _ => Continent::NorthAmerica,
+        }),
+        asn,
+    }
+}
+
+const BERLIN: Option<GeoPoint> = Some(GeoPoint {
+    lat: 52.52,
+    lon: 13.40,
+});
+
+#[test]
+fn a_network_rule_wins_over_distance_and_the_most_specific_one_decides() {
+    let mut name = www();
+    name.rules.networks = vec![
+        ("81.2.0.0/16".parse().unwrap(), 2),
+        ("81.2.69.0/24".parse().unwrap(), 2),
+    ];
+    let d = rules::apply(
+        &facts("81.2.69.0/24", BERLIN, Some("DE"), None),
+        &name,
+        &regions(),
+        &HealthView::all_up(),
+        Family::V4,
+    );
+    assert_eq!(
+        (d.basis, chosen_name(&d)),
+        (Basis::Rule, Some("ap-southeast"))
+    );
+    assert_eq!(d.reasons, ["network 81.2.69.0/24 is sent to ap-southeast"]);
+    assert_eq!(d.candidates[0].verdict, Verdict::Chosen);
+    // Its region down: distance decides, and says why.
+    let down = states(&[RegionState::Up, RegionState::Up, RegionState::Down]);
+    let d = rules::apply(
+        &facts("81.2.69.0/24", BERLIN, Some("DE"), None),
+        &name,
+        &regions(),
+        &down,
+        Family::V4,
+    );
+    assert_eq!(
+        (d.basis, chosen_name(&d)),
+        (Basis::Nearest, Some("eu-west"))
+    );
+    assert!(
+        d.reasons[0].ends_with("cannot answer: distance decides"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn an_asn_rule_wins_over_distance_but_not_over_a_network_rule() {
+    let mut name = www();
+    name.rules.asns = vec![(20712, 0)];
+    let view = HealthView::all_up();
+    let d = rules::apply(
+        &facts("81.2.69.0/24", BERLIN, Some("DE"), Some(20712)),
+        &name,
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!((d.basis, chosen_name(&d)), (Basis::Rule, Some("us-east")));
+    name.rules.networks = vec![("81.2.69.0/24".parse().unwrap(), 2)];
+    let d = rules::apply(
+        &facts("81.2.69.0/24", BERLIN, Some("DE"), Some(20712)),
+        &name,
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!(chosen_name(&d), Some("ap-southeast"));
+}
+
+#[test]
+fn a_fence_keeps_its_clients_inside_and_fails_closed_or_open() {
+    let mut name = www();
+    name.rules.fences = vec![rules::Fence {
+        countries: vec!["DE"],
+        continents: Vec::new(),
+        regions: vec![1],
+        when_all_down: rules::WhenAllDown::FailClosed,
+        closed_answer: Vec::new(),
+    }];
+    // A Berlin client that distance would send to us-east (biased far from eu-west).
+    name.bias_km = vec![(0, 7000.0)];
+    let up = HealthView::all_up();
+    let berlin = facts("5.9.0.0/24", BERLIN, Some("DE"), None);
+    assert_eq!(
+        chosen_name(&decide(BERLIN, &name, &regions(), &up, Family::V4)),
+        Some("us-east")
+    );
+    let d = rules::apply(&berlin, &name, &regions(), &up, Family::V4);
+    assert_eq!((d.basis, chosen_name(&d)), (Basis::Fenced, Some("eu-west")));
+    assert!(
+        d.candidates
+            .iter()
+            .any(|c| c.region == 0 && c.verdict == Verdict::Fenced)
+    );
+    // eu-west down: closed, NODATA.
+    let down = states(&[RegionState::Up, RegionState::Down, RegionState::Up]);
+    let d = rules::apply(&berlin, &name, &regions(), &down, Family::V4);
+    assert_eq!((d.basis, d.chosen), (Basis::FencedClosed, None));
+    assert!(d.endpoints(&name, &regions(), &down, Family::V4).is_empty());
+    // Closed with a fixed answer: that answer.
+    name.rules.fences[0].closed_answer = vec![ep("192.0.2.99", 1), ep("2001:db8::99", 1)];
+    let d = rules::apply(&berlin, &name, &regions(), &down, Family::V6);
+    let fixed: Vec<String> = d
+        .endpoints(&name, &regions(), &down, Family::V6)
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(
+        (d.basis, fixed),
+        (Basis::FencedClosed, vec!["2001:db8::99".to_string()])
+    );
+    // Open: the nearest region outside the fence.
+    name.rules.fences[0].when_all_down = rules::WhenAllDown::FailOpen;
+    let d = rules::apply(&berlin, &name, &regions(), &down, Family::V4);
+    assert_eq!(chosen_name(&d), Some("us-east"));
+    // A client outside the fence is not held by it.
+    let gb = facts("81.2.69.0/24", BERLIN, Some("GB"), None);
+    assert_eq!(
+        chosen_name(&rules::apply(&gb, &name, &regions(), &up, Family::V4)),
+        Some("us-east")
+    );
+}
+
+#[test]
+fn bias_moves_a_catchment() {
+    // Dublin's eu-west is nearer to Berlin than us-east by about 6,000 km.
+    let mut name = www();
+    let up = HealthView::all_up();
+    assert_eq!(
+        chosen_name(&decide(BERLIN, &name, &regions(), &up, Family::V4)),
+        Some("eu-west")
+    );
+    name.bias_km = vec![(0, 7000.0)];
+    assert_eq!(
+        chosen_name(&decide(BERLIN, &name, &regions(), &up, Family::V4)),
+        Some("us-east")
+    );
+    name.bias_km = vec![(1, -7000.0)];
+    assert_eq!(
+        chosen_name(&decide(BERLIN, &name, &regions(), &up, Family::V4)),
+        Some("us-east")
+    );
+    assert_eq!(chosen(BERLIN, &name, &regions(), &up, Family::V4), Some(0));
+}
+
+/// The share of 10,000 client /24s that a split of eu-west's clients sends to ap-southeast,
+/// and which ones.
+fn split_outcome(percent: u32) -> (f64, Vec<bool>) {
+    let mut name = www();
+    name.rules.splits = vec![rules::Split {
+        region: 1,
+        weights: vec![(1, 100 - percent), (2, percent)],
+    }];
+    let up = HealthView::all_up();
+    let moved: Vec<bool> = (0..10_000u32)
+        .map(|i| {
+            let net = format!("{}.{}.{}.0/24", 10 + i / 65536, (i / 256) % 256, i % 256);
+            let d = rules::apply(
+                &facts(&net, BERLIN, Some("DE"), None),
+                &name,
+                &regions(),
+                &up,
+                Family::V4,
+            );
+            d.chosen == Some(2)
+        })
+        .collect();
+    let share = moved.iter().filter(|m| **m).count() as f64 / moved.len() as f64;
+    (share, moved)
+}
+
+#[test]
+fn a_split_holds_its_ratio_and_moving_10_to_20_percent_moves_only_the_extra_10() {
+    let (ten, at_ten) = split_outcome(10);
+    let (twenty, at_twenty) = split_outcome(20);
+    assert!((ten - 0.10).abs() < 0.01, "{ten}");
+    assert!((twenty - 0.20).abs() < 0.01, "{twenty}");
+    // Every network that moved at 10 % still moves at 20 %.
+    assert!(at_ten.iter().zip(&at_twenty).all(|(a, b)| !a || *b));
+}
+
+#[test]
+fn multivalue_answers_with_the_n_nearest_up_regions() {
+    let mut name = www();
+    name.multivalue = Some(2);
+    let berlin = facts("5.9.0.0/24", BERLIN, Some("DE"), None);
+    let up = HealthView::all_up();
+    let d = rules::apply(&berlin, &name, &regions(), &up, Family::V4);
+    assert_eq!((d.chosen, d.also.as_slice()), (Some(1), &[0][..]));
+    let addrs: Vec<String> = d
+        .endpoints(&name, &regions(), &up, Family::V4)
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(addrs, ["198.51.100.10", "192.0.2.10"]);
+    // us-east down: the next nearest up region takes its place.
+    let down = states(&[RegionState::Down, RegionState::Up, RegionState::Up]);
+    let d = rules::apply(&berlin, &name, &regions(), &down, Family::V4);
+    assert_eq!((d.chosen, d.also.as_slice()), (Some(1), &[2][..]));
+}
+
+#[test]
+fn a_rule_answer_holds_for_its_network_unless_location_picks_other_answers() {
+    let mut name = www();
+    name.rules.networks = vec![("81.0.0.0/8".parse().unwrap(), 1)];
+    let client = facts("81.2.69.0/24", BERLIN, Some("DE"), None);
+    let up = HealthView::all_up();
+    let d = rules::apply(&client, &name, &regions(), &up, Family::V4);
+    assert_eq!(d.basis, Basis::Rule);
+    // The rule's /8, whatever the GeoIP network (/19 here).
+    assert_eq!(rules::scope(&name, &d, &client, 19, None), Some(8));
+    // Multivalue: the region beside the rule's depends on the location, so the GeoIP
+    // network bounds the scope.
+    name.multivalue = Some(2);
+    let d = rules::apply(&client, &name, &regions(), &up, Family::V4);
+    assert_eq!(rules::scope(&name, &d, &client, 19, None), Some(19));
+    // A split hashes /24s: no wider than that.
+    name.multivalue = None;
+    name.rules.networks.clear();
+    name.rules.splits = vec![rules::Split {
+        region: 1,
+        weights: vec![(1, 50), (2, 50)],
+    }];
+    let wide = facts("81.2.0.0/16", BERLIN, Some("DE"), None);
+    let d = rules::apply(&wide, &name, &regions(), &up, Family::V4);
+    assert_eq!(rules::scope(&name, &d, &wide, 19, None), Some(24));
 }

@@ -20,6 +20,8 @@ use super::dnssec::{DEFAULT_VALIDITY_DAYS, Dnssec, KeyAlgorithm, Spec};
 use super::health::{self, HealthToml};
 use super::records::{self, LineRecord, MAX_TTL};
 use super::{Node, Quorum, RRset, RegionCheck, Steered, Zone, ZoneSet};
+use crate::geo::countries::Continent;
+use crate::steer::rules::{Fence, Rules, Split, WhenAllDown};
 use crate::steer::{Endpoint, Fallback, Family, GeoPoint, Policy, Region, SteeredName};
 use crate::text::Escaped;
 
@@ -29,6 +31,8 @@ pub const DEFAULT_STEERED_TTL: u32 = 30;
 pub const DEFAULT_TROUBLE_TTL: u32 = 5;
 /// Most addresses one steered answer may carry.
 pub const MAX_ANSWERS: i64 = 64;
+/// Largest bias, in km: half the Earth's circumference, beyond which a bias only pins.
+pub const MAX_BIAS_KM: f64 = 20_000.0;
 /// Largest endpoint weight.
 pub const MAX_WEIGHT: i64 = 65_535;
 /// The largest DNS message: TCP frames it with a two-octet length (RFC 1035 §4.2.2). An
@@ -138,10 +142,48 @@ struct SteeredToml {
     regions: Vec<Spanned<String>>,
     ttl: Option<Spanned<i64>>,
     answers: Option<Spanned<i64>>,
+    /// Answer with the endpoints of this many nearest up regions.
+    multivalue: Option<Spanned<i64>>,
     default_region: Option<Spanned<String>>,
     policy: Option<Spanned<String>>,
     fallback: Option<Spanned<FallbackToml>>,
     trouble_ttl: Option<Spanned<i64>>,
+    /// Region -> km taken off its distance to every client (negative: added).
+    #[serde(default)]
+    bias_km: BTreeMap<Spanned<String>, Spanned<f64>>,
+    /// Client network (CIDR) -> region, ahead of distance.
+    #[serde(default)]
+    networks: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// AS number ("13335" or "AS13335") -> region, ahead of distance.
+    #[serde(default)]
+    asns: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    fence: Vec<Spanned<FenceToml>>,
+    #[serde(default)]
+    split: Vec<Spanned<SplitToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FenceToml {
+    #[serde(default)]
+    countries: Vec<Spanned<String>>,
+    #[serde(default)]
+    continents: Vec<Spanned<String>>,
+    regions: Vec<Spanned<String>>,
+    /// "fail-open" (the default) or "fail-closed".
+    when_all_down: Option<Spanned<String>>,
+    /// What a closed fence answers; NODATA without it.
+    closed_answer: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SplitToml {
+    /// The region whose clients are split.
+    region: Spanned<String>,
+    /// Region -> percent, adding up to 100.
+    weights: BTreeMap<Spanned<String>, Spanned<i64>>,
 }
 
 /// `"all"` or a list of addresses. A bad address is kept as its message, reported with the
@@ -936,6 +978,22 @@ fn steered(
             );
             continue;
         }
+        let (bias_km, rules) = name_rules(spec, &display, &ids, region_ids, &known, report);
+        let multivalue = match &spec.multivalue {
+            Some(m) if !(2..=spec.regions.len().max(2) as i64).contains(m.get_ref()) => {
+                report.span(
+                    m.span(),
+                    format!(
+                        "{display}: multivalue {} is not in 2..={} (its regions)",
+                        m.get_ref(),
+                        spec.regions.len()
+                    ),
+                );
+                None
+            }
+            Some(m) => Some(*m.get_ref() as usize),
+            None => None,
+        };
         node.steered = Some(out.len());
         add_ancestors(nodes, &name, origin);
         let config = SteeredName {
@@ -946,6 +1004,9 @@ fn steered(
             answers,
             policy,
             fallback,
+            bias_km,
+            rules,
+            multivalue,
         };
         for family in [Family::V4, Family::V6] {
             let size = steered_answer_size(&name, &config, regions, family);
@@ -967,6 +1028,265 @@ fn steered(
         });
     }
     out
+}
+
+/// The bias and rules of a steered name; `ids` are its regions. Every mistake is reported at
+/// its line: an unknown or foreign region, a bad network or AS, overlapping networks sent to
+/// different regions, an unknown country or continent code, a fence with no region, split
+/// weights that do not add up to 100.
+fn name_rules(
+    spec: &SteeredToml,
+    display: &str,
+    ids: &[usize],
+    region_ids: &HashMap<String, usize>,
+    known: &str,
+    report: &mut Report<'_>,
+) -> (Vec<(usize, f64)>, Rules) {
+    // A region of this name, or reported.
+    let region = |r: &Spanned<String>, report: &mut Report<'_>| -> Option<usize> {
+        match region_ids.get(r.get_ref()) {
+            Some(id) if ids.contains(id) => Some(*id),
+            Some(_) => {
+                report.span(
+                    r.span(),
+                    format!(
+                        "{display}: region {:?} is not one of its regions",
+                        r.get_ref()
+                    ),
+                );
+                None
+            }
+            None => {
+                report.span(
+                    r.span(),
+                    format!("unknown region {:?} (known: {known})", r.get_ref()),
+                );
+                None
+            }
+        }
+    };
+    let mut bias_km = Vec::new();
+    for (r, km) in &spec.bias_km {
+        let value = *km.get_ref();
+        if !value.is_finite() || value.abs() > MAX_BIAS_KM {
+            report.span(
+                km.span(),
+                format!(
+                    "{display}: bias-km {value} for {:?} is not within ±{MAX_BIAS_KM}",
+                    r.get_ref()
+                ),
+            );
+        } else if let Some(id) = region(r, report) {
+            bias_km.push((id, value));
+        }
+    }
+    let mut rules = Rules::default();
+    let mut network_lines = Vec::new();
+    for (net, r) in &spec.networks {
+        let parsed = match net.get_ref().parse::<ipnet::IpNet>() {
+            Ok(n) if n.trunc() == n => n,
+            Ok(n) => {
+                report.span(
+                    net.span(),
+                    format!(
+                        "{display}: network {n} has host bits set (did you mean {}?)",
+                        n.trunc()
+                    ),
+                );
+                continue;
+            }
+            Err(_) => {
+                report.span(
+                    net.span(),
+                    format!(
+                        "{display}: {:?} is not a network such as 203.0.113.0/24",
+                        net.get_ref()
+                    ),
+                );
+                continue;
+            }
+        };
+        let Some(id) = region(r, report) else {
+            continue;
+        };
+        if let Some((other, other_id, line)) = rules
+            .networks
+            .iter()
+            .zip(&network_lines)
+            .map(|(&(n, id), &line)| (n, id, line))
+            .find(|&(n, other_id, _)| {
+                other_id != id && (n.contains(&parsed) || parsed.contains(&n))
+            })
+        {
+            report.span(
+                net.span(),
+                format!(
+                    "{display}: network {parsed} -> {:?} overlaps {other} -> {:?} (line {line}): \
+                     overlapping networks must go to the same region",
+                    r.get_ref(),
+                    other_region(region_ids, other_id)
+                ),
+            );
+            continue;
+        }
+        network_lines.push(report.lines.line(net.span().start));
+        rules.networks.push((parsed, id));
+    }
+    for (asn, r) in &spec.asns {
+        let text = asn.get_ref();
+        let digits = text
+            .strip_prefix("AS")
+            .or_else(|| text.strip_prefix("as"))
+            .unwrap_or(text);
+        let Ok(number) = digits.parse::<u32>() else {
+            report.span(
+                asn.span(),
+                format!("{display}: {text:?} is not an AS number such as \"AS13335\" or \"13335\""),
+            );
+            continue;
+        };
+        if rules.asns.iter().any(|(a, _)| *a == number) {
+            report.span(asn.span(), format!("{display}: AS{number} is listed twice"));
+            continue;
+        }
+        if let Some(id) = region(r, report) {
+            rules.asns.push((number, id));
+        }
+    }
+    for fence in &spec.fence {
+        let f = fence.get_ref();
+        let mut countries = Vec::new();
+        for c in &f.countries {
+            match crate::geo::countries::lookup(c.get_ref()) {
+                Some(country) => countries.push(country.code),
+                None => report.span(
+                    c.span(),
+                    format!(
+                        "{display}: fence: unknown country code {:?} (ISO 3166-1 alpha-2, such as \"DE\")",
+                        c.get_ref()
+                    ),
+                ),
+            }
+        }
+        let mut continents = Vec::new();
+        for c in &f.continents {
+            match Continent::from_code(c.get_ref()) {
+                Some(k) => continents.push(k),
+                None => report.span(
+                    c.span(),
+                    format!(
+                        "{display}: fence: unknown continent code {:?} (AF, AN, AS, EU, NA, OC, SA)",
+                        c.get_ref()
+                    ),
+                ),
+            }
+        }
+        if f.countries.is_empty() && f.continents.is_empty() {
+            report.span(
+                fence.span(),
+                format!("{display}: fence holds no client: give countries or continents"),
+            );
+        }
+        let regions: Vec<usize> = f.regions.iter().filter_map(|r| region(r, report)).collect();
+        if f.regions.is_empty() {
+            report.span(
+                fence.span(),
+                format!("{display}: fence allows no region: name at least one in `regions`"),
+            );
+        }
+        let when_all_down = match f
+            .when_all_down
+            .as_ref()
+            .map(|w| (w.get_ref().as_str(), w.span()))
+        {
+            None | Some(("fail-open", _)) => WhenAllDown::FailOpen,
+            Some(("fail-closed", _)) => WhenAllDown::FailClosed,
+            Some((other, span)) => {
+                report.span(
+                    span,
+                    format!(
+                        "{display}: fence: when-all-down {other:?} must be \"fail-open\" or \"fail-closed\""
+                    ),
+                );
+                WhenAllDown::FailOpen
+            }
+        };
+        let mut closed_answer = Vec::new();
+        if let Some(answer) = &f.closed_answer {
+            if when_all_down != WhenAllDown::FailClosed {
+                report.span(
+                    answer.span(),
+                    format!(
+                        "{display}: fence: closed-answer needs when-all-down = \"fail-closed\""
+                    ),
+                );
+            }
+            for a in answer.get_ref() {
+                match parse_addr(a) {
+                    Ok(address) => closed_answer.push(Endpoint { address, weight: 1 }),
+                    Err(msg) => report.span(answer.span(), format!("{display}: fence: {msg}")),
+                }
+            }
+        }
+        if !regions.is_empty() {
+            rules.fences.push(Fence {
+                countries,
+                continents,
+                regions,
+                when_all_down,
+                closed_answer,
+            });
+        }
+    }
+    for split in &spec.split {
+        let s = split.get_ref();
+        let from = region(&s.region, report);
+        if let Some(from) = from
+            && rules.splits.iter().any(|x| x.region == from)
+        {
+            report.span(
+                s.region.span(),
+                format!("{display}: region {:?} is split twice", s.region.get_ref()),
+            );
+        }
+        let mut weights = Vec::new();
+        let mut total = 0;
+        for (r, w) in &s.weights {
+            let weight = *w.get_ref();
+            if !(0..=100).contains(&weight) {
+                report.span(
+                    w.span(),
+                    format!("{display}: split weight {weight} is not a percentage (0..=100)"),
+                );
+                continue;
+            }
+            total += weight;
+            if let Some(id) = region(r, report) {
+                weights.push((id, weight as u32));
+            }
+        }
+        if total != 100 {
+            report.span(
+                split.span(),
+                format!("{display}: split weights add up to {total}, not 100"),
+            );
+        }
+        if let Some(from) = from {
+            rules.splits.push(Split {
+                region: from,
+                weights,
+            });
+        }
+    }
+    (bias_km, rules)
+}
+
+/// The name of region `id`, for a message.
+fn other_region(region_ids: &HashMap<String, usize>, id: usize) -> String {
+    region_ids
+        .iter()
+        .find(|(_, i)| **i == id)
+        .map_or_else(String::new, |(n, _)| n.clone())
 }
 
 /// Octets of a name in a message, uncompressed.
@@ -1001,7 +1321,13 @@ fn steered_answer_size(
     family: Family,
 ) -> usize {
     let in_family = |&id: &usize| regions[id].endpoints(family).count();
-    let largest = config.regions.iter().map(in_family).max().unwrap_or(0);
+    // The largest regions, as many as answer together.
+    let mut sizes: Vec<usize> = config.regions.iter().map(in_family).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let largest = sizes
+        .iter()
+        .take(config.multivalue.unwrap_or(1))
+        .sum::<usize>();
     let fallback = match &config.fallback {
         Fallback::All => config.regions.iter().map(in_family).sum(),
         Fallback::Static(addrs) => addrs

@@ -19,8 +19,19 @@ static GEO: LazyLock<GeoDb> = LazyLock::new(|| {
 });
 
 /// A zone with `points.len()` regions at those points, each with an IPv4 and an IPv6
-/// endpoint, and one steered name over all of them with `default` as default region.
+/// endpoint, and one steered name over all of them with `default` as default region, the
+/// biases of `bias` (by region index) and the rules of `rules` (zone-file lines).
 fn zone(points: &[(f64, f64)], default: usize, failover: bool) -> Zone {
+    zone_with(points, default, failover, &[], "")
+}
+
+fn zone_with(
+    points: &[(f64, f64)],
+    default: usize,
+    failover: bool,
+    bias: &[(usize, f64)],
+    rules: &str,
+) -> Zone {
     let mut text = String::from(
         "zone = \"t.test.\"\nrecords = '''\n$TTL 300\n@ IN SOA ns hm 1 7200 3600 1209600 300\n@ IN NS ns\nns IN A 192.0.2.1\n'''\n",
     );
@@ -41,6 +52,11 @@ fn zone(points: &[(f64, f64)], default: usize, failover: bool) -> Zone {
             .join(", "),
         if failover { "failover" } else { "nearest" }
     );
+    let bias: Vec<String> = bias
+        .iter()
+        .map(|(r, km)| format!("r{r} = {km:.1}"))
+        .collect();
+    text += &format!("bias-km = {{ {} }}\n{rules}", bias.join(", "));
     crate::zone::load_file(std::path::Path::new("t.test.toml"), &text)
         .unwrap_or_else(|e| panic!("{e:?}\n{text}"))
 }
@@ -136,8 +152,14 @@ proptest! {
         clients in prop::collection::vec((client(), any::<u128>(), any::<bool>()), 64),
         location in prop::option::of((-60.0..70.0f64, -180.0..180.0f64)),
         vantages in prop::collection::vec(vantage(), 0..3),
+        bias in prop::collection::vec((0usize..12, -3000.0..3000.0f64), 0..4),
     ) {
-        let zone = zone(&points, default % points.len(), failover);
+        // Bias compiles: the tables rank by biased distance as `decide` does.
+        let mut bias: Vec<(usize, f64)> =
+            bias.into_iter().map(|(r, km)| (r % points.len(), km)).collect();
+        bias.sort_by_key(|b| b.0);
+        bias.dedup_by_key(|b| b.0);
+        let zone = zone_with(&points, default % points.len(), failover, &bias, "");
         let view = HealthView {
             regions: health[..points.len()].to_vec(),
             location: location.map(|(lat, lon)| GeoPoint { lat, lon }),
@@ -236,4 +258,128 @@ fn widest_is_the_shortest_prefix_inside_the_run() {
     // The whole space: /1, never 0.
     assert_eq!(widest(5, 0, u128::from(u32::MAX), 32), 1);
     assert_eq!(widest(5, 0, u128::MAX, 128), 1);
+}
+
+/// Rules a zone-file line can give the steered name of [`zone_with`] over `n` regions: a
+/// network rule, an ASN rule, a fence, a split, multivalue.
+fn rules(n: usize) -> impl Strategy<Value = String> {
+    let region = move || (0..n).prop_map(|r| format!("r{r}"));
+    (
+        prop::collection::vec(((any::<u32>(), 2u8..=20), region()), 0..3),
+        prop::option::of((prop::sample::select(vec![13335u32, 15169, 3320, 7922, 20940]), region())),
+        prop::option::of((prop::sample::select(vec!["EU", "NA", "AS"]), region(), any::<bool>())),
+        prop::option::of((region(), region(), 0u32..=100)),
+        any::<bool>(),
+    )
+        .prop_map(|(nets, asn, fence, split, multivalue)| {
+            let mut text = String::new();
+            if multivalue {
+                text += "multivalue = 2\n";
+            }
+            text += "[steered.www.networks]\n";
+            let mut taken: Vec<IpNet> = Vec::new();
+            for ((a, p), r) in nets {
+                let net = IpNet::new(Ipv4Addr::from(a).into(), p).unwrap().trunc();
+                // Overlapping networks to different regions are refused by the loader.
+                if taken.iter().all(|t| !t.contains(&net) && !net.contains(t)) {
+                    taken.push(net);
+                    text += &format!("\"{net}\" = \"{r}\"\n");
+                }
+            }
+            if let Some((asn, r)) = asn {
+                text += &format!("[steered.www.asns]\nAS{asn} = \"{r}\"\n");
+            }
+            if let Some((continent, r, closed)) = fence {
+                let when = if closed { "fail-closed" } else { "fail-open" };
+                text += &format!(
+                    "[[steered.www.fence]]\ncontinents = [\"{continent}\"]\nregions = [\"{r}\"]\nwhen-all-down = \"{when}\"\n"
+                );
+            }
+            if let Some((from, to, w)) = split
+                && from != to
+            {
+                text += &format!(
+                    "[[steered.www.split]]\nregion = \"{from}\"\nweights = {{ {from} = {}, {to} = {w} }}\n",
+                    100 - w
+                );
+            }
+            text
+        })
+}
+
+/// The direct answer under a name's rules: its regions (multivalue: several) and scope, as
+/// `answer::steer` makes them before the resolver's prefix caps the scope.
+fn ruled(
+    zone: &Zone,
+    view: &HealthView,
+    family: Family,
+    network: IpNet,
+) -> ((Option<RegionId>, Vec<RegionId>), Option<u8>) {
+    let location = GEO.locate(network);
+    let facts = steer::ClientFacts {
+        network,
+        point: location.point,
+        country: location.country,
+        continent: location.continent,
+        asn: location.asn.map(|a| a.number),
+    };
+    let config = &zone.steered[0].config;
+    let decision = steer::rules::apply(&facts, config, &zone.regions, view, family);
+    let scope = steer::rules::scope(
+        config,
+        &decision,
+        &facts,
+        location.network.prefix_len(),
+        location.asn.map(|a| a.network),
+    );
+    ((decision.chosen, decision.also), scope)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A name with rules is never answered from a compiled table (it asks the client's
+    /// country, AS and network, which the table does not hold); its direct answers hold the
+    /// same region for every address of the scope they claim.
+    #[test]
+    fn names_with_rules_take_the_direct_path_and_their_scopes_hold(
+        (points, rules) in prop::collection::vec((-60.0..70.0f64, -180.0..180.0f64), 2..6)
+            .prop_flat_map(|p| { let n = p.len(); (Just(p), rules(n)) }),
+        health in prop::collection::vec(region_health(), 6),
+        clients in prop::collection::vec((client(), any::<u128>(), any::<bool>()), 48),
+    ) {
+        let zone = zone_with(&points, 0, false, &[], &rules);
+        let view = HealthView {
+            regions: health[..points.len()].to_vec(),
+            ..HealthView::all_up()
+        };
+        let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
+        let config = &zone.steered[0].config;
+        let has_rules = !config.rules.is_empty() || config.multivalue.is_some();
+        for (network, seed, v6) in clients {
+            let family = if v6 { Family::V6 } else { Family::V4 };
+            let c = compiled.steer(0, family, Client::Subnet { network });
+            if has_rules {
+                prop_assert!(c.is_none(), "{network}");
+            } else if c.is_none() {
+                // Only IPv6 alias space (6to4, Teredo) is left to the direct path.
+                prop_assert!(network.addr().is_ipv6(), "{network}");
+            }
+            let (chosen, scope) = ruled(&zone, &view, family, network);
+            let Some(scope) = scope else { continue };
+            let scope = scope.min(network.prefix_len());
+            if scope > 0 && scope < network.prefix_len() {
+                let block = IpNet::new(network.addr(), scope).unwrap().trunc();
+                for k in 0..8u128 {
+                    let addr = inside(block, seed.rotate_left(k as u32 * 16) ^ k);
+                    let host = IpNet::new(addr, network.prefix_len()).unwrap().trunc();
+                    prop_assert_eq!(
+                        &ruled(&zone, &view, family, host).0,
+                        &chosen,
+                        "{} in scope {} of {} under\n{}", host, block, network, rules
+                    );
+                }
+            }
+        }
+    }
 }
