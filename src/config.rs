@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::cluster::config::{ClusterConfig, ClusterFile};
+use crate::latency::config::{LatencyConfig, LatencyFile};
 
 pub const DEFAULT_ZONES: &str = "zones";
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
@@ -56,6 +57,8 @@ pub struct Config {
     /// `[cluster]`: shared overrides and quorum health through etcd; `None`: this node
     /// runs alone, as without the section.
     pub cluster: Option<ClusterConfig>,
+    /// `[latency]`: feeds of client RTTs and how they are aggregated.
+    pub latency: LatencyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +89,10 @@ pub struct FileConfig {
     /// `cluster`, checked by [`FileConfig::read`].
     #[serde(skip)]
     pub checked_cluster: Option<ClusterConfig>,
+    pub latency: Option<LatencyFile>,
+    /// `latency`, checked by [`FileConfig::read`].
+    #[serde(skip)]
+    pub checked_latency: Option<LatencyConfig>,
 }
 
 /// One path or a list of them: `geoip = "city.mmdb"` or `geoip = ["v4.mmdb", "v6.mmdb"]`.
@@ -120,9 +127,9 @@ pub enum ConfigError {
     },
     #[error("{0}: dns-listen is empty: give at least one address")]
     NoListen(PathBuf),
-    /// Every problem of the `[cluster]` section, one `file:line: message` a line.
+    /// Every problem of a section (`[cluster]`, `[latency]`), one `file:line: message` a line.
     #[error("{}", problems.iter().map(|(line, m)| format!("{}:{line}: {m}", path.display())).collect::<Vec<_>>().join("\n"))]
-    Cluster {
+    Problems {
         path: PathBuf,
         problems: Vec<(usize, String)>,
     },
@@ -213,7 +220,23 @@ impl FileConfig {
             match cluster.check(base) {
                 Ok(c) => parsed.checked_cluster = Some(c),
                 Err(problems) => {
-                    return Err(ConfigError::Cluster {
+                    return Err(ConfigError::Problems {
+                        path: path.to_owned(),
+                        problems: problems
+                            .into_iter()
+                            .map(|(key, m)| (line_after(&text, section, key), m))
+                            .collect(),
+                    });
+                }
+            }
+        }
+        if let Some(latency) = parsed.latency.take() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let section = line_of(&text, "[latency]");
+            match latency.check(base) {
+                Ok(c) => parsed.checked_latency = Some(c),
+                Err(problems) => {
+                    return Err(ConfigError::Problems {
                         path: path.to_owned(),
                         problems: problems
                             .into_iter()
@@ -339,6 +362,7 @@ impl Config {
                 (None, None, None) => None,
                 (_, _, None) => return Err(ConfigError::NodeWithoutCluster),
             },
+            latency: file.checked_latency.unwrap_or_default(),
         })
     }
 }
