@@ -239,8 +239,8 @@ async fn publish_latency(feed: Arc<Feed>, state: SharedSnapshot) {
         let published =
             tokio::task::spawn_blocking(move || f.publish(now, n % AGE_EVERY == 0)).await;
         if let Ok(Some(table)) = published {
-            // Two empty maps steer alike: no new snapshot (its caches would start afresh).
-            if !(table.is_empty() && state.load().latency.is_empty()) {
+            // Two blank maps steer alike: no new snapshot (its caches would start afresh).
+            if !(table.is_blank() && state.load().latency.is_blank()) {
                 state.rcu(|cur| Arc::new(cur.with_latency(table.clone())));
             }
         }

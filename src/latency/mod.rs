@@ -431,8 +431,14 @@ pub struct LatencyTable {
 }
 
 impl LatencyTable {
+    /// No network to steer by (groups may hold estimates).
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
+    }
+
+    /// Nothing at all: neither networks nor groups.
+    pub fn is_blank(&self) -> bool {
+        self.nets.is_empty() && self.groups.is_empty()
     }
 
     /// Networks steering can use.
