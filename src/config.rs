@@ -467,6 +467,50 @@ mod tests {
     }
 
     #[test]
+    fn latency_section_is_checked_and_its_token_file_taken_from_the_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.toml");
+        std::fs::write(
+            &path,
+            "zones = \"z\"\n\n[latency]\nmin-samples = 0\noutlier-factor = 1\nrate = 5\n",
+        )
+        .unwrap();
+        let err = FileConfig::read(&path, true).unwrap_err().to_string();
+        assert!(
+            err.contains("meridian.toml:4: min-samples must be at least 1, not 0"),
+            "{err}"
+        );
+        assert!(
+            err.contains("meridian.toml:5: outlier-factor must be at least 1.01, not 1"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[latency]\ntoken-file = \"feeds\"\nhalf-life-secs = 600\n",
+        )
+        .unwrap();
+        let c = Config::merge(Flags::default(), FileConfig::read(&path, true).unwrap()).unwrap();
+        assert_eq!(c.latency.token_file, Some(dir.path().join("feeds")));
+        assert_eq!(c.latency.settings.half_life_secs, 600.0);
+        assert_eq!(
+            c.latency.settings.min_samples,
+            crate::latency::DEFAULT_MIN_SAMPLES
+        );
+        let c = Config::merge(Flags::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.latency, crate::latency::config::LatencyConfig::default());
+        // The example of docs/latency-map.md is a valid section.
+        let doc = include_str!("../docs/latency-map.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|t| t.split("```").next())
+            .unwrap();
+        std::fs::write(&path, example).unwrap();
+        let c = Config::merge(Flags::default(), FileConfig::read(&path, true).unwrap()).unwrap();
+        assert_eq!(c.latency.publish_secs, 30);
+    }
+
+    #[test]
     fn cluster_problems_are_reported_with_their_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meridian.toml");

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::admin::tls::AdminCert;
 use crate::admin::{self, Admin, auth::Tokens};
@@ -248,7 +248,10 @@ async fn publish_latency(feed: Arc<Feed>, state: SharedSnapshot) {
             let f = feed.clone();
             match tokio::task::spawn_blocking(move || f.save()).await {
                 Ok(Err(e)) => error!(error = %e, "latency map not saved; the last save stays"),
-                Ok(Ok(_)) | Err(_) => {}
+                Ok(Ok(Some((networks, bytes)))) => {
+                    debug!(networks, mib = bytes >> 20, "latency map saved");
+                }
+                Ok(Ok(None)) | Err(_) => {}
             }
         }
     }

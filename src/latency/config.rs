@@ -8,8 +8,9 @@ use super::ingest::{DEFAULT_BURST, DEFAULT_MAX_AGE_SECS, DEFAULT_RATE};
 use super::{DEFAULT_HALF_LIFE_SECS, Settings};
 
 /// Default seconds between publications of the map to steering: a new estimate steers within
-/// seconds, while a publication (sorting the networks) stays rare.
-pub const DEFAULT_PUBLISH_SECS: u64 = 5;
+/// half a minute, while publications (each sorts the networks and starts the DNS answer
+/// caches afresh) stay rare.
+pub const DEFAULT_PUBLISH_SECS: u64 = 30;
 /// Default seconds between saves of the map to the state directory.
 pub const DEFAULT_SAVE_SECS: u64 = 60;
 

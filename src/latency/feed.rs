@@ -162,7 +162,14 @@ impl Feed {
             };
             match line {
                 Ok((s, origin)) => {
-                    let added = inner.map.add(s.net, &origin, &s.region, s.rtt_ms, s.time);
+                    let added = inner.map.add_weighted(
+                        s.net,
+                        &origin,
+                        &s.region,
+                        s.rtt_ms,
+                        s.time,
+                        f64::from(s.count),
+                    );
                     report.accepted += 1;
                     report.clamped += usize::from(added.clamped);
                 }
@@ -200,17 +207,18 @@ impl Feed {
         Some(Arc::new(table))
     }
 
-    /// Saves the map if samples came since the last save. The encoding is made under the
-    /// lock, the write without it.
-    pub fn save(&self) -> Result<bool, store::StoreError> {
-        let bytes = {
+    /// Saves the map if samples came since the last save: (networks, bytes in memory) when
+    /// it did. The encoding is made under the lock, the write without it.
+    pub fn save(&self) -> Result<Option<(usize, usize)>, store::StoreError> {
+        let (bytes, size) = {
             let mut inner = self.inner.lock().expect("latency map lock");
             if !inner.unsaved {
-                return Ok(false);
+                return Ok(None);
             }
             inner.unsaved = false;
-            store::encode(&inner.map)
+            let size = (inner.map.networks(), inner.map.bytes());
+            (store::encode(&inner.map), size)
         };
-        store::write(&self.state_dir, &bytes).map(|()| true)
+        store::write(&self.state_dir, &bytes).map(|()| Some(size))
     }
 }

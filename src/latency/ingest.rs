@@ -6,7 +6,9 @@
 //! "kind": "tcp", "time": 1764540000, "source": "nginx-eu"}`. `client` is an address or a
 //! network no wider than a client network (/24, /48); a browser beacon leaves it out and the
 //! connection's address is taken. `time` is Unix seconds. `source`, when given, must be the
-//! name of the token the batch came with: a feed speaks only for itself.
+//! name of the token the batch came with: a feed speaks only for itself. An aggregate (the
+//! geometric mean of a network's connections over a minute, say) adds `"count": n`, and
+//! weighs as much as `n` samples (at most [`MAX_COUNT`]).
 
 use std::net::IpAddr;
 
@@ -24,6 +26,9 @@ pub const MAX_RTT_MS: f64 = 30_000.0;
 pub const DEFAULT_MAX_AGE_SECS: u64 = 7200;
 /// Samples from up to this far in the future are taken (clock skew of a feed's host).
 pub const MAX_FUTURE_SECS: f64 = 300.0;
+/// Most connections one aggregate line may stand for: a line weighs as much as this many
+/// samples at most, so one line of a feed cannot outweigh an hour of others.
+pub const MAX_COUNT: u32 = 1000;
 /// Default samples per second a source may post, on average.
 pub const DEFAULT_RATE: f64 = 2000.0;
 /// Default burst: a minute's aggregate of a busy frontend in one batch.
@@ -39,6 +44,7 @@ pub enum Reason {
     UnknownRegion,
     UnknownKind,
     AbsurdRtt,
+    BadCount,
     Stale,
     Future,
     WrongSource,
@@ -46,13 +52,14 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Malformed,
         Reason::BadClient,
         Reason::Unroutable,
         Reason::UnknownRegion,
         Reason::UnknownKind,
         Reason::AbsurdRtt,
+        Reason::BadCount,
         Reason::Stale,
         Reason::Future,
         Reason::WrongSource,
@@ -67,6 +74,7 @@ impl Reason {
             Reason::UnknownRegion => "unknown-region",
             Reason::UnknownKind => "unknown-kind",
             Reason::AbsurdRtt => "absurd-rtt",
+            Reason::BadCount => "bad-count",
             Reason::Stale => "stale",
             Reason::Future => "future",
             Reason::WrongSource => "wrong-source",
@@ -112,6 +120,8 @@ pub struct Sample {
     pub kind: Kind,
     /// Unix seconds.
     pub time: u64,
+    /// Connections the line stands for (an aggregate's; 1 for a single sample).
+    pub count: u32,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +133,7 @@ struct Line {
     kind: String,
     time: f64,
     source: Option<String>,
+    count: Option<u32>,
 }
 
 /// What lines are checked against.
@@ -219,6 +230,13 @@ impl Checker<'_> {
                 ),
             ));
         }
+        let count = line.count.unwrap_or(1);
+        if !(1..=MAX_COUNT).contains(&count) {
+            return Err(reject(
+                Reason::BadCount,
+                format!("count {count} is outside 1..={MAX_COUNT}"),
+            ));
+        }
         let age = self.now - line.time;
         if age > self.max_age_secs {
             return Err(reject(
@@ -245,6 +263,7 @@ impl Checker<'_> {
             rtt_ms: line.rtt_ms,
             kind,
             time: line.time.max(0.0) as u64,
+            count,
         })
     }
 }

@@ -237,8 +237,18 @@ impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
         i
     }
 
-    /// Adds a sample to `key`'s cell of `region` at time `at`.
-    fn add(&mut self, key: K, region: usize, stride: usize, x: f64, at: u32, s: &Settings) -> bool {
+    /// Adds a sample of weight `weight` to `key`'s cell of `region` at time `at`.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        key: K,
+        region: usize,
+        stride: usize,
+        x: f64,
+        at: u32,
+        weight: f64,
+        s: &Settings,
+    ) -> bool {
         let i = self.row(key, stride, at);
         let t = &mut self.times[i];
         let cells = &mut self.cells[i * stride..(i + 1) * stride];
@@ -251,7 +261,7 @@ impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
         } else {
             half(f64::from(*t - at), s.half_life_secs)
         };
-        cells[region].add(x, w, s.outlier_factor)
+        cells[region].add(x, w * weight, s.outlier_factor)
     }
 
     /// The cells of every row decayed to `now`, forgotten rows removed.
@@ -342,6 +352,19 @@ impl LatencyMap {
         self.nets.keys.len()
     }
 
+    /// Memory held by the estimates, for the log line: the rows and their hash index.
+    pub fn bytes(&self) -> usize {
+        fn rows<K>(r: &Rows<K>) -> usize {
+            let key = std::mem::size_of::<K>();
+            // hashbrown: one control byte per bucket beside each (key, row) pair.
+            r.index.capacity() * (key + 4 + 1)
+                + r.keys.capacity() * key
+                + r.times.capacity() * 4
+                + r.cells.capacity() * std::mem::size_of::<Cell>()
+        }
+        rows(&self.nets) + rows(&self.groups)
+    }
+
     /// The column of `region`, added if new.
     fn column(&mut self, region: &str) -> usize {
         if let Some(i) = self.regions.iter().position(|r| r == region) {
@@ -364,14 +387,27 @@ impl LatencyMap {
         rtt_ms: f64,
         at: u64,
     ) -> Added {
+        self.add_weighted(client, origin, region, rtt_ms, at, 1.0)
+    }
+
+    /// [`LatencyMap::add`] for an aggregate that weighs as much as `weight` samples.
+    pub fn add_weighted(
+        &mut self,
+        client: Net,
+        origin: &Origin,
+        region: &str,
+        rtt_ms: f64,
+        at: u64,
+        weight: f64,
+    ) -> Added {
         let column = self.column(region);
         let stride = self.regions.len();
         let at = u32::try_from(at).unwrap_or(u32::MAX);
         let x = rtt_ms.ln();
         let s = self.settings;
-        let clamped = self.nets.add(client, column, stride, x, at, &s);
+        let clamped = self.nets.add(client, column, stride, x, at, weight, &s);
         for g in origin.groups() {
-            self.groups.add(g, column, stride, x, at, &s);
+            self.groups.add(g, column, stride, x, at, weight, &s);
         }
         Added { clamped }
     }

@@ -325,6 +325,11 @@ fn each_bad_line_gets_its_reason_and_a_message_naming_the_value() {
             "is 3600 s ahead",
         ),
         (
+            r#"{"client":"81.2.69.0/24","region":"eu-west","rtt_ms":20,"kind":"tcp","time":1764540000,"count":0}"#,
+            Reason::BadCount,
+            "count 0 is outside 1..=1000",
+        ),
+        (
             r#"{"region":"eu-west","rtt_ms":20,"kind":"tcp","time":1764540000,"source":"beacon"}"#,
             Reason::WrongSource,
             r#"source "beacon" is not this token's ("nginx-eu")"#,
@@ -344,7 +349,22 @@ fn each_bad_line_gets_its_reason_and_a_message_naming_the_value() {
         .unwrap();
     assert_eq!(s.client, "81.2.69.1".parse::<IpAddr>().unwrap());
     assert_eq!(s.net, net("81.2.69.0/24"));
-    assert_eq!((s.rtt_ms, s.time), (20.5, T0));
+    assert_eq!((s.rtt_ms, s.time, s.count), (20.5, T0, 1));
+}
+
+#[test]
+fn an_aggregate_weighs_as_much_as_its_count() {
+    let mut map = LatencyMap::new(Settings::default());
+    map.add_weighted(net("81.2.69.0/24"), &france(), "eu-west", 80.0, T0, 25.0);
+    map.add_weighted(net("81.2.69.0/24"), &france(), "us-east", 30.0, T0, 25.0);
+    let table = map.publish(T0);
+    assert!(
+        table.speaks_for("81.2.69.0/24".parse().unwrap()),
+        "one line of 25 is enough"
+    );
+    let row = table.network(net("81.2.69.0/24")).unwrap();
+    assert_eq!(row.iter().map(|r| r.2).collect::<Vec<_>>(), [25.0, 25.0]);
+    assert!((row[0].1 - 80.0).abs() < 0.01 && (row[1].1 - 30.0).abs() < 0.01);
 }
 
 #[test]
