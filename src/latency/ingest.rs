@@ -200,7 +200,7 @@ impl Checker<'_> {
                 format!("client {client} is special-purpose space, not a client network"),
             ));
         }
-        if !self.regions.iter().any(|r| *r == line.region) {
+        if !self.regions.contains(&line.region) {
             return Err(reject(
                 Reason::UnknownRegion,
                 format!(

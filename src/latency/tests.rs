@@ -376,3 +376,40 @@ fn a_bucket_takes_a_burst_then_the_rate() {
     // Idle time refills up to the burst, no further.
     assert_eq!((0..50).filter(|_| b.take(100.0, 2.0, 10.0)).count(), 10);
 }
+
+proptest::proptest! {
+    /// Any line is a sample or a dropped line with its number: never a panic.
+    #[test]
+    fn any_line_is_checked_without_panic(text in ".{0,200}", number in 1usize..10_000) {
+        let regions = vec!["eu-west".to_string()];
+        let special = |n: IpNet| crate::geo::is_special(n);
+        if let Err(r) = checker(&regions, &special).check(number, &text) {
+            proptest::prop_assert_eq!(r.line, number);
+            proptest::prop_assert!(!r.error.is_empty());
+        }
+    }
+
+    /// Lines shaped like samples, with arbitrary values.
+    #[test]
+    fn any_sample_values_are_checked_without_panic(
+        client in "[0-9a-f:./]{0,40}",
+        rtt in proptest::num::f64::ANY,
+        time in proptest::num::f64::ANY,
+        count in proptest::num::i64::ANY,
+    ) {
+        let regions = vec!["eu-west".to_string()];
+        let special = |n: IpNet| crate::geo::is_special(n);
+        let line = serde_json::json!({
+            "client": client, "region": "eu-west", "rtt_ms": rtt, "kind": "tcp",
+            "time": time, "count": count,
+        })
+        .to_string();
+        match checker(&regions, &special).check(1, &line) {
+            Ok(s) => {
+                proptest::prop_assert!((ingest::MIN_RTT_MS..=ingest::MAX_RTT_MS).contains(&s.rtt_ms));
+                proptest::prop_assert!((1..=ingest::MAX_COUNT).contains(&s.count));
+            }
+            Err(r) => proptest::prop_assert!(!r.error.is_empty()),
+        }
+    }
+}
