@@ -25,6 +25,11 @@ const US_EAST: &str = "192.0.2.10";
 const GB: &str = "81.2.69.0/24";
 
 fn start(dir: &Path) -> Server {
+    start_with(dir, "")
+}
+
+/// [`start`], with more `[latency]` keys.
+fn start_with(dir: &Path, latency: &str) -> Server {
     meridian::health::probe::install_crypto_provider();
     std::fs::write(
         dir.join("feeds"),
@@ -33,7 +38,7 @@ fn start(dir: &Path) -> Server {
     .unwrap();
     std::fs::write(
         dir.join("meridian.toml"),
-        "[latency]\ntoken-file = \"feeds\"\npublish-secs = 1\nsave-secs = 1\nrate = 1\nburst = 300\n",
+        format!("[latency]\ntoken-file = \"feeds\"\npublish-secs = 1\nsave-secs = 1\nrate = 1\nburst = 300\n{latency}"),
     )
     .unwrap();
     let config = dir.join("meridian.toml");
@@ -360,4 +365,60 @@ async fn bad_lines_get_their_own_errors_and_the_good_lines_are_kept() {
         .await
         .unwrap();
     assert!(js.contains("navigator.sendBeacon"), "{js}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_falls_back_to_distance_when_samples_age_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // A half-life of 5 s: 200 samples stay above the 20 that steer for about 17 s.
+    let server = start_with(dir.path(), "half-life-secs = 5\n");
+    let t = now();
+    // Aggregates: 8 lines of 25 connections each per region.
+    let aggregate = |region: &str, rtt: f64| -> String {
+        (0..8)
+            .map(|_| {
+                format!(
+                    "{{\"client\":\"{GB}\",\"region\":\"{region}\",\"rtt_ms\":{rtt},\"kind\":\"tcp\",\"time\":{t},\"count\":25}}\n"
+                )
+            })
+            .collect()
+    };
+    let (status, report) = post(
+        &server,
+        Some(FEED),
+        aggregate("eu-west", 80.0) + &aggregate("us-east", 30.0),
+    )
+    .await;
+    assert_eq!(
+        (status, report["accepted"].as_u64()),
+        (200, Some(16)),
+        "{report}"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "GB answered by us-east",
+        || async { answer(&server, GB).await == (vec![US_EAST.to_string()], 24) },
+    )
+    .await;
+    // No more samples: the estimates decay below 20 samples, the map is published aged (at
+    // least every 10 s without samples), and the distance model answers again.
+    eventually(Duration::from_secs(45), "GB back to eu-west", || async {
+        answer(&server, GB).await.0 == [EU_WEST]
+    })
+    .await;
+    let aged = now() - t;
+    assert!(
+        aged > 15.0,
+        "fell back after {aged:.1} s, before the samples aged out"
+    );
+    let route = get(
+        &server,
+        &format!("/api/v1/route?name=www.example.com&client={GB}"),
+    )
+    .await;
+    assert_eq!(route["a"]["basis"], "nearest", "{route}");
+    assert!(
+        route["a"]["candidates"][0].get("measured").is_none(),
+        "{route}"
+    );
 }
