@@ -66,9 +66,20 @@ pub(super) async fn rtt(
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the feed token is not valid"))?
         .to_string();
     let peer: Option<IpAddr> = peer.map(|Extension(Peer(a))| a.ip());
-    let state = admin.state.load();
+    let state = admin.state.load_full();
     let now = crate::state::now_ms() as f64 / 1000.0;
-    let report = feed.ingest(&state, &source, peer, &body, now);
+    // Off the control plane's one worker thread: a batch of 10,000 lines takes milliseconds,
+    // and the map's lock may be held by a publication of a large map.
+    let feed = feed.clone();
+    let report =
+        tokio::task::spawn_blocking(move || feed.ingest(&state, &source, peer, &body, now))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the batch was not taken: {e}"),
+                )
+            })?;
     if report.accepted > 0 || report.dropped == 0 {
         return Ok(axum::Json(report));
     }
