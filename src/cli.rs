@@ -264,6 +264,8 @@ pub enum CliError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Tokens(#[from] crate::admin::auth::TokenError),
+    #[error("{0}")]
+    Latency(#[from] crate::latency::store::StoreError),
     #[error(
         "the admin listener {0} is not on loopback and no token is configured: give --admin-token-file or MERIDIAN_ADMIN_TOKEN"
     )]
@@ -467,7 +469,26 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         config.amplification_limit,
     )?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let state = Snapshot::new(zones, geo, &metrics).shared();
+    // The latency map from the last run serves from the first query on.
+    let latency_tokens =
+        crate::admin::auth::Tokens::load(config.latency.token_file.as_deref(), None)?;
+    let latency = Arc::new(crate::latency::feed::Feed::open(
+        config.latency.clone(),
+        latency_tokens,
+        config.state_dir.clone(),
+        metrics.clone(),
+    )?);
+    let published = latency
+        .publish(crate::state::now_ms() / 1000, true)
+        .expect("a forced publication publishes");
+    info!(
+        networks = published.networks(),
+        feeds = ?latency.tokens(),
+        "latency map loaded"
+    );
+    let state = Snapshot::new(zones, geo, &metrics)
+        .with_latency(published)
+        .shared();
     let rrl = config.rrl_rate.map(|rate| crate::dns::rrl::Limits {
         rate,
         slip: config.rrl_slip,
@@ -488,6 +509,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         admin_connections,
         admin_hosts: config.admin_hosts.clone(),
         cluster: config.cluster.clone(),
+        latency,
     })
     .map_err(CliError::Runtime)?;
     let scheme = if config.admin_tls.is_some() {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::cluster::config::{ClusterConfig, ClusterFile};
+use crate::latency::config::{LatencyConfig, LatencyFile};
 
 pub const DEFAULT_ZONES: &str = "zones";
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
@@ -56,6 +57,8 @@ pub struct Config {
     /// `[cluster]`: shared overrides and quorum health through etcd; `None`: this node
     /// runs alone, as without the section.
     pub cluster: Option<ClusterConfig>,
+    /// `[latency]`: feeds of client RTTs and how they are aggregated.
+    pub latency: LatencyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +89,10 @@ pub struct FileConfig {
     /// `cluster`, checked by [`FileConfig::read`].
     #[serde(skip)]
     pub checked_cluster: Option<ClusterConfig>,
+    pub latency: Option<LatencyFile>,
+    /// `latency`, checked by [`FileConfig::read`].
+    #[serde(skip)]
+    pub checked_latency: Option<LatencyConfig>,
 }
 
 /// One path or a list of them: `geoip = "city.mmdb"` or `geoip = ["v4.mmdb", "v6.mmdb"]`.
@@ -120,9 +127,9 @@ pub enum ConfigError {
     },
     #[error("{0}: dns-listen is empty: give at least one address")]
     NoListen(PathBuf),
-    /// Every problem of the `[cluster]` section, one `file:line: message` a line.
+    /// Every problem of a section (`[cluster]`, `[latency]`), one `file:line: message` a line.
     #[error("{}", problems.iter().map(|(line, m)| format!("{}:{line}: {m}", path.display())).collect::<Vec<_>>().join("\n"))]
-    Cluster {
+    Problems {
         path: PathBuf,
         problems: Vec<(usize, String)>,
     },
@@ -222,7 +229,23 @@ impl FileConfig {
             match cluster.check(base) {
                 Ok(c) => parsed.checked_cluster = Some(c),
                 Err(problems) => {
-                    return Err(ConfigError::Cluster {
+                    return Err(ConfigError::Problems {
+                        path: path.to_owned(),
+                        problems: problems
+                            .into_iter()
+                            .map(|(key, m)| (line_after(&text, section, key), m))
+                            .collect(),
+                    });
+                }
+            }
+        }
+        if let Some(latency) = parsed.latency.take() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let section = line_of(&text, "[latency]");
+            match latency.check(base) {
+                Ok(c) => parsed.checked_latency = Some(c),
+                Err(problems) => {
+                    return Err(ConfigError::Problems {
                         path: path.to_owned(),
                         problems: problems
                             .into_iter()
@@ -348,6 +371,7 @@ impl Config {
                 (None, None, None) => None,
                 (_, _, None) => return Err(ConfigError::NodeWithoutCluster),
             },
+            latency: file.checked_latency.unwrap_or_default(),
         })
     }
 }
@@ -469,6 +493,50 @@ mod tests {
         std::fs::write(&path, "zones = \"z\"\nadmin-host = [\"a b\"]\n").unwrap();
         let err = FileConfig::read(&path, true).unwrap_err().to_string();
         assert!(err.contains("meridian.toml:2: admin-host \"a b\""), "{err}");
+    }
+
+    #[test]
+    fn latency_section_is_checked_and_its_token_file_taken_from_the_files_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meridian.toml");
+        std::fs::write(
+            &path,
+            "zones = \"z\"\n\n[latency]\nmin-samples = 0\noutlier-factor = 1\nrate = 5\n",
+        )
+        .unwrap();
+        let err = FileConfig::read(&path, true).unwrap_err().to_string();
+        assert!(
+            err.contains("meridian.toml:4: min-samples must be at least 1, not 0"),
+            "{err}"
+        );
+        assert!(
+            err.contains("meridian.toml:5: outlier-factor must be at least 1.01, not 1"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[latency]\ntoken-file = \"feeds\"\nhalf-life-secs = 600\n",
+        )
+        .unwrap();
+        let c = Config::merge(Flags::default(), FileConfig::read(&path, true).unwrap()).unwrap();
+        assert_eq!(c.latency.token_file, Some(dir.path().join("feeds")));
+        assert_eq!(c.latency.settings.half_life_secs, 600.0);
+        assert_eq!(
+            c.latency.settings.min_samples,
+            crate::latency::DEFAULT_MIN_SAMPLES
+        );
+        let c = Config::merge(Flags::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.latency, crate::latency::config::LatencyConfig::default());
+        // The example of docs/latency-map.md is a valid section.
+        let doc = include_str!("../docs/latency-map.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|t| t.split("```").next())
+            .unwrap();
+        std::fs::write(&path, example).unwrap();
+        let c = Config::merge(Flags::default(), FileConfig::read(&path, true).unwrap()).unwrap();
+        assert_eq!(c.latency.publish_secs, 30);
     }
 
     #[test]

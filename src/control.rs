@@ -9,12 +9,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::admin::tls::AdminCert;
 use crate::admin::{self, Admin, auth::Tokens};
 use crate::cluster::Cluster;
 use crate::health::monitor;
+use crate::latency::feed::Feed;
 use crate::metrics::Metrics;
 use crate::serving::SharedSnapshot;
 use crate::state::Journal;
@@ -42,6 +43,8 @@ pub struct Setup {
     pub admin_hosts: Vec<String>,
     /// `[cluster]`: overrides and observations shared through etcd.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// The latency map's intake, its map loaded from the state directory.
+    pub latency: Arc<Feed>,
 }
 
 /// The error building a tokio runtime would panic on. The first runtime of a process takes six
@@ -117,6 +120,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     ready: setup.ready,
                     reads_need_token: !admin_addr.ip().is_loopback(),
                     hosts: setup.admin_hosts,
+                    latency: setup.latency.clone(),
                     reloads: Mutex::new(()),
                     changes: tokio::sync::watch::Sender::new(0),
                 });
@@ -127,6 +131,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
                 tokio::spawn(watch_keysets(admin.clone()));
                 tokio::spawn(sample_traffic(setup.metrics, setup.state.clone()));
+                tokio::spawn(publish_latency(setup.latency, setup.state.clone()));
                 tokio::spawn(reload_on_sighup(
                     hup,
                     admin.clone(),
@@ -222,6 +227,43 @@ fn compile_steering(state: &SharedSnapshot) {
                     ms = started.elapsed().as_millis() as u64,
                     "steering compiled"
                 );
+            }
+        }
+    }
+}
+
+/// Publications between two made without new samples, so that estimates age out of
+/// steering even when no feed posts.
+const AGE_EVERY: u64 = 10;
+
+/// Every publish interval: the latency map into the serving snapshot, when it has new
+/// samples (or, every [`AGE_EVERY`] intervals, to age); every save interval: to the state
+/// directory.
+async fn publish_latency(feed: Arc<Feed>, state: SharedSnapshot) {
+    let publish = Duration::from_secs(feed.config.publish_secs);
+    let save_every = (feed.config.save_secs / feed.config.publish_secs).max(1);
+    let mut tick = tokio::time::interval(publish);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 1u64.. {
+        tick.tick().await;
+        let now = crate::state::now_ms() / 1000;
+        let f = feed.clone();
+        let published =
+            tokio::task::spawn_blocking(move || f.publish(now, n % AGE_EVERY == 0)).await;
+        if let Ok(Some(table)) = published {
+            // Two blank maps steer alike: no new snapshot (its caches would start afresh).
+            if !(table.is_blank() && state.load().latency.is_blank()) {
+                state.rcu(|cur| Arc::new(cur.with_latency(table.clone())));
+            }
+        }
+        if n % save_every == 0 {
+            let f = feed.clone();
+            match tokio::task::spawn_blocking(move || f.save()).await {
+                Ok(Err(e)) => error!(error = %e, "latency map not saved; the last save stays"),
+                Ok(Ok(Some((networks, bytes)))) => {
+                    debug!(networks, mib = bytes >> 20, "latency map saved");
+                }
+                Ok(Ok(None)) | Err(_) => {}
             }
         }
     }

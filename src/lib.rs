@@ -21,7 +21,10 @@
 //! [`health`] probes endpoints and
 //! publishes what steering sees; [`admin`] serves the API, metrics ([`metrics`]) and the
 //! console, whose map of where clients go ([`flows`]) is read once a second from rings the
-//! query threads write; operator overrides persist in a journal ([`state`]). With a `[cluster]`
+//! query threads write; operator overrides persist in a journal ([`state`]). [`latency`] aggregates
+//! the RTTs clients measure to each region (posted to the admin API by frontends and browser
+//! beacons) per client network and publishes them into the snapshot, where they replace the
+//! distance estimate for the networks they cover. With a `[cluster]`
 //! section, [`cluster`] shares overrides and probe observations with the other nameservers
 //! through etcd. None of it takes a lock the fast path waits on: a change builds a new
 //! snapshot and swaps it in.
@@ -43,6 +46,7 @@ pub mod files;
 pub mod flows;
 pub mod geo;
 pub mod health;
+pub mod latency;
 pub mod metrics;
 pub mod prefetch;
 pub mod route;

@@ -357,6 +357,19 @@ pub struct Metrics {
     signing: Arc<SigningCounters>,
     /// Where clients went over the last minutes.
     flows: Mutex<crate::flows::Window>,
+    rtt: Arc<RttCounters>,
+}
+
+/// The latency map's intake: samples taken, clamped, dropped by reason.
+#[derive(Debug, Default)]
+pub struct RttCounters {
+    pub accepted: AtomicU64,
+    /// Accepted, but clamped as outliers before they counted.
+    pub clamped: AtomicU64,
+    /// By [`crate::latency::ingest::Reason::index`].
+    pub dropped: [AtomicU64; crate::latency::ingest::Reason::ALL.len()],
+    /// Client networks steering can use, at the last publication.
+    pub networks: AtomicU64,
 }
 
 /// A region's state as an operator tells them apart, for `meridian_region_state`: planned
@@ -680,6 +693,11 @@ impl Metrics {
             .expect("metrics lock")
             .get_or_insert_with(|| Arc::new(ZoneCounters::new(String::new(), vec![], vec![])))
             .clone()
+    }
+
+    /// The latency map's intake counters.
+    pub fn rtt(&self) -> &Arc<RttCounters> {
+        &self.rtt
     }
 
     /// The query path's counters.
@@ -1228,6 +1246,33 @@ impl Metrics {
                 );
             }
         }
+        let rtt = &self.rtt;
+        out.push_str("# HELP meridian_rtt_samples_total Client RTT samples taken into the latency map (clamped: outliers counted at the clamp).\n# TYPE meridian_rtt_samples_total counter\n");
+        let _ = writeln!(
+            out,
+            "meridian_rtt_samples_total{{result=\"accepted\"}} {}",
+            rtt.accepted.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "meridian_rtt_samples_total{{result=\"clamped\"}} {}",
+            rtt.clamped.load(Relaxed)
+        );
+        out.push_str("# HELP meridian_rtt_samples_dropped_total Client RTT sample lines dropped, by reason.\n# TYPE meridian_rtt_samples_dropped_total counter\n");
+        for r in crate::latency::ingest::Reason::ALL {
+            let _ = writeln!(
+                out,
+                "meridian_rtt_samples_dropped_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                rtt.dropped[r.index()].load(Relaxed)
+            );
+        }
+        out.push_str("# HELP meridian_latency_networks Client networks with enough measured RTTs to steer by, at the last publication.\n# TYPE meridian_latency_networks gauge\n");
+        let _ = writeln!(
+            out,
+            "meridian_latency_networks {}",
+            rtt.networks.load(Relaxed)
+        );
         out.push_str("# HELP meridian_reloads_total Zone reloads by result.\n# TYPE meridian_reloads_total counter\n");
         let _ = writeln!(
             out,

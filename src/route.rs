@@ -19,7 +19,7 @@ use crate::health::Outcome;
 use crate::health::monitor::Seen;
 use crate::serving::Snapshot;
 use crate::serving::answer::{self, Client, SteeredAnswer};
-use crate::steer::{Basis, Family, GeoPoint, RegionState, Verdict};
+use crate::steer::{Basis, Family, GeoPoint, Measured, RegionState, Verdict};
 use crate::zone::{Steered, Zone, ZoneSet};
 
 /// A route question as an operator types it (the API's `name` and `client` parameters, or
@@ -186,6 +186,9 @@ pub struct FamilyRoute {
     /// The node whose measured latency ranks the regions for this client: the located node
     /// nearest to it; `None`: this node's own.
     pub vantage: Option<String>,
+    /// The client network whose measured RTTs decided (basis `measured`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<IpNet>,
     /// Every region of the name, best first.
     pub candidates: Vec<CandidateView>,
     /// What the name's rules (network, ASN, fence, split) and bias did.
@@ -204,6 +207,10 @@ pub struct CandidateView {
     pub degradation_ms: f64,
     /// The node that measured `degradation_ms`; `None`: this node.
     pub degradation_from: Option<String>,
+    /// The client network's measured RTT to the region and the samples behind it, where it
+    /// has enough ([`crate::latency`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
     pub state: RegionState,
     pub verdict: Verdict,
     pub endpoints: Vec<EndpointView>,
@@ -310,6 +317,7 @@ impl FamilyRoute {
             basis: answer.decision.basis,
             chosen: answer.decision.chosen.map(name),
             vantage: answer.decision.vantage.map(node),
+            measured: answer.decision.measured,
             candidates: answer
                 .decision
                 .candidates
@@ -321,6 +329,7 @@ impl FamilyRoute {
                     estimated_rtt_ms: c.estimated_rtt_ms,
                     degradation_ms: c.degradation_ms,
                     degradation_from: c.vantage.map(node),
+                    measured: c.measured,
                     state: c.state,
                     verdict: c.verdict,
                     endpoints: ctx.endpoints(c.region),
@@ -408,6 +417,14 @@ impl fmt::Display for Route {
                     "  latency as measured by {v}, the vantage point nearest to the client"
                 )?;
             }
+            if let Some(net) = &ans.measured {
+                writeln!(
+                    w,
+                    "  measured RTTs of {net} decided: the gain passed max({} ms, {} %)",
+                    crate::steer::SWITCH_MIN_MS,
+                    crate::steer::SWITCH_FRACTION * 100.0
+                )?;
+            }
             for (i, c) in ans.candidates.iter().enumerate() {
                 let dist = c
                     .distance_km
@@ -433,6 +450,13 @@ impl fmt::Display for Route {
                     format!("{:?}", c.state).to_lowercase(),
                     verdict_text(c.verdict)
                 )?;
+                if let Some(m) = c.measured {
+                    writeln!(
+                        w,
+                        "       measured {:.1} ms from {:.1} samples",
+                        m.rtt_ms, m.samples
+                    )?;
+                }
                 for e in &c.endpoints {
                     let target = e.target.map(|t| format!(" via {t}")).unwrap_or_default();
                     let probe = match (&e.probe, &e.local_error) {
@@ -506,6 +530,7 @@ impl fmt::Display for Route {
 fn basis_text(b: Basis) -> &'static str {
     match b {
         Basis::Nearest => "nearest up region",
+        Basis::Measured => "measured client RTTs: a region beat the nearest past the margin",
         Basis::Default => "client location unknown: default region",
         Basis::Failover => "first up region in configured order (policy failover)",
         Basis::AllDown => "every region down: the name's fallback answers",

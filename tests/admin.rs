@@ -405,6 +405,8 @@ async fn reads_are_open_on_loopback_and_the_openapi_document_lists_every_route()
         "/api/v1/audit",
         "/api/v1/route",
         "/api/v1/cluster",
+        "/api/v1/latency",
+        "/api/v1/rtt",
         "/api/v1/zones/{zone}/regions/{region}/drain",
         "/api/v1/zones/{zone}/regions/{region}/undrain",
         "/api/v1/zones/{zone}/regions/{region}/endpoints/{address}/force",

@@ -52,8 +52,19 @@ impl Fixture {
         let state = Snapshot::new(zones, super::geo(), &metrics).shared();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let journal = Journal::open(dir.path()).expect("a new journal opens");
+        let dir_path = dir.path().to_owned();
         dir.close().expect("the journal's directory is removed");
         let tokens = Tokens::load(None, Some(TOKEN.into())).expect("the token is long enough");
+        // An empty latency map: its directory is gone, like the journal's.
+        let latency = Arc::new(
+            meridian::latency::feed::Feed::open(
+                Default::default(),
+                Tokens::load(None, Some(TOKEN.into())).expect("the token is long enough"),
+                dir_path,
+                metrics.clone(),
+            )
+            .expect("a missing latency map is an empty one"),
+        );
         let admin = runtime.block_on(async {
             Arc::new(Admin {
                 monitor: monitor::spawn(state.clone(), metrics.clone(), journal.overrides(), None),
@@ -67,6 +78,7 @@ impl Fixture {
                 ready: Arc::new(AtomicBool::new(true)),
                 reads_need_token: false,
                 hosts: Vec::new(),
+                latency,
                 reloads: tokio::sync::Mutex::new(()),
                 changes: tokio::sync::watch::Sender::new(0),
             })

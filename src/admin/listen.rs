@@ -75,6 +75,10 @@ pub fn per_client_cap(cap: usize) -> usize {
     (cap / PER_CLIENT_SHARE).max(1)
 }
 
+/// The address of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// How many admin connections each client network holds ([`client_network`]: its /24, an
 /// IPv6 /56, as the DNS TCP table counts them).
 struct PerClient {
@@ -163,7 +167,12 @@ pub async fn serve(
             refuse(tcp, tls.is_some(), &refusing, clients.max);
             continue;
         };
-        let (router, tls) = (router.clone(), tls.clone());
+        // Handlers that need the client's address (the latency map's browser beacons) find
+        // it as an extension.
+        let (router, tls) = (
+            router.clone().layer(axum::Extension(Peer(peer))),
+            tls.clone(),
+        );
         tokio::spawn(async move {
             let _slots = (slot, client);
             match tls {

@@ -19,6 +19,7 @@ pub mod auth;
 mod console;
 mod error;
 mod head;
+mod latency;
 pub mod listen;
 mod read;
 mod reload;
@@ -82,6 +83,8 @@ pub struct Admin {
     /// Names the Host header may give besides `localhost` and IP literals (`--admin-host`),
     /// lower case, without a trailing dot.
     pub hosts: Vec<String>,
+    /// The latency map's intake ([`crate::latency::feed`]).
+    pub latency: Arc<crate::latency::feed::Feed>,
     /// Held for a whole zone reload: reloads (API and SIGHUP) run one at a time, so one that
     /// read the files earlier cannot install them after one that read them later.
     pub reloads: Mutex<()>,
@@ -110,6 +113,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/steering", get(console::steering))
         .route("/traffic", get(console::traffic))
         .route("/stream", get(console::stream))
+        .route("/latency", get(latency::latency))
         .route("/openapi.json", get(web::openapi))
         .route("/zones/{zone}/regions/{region}/drain", post(drain))
         .route("/zones/{zone}/regions/{region}/undrain", post(undrain))
@@ -126,6 +130,9 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .layer(middleware::from_fn_with_state(admin.clone(), authorize));
     // Layers run outside in: the last added sees the request first.
     Router::new()
+        // Feeds carry their own tokens, checked by the handler, not the admin token check.
+        .route(latency::RTT_PATH, post(latency::rtt))
+        .route("/beacon.js", get(latency::beacon))
         .nest("/api/v1", api)
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -180,7 +187,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
 }
 
 /// The limits on what a request may send: a request target of at most [`MAX_URI`] (414),
-/// and a body of at most [`MAX_BODY`] (413) that arrives whole within [`BODY_TIMEOUT`] (408,
+/// and a body of at most [`MAX_BODY`] (413; [`latency::MAX_RTT_BODY`] for sample batches) that arrives whole within [`BODY_TIMEOUT`] (408,
 /// and the connection closes). The body is read here, before any handler, so that no handler
 /// waits on a client that stopped sending, and every extractor sees a body within the limit.
 async fn bounded(request: Request, next: Next) -> Result<Response, ApiError> {
@@ -188,6 +195,11 @@ async fn bounded(request: Request, next: Next) -> Result<Response, ApiError> {
         .uri()
         .path_and_query()
         .map_or(0, |p| p.as_str().len());
+    let limit = if request.uri().path() == latency::RTT_PATH {
+        latency::MAX_RTT_BODY
+    } else {
+        MAX_BODY
+    };
     if target > MAX_URI {
         return Err(ApiError::new(
             StatusCode::URI_TOO_LONG,
@@ -195,7 +207,7 @@ async fn bounded(request: Request, next: Next) -> Result<Response, ApiError> {
         ));
     }
     let (parts, body) = request.into_parts();
-    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit)).await {
         Ok(Ok(body)) => body,
         // The rest of an oversize body is never read: the client must not send its next
         // request on this connection, whose close would cut it (a broken pipe).
@@ -224,15 +236,15 @@ fn closing(mut response: Response) -> Response {
     response
 }
 
-/// The whole body, at most [`MAX_BODY`] bytes.
-async fn read_body(mut body: Body) -> Result<Body, ApiError> {
+/// The whole body, at most `limit` bytes.
+async fn read_body(mut body: Body, limit: usize) -> Result<Body, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {MAX_BODY} bytes"),
+            format!("the request body is larger than {limit} bytes"),
         )
     };
-    if body.size_hint().lower() > MAX_BODY as u64 {
+    if body.size_hint().lower() > limit as u64 {
         return Err(too_large());
     }
     let mut bytes = Vec::new();
@@ -242,7 +254,7 @@ async fn read_body(mut body: Body) -> Result<Body, ApiError> {
         let frame =
             frame.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > MAX_BODY {
+            if bytes.len() + data.len() > limit {
                 return Err(too_large());
             }
             bytes.extend_from_slice(&data);
@@ -284,7 +296,10 @@ async fn same_site(
             ));
         }
     }
+    // Browser beacons post samples from the pages of any site; a feed token, not the origin,
+    // says who may.
     if !is_read(request.method())
+        && request.uri().path() != latency::RTT_PATH
         && let Some(origin) = request.headers().get(header::ORIGIN)
         && !same_origin(origin.as_bytes(), host.map(HeaderValue::as_bytes))
     {

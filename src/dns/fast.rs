@@ -337,10 +337,7 @@ fn decide(
 ) -> Option<Compiled> {
     let client = q.client(src);
     let zone = snapshot.zones.get(zone_index)?;
-    if let Some(c) = snapshot
-        .steering(zone)
-        .and_then(|s| s.steer(steered_index, family, client))
-    {
+    if let Some(c) = snapshot.compiled_steer(zone, steered_index, family, client) {
         return Some(c);
     }
     // Not compiled yet (or an address the table leaves to the direct path): decisions are

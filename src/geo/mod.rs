@@ -402,6 +402,11 @@ static SPECIAL_BLOCKS: std::sync::LazyLock<Vec<IpNet>> = std::sync::LazyLock::ne
     .collect()
 });
 
+/// Whether `net`'s first address is special-purpose space, where no client is.
+pub fn is_special(net: IpNet) -> bool {
+    special_block(net).is_some()
+}
+
 /// The special-purpose block holding `net`'s first address, if any.
 fn special_block(net: IpNet) -> Option<IpNet> {
     // By the network's first address, as the location table places it: a client network

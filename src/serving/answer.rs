@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::Snapshot;
 use crate::geo::Location;
+use crate::latency;
 use crate::steer::{self, Decision, Family};
 use crate::zone::{Steered, Zone};
 
@@ -72,6 +73,22 @@ impl Spread {
     }
 }
 
+/// What the latency map measured for `client`'s network, by the zone's regions; the ASN of
+/// the fallback chain plugs into [`latency::Origin::of`] here.
+fn measured(
+    state: &Snapshot,
+    zone: &Zone,
+    client: Client,
+    location: &Location,
+) -> Option<steer::ClientRtt> {
+    if state.latency.is_empty() {
+        return None;
+    }
+    let origin = latency::Origin::of(location, None);
+    let regions = zone.regions.iter().map(|r| (r.name.as_str(), r.location));
+    state.latency.client_rtt(client.network(), &origin, regions)
+}
+
 /// A steered answer and everything that led to it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SteeredAnswer {
@@ -109,23 +126,35 @@ pub fn steer(
         asn: location.asn.map(|a| a.number),
     };
     let config = &steered.config;
-    let decision = steer::rules::apply(&facts, config, &zone.regions, view, family);
+    let rtt = measured(state, zone, client, &location);
+    let decision =
+        steer::rules::apply_measured(&facts, rtt.as_ref(), config, &zone.regions, view, family);
     let endpoints = decision.endpoints(config, &zone.regions, view, family);
     let spread = Spread::of(&endpoints);
     let order = spread.order(seed);
     let addresses = steer::select(endpoints, config.answers, seed);
     // Every client in the compiled run around the client's address gets this region: that
     // block is an honest scope, as gdnsd merges networks with identical answers. Until the
-    // compiler has run, the GeoIP network that decided is. A name's rules narrow it to what
-    // they depend on (their networks, the AS's network, a split's hash block). Either is
-    // capped by what the resolver disclosed; an answer no other client could see differently
-    // holds for everyone: scope 0.
+    // compiler has run, the GeoIP network that decided is. A client network with measured
+    // RTTs may be answered unlike its neighbours, so its own prefix is the scope. A name's
+    // rules narrow it to what they depend on (their networks, the AS's network, a split's
+    // hash block). Each is capped by what the resolver disclosed; an answer no other client
+    // could see differently holds for everyone: scope 0.
     let scope = match client {
         Client::Subnet { network } if decision.depends_on_client => {
-            let compiled = state
-                .steering(zone)
-                .and_then(|s| s.steer(steered.index, family, client));
-            let located = compiled.map_or(location.network.prefix_len(), |c| c.scope);
+            let disclosed = network.prefix_len();
+            let located = match &rtt {
+                Some(r) => r.prefix.prefix_len().min(disclosed),
+                None => state
+                    .compiled_steer(zone, steered.index, family, client)
+                    .map_or_else(
+                        || {
+                            let geo = location.network.prefix_len().min(disclosed);
+                            state.latency.cap_scope(network, geo)
+                        },
+                        |c| c.scope,
+                    ),
+            };
             let ruled = steer::rules::scope(
                 config,
                 &decision,
@@ -133,7 +162,9 @@ pub fn steer(
                 located,
                 location.asn.map(|a| a.network),
             );
-            ruled.unwrap_or(located).min(network.prefix_len())
+            // The rules' scope is capped by what the resolver disclosed, but never wider than
+            // the latency map's cap on `located`.
+            ruled.map_or(located, |r| r.min(disclosed).max(located))
         }
         _ => 0,
     };

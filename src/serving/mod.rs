@@ -16,10 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use compiled::ZoneSteering;
+use answer::Client;
+use compiled::{Compiled, ZoneSteering};
 
 use crate::geo::GeoDb;
+use crate::latency::LatencyTable;
 use crate::metrics::{Metrics, ZoneCounters};
+use crate::steer::Family;
 use crate::steer::HealthView;
 use crate::zone::{Zone, ZoneSet};
 
@@ -32,6 +35,10 @@ pub struct Snapshot {
     /// Compiled steering by zone index, `None` until the compiler has built it for this
     /// snapshot's zones, GeoIP and that zone's health ([`compiled`]).
     pub steering: Arc<Vec<Option<Arc<ZoneSteering>>>>,
+    /// What clients measured, published by the control plane ([`crate::latency`]). Compiled
+    /// steering does not depend on it: a client network it speaks for takes the direct path
+    /// ([`Snapshot::compiled_steer`]).
+    pub latency: Arc<LatencyTable>,
     /// Unique to this snapshot: each serving thread's fast-path caches (encoded answers and
     /// steering decisions) belong to one generation and start afresh when it changes.
     pub(crate) generation: u64,
@@ -75,6 +82,7 @@ impl Snapshot {
             .collect();
         Snapshot {
             steering: Arc::new(vec![None; zones.len()]),
+            latency: Arc::default(),
             zones,
             geo,
             health,
@@ -152,6 +160,7 @@ impl Snapshot {
             geo: self.geo.clone(),
             health: self.health.clone(),
             steering: self.steering.clone(),
+            latency: self.latency.clone(),
             generation: next_generation(),
             counters: self.counters.clone(),
         }
@@ -160,6 +169,35 @@ impl Snapshot {
     /// The compiled steering of `zone`, if the compiler has built it for this snapshot.
     pub fn steering(&self, zone: &Zone) -> Option<&ZoneSteering> {
         self.steering.get(zone.index)?.as_deref()
+    }
+
+    /// This snapshot with another published latency map. Compiled steering stays: it never
+    /// answers the networks the map speaks for.
+    pub fn with_latency(&self, latency: Arc<LatencyTable>) -> Snapshot {
+        Snapshot {
+            latency,
+            ..self.renewed()
+        }
+    }
+
+    /// The compiled answer of steered name `steered` of `zone` for `client`, or `None` where
+    /// the direct path must answer: the zone is not compiled yet, the table leaves the
+    /// address to it, or the latency map has measurements of the client's network. A scope
+    /// whose block holds a measured network is narrowed to a client network.
+    pub fn compiled_steer(
+        &self,
+        zone: &Zone,
+        steered: usize,
+        family: Family,
+        client: Client,
+    ) -> Option<Compiled> {
+        let network = client.network();
+        if self.latency.speaks_for(network) {
+            return None;
+        }
+        let mut c = self.steering(zone)?.steer(steered, family, client)?;
+        c.scope = self.latency.cap_scope(network, c.scope);
+        Some(c)
     }
 
     /// This snapshot with every zone compiled at once, for `meridian route` and tests, which

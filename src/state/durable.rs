@@ -110,6 +110,14 @@ pub fn create_new(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Replaces `path` with `contents` whole or not at all: written aside, fsynced, renamed over
+/// the old file, and the directory fsynced.
+pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_tmp(path, contents, mode)?;
+    std::fs::rename(tmp_path(path), path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 /// Bytes read per step when reading a file from its end.
 const CHUNK: usize = 64 * 1024;
 

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use durable::create_new;
+pub use durable::{create_new, replace};
 pub use events::{EVENTS_FILE, EventLog};
 pub use journal::{ARCHIVE_DIR, JOURNAL_FILE, Journal, Limits};
 

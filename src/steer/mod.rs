@@ -9,6 +9,7 @@ pub mod rules;
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::Serialize;
 
 pub use rules::{ClientFacts, Rules};
@@ -80,6 +81,29 @@ pub type RegionId = usize;
 /// 200 km/ms one way, so 100 km per ms of RTT. Distances become RTT estimates with it, so that
 /// they add to measured degradation.
 pub const KM_PER_RTT_MS: f64 = 100.0;
+
+/// A measured RTT moves an answer away from the distance model's only when it gains more
+/// than max([`SWITCH_MIN_MS`], [`SWITCH_FRACTION`] of the incumbent's RTT), so that noise in
+/// the samples moves nothing.
+pub const SWITCH_MIN_MS: f64 = 5.0;
+pub const SWITCH_FRACTION: f64 = 0.10;
+
+/// A client's RTT to a region as the latency map measures it for the client's network.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Measured {
+    pub rtt_ms: f64,
+    /// Effective (decayed) samples behind it.
+    pub samples: f64,
+}
+
+/// What the latency map knows of a client's network: by [`RegionId`], the regions with
+/// enough samples.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientRtt {
+    /// The client network the samples are from.
+    pub prefix: IpNet,
+    pub regions: Vec<Option<Measured>>,
+}
 
 /// How a steered name orders its regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -337,6 +361,10 @@ pub struct Candidate {
     /// Estimated client RTT: distance at [`KM_PER_RTT_MS`] plus degradation.
     pub estimated_rtt_ms: Option<f64>,
     pub degradation_ms: f64,
+    /// The client network's measured RTT, where it has enough samples; with the
+    /// degradation added it ranks the measured regions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
     /// Whose measurement `degradation_ms` is: an index into the view's vantages, `None` for
     /// this node's own.
     pub vantage: Option<usize>,
@@ -350,6 +378,9 @@ pub struct Candidate {
 pub enum Basis {
     /// The up region with the lowest estimated RTT to the client.
     Nearest,
+    /// The client network's measured RTTs: a region beat the nearest one by more than the
+    /// switching margin.
+    Measured,
     /// The client's location is unknown: the name's default region, then configured order.
     Default,
     /// The first up region in the configured order (policy failover).
@@ -391,6 +422,9 @@ pub struct Decision {
     /// The fence (an index into the name's fences) that failed closed: its fixed answer, if
     /// any, answers.
     pub closed_fence: Option<usize>,
+    /// The client network whose measured RTTs decided (basis `measured`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<IpNet>,
 }
 
 impl Decision {
@@ -439,6 +473,20 @@ pub fn decide(
     view: &HealthView,
     family: Family,
 ) -> Decision {
+    decide_measured(client, None, name, regions, view, family)
+}
+
+/// [`decide`], with what the latency map measured for the client's network: where two
+/// eligible regions have measured RTTs, the best of them replaces the distance model's
+/// choice if it gains more than the switching margin ([`SWITCH_MIN_MS`]).
+pub fn decide_measured(
+    client: Option<GeoPoint>,
+    rtt: Option<&ClientRtt>,
+    name: &SteeredName,
+    regions: &[Region],
+    view: &HealthView,
+    family: Family,
+) -> Decision {
     let vantage = view.vantage_for(client);
     let mut candidates: Vec<Candidate> = name
         .regions
@@ -469,6 +517,7 @@ pub fn decide(
                 estimated_rtt_ms: distance_km
                     .map(|d| (d - bias_km) / KM_PER_RTT_MS + degradation_ms),
                 degradation_ms,
+                measured: rtt.and_then(|r| r.regions.get(id).copied().flatten()),
                 vantage: from,
                 state,
                 verdict,
@@ -506,10 +555,21 @@ pub fn decide(
                 .iter()
                 .position(|c| c.verdict == Verdict::Degraded)
         });
+    // Measured RTTs may move the answer; the one they choose ranks first.
+    let switched = pick
+        .filter(|_| name.policy == Policy::Nearest)
+        .and_then(|i| {
+            let j = measured_switch(&candidates, i)?;
+            let c = candidates.remove(j);
+            candidates.insert(0, c);
+            Some(0)
+        });
+    let pick = switched.or(pick);
     let (basis, chosen) = match pick {
         Some(i) => {
             candidates[i].verdict = Verdict::Chosen;
             let basis = match (name.policy, client) {
+                _ if switched.is_some() => Basis::Measured,
                 (Policy::Failover, _) => Basis::Failover,
                 (Policy::Nearest, Some(_)) => Basis::Nearest,
                 (Policy::Nearest, None) => Basis::Default,
@@ -542,7 +602,25 @@ pub fn decide(
         reasons: Vec::new(),
         also: Vec::new(),
         closed_fence: None,
+        measured: switched.and(rtt).map(|r| r.prefix),
     }
+}
+
+/// The candidate that measured RTTs choose instead of `candidates[incumbent]`: one of the
+/// same verdict (not degraded, or every one degraded) whose measured RTT plus degradation
+/// beats the incumbent's by more than the switching margin. Both must be measured: a
+/// measured region is never compared with a distance estimate, which lacks the last mile.
+fn measured_switch(candidates: &[Candidate], incumbent: usize) -> Option<usize> {
+    let rtt = |c: &Candidate| c.measured.map(|m| m.rtt_ms + c.degradation_ms);
+    let own = rtt(&candidates[incumbent])?;
+    let class = candidates[incumbent].verdict;
+    let (best, gain) = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.verdict == class)
+        .filter_map(|(j, c)| rtt(c).map(|r| (j, own - r)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
+    (gain > SWITCH_MIN_MS.max(SWITCH_FRACTION * own)).then_some(best)
 }
 
 /// `decide(..).chosen` without the explanation: no allocation, no sort, one pass over the

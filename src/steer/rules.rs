@@ -12,7 +12,8 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use super::{
-    Basis, Decision, Family, GeoPoint, HealthView, Region, RegionId, SteeredName, Verdict,
+    Basis, ClientRtt, Decision, Family, GeoPoint, HealthView, Region, RegionId, SteeredName,
+    Verdict,
 };
 use crate::geo::countries::Continent;
 
@@ -99,7 +100,20 @@ pub fn apply(
     view: &HealthView,
     family: Family,
 ) -> Decision {
-    let mut decision = ruled(facts, name, regions, view, family);
+    apply_measured(facts, None, name, regions, view, family)
+}
+
+/// [`apply`], ranking by the client network's measured RTTs where the latency map has them
+/// ([`super::decide_measured`]); the rules then act on that ranking as on distance's.
+pub fn apply_measured(
+    facts: &ClientFacts,
+    rtt: Option<&ClientRtt>,
+    name: &SteeredName,
+    regions: &[Region],
+    view: &HealthView,
+    family: Family,
+) -> Decision {
+    let mut decision = ruled(facts, rtt, name, regions, view, family);
     if facts.point.is_some() && name.policy == super::Policy::Nearest {
         let bias = name.bias_km.iter().map(|&(r, km)| {
             let (way, by) = if km >= 0.0 {
@@ -148,13 +162,14 @@ fn multivalue(decision: &mut Decision, n: usize, regions: &[Region]) {
 /// The decision under the name's rules, one region chosen.
 fn ruled(
     facts: &ClientFacts,
+    rtt: Option<&ClientRtt>,
     name: &SteeredName,
     regions: &[Region],
     view: &HealthView,
     family: Family,
 ) -> Decision {
     let rules = &name.rules;
-    let mut decision = super::decide(facts.point, name, regions, view, family);
+    let mut decision = super::decide_measured(facts.point, rtt, name, regions, view, family);
     if rules.is_empty() {
         return decision;
     }
@@ -205,7 +220,7 @@ fn ruled(
             },
             ..name.clone()
         };
-        let mut fenced = super::decide(facts.point, &inside, regions, view, family);
+        let mut fenced = super::decide_measured(facts.point, rtt, &inside, regions, view, family);
         if fenced.chosen.is_some() {
             fenced.basis = Basis::Fenced;
             fenced.depends_on_client = true;

@@ -903,3 +903,209 @@ fn a_rule_answer_holds_for_its_network_unless_location_picks_other_answers() {
     let d = rules::apply(&wide, &name, &regions(), &up, Family::V4);
     assert_eq!(rules::scope(&name, &d, &wide, 19, None), Some(24));
 }
+
+/// A client network's measured RTTs by region (us-east, eu-west, ap-southeast).
+fn measured(rtts: [Option<f64>; 3]) -> ClientRtt {
+    ClientRtt {
+        prefix: "81.2.69.0/24".parse().unwrap(),
+        regions: rtts
+            .iter()
+            .map(|r| {
+                r.map(|rtt_ms| Measured {
+                    rtt_ms,
+                    samples: 40.0,
+                })
+            })
+            .collect(),
+    }
+}
+
+const DUBLIN_CLIENT: Option<GeoPoint> = Some(GeoPoint {
+    lat: 53.0,
+    lon: -6.0,
+});
+
+#[test]
+fn measured_rtts_move_the_answer_past_the_margin() {
+    let view = HealthView::all_up();
+    let rtt = measured([Some(30.0), Some(80.0), None]);
+    let d = decide_measured(
+        DUBLIN_CLIENT,
+        Some(&rtt),
+        &www(),
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!(chosen_name(&d), Some("us-east"));
+    assert_eq!(d.basis, Basis::Measured);
+    assert_eq!(d.measured, Some("81.2.69.0/24".parse().unwrap()));
+    assert_eq!(d.candidates[0].measured.map(|m| m.rtt_ms), Some(30.0));
+    assert!(d.depends_on_client);
+    // The distance model alone still says eu-west.
+    let plain = decide(DUBLIN_CLIENT, &www(), &regions(), &view, Family::V4);
+    assert_eq!(chosen_name(&plain), Some("eu-west"));
+    assert_eq!(plain.measured, None);
+}
+
+#[test]
+fn a_gain_inside_the_margin_moves_nothing() {
+    let view = HealthView::all_up();
+    // 10 % of 80 is 8 ms: 73 ms is 7 ms better, not enough; 71 is 9 ms better.
+    let stay = measured([Some(73.0), Some(80.0), None]);
+    let d = decide_measured(
+        DUBLIN_CLIENT,
+        Some(&stay),
+        &www(),
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!(
+        (chosen_name(&d), d.basis),
+        (Some("eu-west"), Basis::Nearest)
+    );
+    let go = measured([Some(71.0), Some(80.0), None]);
+    let d = decide_measured(
+        DUBLIN_CLIENT,
+        Some(&go),
+        &www(),
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!(
+        (chosen_name(&d), d.basis),
+        (Some("us-east"), Basis::Measured)
+    );
+    // Below 50 ms the 5 ms floor rules: 4 ms better stays.
+    let stay = measured([Some(16.0), Some(20.0), None]);
+    let d = decide_measured(
+        DUBLIN_CLIENT,
+        Some(&stay),
+        &www(),
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!(chosen_name(&d), Some("eu-west"));
+}
+
+#[test]
+fn a_measured_region_is_never_compared_with_a_distance_estimate() {
+    let view = HealthView::all_up();
+    // The nearest region has no measurement: however fast another measures, nothing moves.
+    let rtt = measured([Some(1.0), None, Some(2.0)]);
+    let d = decide_measured(
+        DUBLIN_CLIENT,
+        Some(&rtt),
+        &www(),
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!(
+        (chosen_name(&d), d.basis),
+        (Some("eu-west"), Basis::Nearest)
+    );
+}
+
+#[test]
+fn measured_rtts_skip_down_and_degraded_regions_and_add_degradation() {
+    let rtt = measured([Some(30.0), Some(80.0), Some(40.0)]);
+    // us-east down: ap-southeast's 40 ms beats eu-west's 80.
+    let view = states(&[RegionState::Down, RegionState::Up, RegionState::Up]);
+    let d = decide_measured(
+        DUBLIN_CLIENT,
+        Some(&rtt),
+        &www(),
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!(chosen_name(&d), Some("ap-southeast"));
+    // us-east past its degradation limit: skipped for the measured choice too.
+    let mut view = HealthView {
+        regions: vec![
+            health(RegionState::Up, 60.0, true),
+            health(RegionState::Up, 0.0, false),
+            health(RegionState::Up, 45.0, false),
+        ],
+        ..Default::default()
+    };
+    let d = decide_measured(
+        DUBLIN_CLIENT,
+        Some(&rtt),
+        &www(),
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    // ap-southeast: 40 + 45 = 85 ms, no better than eu-west's 80.
+    assert_eq!(chosen_name(&d), Some("eu-west"));
+    view.regions[2].degradation_ms = 0.0;
+    let d = decide_measured(
+        DUBLIN_CLIENT,
+        Some(&rtt),
+        &www(),
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!(chosen_name(&d), Some("ap-southeast"));
+}
+
+#[test]
+fn failover_names_ignore_measured_rtts() {
+    let name = SteeredName {
+        policy: Policy::Failover,
+        ..www()
+    };
+    let rtt = measured([Some(90.0), Some(10.0), None]);
+    let view = HealthView::all_up();
+    let d = decide_measured(
+        DUBLIN_CLIENT,
+        Some(&rtt),
+        &name,
+        &regions(),
+        &view,
+        Family::V4,
+    );
+    assert_eq!(
+        (chosen_name(&d), d.basis),
+        (Some("us-east"), Basis::Failover)
+    );
+}
+
+fn arb_rtt() -> impl Strategy<Value = Option<f64>> {
+    prop::option::of(1.0..400.0f64)
+}
+
+proptest! {
+    /// The measured answer differs from the distance model's only past the margin, between
+    /// two measured regions, and never picks a region the distance model could not answer.
+    #[test]
+    fn measured_rtts_switch_only_past_the_margin(
+        client in arb_point(),
+        s in prop::collection::vec(arb_state(), 3),
+        rtts in prop::collection::vec(arb_rtt(), 3),
+    ) {
+        let view = states(&s);
+        let rtt = measured([rtts[0], rtts[1], rtts[2]]);
+        let plain = decide(Some(client), &www(), &regions(), &view, Family::V4);
+        let d = decide_measured(Some(client), Some(&rtt), &www(), &regions(), &view, Family::V4);
+        if d.chosen == plain.chosen {
+            prop_assert_ne!(d.basis, Basis::Measured);
+        } else {
+            prop_assert_eq!(d.basis, Basis::Measured);
+            let (old, new) = (plain.chosen.unwrap(), d.chosen.unwrap());
+            let (o, n) = (rtts[old].unwrap(), rtts[new].unwrap());
+            prop_assert!(o - n > SWITCH_MIN_MS.max(SWITCH_FRACTION * o));
+            prop_assert_eq!(view.state(new), RegionState::Up);
+        }
+        prop_assert_eq!(d.depends_on_client, plain.depends_on_client);
+        prop_assert_eq!(d.ttl, plain.ttl);
+        let without = decide_measured(Some(client), None, &www(), &regions(), &view, Family::V4);
+        prop_assert_eq!(without, plain);
+    }
+}

@@ -383,3 +383,78 @@ proptest! {
         }
     }
 }
+
+/// The embedded database shared by snapshots, its table built once.
+static SHARED_GEO: LazyLock<Arc<GeoDb>> = LazyLock::new(|| {
+    let geo = GeoDb::embedded().unwrap();
+    geo.table().unwrap();
+    Arc::new(geo)
+});
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// With a latency map, the snapshot's compiled answers (which leave measured networks to
+    /// the direct path) still answer as the direct path, with measurements, does; and every
+    /// address inside a scope, measured or not, is answered alike.
+    #[test]
+    fn compiled_answers_with_a_latency_map_are_the_direct_answers_and_scopes_hold(
+        points in prop::collection::vec((-60.0..70.0f64, -180.0..180.0f64), 2..6),
+        clients in prop::collection::vec((client(), any::<u128>(), any::<bool>()), 32),
+        rtts in prop::collection::vec(prop::collection::vec(1.0..300.0f64, 6), 32),
+    ) {
+        use crate::latency::{LatencyMap, Net, Origin, Settings};
+        let zone = zone(&points, 0, false);
+        let mut map = LatencyMap::new(Settings::default());
+        // Measured networks where clients are: some the clients' own, some their neighbours.
+        for ((network, seed, _), rtt) in clients.iter().zip(&rtts) {
+            let at = match seed % 3 {
+                0 => network.addr(),
+                1 => inside(IpNet::new(network.addr(), network.prefix_len().min(20)).unwrap().trunc(), *seed),
+                _ => continue,
+            };
+            for (r, region) in zone.regions.iter().enumerate() {
+                for _ in 0..25 {
+                    map.add(Net::of(at), &Origin::default(), &region.name, rtt[r], 1_764_540_000);
+                }
+            }
+        }
+        let metrics = crate::metrics::Metrics::default();
+        let snap = crate::serving::Snapshot::new(
+            crate::zone::ZoneSet::new(vec![zone]),
+            SHARED_GEO.clone(),
+            &metrics,
+        )
+        .compiled()
+        .with_latency(Arc::new(map.publish(1_764_540_000)));
+        let zone = snap.zones.get(0).unwrap();
+        let steered = &zone.steered[0];
+        for (network, seed, v6) in clients {
+            let family = if v6 { Family::V6 } else { Family::V4 };
+            let client = Client::Subnet { network };
+            let direct = crate::serving::answer::steer(&snap, zone, steered, client, family, 0);
+            prop_assert!(direct.scope <= network.prefix_len());
+            if let Some(c) = snap.compiled_steer(zone, 0, family, client) {
+                prop_assert_eq!(c.steering.region, direct.decision.chosen, "{}", network);
+                prop_assert_eq!(c.scope, direct.scope, "{}", network);
+            } else {
+                prop_assert!(
+                    snap.latency.speaks_for(network) || network.addr().is_ipv6(),
+                    "{}", network
+                );
+            }
+            if direct.scope > 0 && direct.scope < network.prefix_len() {
+                let block = IpNet::new(network.addr(), direct.scope).unwrap().trunc();
+                for k in 0..8u128 {
+                    let addr = inside(block, seed.rotate_left(k as u32 * 16) ^ k);
+                    let one = Client::Subnet { network: IpNet::from(addr) };
+                    let there = crate::serving::answer::steer(&snap, zone, steered, one, family, 0);
+                    prop_assert_eq!(
+                        there.decision.chosen, direct.decision.chosen,
+                        "{} in scope {} of {}", addr, block, network
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The latency map's endpoints: `POST /api/v1/rtt` takes samples from feeds (each with its
+//! own token from `[latency] token-file`, never an admin token), `GET /api/v1/latency` shows
+//! what the map holds, and `/beacon.js` is the browser beacon that posts what a page's
+//! visitors measure.
+//!
+//! The rule: a batch is judged line by line. Good lines are taken even when others are bad;
+//! every dropped line is named with its reason in the answer and counted in metrics.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiResult;
+use super::listen::Peer;
+use super::{Admin, ApiError, bearer};
+use crate::latency::feed::Report;
+use crate::latency::ingest::Reason;
+use crate::latency::{Group, Net};
+
+/// The path feeds post to: outside the admin token check, with its own.
+pub const RTT_PATH: &str = "/api/v1/rtt";
+/// Largest batch accepted: about 10,000 lines.
+pub const MAX_RTT_BODY: usize = 1 << 20;
+
+const BEACON: &str = include_str!("beacon.js");
+
+#[derive(Deserialize)]
+pub(super) struct TokenParam {
+    /// For browser beacons, which cannot set headers on `sendBeacon`.
+    token: Option<String>,
+}
+
+/// `POST /api/v1/rtt`: NDJSON samples. 200 with the report when any line was taken (or the
+/// batch was empty); 400 when every line was dropped, 429 when every line was over the
+/// source's rate; the report's errors as `diagnostics`.
+pub(super) async fn rtt(
+    State(admin): State<Arc<Admin>>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+    query: Result<Query<TokenParam>, QueryRejection>,
+    body: String,
+) -> Result<axum::Json<Report>, ApiError> {
+    let feed = &admin.latency;
+    if !feed.has_tokens() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this server takes no RTT samples: give feed tokens in [latency] token-file",
+        ));
+    }
+    let param = query.ok().and_then(|q| q.0.token);
+    let presented = bearer(&headers).or(param.as_deref()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "samples need a feed token: Authorization: Bearer <token>, or ?token= for beacons",
+        )
+    })?;
+    let source = feed
+        .source(presented)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the feed token is not valid"))?
+        .to_string();
+    let peer: Option<IpAddr> = peer.map(|Extension(Peer(a))| a.ip());
+    let state = admin.state.load_full();
+    let now = crate::state::now_ms() as f64 / 1000.0;
+    // Off the control plane's one worker thread: a batch of 10,000 lines takes milliseconds,
+    // and the map's lock may be held by a publication of a large map.
+    let feed = feed.clone();
+    let report =
+        tokio::task::spawn_blocking(move || feed.ingest(&state, &source, peer, &body, now))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the batch was not taken: {e}"),
+                )
+            })?;
+    if report.accepted > 0 || report.dropped == 0 {
+        return Ok(axum::Json(report));
+    }
+    let status = if report
+        .errors
+        .iter()
+        .all(|e| e.reason == Reason::RateLimited)
+    {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let diagnostics = report
+        .errors
+        .iter()
+        .map(|e| format!("line {}: {}: {}", e.line, e.reason.as_str(), e.error))
+        .collect();
+    Err(ApiError::new(
+        status,
+        format!("no sample taken: {} lines dropped", report.dropped),
+    )
+    .with_diagnostics(diagnostics))
+}
+
+#[derive(Deserialize)]
+pub(super) struct LatencyParams {
+    /// A client address or network: its network's estimates.
+    client: Option<String>,
+    /// Networks listed after this one (paging).
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub(super) struct LatencyView {
+    half_life_secs: f64,
+    min_samples: f64,
+    prior_weight: f64,
+    outlier_factor: f64,
+    /// Client networks with enough samples (two regions or more) to steer by.
+    networks: usize,
+    /// The listed networks and their estimates (raw, before shrinkage towards the prior).
+    listed: Vec<NetworkView>,
+    /// Networks after the last listed one: pass the last as `after`.
+    more: bool,
+    groups: Vec<GroupView>,
+}
+
+#[derive(Serialize)]
+struct NetworkView {
+    network: IpNet,
+    regions: Vec<EstimateView>,
+}
+
+#[derive(Serialize)]
+struct EstimateView {
+    region: String,
+    rtt_ms: f64,
+    samples: f64,
+}
+
+#[derive(Serialize)]
+struct GroupView {
+    group: String,
+    region: String,
+    rtt_ms: f64,
+    samples: f64,
+}
+
+/// Networks listed by default, and at most.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// `GET /api/v1/latency`: the published map; `?client=` one network's estimates.
+pub(super) async fn latency(
+    State(admin): State<Arc<Admin>>,
+    query: Result<Query<LatencyParams>, QueryRejection>,
+) -> ApiResult<LatencyView> {
+    let params = query?.0;
+    let parse = |s: &str| -> Result<Net, ApiError> {
+        let net = s
+            .parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                ApiError::bad_request(format!("{s:?} is neither an address nor a network"))
+            })?;
+        Net::within(net.trunc()).ok_or_else(|| {
+            ApiError::bad_request(format!("{s} is wider than a client network (/24, /48)"))
+        })
+    };
+    let state = admin.state.load();
+    let table = &state.latency;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let nets: Vec<Net> = match &params.client {
+        Some(c) => vec![parse(c)?],
+        None => {
+            let after = params.after.as_deref().map(parse).transpose()?;
+            table.nets_from(after, limit + 1).collect()
+        }
+    };
+    let more = nets.len() > limit;
+    let listed = nets
+        .into_iter()
+        .take(limit)
+        .filter_map(|n| {
+            let regions = table
+                .network(n)?
+                .into_iter()
+                .map(|(region, rtt_ms, samples)| EstimateView {
+                    region: region.to_string(),
+                    rtt_ms,
+                    samples,
+                })
+                .collect();
+            Some(NetworkView {
+                network: n.prefix(),
+                regions,
+            })
+        })
+        .collect();
+    let groups = table
+        .group_estimates()
+        .into_iter()
+        .map(
+            |(g, region, rtt_ms, samples): (Group, &str, f64, f64)| GroupView {
+                group: g.to_string(),
+                region: region.to_string(),
+                rtt_ms,
+                samples,
+            },
+        )
+        .collect();
+    let s = admin.latency.config.settings;
+    Ok(axum::Json(LatencyView {
+        half_life_secs: s.half_life_secs,
+        min_samples: s.min_samples,
+        prior_weight: s.prior_weight,
+        outlier_factor: s.outlier_factor,
+        networks: table.networks(),
+        listed,
+        more,
+        groups,
+    }))
+}
+
+/// `GET /beacon.js`: the browser beacon (see docs/latency-map.md).
+pub(super) async fn beacon() -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=3600"),
+            ),
+            // Pages of any site include it.
+            (
+                header::HeaderName::from_static("cross-origin-resource-policy"),
+                HeaderValue::from_static("cross-origin"),
+            ),
+        ],
+        BEACON,
+    )
+}

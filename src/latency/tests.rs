@@ -1,0 +1,415 @@
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::ingest::{Bucket, Checker, Reason};
+use super::*;
+
+const T0: u64 = 1_764_540_000;
+const PARIS: GeoPoint = GeoPoint {
+    lat: 48.86,
+    lon: 2.35,
+};
+const DUBLIN: GeoPoint = GeoPoint {
+    lat: 53.35,
+    lon: -6.26,
+};
+const VIRGINIA: GeoPoint = GeoPoint {
+    lat: 39.04,
+    lon: -77.49,
+};
+
+fn net(s: &str) -> Net {
+    Net::within(s.parse().unwrap()).unwrap()
+}
+
+fn france() -> Origin {
+    Origin {
+        asn: None,
+        country: Some(*b"FR"),
+        point: Some(PARIS),
+    }
+}
+
+fn regions() -> [(&'static str, GeoPoint); 2] {
+    [("eu-west", DUBLIN), ("us-east", VIRGINIA)]
+}
+
+/// `n` samples of `rtt` ms from `client` to `region`, at `T0`.
+fn feed(map: &mut LatencyMap, client: &str, origin: &Origin, region: &str, rtt: f64, n: u64) {
+    for _ in 0..n {
+        map.add(net(client), origin, region, rtt, T0);
+    }
+}
+
+#[test]
+fn the_estimate_is_the_geometric_mean() {
+    let mut map = LatencyMap::new(Settings::default());
+    for i in 0..40 {
+        let rtt = if i % 2 == 0 { 10.0 } else { 40.0 };
+        map.add(net("81.2.69.0/24"), &france(), "eu-west", rtt, T0);
+        map.add(net("81.2.69.0/24"), &france(), "us-east", 90.0, T0);
+    }
+    let table = map.publish(T0);
+    let row = table.network(net("81.2.69.7/32")).unwrap();
+    let (region, rtt, samples) = row[0];
+    assert_eq!(region, "eu-west");
+    assert!((rtt - 20.0).abs() < 0.01, "{rtt}");
+    assert!((samples - 40.0).abs() < 0.01, "{samples}");
+}
+
+#[test]
+fn an_outlier_counts_at_the_clamp_once_the_estimate_is_established() {
+    let mut map = LatencyMap::new(Settings::default());
+    let o = france();
+    for _ in 0..10 {
+        assert!(
+            !map.add(net("81.2.69.0/24"), &o, "eu-west", 20.0, T0)
+                .clamped
+        );
+    }
+    assert!(
+        map.add(net("81.2.69.0/24"), &o, "eu-west", 20_000.0, T0)
+            .clamped
+    );
+    feed(&mut map, "81.2.69.0/24", &o, "eu-west", 20.0, 10);
+    feed(&mut map, "81.2.69.0/24", &o, "us-east", 90.0, 21);
+    let table = map.publish(T0);
+    let rtt = table.network(net("81.2.69.0/24")).unwrap()[0].1;
+    // One sample at 3 x 20 among 21: the mean of logs moves by ln(3)/21, about 5 %.
+    assert!(rtt < 21.2, "clamped: {rtt}");
+}
+
+#[test]
+fn weights_halve_every_half_life_and_estimates_age_out_of_steering() {
+    let mut map = LatencyMap::new(Settings::default());
+    feed(&mut map, "81.2.69.0/24", &france(), "eu-west", 80.0, 42);
+    feed(&mut map, "81.2.69.0/24", &france(), "us-east", 30.0, 42);
+    let table = map.publish(T0 + DEFAULT_HALF_LIFE_SECS);
+    let samples = table.network(net("81.2.69.0/24")).unwrap()[0].2;
+    assert!((samples - 21.0).abs() < 0.01, "{samples}");
+    assert!(table.speaks_for("81.2.69.0/24".parse().unwrap()));
+    // A second half-life: 10 samples left, fewer than the 20 steering needs.
+    let later = map.publish(T0 + 2 * DEFAULT_HALF_LIFE_SECS);
+    assert!(later.is_empty());
+    assert!(!later.speaks_for("81.2.69.0/24".parse().unwrap()));
+    // Much later the estimates are forgotten, the country's too.
+    map.publish(T0 + 40 + 20 * DEFAULT_HALF_LIFE_SECS);
+    assert_eq!(map.networks(), 0);
+    assert!(
+        map.publish(T0 + 40 + 20 * DEFAULT_HALF_LIFE_SECS)
+            .group_estimates()
+            .is_empty()
+    );
+}
+
+#[test]
+fn too_few_samples_do_not_steer() {
+    let mut map = LatencyMap::new(Settings::default());
+    feed(&mut map, "81.2.69.0/24", &france(), "eu-west", 80.0, 19);
+    feed(&mut map, "81.2.69.0/24", &france(), "us-east", 30.0, 40);
+    let table = map.publish(T0 + 40);
+    assert!(
+        table.is_empty(),
+        "one region with enough samples compares with nothing"
+    );
+    let origin = france();
+    assert_eq!(
+        table.client_rtt("81.2.69.0/24".parse().unwrap(), &origin, regions()),
+        None
+    );
+}
+
+#[test]
+fn few_samples_shrink_towards_the_country_then_the_distance_model() {
+    let s = Settings {
+        min_samples: 4.0,
+        ..Settings::default()
+    };
+    let mut map = LatencyMap::new(s);
+    let o = france();
+    // The network: 4 samples each. Its country: 40 more from another network.
+    feed(&mut map, "81.2.69.0/24", &o, "eu-west", 100.0, 4);
+    feed(&mut map, "81.2.69.0/24", &o, "us-east", 100.0, 4);
+    feed(&mut map, "90.0.0.0/24", &o, "eu-west", 20.0, 40);
+    let table = map.publish(T0);
+    let rtt = table
+        .client_rtt("81.2.69.0/24".parse().unwrap(), &o, regions())
+        .unwrap();
+    let eu = rtt.regions[0].unwrap();
+    // The country's eu-west mean (about 100^(4/44) 20^(40/44)) with weight 5 against the
+    // network's 100 with weight 4: well below 100.
+    let country = (4.0 * 100f64.ln() + 40.0 * 20f64.ln()) / 44.0;
+    let expect = ((4.0 * 100f64.ln() + 5.0 * country) / 9.0).exp();
+    assert!(
+        (eu.rtt_ms - expect).abs() < 0.5,
+        "{} vs {expect}",
+        eu.rtt_ms
+    );
+    // us-east: the country has only the network's own 4 samples... which are enough here
+    // (min 4), so the prior is 100 and so is the estimate.
+    let us = rtt.regions[1].unwrap();
+    assert!((us.rtt_ms - 100.0).abs() < 0.5, "{}", us.rtt_ms);
+    // Without a country, the distance model: Paris to Virginia, about 62 ms.
+    let nowhere = Origin { country: None, ..o };
+    let us = table
+        .client_rtt("81.2.69.0/24".parse().unwrap(), &nowhere, regions())
+        .unwrap()
+        .regions[1]
+        .unwrap();
+    let prior = PARIS.distance_km(VIRGINIA) / steer::KM_PER_RTT_MS;
+    let expect = ((4.0 * 100f64.ln() + 5.0 * prior.ln()) / 9.0).exp();
+    assert!(
+        (us.rtt_ms - expect).abs() < 0.5,
+        "{} vs {expect}",
+        us.rtt_ms
+    );
+}
+
+#[test]
+fn an_asn_prior_comes_before_the_country() {
+    let s = Settings {
+        min_samples: 4.0,
+        prior_weight: 1000.0,
+        ..Settings::default()
+    };
+    let mut map = LatencyMap::new(s);
+    let with_asn = Origin {
+        asn: Some(64500),
+        ..france()
+    };
+    feed(&mut map, "81.2.69.0/24", &with_asn, "eu-west", 50.0, 4);
+    feed(&mut map, "81.2.69.0/24", &with_asn, "us-east", 50.0, 4);
+    feed(&mut map, "90.0.0.0/24", &france(), "eu-west", 10.0, 400);
+    let table = map.publish(T0);
+    let eu = |o: &Origin| {
+        table
+            .client_rtt("81.2.69.0/24".parse().unwrap(), o, regions())
+            .unwrap()
+            .regions[0]
+            .unwrap()
+            .rtt_ms
+    };
+    // The ASN's 50 ms outweighs the country's 10-ish ms when the ASN is known.
+    assert!(eu(&with_asn) > 45.0, "{}", eu(&with_asn));
+    assert!(eu(&france()) < 15.0, "{}", eu(&france()));
+}
+
+#[test]
+fn a_scope_holding_a_measured_network_narrows_to_a_client_network() {
+    let mut map = LatencyMap::new(Settings::default());
+    feed(&mut map, "81.2.69.0/24", &france(), "eu-west", 80.0, 20);
+    feed(&mut map, "81.2.69.0/24", &france(), "us-east", 30.0, 20);
+    feed(&mut map, "2a01:cb00:1::/48", &france(), "eu-west", 80.0, 20);
+    feed(&mut map, "2a01:cb00:1::/48", &france(), "us-east", 30.0, 20);
+    let table = map.publish(T0);
+    let n = |s: &str| s.parse::<IpNet>().unwrap();
+    // A neighbour in the same /16: its /16 would cover the measured /24.
+    assert_eq!(table.cap_scope(n("81.2.70.0/24"), 16), 24);
+    assert_eq!(table.cap_scope(n("81.2.70.0/22"), 16), 22);
+    assert_eq!(table.cap_scope(n("81.3.0.0/24"), 16), 16);
+    assert_eq!(table.cap_scope(n("81.2.70.0/24"), 24), 24);
+    assert_eq!(table.cap_scope(n("81.2.70.0/24"), 0), 0);
+    assert_eq!(table.cap_scope(n("2a01:cb00:2::/56"), 32), 48);
+    assert!(table.speaks_for(n("81.2.69.128/25")));
+    assert!(
+        !table.speaks_for(n("81.2.68.0/22")),
+        "wider than a client network"
+    );
+    assert!(table.speaks_for(n("2a01:cb00:1:5::/64")));
+}
+
+#[test]
+fn the_map_survives_a_save_and_a_damaged_file_is_refused() {
+    let mut map = LatencyMap::new(Settings::default());
+    feed(&mut map, "81.2.69.0/24", &france(), "eu-west", 80.0, 30);
+    feed(&mut map, "2a01:cb00:1::/48", &france(), "us-east", 30.0, 30);
+    feed(&mut map, "2a01:cb00:1::/48", &france(), "eu-west", 60.0, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = store::encode(&map);
+    store::write(dir.path(), &bytes).unwrap();
+    let mut back = store::load(dir.path(), Settings::default()).unwrap();
+    assert_eq!(store::encode(&back), bytes);
+    let (a, b) = (map.publish(T0 + 60), back.publish(T0 + 60));
+    assert_eq!(a.networks(), 1);
+    assert_eq!(
+        a.network(net("2a01:cb00:1::/48")),
+        b.network(net("2a01:cb00:1::/48"))
+    );
+    assert_eq!(a.group_estimates(), b.group_estimates());
+
+    let path = dir.path().join(store::FILE);
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    let err = store::load(dir.path(), Settings::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("latency.bin: not a latency map: cut short"),
+        "{err}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        store::load(empty.path(), Settings::default())
+            .unwrap()
+            .networks(),
+        0
+    );
+}
+
+fn checker<'a>(regions: &'a [String], special: &'a dyn Fn(IpNet) -> bool) -> Checker<'a> {
+    Checker {
+        regions,
+        source: "nginx-eu",
+        peer: Some("81.2.69.1".parse().unwrap()),
+        now: T0 as f64,
+        max_age_secs: 7200.0,
+        special,
+    }
+}
+
+#[test]
+fn each_bad_line_gets_its_reason_and_a_message_naming_the_value() {
+    let regions = vec!["eu-west".to_string(), "us-east".to_string()];
+    let special = |n: IpNet| crate::geo::is_special(n);
+    let c = checker(&regions, &special);
+    let line = |client: &str, region: &str, rtt: &str, kind: &str, time: u64| {
+        format!(
+            r#"{{"client":{client},"region":"{region}","rtt_ms":{rtt},"kind":"{kind}","time":{time}}}"#
+        )
+    };
+    let cases = [
+        ("{not json", Reason::Malformed, "not a sample"),
+        (
+            &line(r#""81.2.69.0/24""#, "eu-wset", "20", "tcp", T0),
+            Reason::UnknownRegion,
+            r#"unknown region "eu-wset" (known: eu-west, us-east)"#,
+        ),
+        (
+            &line(r#""81.2.0.0/16""#, "eu-west", "20", "tcp", T0),
+            Reason::BadClient,
+            "client 81.2.0.0/16 is wider than a client network",
+        ),
+        (
+            &line(r#""nowhere""#, "eu-west", "20", "tcp", T0),
+            Reason::BadClient,
+            r#"client "nowhere" is neither"#,
+        ),
+        (
+            &line(r#""10.1.2.3""#, "eu-west", "20", "tcp", T0),
+            Reason::Unroutable,
+            "client 10.1.2.3/32 is special-purpose space",
+        ),
+        (
+            &line(r#""81.2.69.0/24""#, "eu-west", "0", "tcp", T0),
+            Reason::AbsurdRtt,
+            "rtt_ms 0 is outside 0.1..=30000",
+        ),
+        (
+            &line(r#""81.2.69.0/24""#, "eu-west", "1e9", "tcp", T0),
+            Reason::AbsurdRtt,
+            "rtt_ms 1000000000 is outside",
+        ),
+        (
+            &line(r#""81.2.69.0/24""#, "eu-west", "20", "icmp", T0),
+            Reason::UnknownKind,
+            r#"unknown kind "icmp""#,
+        ),
+        (
+            &line(r#""81.2.69.0/24""#, "eu-west", "20", "tcp", T0 - 8000),
+            Reason::Stale,
+            "is 8000 s old (at most 7200 s)",
+        ),
+        (
+            &line(r#""81.2.69.0/24""#, "eu-west", "20", "tcp", T0 + 3600),
+            Reason::Future,
+            "is 3600 s ahead",
+        ),
+        (
+            r#"{"client":"81.2.69.0/24","region":"eu-west","rtt_ms":20,"kind":"tcp","time":1764540000,"count":0}"#,
+            Reason::BadCount,
+            "count 0 is outside 1..=1000",
+        ),
+        (
+            r#"{"region":"eu-west","rtt_ms":20,"kind":"tcp","time":1764540000,"source":"beacon"}"#,
+            Reason::WrongSource,
+            r#"source "beacon" is not this token's ("nginx-eu")"#,
+        ),
+    ];
+    for (i, (text, reason, message)) in cases.iter().enumerate() {
+        let r = c.check(i + 1, text).unwrap_err();
+        assert_eq!((r.line, r.reason), (i + 1, *reason), "{text}: {}", r.error);
+        assert!(r.error.contains(message), "{text}: {}", r.error);
+    }
+    // The connection's address stands in for a missing client.
+    let s = c
+        .check(
+            1,
+            r#"{"region":"eu-west","rtt_ms":20.5,"kind":"ttfb","time":1764540000,"source":"nginx-eu"}"#,
+        )
+        .unwrap();
+    assert_eq!(s.client, "81.2.69.1".parse::<IpAddr>().unwrap());
+    assert_eq!(s.net, net("81.2.69.0/24"));
+    assert_eq!((s.rtt_ms, s.time, s.count), (20.5, T0, 1));
+}
+
+#[test]
+fn an_aggregate_weighs_as_much_as_its_count() {
+    let mut map = LatencyMap::new(Settings::default());
+    map.add_weighted(net("81.2.69.0/24"), &france(), "eu-west", 80.0, T0, 25.0);
+    map.add_weighted(net("81.2.69.0/24"), &france(), "us-east", 30.0, T0, 25.0);
+    let table = map.publish(T0);
+    assert!(
+        table.speaks_for("81.2.69.0/24".parse().unwrap()),
+        "one line of 25 is enough"
+    );
+    let row = table.network(net("81.2.69.0/24")).unwrap();
+    assert_eq!(row.iter().map(|r| r.2).collect::<Vec<_>>(), [25.0, 25.0]);
+    assert!((row[0].1 - 80.0).abs() < 0.01 && (row[1].1 - 30.0).abs() < 0.01);
+}
+
+#[test]
+fn a_bucket_takes_a_burst_then_the_rate() {
+    let mut b = Bucket::full(10.0, 0.0);
+    assert_eq!((0..20).filter(|_| b.take(0.0, 2.0, 10.0)).count(), 10);
+    assert!(!b.take(0.2, 2.0, 10.0));
+    assert_eq!((0..20).filter(|_| b.take(2.0, 2.0, 10.0)).count(), 4);
+    // Idle time refills up to the burst, no further.
+    assert_eq!((0..50).filter(|_| b.take(100.0, 2.0, 10.0)).count(), 10);
+}
+
+proptest::proptest! {
+    /// Any line is a sample or a dropped line with its number: never a panic.
+    #[test]
+    fn any_line_is_checked_without_panic(text in ".{0,200}", number in 1usize..10_000) {
+        let regions = vec!["eu-west".to_string()];
+        let special = |n: IpNet| crate::geo::is_special(n);
+        if let Err(r) = checker(&regions, &special).check(number, &text) {
+            proptest::prop_assert_eq!(r.line, number);
+            proptest::prop_assert!(!r.error.is_empty());
+        }
+    }
+
+    /// Lines shaped like samples, with arbitrary values.
+    #[test]
+    fn any_sample_values_are_checked_without_panic(
+        client in "[0-9a-f:./]{0,40}",
+        rtt in proptest::num::f64::ANY,
+        time in proptest::num::f64::ANY,
+        count in proptest::num::i64::ANY,
+    ) {
+        let regions = vec!["eu-west".to_string()];
+        let special = |n: IpNet| crate::geo::is_special(n);
+        let line = serde_json::json!({
+            "client": client, "region": "eu-west", "rtt_ms": rtt, "kind": "tcp",
+            "time": time, "count": count,
+        })
+        .to_string();
+        match checker(&regions, &special).check(1, &line) {
+            Ok(s) => {
+                proptest::prop_assert!((ingest::MIN_RTT_MS..=ingest::MAX_RTT_MS).contains(&s.rtt_ms));
+                proptest::prop_assert!((1..=ingest::MAX_COUNT).contains(&s.count));
+            }
+            Err(r) => proptest::prop_assert!(!r.error.is_empty()),
+        }
+    }
+}
