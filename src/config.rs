@@ -530,7 +530,7 @@ mod tests {
         // The example of docs/latency-map.md is a valid section.
         let doc = include_str!("../docs/latency-map.md");
         let example = doc
-            .split("```toml\n")
+            .split("```toml config\n")
             .nth(1)
             .and_then(|t| t.split("```").next())
             .unwrap();

@@ -19,13 +19,6 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
 /// How long `meridian serve` may take to listen and compile its steering (a debug build walks
 /// the embedded database in about 12 s on an idle core).
 const SERVE_DEADLINE: Duration = Duration::from_secs(180);
-/// Documents other branches add; until they land, links to them may dangle.
-const PENDING: &[&str] = &[
-    "docs/dnssec.md",
-    "docs/steering-rules.md",
-    "docs/latency-map.md",
-    "docs/console.md",
-];
 /// The zone a `toml zone-part` block is added to: an apex with SOA and NS, nothing else.
 const ZONE_PART_HEAD: &str = "zone = \"example.com.\"\nrecords = '''\n\
     @ 3600 IN SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ 3600 IN NS ns1\n\
@@ -812,11 +805,8 @@ fn every_relative_link_of_the_readme_and_docs_resolves() {
             } else {
                 normalize_path(&doc.parent().unwrap_or(Path::new("")).join(file))
             };
-            let pending = PENDING.iter().any(|p| Path::new(p) == resolved);
             if !repo().join(&resolved).exists() {
-                if !pending {
-                    broken.push(format!("{}: {target}: no such file", doc.display()));
-                }
+                broken.push(format!("{}: {target}: no such file", doc.display()));
                 continue;
             }
             if !anchor.is_empty() && !anchors(&read(&resolved)).iter().any(|a| a == anchor) {

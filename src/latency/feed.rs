@@ -124,7 +124,7 @@ impl Feed {
                         .trunc();
                     // The ASN level of the fallback chain plugs in here, as in
                     // `serving::answer::measured`.
-                    let origin = Origin::of(&state.geo.locate(network), None);
+                    let origin = Origin::of(&state.geo.locate(network));
                     (s, origin)
                 })
             })

@@ -146,11 +146,11 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// The origin of a client from its location and its ASN (`asn`: the ASN database's
-    /// lookup, `None` where there is none).
-    pub fn of(location: &crate::geo::Location, asn: Option<u32>) -> Origin {
+    /// The origin of a client from its location, which carries its AS (from the embedded
+    /// ASN database) where that knows it.
+    pub fn of(location: &crate::geo::Location) -> Origin {
         Origin {
-            asn,
+            asn: location.asn.map(|a| a.number),
             country: location
                 .country
                 .and_then(|c| <[u8; 2]>::try_from(c.as_bytes()).ok()),

@@ -413,3 +413,12 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_clients_origin_carries_its_as_from_the_embedded_database() {
+    let geo = crate::geo::GeoDb::embedded().unwrap();
+    let location = geo.locate("81.2.69.0/24".parse().unwrap());
+    let origin = Origin::of(&location);
+    assert_eq!(origin.asn, Some(20712));
+    assert_eq!(origin.country, Some(*b"GB"));
+}

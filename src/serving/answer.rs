@@ -84,7 +84,7 @@ fn measured(
     if state.latency.is_empty() {
         return None;
     }
-    let origin = latency::Origin::of(location, None);
+    let origin = latency::Origin::of(location);
     let regions = zone.regions.iter().map(|r| (r.name.as_str(), r.location));
     state.latency.client_rtt(client.network(), &origin, regions)
 }
