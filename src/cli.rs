@@ -672,18 +672,7 @@ pub fn dnssec(command: &DnssecCommand) -> Result<String, CliError> {
         DnssecCommand::Rollover(a) => &a.zone,
     };
     let zones = zone::load_dir(&args.zones)?;
-    let wanted = hickory_proto::rr::Name::from_ascii(&args.zone)
-        .map_err(|e| CliError::Usage(format!("--zone {:?}: {e}", args.zone)))?;
-    let zone = zones
-        .zones()
-        .find(|z| z.origin.eq_ignore_root(&wanted))
-        .ok_or_else(|| {
-            CliError::Usage(format!(
-                "--zone {}: no such zone in {}",
-                args.zone,
-                args.zones.display()
-            ))
-        })?;
+    let zone = named_zone(&zones, args)?;
     let spec = &zone
         .dnssec
         .as_ref()
@@ -717,12 +706,11 @@ pub fn dnssec(command: &DnssecCommand) -> Result<String, CliError> {
     Ok(out)
 }
 
-/// `dump`: the zone's static records signed now, with their NSEC chain.
-fn dump(args: &DnssecArgs) -> Result<String, CliError> {
-    let zones = zone::load_keyed(&args.zones, &args.state_dir)?;
+/// The zone `--zone` names among `zones`.
+fn named_zone<'z>(zones: &'z zone::ZoneSet, args: &DnssecArgs) -> Result<&'z zone::Zone, CliError> {
     let wanted = hickory_proto::rr::Name::from_ascii(&args.zone)
         .map_err(|e| CliError::Usage(format!("--zone {:?}: {e}", args.zone)))?;
-    let zone = zones
+    zones
         .zones()
         .find(|z| z.origin.eq_ignore_root(&wanted))
         .ok_or_else(|| {
@@ -731,7 +719,13 @@ fn dump(args: &DnssecArgs) -> Result<String, CliError> {
                 args.zone,
                 args.zones.display()
             ))
-        })?;
+        })
+}
+
+/// `dump`: the zone's static records signed now, with their NSEC chain.
+fn dump(args: &DnssecArgs) -> Result<String, CliError> {
+    let zones = zone::load_keyed(&args.zones, &args.state_dir)?;
+    let zone = named_zone(&zones, args)?;
     let signer = zone.signer().ok_or_else(|| {
         CliError::Dnssec(format!(
             "{}: zone {} has no dnssec setting: add `dnssec = {{}}` first",
