@@ -380,13 +380,7 @@ async fn state_changes_survive_a_restart() {
     meridian::health::probe::install_crypto_provider();
     let mut targets = [(); 3].map(|_| TcpTarget::start());
     let dir = tempfile::tempdir().unwrap();
-    let zones = dir.path().join("zones");
-    std::fs::create_dir(&zones).unwrap();
-    std::fs::write(
-        zones.join("console.test.toml"),
-        common::probed_zone([0, 1, 2].map(|i| targets[i].port())),
-    )
-    .unwrap();
+    let zones = common::probed_zones(dir.path(), [0, 1, 2].map(|i| targets[i].port()));
     let state = dir.path().join("state");
     let args = ["--state-dir", state.to_str().unwrap()];
     let http = reqwest::Client::new();

@@ -368,13 +368,7 @@ async fn console_shows_each_state_live() {
     use common::probe_targets::TcpTarget;
     let mut targets = [(); 3].map(|_| TcpTarget::start());
     let dir = tempfile::tempdir().unwrap();
-    let zones = dir.path().join("zones");
-    std::fs::create_dir(&zones).unwrap();
-    std::fs::write(
-        zones.join("console.test.toml"),
-        common::probed_zone([0, 1, 2].map(|i| targets[i].port())),
-    )
-    .unwrap();
+    let zones = common::probed_zones(dir.path(), [0, 1, 2].map(|i| targets[i].port()));
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("browser:{TOKEN}\n")).unwrap();
     let server = Server::start_with_zones(

@@ -720,9 +720,17 @@ pub fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
+/// A `zones` directory in `dir` holding `console.test.` (see [`probed_zone`]).
+pub fn probed_zones(dir: &Path, ports: [u16; 3]) -> PathBuf {
+    let zones = dir.join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::write(zones.join("console.test.toml"), probed_zone(ports)).unwrap();
+    zones
+}
+
 /// `console.test.`: a zone of three regions (us-east, eu-west, ap-southeast) with the
 /// steered name `www`; their endpoints are probed over TCP at `ports` on loopback.
-pub fn probed_zone(ports: [u16; 3]) -> String {
+fn probed_zone(ports: [u16; 3]) -> String {
     let mut s = String::from(
         r#"zone = "console.test."
 records = '''
