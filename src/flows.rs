@@ -4,13 +4,17 @@
 //! The rule: the query path only writes the answer's client network and region into a ring
 //! owned by its own thread ([`record`]: two relaxed stores and a release store, no lock, no
 //! lookup, no shared cache line); once a second the control plane drains the rings
-//! ([`Window::drain`]), locates the networks and counts them per area, a cell of a fixed grid
-//! over the map. Memory is bounded by the grid and the configured regions, whatever subnets
+//! ([`Window::drain`]), places the networks and counts them per area, a cell of a fixed grid
+//! over the map. Placing reads the steering compiler's location table, not the GeoIP cache:
+//! a flood of new client networks neither fills that cache nor keeps the control plane busy
+//! on the serving core. Memory is bounded by the grid and the configured regions, whatever subnets
 //! clients (or attackers) send from. A thread that answers more steered queries in a second
 //! than its ring holds has the entries read stand for all of them (scaled), and the count
 //! of the rest lost is exact.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -93,7 +97,7 @@ type Key = (u16, u32, u16);
 #[derive(Debug, Default)]
 pub struct Window {
     minutes: VecDeque<(u64, HashMap<Key, f64>)>,
-    /// Per cell, the country its clients were last located in.
+    /// Per cell, the country of the first of its clients whose country the database knows.
     countries: HashMap<u16, &'static str>,
 }
 
@@ -112,7 +116,7 @@ pub struct Flow {
 pub struct Cell {
     pub lat: f64,
     pub lon: f64,
-    /// The country last located there.
+    /// A country located there.
     pub country: Option<&'static str>,
 }
 
@@ -167,23 +171,22 @@ impl Window {
             for (_, net, meta) in entries {
                 let v6 = meta & V6 != 0;
                 let cell = *placed.entry((net, v6)).or_insert_with(|| {
-                    let network = if v6 {
-                        IpNet::new(std::net::Ipv6Addr::from(u128::from(net) << 64).into(), 48)
+                    let addr: IpAddr = if v6 {
+                        Ipv6Addr::from(u128::from(net) << 64).into()
                     } else {
-                        IpNet::new(std::net::Ipv4Addr::from(net as u32).into(), 24)
+                        Ipv4Addr::from(net as u32).into()
+                    };
+                    let Some(p) = geo.point(addr) else {
+                        return UNLOCATED;
+                    };
+                    let cell = cell_of(p.lat, p.lon);
+                    // One database read per cell, not per client network: the label only.
+                    if let Entry::Vacant(e) = self.countries.entry(cell)
+                        && let Some(country) = geo.place(addr).country
+                    {
+                        e.insert(country);
                     }
-                    .expect("prefix lengths 24 and 48 are valid");
-                    let location = geo.locate(network);
-                    match location.point {
-                        Some(p) => {
-                            let cell = cell_of(p.lat, p.lon);
-                            if let Some(country) = location.country {
-                                self.countries.insert(cell, country);
-                            }
-                            cell
-                        }
-                        None => UNLOCATED,
-                    }
+                    cell
                 });
                 let key = (cell, (meta >> 32) as u32, (meta & 0xffff) as u16);
                 let counts = &mut self.minutes.back_mut().expect("pushed above").1;
