@@ -80,3 +80,43 @@ fn sigterm_answers_in_flight_queries_and_exits_zero() {
     assert!(a + 1 >= s, "{a} answered of {s} sent");
     eprintln!("SIGTERM: exit 0 in {took:?}; {a} of {s} queries answered");
 }
+
+/// The threads beside the query path run nicer than the serving threads, so that their
+/// bursts wait for queries on a shared core rather than the other way round.
+#[test]
+fn control_threads_run_nicer_than_the_serving_threads() {
+    let server = Server::start(&[]);
+    // Answered: every serving thread has started.
+    let q = wire::query(1, "static.example.com", wire::QTYPE_A, None);
+    assert!(common::udp_exchange(server.addr(), &q, Duration::from_secs(5)).is_some());
+    let tasks = format!("/proc/{}/task", server.pid());
+    let mut nice: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for task in std::fs::read_dir(&tasks).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // Fields after the parenthesised name: state is field 3, nice field 19.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let value: i64 = fields[19 - 3].parse().unwrap();
+        nice.entry(comm.trim().to_string()).or_default().push(value);
+    }
+    let of = |prefix: &str| -> Vec<i64> {
+        nice.iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .flat_map(|(_, v)| v.clone())
+            .collect()
+    };
+    let serving = of("meridian-udp");
+    assert!(!serving.is_empty(), "no serving thread among {nice:?}");
+    for background in ["meridian-contro", "meridian-compil", "meridian-presig"] {
+        let values = of(background);
+        assert!(!values.is_empty(), "no {background} thread among {nice:?}");
+        for v in values {
+            assert!(
+                v > serving[0],
+                "{background} at {v}, serving at {serving:?}"
+            );
+        }
+    }
+    assert!(serving.iter().all(|&v| v == serving[0]), "{nice:?}");
+}

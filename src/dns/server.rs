@@ -150,7 +150,10 @@ pub fn spawn(
         let (snapshot, services, stop) = (snapshot.clone(), services.clone(), stop.clone());
         std::thread::Builder::new()
             .name("meridian-presign".into())
-            .spawn(move || presign_on_swaps(&snapshot, &services, &stop))?
+            .spawn(move || {
+                crate::control::run_in_background();
+                presign_on_swaps(&snapshot, &services, &stop)
+            })?
     };
     let mut running = Running {
         presigner: Some(presigner),
