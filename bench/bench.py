@@ -25,6 +25,8 @@ figure, and neither side's scheduling delays the other's (--no-pin shares every 
 """
 import argparse
 import ipaddress
+import itertools
+import json
 import math
 import os
 import random
@@ -83,6 +85,9 @@ children = []
 # taskset prefixes for the servers and for dnsperf; empty when not pinning.
 SERVER_PIN = []
 LOAD_PIN = []
+ADMIN_PORTS = {}  # Meridian server name: its admin port
+MAP_SERVER = "meridian+map"
+MAP_RTTS = (20, 60, 140)  # ms, rotated over REGIONS per network: see feed_latency_map
 
 
 def log(msg):
@@ -182,6 +187,7 @@ def start_meridian(tmp, threads, binary=None, name="meridian"):
               logfile, env={**os.environ, "RUST_LOG": "warn"})
     wait_ready(name, port, p, logfile)
     wait_compiled(name, admin_port, p, logfile)
+    ADMIN_PORTS[name] = admin_port
     return p, port
 
 
@@ -625,6 +631,10 @@ def main():
                          "'baseline', interleaved with the rest: a before/after comparison")
     ap.add_argument("--baseline-flags", metavar="FLAGS",
                     help="extra flags for the baseline's serve (default: --meridian-flags)")
+    ap.add_argument("--latency-map", type=int, default=0, metavar="N",
+                    help=f"also run a Meridian ('{MAP_SERVER}') fed a latency map of the new24 "
+                         "mix's first N client /24s (every region measured), interleaved with the "
+                         "rest: what a loaded map costs the query path")
     ap.add_argument("--rss-check", action="store_true",
                     help="instead of the mixes: send --rss-networks distinct /24s (A, ECS) to each "
                          "server in turn and report its resident memory after the first "
@@ -661,6 +671,12 @@ def main():
         starters["baseline"] = lambda tmp, threads: start_meridian(
             tmp, threads, os.path.abspath(args.baseline), "baseline")
         names.insert(names.index("meridian") + 1 if "meridian" in names else 0, "baseline")
+    if args.latency_map:
+        if args.latency_map > args.new_networks:
+            raise SystemExit("--latency-map: at most --new-networks networks")
+        MERIDIAN_FLAGS[MAP_SERVER] = MERIDIAN_FLAGS["meridian"] + ["--config", map_config(tmp)]
+        starters[MAP_SERVER] = lambda tmp, threads: start_meridian(tmp, threads, None, MAP_SERVER)
+        names.insert(names.index("meridian") + 1 if "meridian" in names else 0, MAP_SERVER)
     try:
         if args.rss_check:
             rss_paths = write_rss_inputs(tmp, args.rss_networks, args.rss_first)
@@ -681,8 +697,18 @@ def main():
                 ready[name] = time.time() - started
                 log(f"{name}: serving on 127.0.0.1:{servers[name][1]} after {ready[name]:.1f} s, "
                     f"VmRSS {rss_kb(servers[name][0].pid) / 1024:.1f} MB")
-            check_answers(servers)
-            check_agreement(servers, files)
+            if MAP_SERVER in servers:
+                proc, port = servers[MAP_SERVER]
+                posted, took = feed_latency_map(MAP_SERVER, proc.pid, args.latency_map,
+                                                args.new_networks, NEW_SEED)
+                log(f"{MAP_SERVER}: latency map of {args.latency_map:,} client /24s x {len(REGIONS)} "
+                    f"regions ({posted:,} aggregate lines) posted and published in {took:.1f} s, "
+                    f"VmRSS {rss_kb(proc.pid) / 1024:.1f} MB")
+                check_map_answers(port, args.latency_map, args.new_networks, NEW_SEED)
+            # The map server answers its mapped networks by their RTTs: checked above instead.
+            plain = {n: s for n, s in servers.items() if n != MAP_SERVER}
+            check_answers(plain)
+            check_agreement(plain, files)
             if args.rss_check:
                 print_rss_table(rss_check(servers, rss_paths, args.rss_seconds), db, args)
             else:
@@ -691,6 +717,73 @@ def main():
     finally:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def map_config(tmp):
+    """The config of MAP_SERVER: a feed token, no rate limit worth the name (the benchmark
+    posts the whole map at once) and publication every second."""
+    tokens = os.path.join(tmp, "latency-feeds")
+    with open(tokens, "w") as f:
+        f.write("bench:bench-secret-0123456789\n")
+    path = os.path.join(tmp, "map.toml")
+    with open(path, "w") as f:
+        f.write(f'[latency]\ntoken-file = "{tokens}"\nrate = 100000000\nburst = 100000000\n'
+                'publish-secs = 1\n')
+    return path
+
+
+def feed_latency_map(name, pid, count, total, seed):
+    """Posts to server `name` a latency map of the first `count` client /24s of the new24 mix
+    (`total` networks drawn with `seed`):
+    every region measured for every network, 30 samples each (one aggregate line), the RTTs
+    MAP_RTTS rotated by network so that a third of the networks are answered by each region
+    whatever their place; then waits until the map is published."""
+    admin = ADMIN_PORTS[name]
+    regions = list(REGIONS)
+    started, now, posted = time.time(), int(time.time()), 0
+    batch = []
+
+    def post():
+        req = urllib.request.Request(f"http://127.0.0.1:{admin}/api/v1/rtt", data="".join(batch).encode(),
+                                     headers={"authorization": "Bearer bench-secret-0123456789"}, method="POST")
+        report = json.loads(urllib.request.urlopen(req, timeout=60).read())
+        if report["dropped"]:
+            raise SystemExit(f"{name}: latency samples dropped: {report['errors'][:5]}")
+        batch.clear()
+
+    for k, v in enumerate(itertools.islice(distinct_public_24s(total, seed), count)):
+        net = f"{v >> 16}.{(v >> 8) & 255}.{v & 255}.0/24"
+        for i, region in enumerate(regions):
+            rtt = MAP_RTTS[(i + k) % len(MAP_RTTS)]
+            batch.append(f'{{"client":"{net}","region":"{region}","rtt_ms":{rtt},"kind":"tcp",'
+                         f'"time":{now},"source":"bench","count":30}}\n')
+            posted += 1
+        if len(batch) >= 6000:  # about 750 kB: under the 1 MiB batch limit
+            post()
+    if batch:
+        post()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+        m = re.search(r"^meridian_latency_networks (\d+)", body, re.M)
+        if m and int(m.group(1)) >= count:
+            return posted, time.time() - started
+        time.sleep(0.5)
+    raise SystemExit(f"{name}: the latency map was not published within 120 s")
+
+
+def check_map_answers(port, count, total, seed):
+    """The map server answers the first networks of its map by their measured RTTs."""
+    regions, bad = list(REGIONS), []
+    for k, v in enumerate(itertools.islice(distinct_public_24s(total, seed), min(count, 25))):
+        net = f"{v >> 16}.{(v >> 8) & 255}.{v & 255}.0/24"
+        fastest = regions[min(range(len(regions)), key=lambda i: MAP_RTTS[(i + k) % len(MAP_RTTS)])]
+        got = dig(port, f"www.{ZONE}", "A", net)
+        if got != expected(fastest):
+            bad.append(f"{net} -> {got}, measured fastest {fastest} {expected(fastest)}")
+    if bad:
+        raise SystemExit(f"{MAP_SERVER} does not steer by its map:\n  " + "\n  ".join(bad))
+    log(f"{MAP_SERVER}: {min(count, 25)} mapped client networks answered by their measured fastest region")
 
 
 def run_mixes(servers, files, mixes, db, ready, args):
@@ -726,7 +819,7 @@ def print_table(rows, rss, final, ready, mixes, db, args):
     per_core = {(m, n): pc for m, n, _, _, pc, *_ in rows}
     desc = {"embedded": "embedded city-coarse database (gdnsd, PowerDNS: bench-city.mmdb, the same data)",
             "city": "DB-IP City Lite, IPv4 + IPv6, in the GeoIP2 City schema (bench-dbip-city.mmdb), all servers"}[db]
-    flags = [f"{n} flags: {' '.join(MERIDIAN_FLAGS[n])}" for n in ("meridian", "baseline")
+    flags = [f"{n} flags: {' '.join(MERIDIAN_FLAGS[n])}" for n in ("meridian", "baseline", MAP_SERVER)
              if n in final and MERIDIAN_FLAGS.get(n)]
     print(f"\ndatabase: {desc}" + "".join(f"; {f}" for f in flags)
           + ("; a --geoip among them replaces the database's file for that server" if flags else ""))
