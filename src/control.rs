@@ -87,6 +87,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                         setup.state.clone(),
                         setup.metrics.clone(),
                         journal.clone(),
+                        setup.latency.clone(),
                     )
                 });
                 let overrides = match &cluster {
