@@ -56,6 +56,8 @@ struct Inner {
     /// The other nodes' shared maps, by node name ([`PEERS_SAVED`]: as last saved).
     peers: BTreeMap<String, LatencyMap>,
     buckets: HashMap<String, Bucket>,
+    /// The probe samples last added.
+    probes: Vec<ProbeSample>,
     /// Samples taken (or peers changed) since the last publication, since the last save,
     /// since the last share.
     unpublished: bool,
@@ -66,6 +68,19 @@ struct Inner {
 /// The name of the peers' maps read back from the state directory, until the cluster store
 /// gives this node the peers' own.
 pub const PEERS_SAVED: &str = "";
+
+/// One of this node's probe RTTs, taken as a sample of kind `probe` for one of its
+/// `probe-networks`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeSample {
+    pub network: IpNet,
+    pub region: String,
+    pub rtt_ms: f64,
+    /// In samples.
+    pub weight: f64,
+    /// Unix seconds.
+    pub time: u64,
+}
 
 /// What became of a batch.
 #[derive(Debug, Serialize)]
@@ -100,6 +115,7 @@ impl Feed {
                 map,
                 peers,
                 buckets: HashMap::new(),
+                probes: Vec::new(),
                 unpublished: true,
                 unsaved: false,
                 unshared: true,
@@ -259,6 +275,46 @@ impl Feed {
             .networks
             .store(table.networks() as u64, Relaxed);
         Some(Arc::new(table))
+    }
+
+    /// Adds this node's probe RTTs (region, ms: the fastest endpoint of each region) as
+    /// samples for each of its `probe-networks`, weighing a publish interval's share of
+    /// `probe-weight`. They feed the networks only, not their AS's or country's priors: a
+    /// data centre's path says little about the eyeball networks of its country.
+    pub fn add_probes(&self, rtts: &[(String, f64)], now: u64) {
+        let c = &self.config;
+        if c.probe_networks.is_empty() || rtts.is_empty() {
+            return;
+        }
+        let weight = c.probe_weight * c.publish_secs as f64 / 60.0;
+        let mut inner = self.inner.lock().expect("latency map lock");
+        let mut probes = Vec::with_capacity(c.probe_networks.len() * rtts.len());
+        for &net in &c.probe_networks {
+            for (region, rtt) in rtts {
+                let rtt = rtt.clamp(super::ingest::MIN_RTT_MS, super::ingest::MAX_RTT_MS);
+                if weight > 0.0 {
+                    inner
+                        .map
+                        .add_weighted(net, &Origin::default(), region, rtt, now, weight);
+                }
+                probes.push(ProbeSample {
+                    network: net.prefix(),
+                    region: region.clone(),
+                    rtt_ms: rtt,
+                    weight,
+                    time: now,
+                });
+            }
+        }
+        inner.probes = probes;
+        inner.unpublished = true;
+        inner.unsaved = true;
+        inner.unshared = true;
+    }
+
+    /// The probe samples last added.
+    pub fn probes(&self) -> Vec<ProbeSample> {
+        self.inner.lock().expect("latency map lock").probes.clone()
     }
 
     /// The latest map this node shares, for the cluster's publisher to watch.

@@ -496,3 +496,32 @@ fn a_clients_origin_carries_its_as_from_the_embedded_database() {
     assert_eq!(origin.asn, Some(20712));
     assert_eq!(origin.country, Some(*b"GB"));
 }
+
+#[test]
+fn probe_networks_are_client_networks_outside_special_space() {
+    let check = |text: &str| {
+        toml::from_str::<config::LatencyFile>(text)
+            .unwrap()
+            .check(std::path::Path::new("/etc/meridian"))
+    };
+    let c = check("probe-networks = [\"81.2.69.0/24\", \"2a01:cb00:1::/48\"]\n").unwrap();
+    assert_eq!(
+        c.probe_networks,
+        [net("81.2.69.0/24"), net("2a01:cb00:1::/48")]
+    );
+    assert_eq!(c.probe_weight, config::DEFAULT_PROBE_WEIGHT);
+    let problems = check(
+        "probe-networks = [\"81.2.0.0/16\", \"10.1.2.0/24\", \"nowhere\"]\nprobe-weight = -1\n",
+    )
+    .unwrap_err();
+    let messages: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "probe-weight must be at least 0, not -1",
+            "probe-networks: 81.2.0.0/16 is wider than a client network (/24 for IPv4, /48 for IPv6)",
+            "probe-networks: 10.1.2.0/24 is special-purpose space, not a client network",
+            "probe-networks: \"nowhere\" is not a network (198.51.100.0/24)",
+        ]
+    );
+}
