@@ -1720,6 +1720,14 @@ async fn samples_posted_to_one_node_steer_every_node_and_outlive_restarts_and_et
     b = b_files.start();
     b.wait_answer(US_EAST, Duration::from_secs(10)).await;
 
+    // ns1 killed: its samples leave ns2's map with its lease (2 s); ns1 back, it shares them
+    // again from its saved map.
+    drop(a);
+    let took = b.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    eprintln!("ns1's samples left ns2's map {took:?} after ns1 was killed");
+    let a = a_files.start();
+    b.wait_answer(US_EAST, Duration::from_secs(10)).await;
+
     // etcd gone: both keep the last map; a node restarted meanwhile starts from its saved
     // copy of the peers' maps.
     for m in &mut etcd.members {
