@@ -353,6 +353,7 @@ impl Cluster {
         latency: Arc<crate::latency::feed::Feed>,
     ) -> Arc<Cluster> {
         metrics.cluster_store(false);
+        latency.share();
         Arc::new(Cluster {
             config,
             state,

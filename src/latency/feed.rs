@@ -48,6 +48,8 @@ pub struct Feed {
     inner: Mutex<Inner>,
     /// The latest map to share, for the cluster's publisher (`None` until there is one).
     outbox: tokio::sync::watch::Sender<Option<Arc<Shared>>>,
+    /// Whether a cluster takes the shared map: alone, a node makes none.
+    sharing: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -121,6 +123,7 @@ impl Feed {
                 unshared: true,
             }),
             outbox: tokio::sync::watch::Sender::new(None),
+            sharing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -255,9 +258,11 @@ impl Feed {
         }
         inner.unpublished = false;
         inner.map.forget(now);
-        if std::mem::take(&mut inner.unshared) {
+        if self.sharing.load(Relaxed) && std::mem::take(&mut inner.unshared) {
             let bytes = store::encode(&inner.map.shared(SHARE_MAX_BYTES));
-            let generation = crate::state::now_ms();
+            // Later than the last even when the clock stepped back: readers keep the newest.
+            let last = self.outbox.borrow().as_ref().map_or(0, |s| s.generation);
+            let generation = crate::state::now_ms().max(last + 1);
             self.outbox
                 .send_replace(Some(Arc::new(Shared { generation, bytes })));
         }
@@ -315,6 +320,11 @@ impl Feed {
     /// The probe samples last added.
     pub fn probes(&self) -> Vec<ProbeSample> {
         self.inner.lock().expect("latency map lock").probes.clone()
+    }
+
+    /// From now on, each publication with new samples puts the map in the outbox.
+    pub fn share(&self) {
+        self.sharing.store(true, Relaxed);
     }
 
     /// The latest map this node shares, for the cluster's publisher to watch.
