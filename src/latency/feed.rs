@@ -369,13 +369,20 @@ impl Feed {
             }
             inner.unsaved = false;
             let size = (inner.map.networks(), inner.map.bytes());
-            let mut peers = LatencyMap::new(inner.map.settings);
-            for p in inner.peers.values() {
-                peers.merge(p);
-            }
-            (store::encode(&inner.map), store::encode(&peers), size)
+            // Alone, a node has no peers to keep.
+            let peers = self.sharing.load(Relaxed).then(|| {
+                let mut peers = LatencyMap::new(inner.map.settings);
+                for p in inner.peers.values() {
+                    peers.merge(p);
+                }
+                store::encode(&peers)
+            });
+            (store::encode(&inner.map), peers, size)
         };
         store::write(&self.state_dir, &bytes)?;
-        store::write_file(&self.state_dir.join(store::PEERS_FILE), &peers).map(|()| Some(size))
+        if let Some(peers) = peers {
+            store::write_file(&self.state_dir.join(store::PEERS_FILE), &peers)?;
+        }
+        Ok(Some(size))
     }
 }
