@@ -111,6 +111,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                         setup.state.clone(),
                         setup.metrics.clone(),
                         journal.clone(),
+                        setup.latency.clone(),
                     )
                 });
                 let overrides = match &cluster {
@@ -132,6 +133,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 if let Some(c) = &cluster {
                     c.spawn(monitor.clone()).await;
                 }
+                let probed = monitor.details.clone();
                 let admin = Arc::new(Admin {
                     state: setup.state.clone(),
                     metrics: setup.metrics.clone(),
@@ -155,7 +157,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
                 tokio::spawn(watch_keysets(admin.clone()));
                 tokio::spawn(sample_traffic(setup.metrics, setup.state.clone()));
-                tokio::spawn(publish_latency(setup.latency, setup.state.clone()));
+                tokio::spawn(publish_latency(setup.latency, setup.state.clone(), probed));
                 tokio::spawn(reload_on_sighup(
                     hup,
                     admin.clone(),
@@ -263,7 +265,11 @@ const AGE_EVERY: u64 = 10;
 /// Every publish interval: the latency map into the serving snapshot, when it has new
 /// samples (or, every [`AGE_EVERY`] intervals, to age); every save interval: to the state
 /// directory.
-async fn publish_latency(feed: Arc<Feed>, state: SharedSnapshot) {
+async fn publish_latency(
+    feed: Arc<Feed>,
+    state: SharedSnapshot,
+    probed: Arc<arc_swap::ArcSwap<monitor::Details>>,
+) {
     let publish = Duration::from_secs(feed.config.publish_secs);
     let save_every = (feed.config.save_secs / feed.config.publish_secs).max(1);
     let mut tick = tokio::time::interval(publish);
@@ -271,9 +277,13 @@ async fn publish_latency(feed: Arc<Feed>, state: SharedSnapshot) {
     for n in 1u64.. {
         tick.tick().await;
         let now = crate::state::now_ms() / 1000;
+        let rtts = region_rtts(&state.load(), &probed.load());
         let f = feed.clone();
-        let published =
-            tokio::task::spawn_blocking(move || f.publish(now, n % AGE_EVERY == 0)).await;
+        let published = tokio::task::spawn_blocking(move || {
+            f.add_probes(&rtts, now);
+            f.publish(now, n % AGE_EVERY == 0)
+        })
+        .await;
         if let Ok(Some(table)) = published {
             // Two blank maps steer alike: no new snapshot (its caches would start afresh).
             if !(table.is_blank() && state.load().latency.is_blank()) {
@@ -291,6 +301,30 @@ async fn publish_latency(feed: Arc<Feed>, state: SharedSnapshot) {
             }
         }
     }
+}
+
+/// Each probed region's RTT from this node: its fastest up endpoint's (the probes' smoothed
+/// RTT), the fastest over zones for a region name several zones use.
+fn region_rtts(state: &crate::serving::Snapshot, details: &monitor::Details) -> Vec<(String, f64)> {
+    let mut best: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+    for z in state.zones.zones() {
+        let Some(per_region) = details.zones.get(&z.origin.to_string()) else {
+            continue;
+        };
+        for (region, endpoints) in z.regions.iter().zip(per_region.iter()) {
+            let fastest = endpoints
+                .iter()
+                .flatten()
+                .filter(|d| d.up)
+                .filter_map(|d| d.rtt_ms)
+                .min_by(f64::total_cmp);
+            if let Some(rtt) = fastest {
+                let b = best.entry(&region.name).or_insert(rtt);
+                *b = b.min(rtt);
+            }
+        }
+    }
+    best.into_iter().map(|(r, v)| (r.to_string(), v)).collect()
 }
 
 /// Once a second: the traffic totals behind "share of the last minute", the rate chart, and

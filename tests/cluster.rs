@@ -1626,3 +1626,117 @@ async fn a_node_partitioned_from_etcd_stays_static_then_converges() {
         .wait_cluster("the store up", |v| v["store"]["state"] == "up")
         .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The latency map across the cluster
+
+const FEED: &str = "feed-secret-0123456789";
+
+/// Nodes that take RTT samples (feed `nginx` with [`FEED`]) and publish their map every
+/// second.
+fn latency_files(name: &str, etcd: &Etcd, ports: [u16; 2]) -> NodeFiles {
+    let files = NodeFiles::new(
+        name,
+        &etcd.endpoints(),
+        ports,
+        "\n[latency]\ntoken-file = \"feeds\"\npublish-secs = 1\nsave-secs = 1\n",
+    );
+    std::fs::write(files.path("feeds"), format!("nginx:{FEED}\n")).expect("feeds");
+    files
+}
+
+/// `n` samples each from the GB network: us-east at 20 ms, eu-west at 80 ms (distance picks
+/// eu-west), taken now.
+fn gb_samples(n: usize) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let mut out = String::new();
+    for _ in 0..n {
+        for (region, rtt) in [("us-east", 20), ("eu-west", 80)] {
+            out.push_str(&format!(
+                "{{\"client\":\"81.2.69.0/24\",\"region\":\"{region}\",\"rtt_ms\":{rtt},\"kind\":\"tcp\",\"time\":{now}}}\n"
+            ));
+        }
+    }
+    out
+}
+
+/// Keeps asking for `duration` that the GB answer stays `want`.
+async fn stays(node: &Node, want: Ipv4Addr, duration: Duration) {
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        assert_eq!(node.www().as_deref(), Some(&[want][..]), "the answer moved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_posted_to_one_node_steer_every_node_and_outlive_restarts_and_etcd() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let mut etcd = Etcd::start();
+    etcd.wait_ready().await;
+    let a_files = latency_files("ns1", &etcd, ports);
+    let b_files = latency_files("ns2", &etcd, ports);
+    let a = a_files.start();
+    let mut b = b_files.start();
+    for n in [&a, &b] {
+        n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    }
+
+    // 30 samples per region, posted to ns1 only.
+    let r = a
+        .http
+        .post(format!("{}/api/v1/rtt", a.base))
+        .header("authorization", format!("Bearer {FEED}"))
+        .body(gb_samples(30))
+        .send()
+        .await
+        .expect("the admin API answers");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let took = b.wait_answer(US_EAST, Duration::from_secs(10)).await;
+    eprintln!("ns2 follows samples posted to ns1 after {took:?}");
+    a.wait_answer(US_EAST, Duration::from_secs(5)).await;
+    // ns2's map shows ns1's samples for the network, counted once.
+    let (_, view) = b.get("/api/v1/latency?client=81.2.69.0/24").await;
+    let regions = view["listed"][0]["regions"]
+        .as_array()
+        .expect("the network");
+    for r in regions {
+        let samples = r["samples"].as_f64().expect("samples");
+        assert!((29.0..=30.5).contains(&samples), "{view}");
+    }
+    // A network nobody measured keeps the distance model's answer on both.
+    for n in [&a, &b] {
+        assert_eq!(www_for(&n.udp, DE), Some(vec![EU_WEST]));
+    }
+
+    // ns2 restarted: it steers by ns1's samples again (from etcd) from its start.
+    drop(b);
+    b = b_files.start();
+    b.wait_answer(US_EAST, Duration::from_secs(10)).await;
+
+    // ns1 killed: its samples leave ns2's map with its lease (2 s); ns1 back, it shares them
+    // again from its saved map.
+    drop(a);
+    let took = b.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    eprintln!("ns1's samples left ns2's map {took:?} after ns1 was killed");
+    let a = a_files.start();
+    b.wait_answer(US_EAST, Duration::from_secs(10)).await;
+
+    // etcd gone: both keep the last map; a node restarted meanwhile starts from its saved
+    // copy of the peers' maps.
+    for m in &mut etcd.members {
+        m.kill();
+    }
+    stays(&b, US_EAST, Duration::from_secs(3)).await;
+    stays(&a, US_EAST, Duration::from_secs(1)).await;
+    drop(b);
+    let b = b_files.start();
+    b.wait_answer(US_EAST, Duration::from_secs(10)).await;
+    stays(&b, US_EAST, Duration::from_secs(2)).await;
+}

@@ -422,3 +422,133 @@ async fn the_answer_falls_back_to_distance_when_samples_age_out() {
         "{route}"
     );
 }
+
+/// `probe.test.`: www steered between us-east (192.0.2.10) and eu-west (198.51.100.10),
+/// each probed over HTTP at a loopback port.
+fn probed_zone(ports: [u16; 2]) -> String {
+    format!(
+        r#"zone = "probe.test."
+records = '''
+$TTL 3600
+@    IN SOA ns1.probe.test. hostmaster.probe.test. ( 1 7200 3600 1209600 300 )
+@    IN NS  ns1
+ns1  IN A   192.0.2.53
+'''
+
+[health]
+check = "http"
+path = "/health"
+interval = 0.3
+timeout = 0.25
+rise = 1
+fall = 2
+
+[regions.us-east]
+location = {{ lat = 39.04, lon = -77.49 }}
+endpoints = [{{ address = "{US_EAST}", check-address = "127.0.0.1:{0}" }}]
+health = {{ port = {0} }}
+
+[regions.eu-west]
+location = {{ lat = 53.35, lon = -6.26 }}
+endpoints = [{{ address = "{EU_WEST}", check-address = "127.0.0.1:{1}" }}]
+health = {{ port = {1} }}
+
+[steered.www]
+regions = ["us-east", "eu-west"]
+ttl = 30
+"#,
+        ports[0], ports[1]
+    )
+}
+
+/// The A addresses of www.probe.test for ECS `net`, and the ECS scope, over UDP.
+async fn probed_answer(server: &Server, net: &str) -> (Vec<String>, u8) {
+    let client = common::udp_client(server.addr()).await;
+    let r = common::query(
+        &client,
+        "www.probe.test.",
+        RecordType::A,
+        Some(net),
+        Some(1232),
+    )
+    .await;
+    let addrs = r
+        .answers
+        .iter()
+        .filter_map(|a| match &a.data {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    let scope = match r.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
+        Some(EdnsOption::Subnet(s)) => s.scope_prefix(),
+        _ => panic!("no ECS option in the response for {net}"),
+    };
+    (addrs, scope)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_probe_rtts_are_samples_of_its_own_network() {
+    use common::probe_targets::HttpTarget;
+    meridian::health::probe::install_crypto_provider();
+    // From this node, us-east answers in about 5 ms and eu-west in 60: the reverse of what
+    // distance says for the GB network the node stands for.
+    let us = HttpTarget::builder()
+        .delay(Duration::from_millis(5))
+        .start();
+    let eu = HttpTarget::builder()
+        .delay(Duration::from_millis(60))
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    std::fs::write(
+        zones.join("probe.test.toml"),
+        probed_zone([us.port(), eu.port()]),
+    )
+    .unwrap();
+    // A minute of probing weighs 600 samples (10 a publication): enough to steer in seconds.
+    std::fs::write(
+        dir.path().join("meridian.toml"),
+        format!("[latency]\npublish-secs = 1\nprobe-networks = [\"{GB}\"]\nprobe-weight = 600\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("meridian.toml");
+    let server = Server::start_with_zones(&zones, &["--config", config.to_str().unwrap()]);
+
+    eventually(Duration::from_secs(15), "probe samples listed", || async {
+        let v = get(&server, "/api/v1/latency").await;
+        let probes = v["probes"].as_array().unwrap();
+        let rtt = |region: &str| {
+            probes
+                .iter()
+                .find(|p| p["region"] == region && p["network"] == GB)
+                .and_then(|p| p["rtt_ms"].as_f64())
+        };
+        matches!((rtt("us-east"), rtt("eu-west")), (Some(us), Some(eu)) if us < 40.0 && eu >= 60.0)
+    })
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "the GB network steered by the probes",
+        || async { probed_answer(&server, GB).await == (vec![US_EAST.to_string()], 24) },
+    )
+    .await;
+    let v = get(&server, &format!("/api/v1/latency?client={GB}")).await;
+    eprintln!("{v}");
+    let regions = v["listed"][0]["regions"].as_array().unwrap();
+    let estimate = |region: &str| {
+        regions
+            .iter()
+            .find(|r| r["region"] == region)
+            .and_then(|r| r["rtt_ms"].as_f64())
+            .unwrap()
+    };
+    assert!(
+        estimate("us-east") < 40.0 && estimate("eu-west") >= 60.0,
+        "{v}"
+    );
+    // Its neighbour, which the node's probes do not stand for, keeps the distance answer.
+    let (addrs, _) = probed_answer(&server, "81.2.70.0/24").await;
+    assert_eq!(addrs, [EU_WEST]);
+}

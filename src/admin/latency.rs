@@ -126,6 +126,8 @@ pub(super) struct LatencyView {
     /// Networks after the last listed one: pass the last as `after`.
     more: bool,
     groups: Vec<GroupView>,
+    /// This node's probe RTTs last taken as samples of its `probe-networks` (kind `probe`).
+    probes: Vec<crate::latency::feed::ProbeSample>,
 }
 
 #[derive(Serialize)]
@@ -222,6 +224,7 @@ pub(super) async fn latency(
         listed,
         more,
         groups,
+        probes: admin.latency.probes(),
     }))
 }
 

@@ -20,11 +20,13 @@
 //! Keys, under the prefix: `overrides/drain/<zone>/<region>`,
 //! `overrides/force/<zone>/<region>/<address>` (the entry that set it, JSON),
 //! `audit/<unix ms>-<node>-<n>` (every change, JSON; the newest `audit-keep` are kept, every
-//! node's journal keeps them all), `nodes/<node>` (the record, leased). An override key
+//! node's journal keeps them all), `nodes/<node>` (the record, leased),
+//! `latency/<node>/...` (the node's latency map in chunks, leased: [`latency`]). An override key
 //! written or deleted by hand applies from the watch like one written through the API.
 //! A value that does not parse is logged and ignored, never trusted.
 
 pub mod config;
+pub mod latency;
 mod store;
 
 pub use store::read_records;
@@ -310,6 +312,10 @@ pub struct Cluster {
     pub writes: Mutex<()>,
     /// Numbers this node's audit keys within one millisecond.
     audit_seq: AtomicU64,
+    /// The latency map: this node's shared, the others' merged into what it publishes.
+    latency: Arc<crate::latency::feed::Feed>,
+    /// The other nodes' latency map chunks as read.
+    inbox: std::sync::Mutex<latency::Inbox>,
 }
 
 /// What `GET /api/v1/cluster` shows.
@@ -344,8 +350,10 @@ impl Cluster {
         state: SharedSnapshot,
         metrics: Arc<Metrics>,
         journal: Arc<Mutex<Journal>>,
+        latency: Arc<crate::latency::feed::Feed>,
     ) -> Arc<Cluster> {
         metrics.cluster_store(false);
+        latency.share();
         Arc::new(Cluster {
             config,
             state,
@@ -362,6 +370,8 @@ impl Cluster {
             nodes: ArcSwap::default(),
             writes: Mutex::new(()),
             audit_seq: AtomicU64::new(0),
+            latency,
+            inbox: std::sync::Mutex::default(),
         })
     }
 

@@ -17,6 +17,7 @@ use etcd_client::{
 use tokio::time::{Instant, timeout};
 use tracing::{info, warn};
 
+use super::latency::{self, Change, Inbox};
 use super::{
     Cluster, ClusterConfig, ClusterError, HEARTBEAT, NodeRecord, Observation, StoreState,
     StoreStatus, ZoneStamp,
@@ -181,6 +182,7 @@ impl Cluster {
         let revision = found.header().map_or(0, |h| h.revision());
         let at = || GetOptions::new().with_revision(revision);
         let records = sent(|| get(self.key("nodes/"), at())).await?;
+        let maps = self.read_latency(client, revision).await?;
         let last = *self.applied.borrow();
         let mut missed = if last > 0 {
             sent(|| get(self.key("audit/"), at().with_min_mod_revision(last + 1)))
@@ -221,8 +223,124 @@ impl Cluster {
             }
         }
         self.set_nodes(nodes);
+        self.take_latency(&maps);
         self.applied.send_replace(revision);
         Ok((revision, cluster))
+    }
+
+    /// Every key of the nodes' latency maps at `revision`, a few chunks an answer: a whole
+    /// map in one answer would pass the client's 4 MiB.
+    async fn read_latency(
+        &self,
+        client: &Client,
+        revision: i64,
+    ) -> Result<Vec<KeyValue>, ClusterError> {
+        let prefix = self.key("latency/");
+        // The end of the prefix's range: '/' + 1.
+        let end = self.key("latency0");
+        let mut from = prefix.into_bytes();
+        let mut out = Vec::new();
+        // Bounded: each answer moves `from` past what it returned.
+        loop {
+            let found = sent(|| {
+                let mut client = client.clone();
+                let (from, end) = (from.clone(), end.clone());
+                async move {
+                    let options = GetOptions::new()
+                        .with_range(end)
+                        .with_revision(revision)
+                        .with_limit(8);
+                    client.get(from, Some(options)).await
+                }
+            })
+            .await?;
+            out.extend_from_slice(found.kvs());
+            match found.kvs().last() {
+                Some(last) if found.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Takes the other nodes' latency maps from every key of them: the newest whole
+    /// generation of each node.
+    fn take_latency(&self, kvs: &[KeyValue]) {
+        let prefix = self.key("latency/");
+        let mut inbox = Inbox::default();
+        let mut whole = BTreeMap::new();
+        for kv in kvs {
+            let Some((node, generation, i, n)) = kv
+                .key()
+                .strip_prefix(prefix.as_bytes())
+                .and_then(latency::parse_key)
+            else {
+                warn!(key = %String::from_utf8_lossy(kv.key()), "ignoring an unknown key in the cluster prefix");
+                continue;
+            };
+            if node == self.config.node {
+                continue;
+            }
+            // Keys come in order: a later whole generation replaces an earlier one.
+            if let Change::Whole(bytes) = inbox.put(&node, generation, i, n, kv.value()) {
+                whole.insert(node, bytes);
+            }
+        }
+        let maps = whole
+            .into_iter()
+            .filter_map(|(node, bytes)| self.decode_map(&node, &bytes).map(|m| (node, m)))
+            .collect();
+        self.latency.set_peers(maps);
+        *self.inbox.lock().expect("inbox lock") = inbox;
+    }
+
+    /// A node's shared map, or `None` (logged) when it does not decode.
+    fn decode_map(&self, node: &str, bytes: &[u8]) -> Option<crate::latency::LatencyMap> {
+        match self.latency.decode_peer(bytes) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                warn!(node, error = %e, "ignoring a node's latency map in the cluster store");
+                None
+            }
+        }
+    }
+
+    /// Applies one watched event of a node's latency map.
+    fn apply_latency(&self, event: &etcd_client::Event, rest: &[u8]) {
+        let Some(kv) = event.kv() else { return };
+        let Some((node, generation, i, n)) = latency::parse_key(rest) else {
+            warn!(key = %String::from_utf8_lossy(kv.key()), "ignoring an unknown key in the cluster prefix");
+            return;
+        };
+        if node == self.config.node {
+            return;
+        }
+        let change = {
+            let mut inbox = self.inbox.lock().expect("inbox lock");
+            match event.event_type() {
+                EventType::Put => inbox.put(&node, generation, i, n, kv.value()),
+                EventType::Delete => inbox.delete(&node, generation, i),
+            }
+        };
+        match change {
+            Change::Nothing => {}
+            Change::Whole(bytes) => {
+                if let Some(map) = self.decode_map(&node, &bytes) {
+                    tracing::debug!(
+                        node,
+                        networks = map.networks(),
+                        "latency map of a node taken"
+                    );
+                    self.latency.set_peer(&node, Some(map));
+                }
+            }
+            Change::Gone => {
+                info!(node, "latency map of a node gone (its lease expired)");
+                self.latency.set_peer(&node, None);
+            }
+        }
     }
 
     /// The override entry under an `overrides/` key, checked against its key.
@@ -402,6 +520,7 @@ impl Cluster {
         let audit = self.key("audit/");
         let records = self.key("nodes/");
         let overrides = self.key("overrides/");
+        let maps = self.key("latency/");
         let mut overrides_changed = false;
         let mut peers_changed = false;
         let mut journaled = Vec::new();
@@ -435,6 +554,8 @@ impl Cluster {
                 peers_changed = true;
             } else if key.starts_with(overrides.as_bytes()) {
                 by_hand.push(event);
+            } else if let Some(rest) = key.strip_prefix(maps.as_bytes()) {
+                self.apply_latency(event, rest);
             } else {
                 warn!(key = %String::from_utf8_lossy(key), "ignoring an unknown key in the cluster prefix");
             }
@@ -572,8 +693,17 @@ impl Cluster {
         let mut written = Instant::now();
         let mut tick = tokio::time::interval(PUBLISH_TICK);
         let mut keep = tokio::time::interval(ttl / 3);
+        // The latency map is written again under each new lease.
+        let mut outbox = self.latency.outbox();
+        outbox.mark_changed();
         loop {
             tokio::select! {
+                Ok(()) = outbox.changed() => {
+                    let shared = outbox.borrow_and_update().clone();
+                    if let Some(shared) = shared {
+                        self.share(&mut client, lease, &shared).await?;
+                    }
+                }
                 _ = tick.tick() => {
                     let record = self.own_record(monitor);
                     let changed = last.as_ref().is_none_or(|l| !l.same_content(&record));
@@ -599,6 +729,43 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+impl Cluster {
+    /// Writes this node's latency map under `lease` in chunks, then deletes its older
+    /// generations: a reader keeps the older one until the new one is whole.
+    async fn share(
+        &self,
+        client: &mut Client,
+        lease: i64,
+        shared: &crate::latency::feed::Shared,
+    ) -> Result<(), ClusterError> {
+        let me = &self.config.node;
+        let parts = latency::chunks(&shared.bytes);
+        let n = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let key = self.key(&format!(
+                "latency/{}",
+                latency::key(me, shared.generation, i, n)
+            ));
+            client
+                .put(key, part, Some(PutOptions::new().with_lease(lease)))
+                .await?;
+        }
+        let start = self.key(&format!("latency/{me}/"));
+        let end = self.key(&format!(
+            "latency/{}",
+            latency::generation_start(me, shared.generation)
+        ));
+        client
+            .delete(
+                start,
+                Some(etcd_client::DeleteOptions::new().with_range(end)),
+            )
+            .await?;
+        tracing::debug!(bytes = shared.bytes.len(), chunks = n, "latency map shared");
+        Ok(())
     }
 }
 

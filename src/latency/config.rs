@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::ingest::{DEFAULT_BURST, DEFAULT_MAX_AGE_SECS, DEFAULT_RATE};
-use super::{DEFAULT_HALF_LIFE_SECS, Settings};
+use super::{DEFAULT_HALF_LIFE_SECS, Net, Settings};
+use ipnet::IpNet;
 
 /// Default seconds between publications of the map to steering: a new estimate steers within
 /// half a minute, while publications (each sorts the networks and starts the DNS answer
@@ -13,6 +14,12 @@ use super::{DEFAULT_HALF_LIFE_SECS, Settings};
 pub const DEFAULT_PUBLISH_SECS: u64 = 30;
 /// Default seconds between saves of the map to the state directory.
 pub const DEFAULT_SAVE_SECS: u64 = 60;
+/// Default weight of a minute of this node's probes as samples of its `probe-networks`: a
+/// tenth of one client sample. With the default hour's half-life a minute's weight of 0.1
+/// adds up to about 9 effective samples (0.1 x 60 / ln 2), under `min-samples`: probes alone
+/// never make a network steer, they move the estimate of one that clients measure. One
+/// nameserver's path to a region is one path; a network's clients take many.
+pub const DEFAULT_PROBE_WEIGHT: f64 = 0.1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyConfig {
@@ -26,6 +33,10 @@ pub struct LatencyConfig {
     pub burst: f64,
     pub publish_secs: u64,
     pub save_secs: u64,
+    /// The client networks (/24, /48) this node's probes stand for: its own.
+    pub probe_networks: Vec<Net>,
+    /// What a minute of probing weighs, in samples.
+    pub probe_weight: f64,
 }
 
 impl Default for LatencyConfig {
@@ -38,6 +49,8 @@ impl Default for LatencyConfig {
             burst: DEFAULT_BURST,
             publish_secs: DEFAULT_PUBLISH_SECS,
             save_secs: DEFAULT_SAVE_SECS,
+            probe_networks: Vec::new(),
+            probe_weight: DEFAULT_PROBE_WEIGHT,
         }
     }
 }
@@ -56,6 +69,8 @@ pub struct LatencyFile {
     burst: Option<f64>,
     publish_secs: Option<u64>,
     save_secs: Option<u64>,
+    probe_networks: Option<Vec<String>>,
+    probe_weight: Option<f64>,
 }
 
 impl LatencyFile {
@@ -110,6 +125,29 @@ impl LatencyFile {
             d.save_secs as f64,
             1.0,
         );
+        let probe_weight = positive("probe-weight", self.probe_weight, DEFAULT_PROBE_WEIGHT, 0.0);
+        let mut probe_networks = Vec::new();
+        for text in self.probe_networks.unwrap_or_default() {
+            match text.parse::<IpNet>().map(|n| (n, Net::within(n.trunc()))) {
+                Ok((n, Some(net))) if !crate::geo::is_special(n) => probe_networks.push(net),
+                Ok((n, Some(_))) => problems.push((
+                    "probe-networks",
+                    format!("probe-networks: {n} is special-purpose space, not a client network"),
+                )),
+                Ok((n, None)) => problems.push((
+                    "probe-networks",
+                    format!(
+                        "probe-networks: {n} is wider than a client network (/{} for IPv4, /{} for IPv6)",
+                        super::V4_PREFIX,
+                        super::V6_PREFIX
+                    ),
+                )),
+                Err(_) => problems.push((
+                    "probe-networks",
+                    format!("probe-networks: {text:?} is not a network (198.51.100.0/24)"),
+                )),
+            }
+        }
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -126,6 +164,8 @@ impl LatencyFile {
             burst,
             publish_secs: publish as u64,
             save_secs: save as u64,
+            probe_networks,
+            probe_weight,
         })
     }
 }

@@ -1,8 +1,13 @@
 //! CONTROL: the latency map's owner on the control plane: takes batches of samples from the
 //! admin API, publishes the map into the serving snapshot and saves it to the state
 //! directory. One lock guards the map; a query never takes it.
+//!
+//! In a cluster the map this node feeds holds only the samples it took (its own map, the
+//! one it shares: [`Feed::outbox`]); the other nodes' shared maps are kept beside it
+//! ([`Feed::set_peers`]) and merged into what is published, so every node steers by every
+//! node's samples and none is counted twice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,20 +26,62 @@ use crate::serving::Snapshot;
 /// Most line errors a response lists; the counts cover every line.
 pub const MAX_LISTED: usize = 100;
 
+/// Most bytes of the map one node shares: about 58,000 networks with 6 regions beside
+/// its groups. etcd keeps every revision until compaction, so a node rewriting tens of MiB
+/// each publication would fill its 2 GiB quota within hours; the light networks left out
+/// steer least.
+pub const SHARE_MAX_BYTES: usize = 4 << 20;
+
+/// This node's map as it shares it: [`super::store::encode`]d, newest generation wins.
+#[derive(Debug, PartialEq)]
+pub struct Shared {
+    /// Unix ms when it was made: a later one replaces an earlier one.
+    pub generation: u64,
+    pub bytes: Vec<u8>,
+}
+
 pub struct Feed {
     pub config: LatencyConfig,
     tokens: Tokens,
     metrics: Arc<Metrics>,
     state_dir: PathBuf,
     inner: Mutex<Inner>,
+    /// The latest map to share, for the cluster's publisher (`None` until there is one).
+    outbox: tokio::sync::watch::Sender<Option<Arc<Shared>>>,
+    /// Whether a cluster takes the shared map: alone, a node makes none.
+    sharing: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
+    /// The samples this node took.
     map: LatencyMap,
+    /// The other nodes' shared maps, by node name ([`PEERS_SAVED`]: as last saved).
+    peers: BTreeMap<String, LatencyMap>,
     buckets: HashMap<String, Bucket>,
-    /// Samples taken since the last publication, and since the last save.
+    /// The probe samples last added.
+    probes: Vec<ProbeSample>,
+    /// Samples taken (or peers changed) since the last publication, since the last save,
+    /// since the last share.
     unpublished: bool,
     unsaved: bool,
+    unshared: bool,
+}
+
+/// The name of the peers' maps read back from the state directory, until the cluster store
+/// gives this node the peers' own.
+pub const PEERS_SAVED: &str = "";
+
+/// One of this node's probe RTTs, taken as a sample of kind `probe` for one of its
+/// `probe-networks`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeSample {
+    pub network: IpNet,
+    pub region: String,
+    pub rtt_ms: f64,
+    /// In samples.
+    pub weight: f64,
+    /// Unix seconds.
+    pub time: u64,
 }
 
 /// What became of a batch.
@@ -57,6 +104,10 @@ impl Feed {
         metrics: Arc<Metrics>,
     ) -> Result<Feed, store::StoreError> {
         let map = store::load(&state_dir, config.settings)?;
+        let saved = store::load_file(&state_dir.join(store::PEERS_FILE), config.settings)?;
+        let peers = saved
+            .map(|m| BTreeMap::from([(PEERS_SAVED.to_string(), m)]))
+            .unwrap_or_default();
         Ok(Feed {
             config,
             tokens,
@@ -64,10 +115,15 @@ impl Feed {
             state_dir,
             inner: Mutex::new(Inner {
                 map,
+                peers,
                 buckets: HashMap::new(),
+                probes: Vec::new(),
                 unpublished: true,
                 unsaved: false,
+                unshared: true,
             }),
+            outbox: tokio::sync::watch::Sender::new(None),
+            sharing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -185,21 +241,40 @@ impl Feed {
         if report.accepted > 0 {
             inner.unpublished = true;
             inner.unsaved = true;
+            inner.unshared = true;
         }
         counters.accepted.fetch_add(report.accepted as u64, Relaxed);
         counters.clamped.fetch_add(report.clamped as u64, Relaxed);
         report
     }
 
-    /// The map as of `now` (Unix seconds), to swap into the serving snapshot; `force` even
-    /// without new samples (estimates age all the same).
+    /// The map as of `now` (Unix seconds), to swap into the serving snapshot: this node's
+    /// samples and its peers'; `force` even without new samples (estimates age all the
+    /// same). A map with new samples is also put in the [`Feed::outbox`].
     pub fn publish(&self, now: u64, force: bool) -> Option<Arc<LatencyTable>> {
         let mut inner = self.inner.lock().expect("latency map lock");
         if !(inner.unpublished || force) {
             return None;
         }
         inner.unpublished = false;
-        let table = inner.map.publish(now);
+        inner.map.forget(now);
+        if self.sharing.load(Relaxed) && std::mem::take(&mut inner.unshared) {
+            let bytes = store::encode(&inner.map.shared(SHARE_MAX_BYTES));
+            // Later than the last even when the clock stepped back: readers keep the newest.
+            let last = self.outbox.borrow().as_ref().map_or(0, |s| s.generation);
+            let generation = crate::state::now_ms().max(last + 1);
+            self.outbox
+                .send_replace(Some(Arc::new(Shared { generation, bytes })));
+        }
+        let table = if inner.peers.is_empty() {
+            inner.map.publish(now)
+        } else {
+            let mut all = inner.map.clone();
+            for p in inner.peers.values() {
+                all.merge(p);
+            }
+            all.publish(now)
+        };
         self.metrics
             .rtt()
             .networks
@@ -207,18 +282,107 @@ impl Feed {
         Some(Arc::new(table))
     }
 
-    /// Saves the map if samples came since the last save: (networks, bytes in memory) when
-    /// it did. The encoding is made under the lock, the write without it.
+    /// Adds this node's probe RTTs (region, ms: the fastest endpoint of each region) as
+    /// samples for each of its `probe-networks`, weighing a publish interval's share of
+    /// `probe-weight`. They feed the networks only, not their AS's or country's priors: a
+    /// data centre's path says little about the eyeball networks of its country.
+    pub fn add_probes(&self, rtts: &[(String, f64)], now: u64) {
+        let c = &self.config;
+        if c.probe_networks.is_empty() || rtts.is_empty() {
+            return;
+        }
+        let weight = c.probe_weight * c.publish_secs as f64 / 60.0;
+        let mut inner = self.inner.lock().expect("latency map lock");
+        let mut probes = Vec::with_capacity(c.probe_networks.len() * rtts.len());
+        for &net in &c.probe_networks {
+            for (region, rtt) in rtts {
+                let rtt = rtt.clamp(super::ingest::MIN_RTT_MS, super::ingest::MAX_RTT_MS);
+                if weight > 0.0 {
+                    inner
+                        .map
+                        .add_weighted(net, &Origin::default(), region, rtt, now, weight);
+                }
+                probes.push(ProbeSample {
+                    network: net.prefix(),
+                    region: region.clone(),
+                    rtt_ms: rtt,
+                    weight,
+                    time: now,
+                });
+            }
+        }
+        inner.probes = probes;
+        inner.unpublished = true;
+        inner.unsaved = true;
+        inner.unshared = true;
+    }
+
+    /// The probe samples last added.
+    pub fn probes(&self) -> Vec<ProbeSample> {
+        self.inner.lock().expect("latency map lock").probes.clone()
+    }
+
+    /// From now on, each publication with new samples puts the map in the outbox.
+    pub fn share(&self) {
+        self.sharing.store(true, Relaxed);
+    }
+
+    /// The latest map this node shares, for the cluster's publisher to watch.
+    pub fn outbox(&self) -> tokio::sync::watch::Receiver<Option<Arc<Shared>>> {
+        self.outbox.subscribe()
+    }
+
+    /// Takes the other nodes' shared maps, all of them (the cluster store's whole set): a
+    /// node missing from `peers` is gone (its lease expired).
+    pub fn set_peers(&self, peers: BTreeMap<String, LatencyMap>) {
+        let mut inner = self.inner.lock().expect("latency map lock");
+        inner.peers = peers;
+        inner.unpublished = true;
+        inner.unsaved = true;
+    }
+
+    /// Takes one node's newest shared map, or forgets the node (`None`).
+    pub fn set_peer(&self, node: &str, map: Option<LatencyMap>) {
+        let mut inner = self.inner.lock().expect("latency map lock");
+        inner.peers.remove(PEERS_SAVED);
+        match map {
+            Some(m) => inner.peers.insert(node.to_string(), m),
+            None => inner.peers.remove(node),
+        };
+        inner.unpublished = true;
+        inner.unsaved = true;
+    }
+
+    /// Decodes a peer's shared map with this node's settings.
+    pub fn decode_peer(&self, bytes: &[u8]) -> Result<LatencyMap, String> {
+        store::decode(bytes, self.config.settings)
+    }
+
+    /// Saves the map (and the peers' maps, merged, for a start while the cluster store is
+    /// away) if samples came since the last save: (networks, bytes in memory) when it did.
+    /// The encodings are made under the lock, the writes without it.
     pub fn save(&self) -> Result<Option<(usize, usize)>, store::StoreError> {
-        let (bytes, size) = {
+        let (bytes, peers, size) = {
             let mut inner = self.inner.lock().expect("latency map lock");
             if !inner.unsaved {
                 return Ok(None);
             }
             inner.unsaved = false;
             let size = (inner.map.networks(), inner.map.bytes());
-            (store::encode(&inner.map), size)
+            // Alone, a node has no peers to keep.
+            let peers = self.sharing.load(Relaxed).then(|| {
+                let mut peers = LatencyMap::new(inner.map.settings);
+                for p in inner.peers.values() {
+                    peers.merge(p);
+                }
+                store::encode(&peers)
+            });
+            (store::encode(&inner.map), peers, size)
         };
-        store::write(&self.state_dir, &bytes).map(|()| Some(size))
+        store::write(&self.state_dir, &bytes)?;
+        if let Some(peers) = peers {
+            store::write_file(&self.state_dir.join(store::PEERS_FILE), &peers)?;
+        }
+        Ok(Some(size))
     }
 }

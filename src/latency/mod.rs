@@ -301,6 +301,31 @@ impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
             .collect();
     }
 
+    /// Adds `cell`, another map's estimate for `key` and `region` as of `at`, to this one:
+    /// both decayed to the later time, their weights add and their means weigh by weight.
+    /// No clamp: the other map's samples were clamped where they were taken.
+    fn merge(&mut self, key: K, region: usize, stride: usize, at: u32, cell: Cell, s: &Settings) {
+        let i = self.row(key, stride, at);
+        let t = &mut self.times[i];
+        let cells = &mut self.cells[i * stride..(i + 1) * stride];
+        let w = if at > *t {
+            let f = half(f64::from(at - *t), s.half_life_secs);
+            cells.iter_mut().for_each(|c| c.decay(f));
+            *t = at;
+            1.0
+        } else {
+            half(f64::from(*t - at), s.half_life_secs)
+        };
+        let c = &mut cells[region];
+        let (wa, ma) = (f64::from(c.weight), f64::from(c.mean));
+        let wb = f64::from(cell.weight) * w;
+        let total = wa + wb;
+        if total > 0.0 {
+            c.mean = ((wa * ma + wb * f64::from(cell.mean)) / total) as f32;
+            c.weight = total as f32;
+        }
+    }
+
     /// The same rows with `to` cells each instead of `from` (regions appended at the end).
     fn widened(&mut self, from: usize, to: usize) {
         let rows = self.keys.len();
@@ -412,15 +437,78 @@ impl LatencyMap {
         Added { clamped }
     }
 
-    /// Decays every estimate to `now` (Unix seconds), forgets those that aged out, and
-    /// returns the immutable table steering reads: the networks that at least two regions
-    /// have enough samples for, and every group.
-    pub fn publish(&mut self, now: u64) -> LatencyTable {
+    /// Decays every estimate to `now` (Unix seconds) and forgets those that aged out.
+    pub fn forget(&mut self, now: u64) {
         let now = u32::try_from(now).unwrap_or(u32::MAX);
         let stride = self.regions.len();
         let s = self.settings;
         self.nets.decayed(stride, now, &s);
         self.groups.decayed(stride, now, &s);
+    }
+
+    /// Adds every estimate of `other` (the samples another node took) to this map's.
+    /// Merging maps of disjoint samples gives the map of all of them: a decayed mean's
+    /// weight is a sum over samples and its mean a weighted mean.
+    pub fn merge(&mut self, other: &LatencyMap) {
+        let columns: Vec<usize> = other.regions.iter().map(|r| self.column(r)).collect();
+        let (stride, theirs) = (self.regions.len(), other.regions.len());
+        let s = self.settings;
+        for (i, &k) in other.nets.keys.iter().enumerate() {
+            let cells = &other.nets.cells[i * theirs..(i + 1) * theirs];
+            for (j, c) in cells.iter().enumerate().filter(|(_, c)| c.weight > 0.0) {
+                let at = other.nets.times[i];
+                self.nets.merge(k, columns[j], stride, at, *c, &s);
+            }
+        }
+        for (i, &k) in other.groups.keys.iter().enumerate() {
+            let cells = &other.groups.cells[i * theirs..(i + 1) * theirs];
+            for (j, c) in cells.iter().enumerate().filter(|(_, c)| c.weight > 0.0) {
+                let at = other.groups.times[i];
+                self.groups.merge(k, columns[j], stride, at, *c, &s);
+            }
+        }
+    }
+
+    /// What this node shares with the others: every group, then its networks heaviest
+    /// first (total weight over regions), as many as [`store::encode`] fits in `max_bytes`.
+    /// The light networks left out are those that steer least.
+    pub fn shared(&self, max_bytes: usize) -> LatencyMap {
+        let stride = self.regions.len();
+        let row_bytes = 12 + 8 * stride;
+        let fixed = store::encoded_header(&self.regions) + 16 + self.groups.keys.len() * row_bytes;
+        let room = max_bytes.saturating_sub(fixed) / row_bytes;
+        let weight = |i: usize| -> f64 {
+            self.nets.cells[i * stride..(i + 1) * stride]
+                .iter()
+                .map(|c| f64::from(c.weight))
+                .sum()
+        };
+        let mut order: Vec<usize> = (0..self.nets.keys.len()).collect();
+        if order.len() > room {
+            order.sort_unstable_by(|&a, &b| weight(b).total_cmp(&weight(a)));
+            order.truncate(room);
+        }
+        let mut nets = Rows::default();
+        for i in order {
+            let r = nets.row(self.nets.keys[i], stride, self.nets.times[i]);
+            nets.cells[r * stride..(r + 1) * stride]
+                .copy_from_slice(&self.nets.cells[i * stride..(i + 1) * stride]);
+        }
+        LatencyMap {
+            settings: self.settings,
+            regions: self.regions.clone(),
+            nets,
+            groups: self.groups.clone(),
+        }
+    }
+
+    /// Decays every estimate to `now` (Unix seconds), forgets those that aged out, and
+    /// returns the immutable table steering reads: the networks that at least two regions
+    /// have enough samples for, and every group.
+    pub fn publish(&mut self, now: u64) -> LatencyTable {
+        self.forget(now);
+        let stride = self.regions.len();
+        let s = self.settings;
         let enough = |cells: &[Cell]| {
             cells
                 .iter()

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use super::{Cell, Group, LatencyMap, Net, Rows, Settings};
 
 pub const FILE: &str = "latency.bin";
+/// The other nodes' maps, merged, as last known: what a node starts from while the
+/// cluster store is away.
+pub const PEERS_FILE: &str = "latency-peers.bin";
 const MAGIC: &[u8] = b"MERIDIAN-LATENCY-1\n";
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,11 @@ pub enum StoreError {
     },
     #[error("{path}: not a latency map: {reason}")]
     Damaged { path: PathBuf, reason: String },
+}
+
+/// Bytes before the two tables: the magic, the region count and names.
+pub(super) fn encoded_header(regions: &[String]) -> usize {
+    MAGIC.len() + 4 + regions.iter().map(|r| 2 + r.len()).sum::<usize>()
 }
 
 /// The bytes of `map`.
@@ -153,17 +161,38 @@ impl<'a> Reader<'a> {
 
 /// Writes an encoded map to `dir`/[`FILE`], whole or not at all.
 pub fn write(dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let path = dir.join(FILE);
-    crate::state::replace(&path, bytes, 0o600).map_err(|source| StoreError::Io { path, source })
+    write_file(&dir.join(FILE), bytes)
+}
+
+/// Writes an encoded map to `path`, whole or not at all.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    crate::state::replace(path, bytes, 0o600).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The map saved in `dir`, or an empty one when none was saved.
 pub fn load(dir: &Path, settings: Settings) -> Result<LatencyMap, StoreError> {
-    let path = dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
+    Ok(load_file(&dir.join(FILE), settings)?.unwrap_or_else(|| LatencyMap::new(settings)))
+}
+
+/// The map saved in `path`, or `None` when none was saved.
+pub fn load_file(path: &Path, settings: Settings) -> Result<Option<LatencyMap>, StoreError> {
+    let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LatencyMap::new(settings)),
-        Err(source) => return Err(StoreError::Io { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
-    decode(&bytes, settings).map_err(|reason| StoreError::Damaged { path, reason })
+    decode(&bytes, settings)
+        .map(Some)
+        .map_err(|reason| StoreError::Damaged {
+            path: path.to_path_buf(),
+            reason,
+        })
 }

@@ -256,6 +256,80 @@ fn the_map_survives_a_save_and_a_damaged_file_is_refused() {
     );
 }
 
+#[test]
+fn merged_maps_of_disjoint_samples_are_the_map_of_all_of_them() {
+    let s = Settings::default();
+    let (mut all, mut a, mut b) = (LatencyMap::new(s), LatencyMap::new(s), LatencyMap::new(s));
+    // Regions first seen in another order on each node, samples an hour apart.
+    for (i, (region, rtt)) in [("us-east", 30.0), ("eu-west", 80.0), ("us-east", 45.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let at = T0 + 1800 * i as u64;
+        for _ in 0..40 {
+            all.add(net("81.2.69.0/24"), &france(), region, rtt, at);
+            a.add(net("81.2.69.0/24"), &france(), region, rtt, at);
+        }
+    }
+    for (region, rtt) in [("eu-west", 60.0), ("us-east", 25.0)] {
+        for _ in 0..40 {
+            all.add(net("81.2.69.0/24"), &france(), region, rtt, T0 + 600);
+            b.add(net("81.2.69.0/24"), &france(), region, rtt, T0 + 600);
+        }
+    }
+    b.merge(&a);
+    let (want, got) = (all.publish(T0 + 3600), b.publish(T0 + 3600));
+    let (mut want, mut got) = (
+        want.network(net("81.2.69.0/24")).unwrap(),
+        got.network(net("81.2.69.0/24")).unwrap(),
+    );
+    want.sort_by(|x, y| x.0.cmp(y.0));
+    got.sort_by(|x, y| x.0.cmp(y.0));
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w.0, g.0);
+        assert!(
+            (w.1 - g.1).abs() < 0.01 && (w.2 - g.2).abs() < 0.01,
+            "{want:?} {got:?}"
+        );
+    }
+    // Groups merge alike.
+    let groups = |t: &LatencyTable| -> Vec<(String, f64)> {
+        let mut g: Vec<_> = t
+            .group_estimates()
+            .into_iter()
+            .map(|(_, r, rtt, _)| (r.to_string(), rtt))
+            .collect();
+        g.sort_by(|x, y| x.0.cmp(&y.0));
+        g
+    };
+    let (w, g) = (
+        groups(&all.publish(T0 + 3600)),
+        groups(&b.publish(T0 + 3600)),
+    );
+    for (w, g) in w.iter().zip(&g) {
+        assert!(w.0 == g.0 && (w.1 - g.1).abs() < 0.01, "{w:?} {g:?}");
+    }
+}
+
+#[test]
+fn the_shared_map_keeps_the_heaviest_networks_within_its_bytes() {
+    let mut map = LatencyMap::new(Settings::default());
+    for i in 0..100u64 {
+        let client = format!("81.2.{i}.0/24");
+        feed(&mut map, &client, &france(), "eu-west", 20.0, i + 1);
+        feed(&mut map, &client, &france(), "us-east", 90.0, 1);
+    }
+    let all = store::encode(&map.shared(usize::MAX));
+    assert_eq!(store::decode(&all, map.settings).unwrap().networks(), 100);
+    let budget = all.len() / 2;
+    let shared = map.shared(budget);
+    assert!(store::encode(&shared).len() <= budget);
+    assert!(shared.networks() >= 45, "{}", shared.networks());
+    // The lightest networks were left out.
+    assert!(shared.nets.index.contains_key(&net("81.2.99.0/24")));
+    assert!(!shared.nets.index.contains_key(&net("81.2.20.0/24")));
+}
+
 fn checker<'a>(regions: &'a [String], special: &'a dyn Fn(IpNet) -> bool) -> Checker<'a> {
     Checker {
         regions,
@@ -421,4 +495,33 @@ fn a_clients_origin_carries_its_as_from_the_embedded_database() {
     let origin = Origin::of(&location);
     assert_eq!(origin.asn, Some(20712));
     assert_eq!(origin.country, Some(*b"GB"));
+}
+
+#[test]
+fn probe_networks_are_client_networks_outside_special_space() {
+    let check = |text: &str| {
+        toml::from_str::<config::LatencyFile>(text)
+            .unwrap()
+            .check(std::path::Path::new("/etc/meridian"))
+    };
+    let c = check("probe-networks = [\"81.2.69.0/24\", \"2a01:cb00:1::/48\"]\n").unwrap();
+    assert_eq!(
+        c.probe_networks,
+        [net("81.2.69.0/24"), net("2a01:cb00:1::/48")]
+    );
+    assert_eq!(c.probe_weight, config::DEFAULT_PROBE_WEIGHT);
+    let problems = check(
+        "probe-networks = [\"81.2.0.0/16\", \"10.1.2.0/24\", \"nowhere\"]\nprobe-weight = -1\n",
+    )
+    .unwrap_err();
+    let messages: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "probe-weight must be at least 0, not -1",
+            "probe-networks: 81.2.0.0/16 is wider than a client network (/24 for IPv4, /48 for IPv6)",
+            "probe-networks: 10.1.2.0/24 is special-purpose space, not a client network",
+            "probe-networks: \"nowhere\" is not a network (198.51.100.0/24)",
+        ]
+    );
 }

@@ -1,0 +1,181 @@
+//! The latency map across the cluster: each node shares the map of the samples it took, and
+//! merges the others' into what it publishes, so every node steers by every node's samples.
+//!
+//! The rule: a node writes only its own keys (single writer), under the lease of its node
+//! record, so a dead node's map expires with it; a reader takes a node's map only once a
+//! whole generation of it is there, and keeps the last whole one until the node's keys are
+//! all gone, so a node that cannot reach etcd keeps steering by what it last knew.
+//!
+//! Why aggregates and not forwarded samples: a node's map is bounded
+//! ([`crate::latency::feed::SHARE_MAX_BYTES`]) whatever its feeds post, a node that joins
+//! or comes back reads the whole picture at once instead of replaying a stream, and merging
+//! decayed means of disjoint samples is exact (weights add, means weigh by weight).
+//!
+//! Keys: `latency/<node>/<generation, 16 hex digits>/<chunk>-<chunks>` (4 digits each), each
+//! value at most [`CHUNK`] bytes of [`crate::latency::store::encode`]: etcd takes requests
+//! of 1.5 MiB by default and its client decodes answers of 4 MiB, so one chunk, or a watch
+//! answer carrying several, stays well within both.
+
+use std::collections::BTreeMap;
+
+/// Largest value a node writes under one key.
+pub const CHUNK: usize = 256 << 10;
+/// Most chunks of one generation: more is no map a node shares.
+const MAX_CHUNKS: usize = 9999;
+
+/// The key of chunk `i` of `n` of `node`'s map of `generation`, below the prefix's
+/// `latency/`.
+pub fn key(node: &str, generation: u64, i: usize, n: usize) -> String {
+    format!("{node}/{generation:016x}/{i:04}-{n:04}")
+}
+
+/// The key below the prefix's `latency/` that every key of `node`'s generations older than
+/// `generation` sorts before.
+pub fn generation_start(node: &str, generation: u64) -> String {
+    format!("{node}/{generation:016x}/")
+}
+
+/// (node, generation, chunk, chunks) of a key below the prefix's `latency/`.
+pub fn parse_key(rest: &[u8]) -> Option<(String, u64, usize, usize)> {
+    let rest = std::str::from_utf8(rest).ok()?;
+    let mut parts = rest.split('/');
+    let (node, generation, chunk) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || super::config::check_node(node).is_err() {
+        return None;
+    }
+    let generation = u64::from_str_radix(generation, 16).ok()?;
+    let (i, n) = chunk.split_once('-')?;
+    let (i, n): (usize, usize) = (i.parse().ok()?, n.parse().ok()?);
+    (i < n && n <= MAX_CHUNKS).then(|| (node.to_string(), generation, i, n))
+}
+
+/// `bytes` cut into chunks of at most [`CHUNK`] bytes (one, empty, for no bytes).
+pub fn chunks(bytes: &[u8]) -> Vec<&[u8]> {
+    if bytes.is_empty() {
+        return vec![bytes];
+    }
+    bytes.chunks(CHUNK).collect()
+}
+
+/// One generation of a node's map as read so far.
+#[derive(Debug, Default)]
+struct Parts {
+    of: usize,
+    /// Chunk -> its bytes; emptied once the generation was whole and taken (the keys are
+    /// still counted, so that their deletion is told apart from the node's end).
+    chunks: BTreeMap<usize, Vec<u8>>,
+    taken: bool,
+}
+
+/// What changed for a node's map after an event.
+#[derive(Debug, PartialEq)]
+pub enum Change {
+    Nothing,
+    /// A newer generation is whole: its bytes.
+    Whole(Vec<u8>),
+    /// The node has no key left: its map is gone.
+    Gone,
+}
+
+/// The nodes' map chunks as read from etcd.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    nodes: BTreeMap<String, BTreeMap<u64, Parts>>,
+}
+
+impl Inbox {
+    /// Takes chunk `i` of `n` of `node`'s `generation`.
+    pub fn put(&mut self, node: &str, generation: u64, i: usize, n: usize, value: &[u8]) -> Change {
+        let gens = self.nodes.entry(node.to_string()).or_default();
+        // A generation older than a whole one taken is of no use.
+        if gens.iter().any(|(g, p)| *g > generation && p.taken) {
+            gens.entry(generation)
+                .or_default()
+                .chunks
+                .insert(i, Vec::new());
+            return Change::Nothing;
+        }
+        let parts = gens.entry(generation).or_default();
+        if parts.of != n {
+            // A chunk count that differs from the others' starts the generation afresh.
+            parts.of = n;
+            parts.chunks.retain(|&c, _| c < n);
+            parts.taken = false;
+        }
+        parts.chunks.insert(i, value.to_vec());
+        if parts.taken || parts.chunks.len() < parts.of {
+            return Change::Nothing;
+        }
+        let bytes: Vec<u8> = parts.chunks.values_mut().flat_map(std::mem::take).collect();
+        parts.taken = true;
+        Change::Whole(bytes)
+    }
+
+    /// Takes the deletion of chunk `i` of `node`'s `generation`.
+    pub fn delete(&mut self, node: &str, generation: u64, i: usize) -> Change {
+        let Some(gens) = self.nodes.get_mut(node) else {
+            return Change::Nothing;
+        };
+        if let Some(parts) = gens.get_mut(&generation) {
+            parts.chunks.remove(&i);
+            if parts.chunks.is_empty() {
+                gens.remove(&generation);
+            }
+        }
+        if gens.is_empty() {
+            self.nodes.remove(node);
+            return Change::Gone;
+        }
+        Change::Nothing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_strangers_are_refused() {
+        let k = key("ns-1", 0x18f, 2, 3);
+        assert_eq!(k, "ns-1/000000000000018f/0002-0003");
+        assert_eq!(parse_key(k.as_bytes()), Some(("ns-1".into(), 0x18f, 2, 3)));
+        assert!(k.as_str() >= generation_start("ns-1", 0x18f).as_str());
+        assert!(key("ns-1", 0x18e, 9, 10).as_str() < generation_start("ns-1", 0x18f).as_str());
+        for bad in [
+            "ns1/zz/0000-0001",
+            "ns1/01/0001-0001",
+            "ns1/01/0000",
+            "ns 1/01/0000-0001",
+            "ns1/01/0000-0001/x",
+        ] {
+            assert_eq!(parse_key(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_generation_is_taken_whole_and_the_node_ends_with_its_last_key() {
+        let bytes: Vec<u8> = (0..(CHUNK * 2 + 10)).map(|i| i as u8).collect();
+        let parts = chunks(&bytes);
+        assert_eq!(parts.len(), 3);
+        let mut inbox = Inbox::default();
+        assert_eq!(inbox.put("ns2", 1, 2, 3, parts[2]), Change::Nothing);
+        assert_eq!(inbox.put("ns2", 1, 0, 3, parts[0]), Change::Nothing);
+        assert_eq!(
+            inbox.put("ns2", 1, 1, 3, parts[1]),
+            Change::Whole(bytes.clone())
+        );
+        // The next generation, then the old one deleted: the node is still there.
+        assert_eq!(
+            inbox.put("ns2", 2, 0, 1, b"new"),
+            Change::Whole(b"new".to_vec())
+        );
+        // A late chunk of an older generation changes nothing.
+        assert_eq!(inbox.put("ns2", 1, 1, 3, parts[1]), Change::Nothing);
+        for i in 0..3 {
+            assert_eq!(inbox.delete("ns2", 1, i), Change::Nothing);
+        }
+        // Its lease expired: the last key goes, and the node with it.
+        assert_eq!(inbox.delete("ns2", 2, 0), Change::Gone);
+        assert_eq!(inbox.delete("ns2", 2, 0), Change::Nothing);
+    }
+}
