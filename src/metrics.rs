@@ -280,7 +280,7 @@ struct ProbeStats {
 }
 
 /// Region key for control-plane metrics: (zone, region).
-type RegionLabel = (String, String);
+pub type RegionLabel = (String, String);
 
 #[derive(Debug, Default)]
 struct Control {
@@ -342,6 +342,8 @@ struct ClusterMetrics {
     nodes: usize,
     /// Zones served with different content by some nodes.
     zones_differ: Vec<String>,
+    /// Per drained region: the latest "cached until" (Unix s) over the live nodes' records.
+    drains: BTreeMap<RegionLabel, u64>,
 }
 
 /// The process's metrics.
@@ -875,6 +877,16 @@ impl Metrics {
         k.zones_differ = zones_differ;
     }
 
+    /// Per drained region, the latest expiry of an answer over the live nodes (Unix s).
+    pub fn cluster_drains(&self, latest: BTreeMap<RegionLabel, u64>) {
+        self.control
+            .lock()
+            .expect("metrics lock")
+            .cluster
+            .get_or_insert_default()
+            .drains = latest;
+    }
+
     /// This node's record written to the cluster store.
     pub fn cluster_record_written(&self) {
         self.control
@@ -1237,6 +1249,15 @@ impl Metrics {
             );
             out.push_str("# HELP meridian_cluster_nodes Nodes with a live record in the cluster store, this one included.\n# TYPE meridian_cluster_nodes gauge\n");
             let _ = writeln!(out, "meridian_cluster_nodes {}", k.nodes);
+            out.push_str("# HELP meridian_cluster_region_answers_cached_until_timestamp_seconds For a drained region, the latest moment an answer of any live node naming it may sit in a resolver's cache (Unix time; 0 when none named it). The region is safe to switch off once this has passed.\n# TYPE meridian_cluster_region_answers_cached_until_timestamp_seconds gauge\n");
+            for ((zone, region), t) in &k.drains {
+                let _ = writeln!(
+                    out,
+                    "meridian_cluster_region_answers_cached_until_timestamp_seconds{{zone=\"{}\",region=\"{}\"}} {t}",
+                    esc(zone),
+                    esc(region)
+                );
+            }
             out.push_str("# HELP meridian_cluster_zone_content_differs Zones that some nodes serve with different content (their zone file hashes differ).\n# TYPE meridian_cluster_zone_content_differs gauge\n");
             for zone in &k.zones_differ {
                 let _ = writeln!(

@@ -73,7 +73,18 @@ function drainProgress(p) {
     ? `last cached answer expire${p.cached_answers_expire_at_ms > Date.now() ? "s" : "d"} ${when(p.cached_answers_expire_at_ms)}`
     : "never answered by this node";
   const state = p.complete ? `<b class="done">safe to switch off</b>` : `<b>still in caches</b>`;
-  return `<p class="note drain-progress">${state}: ${expiry}; answers since the drain: ${p.answers_since_drain}</p>`;
+  return `<p class="note drain-progress">${state}: ${expiry}; answers since the drain: ${p.answers_since_drain}</p>${clusterDrain(p.cluster)}`;
+}
+
+// In a cluster the region is safe only when every nameserver's last answer has expired.
+function clusterDrain(c) {
+  if (!c) return "";
+  const expiry = c.cached_answers_expire_at_ms
+    ? `last cached answer of any node expire${c.cached_answers_expire_at_ms > Date.now() ? "s" : "d"} ${when(c.cached_answers_expire_at_ms)} (${esc(c.latest_node)})`
+    : "never answered by any node";
+  const missing = c.not_reporting.length ? `; not reporting yet: ${c.not_reporting.map(esc).join(", ")}` : "";
+  const state = c.complete ? `<b class="done">cluster: safe to switch off</b>` : `<b>cluster: still in caches</b>`;
+  return `<p class="note drain-progress cluster-drain">${state}: ${expiry}; answers since the drain: ${c.answers_since_drain} over ${Object.keys(c.nodes).length} nodes${missing}</p>`;
 }
 
 function card(r) {

@@ -18,8 +18,8 @@ use tokio::time::{Instant, timeout};
 use tracing::{info, warn};
 
 use super::{
-    Cluster, ClusterConfig, ClusterError, HEARTBEAT, NodeRecord, Observation, StoreState,
-    StoreStatus, ZoneStamp,
+    Cluster, ClusterConfig, ClusterError, HEARTBEAT, NodeDrain, NodeRecord, Observation,
+    StoreState, StoreStatus, ZoneStamp,
 };
 use crate::health::monitor::MonitorHandle;
 use crate::health::view::PeerViews;
@@ -493,8 +493,27 @@ impl Cluster {
         let mut zones = BTreeMap::new();
         let mut observations = BTreeMap::new();
         let mut latency = BTreeMap::new();
+        let mut drains = BTreeMap::new();
         for z in state.zones.zones() {
             let label = z.origin.to_string();
+            let drained: BTreeMap<String, NodeDrain> = z
+                .regions
+                .iter()
+                .filter_map(|r| {
+                    let answers = self.metrics.answers_since_drain(&label, &r.name)?;
+                    let (_, until) = self.metrics.answer_times(&label, &r.name);
+                    Some((
+                        r.name.clone(),
+                        NodeDrain {
+                            cached_until_s: until,
+                            answers_since_drain: answers,
+                        },
+                    ))
+                })
+                .collect();
+            if !drained.is_empty() {
+                drains.insert(label.clone(), drained);
+            }
             let serial = match &z.soa().data {
                 hickory_proto::rr::RData::SOA(s) => s.serial,
                 _ => 0,
@@ -546,6 +565,7 @@ impl Cluster {
             observations,
             location: self.config.location,
             latency,
+            drains,
         }
     }
 
