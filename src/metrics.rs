@@ -104,7 +104,8 @@ pub struct ZoneCounters {
     /// Per region: Unix seconds of the latest answer naming it.
     last_answer: Box<[AtomicU64]>,
     /// Per region: Unix seconds until which an answer naming it may sit in a resolver's
-    /// cache (the latest answer time plus TTL): when a drained region is safe to switch off.
+    /// cache (the latest answer's second, plus one, plus TTL): when a drained region is safe
+    /// to switch off.
     cached_until: Box<[AtomicU64]>,
 }
 
@@ -154,7 +155,10 @@ impl ZoneCounters {
                 }
             };
             later(&self.last_answer[r], u64::from(now));
-            later(&self.cached_until[r], u64::from(now) + u64::from(ttl));
+            // `now` is whole seconds, truncated: the answer left before `now + 1`, so its
+            // copies expire before `now + 1 + ttl`, an upper bound as "safe to switch off"
+            // needs.
+            later(&self.cached_until[r], u64::from(now) + 1 + u64::from(ttl));
         }
     }
 
@@ -1080,7 +1084,7 @@ impl Metrics {
             "meridian_region_last_answer_timestamp_seconds",
             |t| t.0,
         );
-        out.push_str("# HELP meridian_region_answers_cached_until_timestamp_seconds Until when an answer naming the region may sit in a resolver's cache: its latest answer plus TTL (Unix time). A drained region is safe to switch off once this has passed.\n# TYPE meridian_region_answers_cached_until_timestamp_seconds gauge\n");
+        out.push_str("# HELP meridian_region_answers_cached_until_timestamp_seconds Until when an answer naming the region may sit in a resolver's cache: its latest answer plus TTL, rounded up to the second (Unix time). A drained region is safe to switch off once this has passed.\n# TYPE meridian_region_answers_cached_until_timestamp_seconds gauge\n");
         render_answer_times(
             &mut out,
             &zones,
