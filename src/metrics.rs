@@ -334,6 +334,41 @@ pub struct RateSeries {
     pub counts: Vec<u64>,
 }
 
+/// The rate chart as kept in the state directory across restarts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SavedRates {
+    /// Must be [`RATE_STEP`]: counts of another step length mean nothing here.
+    pub step_seconds: u64,
+    /// The step the newest counts belong to (Unix seconds / step).
+    pub step: u64,
+    pub series: Vec<SavedSeries>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedSeries {
+    pub zone: String,
+    pub region: String,
+    /// Oldest first, at most [`RATE_STEPS`].
+    pub counts: Vec<u64>,
+}
+
+/// Why a saved rate chart is not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedRatesError {
+    #[error("its step is {0} s, this version's {RATE_STEP} s")]
+    Step(u64),
+    #[error("its newest step is in the future (step {saved}, now {now}): the clock went back")]
+    Future { saved: u64, now: u64 },
+    #[error("{zone} {region} has {len} steps, more than {RATE_STEPS}")]
+    TooLong {
+        zone: String,
+        region: String,
+        len: usize,
+    },
+}
+
 /// What the cluster store does for this node.
 #[derive(Debug, Default)]
 struct ClusterMetrics {
@@ -994,6 +1029,55 @@ impl Metrics {
         rates.start.retain(|label, _| served.contains(label));
     }
 
+    /// The rate chart, to be saved.
+    pub fn saved_rates(&self) -> SavedRates {
+        let c = self.control.lock().expect("metrics lock");
+        SavedRates {
+            step_seconds: RATE_STEP,
+            step: c.rates.step,
+            series: c
+                .rates
+                .series
+                .iter()
+                .map(|((zone, region), counts)| SavedSeries {
+                    zone: zone.clone(),
+                    region: region.clone(),
+                    counts: counts.iter().copied().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Starts the rate chart from `saved` (before the first [`Metrics::sample_rates`], which
+    /// then fills the steps the process was down with zeros), checked against `now_s`.
+    pub fn restore_rates(&self, saved: SavedRates, now_s: u64) -> Result<(), SavedRatesError> {
+        if saved.step_seconds != RATE_STEP {
+            return Err(SavedRatesError::Step(saved.step_seconds));
+        }
+        let now = now_s / RATE_STEP;
+        if saved.step > now {
+            return Err(SavedRatesError::Future {
+                saved: saved.step,
+                now,
+            });
+        }
+        let mut series = BTreeMap::new();
+        for s in saved.series {
+            if s.counts.len() > RATE_STEPS {
+                return Err(SavedRatesError::TooLong {
+                    zone: s.zone,
+                    region: s.region,
+                    len: s.counts.len(),
+                });
+            }
+            series.insert((s.zone, s.region), s.counts.into());
+        }
+        let mut c = self.control.lock().expect("metrics lock");
+        c.rates.step = saved.step;
+        c.rates.series = series;
+        Ok(())
+    }
+
     /// Every region's rate chart, with the start of its first step (Unix ms).
     pub fn rates(&self) -> (u64, Vec<RateSeries>) {
         let c = self.control.lock().expect("metrics lock");
@@ -1380,5 +1464,49 @@ mod tests {
         // The answers before and after the new counters: none lost, none twice.
         let a = series(&m, "a");
         assert_eq!(a, [6, 1]);
+    }
+
+    #[test]
+    fn a_restored_rate_chart_goes_on_after_the_silence_of_the_restart() {
+        let client: ipnet::IpNet = "192.0.2.0/24".parse().unwrap();
+        let t0 = 1_000_000 * RATE_STEP;
+        let before = Metrics::default();
+        let c = counters(&before);
+        before.sample_rates(t0);
+        for _ in 0..4 {
+            c.steered(0, RecordType::A, Some(1), 0, 30, client);
+        }
+        before.sample_rates(t0 + 1);
+        let saved = before.saved_rates();
+
+        // The next process starts three steps later, its counters at 0.
+        let after = Metrics::default();
+        let c = counters(&after);
+        after
+            .restore_rates(saved.clone(), t0 + 3 * RATE_STEP)
+            .unwrap();
+        c.steered(0, RecordType::A, Some(1), 0, 30, client);
+        after.sample_rates(t0 + 3 * RATE_STEP);
+        assert_eq!(series(&after, "b"), [4, 0, 0, 1]);
+
+        let refused = |s: SavedRates| {
+            Metrics::default()
+                .restore_rates(s, t0)
+                .unwrap_err()
+                .to_string()
+        };
+        let other_step = SavedRates {
+            step_seconds: 60,
+            ..saved.clone()
+        };
+        assert_eq!(refused(other_step), "its step is 60 s, this version's 10 s");
+        let future = SavedRates {
+            step: saved.step + 1,
+            ..saved.clone()
+        };
+        assert!(refused(future).contains("the clock went back"));
+        let mut long = saved;
+        long.series[0].counts = vec![0; RATE_STEPS + 1];
+        assert_eq!(refused(long), "z. a has 361 steps, more than 360");
     }
 }
