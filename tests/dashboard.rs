@@ -579,3 +579,147 @@ async fn console_shows_each_state_live() {
     );
     session.screenshot("console-fallback.png").await;
 }
+
+/// `n` RTT sample lines (NDJSON) of `rtt_ms` from `client` to `region`, taken now.
+fn rtt_lines(client: &str, region: &str, rtt_ms: f64, n: usize) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    (0..n)
+        .map(|_| {
+            format!("{{\"client\":\"{client}\",\"region\":\"{region}\",\"rtt_ms\":{rtt_ms},\"kind\":\"tcp\",\"time\":{now}}}\n")
+        })
+        .collect()
+}
+
+/// The latency view: a British network measured faster to us-east (against geography) is
+/// listed under us-east as served best there and as a place where measuring beats
+/// distance; a German one, fastest to eu-west as distance says, only as served best; the
+/// sample volumes per region. A screenshot of the view.
+#[tokio::test]
+async fn the_latency_view_shows_where_measured_and_distance_choices_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("feeds"), "nginx:feed-secret-0123456789\n").unwrap();
+    std::fs::write(
+        dir.path().join("meridian.toml"),
+        "[latency]\ntoken-file = \"feeds\"\npublish-secs = 1\nburst = 1000\n",
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--config",
+        dir.path().join("meridian.toml").to_str().unwrap(),
+        "--state-dir",
+        dir.path().join("state").to_str().unwrap(),
+    ]);
+    let admin = server.admin_addr();
+    let driver = Driver::start().await;
+    let (gb, de) = ("81.2.69.0/24", "85.214.132.0/24");
+    let batch = rtt_lines(gb, "eu-west", 80.0, 40)
+        + &rtt_lines(gb, "us-east", 25.0, 40)
+        + &rtt_lines(de, "eu-west", 15.0, 30)
+        + &rtt_lines(de, "us-east", 95.0, 30)
+        + &rtt_lines(de, "ap-southeast", 260.0, 30);
+    let resp = driver
+        .http
+        .post(format!("http://{admin}/api/v1/rtt"))
+        .header("authorization", "Bearer feed-secret-0123456789")
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(report["accepted"], 170, "{report}");
+
+    // The API first: both networks with their measured and distance choices.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let map = loop {
+        let body = driver
+            .http
+            .get(format!("http://{admin}/api/v1/latency"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        if v["listed"].as_array().is_some_and(|l| l.len() == 2) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the map never listed both: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let net = |prefix: &str| {
+        map["listed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["network"] == prefix)
+            .cloned()
+            .unwrap_or_else(|| panic!("{prefix} in {map}"))
+    };
+    let (g, d) = (net(gb), net(de));
+    assert_eq!(
+        (&g["country"], &g["measured_best"], &g["nearest"]),
+        (&json!("GB"), &json!("us-east"), &json!("eu-west")),
+        "{g}"
+    );
+    assert_eq!(
+        (&d["country"], &d["measured_best"], &d["nearest"]),
+        (&json!("DE"), &json!("eu-west"), &json!("eu-west")),
+        "{d}"
+    );
+
+    let session = Session::new(&driver, &dir.path().join("profile")).await;
+    session
+        .post("/url", json!({"url": format!("http://{admin}/")}))
+        .await;
+    session
+        .wait_for(
+            "the latency rows",
+            "return document.querySelectorAll('#latency tbody tr[data-region]').length === 3",
+        )
+        .await;
+    let cell = |region: &str, column: usize| {
+        format!(
+            "return document.querySelector(\"#latency tr[data-region='{region}']\").children[{column}].textContent.replace(/\\s+/g, ' ').trim()"
+        )
+    };
+    let us_best = session.eval(&cell("us-east", 1)).await;
+    let us_differ = session.eval(&cell("us-east", 2)).await;
+    let eu_best = session.eval(&cell("eu-west", 1)).await;
+    let eu_differ = session.eval(&cell("eu-west", 2)).await;
+    let samples = session.eval(&cell("ap-southeast", 3)).await;
+    println!(
+        "us-east: {us_best} | {us_differ}\neu-west: {eu_best} | {eu_differ}\nap-southeast samples: {samples}"
+    );
+    assert_eq!(us_best, json!("GB ×1"));
+    assert_eq!(
+        us_differ,
+        json!("81.2.69.0/24 GB: 25 ms here, 80 ms at eu-west (nearest)")
+    );
+    assert_eq!(eu_best, json!("DE ×1"));
+    assert_eq!(eu_differ, json!("none"));
+    assert!(
+        samples.as_str().unwrap().ends_with("30 over 1 network"),
+        "{samples}"
+    );
+    let note = session
+        .eval("return document.querySelector('#latency-note').textContent")
+        .await;
+    assert!(
+        note.as_str().unwrap().starts_with("2 client networks"),
+        "{note}"
+    );
+
+    session
+        .eval("document.querySelector('#latency-view').scrollIntoView(); return true")
+        .await;
+    let shot = session.get("/screenshot").await;
+    let png = base64_decode(shot.as_str().expect("base64 PNG"));
+    assert_eq!(&png[1..4], b"PNG");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-latency.png");
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
