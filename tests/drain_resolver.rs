@@ -285,9 +285,10 @@ async fn a_resolver_follows_a_drain_when_the_reported_expiry_has_passed() {
         after_ms as i64 - expires as i64
     );
     assert!(cached > 0, "the resolver kept the answer it had cached");
-    // The bound is tight: whole seconds (truncated, so one more) and the polling interval.
+    // The bound is tight: Meridian's second (truncated, so one more), unbound's own whole
+    // seconds, and the polling interval.
     assert!(
-        expires - last_cached_ms <= 2_500,
+        expires - last_cached_ms <= 3_000,
         "the cache held eu-west until {last_cached_ms}, far before the reported {expires}"
     );
     assert!(after_ttl <= TTL, "TTL {after_ttl}");
