@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::browser::{Driver, Session, base64_decode};
 use common::probe_targets::HttpTarget;
 use common::{RawUdp, Server, wire};
 use hickory_proto::op::Message;
@@ -1728,6 +1729,38 @@ async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
         b_until / 1000
     );
     assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    // And node A's dashboard, in headless Chromium.
+    {
+        let driver = Driver::start().await;
+        let profile = tempfile::tempdir().expect("a temp dir");
+        let session = Session::new(&driver, profile.path()).await;
+        session
+            .post("/url", serde_json::json!({"url": format!("{}/", a.base)}))
+            .await;
+        let line = "document.querySelector(\"article.card[data-region='eu-west'] .cluster-drain\")?.textContent ?? ''";
+        session
+            .wait_for(
+                "the cluster's drain line",
+                &format!("return ({line}).includes('(ns2)')"),
+            )
+            .await;
+        let text = session.eval(&format!("return {line}")).await;
+        println!("node A's dashboard: {text}");
+        assert!(
+            text.as_str()
+                .is_some_and(|t| t.starts_with("cluster: still in caches")
+                    && t.ends_with("answers since the drain: 0 over 2 nodes")),
+            "{text}"
+        );
+        session
+            .eval("document.querySelector(\"article.card[data-region='eu-west']\").scrollIntoView(); return true")
+            .await;
+        let shot = session.get("/screenshot").await;
+        let png = base64_decode(shot.as_str().expect("base64 PNG"));
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster-drain.png");
+        std::fs::write(&path, &png).expect("the screenshot");
+        eprintln!("screenshot: {}", path.display());
+    }
 
     // Node B goes away: its record leaves with its lease (2 s), and node A shows only its own
     // part (docs/operations.md says what that means for an operator).
