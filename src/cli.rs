@@ -469,6 +469,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         config.amplification_limit,
     )?;
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    crate::control::restore_rates(&metrics, &config.state_dir);
     // The latency map from the last run serves from the first query on.
     let latency_tokens =
         crate::admin::auth::Tokens::load(config.latency.token_file.as_deref(), None)?;
@@ -497,7 +498,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     crate::control::start(crate::control::Setup {
         state: state.clone(),
-        metrics,
+        metrics: metrics.clone(),
         journal,
         tokens,
         zones_dir: config.zones.clone(),
@@ -541,6 +542,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         info!("shutting down: no new queries; answering those in flight");
         ready.store(false, std::sync::atomic::Ordering::Release);
         running.shutdown().await;
+        crate::control::save_rates(&metrics, &config.state_dir);
         info!("stopped");
         Ok(())
     })

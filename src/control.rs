@@ -156,7 +156,11 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 let _ = started_tx.send(());
                 tokio::spawn(watch_geoip(setup.state.clone(), setup.geoip));
                 tokio::spawn(watch_keysets(admin.clone()));
-                tokio::spawn(sample_traffic(setup.metrics, setup.state.clone()));
+                tokio::spawn(sample_traffic(
+                    setup.metrics,
+                    setup.state.clone(),
+                    admin.state_dir.clone(),
+                ));
                 tokio::spawn(publish_latency(setup.latency, setup.state.clone(), probed));
                 tokio::spawn(reload_on_sighup(
                     hup,
@@ -328,15 +332,65 @@ fn region_rtts(state: &crate::serving::Snapshot, details: &monitor::Details) -> 
 }
 
 /// Once a second: the traffic totals behind "share of the last minute", the rate chart, and
-/// where the last second's clients went (located in the serving database).
-async fn sample_traffic(metrics: Arc<Metrics>, state: SharedSnapshot) {
+/// where the last second's clients went (located in the serving database). The rate chart
+/// is saved every [`RATES_SAVE_EVERY`] seconds (and at shutdown, by `serve`).
+async fn sample_traffic(metrics: Arc<Metrics>, state: SharedSnapshot, state_dir: PathBuf) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
+    for n in 1u64.. {
         tick.tick().await;
         let now_s = crate::state::now_ms() / 1000;
         metrics.sample_traffic();
         metrics.sample_rates(now_s);
         metrics.sample_flows(&state.load().geo, now_s);
+        if n % RATES_SAVE_EVERY == 0 {
+            let (m, dir) = (metrics.clone(), state_dir.clone());
+            let _ = tokio::task::spawn_blocking(move || save_rates(&m, &dir)).await;
+        }
+    }
+}
+
+/// The rate chart's file in the state directory.
+pub const RATES_FILE: &str = "rates.json";
+/// How often the rate chart is saved: a crash loses at most this much of it.
+const RATES_SAVE_EVERY: u64 = 60;
+/// A chart of an hour is about 10 KB per region; anything this big is no chart.
+const RATES_MAX_BYTES: u64 = 16 << 20;
+
+/// Writes the rate chart to `state_dir` whole or not at all; an error is logged (the
+/// chart is a convenience: serving goes on).
+pub fn save_rates(metrics: &Metrics, state_dir: &std::path::Path) {
+    let path = state_dir.join(RATES_FILE);
+    let json = serde_json::to_vec(&metrics.saved_rates()).expect("rates serialize");
+    if let Err(e) = crate::state::durable::replace(&path, &json, 0o600) {
+        error!(file = %path.display(), error = %e, "rate chart not saved");
+    }
+}
+
+/// Starts the rate chart from the file of the last run, if any. A damaged file is reported
+/// with its name and left aside: the chart starts empty and the next save replaces it.
+pub fn restore_rates(metrics: &Metrics, state_dir: &std::path::Path) {
+    let path = state_dir.join(RATES_FILE);
+    let text = match crate::files::read_regular_text(&path, RATES_MAX_BYTES) {
+        Ok(t) => t,
+        Err(e) if e.is_missing() => return,
+        Err(e) => {
+            error!(file = %path.display(), error = %e, "ignoring the saved rate chart; it starts empty");
+            return;
+        }
+    };
+    let now_s = crate::state::now_ms() / 1000;
+    let restored = serde_json::from_str::<crate::metrics::SavedRates>(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|saved| {
+            metrics
+                .restore_rates(saved, now_s)
+                .map_err(|e| e.to_string())
+        });
+    match restored {
+        Ok(()) => info!(file = %path.display(), "rate chart restored"),
+        Err(e) => {
+            error!(file = %path.display(), error = %e, "ignoring the saved rate chart; it starts empty");
+        }
     }
 }
 

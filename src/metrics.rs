@@ -104,7 +104,8 @@ pub struct ZoneCounters {
     /// Per region: Unix seconds of the latest answer naming it.
     last_answer: Box<[AtomicU64]>,
     /// Per region: Unix seconds until which an answer naming it may sit in a resolver's
-    /// cache (the latest answer time plus TTL): when a drained region is safe to switch off.
+    /// cache (the latest answer's second, plus one, plus TTL): when a drained region is safe
+    /// to switch off.
     cached_until: Box<[AtomicU64]>,
 }
 
@@ -154,7 +155,10 @@ impl ZoneCounters {
                 }
             };
             later(&self.last_answer[r], u64::from(now));
-            later(&self.cached_until[r], u64::from(now) + u64::from(ttl));
+            // `now` is whole seconds, truncated: the answer left before `now + 1`, so its
+            // copies expire before `now + 1 + ttl`, an upper bound as "safe to switch off"
+            // needs.
+            later(&self.cached_until[r], u64::from(now) + 1 + u64::from(ttl));
         }
     }
 
@@ -280,7 +284,7 @@ struct ProbeStats {
 }
 
 /// Region key for control-plane metrics: (zone, region).
-type RegionLabel = (String, String);
+pub type RegionLabel = (String, String);
 
 #[derive(Debug, Default)]
 struct Control {
@@ -330,6 +334,41 @@ pub struct RateSeries {
     pub counts: Vec<u64>,
 }
 
+/// The rate chart as kept in the state directory across restarts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SavedRates {
+    /// Must be [`RATE_STEP`]: counts of another step length mean nothing here.
+    pub step_seconds: u64,
+    /// The step the newest counts belong to (Unix seconds / step).
+    pub step: u64,
+    pub series: Vec<SavedSeries>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedSeries {
+    pub zone: String,
+    pub region: String,
+    /// Oldest first, at most [`RATE_STEPS`].
+    pub counts: Vec<u64>,
+}
+
+/// Why a saved rate chart is not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedRatesError {
+    #[error("its step is {0} s, this version's {RATE_STEP} s")]
+    Step(u64),
+    #[error("its newest step is in the future (step {saved}, now {now}): the clock went back")]
+    Future { saved: u64, now: u64 },
+    #[error("{zone} {region} has {len} steps, more than {RATE_STEPS}")]
+    TooLong {
+        zone: String,
+        region: String,
+        len: usize,
+    },
+}
+
 /// What the cluster store does for this node.
 #[derive(Debug, Default)]
 struct ClusterMetrics {
@@ -342,6 +381,8 @@ struct ClusterMetrics {
     nodes: usize,
     /// Zones served with different content by some nodes.
     zones_differ: Vec<String>,
+    /// Per drained region: the latest "cached until" (Unix s) over the live nodes' records.
+    drains: BTreeMap<RegionLabel, u64>,
 }
 
 /// The process's metrics.
@@ -875,6 +916,16 @@ impl Metrics {
         k.zones_differ = zones_differ;
     }
 
+    /// Per drained region, the latest expiry of an answer over the live nodes (Unix s).
+    pub fn cluster_drains(&self, latest: BTreeMap<RegionLabel, u64>) {
+        self.control
+            .lock()
+            .expect("metrics lock")
+            .cluster
+            .get_or_insert_default()
+            .drains = latest;
+    }
+
     /// This node's record written to the cluster store.
     pub fn cluster_record_written(&self) {
         self.control
@@ -978,6 +1029,55 @@ impl Metrics {
         rates.start.retain(|label, _| served.contains(label));
     }
 
+    /// The rate chart, to be saved.
+    pub fn saved_rates(&self) -> SavedRates {
+        let c = self.control.lock().expect("metrics lock");
+        SavedRates {
+            step_seconds: RATE_STEP,
+            step: c.rates.step,
+            series: c
+                .rates
+                .series
+                .iter()
+                .map(|((zone, region), counts)| SavedSeries {
+                    zone: zone.clone(),
+                    region: region.clone(),
+                    counts: counts.iter().copied().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Starts the rate chart from `saved` (before the first [`Metrics::sample_rates`], which
+    /// then fills the steps the process was down with zeros), checked against `now_s`.
+    pub fn restore_rates(&self, saved: SavedRates, now_s: u64) -> Result<(), SavedRatesError> {
+        if saved.step_seconds != RATE_STEP {
+            return Err(SavedRatesError::Step(saved.step_seconds));
+        }
+        let now = now_s / RATE_STEP;
+        if saved.step > now {
+            return Err(SavedRatesError::Future {
+                saved: saved.step,
+                now,
+            });
+        }
+        let mut series = BTreeMap::new();
+        for s in saved.series {
+            if s.counts.len() > RATE_STEPS {
+                return Err(SavedRatesError::TooLong {
+                    zone: s.zone,
+                    region: s.region,
+                    len: s.counts.len(),
+                });
+            }
+            series.insert((s.zone, s.region), s.counts.into());
+        }
+        let mut c = self.control.lock().expect("metrics lock");
+        c.rates.step = saved.step;
+        c.rates.series = series;
+        Ok(())
+    }
+
     /// Every region's rate chart, with the start of its first step (Unix ms).
     pub fn rates(&self) -> (u64, Vec<RateSeries>) {
         let c = self.control.lock().expect("metrics lock");
@@ -1068,7 +1168,7 @@ impl Metrics {
             "meridian_region_last_answer_timestamp_seconds",
             |t| t.0,
         );
-        out.push_str("# HELP meridian_region_answers_cached_until_timestamp_seconds Until when an answer naming the region may sit in a resolver's cache: its latest answer plus TTL (Unix time). A drained region is safe to switch off once this has passed.\n# TYPE meridian_region_answers_cached_until_timestamp_seconds gauge\n");
+        out.push_str("# HELP meridian_region_answers_cached_until_timestamp_seconds Until when an answer naming the region may sit in a resolver's cache: its latest answer plus TTL, rounded up to the second (Unix time). A drained region is safe to switch off once this has passed.\n# TYPE meridian_region_answers_cached_until_timestamp_seconds gauge\n");
         render_answer_times(
             &mut out,
             &zones,
@@ -1237,6 +1337,15 @@ impl Metrics {
             );
             out.push_str("# HELP meridian_cluster_nodes Nodes with a live record in the cluster store, this one included.\n# TYPE meridian_cluster_nodes gauge\n");
             let _ = writeln!(out, "meridian_cluster_nodes {}", k.nodes);
+            out.push_str("# HELP meridian_cluster_region_answers_cached_until_timestamp_seconds For a drained region, the latest moment an answer of any live node naming it may sit in a resolver's cache (Unix time; 0 when none named it). The region is safe to switch off once this has passed.\n# TYPE meridian_cluster_region_answers_cached_until_timestamp_seconds gauge\n");
+            for ((zone, region), t) in &k.drains {
+                let _ = writeln!(
+                    out,
+                    "meridian_cluster_region_answers_cached_until_timestamp_seconds{{zone=\"{}\",region=\"{}\"}} {t}",
+                    esc(zone),
+                    esc(region)
+                );
+            }
             out.push_str("# HELP meridian_cluster_zone_content_differs Zones that some nodes serve with different content (their zone file hashes differ).\n# TYPE meridian_cluster_zone_content_differs gauge\n");
             for zone in &k.zones_differ {
                 let _ = writeln!(
@@ -1355,5 +1464,49 @@ mod tests {
         // The answers before and after the new counters: none lost, none twice.
         let a = series(&m, "a");
         assert_eq!(a, [6, 1]);
+    }
+
+    #[test]
+    fn a_restored_rate_chart_goes_on_after_the_silence_of_the_restart() {
+        let client: ipnet::IpNet = "192.0.2.0/24".parse().unwrap();
+        let t0 = 1_000_000 * RATE_STEP;
+        let before = Metrics::default();
+        let c = counters(&before);
+        before.sample_rates(t0);
+        for _ in 0..4 {
+            c.steered(0, RecordType::A, Some(1), 0, 30, client);
+        }
+        before.sample_rates(t0 + 1);
+        let saved = before.saved_rates();
+
+        // The next process starts three steps later, its counters at 0.
+        let after = Metrics::default();
+        let c = counters(&after);
+        after
+            .restore_rates(saved.clone(), t0 + 3 * RATE_STEP)
+            .unwrap();
+        c.steered(0, RecordType::A, Some(1), 0, 30, client);
+        after.sample_rates(t0 + 3 * RATE_STEP);
+        assert_eq!(series(&after, "b"), [4, 0, 0, 1]);
+
+        let refused = |s: SavedRates| {
+            Metrics::default()
+                .restore_rates(s, t0)
+                .unwrap_err()
+                .to_string()
+        };
+        let other_step = SavedRates {
+            step_seconds: 60,
+            ..saved.clone()
+        };
+        assert_eq!(refused(other_step), "its step is 60 s, this version's 10 s");
+        let future = SavedRates {
+            step: saved.step + 1,
+            ..saved.clone()
+        };
+        assert!(refused(future).contains("the clock went back"));
+        let mut long = saved;
+        long.series[0].counts = vec![0; RATE_STEPS + 1];
+        assert_eq!(refused(long), "z. a has 361 steps, more than 360");
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::browser::{Driver, Session, base64_decode};
 use common::probe_targets::HttpTarget;
 use common::{RawUdp, Server, wire};
 use hickory_proto::op::Message;
@@ -1625,6 +1626,157 @@ async fn a_node_partitioned_from_etcd_stays_static_then_converges() {
     nodes[1]
         .wait_cluster("the store up", |v| v["store"]["state"] == "up")
         .await;
+}
+
+/// eu-west of www as `GET /api/v1/regions` on `node` shows it.
+async fn eu_west(node: &Node) -> Value {
+    let (status, regions) = node.get("/api/v1/regions").await;
+    assert_eq!(status, 200, "{regions}");
+    regions
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["region"] == "eu-west"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no eu-west in {regions}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let etcd = Etcd::start();
+    etcd.wait_ready().await;
+    let files: Vec<NodeFiles> = ["ns1", "ns2"]
+        .iter()
+        .map(|n| NodeFiles::new(n, &etcd.endpoints(), ports, ""))
+        .collect();
+    let mut nodes: Vec<Node> = files.iter().map(NodeFiles::start).collect();
+    let (a, b) = (&nodes[0], &nodes[1]);
+    a.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    a.wait_cluster("both nodes", |v| {
+        v["nodes"].as_array().is_some_and(|n| n.len() == 2)
+    })
+    .await;
+    let a_until = eu_west(a).await["answers_cached_until_ms"]
+        .as_u64()
+        .expect("node A answered with eu-west");
+    // Only node B answers from here on, until its answers outlive node A's by a second
+    // (the counters keep whole seconds).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let b_until = loop {
+        assert_eq!(b.www(), Some(vec![EU_WEST]));
+        let until = eu_west(b).await["answers_cached_until_ms"].as_u64();
+        if let Some(t) = until.filter(|&t| t > a_until) {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node B's expiry never passed A's"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let (status, body) = a.post(DRAIN, "cluster drain completion").await;
+    assert_eq!(status, 200, "{body}");
+    b.wait_answer(US_EAST, Duration::from_secs(5)).await;
+    // B's answers after the drain name us-east: they add nothing to eu-west's traffic.
+    for _ in 0..5 {
+        assert_eq!(b.www(), Some(vec![US_EAST]));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let progress = loop {
+        let p = eu_west(a).await["drain_progress"].clone();
+        if p["cluster"]["nodes"]["ns2"].is_object() {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node A never saw node B's part of the drain: {p}\nlog:\n{}",
+            a.server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("node A's drain progress: {progress}");
+    // Node A's own part is its own answers; the cluster's is node B's later one.
+    assert_eq!(
+        progress["cached_answers_expire_at_ms"], a_until,
+        "{progress}"
+    );
+    let cluster = &progress["cluster"];
+    assert_eq!(
+        cluster["cached_answers_expire_at_ms"], b_until,
+        "{progress}"
+    );
+    assert_eq!(cluster["latest_node"], "ns2", "{progress}");
+    assert_eq!(cluster["nodes"]["ns1"]["cached_until_s"], a_until / 1000);
+    assert_eq!(cluster["nodes"]["ns2"]["cached_until_s"], b_until / 1000);
+    assert_eq!(cluster["answers_since_drain"], 0, "{progress}");
+    assert_eq!(
+        cluster["not_reporting"],
+        serde_json::json!([]),
+        "{progress}"
+    );
+    assert_eq!(cluster["complete"], false, "{progress}");
+    let metrics = reqwest::get(format!("{}/metrics", a.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("a body");
+    let line = format!(
+        "meridian_cluster_region_answers_cached_until_timestamp_seconds{{zone=\"probe.test.\",region=\"eu-west\"}} {}",
+        b_until / 1000
+    );
+    assert!(metrics.contains(&line), "no {line} in\n{metrics}");
+    // And node A's dashboard, in headless Chromium.
+    {
+        let driver = Driver::start().await;
+        let profile = tempfile::tempdir().expect("a temp dir");
+        let session = Session::new(&driver, profile.path()).await;
+        session
+            .post("/url", serde_json::json!({"url": format!("{}/", a.base)}))
+            .await;
+        let line = "document.querySelector(\"article.card[data-region='eu-west'] .cluster-drain\")?.textContent ?? ''";
+        session
+            .wait_for(
+                "the cluster's drain line",
+                &format!("return ({line}).includes('(ns2)')"),
+            )
+            .await;
+        let text = session.eval(&format!("return {line}")).await;
+        println!("node A's dashboard: {text}");
+        assert!(
+            text.as_str()
+                .is_some_and(|t| t.starts_with("cluster: still in caches")
+                    && t.ends_with("answers since the drain: 0 over 2 nodes")),
+            "{text}"
+        );
+        session
+            .eval("document.querySelector(\"article.card[data-region='eu-west']\").scrollIntoView(); return true")
+            .await;
+        let shot = session.get("/screenshot").await;
+        let png = base64_decode(shot.as_str().expect("base64 PNG"));
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster-drain.png");
+        std::fs::write(&path, &png).expect("the screenshot");
+        eprintln!("screenshot: {}", path.display());
+    }
+
+    // Node B goes away: its record leaves with its lease (2 s), and node A shows only its own
+    // part (docs/operations.md says what that means for an operator).
+    nodes[1].server.terminate(Duration::from_secs(5));
+    let a = &nodes[0];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = eu_west(a).await["drain_progress"].clone();
+        if p["cluster"]["latest_node"] == "ns1" {
+            assert_eq!(p["cluster"]["cached_answers_expire_at_ms"], a_until, "{p}");
+            assert!(p["cluster"]["nodes"]["ns2"].is_null(), "{p}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "node B's part never left: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

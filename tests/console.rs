@@ -427,3 +427,94 @@ async fn state_changes_survive_a_restart() {
     );
     assert!(went_down(&after));
 }
+
+/// The eu-west series of the rate chart in `traffic`.
+fn eu_west_counts(traffic: &Value) -> Vec<u64> {
+    traffic["rates"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["region"] == "eu-west")
+        .map(|s| {
+            s["counts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_u64().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The rate chart is saved in the state directory at shutdown and comes back after a
+/// restart, the steps the server was down as zeros; a damaged file is reported by name and
+/// the chart starts empty.
+#[tokio::test]
+async fn the_rate_chart_survives_a_restart_and_a_damaged_file_is_only_reported() {
+    let mut c = Console::start();
+    c.query_from(&[Ipv4Addr::new(81, 2, 69, 0); 50]);
+    let before = c
+        .wait("50 answers in the chart", "/api/v1/traffic", |t| {
+            rate_total(t) == 50
+        })
+        .await;
+    let (first_before, counts_before) = (
+        before["rates"]["first_step_at_ms"].as_u64().unwrap(),
+        eu_west_counts(&before),
+    );
+    assert!(c.server.terminate(Duration::from_secs(10)).is_some());
+    let state = c._dir.path().join("state");
+    let saved = std::fs::read_to_string(state.join("rates.json")).expect("saved at shutdown");
+    let args = ["--state-dir", state.to_str().unwrap()];
+    let server = Server::start(&args);
+    assert!(
+        server.log_text().contains("rate chart restored"),
+        "{}",
+        server.log_text()
+    );
+    let url = format!("http://{}/api/v1/traffic", server.admin_addr());
+    let after: Value = serde_json::from_slice(
+        &c.http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    // The same steps at the same times: the first run's counts, then the steps since.
+    assert_eq!(rate_total(&after), 50, "{}", after["rates"]);
+    assert_eq!(after["rates"]["first_step_at_ms"], first_before);
+    let counts_after = eu_west_counts(&after);
+    assert_eq!(
+        counts_after[..counts_before.len()],
+        counts_before[..],
+        "{saved}"
+    );
+    drop(server);
+
+    std::fs::write(state.join("rates.json"), &saved[..saved.len() / 2]).unwrap();
+    let server = Server::start(&args);
+    let log = server.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ignoring the saved rate chart"))
+        .unwrap_or_else(|| panic!("the damaged file is reported:\n{log}"));
+    assert!(
+        line.contains(&state.join("rates.json").display().to_string()),
+        "{line}"
+    );
+    println!("{line}");
+    let after: Value = serde_json::from_slice(
+        &reqwest::get(format!("http://{}/api/v1/traffic", server.admin_addr()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rate_total(&after), 0, "{}", after["rates"]);
+}

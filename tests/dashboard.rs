@@ -6,190 +6,14 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt as _;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use common::Server;
+use common::browser::{Driver, Session, base64_decode};
 
 const TOKEN: &str = "dashboard-test-secret-0123";
-
-/// chromedriver on a free loopback port, leading a process group of its own that the browser
-/// it starts joins; the whole group is killed on drop, so a test that fails or panics leaves
-/// no browser behind (killing chromedriver alone orphans Chromium).
-struct Driver {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let group = -i32::try_from(self.child.id()).expect("a pid fits i32");
-        // SAFETY: kill(2) on a process group: the child's own, which cannot be reused while
-        // the child is not yet reaped (the wait below).
-        unsafe { libc::kill(group, libc::SIGKILL) };
-        let _ = self.child.wait();
-        // The browsers of the group are reaped by init once orphaned: wait (a bounded
-        // time) until none is left, so that the test ends with no process of its own.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        // SAFETY: signal 0 only asks whether a process of the group still exists.
-        while unsafe { libc::kill(group, 0) } == 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        meridian::health::probe::install_crypto_provider();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("chromedriver")
-            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is required (scripts/setup.sh installs chromium-driver)");
-        let driver = Driver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = driver
-                .http
-                .get(format!("{}/status", driver.base))
-                .send()
-                .await
-                .ok()
-                .map(|r| r.status().is_success())
-                .unwrap_or(false);
-            if ready {
-                return driver;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.expect("chromedriver answers");
-        let status = resp.status();
-        let bytes = resp.bytes().await.expect("a WebDriver body");
-        let v: Value = serde_json::from_slice(&bytes).expect("WebDriver answers JSON");
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v["value"].clone()
-    }
-}
-
-struct Session<'d> {
-    driver: &'d Driver,
-    id: String,
-}
-
-impl Session<'_> {
-    async fn new<'d>(driver: &'d Driver, profile: &std::path::Path) -> Session<'d> {
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1400,1100",
-                    format!("--user-data-dir={}", profile.display())]
-            }
-        }}});
-        let v = driver
-            .call(reqwest::Method::POST, "/session", Some(caps))
-            .await;
-        Session {
-            driver,
-            id: v["sessionId"].as_str().expect("a session id").to_string(),
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.driver
-            .call(
-                reqwest::Method::POST,
-                &format!("/session/{}{path}", self.id),
-                Some(body),
-            )
-            .await
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.driver
-            .call(
-                reqwest::Method::GET,
-                &format!("/session/{}{path}", self.id),
-                None,
-            )
-            .await
-    }
-
-    /// Runs `script` in the page and returns its value.
-    async fn eval(&self, script: &str) -> Value {
-        self.post("/execute/sync", json!({"script": script, "args": []}))
-            .await
-    }
-
-    /// Polls `script` until it returns true, with a deadline.
-    async fn wait_for(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.eval(script).await != json!(true) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn element(&self, css: &str) -> String {
-        let v = self
-            .post("/element", json!({"using": "css selector", "value": css}))
-            .await;
-        v.as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
-            .expect("an element id")
-            .to_string()
-    }
-}
-
-/// Standard base64 (the screenshot), without padding checks.
-fn base64_decode(s: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').map(value).collect();
-    bytes
-        .chunks(4)
-        .flat_map(|c| {
-            let n = c.iter().fold(0u32, |n, &v| (n << 6) | u32::from(v)) << (6 * (4 - c.len()));
-            let out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-            out.into_iter().take(c.len() - 1)
-        })
-        .collect()
-}
 
 #[test]
 fn base64_decodes() {
@@ -343,19 +167,6 @@ fn query_from(server: &Server, nets: &[std::net::Ipv4Addr]) {
             Some(opt),
         );
         assert!(udp.exchange(&q, Duration::from_secs(2)).is_some(), "{net}");
-    }
-}
-
-impl Session<'_> {
-    /// Saves a screenshot of the page as `name` under the target directory.
-    async fn screenshot(&self, name: &str) {
-        self.eval("window.scrollTo(0, 0); return true").await;
-        let shot = self.get("/screenshot").await;
-        let png = base64_decode(shot.as_str().expect("base64 PNG"));
-        assert_eq!(&png[1..4], b"PNG");
-        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-        std::fs::write(&path, &png).unwrap();
-        eprintln!("screenshot: {}", path.display());
     }
 }
 
@@ -578,4 +389,148 @@ async fn console_shows_each_state_live() {
         "{text}"
     );
     session.screenshot("console-fallback.png").await;
+}
+
+/// `n` RTT sample lines (NDJSON) of `rtt_ms` from `client` to `region`, taken now.
+fn rtt_lines(client: &str, region: &str, rtt_ms: f64, n: usize) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    (0..n)
+        .map(|_| {
+            format!("{{\"client\":\"{client}\",\"region\":\"{region}\",\"rtt_ms\":{rtt_ms},\"kind\":\"tcp\",\"time\":{now}}}\n")
+        })
+        .collect()
+}
+
+/// The latency view: a British network measured faster to us-east (against geography) is
+/// listed under us-east as served best there and as a place where measuring beats
+/// distance; a German one, fastest to eu-west as distance says, only as served best; the
+/// sample volumes per region. A screenshot of the view.
+#[tokio::test]
+async fn the_latency_view_shows_where_measured_and_distance_choices_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("feeds"), "nginx:feed-secret-0123456789\n").unwrap();
+    std::fs::write(
+        dir.path().join("meridian.toml"),
+        "[latency]\ntoken-file = \"feeds\"\npublish-secs = 1\nburst = 1000\n",
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--config",
+        dir.path().join("meridian.toml").to_str().unwrap(),
+        "--state-dir",
+        dir.path().join("state").to_str().unwrap(),
+    ]);
+    let admin = server.admin_addr();
+    let driver = Driver::start().await;
+    let (gb, de) = ("81.2.69.0/24", "85.214.132.0/24");
+    let batch = rtt_lines(gb, "eu-west", 80.0, 40)
+        + &rtt_lines(gb, "us-east", 25.0, 40)
+        + &rtt_lines(de, "eu-west", 15.0, 30)
+        + &rtt_lines(de, "us-east", 95.0, 30)
+        + &rtt_lines(de, "ap-southeast", 260.0, 30);
+    let resp = driver
+        .http
+        .post(format!("http://{admin}/api/v1/rtt"))
+        .header("authorization", "Bearer feed-secret-0123456789")
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(report["accepted"], 170, "{report}");
+
+    // The API first: both networks with their measured and distance choices.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let map = loop {
+        let body = driver
+            .http
+            .get(format!("http://{admin}/api/v1/latency"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        if v["listed"].as_array().is_some_and(|l| l.len() == 2) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the map never listed both: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let net = |prefix: &str| {
+        map["listed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["network"] == prefix)
+            .cloned()
+            .unwrap_or_else(|| panic!("{prefix} in {map}"))
+    };
+    let (g, d) = (net(gb), net(de));
+    assert_eq!(
+        (&g["country"], &g["measured_best"], &g["nearest"]),
+        (&json!("GB"), &json!("us-east"), &json!("eu-west")),
+        "{g}"
+    );
+    assert_eq!(
+        (&d["country"], &d["measured_best"], &d["nearest"]),
+        (&json!("DE"), &json!("eu-west"), &json!("eu-west")),
+        "{d}"
+    );
+
+    let session = Session::new(&driver, &dir.path().join("profile")).await;
+    session
+        .post("/url", json!({"url": format!("http://{admin}/")}))
+        .await;
+    session
+        .wait_for(
+            "the latency rows",
+            "return document.querySelectorAll('#latency tbody tr[data-region]').length === 3",
+        )
+        .await;
+    let cell = |region: &str, column: usize| {
+        format!(
+            "return document.querySelector(\"#latency tr[data-region='{region}']\").children[{column}].textContent.replace(/\\s+/g, ' ').trim()"
+        )
+    };
+    let us_best = session.eval(&cell("us-east", 1)).await;
+    let us_differ = session.eval(&cell("us-east", 2)).await;
+    let eu_best = session.eval(&cell("eu-west", 1)).await;
+    let eu_differ = session.eval(&cell("eu-west", 2)).await;
+    let samples = session.eval(&cell("ap-southeast", 3)).await;
+    println!(
+        "us-east: {us_best} | {us_differ}\neu-west: {eu_best} | {eu_differ}\nap-southeast samples: {samples}"
+    );
+    assert_eq!(us_best, json!("GB ×1"));
+    assert_eq!(
+        us_differ,
+        json!("81.2.69.0/24 GB: 25 ms here, 80 ms at eu-west (nearest)")
+    );
+    assert_eq!(eu_best, json!("DE ×1"));
+    assert_eq!(eu_differ, json!("none"));
+    assert!(
+        samples.as_str().unwrap().ends_with("30 over 1 network"),
+        "{samples}"
+    );
+    let note = session
+        .eval("return document.querySelector('#latency-note').textContent")
+        .await;
+    assert!(
+        note.as_str().unwrap().starts_with("2 client networks"),
+        "{note}"
+    );
+
+    session
+        .eval("document.querySelector('#latency-view').scrollIntoView(); return true")
+        .await;
+    let shot = session.get("/screenshot").await;
+    let png = base64_decode(shot.as_str().expect("base64 PNG"));
+    assert_eq!(&png[1..4], b"PNG");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-latency.png");
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("screenshot: {}", path.display());
 }

@@ -73,7 +73,18 @@ function drainProgress(p) {
     ? `last cached answer expire${p.cached_answers_expire_at_ms > Date.now() ? "s" : "d"} ${when(p.cached_answers_expire_at_ms)}`
     : "never answered by this node";
   const state = p.complete ? `<b class="done">safe to switch off</b>` : `<b>still in caches</b>`;
-  return `<p class="note drain-progress">${state}: ${expiry}; answers since the drain: ${p.answers_since_drain}</p>`;
+  return `<p class="note drain-progress">${state}: ${expiry}; answers since the drain: ${p.answers_since_drain}</p>${clusterDrain(p.cluster)}`;
+}
+
+// In a cluster the region is safe only when every nameserver's last answer has expired.
+function clusterDrain(c) {
+  if (!c) return "";
+  const expiry = c.cached_answers_expire_at_ms
+    ? `last cached answer of any node expire${c.cached_answers_expire_at_ms > Date.now() ? "s" : "d"} ${when(c.cached_answers_expire_at_ms)} (${esc(c.latest_node)})`
+    : "never answered by any node";
+  const missing = c.not_reporting.length ? `; not reporting yet: ${c.not_reporting.map(esc).join(", ")}` : "";
+  const state = c.complete ? `<b class="done">cluster: safe to switch off</b>` : `<b>cluster: still in caches</b>`;
+  return `<p class="note drain-progress cluster-drain">${state}: ${expiry}; answers since the drain: ${c.answers_since_drain} over ${Object.keys(c.nodes).length} nodes${missing}</p>`;
 }
 
 function card(r) {
@@ -356,6 +367,54 @@ async function refreshCluster() {
   $("#cluster-vantage tbody").innerHTML = rowsOut.join("");
 }
 
+// The latency map (GET /latency): per region, the client networks whose lowest measured RTT
+// is to it, grouped by country; those of them the distance model would send elsewhere; and
+// how many samples stand behind its estimates.
+async function refreshLatency() {
+  let m;
+  try {
+    m = await api("/latency");
+  } catch (err) {
+    $("#latency-note").textContent = `cannot read the latency map: ${err.message}`;
+    return;
+  }
+  const byRegion = new Map();
+  const row = (r) => {
+    if (!byRegion.has(r)) byRegion.set(r, { best: new Map(), differ: [], samples: 0, networks: 0 });
+    return byRegion.get(r);
+  };
+  for (const n of m.listed) {
+    for (const e of n.regions) {
+      const x = row(e.region);
+      x.samples += e.samples;
+      x.networks += 1;
+    }
+    if (!n.measured_best) continue;
+    const best = row(n.measured_best);
+    const area = n.country || "unlocated";
+    best.best.set(area, [...(best.best.get(area) || []), n.network]);
+    if (n.nearest && n.nearest !== n.measured_best) {
+      const rtt = (r) => n.regions.find((e) => e.region === r);
+      best.differ.push({ n, here: rtt(n.measured_best), there: rtt(n.nearest) });
+    }
+  }
+  const ms = (e) => (e ? `${e.rtt_ms.toFixed(0)} ms` : "?");
+  const rows = [...byRegion.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([region, x]) => {
+    const best = [...x.best.entries()].sort((a, b) => b[1].length - a[1].length)
+      .map(([area, nets]) => `<span class="area" title="${esc(nets.join(", "))}">${esc(area)} ×${nets.length}</span>`).join(" ");
+    const differ = x.differ.map(({ n, here, there }) =>
+      `<div class="differ"><code>${esc(n.network)}</code> ${esc(n.country || "")}: ${ms(here)} here, ${ms(there)} at ${esc(n.nearest)} (nearest)</div>`).join("");
+    return `<tr data-region="${esc(region)}"><td><span class="swatch" style="background:${colourOf(region)}"></span>${esc(region)}</td>
+      <td>${best || `<span class="muted">none</span>`}</td><td>${differ || `<span class="muted">none</span>`}</td>
+      <td>${x.samples.toFixed(0)} <span class="muted">over ${x.networks} network${x.networks === 1 ? "" : "s"}</span></td></tr>`;
+  });
+  $("#latency tbody").innerHTML = rows.join("") ||
+    `<tr><td colspan="4" class="muted">no measured client latency yet (see docs/latency-map.md)</td></tr>`;
+  $("#latency-note").textContent = `${m.networks} client networks measured well enough to steer by` +
+    (m.more ? `; the first ${m.listed.length} shown` : "") +
+    `; half-life ${m.half_life_secs} s, ${m.groups.length} ASN and country estimates`;
+}
+
 // An operator action: drain and force take a reason and an optional expiry (and force a
 // state) in the form of the #act dialog; undrain and release take a reason.
 document.addEventListener("click", (ev) => {
@@ -398,3 +457,6 @@ $("#act").addEventListener("close", async () => {
 connect();
 refreshCluster();
 setInterval(refreshCluster, POLL_MS);
+refreshLatency();
+// The map is published every few seconds at most: a slower look is enough.
+setInterval(refreshLatency, POLL_MS * 5);

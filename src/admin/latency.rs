@@ -133,6 +133,13 @@ pub(super) struct LatencyView {
 #[derive(Serialize)]
 struct NetworkView {
     network: IpNet,
+    /// Where the serving GeoIP database puts the network.
+    country: Option<&'static str>,
+    /// The region with the lowest measured RTT.
+    measured_best: Option<String>,
+    /// Of the measured regions the zones place, the nearest to the network: what the
+    /// distance model alone would choose. Differs from `measured_best` where measuring pays.
+    nearest: Option<String>,
     regions: Vec<EstimateView>,
 }
 
@@ -183,12 +190,31 @@ pub(super) async fn latency(
         }
     };
     let more = nets.len() > limit;
+    // A region name's place, from the first zone that has it.
+    let mut places: std::collections::HashMap<&str, crate::steer::GeoPoint> = Default::default();
+    for z in state.zones.by_index() {
+        for r in &z.regions {
+            places.entry(r.name.as_str()).or_insert(r.location);
+        }
+    }
     let listed = nets
         .into_iter()
         .take(limit)
         .filter_map(|n| {
-            let regions = table
-                .network(n)?
+            let estimates = table.network(n)?;
+            let location = state.geo.locate(n.prefix());
+            let measured_best = estimates
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|e| e.0.to_string());
+            let nearest = location.point.and_then(|at| {
+                estimates
+                    .iter()
+                    .filter_map(|e| Some((e.0, places.get(e.0)?.distance_km(at))))
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(r, _)| r.to_string())
+            });
+            let regions = estimates
                 .into_iter()
                 .map(|(region, rtt_ms, samples)| EstimateView {
                     region: region.to_string(),
@@ -198,6 +224,9 @@ pub(super) async fn latency(
                 .collect();
             Some(NetworkView {
                 network: n.prefix(),
+                country: location.country,
+                measured_best,
+                nearest,
                 regions,
             })
         })

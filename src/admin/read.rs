@@ -196,6 +196,10 @@ struct DrainProgress {
     /// Nothing this node answered can still send a client there: no answers since the drain,
     /// and every earlier one expired.
     complete: bool,
+    /// In a cluster: the same over every live node (a node that died is gone from it with
+    /// its lease; docs/operations.md says what to do then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<crate::cluster::ClusterDrain>,
 }
 
 #[derive(Serialize)]
@@ -266,6 +270,13 @@ pub(super) async fn regions_view(admin: &Admin) -> Vec<RegionView> {
                         answers_since_drain,
                         cached_answers_expire_at_ms: ms(cached_until),
                         complete: answers_since_drain == 0 && cached_until * 1000 <= now,
+                        cluster: admin.cluster.as_ref().map(|c| {
+                            let own = crate::cluster::NodeDrain {
+                                cached_until_s: cached_until,
+                                answers_since_drain,
+                            };
+                            c.drain(&label, &region.name, own, now)
+                        }),
                     },
                 ),
                 endpoints: region

@@ -138,6 +138,74 @@ pub struct NodeRecord {
     /// by the node's hysteresis, so it changes as rarely as a steering decision would.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub latency: BTreeMap<String, BTreeMap<String, Latency>>,
+    /// The regions drained as this node sees it, by zone origin then region. Only drained
+    /// regions: elsewhere the expiry moves with every second of traffic (a write each tick)
+    /// and tells nobody anything.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drains: BTreeMap<String, BTreeMap<String, NodeDrain>>,
+}
+
+/// One node's part of a drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDrain {
+    /// Until when an answer of this node naming the region may sit in a resolver's cache
+    /// (Unix s; 0 when it never named it).
+    pub cached_until_s: u64,
+    /// Answers naming the region since this node saw the drain begin.
+    pub answers_since_drain: u64,
+}
+
+/// A drained region over every live node: the region is safe to switch off once no node
+/// answered with it since the drain and every node's last answer expired.
+#[derive(Debug, Serialize)]
+pub struct ClusterDrain {
+    /// The latest expiry over the nodes (Unix ms); `None` when no node ever named it.
+    pub cached_answers_expire_at_ms: Option<u64>,
+    /// The node whose answers expire last.
+    pub latest_node: Option<String>,
+    /// Summed over the nodes.
+    pub answers_since_drain: u64,
+    pub nodes: BTreeMap<String, NodeDrain>,
+    /// Live nodes that do not report the drain yet (it has not reached them, or they run
+    /// another zone version): until they do, the drain is not complete.
+    pub not_reporting: Vec<String>,
+    pub complete: bool,
+}
+
+/// The drain of `region` of `zone` over `nodes` (live records), with this node's own part
+/// `own` taken live rather than from its last published record.
+pub fn cluster_drain(
+    nodes: &BTreeMap<String, NodeRecord>,
+    own_node: &str,
+    own: NodeDrain,
+    zone: &str,
+    region: &str,
+    now_ms: u64,
+) -> ClusterDrain {
+    let mut parts = BTreeMap::from([(own_node.to_string(), own)]);
+    let mut not_reporting = Vec::new();
+    for (name, r) in nodes.iter().filter(|(n, _)| n.as_str() != own_node) {
+        match r.drains.get(zone).and_then(|d| d.get(region)) {
+            Some(d) => {
+                parts.insert(name.clone(), *d);
+            }
+            None => not_reporting.push(name.clone()),
+        }
+    }
+    let latest = parts
+        .iter()
+        .filter(|(_, d)| d.cached_until_s > 0)
+        .max_by_key(|(_, d)| d.cached_until_s);
+    let expire_ms = latest.map(|(_, d)| d.cached_until_s * 1000);
+    let answers: u64 = parts.values().map(|d| d.answers_since_drain).sum();
+    ClusterDrain {
+        cached_answers_expire_at_ms: expire_ms,
+        latest_node: latest.map(|(n, _)| n.clone()),
+        answers_since_drain: answers,
+        complete: not_reporting.is_empty() && answers == 0 && expire_ms.is_none_or(|t| t <= now_ms),
+        nodes: parts,
+        not_reporting,
+    }
 }
 
 impl NodeRecord {
@@ -147,6 +215,7 @@ impl NodeRecord {
             && self.suspect == other.suspect
             && self.location == other.location
             && self.latency == other.latency
+            && self.drains == other.drains
             && self.observations.len() == other.observations.len()
             && self
                 .observations
@@ -498,7 +567,29 @@ impl Cluster {
     fn set_nodes(&self, nodes: BTreeMap<String, NodeRecord>) {
         self.metrics
             .cluster_nodes(nodes.len(), zones_differ(&nodes));
+        let mut latest: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for r in nodes.values() {
+            for (zone, regions) in &r.drains {
+                for (region, d) in regions {
+                    let t = latest.entry((zone.clone(), region.clone())).or_default();
+                    *t = (*t).max(d.cached_until_s);
+                }
+            }
+        }
+        self.metrics.cluster_drains(latest);
         self.nodes.store(Arc::new(nodes));
+    }
+
+    /// The drain of `region` of `zone` over the live nodes, this one's part `own` (live).
+    pub fn drain(&self, zone: &str, region: &str, own: NodeDrain, now_ms: u64) -> ClusterDrain {
+        cluster_drain(
+            &self.nodes.load(),
+            &self.config.node,
+            own,
+            zone,
+            region,
+            now_ms,
+        )
     }
 
     /// How the nodes' records, as last read, decide `zone`'s endpoints.
@@ -609,7 +700,54 @@ endpoints = ["192.0.2.10", "192.0.2.11"]
             observations: BTreeMap::from([("example.com.".to_string(), observations)]),
             location: None,
             latency: BTreeMap::new(),
+            drains: BTreeMap::new(),
         }
+    }
+
+    fn drained(node: &str, cached_until_s: u64, answers_since_drain: u64) -> NodeRecord {
+        NodeRecord {
+            drains: BTreeMap::from([(
+                "example.com.".to_string(),
+                BTreeMap::from([(
+                    "eu-west".to_string(),
+                    NodeDrain {
+                        cached_until_s,
+                        answers_since_drain,
+                    },
+                )]),
+            )]),
+            ..record(node, [true, true], false)
+        }
+    }
+
+    #[test]
+    fn a_cluster_drain_takes_the_latest_expiry_and_every_nodes_answers() {
+        let own = NodeDrain {
+            cached_until_s: 100,
+            answers_since_drain: 0,
+        };
+        // ns1's published record is stale: its live part counts instead.
+        let all = nodes(vec![
+            drained("ns1", 50, 7),
+            drained("ns2", 130, 2),
+            drained("ns3", 90, 0),
+        ]);
+        let d = cluster_drain(&all, "ns1", own, "example.com.", "eu-west", 120_000);
+        assert_eq!(d.cached_answers_expire_at_ms, Some(130_000));
+        assert_eq!(d.latest_node.as_deref(), Some("ns2"));
+        assert_eq!(d.answers_since_drain, 2);
+        assert!(!d.complete);
+        let quiet = nodes(vec![drained("ns2", 130, 0), drained("ns3", 90, 0)]);
+        let d = cluster_drain(&quiet, "ns1", own, "example.com.", "eu-west", 130_000);
+        assert!(d.complete, "{d:?}");
+        // A live node that does not report the drain yet holds completion back.
+        let late = nodes(vec![
+            drained("ns2", 130, 0),
+            record("ns3", [true, true], false),
+        ]);
+        let d = cluster_drain(&late, "ns1", own, "example.com.", "eu-west", 200_000);
+        assert_eq!(d.not_reporting, vec!["ns3".to_string()]);
+        assert!(!d.complete);
     }
 
     fn nodes(records: Vec<NodeRecord>) -> BTreeMap<String, NodeRecord> {

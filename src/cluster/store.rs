@@ -19,8 +19,8 @@ use tracing::{info, warn};
 
 use super::latency::{self, Change, Inbox};
 use super::{
-    Cluster, ClusterConfig, ClusterError, HEARTBEAT, NodeRecord, Observation, StoreState,
-    StoreStatus, ZoneStamp,
+    Cluster, ClusterConfig, ClusterError, HEARTBEAT, NodeDrain, NodeRecord, Observation,
+    StoreState, StoreStatus, ZoneStamp,
 };
 use crate::health::monitor::MonitorHandle;
 use crate::health::view::PeerViews;
@@ -614,8 +614,27 @@ impl Cluster {
         let mut zones = BTreeMap::new();
         let mut observations = BTreeMap::new();
         let mut latency = BTreeMap::new();
+        let mut drains = BTreeMap::new();
         for z in state.zones.zones() {
             let label = z.origin.to_string();
+            let drained: BTreeMap<String, NodeDrain> = z
+                .regions
+                .iter()
+                .filter_map(|r| {
+                    let answers = self.metrics.answers_since_drain(&label, &r.name)?;
+                    let (_, until) = self.metrics.answer_times(&label, &r.name);
+                    Some((
+                        r.name.clone(),
+                        NodeDrain {
+                            cached_until_s: until,
+                            answers_since_drain: answers,
+                        },
+                    ))
+                })
+                .collect();
+            if !drained.is_empty() {
+                drains.insert(label.clone(), drained);
+            }
             let serial = match &z.soa().data {
                 hickory_proto::rr::RData::SOA(s) => s.serial,
                 _ => 0,
@@ -667,6 +686,7 @@ impl Cluster {
             observations,
             location: self.config.location,
             latency,
+            drains,
         }
     }
 

@@ -10,7 +10,7 @@
 //! does not parse is not guessed at: the server refuses to start and names the line. The
 //! journal is compacted as it grows ([`journal`]); the audit log is read a page at a time.
 
-mod durable;
+pub(crate) mod durable;
 pub mod events;
 pub mod journal;
 

@@ -5,6 +5,7 @@
 // Each test binary compiles this module on its own and uses only some of it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod mmdb;
 pub mod probe_targets;
 pub mod test_ca;
