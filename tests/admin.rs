@@ -1365,7 +1365,7 @@ async fn a_drain_answers_with_the_trouble_ttl_while_it_settles_and_says_when_cac
     );
 
     // Once the answers given before the drain have expired, the drain is complete; once it
-    // has settled (the name's TTL after the drain), answers carry the full TTL again.
+    // has settled (the name's TTL and a second after the drain), answers carry the full TTL again.
     let deadline = Instant::now() + Duration::from_secs(10);
     let complete = loop {
         let (_, regions) = admin.get("/api/v1/regions").await;

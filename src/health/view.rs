@@ -473,7 +473,10 @@ pub struct ZoneHealth {
     /// either lifted by hand).
     override_changed: Vec<Option<Instant>>,
     /// How long a region stays in trouble after its overrides change: the zone's longest
-    /// steered TTL, the time for answers given before the change to leave resolvers' caches.
+    /// steered TTL and a second, the time for answers given before the change to leave
+    /// resolvers' caches (answers are stamped in whole seconds, so a cache may hold one up to a
+    /// second past its TTL from the change, as drain completion counts it), so that resolvers
+    /// coming back for them get the trouble TTL too.
     settle: Duration,
 }
 
@@ -517,7 +520,7 @@ impl ZoneHealth {
             settle: Duration::from_secs(
                 zone.steered
                     .iter()
-                    .map(|s| u64::from(s.config.ttl))
+                    .map(|s| u64::from(s.config.ttl) + 1)
                     .max()
                     .unwrap_or(0),
             ),
