@@ -89,12 +89,12 @@ fn main() {
     let started = Instant::now();
     let table = geo.table().expect("the database walks");
     println!(
-        "location table: {:.2} s, {} networks -> {} IPv4 + {} IPv6 ranges, {} points, {:.1} MiB; RSS {:.0} MiB",
+        "location table: {:.2} s, {} networks -> {} IPv4 + {} IPv6 ranges, {} places, {:.1} MiB; RSS {:.0} MiB",
         started.elapsed().as_secs_f64(),
         table.networks,
         table.v4.len(),
         table.v6.len(),
-        table.points.len(),
+        table.places.len(),
         table.bytes() as f64 / 1048576.0,
         rss_mib()
     );
