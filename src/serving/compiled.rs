@@ -86,7 +86,8 @@ enum NameSteering {
 /// chooses from.
 #[derive(Debug)]
 struct Ruled {
-    runs: SetRuns,
+    /// Shared by A and AAAA where their places split alike.
+    runs: Arc<SetRuns>,
     pins: Pins,
     /// By class, then option.
     outcomes: Box<[Outcome]>,
@@ -151,7 +152,7 @@ impl<A: Copy + Ord + Into<u128>> PinRanges<A> {
 
 /// Runs of addresses answered by the same region of one region set, for both address
 /// families of clients.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct SetRuns {
     v4: Runs<u32>,
     /// In /64s, as the location table counts IPv6.
@@ -161,7 +162,7 @@ struct SetRuns {
 /// A class for addresses the location table does not speak for: the direct path answers.
 const DIRECT: u16 = u16::MAX;
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Runs<A> {
     /// By start. A run's class sits beside its start, so the lookup that found the start
     /// finds the class in the same cache line.
@@ -172,7 +173,7 @@ struct Runs<A> {
     index: Box<[u32]>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Run<A> {
     start: A,
     /// Position of the answering region in the set's region list, or [`DIRECT`].
@@ -308,7 +309,7 @@ impl ZoneSteering {
     pub fn prefetch(&self, steered: usize, family: Family, client: Client) {
         let runs = match self.names.get(steered).map(|n| &n[family_index(family)]) {
             Some(NameSteering::ByClient { runs, .. }) => &**runs,
-            Some(NameSteering::Ruled(ruled)) => &ruled.runs,
+            Some(NameSteering::Ruled(ruled)) => &*ruled.runs,
             _ => return,
         };
         match client.network().trunc() {
@@ -328,7 +329,10 @@ impl ZoneSteering {
                     total += runs.v4.bytes() + runs.v6.bytes();
                 }
                 NameSteering::Ruled(r) => {
-                    total += r.runs.v4.bytes() + r.runs.v6.bytes();
+                    if !seen.contains(&Arc::as_ptr(&r.runs)) {
+                        seen.push(Arc::as_ptr(&r.runs));
+                        total += r.runs.v4.bytes() + r.runs.v6.bytes();
+                    }
                     total += r.pins.v4.bytes() + r.pins.v6.bytes();
                     total += r.outcomes.len() * std::mem::size_of::<Outcome>();
                 }
@@ -483,7 +487,14 @@ pub fn compile<'t>(
                 classes,
             })
         };
-        names.push([compile_family(Family::V4)?, compile_family(Family::V6)?]);
+        let mut both = [compile_family(Family::V4)?, compile_family(Family::V6)?];
+        // A name with rules has runs of its own; A's serve AAAA too where they are the same.
+        if let [NameSteering::Ruled(a), NameSteering::Ruled(b)] = &mut both
+            && a.runs == b.runs
+        {
+            b.runs = a.runs.clone();
+        }
+        names.push(both);
     }
     Ok(ZoneSteering { names })
 }
@@ -631,7 +642,7 @@ fn compile_ruled(
         .map(|o| (1..classes).all(|c| outcomes[c * options + o] == outcomes[o]))
         .collect();
     Ok(Ruled {
-        runs,
+        runs: Arc::new(runs),
         pins,
         outcomes: outcomes.into(),
         options,

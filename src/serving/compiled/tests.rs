@@ -508,3 +508,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_rules_zone_compiles_with_scopes_its_rules_justify() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/zones-rules/rules.test.toml");
+    let zone = crate::zone::load_file(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+    let view = HealthView::all_up();
+    let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
+    let region = |name: &str| zone.regions.iter().position(|r| r.name == name);
+    let www = zone
+        .steered
+        .iter()
+        .position(|s| s.name.to_string().starts_with("www."))
+        .unwrap();
+    let steer = |net: &str| {
+        let network: IpNet = net.parse().unwrap();
+        let family = Family::of(&network.addr());
+        let c = compiled
+            .steer(www, family, Client::Subnet { network })
+            .unwrap();
+        (c.steering.region, c.scope)
+    };
+    // A network rule holds for its whole network, whatever the places inside it.
+    assert_eq!(steer("1.1.1.0/24"), (region("eu-central"), 24));
+    assert_eq!(steer("1.1.1.77/32"), (region("eu-central"), 24));
+    // An AS rule holds for the ASN database's range.
+    let (google, scope) = steer("8.8.8.8/32");
+    assert_eq!(google, region("us-west"));
+    assert!((8..=24).contains(&scope), "{scope}");
+    // A split's outcome is claimed for no more than the /24 it hashes.
+    for net in ["81.2.69.0/28", "81.2.69.160/32", "2a01:4b00:1234::/64"] {
+        let (r, scope) = steer(net);
+        let floor = if net.contains(':') { 48 } else { 24 };
+        assert!(scope >= floor, "{net}: /{scope}");
+        assert!(
+            r == region("eu-west") || r == region("eu-central"),
+            "{net}: {r:?}"
+        );
+    }
+    // A resolver's own address discloses no subnet: scope 0.
+    let resolver = Client::Resolver {
+        address: "8.8.8.8".parse().unwrap(),
+        ecs_withheld: false,
+    };
+    assert_eq!(compiled.steer(www, Family::V4, resolver).unwrap().scope, 0);
+    // No memory per client: the tables only, A's runs serving AAAA (all up, both families).
+    eprintln!("{} bytes", compiled.bytes());
+    assert!(compiled.bytes() < 32 << 20, "{} bytes", compiled.bytes());
+}
