@@ -424,9 +424,14 @@ pub fn compile<'t>(
         let mut compile_family = |family: Family| -> Result<NameSteering, String> {
             let ruled = !config.rules.is_empty() || config.multivalue.is_some();
             let any = steer::decide(None, config, &zone.regions, view, family);
-            if !any.depends_on_client && !ruled {
+            // Rules make every answer depend on the client; multivalue alone does where
+            // distance does.
+            if !any.depends_on_client && config.rules.is_empty() {
+                let unknown = facts(table::Place::default());
+                let d = rules::staged(&unknown, None, None, config, &zone.regions, view, family)
+                    .finish(None, config, &zone.regions);
                 return Ok(NameSteering::Uniform(Steering::of(
-                    &any, zone, config, view, family,
+                    &d, zone, config, view, family,
                 )));
             }
             let t = match loaded {
@@ -596,15 +601,7 @@ fn compile_ruled(
     let mut rows: HashMap<Vec<Outcome>, u16> = HashMap::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let runs = set_runs(table, |id| {
-        let place = table.places[id as usize];
-        let facts = ClientFacts {
-            // The network and AS reach the rules only through the pin option.
-            network: IpNet::V4(ipnet::Ipv4Net::default()),
-            point: place.point,
-            country: place.country,
-            continent: place.continent,
-            asn: None,
-        };
+        let facts = facts(table.places[id as usize]);
         let row: Vec<Outcome> = std::iter::once(None)
             .chain(pinned.iter().map(|&r| Some((String::new(), r))))
             .map(|pin| {
@@ -648,6 +645,18 @@ fn compile_ruled(
         options,
         uniform,
     })
+}
+
+/// What the rules may ask of a client at `place`: its network and AS reach them only through
+/// the pin option ([`rules::staged`]).
+fn facts(place: table::Place) -> ClientFacts {
+    ClientFacts {
+        network: IpNet::V4(ipnet::Ipv4Net::default()),
+        point: place.point,
+        country: place.country,
+        continent: place.continent,
+        asn: None,
+    }
 }
 
 /// The pin options of a `bits`-wide family: the ASN database's ranges (`by_asn`) by the AS

@@ -324,8 +324,9 @@ fn rules(n: usize) -> impl Strategy<Value = String> {
 }
 
 /// The direct answer under a name's rules (the GeoIP and ASN lookups, then the rules): its
-/// steering, and its regions (multivalue: several) and the fence that failed closed.
-type Regions = (Option<RegionId>, Vec<RegionId>, Option<usize>);
+/// steering, and its regions (multivalue: several), the fence that failed closed and whether
+/// another client could be answered otherwise.
+type Regions = (Option<RegionId>, Vec<RegionId>, Option<usize>, bool);
 
 fn ruled(zone: &Zone, view: &HealthView, family: Family, network: IpNet) -> (Steering, Regions) {
     let location = GEO.locate(network);
@@ -339,10 +340,13 @@ fn ruled(zone: &Zone, view: &HealthView, family: Family, network: IpNet) -> (Ste
     let config = &zone.steered[0].config;
     let decision = steer::rules::apply(&facts, config, &zone.regions, view, family);
     let steering = Steering::of(&decision, zone, config, view, family);
-    (
-        steering,
-        (decision.chosen, decision.also, decision.closed_fence),
-    )
+    let regions = (
+        decision.chosen,
+        decision.also,
+        decision.closed_fence,
+        decision.depends_on_client,
+    );
+    (steering, regions)
 }
 
 /// Client networks where the rules' ASes are (Cloudflare, Google, Deutsche Telekom, Comcast,
@@ -401,6 +405,8 @@ proptest! {
             let (steering, chosen) = ruled(&zone, &view, family, network);
             prop_assert_eq!(c.steering, steering, "{} under\n{}", network, rules);
             prop_assert!(c.scope <= network.prefix_len());
+            // As `answer::steer` scopes it: 0 for an answer every client gets.
+            prop_assert_eq!(c.scope == 0, !chosen.3, "{} under\n{}", network, rules);
             if c.scope > 0 && c.scope < network.prefix_len() {
                 let block = IpNet::new(network.addr(), c.scope).unwrap().trunc();
                 for k in 0..8u128 {
