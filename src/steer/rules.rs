@@ -242,7 +242,6 @@ fn multivalue(decision: &mut Decision, n: usize, regions: &[Region]) {
 /// The decision under the name's rules, one region chosen, but for the split's hash: the
 /// client's place (point, country, continent) and `pinned` ([`pin`]) decide, never its network
 /// or AS otherwise, so compiled steering stages a decision once per place and pin.
-#[allow(clippy::too_many_arguments)]
 pub fn staged(
     facts: &ClientFacts,
     pinned: Option<(String, RegionId)>,
