@@ -18,6 +18,14 @@ lost queries, p50/p99 latency at a fixed rate (half of Meridian's saturation rat
 qps-per-core ratio to gdnsd. Every server is checked for the right answers first, and every
 server it started is stopped at the end.
 
+--zones rules makes Meridian serve bench/zones-rules instead (www.rules.test: five regions with
+network and ASN rules, a fail-closed fence, a weighted split and a bias; every steered query
+goes through the compiled rules), while gdnsd and PowerDNS serve their plain geo config of
+the three regions under the same zone name, rules.test: they have no equivalent of these
+rules. The comparison then says what Meridian's rules cost per query against the plainest
+geo answer the others give; the servers' answers differ (other regions, other rules), so
+Meridian's answers are checked against its own rules zone and the agreement check is skipped.
+
 dnsperf and the servers run on separate cores (taskset): dnsperf on the first, the servers
 on the rest, each server with one thread per core of its own. On a 2-core machine that is one
 core each, so raw qps is capped by the load generator; qps per server core is the comparable
@@ -53,7 +61,8 @@ GEODBS = {
 GEODB = GEODBS["embedded"][0]  # the file gdnsd and PowerDNS read, set per --geodb
 MERIDIAN_GEOIP = None          # Meridian's --geoip, set per --geodb
 MERIDIAN_FLAGS = {}            # extra flags per Meridian server name (--meridian-flags)
-ZONE = "bench.test"
+ZONE = "bench.test"             # rules.test with --zones rules
+ZONES_DIR = os.path.join(ROOT, "bench/zones")  # what Meridian serves (--zones)
 REGIONS = {  # name: (lat, lon, v4, v6), as in bench/zones/bench.test.toml
     "us-east": (39.04, -77.49, "192.0.2.10", "2001:db8:1::10"),
     "eu-west": (53.35, -6.26, "198.51.100.10", "2001:db8:2::10"),
@@ -180,7 +189,7 @@ def start_meridian(tmp, threads, binary=None, name="meridian"):
     geoip = [] if MERIDIAN_GEOIP is None or any(f.startswith("--geoip") for f in extra) \
         else ["--geoip", MERIDIAN_GEOIP]
     p = spawn(name, [binary or os.path.join(ROOT, "target/release/meridian"), "serve",
-                           "--zones", os.path.join(ROOT, "bench/zones"),
+                           "--zones", ZONES_DIR,
                            "--dns-listen", f"127.0.0.1:{port}", "--udp-threads", str(threads),
                            "--admin-listen", f"127.0.0.1:{admin_port}",
                            "--state-dir", os.path.join(tmp, f"{name}-state"), *geoip, *extra],
@@ -288,9 +297,31 @@ def expected(region):
     return [REGIONS[region][2]]
 
 
+# With --zones rules, what Meridian answers for www.rules.test (bench/zones-rules): by a
+# network rule, by AS, inside the DE/FR fence, and by distance with us-west's bias.
+RULES_SAMPLE = {
+    "1.1.1.0/24": ("198.51.100.20", "2001:db8:2::20"),   # network rule: eu-central
+    "8.8.8.0/24": ("192.0.2.20", "2001:db8:1::20"),      # AS15169: us-west
+    "85.214.0.0/24": ("198.51.100.20", "2001:db8:2::20"),  # DE, fenced: eu-central
+    "133.11.0.0/24": ("203.0.113.10", "2001:db8:3::10"),  # JP: ap-southeast
+}
+
+
+def serves_rules(name):
+    return ZONES_DIR.endswith("zones-rules") and name in ("meridian", "baseline")
+
+
 def check_answers(servers):
     bad = []
     for name, (_, port) in servers.items():
+        if serves_rules(name):
+            for net, (v4, v6) in RULES_SAMPLE.items():
+                got = (dig(port, f"www.{ZONE}", "A", net), dig(port, f"www.{ZONE}", "AAAA", net))
+                if got != ([v4], [v6]):
+                    bad.append(f"{name}: {net} -> {got}, expected {v4}, {v6} (bench/zones-rules)")
+            if dig(port, f"nothere.{ZONE}") != []:
+                bad.append(f"{name}: nothere.{ZONE} answered")
+            continue
         for net, region in SAMPLE.items():
             got = dig(port, f"www.{ZONE}", "A", net)
             if got != expected(region):
@@ -309,7 +340,7 @@ def check_agreement(servers, files):
     """The servers answer alike for a sample of the new24 / new48 client networks: the same
     decisions, so that the same work is timed. Disagreements are listed, not fatal (a client
     the database cannot place may go to a different default on each server)."""
-    if len(servers) < 2:
+    if len(servers) < 2 or any(serves_rules(n) for n in servers):
         return
     ref = next(iter(servers))
     for mix, qtype in (("new24", "A"), ("new48", "AAAA")):
@@ -615,6 +646,9 @@ def main():
     ap.add_argument("--new-networks", type=int, default=1_000_000,
                     help="distinct /24s (new24) and /48s (new48) of the every-query-a-new-network mixes")
     ap.add_argument("--servers", default="meridian,gdnsd,pdns")
+    ap.add_argument("--zones", choices=["plain", "rules"], default="plain",
+                    help="what Meridian serves: bench/zones, or bench/zones-rules (every rule; "
+                         "gdnsd and PowerDNS keep their plain geo config, see above)")
     ap.add_argument("--mixes", default="static,steered,steered-ecs,nxdomain,new24,new48")
     ap.add_argument("--geodb", default="embedded,city",
                     help="GeoIP databases to run every mix with, in turn: embedded (Meridian's "
@@ -644,6 +678,9 @@ def main():
     ap.add_argument("--rss-seconds", type=int, default=1200,
                     help="time bound of each rss-check pass (per server)")
     args = ap.parse_args()
+    global ZONE, ZONES_DIR
+    if args.zones == "rules":
+        ZONE, ZONES_DIR = "rules.test", os.path.join(ROOT, "bench/zones-rules")
     import shlex
     MERIDIAN_FLAGS["meridian"] = shlex.split(args.meridian_flags)
     MERIDIAN_FLAGS["baseline"] = shlex.split(args.meridian_flags if args.baseline_flags is None

@@ -2,6 +2,9 @@
 //! size, then for region sets of 3 and of 12 regions (and one of 1,000) the compile time, the
 //! runs' size, the process's resident memory, and lookups per second against the direct path
 //! (GeoIP lookup, then `steer::decide`) for clients from distinct random /24s and /48s.
+//! Last, the same for `bench/zones-rules` (every rule: network and ASN rules, a fence, a
+//! split, bias, multivalue) against the direct path under rules (GeoIP and ASN lookups, then
+//! `steer::rules::apply`), the ASN database's walk included in the first compile.
 //!
 //! Usage: cargo run --release --example bench-compile -- [GEOIP.mmdb ...]
 //! (no file: the embedded database; give DB-IP's IPv4 and IPv6 files together).
@@ -14,7 +17,7 @@ use ipnet::IpNet;
 use meridian::geo::GeoDb;
 use meridian::serving::answer::Client;
 use meridian::serving::compiled::compile;
-use meridian::steer::{Family, HealthView, decide};
+use meridian::steer::{ClientFacts, Family, HealthView, decide, rules};
 
 /// Cities where clouds have regions: the first 3, the first 12.
 const SITES: [(&str, f64, f64); 12] = [
@@ -89,12 +92,12 @@ fn main() {
     let started = Instant::now();
     let table = geo.table().expect("the database walks");
     println!(
-        "location table: {:.2} s, {} networks -> {} IPv4 + {} IPv6 ranges, {} points, {:.1} MiB; RSS {:.0} MiB",
+        "location table: {:.2} s, {} networks -> {} IPv4 + {} IPv6 ranges, {} places, {:.1} MiB; RSS {:.0} MiB",
         started.elapsed().as_secs_f64(),
         table.networks,
         table.v4.len(),
         table.v6.len(),
-        table.points.len(),
+        table.places.len(),
         table.bytes() as f64 / 1048576.0,
         rss_mib()
     );
@@ -167,6 +170,81 @@ fn main() {
         let direct = direct_n as f64 / started.elapsed().as_secs_f64();
         println!(
             "  lookups: compiled {:.2} M/s, direct (locate + decide) {:.3} M/s over {} distinct networks ({agree} scoped, checksum {regions})",
+            fast / 1e6,
+            direct / 1e6,
+            probes.len()
+        );
+    }
+    rules_zone(&geo, table, &probes);
+}
+
+/// Compiles `bench/zones-rules` and looks up its two names for `probes`.
+fn rules_zone(geo: &GeoDb, table: &meridian::geo::table::LocationTable, probes: &[IpNet]) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/zones-rules/rules.test.toml");
+    let text = std::fs::read_to_string(&path).expect("bench/zones-rules is readable");
+    let zone = meridian::zone::load_file(&path, &text).expect("the rules zone loads");
+    let view = HealthView::all_up();
+    let rss = rss_mib();
+    let started = Instant::now();
+    let compiled = compile(&zone, &view, || Ok(table)).expect("compiles");
+    println!(
+        "bench/zones-rules ({} names): compiled in {:.3} s (the ASN walk included), tables {:.2} MiB, RSS {:.0} -> {:.0} MiB",
+        zone.steered.len(),
+        started.elapsed().as_secs_f64(),
+        compiled.bytes() as f64 / 1048576.0,
+        rss,
+        rss_mib()
+    );
+    let started = Instant::now();
+    let again = compile(&zone, &view, || Ok(table)).expect("compiles");
+    println!(
+        "  recompiled (a health change) in {:.3} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(again);
+    for (index, steered) in zone.steered.iter().enumerate() {
+        let family = |n: &IpNet| {
+            if n.addr().is_ipv4() {
+                Family::V4
+            } else {
+                Family::V6
+            }
+        };
+        let started = Instant::now();
+        let mut checksum = 0usize;
+        for network in probes {
+            if let Some(c) =
+                compiled.steer(index, family(network), Client::Subnet { network: *network })
+            {
+                checksum += c.steering.region.unwrap_or(0) + usize::from(c.scope);
+            }
+        }
+        let fast = probes.len() as f64 / started.elapsed().as_secs_f64();
+        let direct_n = probes.len().min(100_000);
+        let started = Instant::now();
+        for network in &probes[..direct_n] {
+            let location = geo.locate(*network);
+            let facts = ClientFacts {
+                network: *network,
+                point: location.point,
+                country: location.country,
+                continent: location.continent,
+                asn: location.asn.map(|a| a.number),
+            };
+            let d = rules::apply(
+                &facts,
+                &steered.config,
+                &zone.regions,
+                &view,
+                family(network),
+            );
+            checksum += d.chosen.unwrap_or(0);
+        }
+        let direct = direct_n as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "  {}: compiled {:.2} M/s, direct (locate + rules) {:.3} M/s over {} distinct networks (checksum {checksum})",
+            steered.name,
             fast / 1e6,
             direct / 1e6,
             probes.len()

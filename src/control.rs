@@ -215,7 +215,7 @@ fn compile_steering(state: &SharedSnapshot) {
                         geoip = %snap.geo.name(),
                         networks = table.networks,
                         ranges = table.v4.len() + table.v6.len(),
-                        points = table.points.len(),
+                        places = table.places.len(),
                         mib = table.bytes() >> 20,
                         ms = built.elapsed().as_millis() as u64,
                         "GeoIP location table built"

@@ -33,6 +33,8 @@ struct AsnRecord<'a> {
 /// The embedded IP-to-ASN database.
 pub struct AsnDb {
     reader: Reader<&'static [u8]>,
+    /// Walked once, by the steering compiler, when a name first has ASN rules.
+    ranges: std::sync::OnceLock<Result<super::table::AsnRanges, String>>,
 }
 
 /// Opened and checked once per process: every lookup borrows from the compiled-in bytes, so
@@ -46,7 +48,10 @@ impl AsnDb {
         let opened = OPENED.get_or_init(|| {
             let reader = Reader::from_source(EMBEDDED).map_err(|e| e.to_string())?;
             super::verify::check_tree(&reader, EMBEDDED)?;
-            Ok(AsnDb { reader })
+            Ok(AsnDb {
+                reader,
+                ranges: std::sync::OnceLock::new(),
+            })
         });
         opened.as_ref().map_err(|reason| super::GeoError::Damaged {
             name: NAME.into(),
@@ -61,6 +66,14 @@ impl AsnDb {
             "embedded asn ({}, build epoch {})",
             m.database_type, m.build_epoch
         )
+    }
+
+    /// Every address's AS, walked from the database on the first call (off the query path).
+    pub fn ranges(&self) -> Result<&super::table::AsnRanges, &str> {
+        self.ranges
+            .get_or_init(|| super::table::AsnRanges::build(&self.reader))
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     /// The AS announcing `addr`, if the database knows one.

@@ -1,9 +1,12 @@
 //! The whole address space of each family as sorted ranges, each with an index into a list of
-//! distinct points: the database walked once, neighbouring networks with the same point
-//! merged, special-purpose space unknown (as [`GeoDb::locate`] places it).
+//! distinct places (point, country, continent): the database walked once, neighbouring
+//! networks with the same place merged, special-purpose space unknown (as [`GeoDb::locate`]
+//! places it). The same walk gives the embedded ASN database's ranges ([`AsnRanges`]), which
+//! compiled network and ASN rules read.
 //!
-//! The rule: every address the table speaks for gets the point that `locate` gives it, so a
-//! decision compiled from the table is the decision the direct path makes. Where the table
+//! The rule: every address the table speaks for gets the place that `locate` gives it, so a
+//! decision compiled from the table (geo-fences included) is the decision the direct path
+//! makes. Where the table
 //! cannot say (IPv4 data reached through an IPv6 alias, 6to4 or Teredo, which the walk skips),
 //! the range is [`DIRECT`] and a query there takes the direct path. Steering compiles from
 //! this table (`serving::compiled`) in a sequential scan, without touching the database again.
@@ -13,12 +16,15 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use maxminddb::{LookupResult, Reader};
+
+use super::countries::Continent;
 use super::{GeoDb, Record, SPECIAL_BLOCKS};
 use crate::steer::GeoPoint;
 
-/// Index into [`LocationTable::points`].
+/// Index into [`LocationTable::places`].
 pub type PointId = u32;
-/// No location: gaps in the database, special-purpose space, records without a point.
+/// No location: gaps in the database, special-purpose space, records without a place.
 pub const UNKNOWN: PointId = 0;
 /// Space the table does not speak for: answered the direct way.
 pub const DIRECT: PointId = PointId::MAX;
@@ -59,11 +65,20 @@ pub const V6_UNIT: u32 = 64;
 /// The points of split IPv6 /64s, by `id - SPLIT`.
 pub type Split = Vec<Box<[PointId]>>;
 
-/// Where every address is, as far as steering cares: a point or none.
+/// What steering asks of a client's location: the point that ranks regions by distance, and
+/// the country and continent that geo-fences hold.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Place {
+    pub point: Option<GeoPoint>,
+    pub country: Option<&'static str>,
+    pub continent: Option<Continent>,
+}
+
+/// Where every address is, as far as steering cares: a place, or none.
 #[derive(Debug)]
 pub struct LocationTable {
-    /// Distinct points; index [`UNKNOWN`] holds `None`.
-    pub points: Vec<Option<GeoPoint>>,
+    /// Distinct places; index [`UNKNOWN`] knows nothing.
+    pub places: Vec<Place>,
     pub v4: Ranges<u32>,
     pub v6: Ranges<u64>,
     /// The points of each IPv6 /64 that the database splits ([`SPLIT`]).
@@ -76,16 +91,32 @@ impl LocationTable {
     /// Walks `geo` whole. Fails only on a damaged database, which the tree check refuses
     /// before it serves.
     pub fn build(geo: &GeoDb) -> Result<LocationTable, String> {
-        let mut points = Points::default();
+        let mut places = Places::default();
         let mut networks = 0;
+        let mut place = |item: &LookupResult<'_, super::Source>, network: IpNet| {
+            // As `locate` does: a record that does not decode is unknown.
+            let place = match item.decode::<Record<'_>>() {
+                Ok(Some(r)) => {
+                    let l = r.into_location(network);
+                    Place {
+                        point: l.point,
+                        country: l.country,
+                        continent: l.continent,
+                    }
+                }
+                _ => Place::default(),
+            };
+            places.intern(place)
+        };
+        let db = |bits: u32| geo.db_for(any(bits)).map(|d| &d.reader);
         // Each walk streams into its family's final form: with a city database, a 128-bit
         // copy of the ranges would be the build's largest allocation.
-        let v4 = walk(geo, 32, &mut points, &mut networks, Narrow::default())?
+        let v4 = walk(db(32), 32, &mut networks, Narrow::default(), &mut place)?
             .0
             .finish();
-        let v6 = walk(geo, 128, &mut points, &mut networks, Units::default())?.finish()?;
+        let v6 = walk(db(128), 128, &mut networks, Units::default(), &mut place)?.finish()?;
         Ok(LocationTable {
-            points: points.list,
+            places: places.list,
             v4,
             v6: v6.0,
             split: v6.1,
@@ -95,72 +126,77 @@ impl LocationTable {
 
     /// The table's size in memory, for the log line.
     pub fn bytes(&self) -> usize {
-        self.points.len() * std::mem::size_of::<Option<GeoPoint>>()
+        self.places.len() * std::mem::size_of::<Place>()
             + self.v4.len() * (4 + 4)
             + self.v6.len() * (8 + 4)
             + self.split.iter().map(|s| 16 + s.len() * 4).sum::<usize>()
     }
 }
 
-/// Points interned by their bits, and database records by offset (many networks share one).
-struct Points {
-    list: Vec<Option<GeoPoint>>,
-    by_bits: HashMap<(u64, u64), PointId>,
-    by_offset: HashMap<usize, PointId>,
+/// Places interned by their point's bits, country and continent.
+struct Places {
+    list: Vec<Place>,
+    by_key: HashMap<PlaceKey, PointId>,
 }
 
-impl Default for Points {
+type PlaceKey = (Option<(u64, u64)>, Option<&'static str>, Option<Continent>);
+
+impl Default for Places {
     fn default() -> Self {
-        Points {
-            list: vec![None],
-            by_bits: HashMap::new(),
-            by_offset: HashMap::new(),
+        Places {
+            list: vec![Place::default()],
+            by_key: HashMap::from([((None, None, None), UNKNOWN)]),
         }
     }
 }
 
-impl Points {
-    fn intern(&mut self, point: Option<GeoPoint>) -> PointId {
-        let Some(p) = point else {
-            return UNKNOWN;
-        };
-        let next = PointId::try_from(self.list.len()).expect("fewer than 2^32 points");
-        let id = *self
-            .by_bits
-            .entry((p.lat.to_bits(), p.lon.to_bits()))
-            .or_insert(next);
+impl Places {
+    fn intern(&mut self, place: Place) -> PointId {
+        let key = (
+            place.point.map(|p| (p.lat.to_bits(), p.lon.to_bits())),
+            place.country,
+            place.continent,
+        );
+        let next = PointId::try_from(self.list.len()).expect("fewer than 2^32 places");
+        let id = *self.by_key.entry(key).or_insert(next);
         if id == next {
-            self.list.push(Some(p));
+            self.list.push(place);
         }
         id
     }
 }
 
-/// The ranges of one family (`bits` 32 or 128), in 128-bit arithmetic, pushed into `sink`.
-fn walk<S: Sink>(
-    geo: &GeoDb,
-    bits: u32,
-    points: &mut Points,
-    networks: &mut usize,
-    sink: S,
-) -> Result<S, String> {
-    let mut out = Overlay::new(bits, sink);
-    let any: IpAddr = if bits == 32 {
+/// The unspecified address of a `bits`-wide family.
+fn any(bits: u32) -> IpAddr {
+    if bits == 32 {
         std::net::Ipv4Addr::UNSPECIFIED.into()
     } else {
         std::net::Ipv6Addr::UNSPECIFIED.into()
-    };
-    let Some(db) = geo.db_for(any) else {
+    }
+}
+
+/// The ranges of one family (`bits` 32 or 128) of `db`, in 128-bit arithmetic, pushed into
+/// `sink`; `id_of` gives a record's id, asked once per record (many networks share one).
+fn walk<R: AsRef<[u8]>, S: Sink>(
+    db: Option<&Reader<R>>,
+    bits: u32,
+    networks: &mut usize,
+    sink: S,
+    id_of: &mut impl FnMut(&LookupResult<'_, R>, IpNet) -> PointId,
+) -> Result<S, String> {
+    let mut out = Overlay::new(bits, sink);
+    let Some(db) = db else {
         // No database for this family: every such client is unknown.
         out.push(0, UNKNOWN);
         return Ok(out.finish());
     };
-    let all = ipnetwork::IpNetwork::new(any, 0).map_err(|e| e.to_string())?;
+    let all = ipnetwork::IpNetwork::new(any(bits), 0).map_err(|e| e.to_string())?;
     let options = maxminddb::WithinOptions::default().include_networks_without_data();
     // The first address not covered yet; None once the walk reached the end of the space.
     let mut next = Some(0u128);
     let mut prev: (Option<usize>, PointId) = (None, UNKNOWN);
-    for item in db.reader.within(all, options).map_err(|e| e.to_string())? {
+    let mut by_offset: HashMap<usize, PointId> = HashMap::new();
+    for item in db.within(all, options).map_err(|e| e.to_string())? {
         let item = item.map_err(|e| e.to_string())?;
         let net = item.network().map_err(|e| e.to_string())?;
         let (start, last) = span(net.ip(), net.prefix(), bits);
@@ -177,17 +213,12 @@ fn walk<S: Sink>(
             None => UNKNOWN,
             // Neighbouring networks often share a record.
             Some(offset) if prev.0 == Some(offset) => prev.1,
-            Some(offset) => match points.by_offset.get(&offset) {
+            Some(offset) => match by_offset.get(&offset) {
                 Some(&id) => id,
                 None => {
                     let network = IpNet::new(net.ip(), net.prefix()).map_err(|e| e.to_string())?;
-                    // As `locate` does: a record that does not decode is unknown.
-                    let point = match item.decode::<Record<'_>>() {
-                        Ok(Some(r)) => r.into_location(network).point,
-                        _ => None,
-                    };
-                    let id = points.intern(point);
-                    points.by_offset.insert(offset, id);
+                    let id = id_of(&item, network);
+                    by_offset.insert(offset, id);
                     id
                 }
             },
@@ -203,6 +234,54 @@ fn walk<S: Sink>(
         out.push(n, DIRECT);
     }
     Ok(out.finish())
+}
+
+/// The embedded ASN database's ranges for both families, by interned AS (an index into
+/// [`AsnRanges::numbers`]; [`UNKNOWN`] where no AS is known, as in special-purpose space,
+/// which `locate` gives no AS; [`DIRECT`] where the walk skips an alias of the IPv4 tree).
+#[derive(Debug)]
+pub struct AsnRanges {
+    /// AS numbers by id; id [`UNKNOWN`] holds none (0, never read).
+    pub numbers: Vec<u32>,
+    pub v4: Ranges<u32>,
+    /// Full addresses: an AS's network may be longer than a /64.
+    pub v6: Ranges<u128>,
+}
+
+impl AsnRanges {
+    /// Walks `db` whole; fails only on a damaged database.
+    pub fn build<R: AsRef<[u8]>>(db: &Reader<R>) -> Result<AsnRanges, String> {
+        #[derive(serde::Deserialize)]
+        struct Number {
+            autonomous_system_number: Option<u32>,
+        }
+        let mut numbers = vec![0];
+        let mut ids: HashMap<u32, PointId> = HashMap::new();
+        let mut networks = 0;
+        // As `AsnDb::lookup` does: a record without a number, or that does not decode, is
+        // no AS.
+        let mut id_of = |item: &LookupResult<'_, R>, _: IpNet| match item.decode::<Number>() {
+            Ok(Some(Number {
+                autonomous_system_number: Some(n),
+            })) => *ids.entry(n).or_insert_with(|| {
+                numbers.push(n);
+                PointId::try_from(numbers.len() - 1).expect("fewer than 2^32 ASes")
+            }),
+            _ => UNKNOWN,
+        };
+        let v4 = walk(Some(db), 32, &mut networks, Narrow::default(), &mut id_of)?
+            .0
+            .finish();
+        let v6 = walk(Some(db), 128, &mut networks, Wide::default(), &mut id_of)?
+            .0
+            .finish();
+        Ok(AsnRanges { numbers, v4, v6 })
+    }
+
+    /// The AS number of range id `id`, if any.
+    pub fn number(&self, id: PointId) -> Option<u32> {
+        (id != UNKNOWN && id != DIRECT).then(|| self.numbers[id as usize])
+    }
 }
 
 /// The first and last address of a network, as a `bits`-wide family sees it: an IPv4
@@ -227,6 +306,16 @@ fn span(ip: IpAddr, prefix: u8, bits: u32) -> (u128, u128) {
 /// Where a walk's ranges go, in order of their starts.
 trait Sink {
     fn push(&mut self, start: u128, id: PointId);
+}
+
+/// IPv6 ranges of full addresses.
+#[derive(Default)]
+struct Wide(Builder<u128>);
+
+impl Sink for Wide {
+    fn push(&mut self, start: u128, id: PointId) {
+        self.0.push(start, id);
+    }
 }
 
 /// IPv4 ranges, narrowed to 32 bits as they come.

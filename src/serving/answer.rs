@@ -51,7 +51,7 @@ pub fn seed(id: u16, src: SocketAddr) -> u64 {
 }
 
 /// What the order of a decision's endpoints depends on besides the seed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Spread {
     /// How many endpoints may answer.
     pub endpoints: usize,
@@ -134,38 +134,41 @@ pub fn steer(
     let order = spread.order(seed);
     let addresses = steer::select(endpoints, config.answers, seed);
     // Every client in the compiled run around the client's address gets this region: that
-    // block is an honest scope, as gdnsd merges networks with identical answers. Until the
-    // compiler has run, the GeoIP network that decided is. A client network with measured
-    // RTTs may be answered unlike its neighbours, so its own prefix is the scope. A name's
-    // rules narrow it to what they depend on (their networks, the AS's network, a split's
-    // hash block). Each is capped by what the resolver disclosed; an answer no other client
-    // could see differently holds for everyone: scope 0.
+    // block is an honest scope, as gdnsd merges networks with identical answers; for a name
+    // with rules, the compiled scope is already within what its rules depend on (their
+    // networks, the AS's range, a split's hash block). Until the compiler has run, the GeoIP
+    // network that decided is, narrowed by the rules. A client network with measured RTTs
+    // may be answered unlike its neighbours, so its own prefix is the scope. Each is capped by
+    // what the resolver disclosed; an answer no other client could see differently holds for
+    // everyone: scope 0.
+    let compiled = match rtt {
+        Some(_) => None,
+        None => state.compiled_steer(zone, steered.index, family, client),
+    };
     let scope = match client {
-        Client::Subnet { network } if decision.depends_on_client => {
-            let disclosed = network.prefix_len();
-            let located = match &rtt {
-                Some(r) => r.prefix.prefix_len().min(disclosed),
-                None => state
-                    .compiled_steer(zone, steered.index, family, client)
-                    .map_or_else(
-                        || {
-                            let geo = location.network.prefix_len().min(disclosed);
-                            state.latency.cap_scope(network, geo)
-                        },
-                        |c| c.scope,
-                    ),
-            };
-            let ruled = steer::rules::scope(
-                config,
-                &decision,
-                &facts,
-                located,
-                location.asn.map(|a| a.network),
-            );
-            // The rules' scope is capped by what the resolver disclosed, but never wider than
-            // the latency map's cap on `located`.
-            ruled.map_or(located, |r| r.min(disclosed).max(located))
-        }
+        Client::Subnet { network } if decision.depends_on_client => match compiled {
+            Some(c) => c.scope,
+            None => {
+                let disclosed = network.prefix_len();
+                let located = match &rtt {
+                    Some(r) => r.prefix.prefix_len().min(disclosed),
+                    None => {
+                        let geo = location.network.prefix_len().min(disclosed);
+                        state.latency.cap_scope(network, geo)
+                    }
+                };
+                let ruled = steer::rules::scope(
+                    config,
+                    &decision,
+                    &facts,
+                    located,
+                    location.asn.map(|a| a.network),
+                );
+                // The rules' scope is capped by what the resolver disclosed, but never wider
+                // than the latency map's cap on `located`.
+                ruled.map_or(located, |r| r.min(disclosed).max(located))
+            }
+        },
         _ => 0,
     };
     SteeredAnswer {

@@ -9,6 +9,13 @@
 //! with the database network as scope. So every answer is exact at every moment; only the
 //! width of the scope waits for the compiler.
 //!
+//! Names with rules compile too ([`Ruled`]): geo-fences act per place (the location table
+//! interns country and continent with the point), bias ranks at compile time, network and
+//! ASN rules become a small per-name range table consulted beside the runs, a weighted split
+//! is hashed after the lookup among the regions its class names, and multivalue answers are
+//! classes like any other. No per-client-network state: memory is the tables', whatever the
+//! clients.
+//!
 //! Why compile per health view rather than per distance ranking (gdnsd's way): the ranking
 //! adds each region's measured degradation to the distance, so two clients with the same
 //! order of distances can still be answered by different regions; a table of decisions made
@@ -21,13 +28,14 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::answer::{Client, Spread};
-use crate::geo::table::{self, LocationTable, PointId, Ranges};
+use crate::geo::table::{self, AsnRanges, LocationTable, PointId, Ranges};
+use crate::steer::rules::{self, ClientFacts, SPLIT_PREFIX_V4, SPLIT_PREFIX_V6};
 use crate::steer::{self, Decision, Family, HealthView, RegionId};
 use crate::zone::Zone;
 
 /// What steering comes to for a client, but the scope: what the fast path keys its cached
 /// answers by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Steering {
     pub region: Option<RegionId>,
     pub spread: Spread,
@@ -59,10 +67,6 @@ pub struct ZoneSteering {
 
 #[derive(Debug)]
 enum NameSteering {
-    /// The name has network, ASN, fence or split rules, which ask more of a client than the
-    /// location table holds, or answers with several regions, which one class cannot name:
-    /// every query takes the direct path.
-    Direct,
     /// Every client gets the same answer (one region up, failover order, every region down):
     /// scope 0.
     Uniform(Steering),
@@ -71,11 +75,84 @@ enum NameSteering {
         runs: Arc<SetRuns>,
         classes: Box<[Steering]>,
     },
+    /// The name has rules or multivalue answers.
+    Ruled(Box<Ruled>),
+}
+
+/// A name with rules, compiled. A client's address gives two things: a pin option from
+/// `pins` (0: no network or ASN rule that can answer; `k`: the `k`th region such rules send
+/// clients to), and a place class from `runs` (a class is a row of `outcomes`, one per
+/// option). The outcome is the answer, or a split's regions, which the client network's hash
+/// chooses from.
+#[derive(Debug)]
+struct Ruled {
+    /// Shared by A and AAAA where their places split alike.
+    runs: Arc<SetRuns>,
+    pins: Pins,
+    /// By class, then option.
+    outcomes: Box<[Outcome]>,
+    options: usize,
+    /// By option: whether every class has the same outcome (a pinned region, answering
+    /// alone), so that the place does not narrow the scope.
+    uniform: Box<[bool]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Outcome {
+    One(Answer),
+    /// A split: its regions and weights, and the answer of a client landing on each.
+    Split {
+        weights: Box<[(RegionId, u32)]>,
+        answers: Box<[Answer]>,
+    },
+}
+
+/// What tells answers apart beyond their steering, which names neither the regions answering
+/// beside the chosen one (multivalue) nor which fence failed closed: places merge into one
+/// run only where they agree on both.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Answer {
+    steering: Steering,
+    also: Box<[RegionId]>,
+    closed_fence: Option<usize>,
+}
+
+/// The pin option of every client address, both families.
+#[derive(Debug)]
+struct Pins {
+    v4: PinRanges<u32>,
+    v6: PinRanges<u128>,
+}
+
+/// Sorted ranges covering a family's space (the first starts at 0), each with a pin option or
+/// [`DIRECT`] (IPv6 space where the ASN database's walk skipped an alias).
+#[derive(Debug)]
+struct PinRanges<A> {
+    starts: Vec<A>,
+    options: Vec<u16>,
+}
+
+impl<A: Copy + Ord + Into<u128>> PinRanges<A> {
+    /// The option of `addr` (a `bits`-wide address) and the shortest prefix around it inside
+    /// its range.
+    fn find(&self, addr: A, bits: u8) -> (u16, u8) {
+        let i = self.starts.partition_point(|&s| s <= addr) - 1;
+        let first = self.starts[i].into();
+        let last = self
+            .starts
+            .get(i + 1)
+            .map_or(u128::MAX >> (128 - u32::from(bits)), |&n| n.into() - 1);
+        (self.options[i], widest(addr.into(), first, last, bits))
+    }
+
+    fn bytes(&self) -> usize {
+        self.starts.len() * (std::mem::size_of::<A>() + 2)
+    }
 }
 
 /// Runs of addresses answered by the same region of one region set, for both address
 /// families of clients.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct SetRuns {
     v4: Runs<u32>,
     /// In /64s, as the location table counts IPv6.
@@ -85,7 +162,7 @@ struct SetRuns {
 /// A class for addresses the location table does not speak for: the direct path answers.
 const DIRECT: u16 = u16::MAX;
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Runs<A> {
     /// By start. A run's class sits beside its start, so the lookup that found the start
     /// finds the class in the same cache line.
@@ -96,7 +173,7 @@ struct Runs<A> {
     index: Box<[u32]>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Run<A> {
     start: A,
     /// Position of the answering region in the set's region list, or [`DIRECT`].
@@ -206,7 +283,7 @@ impl ZoneSteering {
     pub fn steer(&self, steered: usize, family: Family, client: Client) -> Option<Compiled> {
         let name = &self.names.get(steered)?[family_index(family)];
         let (runs, classes) = match name {
-            NameSteering::Direct => return None,
+            NameSteering::Ruled(ruled) => return ruled.steer(client),
             NameSteering::Uniform(steering) => {
                 return Some(Compiled {
                     steering: *steering,
@@ -230,10 +307,10 @@ impl ZoneSteering {
 
     /// Fetches ahead what [`ZoneSteering::steer`] will read first for this query.
     pub fn prefetch(&self, steered: usize, family: Family, client: Client) {
-        let Some(NameSteering::ByClient { runs, .. }) =
-            self.names.get(steered).map(|n| &n[family_index(family)])
-        else {
-            return;
+        let runs = match self.names.get(steered).map(|n| &n[family_index(family)]) {
+            Some(NameSteering::ByClient { runs, .. }) => &**runs,
+            Some(NameSteering::Ruled(ruled)) => &*ruled.runs,
+            _ => return,
         };
         match client.network().trunc() {
             IpNet::V4(n) => runs.v4.prefetch(u128::from(u32::from(n.addr())), 0, 32),
@@ -246,14 +323,79 @@ impl ZoneSteering {
         let mut seen: Vec<*const SetRuns> = Vec::new();
         let mut total = 0;
         for name in self.names.iter().flatten() {
-            if let NameSteering::ByClient { runs, .. } = name
-                && !seen.contains(&Arc::as_ptr(runs))
-            {
-                seen.push(Arc::as_ptr(runs));
-                total += runs.v4.bytes() + runs.v6.bytes();
+            match name {
+                NameSteering::ByClient { runs, .. } if !seen.contains(&Arc::as_ptr(runs)) => {
+                    seen.push(Arc::as_ptr(runs));
+                    total += runs.v4.bytes() + runs.v6.bytes();
+                }
+                NameSteering::Ruled(r) => {
+                    if !seen.contains(&Arc::as_ptr(&r.runs)) {
+                        seen.push(Arc::as_ptr(&r.runs));
+                        total += r.runs.v4.bytes() + r.runs.v6.bytes();
+                    }
+                    total += r.pins.v4.bytes() + r.pins.v6.bytes();
+                    total += r.outcomes.len() * std::mem::size_of::<Outcome>();
+                }
+                _ => {}
             }
         }
         total
+    }
+}
+
+impl Ruled {
+    fn steer(&self, client: Client) -> Option<Compiled> {
+        let network = client.network().trunc();
+        let ((option, pinned), (class, placed), split_prefix) = match network {
+            IpNet::V4(n) => {
+                let a = u32::from(n.addr());
+                let pin = self.pins.v4.find(a, 32);
+                (
+                    pin,
+                    self.runs.v4.find(u128::from(a), 0, 32),
+                    SPLIT_PREFIX_V4,
+                )
+            }
+            IpNet::V6(n) => {
+                let a = u128::from(n.addr());
+                let pin = self.pins.v6.find(a, 128);
+                (
+                    pin,
+                    self.runs.v6.find(a, table::V6_UNIT, 128),
+                    SPLIT_PREFIX_V6,
+                )
+            }
+        };
+        if option == DIRECT || class == DIRECT {
+            return None;
+        }
+        let option = usize::from(option);
+        let outcome = &self.outcomes[usize::from(class) * self.options + option];
+        // The answer holds where the pin option holds, and where the place class does unless
+        // every class answers alike; a split's hash block narrows it further.
+        let mut widest = if self.uniform[option] {
+            pinned
+        } else {
+            pinned.max(placed)
+        };
+        let steering = match outcome {
+            Outcome::One(a) => a.steering,
+            Outcome::Split { weights, answers } => {
+                widest = widest.max(split_prefix);
+                let to = rules::split_lands(weights, network)
+                    .expect("a staged split has a region that can answer");
+                let i = weights
+                    .iter()
+                    .position(|&(r, _)| r == to)
+                    .expect("a split lands on one of its regions");
+                answers[i].steering
+            }
+        };
+        let scope = match client {
+            Client::Subnet { network } => widest.min(network.prefix_len()),
+            Client::Resolver { .. } => 0,
+        };
+        Some(Compiled { steering, scope })
     }
 }
 
@@ -265,8 +407,9 @@ fn family_index(family: Family) -> usize {
 }
 
 /// Compiles every steered name of `zone` under `view`. `table` is asked for only when a name's
-/// answer depends on the client; names with the same regions, default region and usable
-/// endpoints of the queried family share one set of runs ([`SetKey`]).
+/// answer depends on the client; names without rules with the same regions, default region
+/// and usable endpoints of the queried family share one set of runs ([`SetKey`]). The ASN
+/// database is walked (once per process) when a name first has ASN rules.
 pub fn compile<'t>(
     zone: &Zone,
     view: &HealthView,
@@ -279,13 +422,16 @@ pub fn compile<'t>(
     for steered in &zone.steered {
         let config = &steered.config;
         let mut compile_family = |family: Family| -> Result<NameSteering, String> {
-            if !config.rules.is_empty() || config.multivalue.is_some() {
-                return Ok(NameSteering::Direct);
-            }
+            let ruled = !config.rules.is_empty() || config.multivalue.is_some();
             let any = steer::decide(None, config, &zone.regions, view, family);
-            if !any.depends_on_client {
+            // Rules make every answer depend on the client; multivalue alone does where
+            // distance does.
+            if !any.depends_on_client && config.rules.is_empty() {
+                let unknown = facts(table::Place::default());
+                let d = rules::staged(&unknown, None, None, config, &zone.regions, view, family)
+                    .finish(None, config, &zone.regions);
                 return Ok(NameSteering::Uniform(Steering::of(
-                    &any, zone, config, view, family,
+                    &d, zone, config, view, family,
                 )));
             }
             let t = match loaded {
@@ -295,6 +441,17 @@ pub fn compile<'t>(
                     *loaded.insert(build()?)
                 }
             };
+            if ruled {
+                let asns = if config.rules.asns.is_empty() {
+                    None
+                } else {
+                    let db = crate::geo::asn::AsnDb::embedded().map_err(|e| e.to_string())?;
+                    Some(db.ranges().map_err(|e| format!("embedded asn: {e}"))?)
+                };
+                return Ok(NameSteering::Ruled(Box::new(compile_ruled(
+                    t, asns, zone, config, view, family, &any,
+                )?)));
+            }
             // The family matters only through which regions have endpoints of it up: with
             // both families up everywhere, A and AAAA share one set of runs.
             let usable = config
@@ -325,7 +482,7 @@ pub fn compile<'t>(
                 .iter()
                 .map(|rep| {
                     // A region no location chooses gets no class in a run: any steering does.
-                    let point = rep.and_then(|p| t.points[p as usize]);
+                    let point = rep.and_then(|p| t.places[p as usize].point);
                     let decision = steer::decide(point, config, &zone.regions, view, family);
                     Steering::of(&decision, zone, config, view, family)
                 })
@@ -335,7 +492,14 @@ pub fn compile<'t>(
                 classes,
             })
         };
-        names.push([compile_family(Family::V4)?, compile_family(Family::V6)?]);
+        let mut both = [compile_family(Family::V4)?, compile_family(Family::V6)?];
+        // A name with rules has runs of its own; A's serve AAAA too where they are the same.
+        if let [NameSteering::Ruled(a), NameSteering::Ruled(b)] = &mut both
+            && a.runs == b.runs
+        {
+            b.runs = a.runs.clone();
+        }
+        names.push(both);
     }
     Ok(ZoneSteering { names })
 }
@@ -345,7 +509,7 @@ pub fn compile<'t>(
 /// have endpoints of the queried family up, and their biases (as bits, to be hashed).
 type SetKey<'z> = (&'z [RegionId], RegionId, Vec<bool>, Vec<(RegionId, u64)>);
 
-/// The runs of one region set, and for each of its regions a point that it answers.
+/// The runs of one region set, and for each of its regions a place id that it answers.
 fn compile_set(
     table: &LocationTable,
     zone: &Zone,
@@ -353,25 +517,35 @@ fn compile_set(
     view: &HealthView,
     family: Family,
 ) -> (Arc<SetRuns>, Vec<Option<PointId>>) {
-    const UNSET: u16 = u16::MAX - 1;
-    let mut class_of = vec![UNSET; table.points.len()];
     let mut representatives = vec![None; config.regions.len()];
+    let runs = set_runs(table, |id| {
+        let point = table.places[id as usize].point;
+        let chosen = steer::chosen(point, config, &zone.regions, view, family)
+            .expect("a name with two regions up always has an answer");
+        let position = config
+            .regions
+            .iter()
+            .position(|&r| r == chosen)
+            .expect("the chosen region is one of the name's");
+        representatives[position].get_or_insert(id);
+        u16::try_from(position).expect("fewer than 65,534 regions per name")
+    });
+    (Arc::new(runs), representatives)
+}
+
+/// The runs of the location table by the class `place_class` gives each place id (asked
+/// once per place); space the table leaves to the direct path is [`DIRECT`].
+fn set_runs(table: &LocationTable, place_class: impl FnMut(PointId) -> u16) -> SetRuns {
+    const UNSET: u16 = u16::MAX - 1;
+    let mut class_of = vec![UNSET; table.places.len()];
+    let mut place_class = place_class;
     let mut plain = |id: PointId| -> u16 {
         if id == table::DIRECT {
             return DIRECT;
         }
         let slot = &mut class_of[id as usize];
         if *slot == UNSET {
-            let point = table.points[id as usize];
-            let chosen = steer::chosen(point, config, &zone.regions, view, family)
-                .expect("a name with two regions up always has an answer");
-            let position = config
-                .regions
-                .iter()
-                .position(|&r| r == chosen)
-                .expect("the chosen region is one of the name's");
-            representatives[position].get_or_insert(id);
-            *slot = u16::try_from(position).expect("fewer than 65,534 regions per name");
+            *slot = place_class(id);
         }
         *slot
     };
@@ -390,7 +564,170 @@ fn compile_set(
     };
     let v4 = runs(&table.v4, &mut class);
     let v6 = runs(&table.v6, &mut class);
-    (Arc::new(SetRuns { v4, v6 }), representatives)
+    SetRuns { v4, v6 }
+}
+
+/// Compiles a name with rules or multivalue answers for `family`; `base` is its decision for
+/// an unknown client, whose verdicts say which regions can answer (they do not depend on
+/// where the client is).
+fn compile_ruled(
+    table: &LocationTable,
+    asns: Option<&AsnRanges>,
+    zone: &Zone,
+    config: &steer::SteeredName,
+    view: &HealthView,
+    family: Family,
+    base: &Decision,
+) -> Result<Ruled, String> {
+    let rules = &config.rules;
+    // Option 0: no rule that can answer; then each region rules send clients to that can.
+    let mut pinned: Vec<RegionId> = Vec::new();
+    let targets = rules.networks.iter().map(|n| n.1);
+    for r in targets.chain(rules.asns.iter().map(|a| a.1)) {
+        if rules::answers(base, r) && !pinned.contains(&r) {
+            pinned.push(r);
+        }
+    }
+    let option_of = |r: RegionId| -> u16 {
+        pinned.iter().position(|&p| p == r).map_or(0, |i| {
+            u16::try_from(i + 1).expect("fewer than 65,534 pinned regions")
+        })
+    };
+    let options = pinned.len() + 1;
+    let pins = Pins {
+        v4: pin_ranges(asns.map(|a| &a.v4), asns, rules, 32, &option_of),
+        v6: pin_ranges(asns.map(|a| &a.v6), asns, rules, 128, &option_of),
+    };
+    let mut rows: HashMap<Vec<Outcome>, u16> = HashMap::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let runs = set_runs(table, |id| {
+        let facts = facts(table.places[id as usize]);
+        let row: Vec<Outcome> = std::iter::once(None)
+            .chain(pinned.iter().map(|&r| Some((String::new(), r))))
+            .map(|pin| {
+                let staged = rules::staged(&facts, pin, None, config, &zone.regions, view, family);
+                let of = |d: Decision| Answer {
+                    steering: Steering::of(&d, zone, config, view, family),
+                    also: d.also.into(),
+                    closed_fence: d.closed_fence,
+                };
+                let weights: Box<[(RegionId, u32)]> = staged.split_weights().into();
+                if weights.is_empty() {
+                    Outcome::One(of(staged.finish(None, config, &zone.regions)))
+                } else {
+                    let answers = weights
+                        .iter()
+                        .map(|&(r, _)| of(staged.clone().finish(Some(r), config, &zone.regions)))
+                        .collect();
+                    Outcome::Split { weights, answers }
+                }
+            })
+            .collect();
+        let next = u16::try_from(rows.len()).ok().filter(|&c| c < DIRECT - 1);
+        match rows.get(&row) {
+            Some(&class) => class,
+            None => {
+                let class = next.expect("fewer than 65,534 place classes per name");
+                outcomes.extend(row.iter().cloned());
+                rows.insert(row, class);
+                class
+            }
+        }
+    });
+    let classes = outcomes.len() / options;
+    let uniform = (0..options)
+        .map(|o| (1..classes).all(|c| outcomes[c * options + o] == outcomes[o]))
+        .collect();
+    Ok(Ruled {
+        runs: Arc::new(runs),
+        pins,
+        outcomes: outcomes.into(),
+        options,
+        uniform,
+    })
+}
+
+/// What the rules may ask of a client at `place`: its network and AS reach them only through
+/// the pin option ([`rules::staged`]).
+fn facts(place: table::Place) -> ClientFacts {
+    ClientFacts {
+        network: IpNet::V4(ipnet::Ipv4Net::default()),
+        point: place.point,
+        country: place.country,
+        continent: place.continent,
+        asn: None,
+    }
+}
+
+/// The pin options of a `bits`-wide family: the ASN database's ranges (`by_asn`) by the AS
+/// rule of their AS, then each network rule over them, wider ones first (the most specific
+/// rule decides, and hides the AS's even when its own region cannot answer).
+fn pin_ranges<A: Copy + Ord + Into<u128> + TryFrom<u128>>(
+    by_asn: Option<&Ranges<A>>,
+    asns: Option<&AsnRanges>,
+    rules: &rules::Rules,
+    bits: u8,
+    option_of: &impl Fn(RegionId) -> u16,
+) -> PinRanges<A> {
+    let mut ranges: Vec<(u128, u16)> = match (by_asn, asns) {
+        (Some(by_asn), Some(asns)) => by_asn
+            .starts
+            .iter()
+            .zip(&by_asn.ids)
+            .map(|(&start, &id)| {
+                let option = if id == table::DIRECT {
+                    DIRECT
+                } else {
+                    asns.number(id)
+                        .and_then(|n| rules.asns.iter().find(|(a, _)| *a == n))
+                        .map_or(0, |&(_, r)| option_of(r))
+                };
+                (start.into(), option)
+            })
+            .collect(),
+        _ => vec![(0, 0)],
+    };
+    let mut networks: Vec<&(IpNet, RegionId)> = rules
+        .networks
+        .iter()
+        .filter(|(n, _)| n.max_prefix_len() == bits)
+        .collect();
+    networks.sort_by_key(|(n, _)| n.prefix_len());
+    let max = u128::MAX >> (128 - u32::from(bits));
+    for &(net, r) in networks {
+        let (first, last) = match net {
+            IpNet::V4(n) => (
+                u128::from(u32::from(n.network())),
+                u128::from(u32::from(n.broadcast())),
+            ),
+            IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+        };
+        paint(&mut ranges, first, last, option_of(r), max);
+    }
+    let mut out = PinRanges {
+        starts: Vec::new(),
+        options: Vec::new(),
+    };
+    for (start, option) in ranges {
+        if out.options.last() != Some(&option) {
+            let Ok(start) = A::try_from(start) else {
+                unreachable!("a {bits}-bit start fits its family")
+            };
+            out.starts.push(start);
+            out.options.push(option);
+        }
+    }
+    out
+}
+
+/// Sets [`first`, `last`] of `ranges` (sorted starts, the first at 0, covering 0..=`max`) to
+/// `option`.
+fn paint(ranges: &mut Vec<(u128, u16)>, first: u128, last: u128, option: u16, max: u128) {
+    let at = |x: u128, ranges: &[(u128, u16)]| ranges[ranges.partition_point(|r| r.0 <= x) - 1].1;
+    let after = (last < max).then(|| (last + 1, at(last + 1, ranges)));
+    ranges.retain(|r| r.0 < first || after.is_some_and(|a| r.0 > a.0));
+    let i = ranges.partition_point(|r| r.0 < first);
+    ranges.splice(i..i, std::iter::once((first, option)).chain(after));
 }
 
 /// `ranges` by class, neighbours of the same class merged.

@@ -113,22 +113,102 @@ pub fn apply_measured(
     view: &HealthView,
     family: Family,
 ) -> Decision {
-    let mut decision = ruled(facts, rtt, name, regions, view, family);
-    if facts.point.is_some() && name.policy == super::Policy::Nearest {
-        let bias = name.bias_km.iter().map(|&(r, km)| {
-            let (way, by) = if km >= 0.0 {
-                ("nearer", km)
-            } else {
-                ("farther", -km)
-            };
-            format!("bias: {} ranked as if {by:.0} km {way}", regions[r].name)
-        });
-        decision.reasons.splice(0..0, bias);
+    let staged = staged(
+        facts,
+        pin(&name.rules, facts),
+        rtt,
+        name,
+        regions,
+        view,
+        family,
+    );
+    let lands = staged.lands(facts.network);
+    staged.finish(lands, name, regions)
+}
+
+/// What the rules decide for a client before its network's split hash: everything but which
+/// side of a split it lands on, and the multivalue regions that follow from that.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    decision: Decision,
+    split: Option<SplitStep>,
+    located: bool,
+}
+
+/// A split that the client's network decides.
+#[derive(Debug, Clone)]
+struct SplitStep {
+    from: RegionId,
+    /// The split's regions that can answer, with their weights.
+    usable: Vec<(RegionId, u32)>,
+    shares: String,
+}
+
+impl Staged {
+    /// The regions a split may send this client to, with their weights (by
+    /// [`rendezvous`]); empty when no split applies.
+    pub fn split_weights(&self) -> &[(RegionId, u32)] {
+        self.split.as_ref().map_or(&[], |s| &s.usable)
     }
-    if let (Some(n), Some(_)) = (name.multivalue, decision.chosen) {
-        multivalue(&mut decision, n, regions);
+
+    /// Where the split sends a client in `network`, if a split applies.
+    pub fn lands(&self, network: IpNet) -> Option<RegionId> {
+        split_lands(self.split_weights(), network)
     }
-    decision
+
+    /// The decision for a client that a split sends to `lands` (one of
+    /// [`Staged::split_weights`], or `None` when no split applies).
+    pub fn finish(
+        self,
+        lands: Option<RegionId>,
+        name: &SteeredName,
+        regions: &[Region],
+    ) -> Decision {
+        let Staged {
+            mut decision,
+            split,
+            located,
+        } = self;
+        if let (Some(split), Some(to)) = (split, lands) {
+            decision.reasons.push(format!(
+                "split of {}'s clients ({}): this client network lands on {}",
+                regions[split.from].name, split.shares, regions[to].name
+            ));
+            if to != split.from {
+                promote(&mut decision, to);
+                decision.basis = Basis::Split;
+            }
+        }
+        if located && name.policy == super::Policy::Nearest {
+            let bias = name.bias_km.iter().map(|&(r, km)| {
+                let (way, by) = if km >= 0.0 {
+                    ("nearer", km)
+                } else {
+                    ("farther", -km)
+                };
+                format!("bias: {} ranked as if {by:.0} km {way}", regions[r].name)
+            });
+            decision.reasons.splice(0..0, bias);
+        }
+        if let (Some(n), Some(_)) = (name.multivalue, decision.chosen) {
+            multivalue(&mut decision, n, regions);
+        }
+        decision
+    }
+}
+
+/// The network or ASN rule that sends a client to a region, and why: the most specific
+/// network rule holding its address, else its AS's rule. A network rule hides the AS's even
+/// when its region cannot answer.
+pub fn pin(rules: &Rules, facts: &ClientFacts) -> Option<(String, RegionId)> {
+    match network_rule(rules, facts.network.addr()) {
+        Some((net, id)) => Some((format!("network {net}"), id)),
+        None => {
+            let asn = facts.asn?;
+            let &(_, id) = rules.asns.iter().find(|(a, _)| *a == asn)?;
+            Some((format!("AS{asn}"), id))
+        }
+    }
 }
 
 /// The `n - 1` best regions that can answer beside the chosen one answer too (degraded ones
@@ -159,36 +239,37 @@ fn multivalue(decision: &mut Decision, n: usize, regions: &[Region]) {
     }
 }
 
-/// The decision under the name's rules, one region chosen.
-fn ruled(
+/// The decision under the name's rules, one region chosen, but for the split's hash: the
+/// client's place (point, country, continent) and `pinned` ([`pin`]) decide, never its network
+/// or AS otherwise, so compiled steering stages a decision once per place and pin.
+pub fn staged(
     facts: &ClientFacts,
+    pinned: Option<(String, RegionId)>,
     rtt: Option<&ClientRtt>,
     name: &SteeredName,
     regions: &[Region],
     view: &HealthView,
     family: Family,
-) -> Decision {
+) -> Staged {
     let rules = &name.rules;
     let mut decision = super::decide_measured(facts.point, rtt, name, regions, view, family);
+    let staged = |decision, split| Staged {
+        decision,
+        split,
+        located: facts.point.is_some(),
+    };
     if rules.is_empty() {
-        return decision;
+        return staged(decision, None);
     }
     decision.depends_on_client = true;
     let region_name = |id: RegionId| regions[id].name.as_str();
-    let pinned = network_rule(rules, facts.network.addr())
-        .map(|(net, id)| (format!("network {net}"), id))
-        .or_else(|| {
-            let asn = facts.asn?;
-            let &(_, id) = rules.asns.iter().find(|(a, _)| *a == asn)?;
-            Some((format!("AS{asn}"), id))
-        });
     if let Some((why, id)) = pinned {
         if promote(&mut decision, id) {
             decision.basis = Basis::Rule;
             decision
                 .reasons
                 .push(format!("{why} is sent to {}", region_name(id)));
-            return decision;
+            return staged(decision, None);
         }
         decision.reasons.push(format!(
             "{why} is sent to {}, which cannot answer: distance decides",
@@ -266,39 +347,34 @@ fn ruled(
                         c.verdict = Verdict::Fenced;
                     }
                     decision.chosen = None;
-                    return decision;
+                    return staged(decision, None);
                 }
             }
         }
     }
-    if let Some(from) = decision.chosen
-        && let Some(split) = rules.splits.iter().find(|s| s.region == from)
-    {
+    let split = decision.chosen.and_then(|from| {
+        let split = rules.splits.iter().find(|s| s.region == from)?;
         let usable: Vec<(RegionId, u32)> = split
             .weights
             .iter()
             .copied()
             .filter(|&(r, w)| w > 0 && answers(&decision, r))
             .collect();
-        if let Some(to) = rendezvous(&usable, split_key(facts.network)) {
-            let shares: Vec<String> = split
-                .weights
-                .iter()
-                .map(|&(r, w)| format!("{} {w}%", region_name(r)))
-                .collect();
-            decision.reasons.push(format!(
-                "split of {}'s clients ({}): this client network lands on {}",
-                region_name(from),
-                shares.join(", "),
-                region_name(to)
-            ));
-            if to != from {
-                promote(&mut decision, to);
-                decision.basis = Basis::Split;
-            }
+        if usable.is_empty() {
+            return None;
         }
-    }
-    decision
+        let shares: Vec<String> = split
+            .weights
+            .iter()
+            .map(|&(r, w)| format!("{} {w}%", region_name(r)))
+            .collect();
+        Some(SplitStep {
+            from,
+            usable,
+            shares: shares.join(", "),
+        })
+    });
+    staged(decision, split)
 }
 
 /// The most specific network rule holding `addr`.
@@ -311,8 +387,13 @@ pub fn network_rule(rules: &Rules, addr: IpAddr) -> Option<(IpNet, RegionId)> {
         .copied()
 }
 
+/// Where a split among `weights` ([`Staged::split_weights`]) sends a client in `network`.
+pub fn split_lands(weights: &[(RegionId, u32)], network: IpNet) -> Option<RegionId> {
+    rendezvous(weights, split_key(network))
+}
+
 /// Whether `region` is a candidate of `decision` that could answer (up, with endpoints).
-fn answers(decision: &Decision, region: RegionId) -> bool {
+pub fn answers(decision: &Decision, region: RegionId) -> bool {
     decision.candidates.iter().any(|c| {
         c.region == region
             && matches!(

@@ -2,17 +2,22 @@ use std::net::IpAddr;
 
 use super::*;
 
-/// The point `locate` gives `addr`, as the table should.
-fn located(geo: &GeoDb, addr: IpAddr) -> Option<GeoPoint> {
-    geo.locate(IpNet::from(addr)).point
+/// The place `locate` gives `addr`, as the table should.
+fn located(geo: &GeoDb, addr: IpAddr) -> Place {
+    let l = geo.locate(IpNet::from(addr));
+    Place {
+        point: l.point,
+        country: l.country,
+        continent: l.continent,
+    }
 }
 
-fn table_point(t: &LocationTable, addr: IpAddr) -> Option<Option<GeoPoint>> {
+fn table_place(t: &LocationTable, addr: IpAddr) -> Option<Place> {
     let id = match addr {
         IpAddr::V4(a) => t.v4.ids[t.v4.find(u32::from(a))],
         IpAddr::V6(a) => t.v6.ids[t.v6.find((u128::from(a) >> V6_UNIT) as u64)],
     };
-    (id < SPLIT).then(|| t.points[id as usize])
+    (id < SPLIT).then(|| t.places[id as usize])
 }
 
 #[test]
@@ -21,11 +26,11 @@ fn the_embedded_table_places_every_address_where_locate_does() {
     let started = std::time::Instant::now();
     let t = geo.table().unwrap();
     eprintln!(
-        "{} networks, {} + {} ranges, {} points, {} bytes, {:?}",
+        "{} networks, {} + {} ranges, {} places, {} bytes, {:?}",
         t.networks,
         t.v4.len(),
         t.v6.len(),
-        t.points.len(),
+        t.places.len(),
         t.bytes(),
         started.elapsed()
     );
@@ -42,12 +47,57 @@ fn the_embedded_table_places_every_address_where_locate_does() {
             (u128::from(next()) << 64 | u128::from(next())) >> (next() % 3 * 8),
         ));
         for addr in [v4, v6] {
-            match table_point(t, addr) {
+            match table_place(t, addr) {
                 Some(p) => assert_eq!(p, located(&geo, addr), "{addr}"),
                 None => assert!(addr.is_ipv6(), "{addr}: IPv4 is never direct"),
             }
         }
     }
+}
+
+#[test]
+fn the_asn_ranges_give_every_address_the_as_locate_does() {
+    let geo = GeoDb::embedded().unwrap();
+    let started = std::time::Instant::now();
+    let asns = super::super::asn::AsnDb::embedded()
+        .unwrap()
+        .ranges()
+        .unwrap();
+    eprintln!(
+        "{} + {} ASN ranges, {} ASes, {:?}",
+        asns.v4.len(),
+        asns.v6.len(),
+        asns.numbers.len(),
+        started.elapsed()
+    );
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut known = 0;
+    for _ in 0..20_000 {
+        let v4 = std::net::Ipv4Addr::from(next() as u32);
+        let v6 = std::net::Ipv6Addr::from(
+            (u128::from(next()) << 64 | u128::from(next())) >> (next() % 3 * 8),
+        );
+        let ids = [
+            (IpAddr::from(v4), asns.v4.ids[asns.v4.find(u32::from(v4))]),
+            (IpAddr::from(v6), asns.v6.ids[asns.v6.find(u128::from(v6))]),
+        ];
+        for (addr, id) in ids {
+            let located = geo.locate(IpNet::from(addr)).asn.map(|a| a.number);
+            if id == DIRECT {
+                assert!(addr.is_ipv6(), "{addr}: IPv4 is never direct");
+                continue;
+            }
+            known += usize::from(located.is_some());
+            assert_eq!(asns.number(id), located, "{addr}");
+        }
+    }
+    assert!(known > 5_000, "only {known} addresses with an AS");
 }
 
 #[test]

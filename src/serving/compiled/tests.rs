@@ -235,7 +235,7 @@ fn steering_chosen_is_decide_chosen_for_every_point_of_the_database() {
         ],
     }];
     for family in [Family::V4, Family::V6] {
-        for &p in &GEO.table().unwrap().points {
+        for p in GEO.table().unwrap().places.iter().map(|p| p.point) {
             let config = &zone.steered[0].config;
             assert_eq!(
                 steer::chosen(p, config, &zone.regions, &view, family),
@@ -260,14 +260,31 @@ fn widest_is_the_shortest_prefix_inside_the_run() {
     assert_eq!(widest(5, 0, u128::MAX, 128), 1);
 }
 
-/// Rules a zone-file line can give the steered name of [`zone_with`] over `n` regions: a
-/// network rule, an ASN rule, a fence, a split, multivalue.
+/// Rules a zone-file line can give the steered name of [`zone_with`] over `n` regions:
+/// network rules (IPv4 and IPv6), an ASN rule, a fence by continent or country, a split,
+/// multivalue.
 fn rules(n: usize) -> impl Strategy<Value = String> {
     let region = move || (0..n).prop_map(|r| format!("r{r}"));
+    let network = prop_oneof![
+        (any::<u32>(), 2u8..=24)
+            .prop_map(|(a, p)| IpNet::new(Ipv4Addr::from(a).into(), p).unwrap().trunc()),
+        (0x2000u16..0x2c00, any::<u64>(), 12u8..=48).prop_map(|(top, hi, p)| {
+            let a = (u128::from(top) << 112) | (u128::from(hi >> 16) << 64);
+            IpNet::new(Ipv6Addr::from(a).into(), p).unwrap().trunc()
+        }),
+    ];
+    let place = prop::sample::select(vec![
+        "continents = [\"EU\"]",
+        "continents = [\"NA\"]",
+        "continents = [\"AS\"]",
+        "countries = [\"DE\", \"FR\"]",
+        "countries = [\"US\"]",
+        "countries = [\"JP\", \"BR\"]",
+    ]);
     (
-        prop::collection::vec(((any::<u32>(), 2u8..=20), region()), 0..3),
+        prop::collection::vec((network, region()), 0..4),
         prop::option::of((prop::sample::select(vec![13335u32, 15169, 3320, 7922, 20940]), region())),
-        prop::option::of((prop::sample::select(vec!["EU", "NA", "AS"]), region(), any::<bool>())),
+        prop::option::of((place, region(), any::<bool>())),
         prop::option::of((region(), region(), 0u32..=100)),
         any::<bool>(),
     )
@@ -278,8 +295,7 @@ fn rules(n: usize) -> impl Strategy<Value = String> {
             }
             text += "[steered.www.networks]\n";
             let mut taken: Vec<IpNet> = Vec::new();
-            for ((a, p), r) in nets {
-                let net = IpNet::new(Ipv4Addr::from(a).into(), p).unwrap().trunc();
+            for (net, r) in nets {
                 // Overlapping networks to different regions are refused by the loader.
                 if taken.iter().all(|t| !t.contains(&net) && !net.contains(t)) {
                     taken.push(net);
@@ -289,10 +305,10 @@ fn rules(n: usize) -> impl Strategy<Value = String> {
             if let Some((asn, r)) = asn {
                 text += &format!("[steered.www.asns]\nAS{asn} = \"{r}\"\n");
             }
-            if let Some((continent, r, closed)) = fence {
+            if let Some((place, r, closed)) = fence {
                 let when = if closed { "fail-closed" } else { "fail-open" };
                 text += &format!(
-                    "[[steered.www.fence]]\ncontinents = [\"{continent}\"]\nregions = [\"{r}\"]\nwhen-all-down = \"{when}\"\n"
+                    "[[steered.www.fence]]\n{place}\nregions = [\"{r}\"]\nwhen-all-down = \"{when}\"\n"
                 );
             }
             if let Some((from, to, w)) = split
@@ -307,14 +323,12 @@ fn rules(n: usize) -> impl Strategy<Value = String> {
         })
 }
 
-/// The direct answer under a name's rules: its regions (multivalue: several) and scope, as
-/// `answer::steer` makes them before the resolver's prefix caps the scope.
-fn ruled(
-    zone: &Zone,
-    view: &HealthView,
-    family: Family,
-    network: IpNet,
-) -> ((Option<RegionId>, Vec<RegionId>), Option<u8>) {
+/// The direct answer under a name's rules (the GeoIP and ASN lookups, then the rules): its
+/// steering, and its regions (multivalue: several), the fence that failed closed and whether
+/// another client could be answered otherwise.
+type Regions = (Option<RegionId>, Vec<RegionId>, Option<usize>, bool);
+
+fn ruled(zone: &Zone, view: &HealthView, family: Family, network: IpNet) -> (Steering, Regions) {
     let location = GEO.locate(network);
     let facts = steer::ClientFacts {
         network,
@@ -325,56 +339,81 @@ fn ruled(
     };
     let config = &zone.steered[0].config;
     let decision = steer::rules::apply(&facts, config, &zone.regions, view, family);
-    let scope = steer::rules::scope(
-        config,
-        &decision,
-        &facts,
-        location.network.prefix_len(),
-        location.asn.map(|a| a.network),
+    let steering = Steering::of(&decision, zone, config, view, family);
+    let regions = (
+        decision.chosen,
+        decision.also,
+        decision.closed_fence,
+        decision.depends_on_client,
     );
-    ((decision.chosen, decision.also), scope)
+    (steering, regions)
+}
+
+/// Client networks where the rules' ASes are (Cloudflare, Google, Deutsche Telekom, Comcast,
+/// Akamai), or anywhere.
+fn rule_client() -> impl Strategy<Value = IpNet> {
+    prop_oneof![
+        3 => client(),
+        1 => (
+            prop::sample::select(vec![
+                "1.1.1.0/24", "104.16.0.0/13", "8.8.8.0/24", "142.250.0.0/15", "91.0.0.0/10",
+                "73.0.0.0/8", "23.32.0.0/11", "2a00:1450::/32", "2003::/19", "2601::/20",
+            ]),
+            any::<u128>(),
+            0u8..=16,
+        )
+            .prop_map(|(block, seed, longer)| {
+                let block: IpNet = block.parse().unwrap();
+                let p = (block.prefix_len() + longer).min(block.max_prefix_len());
+                IpNet::new(inside(block, seed), p).unwrap().trunc()
+            }),
+    ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
-    /// A name with rules is never answered from a compiled table (it asks the client's
-    /// country, AS and network, which the table does not hold); its direct answers hold the
-    /// same region for every address of the scope they claim.
+    /// A name with rules (network and ASN rules, fences, splits, multivalue) is answered from
+    /// its compiled table as the direct path answers it (GeoIP and ASN lookups, then the
+    /// rules), for every address but IPv6 alias space; every address inside the compiled
+    /// scope gets the same direct answer.
     #[test]
-    fn names_with_rules_take_the_direct_path_and_their_scopes_hold(
+    fn names_with_rules_compile_to_the_direct_answers_and_their_scopes_hold(
         (points, rules) in prop::collection::vec((-60.0..70.0f64, -180.0..180.0f64), 2..6)
             .prop_flat_map(|p| { let n = p.len(); (Just(p), rules(n)) }),
         health in prop::collection::vec(region_health(), 6),
-        clients in prop::collection::vec((client(), any::<u128>(), any::<bool>()), 48),
+        bias in prop::collection::vec((0usize..6, -3000.0..3000.0f64), 0..3),
+        clients in prop::collection::vec((rule_client(), any::<u128>(), any::<bool>()), 48),
     ) {
-        let zone = zone_with(&points, 0, false, &[], &rules);
+        let mut bias: Vec<(usize, f64)> =
+            bias.into_iter().map(|(r, km)| (r % points.len(), km)).collect();
+        bias.sort_by_key(|b| b.0);
+        bias.dedup_by_key(|b| b.0);
+        let zone = zone_with(&points, 0, false, &bias, &rules);
         let view = HealthView {
             regions: health[..points.len()].to_vec(),
             ..HealthView::all_up()
         };
         let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
-        let config = &zone.steered[0].config;
-        let has_rules = !config.rules.is_empty() || config.multivalue.is_some();
         for (network, seed, v6) in clients {
             let family = if v6 { Family::V6 } else { Family::V4 };
-            let c = compiled.steer(0, family, Client::Subnet { network });
-            if has_rules {
-                prop_assert!(c.is_none(), "{network}");
-            } else if c.is_none() {
+            let Some(c) = compiled.steer(0, family, Client::Subnet { network }) else {
                 // Only IPv6 alias space (6to4, Teredo) is left to the direct path.
                 prop_assert!(network.addr().is_ipv6(), "{network}");
-            }
-            let (chosen, scope) = ruled(&zone, &view, family, network);
-            let Some(scope) = scope else { continue };
-            let scope = scope.min(network.prefix_len());
-            if scope > 0 && scope < network.prefix_len() {
-                let block = IpNet::new(network.addr(), scope).unwrap().trunc();
+                continue;
+            };
+            let (steering, chosen) = ruled(&zone, &view, family, network);
+            prop_assert_eq!(c.steering, steering, "{} under\n{}", network, rules);
+            prop_assert!(c.scope <= network.prefix_len());
+            // As `answer::steer` scopes it: 0 for an answer every client gets.
+            prop_assert_eq!(c.scope == 0, !chosen.3, "{} under\n{}", network, rules);
+            if c.scope > 0 && c.scope < network.prefix_len() {
+                let block = IpNet::new(network.addr(), c.scope).unwrap().trunc();
                 for k in 0..8u128 {
                     let addr = inside(block, seed.rotate_left(k as u32 * 16) ^ k);
                     let host = IpNet::new(addr, network.prefix_len()).unwrap().trunc();
                     prop_assert_eq!(
-                        &ruled(&zone, &view, family, host).0,
+                        &ruled(&zone, &view, family, host).1,
                         &chosen,
                         "{} in scope {} of {} under\n{}", host, block, network, rules
                     );
@@ -382,6 +421,23 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_network_rule_over_an_as_rule_paints_the_pin_ranges() {
+    let max = u128::from(u32::MAX);
+    let mut ranges = vec![(0, 0), (100, 1), (200, 0)];
+    // A rule inside the AS's range, and one across its end.
+    paint(&mut ranges, 120, 129, 2, max);
+    assert_eq!(ranges, [(0, 0), (100, 1), (120, 2), (130, 1), (200, 0)]);
+    paint(&mut ranges, 150, 255, 0, max);
+    assert_eq!(
+        ranges,
+        [(0, 0), (100, 1), (120, 2), (130, 1), (150, 0), (256, 0)]
+    );
+    // The whole space.
+    paint(&mut ranges, 0, max, 3, max);
+    assert_eq!(ranges, [(0, 3)]);
 }
 
 /// The embedded database shared by snapshots, its table built once.
@@ -457,4 +513,53 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn the_rules_zone_compiles_with_scopes_its_rules_justify() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/zones-rules/rules.test.toml");
+    let zone = crate::zone::load_file(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
+    let view = HealthView::all_up();
+    let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
+    let region = |name: &str| zone.regions.iter().position(|r| r.name == name);
+    let www = zone
+        .steered
+        .iter()
+        .position(|s| s.name.to_string().starts_with("www."))
+        .unwrap();
+    let steer = |net: &str| {
+        let network: IpNet = net.parse().unwrap();
+        let family = Family::of(&network.addr());
+        let c = compiled
+            .steer(www, family, Client::Subnet { network })
+            .unwrap();
+        (c.steering.region, c.scope)
+    };
+    // A network rule holds for its whole network, whatever the places inside it.
+    assert_eq!(steer("1.1.1.0/24"), (region("eu-central"), 24));
+    assert_eq!(steer("1.1.1.77/32"), (region("eu-central"), 24));
+    // An AS rule holds for the ASN database's range.
+    let (google, scope) = steer("8.8.8.8/32");
+    assert_eq!(google, region("us-west"));
+    assert!((8..=24).contains(&scope), "{scope}");
+    // A split's outcome is claimed for no more than the /24 it hashes.
+    for net in ["81.2.69.0/28", "81.2.69.160/32", "2a01:4b00:1234::/64"] {
+        let (r, scope) = steer(net);
+        let floor = if net.contains(':') { 48 } else { 24 };
+        assert!(scope >= floor, "{net}: /{scope}");
+        assert!(
+            r == region("eu-west") || r == region("eu-central"),
+            "{net}: {r:?}"
+        );
+    }
+    // A resolver's own address discloses no subnet: scope 0.
+    let resolver = Client::Resolver {
+        address: "8.8.8.8".parse().unwrap(),
+        ecs_withheld: false,
+    };
+    assert_eq!(compiled.steer(www, Family::V4, resolver).unwrap().scope, 0);
+    // No memory per client: the tables only, A's runs serving AAAA (all up, both families).
+    eprintln!("{} bytes", compiled.bytes());
+    assert!(compiled.bytes() < 32 << 20, "{} bytes", compiled.bytes());
 }
