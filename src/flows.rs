@@ -12,7 +12,6 @@
 //! than its ring holds has the entries read stand for all of them (scaled), and the count
 //! of the rest lost is exact.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering, fence};
@@ -97,7 +96,7 @@ type Key = (u16, u32, u16);
 #[derive(Debug, Default)]
 pub struct Window {
     minutes: VecDeque<(u64, HashMap<Key, f64>)>,
-    /// Per cell, the country of the first of its clients whose country the database knows.
+    /// Per cell, the country its clients were last placed in.
     countries: HashMap<u16, &'static str>,
 }
 
@@ -116,7 +115,7 @@ pub struct Flow {
 pub struct Cell {
     pub lat: f64,
     pub lon: f64,
-    /// A country located there.
+    /// The country last placed there.
     pub country: Option<&'static str>,
 }
 
@@ -176,15 +175,13 @@ impl Window {
                     } else {
                         Ipv4Addr::from(net as u32).into()
                     };
-                    let Some(p) = geo.point(addr) else {
+                    let place = geo.place(addr);
+                    let Some(p) = place.point else {
                         return UNLOCATED;
                     };
                     let cell = cell_of(p.lat, p.lon);
-                    // One database read per cell, not per client network: the label only.
-                    if let Entry::Vacant(e) = self.countries.entry(cell)
-                        && let Some(country) = geo.place(addr).country
-                    {
-                        e.insert(country);
+                    if let Some(country) = place.country {
+                        self.countries.insert(cell, country);
                     }
                     cell
                 });

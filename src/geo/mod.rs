@@ -340,29 +340,18 @@ impl GeoDb {
 
     /// Where `addr` is, for counting and drawing clients rather than steering them: from the
     /// location table once the compiler has walked it (no database read, no cache entry, no
-    /// AS lookup), else from the database.
-    pub fn point(&self, addr: IpAddr) -> Option<GeoPoint> {
-        if let Some(Ok(t)) = self.table.get() {
-            let id = match addr {
-                IpAddr::V4(a) => t.v4.ids[t.v4.find(u32::from(a))],
-                IpAddr::V6(a) => t.v6.ids[t.v6.find((u128::from(a) >> table::V6_UNIT) as u64)],
-            };
-            // Split /64s and space the table does not speak for are read from the database.
-            if id < table::SPLIT {
-                return t.points[id as usize];
-            }
+    /// AS lookup), else from the database without the cache, so that the control plane's
+    /// questions do not crowd out the query path's.
+    pub fn place(&self, addr: IpAddr) -> table::Place {
+        if let Some(Ok(t)) = self.table.get()
+            && let Some(place) = t.place(addr)
+        {
+            return place;
         }
-        self.place(addr).point
-    }
-
-    /// The location of `addr` but its AS, from the database, without the cache: for the
-    /// control plane's occasional questions, which should not crowd out the query path's.
-    pub fn place(&self, addr: IpAddr) -> Location {
-        let host = IpNet::from(addr);
-        match special_block(host) {
+        table::Place::of(&match special_block(IpNet::from(addr)) {
             Some(block) => Location::unknown(block),
             None => self.lookup_place(addr),
-        }
+        })
     }
 
     fn lookup(&self, addr: IpAddr) -> Location {

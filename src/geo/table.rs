@@ -74,6 +74,17 @@ pub struct Place {
     pub continent: Option<Continent>,
 }
 
+impl Place {
+    /// What steering asks of `location`.
+    pub fn of(location: &super::Location) -> Place {
+        Place {
+            point: location.point,
+            country: location.country,
+            continent: location.continent,
+        }
+    }
+}
+
 /// Where every address is, as far as steering cares: a place, or none.
 #[derive(Debug)]
 pub struct LocationTable {
@@ -96,14 +107,7 @@ impl LocationTable {
         let mut place = |item: &LookupResult<'_, super::Source>, network: IpNet| {
             // As `locate` does: a record that does not decode is unknown.
             let place = match item.decode::<Record<'_>>() {
-                Ok(Some(r)) => {
-                    let l = r.into_location(network);
-                    Place {
-                        point: l.point,
-                        country: l.country,
-                        continent: l.continent,
-                    }
-                }
+                Ok(Some(r)) => Place::of(&r.into_location(network)),
                 _ => Place::default(),
             };
             places.intern(place)
@@ -122,6 +126,16 @@ impl LocationTable {
             split: v6.1,
             networks,
         })
+    }
+
+    /// The place of `addr`; `None` where the table leaves it to the database (a split /64,
+    /// IPv6 space the walk skips).
+    pub fn place(&self, addr: IpAddr) -> Option<Place> {
+        let id = match addr {
+            IpAddr::V4(a) => self.v4.ids[self.v4.find(u32::from(a))],
+            IpAddr::V6(a) => self.v6.ids[self.v6.find((u128::from(a) >> V6_UNIT) as u64)],
+        };
+        (id < SPLIT).then(|| self.places[id as usize])
     }
 
     /// The table's size in memory, for the log line.

@@ -623,10 +623,10 @@ fn the_embedded_asn_database_names_a_client_s_as_and_its_network() {
     );
 }
 
-/// The control plane's [`GeoDb::point`] places an address where `locate` does, from the
+/// The control plane's [`GeoDb::place`] places an address where `locate` does, from the
 /// database before the table is walked and from the table after, and fills no cache entry.
 #[test]
-fn point_is_where_locate_places_an_address_and_fills_no_cache() {
+fn place_is_where_locate_places_an_address_and_fills_no_cache() {
     let db = GeoDb::embedded().unwrap();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
@@ -646,13 +646,13 @@ fn point_is_where_locate_places_an_address_and_fills_no_cache() {
             }
         })
         .collect();
-    let before: Vec<_> = addrs.iter().map(|&a| db.point(a)).collect();
+    let before: Vec<_> = addrs.iter().map(|&a| db.place(a)).collect();
     db.cache.run_pending_tasks();
     assert_eq!(db.cache.entry_count(), 0, "point reads past the cache");
     db.table().unwrap();
     let located = |v6: bool| {
         let family = addrs.iter().filter(|a| a.is_ipv6() == v6);
-        family.filter(|a| db.point(**a).is_some()).count()
+        family.filter(|a| db.place(**a).point.is_some()).count()
     };
     assert!(
         located(false) > 1000,
@@ -661,8 +661,8 @@ fn point_is_where_locate_places_an_address_and_fills_no_cache() {
     );
     assert!(located(true) > 100, "{} of 2000 IPv6 placed", located(true));
     for (a, b) in addrs.iter().zip(&before) {
-        let truth = db.locate(IpNet::from(*a)).point;
+        let truth = table::Place::of(&db.locate(IpNet::from(*a)));
         assert_eq!(*b, truth, "{a} before the table");
-        assert_eq!(db.point(*a), truth, "{a} from the table");
+        assert_eq!(db.place(*a), truth, "{a} from the table");
     }
 }

@@ -4,20 +4,7 @@ use super::*;
 
 /// The place `locate` gives `addr`, as the table should.
 fn located(geo: &GeoDb, addr: IpAddr) -> Place {
-    let l = geo.locate(IpNet::from(addr));
-    Place {
-        point: l.point,
-        country: l.country,
-        continent: l.continent,
-    }
-}
-
-fn table_place(t: &LocationTable, addr: IpAddr) -> Option<Place> {
-    let id = match addr {
-        IpAddr::V4(a) => t.v4.ids[t.v4.find(u32::from(a))],
-        IpAddr::V6(a) => t.v6.ids[t.v6.find((u128::from(a) >> V6_UNIT) as u64)],
-    };
-    (id < SPLIT).then(|| t.places[id as usize])
+    Place::of(&geo.locate(IpNet::from(addr)))
 }
 
 #[test]
@@ -47,7 +34,7 @@ fn the_embedded_table_places_every_address_where_locate_does() {
             (u128::from(next()) << 64 | u128::from(next())) >> (next() % 3 * 8),
         ));
         for addr in [v4, v6] {
-            match table_place(t, addr) {
+            match t.place(addr) {
                 Some(p) => assert_eq!(p, located(&geo, addr), "{addr}"),
                 None => assert!(addr.is_ipv6(), "{addr}: IPv4 is never direct"),
             }
