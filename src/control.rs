@@ -45,6 +45,8 @@ pub struct Setup {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     /// The latency map's intake, its map loaded from the state directory.
     pub latency: Arc<Feed>,
+    /// `[spill]`: the spillover controller's settings.
+    pub spill: crate::spill::SpillConfig,
 }
 
 /// The error building a tokio runtime would panic on. The first runtime of a process takes six
@@ -108,7 +110,9 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 if let Some(c) = &cluster {
                     c.spawn(monitor.clone()).await;
                 }
+                let spill = Arc::new(crate::spill::Spill::new(setup.spill));
                 let admin = Arc::new(Admin {
+                    spill: spill.clone(),
                     state: setup.state.clone(),
                     metrics: setup.metrics.clone(),
                     monitor,
@@ -132,6 +136,11 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                 tokio::spawn(watch_keysets(admin.clone()));
                 tokio::spawn(sample_traffic(setup.metrics, setup.state.clone()));
                 tokio::spawn(publish_latency(setup.latency, setup.state.clone()));
+                tokio::spawn(crate::spill::run(
+                    spill,
+                    setup.state.clone(),
+                    admin.metrics.clone(),
+                ));
                 tokio::spawn(reload_on_sighup(
                     hup,
                     admin.clone(),

@@ -127,6 +127,26 @@ struct RegionToml {
     endpoints: Vec<Spanned<EndpointToml>>,
     /// Overrides of the zone's health-check keys for this region.
     health: Option<Spanned<HealthToml>>,
+    /// Load the region takes before it sheds clients (spillover), in the unit its load
+    /// reports use: queries per second by default.
+    capacity: Option<Spanned<NumberToml>>,
+}
+
+/// A TOML integer or float.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberToml {
+    Int(i64),
+    Float(f64),
+}
+
+impl NumberToml {
+    fn value(&self) -> f64 {
+        match *self {
+            NumberToml::Int(i) => i as f64,
+            NumberToml::Float(f) => f,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -494,6 +514,7 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
 
     let base = path.parent().unwrap_or(Path::new("."));
     let (regions, checks, region_ids) = regions(&parsed, base, &mut report);
+    let capacity = capacities(&parsed, &mut report);
     let quorum = parsed.quorum.as_ref().and_then(|q| {
         let rule = match q.get_ref() {
             QuorumToml::Name(n) => Quorum::named(n),
@@ -544,8 +565,35 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
         nodes,
         regions,
         checks,
+        capacity,
         steered,
     })
+}
+
+/// Each region's capacity, in region order (as [`regions`] numbers them); a capacity that is
+/// not a positive finite number is reported at its line.
+fn capacities(parsed: &ZoneToml, report: &mut Report<'_>) -> Vec<Option<f64>> {
+    parsed
+        .regions
+        .iter()
+        .map(|(name, region)| {
+            let c = region.get_ref().capacity.as_ref()?;
+            let value = c.get_ref().value();
+            if value.is_finite() && value > 0.0 {
+                Some(value)
+            } else {
+                report.span(
+                    c.span(),
+                    format!(
+                        "region {}: capacity {value} is not a positive number (load units a \
+                         second, as its load reports count them)",
+                        name.get_ref()
+                    ),
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 /// The file line of each line of the records text. A literal string (`'''`) maps one to one;

@@ -208,6 +208,9 @@ pub struct Zone {
     pub regions: Vec<Region>,
     /// Health checks of each region, in region order.
     pub checks: Vec<RegionCheck>,
+    /// Each region's capacity for spillover ([`crate::steer::spill`]), in region order;
+    /// `None`: the region never sheds.
+    pub capacity: Vec<Option<f64>>,
     /// Keep the last good probe states when every probed region fails at once.
     pub isolation_guard: bool,
     /// In a cluster, how the nodes' observations decide this zone's endpoints; `None`: the
