@@ -260,6 +260,131 @@ mod tests {
         assert_eq!(steps, vec![0.25, 0.5, 0.75]);
     }
 
+    use crate::steer::{
+        Endpoint, Fallback, GeoPoint, HealthView, Policy, Rules, SteeredName, decide,
+    };
+
+    /// A at (0, 0); B 5° east of it (556 km); C 60° east (6,672 km).
+    fn regions() -> Vec<Region> {
+        [
+            ("a", 0.0, "192.0.2.1"),
+            ("b", 5.0, "192.0.2.2"),
+            ("c", 60.0, "192.0.2.3"),
+        ]
+        .iter()
+        .map(|&(name, lon, addr)| Region {
+            name: name.into(),
+            location: GeoPoint { lat: 0.0, lon },
+            endpoints: vec![Endpoint {
+                address: addr.parse().unwrap(),
+                weight: 1,
+            }],
+        })
+        .collect()
+    }
+
+    fn name() -> SteeredName {
+        SteeredName {
+            regions: vec![0, 1, 2],
+            default_region: 0,
+            ttl: 30,
+            trouble_ttl: 5,
+            answers: None,
+            policy: Policy::Nearest,
+            fallback: Fallback::All,
+            bias_km: Vec::new(),
+            rules: Rules::default(),
+            multivalue: None,
+        }
+    }
+
+    /// The regions 1,000 client /24s at A's location are answered by under `spill`.
+    fn answers(spill: &[RegionSpill]) -> Vec<(RegionId, bool)> {
+        let regions = regions();
+        (0..1000u32)
+            .map(|i| {
+                let net: IpNet = format!("{}/24", std::net::Ipv4Addr::from(0x0a00_0000 | i << 8))
+                    .parse()
+                    .unwrap();
+                let point = Some(GeoPoint { lat: 0.0, lon: 0.0 });
+                let mut d = decide(
+                    point,
+                    &name(),
+                    &regions,
+                    &HealthView::all_up(),
+                    super::super::Family::V4,
+                );
+                let narrowed = apply(&mut d, net, spill, &regions);
+                (d.chosen.unwrap(), narrowed)
+            })
+            .collect()
+    }
+
+    fn share(answers: &[(RegionId, bool)], region: RegionId) -> f64 {
+        answers.iter().filter(|a| a.0 == region).count() as f64 / answers.len() as f64
+    }
+
+    fn sheds(f: f64) -> RegionSpill {
+        RegionSpill {
+            shed: f,
+            headroom: false,
+        }
+    }
+
+    #[test]
+    fn a_region_that_sheds_nothing_changes_nothing() {
+        let out = answers(&[RegionSpill::IDLE, RegionSpill::IDLE, RegionSpill::IDLE]);
+        assert!(out.iter().all(|&(r, narrowed)| r == 0 && !narrowed));
+        assert!(
+            answers(&[])
+                .iter()
+                .all(|&(r, narrowed)| r == 0 && !narrowed)
+        );
+    }
+
+    #[test]
+    fn clients_with_a_near_alternative_are_shed_first() {
+        // Alternative B, 5.6 ms farther: shed at 0.5^(1 + 5.6/20) = 0.41.
+        let near = answers(&[sheds(0.5), RegionSpill::IDLE, RegionSpill::IDLE]);
+        assert!((share(&near, 1) - 0.41).abs() < 0.05, "{}", share(&near, 1));
+        assert!(near.iter().all(|&(_, narrowed)| narrowed));
+        // B has no headroom: C, 66.7 ms farther, takes 0.5^4.3 = 0.05.
+        let far = answers(&[sheds(0.5), sheds(0.1), RegionSpill::IDLE]);
+        assert_eq!(share(&far, 1), 0.0);
+        assert!((share(&far, 2) - 0.05).abs() < 0.03, "{}", share(&far, 2));
+        // Every network that goes to C at 0.5 goes (to B) when B has room.
+        for (n, f) in near.iter().zip(&far) {
+            assert!(f.0 != 2 || n.0 == 1);
+        }
+    }
+
+    #[test]
+    fn no_headroom_anywhere_keeps_every_client() {
+        let out = answers(&[sheds(1.0), sheds(0.2), sheds(0.2)]);
+        assert!(out.iter().all(|&(r, narrowed)| r == 0 && narrowed));
+    }
+
+    #[test]
+    fn a_shed_network_is_marked_and_explained() {
+        let regions = regions();
+        let net: IpNet = "10.9.9.0/24".parse().unwrap();
+        let spill = [sheds(1.0), RegionSpill::IDLE, RegionSpill::IDLE];
+        let point = Some(GeoPoint { lat: 0.0, lon: 0.0 });
+        let mut d = decide(
+            point,
+            &name(),
+            &regions,
+            &HealthView::all_up(),
+            super::super::Family::V4,
+        );
+        assert!(apply(&mut d, net, &spill, &regions));
+        assert_eq!((d.basis, d.chosen), (Basis::Spill, Some(1)));
+        assert_eq!(d.candidates[0].verdict, Verdict::Chosen);
+        let a = d.candidates.iter().find(|c| c.region == 0).unwrap();
+        assert_eq!(a.verdict, Verdict::Shed);
+        assert!(d.reasons[0].contains("goes to b"), "{:?}", d.reasons);
+    }
+
     proptest::proptest! {
         #[test]
         fn fractions_stay_in_range_and_move_boundedly(
