@@ -20,7 +20,7 @@ use crate::steer::spill::{self, Params, Reading, RegionSpill};
 
 pub const DEFAULT_PERIOD_MS: u64 = 5_000;
 pub const DEFAULT_STALE_MS: u64 = 30_000;
-pub const DEFAULT_MAX_STEP: f64 = 0.25;
+pub const DEFAULT_MAX_STEP: f64 = 0.5;
 pub const DEFAULT_DECAY_STEP: f64 = 0.05;
 pub const DEFAULT_LOW_WATER: f64 = 0.9;
 
@@ -113,6 +113,9 @@ struct Report {
 struct Memory {
     shed: f64,
     over: bool,
+    own: Option<f64>,
+    /// When the report last acted on arrived.
+    seen: Option<Instant>,
 }
 
 /// Load reports and the controller's memory.
@@ -135,7 +138,8 @@ pub struct SpillView {
     pub load_age_ms: Option<u64>,
     /// Share of the region's clients spilled elsewhere, as the serving state holds it.
     pub shed: f64,
-    pub headroom: bool,
+    /// Share of other regions' shed networks it takes.
+    pub accept: f64,
     /// Controller runs so far: a client can wait for the next one.
     pub periods: u64,
 }
@@ -179,7 +183,7 @@ impl Spill {
             load: report.map(|r| r.load),
             load_age_ms: report.map(|r| now.duration_since(r.at).as_millis() as u64),
             shed: published.shed,
-            headroom: published.headroom,
+            accept: published.accept,
             periods: self.periods.load(Ordering::Relaxed),
         }
     }
@@ -226,17 +230,28 @@ impl Spill {
                 .iter()
                 .map(|r| (label.clone(), r.name.clone()))
                 .collect();
+            let reports: Vec<Option<Report>> = keys.iter().map(|k| self.fresh(k, now)).collect();
             let readings: Vec<Reading> = keys
                 .iter()
+                .zip(&reports)
                 .enumerate()
-                .map(|(ri, key)| Reading {
-                    capacity: zone.capacity.get(ri).copied().flatten(),
-                    load: self.fresh(key, now).map(|r| r.load),
-                    shed: memory.get(key).map_or(0.0, |m| m.shed),
+                .map(|(ri, (key, report))| {
+                    let m = memory.get(key).copied().unwrap_or_default();
+                    Reading {
+                        capacity: zone.capacity.get(ri).copied().flatten(),
+                        load: report.map(|r| r.load),
+                        new: report.is_some_and(|r| m.seen != Some(r.at)),
+                        shed: m.shed,
+                        own: m.own,
+                    }
                 })
                 .collect();
-            let next = spill::control(&readings, &params);
-            for ((key, reading), state) in keys.iter().zip(&readings).zip(&next) {
+            let outcomes = spill::control(&readings, &params);
+            let next: Vec<RegionSpill> = outcomes.iter().map(|o| o.spill).collect();
+            for (((key, reading), outcome), report) in
+                keys.iter().zip(&readings).zip(&outcomes).zip(&reports)
+            {
+                let state = &outcome.spill;
                 seen.insert(key.clone());
                 let m = memory.entry(key.clone()).or_default();
                 let over = reading.over();
@@ -252,6 +267,8 @@ impl Spill {
                 *m = Memory {
                     shed: state.shed,
                     over,
+                    own: outcome.own,
+                    seen: report.map(|r| r.at),
                 };
                 if let Some(capacity) = reading.capacity {
                     gauges.insert(
@@ -265,7 +282,7 @@ impl Spill {
                 }
             }
             let shedding = next.iter().any(|s| s.shed > 0.0);
-            let room = next.iter().any(|s| s.headroom);
+            let room = next.iter().any(|s| s.accept > 0.0);
             if shedding && !room {
                 if stuck.insert(label.clone()) {
                     warn!(zone = %label,
