@@ -142,13 +142,8 @@ pub fn control(readings: &[Reading], params: &Params) -> Vec<Outcome> {
             let accept = match r.capacity {
                 None => 1.0,
                 Some(_) if shed > 0.0 => 0.0,
-                Some(_) if demand <= 0.0 => {
-                    if r.over() {
-                        0.0
-                    } else {
-                        1.0
-                    }
-                }
+                Some(_) if demand <= 0.0 && r.over() => 0.0,
+                Some(_) if demand <= 0.0 => 1.0,
                 Some(c) => {
                     let room = params.low_water * c - own.unwrap_or(0.0);
                     (room / demand).clamp(0.0, 1.0)
