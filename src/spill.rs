@@ -296,6 +296,10 @@ impl Spill {
         }
         // Regions gone with a reload are forgotten.
         memory.retain(|k, _| seen.contains(k));
+        // Nothing shed anywhere is the empty state a new snapshot starts with: no swap for it.
+        if out.iter().all(Vec::is_empty) {
+            out.clear();
+        }
         self.periods.fetch_add(1, Ordering::Relaxed);
         (out, gauges)
     }
