@@ -328,3 +328,76 @@ pub async fn run(spill: Arc<Spill>, state: SharedSnapshot, metrics: Arc<Metrics>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::geo::GeoDb;
+    use crate::zone::{self, ZoneSet};
+
+    fn snapshot() -> Snapshot {
+        let text = "zone = \"s.test.\"\nrecords = '''\n$TTL 300\n@ IN SOA ns1 h 1 7200 3600 \
+                    1209600 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n'''\n\
+                    [regions.a]\nlocation = { lat = 0, lon = 0 }\nendpoints = [\"192.0.2.1\"]\n\
+                    capacity = 100\n\
+                    [regions.b]\nlocation = { lat = 0, lon = 5 }\nendpoints = [\"192.0.2.2\"]\n\
+                    capacity = 1000\n\
+                    [steered.www]\nregions = [\"a\", \"b\"]\n";
+        let z = zone::load_file(Path::new("zones/s.test.toml"), text)
+            .unwrap_or_else(|d| panic!("{}", zone::LoadError(d)));
+        Snapshot::new(
+            ZoneSet::new(vec![z]),
+            Arc::new(GeoDb::embedded().expect("the embedded GeoIP table opens")),
+            &Metrics::default(),
+        )
+    }
+
+    fn spill(stale_ms: u64) -> Spill {
+        Spill::new(SpillConfig {
+            stale_ms,
+            max_step: 0.25,
+            ..SpillConfig::default()
+        })
+    }
+
+    #[test]
+    fn a_report_raises_the_shed_once_and_then_holds() {
+        let (snap, s, t0) = (snapshot(), spill(60_000), Instant::now());
+        s.report("s.test.", "a", 400.0, t0);
+        let (first, gauges) = s.period(&snap, t0);
+        assert_eq!(first[0][0].shed, 0.25);
+        // Demand 400 x 0.25 = 100; b's room is 900.
+        assert_eq!(first[0][1].accept, 1.0);
+        let a = gauges[&("s.test.".to_string(), "a".to_string())];
+        assert_eq!((a.capacity, a.load, a.shed), (100.0, Some(400.0), 0.25));
+        // No new report: the next periods hold.
+        let (second, _) = s.period(&snap, t0 + Duration::from_secs(5));
+        assert_eq!(second[0][0].shed, 0.25);
+        s.report("s.test.", "a", 300.0, t0 + Duration::from_secs(6));
+        let (third, _) = s.period(&snap, t0 + Duration::from_secs(10));
+        assert_eq!(third[0][0].shed, 0.5);
+    }
+
+    #[test]
+    fn an_expired_report_counts_as_none_and_the_shed_decays() {
+        let (snap, s, t0) = (snapshot(), spill(1_000), Instant::now());
+        s.report("s.test.", "a", 400.0, t0);
+        s.period(&snap, t0);
+        let later = t0 + Duration::from_secs(2);
+        let (next, gauges) = s.period(&snap, later);
+        assert_eq!(next[0][0].shed, 0.2);
+        assert_eq!(gauges[&("s.test.".to_string(), "a".to_string())].load, None);
+        assert_eq!(s.view(&snap, snap.zones.by_index()[0], 0, later).load, None);
+    }
+
+    #[test]
+    fn nothing_shed_anywhere_publishes_the_empty_state() {
+        let (snap, s, t0) = (snapshot(), spill(60_000), Instant::now());
+        s.report("s.test.", "a", 50.0, t0);
+        let (out, _) = s.period(&snap, t0);
+        assert!(out.is_empty());
+        assert_eq!(*snap.spill, out);
+    }
+}
