@@ -1,5 +1,6 @@
 //! CONTROL: spillover's control loop. Load reports (`POST /api/v1/zones/{zone}/regions/
-//! {region}/load`) land in [`Spill`]; once a period [`run`] feeds the fresh ones with each
+//! {region}/load`, or scraped from a region's `load-from` Prometheus endpoint at the start of
+//! each period) land in [`Spill`]; once a period [`run`] feeds the fresh ones with each
 //! region's capacity to the pure controller ([`crate::steer::spill::control`]) and swaps the
 //! shed fractions into the serving snapshot, which the query path reads without a lock.
 //!
@@ -305,13 +306,63 @@ impl Spill {
     }
 }
 
-/// Forever, every period: one controller run, published when it changes what queries see.
+/// Scrapes every region with a `load-from` of `snap`'s zones, each within `timeout`, and
+/// records what it reads as a report. A source that fails is logged when it starts and stops
+/// failing (`failing` holds those that fail); its last report then expires as a posted one.
+async fn scrape(
+    spill: &Spill,
+    snap: &Snapshot,
+    http: &reqwest::Client,
+    timeout: Duration,
+    failing: &mut HashSet<Key>,
+) {
+    for zone in snap.zones.by_index() {
+        for (ri, source) in zone.load_from.iter().enumerate() {
+            let Some(source) = source else { continue };
+            let key = (zone.origin.to_string(), zone.regions[ri].name.clone());
+            let page = async {
+                let resp = http.get(&source.url).send().await?.error_for_status()?;
+                resp.text().await
+            };
+            let read = match tokio::time::timeout(timeout, page).await {
+                Ok(Ok(page)) => crate::zone::load_source::gauge(&page, &source.metric)
+                    .filter(|v| *v >= 0.0)
+                    .ok_or_else(|| format!("no sample of {} at least 0", source.metric)),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+            };
+            match read {
+                Ok(load) => {
+                    spill.report(&key.0, &key.1, load, Instant::now());
+                    if failing.remove(&key) {
+                        info!(zone = %key.0, region = %key.1, url = %source.url, load,
+                            "region load scraped again");
+                    }
+                }
+                Err(e) => {
+                    if failing.insert(key.clone()) {
+                        warn!(zone = %key.0, region = %key.1, url = %source.url, error = %e,
+                            "region load cannot be scraped");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forever, every period: the scrapes, one controller run, published when it changes what
+/// queries see.
 pub async fn run(spill: Arc<Spill>, state: SharedSnapshot, metrics: Arc<Metrics>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(spill.config.period_ms));
+    let period = Duration::from_millis(spill.config.period_ms);
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    crate::health::probe::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let mut failing = HashSet::new();
     loop {
         tick.tick().await;
         let snap = state.load_full();
+        scrape(&spill, &snap, &http, period / 2, &mut failing).await;
         let (next, gauges) = spill.period(&snap, Instant::now());
         metrics.set_spill(gauges);
         if *snap.spill != next {

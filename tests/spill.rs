@@ -574,3 +574,100 @@ fn a_bad_spill_section_is_refused_at_its_line() {
         "{stderr}"
     );
 }
+
+/// The zone with a capacity of 100 and a `load-from` on eu-west.
+fn scraped_zone(url: &str, metric: &str) -> String {
+    zone_text(&BTreeMap::from([("eu-west".to_string(), 100.0)])).replace(
+        "capacity = 100\n",
+        &format!("capacity = 100\nload-from = {{ url = \"{url}\", metric = '{metric}' }}\n"),
+    )
+}
+
+#[tokio::test]
+async fn a_load_scraped_from_prometheus_sheds_and_a_dead_scrape_expires() {
+    let mut target = common::probe_targets::HttpTarget::builder()
+        .body("# TYPE frontend_qps gauge\nfrontend_qps{region=\"us-east\"} 5\nfrontend_qps{region=\"eu-west\",pod=\"a\"} 1000\n")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let url = format!("http://{}/metrics", target.addr());
+    std::fs::write(
+        zones.join("spill.test.toml"),
+        scraped_zone(&url, "frontend_qps{region=\"eu-west\"}"),
+    )
+    .unwrap();
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(&config, "[spill]\nperiod-ms = 200\nstale-ms = 1500\n").unwrap();
+    let server = Server::start_with_zones(&zones, &["--config", config.to_str().unwrap()]);
+    meridian::health::probe::install_crypto_provider();
+    let rig = Rig {
+        server,
+        dir,
+        http: reqwest::Client::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = &rig.spill().await["eu-west"];
+        if s["shed"] == 1.0 {
+            assert_eq!(s["load"], 1000.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scraped load shed nothing: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    target.stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = &rig.spill().await["eu-west"];
+        if s["shed"] == 0.0 {
+            assert_eq!(s["load"], Value::Null);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the shed never decayed: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rig.log_has(&["region load cannot be scraped", "eu-west", "WARN"]));
+    assert!(rig.log_has(&["region load report expired", "eu-west"]));
+}
+
+#[test]
+fn check_refuses_a_bad_load_source_at_its_line() {
+    for (url, metric, words) in [
+        (
+            "ftp://127.0.0.1/metrics",
+            "qps",
+            "load-from url \"ftp://127.0.0.1/metrics\" is not http",
+        ),
+        (
+            "http://127.0.0.1:9100/metrics",
+            "qps{region=eu}",
+            "load-from metric \"qps{region=eu}\": labels are",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = scraped_zone(url, metric);
+        let file = dir.path().join("spill.test.toml");
+        std::fs::write(&file, &text).unwrap();
+        let line = 1 + text
+            .lines()
+            .position(|l| l.starts_with("load-from"))
+            .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"))
+            .args(["check", "--zones", dir.path().to_str().unwrap()])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = format!("{}:{line}: region eu-west: {words}", file.display());
+        assert!(all.contains(&want), "no {want:?} in:\n{all}");
+    }
+}

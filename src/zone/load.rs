@@ -130,6 +130,15 @@ struct RegionToml {
     /// Load the region takes before it sheds clients (spillover), in the unit its load
     /// reports use: queries per second by default.
     capacity: Option<Spanned<NumberToml>>,
+    /// A Prometheus endpoint and gauge to scrape the region's load from.
+    load_from: Option<Spanned<LoadFromToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadFromToml {
+    url: String,
+    metric: String,
 }
 
 /// A TOML integer or float.
@@ -515,6 +524,7 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
     let base = path.parent().unwrap_or(Path::new("."));
     let (regions, checks, region_ids) = regions(&parsed, base, &mut report);
     let capacity = capacities(&parsed, &mut report);
+    let load_from = load_sources(&parsed, &mut report);
     let quorum = parsed.quorum.as_ref().and_then(|q| {
         let rule = match q.get_ref() {
             QuorumToml::Name(n) => Quorum::named(n),
@@ -566,8 +576,51 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
         regions,
         checks,
         capacity,
+        load_from,
         steered,
     })
+}
+
+/// Each region's load source, in region order; a URL that is not `http(s)://host...` or a
+/// metric that is not a selector is reported at its line.
+fn load_sources(
+    parsed: &ZoneToml,
+    report: &mut Report<'_>,
+) -> Vec<Option<super::load_source::LoadSource>> {
+    parsed
+        .regions
+        .iter()
+        .map(|(name, region)| {
+            let l = region.get_ref().load_from.as_ref()?;
+            let t = l.get_ref();
+            let url_ok = reqwest::Url::parse(&t.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !url_ok {
+                report.span(
+                    l.span(),
+                    format!(
+                        "region {}: load-from url {:?} is not http://host[:port]/path or https://",
+                        name.get_ref(),
+                        t.url
+                    ),
+                );
+            }
+            match super::load_source::parse_selector(&t.metric) {
+                Ok(metric) if url_ok => Some(super::load_source::LoadSource {
+                    url: t.url.clone(),
+                    metric,
+                }),
+                Ok(_) => None,
+                Err(e) => {
+                    report.span(
+                        l.span(),
+                        format!("region {}: load-from {e}", name.get_ref()),
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// Each region's capacity, in region order (as [`regions`] numbers them); a capacity that is
