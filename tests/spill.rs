@@ -246,6 +246,8 @@ async fn after_the_largest_region_fails_no_survivor_stays_over_capacity_for_two_
     // Where the networks go with every region up and no capacity.
     let rig = start(&BTreeMap::new(), "period-ms = 1500\n");
     let udp = common::udp_client(rig.server.addr()).await;
+    // Scopes are compared too: measured once the compiled tables serve.
+    common::wait_compiled(&rig.server);
     let baseline = answers(&udp, &nets).await;
     let base = loads(&baseline);
     let total: f64 = base.values().sum();
@@ -279,6 +281,7 @@ async fn after_the_largest_region_fails_no_survivor_stays_over_capacity_for_two_
         assert_eq!(s["capacity"], capacity[&r], "{r}: {s}");
         assert_eq!(s["load"], base[&r], "{r}: {s}");
     }
+    common::wait_compiled(&rig.server);
     assert_eq!(answers(&udp, &nets).await, baseline, "moved under capacity");
 
     // The largest region fails (drained: down to steering). From then on, each period: the
