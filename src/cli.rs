@@ -511,6 +511,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         admin_hosts: config.admin_hosts.clone(),
         cluster: config.cluster.clone(),
         latency,
+        spill: config.spill.clone(),
     })
     .map_err(CliError::Runtime)?;
     let scheme = if config.admin_tls.is_some() {

@@ -59,6 +59,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// `[latency]`: feeds of client RTTs and how they are aggregated.
     pub latency: LatencyConfig,
+    /// `[spill]`: the spillover controller's period and steps.
+    pub spill: crate::spill::SpillConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,7 @@ pub struct FileConfig {
     /// `latency`, checked by [`FileConfig::read`].
     #[serde(skip)]
     pub checked_latency: Option<LatencyConfig>,
+    pub spill: Option<crate::spill::SpillConfig>,
 }
 
 /// One path or a list of them: `geoip = "city.mmdb"` or `geoip = ["v4.mmdb", "v6.mmdb"]`.
@@ -239,6 +242,16 @@ impl FileConfig {
                 }
             }
         }
+        if let Some(spill) = &parsed.spill {
+            let section = line_of(&text, "[spill]");
+            spill.check().map_err(|problems| ConfigError::Problems {
+                path: path.to_owned(),
+                problems: problems
+                    .into_iter()
+                    .map(|(key, m)| (line_after(&text, section, key), m))
+                    .collect(),
+            })?;
+        }
         if let Some(latency) = parsed.latency.take() {
             let base = path.parent().unwrap_or(Path::new("."));
             let section = line_of(&text, "[latency]");
@@ -372,6 +385,7 @@ impl Config {
                 (_, _, None) => return Err(ConfigError::NodeWithoutCluster),
             },
             latency: file.checked_latency.unwrap_or_default(),
+            spill: file.spill.unwrap_or_default(),
         })
     }
 }

@@ -45,6 +45,8 @@ pub struct Setup {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     /// The latency map's intake, its map loaded from the state directory.
     pub latency: Arc<Feed>,
+    /// `[spill]`: the spillover controller's settings.
+    pub spill: crate::spill::SpillConfig,
 }
 
 /// The error building a tokio runtime would panic on. The first runtime of a process takes six
@@ -134,7 +136,9 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     c.spawn(monitor.clone()).await;
                 }
                 let probed = monitor.details.clone();
+                let spill = Arc::new(crate::spill::Spill::new(setup.spill));
                 let admin = Arc::new(Admin {
+                    spill: spill.clone(),
                     state: setup.state.clone(),
                     metrics: setup.metrics.clone(),
                     monitor,
@@ -162,6 +166,11 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     admin.state_dir.clone(),
                 ));
                 tokio::spawn(publish_latency(setup.latency, setup.state.clone(), probed));
+                tokio::spawn(crate::spill::run(
+                    spill,
+                    setup.state.clone(),
+                    admin.metrics.clone(),
+                ));
                 tokio::spawn(reload_on_sighup(
                     hup,
                     admin.clone(),

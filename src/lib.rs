@@ -24,7 +24,10 @@
 //! query threads write; operator overrides persist in a journal ([`state`]). [`latency`] aggregates
 //! the RTTs clients measure to each region (posted to the admin API by frontends and browser
 //! beacons) per client network and publishes them into the snapshot, where they replace the
-//! distance estimate for the networks they cover. With a `[cluster]`
+//! distance estimate for the networks they cover. [`spill`] takes load reports per region and,
+//! once a period, has each region over its capacity shed a share of its clients to their
+//! next-nearest region with headroom (the pure controller is [`steer::spill`]), published
+//! into the snapshot like health. With a `[cluster]`
 //! section, [`cluster`] shares overrides and probe observations with the other nameservers
 //! through etcd. None of it takes a lock the fast path waits on: a change builds a new
 //! snapshot and swaps it in.
@@ -51,6 +54,7 @@ pub mod metrics;
 pub mod prefetch;
 pub mod route;
 pub mod serving;
+pub mod spill;
 pub mod state;
 pub mod steer;
 pub mod text;

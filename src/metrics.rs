@@ -286,10 +286,21 @@ struct ProbeStats {
 /// Region key for control-plane metrics: (zone, region).
 pub type RegionLabel = (String, String);
 
+/// A capacity-managed region's spillover, as the control loop last saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpillGauges {
+    pub capacity: f64,
+    /// `None`: no fresh report (not exported).
+    pub load: Option<f64>,
+    pub shed: f64,
+}
+
 #[derive(Debug, Default)]
 struct Control {
     probes: BTreeMap<(String, String, String), ProbeStats>,
     region_up: BTreeMap<RegionLabel, bool>,
+    /// Regions with a capacity: their spillover state, replaced whole each control period.
+    spill: BTreeMap<RegionLabel, SpillGauges>,
     region_state: BTreeMap<RegionLabel, RegionStateLabel>,
     /// (zone, steered name) -> whether every region of the name is down and its fallback
     /// answers.
@@ -807,6 +818,11 @@ impl Metrics {
             .insert((zone.into(), region.into()), up);
     }
 
+    /// The spillover state of every capacity-managed region, by (zone, region).
+    pub fn set_spill(&self, spill: BTreeMap<(String, String), SpillGauges>) {
+        self.control.lock().expect("metrics lock").spill = spill;
+    }
+
     /// Marks the moment this node sees `region` of `zone` drained (`true`) or back in service.
     pub fn region_drained(&self, zone: &str, region: &str, drained: bool) {
         let key = (zone.to_string(), region.to_string());
@@ -1291,6 +1307,37 @@ impl Metrics {
                 esc(z),
                 esc(r),
                 u8::from(*up)
+            );
+        }
+        out.push_str("# HELP meridian_region_capacity Load the region takes before it sheds clients (zone file), in its load reports' unit.\n# TYPE meridian_region_capacity gauge\n");
+        for ((z, r), g) in &c.spill {
+            let _ = writeln!(
+                out,
+                "meridian_region_capacity{{zone=\"{}\",region=\"{}\"}} {}",
+                esc(z),
+                esc(r),
+                g.capacity
+            );
+        }
+        out.push_str("# HELP meridian_region_load The region's last fresh load report; absent when none is fresh.\n# TYPE meridian_region_load gauge\n");
+        for ((z, r), g) in &c.spill {
+            if let Some(load) = g.load {
+                let _ = writeln!(
+                    out,
+                    "meridian_region_load{{zone=\"{}\",region=\"{}\"}} {load}",
+                    esc(z),
+                    esc(r),
+                );
+            }
+        }
+        out.push_str("# HELP meridian_region_shed_ratio Share of the region's clients spilled to other regions (0 to 1).\n# TYPE meridian_region_shed_ratio gauge\n");
+        for ((z, r), g) in &c.spill {
+            let _ = writeln!(
+                out,
+                "meridian_region_shed_ratio{{zone=\"{}\",region=\"{}\"}} {}",
+                esc(z),
+                esc(r),
+                g.shed
             );
         }
         out.push_str("# HELP meridian_region_state 1 for the region's current state (up, degraded, down, drained, forced), 0 for the others.\n# TYPE meridian_region_state gauge\n");

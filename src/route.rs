@@ -541,6 +541,7 @@ fn basis_text(b: Basis) -> &'static str {
             "every region the client's geo-fence allows is down: fails closed (NODATA)"
         }
         Basis::Split => "a weighted split moved the client from its nearest region",
+        Basis::Spill => "spillover: the nearest region is over capacity and shed this network",
     }
 }
 
@@ -554,6 +555,7 @@ fn verdict_text(v: Verdict) -> &'static str {
         Verdict::EndpointsDown => "every endpoint of this family down, skipped",
         Verdict::NoEndpoints => "no endpoints of this family",
         Verdict::Fenced => "outside the client's geo-fence",
+        Verdict::Shed => "over capacity: sheds this network",
     }
 }
 

@@ -409,6 +409,7 @@ async fn reads_are_open_on_loopback_and_the_openapi_document_lists_every_route()
         "/api/v1/rtt",
         "/api/v1/zones/{zone}/regions/{region}/drain",
         "/api/v1/zones/{zone}/regions/{region}/undrain",
+        "/api/v1/zones/{zone}/regions/{region}/load",
         "/api/v1/zones/{zone}/regions/{region}/endpoints/{address}/force",
         "/api/v1/zones/{zone}/regions/{region}/endpoints/{address}/unforce",
         "/api/v1/reload",

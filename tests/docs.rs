@@ -908,6 +908,7 @@ fn the_configuration_reference_names_every_key_the_parsers_take() {
             "`[cluster]`",
             "[cluster]\nxyzzy = 1\n".to_string(),
         ),
+        ("config", "`[spill]`", "[spill]\nxyzzy = 1\n".to_string()),
         ("zone", "Zone file: top level", format!("{ZONE}xyzzy = 1\n")),
         (
             "zone",

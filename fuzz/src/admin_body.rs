@@ -79,6 +79,7 @@ impl Fixture {
                 reads_need_token: false,
                 hosts: Vec::new(),
                 latency,
+                spill: Arc::new(meridian::spill::Spill::new(Default::default())),
                 reloads: tokio::sync::Mutex::new(()),
                 changes: tokio::sync::watch::Sender::new(0),
             })

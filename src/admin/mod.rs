@@ -3,8 +3,8 @@
 //!
 //! Here: the router and the middleware every request passes (security headers, errors as
 //! JSON, the URI and body limits, the Host and Origin check, the bearer token check). The
-//! read views are in `read`, the overrides in `write`, zone reloads in `reload`, the JSON
-//! error in `error`; `web` serves the dashboard and the OpenAPI document, `auth` holds the
+//! read views are in `read`, the overrides in `write`, load reports (spillover) in `load`,
+//! zone reloads in `reload`, the JSON error in `error`; `web` serves the dashboard and the OpenAPI document, `auth` holds the
 //! tokens, `listen` the connections (cap and timeouts), `head` judges request heads before
 //! hyper reads them, and `tls` holds the certificate.
 //!
@@ -21,6 +21,7 @@ mod error;
 mod head;
 mod latency;
 pub mod listen;
+mod load;
 mod read;
 mod reload;
 pub mod tls;
@@ -85,6 +86,8 @@ pub struct Admin {
     pub hosts: Vec<String>,
     /// The latency map's intake ([`crate::latency::feed`]).
     pub latency: Arc<crate::latency::feed::Feed>,
+    /// Load reports and the spillover controller ([`crate::spill`]).
+    pub spill: Arc<crate::spill::Spill>,
     /// Held for a whole zone reload: reloads (API and SIGHUP) run one at a time, so one that
     /// read the files earlier cannot install them after one that read them later.
     pub reloads: Mutex<()>,
@@ -117,6 +120,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/openapi.json", get(web::openapi))
         .route("/zones/{zone}/regions/{region}/drain", post(drain))
         .route("/zones/{zone}/regions/{region}/undrain", post(undrain))
+        .route("/zones/{zone}/regions/{region}/load", post(load::load))
         .route(
             "/zones/{zone}/regions/{region}/endpoints/{address}/force",
             post(force),

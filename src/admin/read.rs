@@ -181,6 +181,8 @@ pub(super) struct RegionView {
     /// While drained: how far the drain has got.
     drain_progress: Option<DrainProgress>,
     endpoints: Vec<EndpointView>,
+    /// Capacity, load and shed fraction (spillover).
+    spill: crate::spill::SpillView,
 }
 
 /// A drain as this node sees it through: new answers leave the region at once; answers it
@@ -231,6 +233,7 @@ pub(super) async fn regions_view(admin: &Admin) -> Vec<RegionView> {
     let details = admin.monitor.details.load();
     let overrides = admin.journal.lock().await.overrides().clone();
     let now = now_ms();
+    let instant = std::time::Instant::now();
     let mut out = Vec::new();
     for z in state.zones.by_index() {
         let label = z.origin.to_string();
@@ -294,6 +297,7 @@ pub(super) async fn regions_view(admin: &Admin) -> Vec<RegionView> {
                         probe: region_probes.and_then(|p| p.get(ei)).cloned(),
                     })
                     .collect(),
+                spill: admin.spill.view(&state, z, ri, instant),
             });
         }
     }

@@ -75,7 +75,7 @@ impl WriteBody {
 }
 
 /// The zone and region named in a path, both in `state`, or a 404 that says what exists.
-fn find_region<'s>(
+pub(super) fn find_region<'s>(
     state: &'s Snapshot,
     zone: &str,
     region: &str,

@@ -127,8 +127,14 @@ pub fn steer(
     };
     let config = &steered.config;
     let rtt = measured(state, zone, client, &location);
-    let decision =
+    let mut decision =
         steer::rules::apply_measured(&facts, rtt.as_ref(), config, &zone.regions, view, family);
+    let spilled = steer::spill::apply(
+        &mut decision,
+        facts.network,
+        state.spill(zone),
+        &zone.regions,
+    );
     let endpoints = decision.endpoints(config, &zone.regions, view, family);
     let spread = Spread::of(&endpoints);
     let order = spread.order(seed);
@@ -166,7 +172,14 @@ pub fn steer(
                 );
                 // The rules' scope is capped by what the resolver disclosed, but never wider
                 // than the latency map's cap on `located`.
-                ruled.map_or(located, |r| r.min(disclosed).max(located))
+                let scope = ruled.map_or(located, |r| r.min(disclosed).max(located));
+                // A shedding region's clients (never compiled) are shed by the hash of their
+                // /24 or /48.
+                if spilled {
+                    scope.max(steer::spill::prefix(network).min(disclosed))
+                } else {
+                    scope
+                }
             }
         },
         _ => 0,

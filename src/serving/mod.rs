@@ -24,6 +24,7 @@ use crate::latency::LatencyTable;
 use crate::metrics::{Metrics, ZoneCounters};
 use crate::steer::Family;
 use crate::steer::HealthView;
+use crate::steer::spill::RegionSpill;
 use crate::zone::{Zone, ZoneSet};
 
 #[derive(Debug)]
@@ -39,6 +40,10 @@ pub struct Snapshot {
     /// steering does not depend on it: a client network it speaks for takes the direct path
     /// ([`Snapshot::compiled_steer`]).
     pub latency: Arc<LatencyTable>,
+    /// Spillover by zone index, then region: what the control loop (`crate::spill`)
+    /// published; a zone without an entry sheds nothing. Compiled steering does not depend on
+    /// it: a client whose compiled region sheds takes the direct path.
+    pub spill: Arc<Vec<Vec<RegionSpill>>>,
     /// Unique to this snapshot: each serving thread's fast-path caches (encoded answers and
     /// steering decisions) belong to one generation and start afresh when it changes.
     pub(crate) generation: u64,
@@ -83,6 +88,7 @@ impl Snapshot {
         Snapshot {
             steering: Arc::new(vec![None; zones.len()]),
             latency: Arc::default(),
+            spill: Arc::default(),
             zones,
             geo,
             health,
@@ -161,6 +167,7 @@ impl Snapshot {
             health: self.health.clone(),
             steering: self.steering.clone(),
             latency: self.latency.clone(),
+            spill: self.spill.clone(),
             generation: next_generation(),
             counters: self.counters.clone(),
         }
@@ -180,9 +187,24 @@ impl Snapshot {
         }
     }
 
+    /// This snapshot with other spill states (by zone index, then region). Compiled steering
+    /// stays: it never answers a client of a region that sheds.
+    pub fn with_spill(&self, spill: Arc<Vec<Vec<RegionSpill>>>) -> Snapshot {
+        Snapshot {
+            spill,
+            ..self.renewed()
+        }
+    }
+
+    /// The spill state of `zone`'s regions (empty: none sheds).
+    pub fn spill(&self, zone: &Zone) -> &[RegionSpill] {
+        self.spill.get(zone.index).map_or(&[], Vec::as_slice)
+    }
+
     /// The compiled answer of steered name `steered` of `zone` for `client`, or `None` where
     /// the direct path must answer: the zone is not compiled yet, the table leaves the
-    /// address to it, or the latency map has measurements of the client's network. A scope
+    /// address to it, the latency map has measurements of the client's network, or the
+    /// answering region sheds clients (spillover decides per network). A scope
     /// whose block holds a measured network is narrowed to a client network.
     pub fn compiled_steer(
         &self,
@@ -196,6 +218,13 @@ impl Snapshot {
             return None;
         }
         let mut c = self.steering(zone)?.steer(steered, family, client)?;
+        let spill = self.spill(zone);
+        if c.steering
+            .region
+            .is_some_and(|r| spill.get(r).is_some_and(|s| s.shed > 0.0))
+        {
+            return None;
+        }
         c.scope = self.latency.cap_scope(network, c.scope);
         Some(c)
     }

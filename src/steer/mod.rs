@@ -6,6 +6,7 @@
 //! with its reason.
 
 pub mod rules;
+pub mod spill;
 
 use std::net::IpAddr;
 
@@ -352,6 +353,8 @@ pub enum Verdict {
     NoEndpoints,
     /// Outside the geo-fence that holds the client.
     Fenced,
+    /// Would answer, but is over capacity and sheds this client ([`spill`]).
+    Shed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -398,6 +401,9 @@ pub enum Basis {
     FencedClosed,
     /// A weighted split moved the client from its nearest region.
     Split,
+    /// The client's region is over capacity and shed it to its next-nearest region with
+    /// headroom ([`spill`]).
+    Spill,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

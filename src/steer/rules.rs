@@ -428,7 +428,7 @@ fn promote(decision: &mut Decision, region: RegionId) -> bool {
 
 /// The split's hash input: the client's /24 or /48, so every client network inside one gets
 /// the same side.
-fn split_key(network: IpNet) -> u128 {
+pub(super) fn split_key(network: IpNet) -> u128 {
     match network {
         IpNet::V4(n) => u128::from(u32::from(n.addr()) >> (32 - SPLIT_PREFIX_V4)),
         IpNet::V6(n) => u128::from(n.addr()) >> (128 - SPLIT_PREFIX_V6) | 1 << 127,
@@ -454,7 +454,7 @@ fn rendezvous(weights: &[(RegionId, u32)], key: u128) -> Option<RegionId> {
 
 /// SplitMix64's finaliser over both halves of `x`: fixed, so a split is stable across
 /// restarts and releases.
-fn mix(x: u128) -> u64 {
+pub(super) fn mix(x: u128) -> u64 {
     let mut z = (x as u64) ^ ((x >> 64) as u64).rotate_left(32);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

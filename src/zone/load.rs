@@ -127,6 +127,35 @@ struct RegionToml {
     endpoints: Vec<Spanned<EndpointToml>>,
     /// Overrides of the zone's health-check keys for this region.
     health: Option<Spanned<HealthToml>>,
+    /// Load the region takes before it sheds clients (spillover), in the unit its load
+    /// reports use: queries per second by default.
+    capacity: Option<Spanned<NumberToml>>,
+    /// A Prometheus endpoint and gauge to scrape the region's load from.
+    load_from: Option<Spanned<LoadFromToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadFromToml {
+    url: String,
+    metric: String,
+}
+
+/// A TOML integer or float.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberToml {
+    Int(i64),
+    Float(f64),
+}
+
+impl NumberToml {
+    fn value(&self) -> f64 {
+        match *self {
+            NumberToml::Int(i) => i as f64,
+            NumberToml::Float(f) => f,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -494,6 +523,8 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
 
     let base = path.parent().unwrap_or(Path::new("."));
     let (regions, checks, region_ids) = regions(&parsed, base, &mut report);
+    let capacity = capacities(&parsed, &mut report);
+    let load_from = load_sources(&parsed, &mut report);
     let quorum = parsed.quorum.as_ref().and_then(|q| {
         let rule = match q.get_ref() {
             QuorumToml::Name(n) => Quorum::named(n),
@@ -544,8 +575,78 @@ pub fn load_file(path: &Path, text: &str) -> Result<Zone, Vec<Diagnostic>> {
         nodes,
         regions,
         checks,
+        capacity,
+        load_from,
         steered,
     })
+}
+
+/// Each region's load source, in region order; a URL that is not `http(s)://host...` or a
+/// metric that is not a selector is reported at its line.
+fn load_sources(
+    parsed: &ZoneToml,
+    report: &mut Report<'_>,
+) -> Vec<Option<super::load_source::LoadSource>> {
+    parsed
+        .regions
+        .iter()
+        .map(|(name, region)| {
+            let l = region.get_ref().load_from.as_ref()?;
+            let t = l.get_ref();
+            let url_ok = reqwest::Url::parse(&t.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !url_ok {
+                report.span(
+                    l.span(),
+                    format!(
+                        "region {}: load-from url {:?} is not http://host[:port]/path or https://",
+                        name.get_ref(),
+                        t.url
+                    ),
+                );
+            }
+            match super::load_source::parse_selector(&t.metric) {
+                Ok(metric) if url_ok => Some(super::load_source::LoadSource {
+                    url: t.url.clone(),
+                    metric,
+                }),
+                Ok(_) => None,
+                Err(e) => {
+                    report.span(
+                        l.span(),
+                        format!("region {}: load-from {e}", name.get_ref()),
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Each region's capacity, in region order (as [`regions`] numbers them); a capacity that is
+/// not a positive finite number is reported at its line.
+fn capacities(parsed: &ZoneToml, report: &mut Report<'_>) -> Vec<Option<f64>> {
+    parsed
+        .regions
+        .iter()
+        .map(|(name, region)| {
+            let c = region.get_ref().capacity.as_ref()?;
+            let value = c.get_ref().value();
+            if value.is_finite() && value > 0.0 {
+                Some(value)
+            } else {
+                report.span(
+                    c.span(),
+                    format!(
+                        "region {}: capacity {value} is not a positive number (load units a \
+                         second, as its load reports count them)",
+                        name.get_ref()
+                    ),
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 /// The file line of each line of the records text. A literal string (`'''`) maps one to one;

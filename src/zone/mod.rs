@@ -11,6 +11,7 @@ mod check;
 pub mod dnssec;
 mod health;
 mod load;
+pub mod load_source;
 mod records;
 pub mod rollover;
 
@@ -208,6 +209,11 @@ pub struct Zone {
     pub regions: Vec<Region>,
     /// Health checks of each region, in region order.
     pub checks: Vec<RegionCheck>,
+    /// Each region's capacity for spillover ([`crate::steer::spill`]), in region order;
+    /// `None`: the region never sheds.
+    pub capacity: Vec<Option<f64>>,
+    /// Where each region's load is scraped from, in region order; `None`: reports only.
+    pub load_from: Vec<Option<load_source::LoadSource>>,
     /// Keep the last good probe states when every probed region fails at once.
     pub isolation_guard: bool,
     /// In a cluster, how the nodes' observations decide this zone's endpoints; `None`: the
