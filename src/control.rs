@@ -66,12 +66,17 @@ pub fn room_for_a_runtime() -> std::io::Result<()> {
 /// holding the queries behind them; on a saturated core they still get about a quarter of it.
 const BACKGROUND_NICE: libc::c_int = 5;
 
-/// Makes the calling thread a background one ([`BACKGROUND_NICE`] nicer than it was).
+/// The niceness the process started with: the serving threads'.
+static BASE_NICE: std::sync::OnceLock<libc::c_int> = std::sync::OnceLock::new();
+
+/// Makes the calling thread a background one: [`BACKGROUND_NICE`] nicer than the process
+/// started, whatever it inherited (a thread spawned by a background thread starts as nice
+/// as its parent, and must not end up nicer still).
 pub fn run_in_background() {
     // Linux keeps a niceness per thread: these calls read and set the caller's alone.
     // SAFETY: a system call on the calling thread; no memory is passed.
-    let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-    let nicer = (now + BACKGROUND_NICE).min(19);
+    let base = *BASE_NICE.get_or_init(|| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) });
+    let nicer = (base + BACKGROUND_NICE).min(19);
     // SAFETY: as above.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nicer) } != 0 {
         let error = std::io::Error::last_os_error();
@@ -83,6 +88,9 @@ pub fn run_in_background() {
 /// region (probes' start states with the journaled overrides) serve.
 pub fn start(setup: Setup) -> std::io::Result<()> {
     room_for_a_runtime()?;
+    // Read here, on the thread that starts everything, before any thread is made nicer.
+    // SAFETY: a system call on the calling thread; no memory is passed.
+    BASE_NICE.get_or_init(|| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("meridian-control")
