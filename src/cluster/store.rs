@@ -341,18 +341,16 @@ impl Cluster {
         match change {
             Ok(Change::Nothing) => {}
             Ok(Change::Whole(bytes)) => {
-                let taken = tokio::task::spawn_blocking(move || {
-                    match feed.decode_peer(&bytes) {
-                        Ok(map) => {
-                            tracing::debug!(
-                                node,
-                                networks = map.networks(),
-                                "latency map of a node taken"
-                            );
-                            feed.set_peer(&node, Some(map));
-                        }
-                        Err(e) => undecoded(&node, &e),
+                let taken = tokio::task::spawn_blocking(move || match feed.decode_peer(&bytes) {
+                    Ok(map) => {
+                        tracing::debug!(
+                            node,
+                            networks = map.networks(),
+                            "latency map of a node taken"
+                        );
+                        feed.set_peer(&node, Some(map));
                     }
+                    Err(e) => undecoded(&node, &e),
                 })
                 .await;
                 if let Err(e) = taken {
@@ -869,7 +867,10 @@ async fn share(
 
 /// Logs a node's latency map that does not decode: it is left out.
 fn undecoded(node: &str, error: &str) {
-    warn!(node, error, "ignoring a node's latency map in the cluster store");
+    warn!(
+        node,
+        error, "ignoring a node's latency map in the cluster store"
+    );
 }
 
 /// Logs a latency map chunk over [`latency::CHUNK`]: no node writes one.

@@ -130,7 +130,9 @@ impl Feed {
             }
             None
         };
-        let merged = saved.clone().unwrap_or_else(|| LatencyMap::new(config.settings));
+        let merged = saved
+            .clone()
+            .unwrap_or_else(|| LatencyMap::new(config.settings));
         let peers = saved
             .map(|m| BTreeMap::from([(PEERS_SAVED.to_string(), m)]))
             .unwrap_or_default();
@@ -435,7 +437,10 @@ impl Feed {
         };
         store::write(&self.state_dir, &bytes)?;
         if let Some(peers) = peers {
-            store::write_file(&self.state_dir.join(store::PEERS_FILE), &store::encode(&peers))?;
+            store::write_file(
+                &self.state_dir.join(store::PEERS_FILE),
+                &store::encode(&peers),
+            )?;
         }
         Ok(Some(size))
     }

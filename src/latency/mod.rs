@@ -706,6 +706,14 @@ impl LatencyTable {
         out
     }
 
+    /// How many (group, region) estimates [`LatencyTable::group_estimates`] lists.
+    pub fn group_estimate_count(&self) -> usize {
+        self.groups
+            .values()
+            .map(|cells| cells.iter().filter(|c| c.weight > 0.0).count())
+            .sum()
+    }
+
     /// The raw estimates of one network, for the API: (region, rtt_ms, samples).
     pub fn network(&self, net: Net) -> Option<Vec<(&str, f64, f64)>> {
         let row = self.row(net)?;

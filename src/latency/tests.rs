@@ -354,7 +354,11 @@ fn groups_count_against_the_shared_bytes_heaviest_first() {
         "{} > {budget}",
         store::encode(&shared).len()
     );
-    assert!(shared.groups.keys.len() >= 90, "{}", shared.groups.keys.len());
+    assert!(
+        shared.groups.keys.len() >= 90,
+        "{}",
+        shared.groups.keys.len()
+    );
     assert!(shared.groups.index.contains_key(&Group::Asn(200)));
     assert!(!shared.groups.index.contains_key(&Group::Asn(1)));
 }
