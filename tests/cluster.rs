@@ -1784,14 +1784,14 @@ async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
 
 const FEED: &str = "feed-secret-0123456789";
 
-/// Nodes that take RTT samples (feed `nginx` with [`FEED`]) and publish their map every
-/// second.
+/// Nodes that take RTT samples (feed `nginx` with [`FEED`]) and publish and share their
+/// map every second.
 fn latency_files(name: &str, etcd: &Etcd, ports: [u16; 2]) -> NodeFiles {
     let files = NodeFiles::new(
         name,
         &etcd.endpoints(),
         ports,
-        "\n[latency]\ntoken-file = \"feeds\"\npublish-secs = 1\nsave-secs = 1\n",
+        "\n[latency]\ntoken-file = \"feeds\"\npublish-secs = 1\nsave-secs = 1\nshare-secs = 1\n",
     );
     std::fs::write(files.path("feeds"), format!("nginx:{FEED}\n")).expect("feeds");
     files

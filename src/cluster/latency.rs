@@ -9,7 +9,8 @@
 //! Why aggregates and not forwarded samples: a node's map is bounded
 //! ([`crate::latency::feed::SHARE_MAX_BYTES`]) whatever its feeds post, a node that joins
 //! or comes back reads the whole picture at once instead of replaying a stream, and merging
-//! decayed means of disjoint samples is exact (weights add, means weigh by weight).
+//! decayed means of disjoint samples adds them up (weights add, means weigh by weight);
+//! only the outlier clamp differs, each node clamping against its own estimate.
 //!
 //! Keys: `latency/<node>/<generation, 16 hex digits>/<chunk>-<chunks>` (4 digits each), each
 //! value at most [`CHUNK`] bytes of [`crate::latency::store::encode`], at most

@@ -477,8 +477,9 @@ impl LatencyMap {
     }
 
     /// Adds every estimate of `other` (the samples another node took) to this map's.
-    /// Merging maps of disjoint samples gives the map of all of them: a decayed mean's
-    /// weight is a sum over samples and its mean a weighted mean.
+    /// Merging maps of disjoint samples gives the map of all of them (a decayed mean's
+    /// weight is a sum over samples and its mean a weighted mean), but for the outlier
+    /// clamp: each map clamped its samples against its own estimate, not the merged one.
     pub fn merge(&mut self, other: &LatencyMap) {
         let columns: Vec<usize> = other.regions.iter().map(|r| self.column(r)).collect();
         let (stride, theirs) = (self.regions.len(), other.regions.len());
