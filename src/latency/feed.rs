@@ -291,6 +291,8 @@ impl Feed {
         let table = if inner.peers.is_empty() {
             inner.map.publish(now)
         } else {
+            // Aged-out rows go first: they would be copied for nothing, and kept.
+            inner.map.forget(now);
             let (mut all, peers) = (inner.map.clone(), inner.peers.clone());
             drop(inner);
             all.merge(&peers);
