@@ -1973,3 +1973,58 @@ async fn a_latency_map_etcd_refuses_never_ends_the_record_session() {
             .unwrap_or_default()
     );
 }
+
+/// A node whose watch falls far behind (stopped while 8 MiB of another node's latency map
+/// generations are written) catches up on its watch: etcd fragments the answer that would
+/// otherwise carry every missed revision, past the client's 4 MiB, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_far_behind_catches_up_in_fragments() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let etcd = Etcd::start();
+    etcd.wait_ready().await;
+    let files = latency_files("ns1", &etcd, ports);
+    let a = files.start();
+    a.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    a.wait_cluster("the store up", |v| v["store"]["state"] == "up")
+        .await;
+    let before = store_errors(&a).await;
+    let pid = a.server.pid() as i32;
+    // SAFETY: kill(2) with a child's pid and a valid signal number.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let mut c = etcd.client().await;
+    let value = vec![b'x'; 20 << 10];
+    const GENERATIONS: u64 = 400;
+    for g in 1..=GENERATIONS {
+        c.put(
+            format!("/meridian/latency/ns9/{g:016x}/0000-0001"),
+            value.clone(),
+            None,
+        )
+        .await
+        .expect("a put");
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // Each generation is whole when it comes (and not a map: logged, ignored).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = || {
+        a.server
+            .log_text()
+            .matches("ignoring a node's latency map in the cluster store")
+            .count() as u64
+    };
+    while seen() < GENERATIONS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {GENERATIONS} generations seen; store errors {} -> {}",
+            seen(),
+            before,
+            store_errors(&a).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(store_errors(&a).await, before, "the watch was lost");
+}
