@@ -29,8 +29,8 @@ pub const MAX_LISTED: usize = 100;
 
 /// Most bytes of the map one node shares: about 70,000 rows (networks and groups) with 6
 /// regions. etcd keeps every revision until compaction, so a node rewriting tens of MiB
-/// each publication would fill its 2 GiB quota within hours; the light networks left out
-/// steer least.
+/// each share would fill its 2 GiB quota within hours; the light rows left out steer
+/// least.
 pub const SHARE_MAX_BYTES: usize = 4 << 20;
 
 /// This node's map as it shares it: [`super::store::encode`]d, newest generation wins.
