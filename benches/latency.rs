@@ -105,7 +105,14 @@ fn bench(c: &mut Criterion) {
         ..LatencyConfig::default()
     };
     let metrics = Arc::new(meridian::metrics::Metrics::default());
-    let feed = Feed::open(config, tokens, dir.path().to_owned(), metrics.clone()).unwrap();
+    let feed = Feed::open(
+        config,
+        tokens,
+        dir.path().to_owned(),
+        metrics.clone(),
+        false,
+    )
+    .unwrap();
     let zones =
         meridian::zone::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
             .expect("shipped zones");

@@ -478,6 +478,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         latency_tokens,
         config.state_dir.clone(),
         metrics.clone(),
+        config.cluster.is_some(),
     )?);
     let published = latency
         .publish(crate::state::now_ms() / 1000, true)

@@ -285,7 +285,8 @@ const AGE_EVERY: u64 = 10;
 
 /// Every publish interval: the latency map into the serving snapshot, when it has new
 /// samples (or, every [`AGE_EVERY`] intervals, to age); every save interval: to the state
-/// directory.
+/// directory; at the first interval and every share interval: to the cluster, when it
+/// changed.
 async fn publish_latency(
     feed: Arc<Feed>,
     state: SharedSnapshot,
@@ -293,6 +294,7 @@ async fn publish_latency(
 ) {
     let publish = Duration::from_secs(feed.config.publish_secs);
     let save_every = (feed.config.save_secs / feed.config.publish_secs).max(1);
+    let share_every = (feed.config.share_secs / feed.config.publish_secs).max(1);
     let mut tick = tokio::time::interval(publish);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 1u64.. {
@@ -302,6 +304,10 @@ async fn publish_latency(
         let f = feed.clone();
         let published = tokio::task::spawn_blocking(move || {
             f.add_probes(&rtts, now);
+            // First: a node that starts shares what it saved at once.
+            if (n - 1) % share_every == 0 {
+                f.share_map(now);
+            }
             f.publish(now, n % AGE_EVERY == 0)
         })
         .await;

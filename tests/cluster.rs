@@ -1784,14 +1784,14 @@ async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
 
 const FEED: &str = "feed-secret-0123456789";
 
-/// Nodes that take RTT samples (feed `nginx` with [`FEED`]) and publish their map every
-/// second.
+/// Nodes that take RTT samples (feed `nginx` with [`FEED`]) and publish and share their
+/// map every second.
 fn latency_files(name: &str, etcd: &Etcd, ports: [u16; 2]) -> NodeFiles {
     let files = NodeFiles::new(
         name,
         &etcd.endpoints(),
         ports,
-        "\n[latency]\ntoken-file = \"feeds\"\npublish-secs = 1\nsave-secs = 1\n",
+        "\n[latency]\ntoken-file = \"feeds\"\npublish-secs = 1\nsave-secs = 1\nshare-secs = 1\n",
     );
     std::fs::write(files.path("feeds"), format!("nginx:{FEED}\n")).expect("feeds");
     files
@@ -1891,4 +1891,140 @@ async fn samples_posted_to_one_node_steer_every_node_and_outlive_restarts_and_et
     let b = b_files.start();
     b.wait_answer(US_EAST, Duration::from_secs(10)).await;
     stays(&b, US_EAST, Duration::from_secs(2)).await;
+}
+
+/// The store's failed calls this node counted (`meridian_cluster_store_errors_total`).
+async fn store_errors(node: &Node) -> u64 {
+    let (_, metrics) = node.get("/metrics").await;
+    metrics
+        .as_str()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("meridian_cluster_store_errors_total "))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the store error counter")
+}
+
+/// A latency map etcd refuses (its one chunk is over `--max-request-bytes`) is warned about
+/// and tried again, and never ends the node's record session: no store error is counted
+/// while it keeps failing (each ended session counts one), and the store stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latency_map_etcd_refuses_never_ends_the_record_session() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let mut etcd = Etcd::start();
+    for m in &mut etcd.members {
+        m.kill();
+        m.args
+            .extend(["--max-request-bytes".to_string(), "65536".to_string()]);
+        m.start();
+    }
+    etcd.wait_ready().await;
+    let files = latency_files("ns1", &etcd, ports);
+    let a = files.start();
+    a.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    // 3000 networks, one sample each per region: a map of about 84 KB, over 64 KiB.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let mut body = String::new();
+    for i in 0..3000u32 {
+        for region in ["us-east", "eu-west"] {
+            body.push_str(&format!(
+                "{{\"client\":\"81.{}.{}.0/24\",\"region\":\"{region}\",\"rtt_ms\":30,\"kind\":\"tcp\",\"time\":{now}}}\n",
+                2 + i / 256,
+                i % 256
+            ));
+        }
+    }
+    let r = a
+        .http
+        .post(format!("{}/api/v1/rtt", a.base))
+        .header("authorization", format!("Bearer {FEED}"))
+        .body(body)
+        .send()
+        .await
+        .expect("the admin API answers");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a
+        .server
+        .log_text()
+        .contains("cannot share this node's latency map")
+    {
+        assert!(Instant::now() < deadline, "{}", a.server.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = store_errors(&a).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(store_errors(&a).await, before, "{}", a.server.log_text());
+    let (_, cluster) = a.get("/api/v1/cluster").await;
+    assert_eq!(cluster["store"]["state"], "up", "{cluster}");
+    eprintln!(
+        "warned: {}",
+        a.server
+            .log_text()
+            .lines()
+            .find(|l| l.contains("cannot share"))
+            .unwrap_or_default()
+    );
+}
+
+/// A node whose watch falls far behind (stopped while 8 MiB of another node's latency map
+/// generations are written) catches up on its watch: etcd fragments the answer that would
+/// otherwise carry every missed revision, past the client's 4 MiB, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_far_behind_catches_up_in_fragments() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let etcd = Etcd::start();
+    etcd.wait_ready().await;
+    let files = latency_files("ns1", &etcd, ports);
+    let a = files.start();
+    a.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    a.wait_cluster("the store up", |v| v["store"]["state"] == "up")
+        .await;
+    let before = store_errors(&a).await;
+    let pid = a.server.pid() as i32;
+    // SAFETY: kill(2) with a child's pid and a valid signal number.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let mut c = etcd.client().await;
+    let value = vec![b'x'; 20 << 10];
+    const GENERATIONS: u64 = 400;
+    for g in 1..=GENERATIONS {
+        c.put(
+            format!("/meridian/latency/ns9/{g:016x}/0000-0001"),
+            value.clone(),
+            None,
+        )
+        .await
+        .expect("a put");
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // Each generation is whole when it comes (and not a map: logged, ignored).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seen = || {
+        a.server
+            .log_text()
+            .matches("ignoring a node's latency map in the cluster store")
+            .count() as u64
+    };
+    while seen() < GENERATIONS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {GENERATIONS} generations seen; store errors {} -> {}",
+            seen(),
+            before,
+            store_errors(&a).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(store_errors(&a).await, before, "the watch was lost");
 }

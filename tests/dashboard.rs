@@ -523,6 +523,15 @@ async fn the_latency_view_shows_where_measured_and_distance_choices_differ() {
         note.as_str().unwrap().starts_with("2 client networks"),
         "{note}"
     );
+    // The count of group estimates, from the API's count (the view asks for no list).
+    let estimates = map["groups"].as_array().unwrap().len();
+    assert!(estimates > 0, "{map}");
+    assert!(
+        note.as_str()
+            .unwrap()
+            .ends_with(&format!(", {estimates} ASN and country estimates")),
+        "{note}"
+    );
 
     session
         .eval("document.querySelector('#latency-view').scrollIntoView(); return true")

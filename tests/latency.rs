@@ -93,17 +93,13 @@ async fn get(server: &Server, path: &str) -> Value {
     serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
 }
 
-/// The A addresses of www.example.com for ECS `net`, and the ECS scope, over UDP.
-async fn answer(server: &Server, net: &str) -> (Vec<String>, u8) {
+/// The steered name of the example zone.
+const WWW: &str = "www.example.com.";
+
+/// The A addresses of `name` for ECS `net`, and the ECS scope, over UDP.
+async fn answer(server: &Server, name: &str, net: &str) -> (Vec<String>, u8) {
     let client = common::udp_client(server.addr()).await;
-    let r = common::query(
-        &client,
-        "www.example.com.",
-        RecordType::A,
-        Some(net),
-        Some(1232),
-    )
-    .await;
+    let r = common::query(&client, name, RecordType::A, Some(net), Some(1232)).await;
     let addrs = r
         .answers
         .iter()
@@ -144,7 +140,7 @@ async fn published(server: &Server, group: &str, region: &str, samples: f64) -> 
 async fn samples_that_contradict_geography_move_the_answer_once_there_are_enough() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
-    assert_eq!(answer(&server, GB).await.0, [EU_WEST]);
+    assert_eq!(answer(&server, WWW, GB).await.0, [EU_WEST]);
 
     // GB measures us-east faster than eu-west (a transatlantic peering, say): 10 samples
     // each are fewer than the 20 steering needs.
@@ -159,7 +155,11 @@ async fn samples_that_contradict_geography_move_the_answer_once_there_are_enough
         published(&server, "GB", "us-east", 9.9)
     })
     .await;
-    assert_eq!(answer(&server, GB).await.0, [EU_WEST], "too few samples");
+    assert_eq!(
+        answer(&server, WWW, GB).await.0,
+        [EU_WEST],
+        "too few samples"
+    );
 
     // Noisy samples whose geometric means are equal (60 ms) move nothing either.
     let noisy = "81.2.71.0/24";
@@ -173,22 +173,22 @@ async fn samples_that_contradict_geography_move_the_answer_once_there_are_enough
     eventually(
         Duration::from_secs(10),
         "GB answered by us-east",
-        || async { answer(&server, GB).await.0 == [US_EAST] },
+        || async { answer(&server, WWW, GB).await.0 == [US_EAST] },
     )
     .await;
     assert_eq!(
-        answer(&server, GB).await.1,
+        answer(&server, WWW, GB).await.1,
         24,
         "the scope is the measured /24"
     );
-    let (addrs, scope) = answer(&server, noisy).await;
+    let (addrs, scope) = answer(&server, WWW, noisy).await;
     assert_eq!(
         (addrs, scope),
         (vec![EU_WEST.to_string()], 24),
         "noise moves nothing"
     );
     // A neighbour without samples keeps eu-west, under a scope that leaves GB's /24 out.
-    let (addrs, scope) = answer(&server, "81.2.70.0/24").await;
+    let (addrs, scope) = answer(&server, WWW, "81.2.70.0/24").await;
     assert_eq!(addrs, [EU_WEST]);
     let block = IpNet::new("81.2.70.0".parse::<IpAddr>().unwrap(), scope)
         .unwrap()
@@ -221,6 +221,23 @@ async fn samples_that_contradict_geography_move_the_answer_once_there_are_enough
     .await;
     assert_eq!(noisy_route["a"]["basis"], "nearest", "{noisy_route}");
 
+    // The group estimates, listed or only counted.
+    let listed = get(&server, "/api/v1/latency").await;
+    let counted = get(&server, "/api/v1/latency?groups=0").await;
+    let n = listed["groups"].as_array().unwrap().len();
+    assert!(n > 0, "{listed}");
+    assert_eq!(listed["group_estimates"], n);
+    assert_eq!(counted["group_estimates"], n);
+    assert_eq!(counted["groups"], serde_json::json!([]));
+    assert_eq!(counted["networks"], listed["networks"]);
+    let bad = reqwest::get(format!(
+        "http://{}/api/v1/latency?groups=2",
+        server.admin_addr()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+
     // The map survives a restart: saved within a second, served from the first query on.
     let state = dir.path().join("state");
     eventually(Duration::from_secs(10), "the map saved", || {
@@ -233,7 +250,10 @@ async fn samples_that_contradict_geography_move_the_answer_once_there_are_enough
     .await;
     drop(server);
     let server = start(dir.path());
-    assert_eq!(answer(&server, GB).await, (vec![US_EAST.to_string()], 24));
+    assert_eq!(
+        answer(&server, WWW, GB).await,
+        (vec![US_EAST.to_string()], 24)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,13 +417,13 @@ async fn the_answer_falls_back_to_distance_when_samples_age_out() {
     eventually(
         Duration::from_secs(10),
         "GB answered by us-east",
-        || async { answer(&server, GB).await == (vec![US_EAST.to_string()], 24) },
+        || async { answer(&server, WWW, GB).await == (vec![US_EAST.to_string()], 24) },
     )
     .await;
     // No more samples: the estimates decay below 20 samples, the map is published aged (at
     // least every 10 s without samples), and the distance model answers again.
     eventually(Duration::from_secs(45), "GB back to eu-west", || async {
-        answer(&server, GB).await.0 == [EU_WEST]
+        answer(&server, WWW, GB).await.0 == [EU_WEST]
     })
     .await;
     let aged = now() - t;
@@ -461,32 +481,6 @@ ttl = 30
     )
 }
 
-/// The A addresses of www.probe.test for ECS `net`, and the ECS scope, over UDP.
-async fn probed_answer(server: &Server, net: &str) -> (Vec<String>, u8) {
-    let client = common::udp_client(server.addr()).await;
-    let r = common::query(
-        &client,
-        "www.probe.test.",
-        RecordType::A,
-        Some(net),
-        Some(1232),
-    )
-    .await;
-    let addrs = r
-        .answers
-        .iter()
-        .filter_map(|a| match &a.data {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect();
-    let scope = match r.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
-        Some(EdnsOption::Subnet(s)) => s.scope_prefix(),
-        _ => panic!("no ECS option in the response for {net}"),
-    };
-    (addrs, scope)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_probe_rtts_are_samples_of_its_own_network() {
     use common::probe_targets::HttpTarget;
@@ -531,7 +525,9 @@ async fn a_nodes_probe_rtts_are_samples_of_its_own_network() {
     eventually(
         Duration::from_secs(15),
         "the GB network steered by the probes",
-        || async { probed_answer(&server, GB).await == (vec![US_EAST.to_string()], 24) },
+        || async {
+            answer(&server, "www.probe.test.", GB).await == (vec![US_EAST.to_string()], 24)
+        },
     )
     .await;
     let v = get(&server, &format!("/api/v1/latency?client={GB}")).await;
@@ -549,6 +545,6 @@ async fn a_nodes_probe_rtts_are_samples_of_its_own_network() {
         "{v}"
     );
     // Its neighbour, which the node's probes do not stand for, keeps the distance answer.
-    let (addrs, _) = probed_answer(&server, "81.2.70.0/24").await;
+    let (addrs, _) = answer(&server, "www.probe.test.", "81.2.70.0/24").await;
     assert_eq!(addrs, [EU_WEST]);
 }

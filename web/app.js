@@ -373,7 +373,8 @@ async function refreshCluster() {
 async function refreshLatency() {
   let m;
   try {
-    m = await api("/latency");
+    // The group estimates only to count them: the count alone.
+    m = await api("/latency?groups=0");
   } catch (err) {
     $("#latency-note").textContent = `cannot read the latency map: ${err.message}`;
     return;
@@ -412,7 +413,7 @@ async function refreshLatency() {
     `<tr><td colspan="4" class="muted">no measured client latency yet (see docs/latency-map.md)</td></tr>`;
   $("#latency-note").textContent = `${m.networks} client networks measured well enough to steer by` +
     (m.more ? `; the first ${m.listed.length} shown` : "") +
-    `; half-life ${m.half_life_secs} s, ${m.groups.length} ASN and country estimates`;
+    `; half-life ${m.half_life_secs} s, ${m.group_estimates} ASN and country estimates`;
 }
 
 // An operator action: drain and force take a reason and an optional expiry (and force a

@@ -62,6 +62,7 @@ impl Fixture {
                 Tokens::load(None, Some(TOKEN.into())).expect("the token is long enough"),
                 dir_path,
                 metrics.clone(),
+                false,
             )
             .expect("a missing latency map is an empty one"),
         );

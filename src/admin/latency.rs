@@ -111,6 +111,9 @@ pub(super) struct LatencyParams {
     /// Networks listed after this one (paging).
     after: Option<String>,
     limit: Option<usize>,
+    /// `0`: leave the group estimates out (their count stays), for a view that shows only
+    /// how many there are.
+    groups: Option<u8>,
 }
 
 #[derive(Serialize)]
@@ -125,6 +128,8 @@ pub(super) struct LatencyView {
     listed: Vec<NetworkView>,
     /// Networks after the last listed one: pass the last as `after`.
     more: bool,
+    /// How many (group, region) estimates the map holds: `groups`' length when listed.
+    group_estimates: usize,
     groups: Vec<GroupView>,
     /// This node's probe RTTs last taken as samples of its `probe-networks` (kind `probe`).
     probes: Vec<crate::latency::feed::ProbeSample>,
@@ -168,6 +173,15 @@ pub(super) async fn latency(
     query: Result<Query<LatencyParams>, QueryRejection>,
 ) -> ApiResult<LatencyView> {
     let params = query?.0;
+    let list_groups = match params.groups {
+        None | Some(1) => true,
+        Some(0) => false,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "groups={n}: 0 leaves the group estimates out, 1 lists them"
+            )));
+        }
+    };
     let parse = |s: &str| -> Result<Net, ApiError> {
         let net = s
             .parse::<IpNet>()
@@ -202,7 +216,9 @@ pub(super) async fn latency(
         .take(limit)
         .filter_map(|n| {
             let estimates = table.network(n)?;
-            let location = state.geo.locate(n.prefix());
+            // From the location table, not the query path's cache: a page of 1000 networks
+            // would fill the cache with networks no query asked about.
+            let location = state.geo.place(n.prefix().addr());
             let measured_best = estimates
                 .iter()
                 .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -231,18 +247,22 @@ pub(super) async fn latency(
             })
         })
         .collect();
-    let groups = table
-        .group_estimates()
-        .into_iter()
-        .map(
-            |(g, region, rtt_ms, samples): (Group, &str, f64, f64)| GroupView {
-                group: g.to_string(),
-                region: region.to_string(),
-                rtt_ms,
-                samples,
-            },
-        )
-        .collect();
+    let groups = if !list_groups {
+        Vec::new()
+    } else {
+        table
+            .group_estimates()
+            .into_iter()
+            .map(
+                |(g, region, rtt_ms, samples): (Group, &str, f64, f64)| GroupView {
+                    group: g.to_string(),
+                    region: region.to_string(),
+                    rtt_ms,
+                    samples,
+                },
+            )
+            .collect()
+    };
     let s = admin.latency.config.settings;
     Ok(axum::Json(LatencyView {
         half_life_secs: s.half_life_secs,
@@ -252,6 +272,7 @@ pub(super) async fn latency(
         networks: table.networks(),
         listed,
         more,
+        group_estimates: table.group_estimate_count(),
         groups,
         probes: admin.latency.probes(),
     }))

@@ -9,19 +9,24 @@
 //! Why aggregates and not forwarded samples: a node's map is bounded
 //! ([`crate::latency::feed::SHARE_MAX_BYTES`]) whatever its feeds post, a node that joins
 //! or comes back reads the whole picture at once instead of replaying a stream, and merging
-//! decayed means of disjoint samples is exact (weights add, means weigh by weight).
+//! decayed means of disjoint samples adds them up (weights add, means weigh by weight);
+//! only the outlier clamp differs, each node clamping against its own estimate.
 //!
 //! Keys: `latency/<node>/<generation, 16 hex digits>/<chunk>-<chunks>` (4 digits each), each
-//! value at most [`CHUNK`] bytes of [`crate::latency::store::encode`]: etcd takes requests
-//! of 1.5 MiB by default and its client decodes answers of 4 MiB, so one chunk, or a watch
-//! answer carrying several, stays well within both.
+//! value at most [`CHUNK`] bytes of [`crate::latency::store::encode`], at most
+//! [`MAX_CHUNKS`] of them: etcd takes requests of 1.5 MiB by default, so one chunk is a
+//! request well within it. A watch answer is another matter: after a reconnect it carries
+//! every revision missed, any number of chunks, so the watch asks etcd to fragment its
+//! answers (each at most etcd's `--max-request-bytes`) and its client decodes answers of up
+//! to `store::WATCH_DECODE_LIMIT`; a range read takes a few chunks an answer.
 
 use std::collections::BTreeMap;
 
 /// Largest value a node writes under one key.
 pub const CHUNK: usize = 256 << 10;
-/// Most chunks of one generation: more is no map a node shares.
-const MAX_CHUNKS: usize = 9999;
+/// Most chunks of one generation: what [`crate::latency::feed::SHARE_MAX_BYTES`] needs.
+/// A key naming more, or a value over [`CHUNK`], is no map a node shares.
+pub const MAX_CHUNKS: usize = crate::latency::feed::SHARE_MAX_BYTES / CHUNK + 1;
 
 /// The key of chunk `i` of `n` of `node`'s map of `generation`, below the prefix's
 /// `latency/`.
@@ -35,7 +40,8 @@ pub fn generation_start(node: &str, generation: u64) -> String {
     format!("{node}/{generation:016x}/")
 }
 
-/// (node, generation, chunk, chunks) of a key below the prefix's `latency/`.
+/// (node, generation, chunk, chunks) of a key below the prefix's `latency/`; `None` for a
+/// key no node writes (a chunk count over [`MAX_CHUNKS`] included).
 pub fn parse_key(rest: &[u8]) -> Option<(String, u64, usize, usize)> {
     let rest = std::str::from_utf8(rest).ok()?;
     let mut parts = rest.split('/');
@@ -84,16 +90,31 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Takes chunk `i` of `n` of `node`'s `generation`.
-    pub fn put(&mut self, node: &str, generation: u64, i: usize, n: usize, value: &[u8]) -> Change {
+    /// Takes chunk `i` of `n` of `node`'s `generation`. A value over [`CHUNK`] is refused
+    /// (`Err`): no node writes one.
+    pub fn put(
+        &mut self,
+        node: &str,
+        generation: u64,
+        i: usize,
+        n: usize,
+        value: &[u8],
+    ) -> Result<Change, usize> {
+        if value.len() > CHUNK {
+            return Err(value.len());
+        }
         let gens = self.nodes.entry(node.to_string()).or_default();
-        // A generation older than a whole one taken is of no use.
-        if gens.iter().any(|(g, p)| *g > generation && p.taken) {
+        // A generation older than a whole one taken is of no use, nor the bytes of one
+        // taken already: the key is counted, its value dropped.
+        if gens
+            .iter()
+            .any(|(g, p)| p.taken && (*g > generation || (*g == generation && p.of == n)))
+        {
             gens.entry(generation)
                 .or_default()
                 .chunks
                 .insert(i, Vec::new());
-            return Change::Nothing;
+            return Ok(Change::Nothing);
         }
         let parts = gens.entry(generation).or_default();
         if parts.of != n {
@@ -103,12 +124,12 @@ impl Inbox {
             parts.taken = false;
         }
         parts.chunks.insert(i, value.to_vec());
-        if parts.taken || parts.chunks.len() < parts.of {
-            return Change::Nothing;
+        if parts.chunks.len() < parts.of {
+            return Ok(Change::Nothing);
         }
         let bytes: Vec<u8> = parts.chunks.values_mut().flat_map(std::mem::take).collect();
         parts.taken = true;
-        Change::Whole(bytes)
+        Ok(Change::Whole(bytes))
     }
 
     /// Takes the deletion of chunk `i` of `node`'s `generation`.
@@ -153,29 +174,49 @@ mod tests {
     }
 
     #[test]
+    fn chunk_counts_past_the_share_limit_are_refused() {
+        assert_eq!(MAX_CHUNKS, 17);
+        let last = key("ns1", 1, MAX_CHUNKS - 1, MAX_CHUNKS);
+        assert!(parse_key(last.as_bytes()).is_some());
+        assert_eq!(parse_key(b"ns1/01/0000-0018"), None);
+        assert_eq!(parse_key(b"ns1/01/0000-9999"), None);
+    }
+
+    #[test]
     fn a_generation_is_taken_whole_and_the_node_ends_with_its_last_key() {
         let bytes: Vec<u8> = (0..(CHUNK * 2 + 10)).map(|i| i as u8).collect();
         let parts = chunks(&bytes);
         assert_eq!(parts.len(), 3);
         let mut inbox = Inbox::default();
-        assert_eq!(inbox.put("ns2", 1, 2, 3, parts[2]), Change::Nothing);
-        assert_eq!(inbox.put("ns2", 1, 0, 3, parts[0]), Change::Nothing);
-        assert_eq!(
-            inbox.put("ns2", 1, 1, 3, parts[1]),
-            Change::Whole(bytes.clone())
-        );
+        let mut put = |g, i, n, v: &[u8]| inbox.put("ns2", g, i, n, v).expect("a chunk fits");
+        assert_eq!(put(1, 2, 3, parts[2]), Change::Nothing);
+        assert_eq!(put(1, 0, 3, parts[0]), Change::Nothing);
+        assert_eq!(put(1, 1, 3, parts[1]), Change::Whole(bytes.clone()));
+        // The same generation written again (a new lease): taken already, its bytes dropped.
+        assert_eq!(put(1, 0, 3, parts[0]), Change::Nothing);
         // The next generation, then the old one deleted: the node is still there.
-        assert_eq!(
-            inbox.put("ns2", 2, 0, 1, b"new"),
-            Change::Whole(b"new".to_vec())
-        );
+        assert_eq!(put(2, 0, 1, b"new"), Change::Whole(b"new".to_vec()));
         // A late chunk of an older generation changes nothing.
-        assert_eq!(inbox.put("ns2", 1, 1, 3, parts[1]), Change::Nothing);
+        assert_eq!(put(1, 1, 3, parts[1]), Change::Nothing);
+        let held: usize = inbox.nodes["ns2"]
+            .values()
+            .flat_map(|p| p.chunks.values())
+            .map(Vec::len)
+            .sum();
+        assert_eq!(held, 0, "no bytes kept of generations taken");
         for i in 0..3 {
             assert_eq!(inbox.delete("ns2", 1, i), Change::Nothing);
         }
         // Its lease expired: the last key goes, and the node with it.
         assert_eq!(inbox.delete("ns2", 2, 0), Change::Gone);
         assert_eq!(inbox.delete("ns2", 2, 0), Change::Nothing);
+    }
+
+    #[test]
+    fn a_value_over_a_chunk_is_refused() {
+        let mut inbox = Inbox::default();
+        let big = vec![0u8; CHUNK + 1];
+        assert_eq!(inbox.put("ns2", 1, 0, 1, &big), Err(CHUNK + 1));
+        assert!(inbox.nodes.get("ns2").is_none_or(|g| g.is_empty()));
     }
 }

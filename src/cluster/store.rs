@@ -34,6 +34,13 @@ const WARM_START: Duration = Duration::from_secs(3);
 const RETRY: Duration = Duration::from_millis(500);
 /// How often this node's record is compared with what it published.
 const PUBLISH_TICK: Duration = Duration::from_millis(100);
+/// Largest watch answer the client decodes (its default is 4 MiB). etcd fragments the
+/// watch's answers at its `--max-request-bytes` (1.5 MiB by default); this leaves room for
+/// a member configured up to 16 MiB.
+pub(super) const WATCH_DECODE_LIMIT: usize = 16 << 20;
+/// First pause after a failed write of the latency map, doubled up to [`SHARE_BACKOFF_MAX`].
+const SHARE_BACKOFF: Duration = Duration::from_secs(1);
+const SHARE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Whether `e` failed before the request left: the balanced channel picked a member that
 /// refuses connections (killed, restarting). Such a call is safe to repeat, and another
@@ -223,7 +230,7 @@ impl Cluster {
             }
         }
         self.set_nodes(nodes);
-        self.take_latency(&maps);
+        self.take_latency(&maps).await;
         self.applied.send_replace(revision);
         Ok((revision, cluster))
     }
@@ -266,8 +273,8 @@ impl Cluster {
     }
 
     /// Takes the other nodes' latency maps from every key of them: the newest whole
-    /// generation of each node.
-    fn take_latency(&self, kvs: &[KeyValue]) {
+    /// generation of each node, decoded off the control plane's worker (up to 4 MiB each).
+    async fn take_latency(&self, kvs: &[KeyValue]) {
         let prefix = self.key("latency/");
         let mut inbox = Inbox::default();
         let mut whole = BTreeMap::new();
@@ -284,31 +291,37 @@ impl Cluster {
                 continue;
             }
             // Keys come in order: a later whole generation replaces an earlier one.
-            if let Change::Whole(bytes) = inbox.put(&node, generation, i, n, kv.value()) {
-                whole.insert(node, bytes);
+            match inbox.put(&node, generation, i, n, kv.value()) {
+                Ok(Change::Whole(bytes)) => {
+                    whole.insert(node, bytes);
+                }
+                Ok(_) => {}
+                Err(len) => oversized(kv.key(), len),
             }
         }
-        let maps = whole
-            .into_iter()
-            .filter_map(|(node, bytes)| self.decode_map(&node, &bytes).map(|m| (node, m)))
-            .collect();
-        self.latency.set_peers(maps);
         *self.inbox.lock().expect("inbox lock") = inbox;
-    }
-
-    /// A node's shared map, or `None` (logged) when it does not decode.
-    fn decode_map(&self, node: &str, bytes: &[u8]) -> Option<crate::latency::LatencyMap> {
-        match self.latency.decode_peer(bytes) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                warn!(node, error = %e, "ignoring a node's latency map in the cluster store");
-                None
+        let feed = self.latency.clone();
+        let decoded = tokio::task::spawn_blocking(move || {
+            let mut maps = BTreeMap::new();
+            for (node, bytes) in whole {
+                match feed.decode_peer(&bytes) {
+                    Ok(m) => {
+                        maps.insert(node, m);
+                    }
+                    Err(e) => undecoded(&node, &e),
+                }
             }
+            feed.set_peers(maps);
+        })
+        .await;
+        if let Err(e) = decoded {
+            warn!(error = %e, "the nodes' latency maps were not taken");
         }
     }
 
-    /// Applies one watched event of a node's latency map.
-    fn apply_latency(&self, event: &etcd_client::Event, rest: &[u8]) {
+    /// Applies one watched event of a node's latency map; a whole map is decoded and merged
+    /// off the control plane's worker.
+    async fn apply_latency(&self, event: &etcd_client::Event, rest: &[u8]) {
         let Some(kv) = event.kv() else { return };
         let Some((node, generation, i, n)) = latency::parse_key(rest) else {
             warn!(key = %String::from_utf8_lossy(kv.key()), "ignoring an unknown key in the cluster prefix");
@@ -321,25 +334,34 @@ impl Cluster {
             let mut inbox = self.inbox.lock().expect("inbox lock");
             match event.event_type() {
                 EventType::Put => inbox.put(&node, generation, i, n, kv.value()),
-                EventType::Delete => inbox.delete(&node, generation, i),
+                EventType::Delete => Ok(inbox.delete(&node, generation, i)),
             }
         };
+        let feed = self.latency.clone();
         match change {
-            Change::Nothing => {}
-            Change::Whole(bytes) => {
-                if let Some(map) = self.decode_map(&node, &bytes) {
-                    tracing::debug!(
-                        node,
-                        networks = map.networks(),
-                        "latency map of a node taken"
-                    );
-                    self.latency.set_peer(&node, Some(map));
+            Ok(Change::Nothing) => {}
+            Ok(Change::Whole(bytes)) => {
+                let taken = tokio::task::spawn_blocking(move || match feed.decode_peer(&bytes) {
+                    Ok(map) => {
+                        tracing::debug!(
+                            node,
+                            networks = map.networks(),
+                            "latency map of a node taken"
+                        );
+                        feed.set_peer(&node, Some(map));
+                    }
+                    Err(e) => undecoded(&node, &e),
+                })
+                .await;
+                if let Err(e) = taken {
+                    warn!(error = %e, "a node's latency map was not taken");
                 }
             }
-            Change::Gone => {
+            Ok(Change::Gone) => {
                 info!(node, "latency map of a node gone (its lease expired)");
-                self.latency.set_peer(&node, None);
+                let _ = tokio::task::spawn_blocking(move || feed.set_peer(&node, None)).await;
             }
+            Err(len) => oversized(kv.key(), len),
         }
     }
 
@@ -459,15 +481,20 @@ impl Cluster {
         self.set_state(StoreState::Up, None, revision);
         monitor.overrides(current.clone()).await;
         monitor.peers(self.peers()).await;
+        // Fragmented: an answer that catches up on many revisions (every latency chunk
+        // rewritten meanwhile) comes in pieces of at most etcd's --max-request-bytes.
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1)
-            .with_progress_notify();
+            .with_progress_notify()
+            .with_fragment();
         let mut stream = sent(|| {
-            let mut client = client.clone();
+            let mut watch = client
+                .watch_client()
+                .max_decoding_message_size(WATCH_DECODE_LIMIT);
             let options = options.clone();
             let key = self.key("");
-            async move { client.watch(key, Some(options)).await }
+            async move { watch.watch(key, Some(options)).await }
         })
         .await?;
         let own = self.key(&format!("nodes/{}", self.config.node));
@@ -555,7 +582,7 @@ impl Cluster {
             } else if key.starts_with(overrides.as_bytes()) {
                 by_hand.push(event);
             } else if let Some(rest) = key.strip_prefix(maps.as_bytes()) {
-                self.apply_latency(event, rest);
+                self.apply_latency(event, rest).await;
             } else {
                 warn!(key = %String::from_utf8_lossy(key), "ignoring an unknown key in the cluster prefix");
             }
@@ -713,17 +740,18 @@ impl Cluster {
         let mut written = Instant::now();
         let mut tick = tokio::time::interval(PUBLISH_TICK);
         let mut keep = tokio::time::interval(ttl / 3);
-        // The latency map is written again under each new lease.
-        let mut outbox = self.latency.outbox();
-        outbox.mark_changed();
+        // The latency map is written under each new lease by a task of its own: its writes
+        // (up to 17 chunks and a delete) never hold up the record or the lease, and its
+        // failures never end this session. It ends with the session.
+        let _sharing = AbortOnDrop(tokio::spawn(share_forever(
+            client.clone(),
+            lease,
+            self.key("latency/"),
+            self.config.node.clone(),
+            self.latency.outbox(),
+        )));
         loop {
             tokio::select! {
-                Ok(()) = outbox.changed() => {
-                    let shared = outbox.borrow_and_update().clone();
-                    if let Some(shared) = shared {
-                        self.share(&mut client, lease, &shared).await?;
-                    }
-                }
                 _ = tick.tick() => {
                     let record = self.own_record(monitor);
                     let changed = last.as_ref().is_none_or(|l| !l.same_content(&record));
@@ -752,41 +780,103 @@ impl Cluster {
     }
 }
 
-impl Cluster {
-    /// Writes this node's latency map under `lease` in chunks, then deletes its older
-    /// generations: a reader keeps the older one until the new one is whole.
-    async fn share(
-        &self,
-        client: &mut Client,
-        lease: i64,
-        shared: &crate::latency::feed::Shared,
-    ) -> Result<(), ClusterError> {
-        let me = &self.config.node;
-        let parts = latency::chunks(&shared.bytes);
-        let n = parts.len();
-        for (i, part) in parts.into_iter().enumerate() {
-            let key = self.key(&format!(
-                "latency/{}",
-                latency::key(me, shared.generation, i, n)
-            ));
-            client
-                .put(key, part, Some(PutOptions::new().with_lease(lease)))
-                .await?;
-        }
-        let start = self.key(&format!("latency/{me}/"));
-        let end = self.key(&format!(
-            "latency/{}",
-            latency::generation_start(me, shared.generation)
-        ));
-        client
-            .delete(
-                start,
-                Some(etcd_client::DeleteOptions::new().with_range(end)),
-            )
-            .await?;
-        tracing::debug!(bytes = shared.bytes.len(), chunks = n, "latency map shared");
-        Ok(())
+/// Aborts its task when dropped: the sharing task ends with its record session.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
+}
+
+/// Writes each map the outbox holds under `lease` (the latest, the one there first included:
+/// a new lease writes it again), retrying a failed write with backoff until it succeeds or a
+/// newer map comes. `prefix` is the cluster prefix's `latency/`.
+async fn share_forever(
+    mut client: Client,
+    lease: i64,
+    prefix: String,
+    node: String,
+    mut outbox: tokio::sync::watch::Receiver<Option<Arc<crate::latency::feed::Shared>>>,
+) {
+    outbox.mark_changed();
+    let mut failing: Option<String> = None;
+    while outbox.changed().await.is_ok() {
+        let Some(shared) = outbox.borrow_and_update().clone() else {
+            continue;
+        };
+        let mut pause = SHARE_BACKOFF;
+        loop {
+            match share(&mut client, lease, &prefix, &node, &shared).await {
+                Ok(()) => {
+                    if failing.take().is_some() {
+                        info!(bytes = shared.bytes.len(), "latency map shared again");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    if failing.as_ref() != Some(&error) {
+                        warn!(error = %error, bytes = shared.bytes.len(), retry_in = ?pause,
+                            "cannot share this node's latency map: the other nodes keep the last one they read");
+                    }
+                    failing = Some(error);
+                }
+            }
+            // A newer map ends the wait: it is the one to write.
+            if timeout(pause, outbox.changed()).await.is_ok() {
+                outbox.mark_changed();
+                break;
+            }
+            pause = (pause * 2).min(SHARE_BACKOFF_MAX);
+        }
+    }
+}
+
+/// Writes `shared` under `lease` in chunks, then deletes the node's older generations: a
+/// reader keeps the older one until the new one is whole.
+async fn share(
+    client: &mut Client,
+    lease: i64,
+    prefix: &str,
+    node: &str,
+    shared: &crate::latency::feed::Shared,
+) -> Result<(), etcd_client::Error> {
+    let parts = latency::chunks(&shared.bytes);
+    let n = parts.len();
+    for (i, part) in parts.into_iter().enumerate() {
+        let key = format!("{prefix}{}", latency::key(node, shared.generation, i, n));
+        client
+            .put(key, part, Some(PutOptions::new().with_lease(lease)))
+            .await?;
+    }
+    let start = format!("{prefix}{node}/");
+    let end = format!(
+        "{prefix}{}",
+        latency::generation_start(node, shared.generation)
+    );
+    client
+        .delete(
+            start,
+            Some(etcd_client::DeleteOptions::new().with_range(end)),
+        )
+        .await?;
+    tracing::debug!(bytes = shared.bytes.len(), chunks = n, "latency map shared");
+    Ok(())
+}
+
+/// Logs a node's latency map that does not decode: it is left out.
+fn undecoded(node: &str, error: &str) {
+    warn!(
+        node,
+        error, "ignoring a node's latency map in the cluster store"
+    );
+}
+
+/// Logs a latency map chunk over [`latency::CHUNK`]: no node writes one.
+fn oversized(key: &[u8], len: usize) {
+    warn!(key = %String::from_utf8_lossy(key), bytes = len, most = latency::CHUNK,
+        "ignoring a latency map chunk larger than any node writes");
 }
 
 /// The entry by which this node (`node`) lifts an override the cluster store no longer

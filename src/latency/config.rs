@@ -14,6 +14,11 @@ use ipnet::IpNet;
 pub const DEFAULT_PUBLISH_SECS: u64 = 30;
 /// Default seconds between saves of the map to the state directory.
 pub const DEFAULT_SAVE_SECS: u64 = 60;
+/// Default seconds between shares of this node's map with the cluster (with `[cluster]`):
+/// every share rewrites the whole map in etcd (up to 4 MiB), which keeps every revision
+/// until it is compacted; five minutes is a fraction of the hour's half-life, and samples
+/// posted to one node steer the others within it.
+pub const DEFAULT_SHARE_SECS: u64 = 300;
 /// Default weight of a minute of this node's probes as samples of its `probe-networks`: a
 /// tenth of one client sample. With the default hour's half-life a minute's weight of 0.1
 /// adds up to about 9 effective samples (0.1 x 60 / ln 2), under `min-samples`: probes alone
@@ -33,6 +38,7 @@ pub struct LatencyConfig {
     pub burst: f64,
     pub publish_secs: u64,
     pub save_secs: u64,
+    pub share_secs: u64,
     /// The client networks (/24, /48) this node's probes stand for: its own.
     pub probe_networks: Vec<Net>,
     /// What a minute of probing weighs, in samples.
@@ -49,6 +55,7 @@ impl Default for LatencyConfig {
             burst: DEFAULT_BURST,
             publish_secs: DEFAULT_PUBLISH_SECS,
             save_secs: DEFAULT_SAVE_SECS,
+            share_secs: DEFAULT_SHARE_SECS,
             probe_networks: Vec::new(),
             probe_weight: DEFAULT_PROBE_WEIGHT,
         }
@@ -69,6 +76,7 @@ pub struct LatencyFile {
     burst: Option<f64>,
     publish_secs: Option<u64>,
     save_secs: Option<u64>,
+    share_secs: Option<u64>,
     probe_networks: Option<Vec<String>>,
     probe_weight: Option<f64>,
 }
@@ -125,6 +133,12 @@ impl LatencyFile {
             d.save_secs as f64,
             1.0,
         );
+        let share = positive(
+            "share-secs",
+            self.share_secs.map(|v| v as f64),
+            d.share_secs as f64,
+            1.0,
+        );
         let probe_weight = positive("probe-weight", self.probe_weight, DEFAULT_PROBE_WEIGHT, 0.0);
         let mut probe_networks = Vec::new();
         for text in self.probe_networks.unwrap_or_default() {
@@ -164,6 +178,7 @@ impl LatencyFile {
             burst,
             publish_secs: publish as u64,
             save_secs: save as u64,
+            share_secs: share as u64,
             probe_networks,
             probe_weight,
         })

@@ -3,9 +3,10 @@
 //! directory. One lock guards the map; a query never takes it.
 //!
 //! In a cluster the map this node feeds holds only the samples it took (its own map, the
-//! one it shares: [`Feed::outbox`]); the other nodes' shared maps are kept beside it
-//! ([`Feed::set_peers`]) and merged into what is published, so every node steers by every
-//! node's samples and none is counted twice.
+//! one it shares every `share-secs`: [`Feed::share_map`], [`Feed::outbox`]); the other
+//! nodes' shared maps are kept beside it ([`Feed::set_peers`]), merged into one map each
+//! time they change, and that one is merged into what is published and saved, so every
+//! node steers by every node's samples and none is counted twice.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -26,10 +27,10 @@ use crate::serving::Snapshot;
 /// Most line errors a response lists; the counts cover every line.
 pub const MAX_LISTED: usize = 100;
 
-/// Most bytes of the map one node shares: about 58,000 networks with 6 regions beside
-/// its groups. etcd keeps every revision until compaction, so a node rewriting tens of MiB
-/// each publication would fill its 2 GiB quota within hours; the light networks left out
-/// steer least.
+/// Most bytes of the map one node shares: about 70,000 rows (networks and groups) with 6
+/// regions. etcd keeps every revision until compaction, so a node rewriting tens of MiB
+/// each share would fill its 2 GiB quota within hours; the light rows left out steer
+/// least.
 pub const SHARE_MAX_BYTES: usize = 4 << 20;
 
 /// This node's map as it shares it: [`super::store::encode`]d, newest generation wins.
@@ -46,6 +47,9 @@ pub struct Feed {
     metrics: Arc<Metrics>,
     state_dir: PathBuf,
     inner: Mutex<Inner>,
+    /// The other nodes' shared maps, by node name ([`PEERS_SAVED`]: as last saved). Apart
+    /// from `inner`: merging them never holds up ingestion.
+    peers: Mutex<BTreeMap<String, LatencyMap>>,
     /// The latest map to share, for the cluster's publisher (`None` until there is one).
     outbox: tokio::sync::watch::Sender<Option<Arc<Shared>>>,
     /// Whether a cluster takes the shared map: alone, a node makes none.
@@ -55,17 +59,26 @@ pub struct Feed {
 struct Inner {
     /// The samples this node took.
     map: LatencyMap,
-    /// The other nodes' shared maps, by node name ([`PEERS_SAVED`]: as last saved).
-    peers: BTreeMap<String, LatencyMap>,
+    /// The other nodes' shared maps merged, rebuilt when one changes: what publications
+    /// and saves merge with this node's map.
+    peers: Arc<LatencyMap>,
     buckets: HashMap<String, Bucket>,
     /// The probe samples last added.
     probes: Vec<ProbeSample>,
-    /// Samples taken (or peers changed) since the last publication, since the last save,
-    /// since the last share.
+    /// Samples taken (or peers changed) since the last publication, since the last save;
+    /// client samples taken since the last share, probe samples since the last share, and
+    /// the shares skipped since probe samples came.
     unpublished: bool,
     unsaved: bool,
     unshared: bool,
+    probes_unshared: bool,
+    probe_waits: u32,
 }
+
+/// A map changed only by this node's probes is shared every this many share intervals:
+/// probes weigh a tenth of a client sample a minute, so a share interval of them moves an
+/// estimate little, and every share rewrites the whole map in etcd.
+pub const PROBE_SHARE_EVERY: u32 = 6;
 
 /// The name of the peers' maps read back from the state directory, until the cluster store
 /// gives this node the peers' own.
@@ -96,15 +109,30 @@ pub struct Report {
 }
 
 impl Feed {
-    /// The feed, with the map saved in `state_dir` (an empty map when none was).
+    /// The feed, with the map saved in `state_dir` (an empty map when none was), and in a
+    /// cluster (`clustered`) the peers' maps as last saved. A node alone has no peers: a
+    /// peers file left from when it was in a cluster is ignored (and said so).
     pub fn open(
         config: LatencyConfig,
         tokens: Tokens,
         state_dir: PathBuf,
         metrics: Arc<Metrics>,
+        clustered: bool,
     ) -> Result<Feed, store::StoreError> {
         let map = store::load(&state_dir, config.settings)?;
-        let saved = store::load_file(&state_dir.join(store::PEERS_FILE), config.settings)?;
+        let peers_file = state_dir.join(store::PEERS_FILE);
+        let saved = if clustered {
+            store::load_file(&peers_file, config.settings)?
+        } else {
+            if peers_file.exists() {
+                tracing::info!(file = %peers_file.display(),
+                    "the other nodes' latency maps saved in a cluster are ignored: no [cluster]");
+            }
+            None
+        };
+        let merged = saved
+            .clone()
+            .unwrap_or_else(|| LatencyMap::new(config.settings));
         let peers = saved
             .map(|m| BTreeMap::from([(PEERS_SAVED.to_string(), m)]))
             .unwrap_or_default();
@@ -115,13 +143,16 @@ impl Feed {
             state_dir,
             inner: Mutex::new(Inner {
                 map,
-                peers,
+                peers: Arc::new(merged),
                 buckets: HashMap::new(),
                 probes: Vec::new(),
                 unpublished: true,
                 unsaved: false,
                 unshared: true,
+                probes_unshared: false,
+                probe_waits: 0,
             }),
+            peers: Mutex::new(peers),
             outbox: tokio::sync::watch::Sender::new(None),
             sharing: std::sync::atomic::AtomicBool::new(false),
         })
@@ -250,29 +281,21 @@ impl Feed {
 
     /// The map as of `now` (Unix seconds), to swap into the serving snapshot: this node's
     /// samples and its peers'; `force` even without new samples (estimates age all the
-    /// same). A map with new samples is also put in the [`Feed::outbox`].
+    /// same). With peers, this node's map is copied under the lock and merged without it.
     pub fn publish(&self, now: u64, force: bool) -> Option<Arc<LatencyTable>> {
         let mut inner = self.inner.lock().expect("latency map lock");
         if !(inner.unpublished || force) {
             return None;
         }
         inner.unpublished = false;
-        inner.map.forget(now);
-        if self.sharing.load(Relaxed) && std::mem::take(&mut inner.unshared) {
-            let bytes = store::encode(&inner.map.shared(SHARE_MAX_BYTES));
-            // Later than the last even when the clock stepped back: readers keep the newest.
-            let last = self.outbox.borrow().as_ref().map_or(0, |s| s.generation);
-            let generation = crate::state::now_ms().max(last + 1);
-            self.outbox
-                .send_replace(Some(Arc::new(Shared { generation, bytes })));
-        }
         let table = if inner.peers.is_empty() {
             inner.map.publish(now)
         } else {
-            let mut all = inner.map.clone();
-            for p in inner.peers.values() {
-                all.merge(p);
-            }
+            // Aged-out rows go first: they would be copied for nothing, and kept.
+            inner.map.forget(now);
+            let (mut all, peers) = (inner.map.clone(), inner.peers.clone());
+            drop(inner);
+            all.merge(&peers);
             all.publish(now)
         };
         self.metrics
@@ -314,7 +337,7 @@ impl Feed {
         inner.probes = probes;
         inner.unpublished = true;
         inner.unsaved = true;
-        inner.unshared = true;
+        inner.probes_unshared = true;
     }
 
     /// The probe samples last added.
@@ -322,9 +345,39 @@ impl Feed {
         self.inner.lock().expect("latency map lock").probes.clone()
     }
 
-    /// From now on, each publication with new samples puts the map in the outbox.
+    /// From now on, [`Feed::share_map`] puts the map in the outbox: a cluster takes it.
     pub fn share(&self) {
         self.sharing.store(true, Relaxed);
+    }
+
+    /// Puts this node's map as of `now` in the [`Feed::outbox`] when it is shared (in a
+    /// cluster) and changed since it last was: by client samples, or by probe samples
+    /// [`PROBE_SHARE_EVERY`] calls after they came. Called every `share-secs`. Returns
+    /// whether it did.
+    pub fn share_map(&self, now: u64) -> bool {
+        if !self.sharing.load(Relaxed) {
+            return false;
+        }
+        let map = {
+            let mut inner = self.inner.lock().expect("latency map lock");
+            let probes_due = inner.probes_unshared && inner.probe_waits + 1 >= PROBE_SHARE_EVERY;
+            if !(inner.unshared || probes_due) {
+                inner.probe_waits += u32::from(inner.probes_unshared);
+                return false;
+            }
+            inner.unshared = false;
+            inner.probes_unshared = false;
+            inner.probe_waits = 0;
+            inner.map.forget(now);
+            inner.map.shared(SHARE_MAX_BYTES)
+        };
+        let bytes = store::encode(&map);
+        // Later than the last even when the clock stepped back: readers keep the newest.
+        let last = self.outbox.borrow().as_ref().map_or(0, |s| s.generation);
+        let generation = crate::state::now_ms().max(last + 1);
+        self.outbox
+            .send_replace(Some(Arc::new(Shared { generation, bytes })));
+        true
     }
 
     /// The latest map this node shares, for the cluster's publisher to watch.
@@ -335,20 +388,31 @@ impl Feed {
     /// Takes the other nodes' shared maps, all of them (the cluster store's whole set): a
     /// node missing from `peers` is gone (its lease expired).
     pub fn set_peers(&self, peers: BTreeMap<String, LatencyMap>) {
-        let mut inner = self.inner.lock().expect("latency map lock");
-        inner.peers = peers;
-        inner.unpublished = true;
-        inner.unsaved = true;
+        let mut held = self.peers.lock().expect("peers lock");
+        *held = peers;
+        self.merged(&held);
     }
 
     /// Takes one node's newest shared map, or forgets the node (`None`).
     pub fn set_peer(&self, node: &str, map: Option<LatencyMap>) {
-        let mut inner = self.inner.lock().expect("latency map lock");
-        inner.peers.remove(PEERS_SAVED);
+        let mut held = self.peers.lock().expect("peers lock");
+        held.remove(PEERS_SAVED);
         match map {
-            Some(m) => inner.peers.insert(node.to_string(), m),
-            None => inner.peers.remove(node),
+            Some(m) => held.insert(node.to_string(), m),
+            None => held.remove(node),
         };
+        self.merged(&held);
+    }
+
+    /// Merges `peers` into the one map publications and saves use (without the map's
+    /// lock: ingestion goes on meanwhile).
+    fn merged(&self, peers: &BTreeMap<String, LatencyMap>) {
+        let mut merged = LatencyMap::new(self.config.settings);
+        for p in peers.values() {
+            merged.merge(p);
+        }
+        let mut inner = self.inner.lock().expect("latency map lock");
+        inner.peers = Arc::new(merged);
         inner.unpublished = true;
         inner.unsaved = true;
     }
@@ -360,7 +424,7 @@ impl Feed {
 
     /// Saves the map (and the peers' maps, merged, for a start while the cluster store is
     /// away) if samples came since the last save: (networks, bytes in memory) when it did.
-    /// The encodings are made under the lock, the writes without it.
+    /// This node's map is encoded under the lock; the peers', and the writes, without it.
     pub fn save(&self) -> Result<Option<(usize, usize)>, store::StoreError> {
         let (bytes, peers, size) = {
             let mut inner = self.inner.lock().expect("latency map lock");
@@ -370,18 +434,15 @@ impl Feed {
             inner.unsaved = false;
             let size = (inner.map.networks(), inner.map.bytes());
             // Alone, a node has no peers to keep.
-            let peers = self.sharing.load(Relaxed).then(|| {
-                let mut peers = LatencyMap::new(inner.map.settings);
-                for p in inner.peers.values() {
-                    peers.merge(p);
-                }
-                store::encode(&peers)
-            });
+            let peers = self.sharing.load(Relaxed).then(|| inner.peers.clone());
             (store::encode(&inner.map), peers, size)
         };
         store::write(&self.state_dir, &bytes)?;
         if let Some(peers) = peers {
-            store::write_file(&self.state_dir.join(store::PEERS_FILE), &peers)?;
+            store::write_file(
+                &self.state_dir.join(store::PEERS_FILE),
+                &store::encode(&peers),
+            )?;
         }
         Ok(Some(size))
     }

@@ -249,10 +249,17 @@ impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
         weight: f64,
         s: &Settings,
     ) -> bool {
+        let (cells, w) = self.at(key, stride, at, s);
+        cells[region].add(x, w * weight, s.outlier_factor)
+    }
+
+    /// `key`'s row (added if new) brought to time `at`: a later `at` decays the row to it,
+    /// an earlier one enters with its age. Returns the row's cells and what a weight of
+    /// time `at` is worth in the row.
+    fn at(&mut self, key: K, stride: usize, at: u32, s: &Settings) -> (&mut [Cell], f64) {
         let i = self.row(key, stride, at);
         let t = &mut self.times[i];
         let cells = &mut self.cells[i * stride..(i + 1) * stride];
-        // A newer sample decays the row to its time; an older one enters with its age.
         let w = if at > *t {
             let f = half(f64::from(at - *t), s.half_life_secs);
             cells.iter_mut().for_each(|c| c.decay(f));
@@ -261,7 +268,7 @@ impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
         } else {
             half(f64::from(*t - at), s.half_life_secs)
         };
-        cells[region].add(x, w * weight, s.outlier_factor)
+        (cells, w)
     }
 
     /// The cells of every row decayed to `now`, forgotten rows removed.
@@ -305,17 +312,7 @@ impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
     /// both decayed to the later time, their weights add and their means weigh by weight.
     /// No clamp: the other map's samples were clamped where they were taken.
     fn merge(&mut self, key: K, region: usize, stride: usize, at: u32, cell: Cell, s: &Settings) {
-        let i = self.row(key, stride, at);
-        let t = &mut self.times[i];
-        let cells = &mut self.cells[i * stride..(i + 1) * stride];
-        let w = if at > *t {
-            let f = half(f64::from(at - *t), s.half_life_secs);
-            cells.iter_mut().for_each(|c| c.decay(f));
-            *t = at;
-            1.0
-        } else {
-            half(f64::from(*t - at), s.half_life_secs)
-        };
+        let (cells, w) = self.at(key, stride, at, s);
         let c = &mut cells[region];
         let (wa, ma) = (f64::from(c.weight), f64::from(c.mean));
         let wb = f64::from(cell.weight) * w;
@@ -336,6 +333,34 @@ impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
         }
         self.cells = cells;
     }
+}
+
+/// The heaviest rows of `rows` (total weight over their `stride` cells), at most `room` of
+/// them; `room` is left with what they did not take.
+fn heaviest<K: Copy + Eq + std::hash::Hash>(
+    rows: &Rows<K>,
+    stride: usize,
+    room: &mut usize,
+) -> Rows<K> {
+    let weight = |i: usize| -> f64 {
+        rows.cells[i * stride..(i + 1) * stride]
+            .iter()
+            .map(|c| f64::from(c.weight))
+            .sum()
+    };
+    let mut order: Vec<usize> = (0..rows.keys.len()).collect();
+    if order.len() > *room {
+        order.sort_unstable_by(|&a, &b| weight(b).total_cmp(&weight(a)));
+        order.truncate(*room);
+    }
+    *room -= order.len();
+    let mut out = Rows::default();
+    for i in order {
+        let r = out.row(rows.keys[i], stride, rows.times[i]);
+        out.cells[r * stride..(r + 1) * stride]
+            .copy_from_slice(&rows.cells[i * stride..(i + 1) * stride]);
+    }
+    out
 }
 
 /// 2^(-age/half_life).
@@ -375,6 +400,11 @@ impl LatencyMap {
     /// Client networks with an estimate.
     pub fn networks(&self) -> usize {
         self.nets.keys.len()
+    }
+
+    /// No estimate at all: neither networks nor groups.
+    pub fn is_empty(&self) -> bool {
+        self.nets.keys.is_empty() && self.groups.keys.is_empty()
     }
 
     /// Memory held by the estimates, for the log line: the rows and their hash index.
@@ -447,8 +477,9 @@ impl LatencyMap {
     }
 
     /// Adds every estimate of `other` (the samples another node took) to this map's.
-    /// Merging maps of disjoint samples gives the map of all of them: a decayed mean's
-    /// weight is a sum over samples and its mean a weighted mean.
+    /// Merging maps of disjoint samples gives the map of all of them (a decayed mean's
+    /// weight is a sum over samples and its mean a weighted mean), but for the outlier
+    /// clamp: each map clamped its samples against its own estimate, not the merged one.
     pub fn merge(&mut self, other: &LatencyMap) {
         let columns: Vec<usize> = other.regions.iter().map(|r| self.column(r)).collect();
         let (stride, theirs) = (self.regions.len(), other.regions.len());
@@ -469,36 +500,22 @@ impl LatencyMap {
         }
     }
 
-    /// What this node shares with the others: every group, then its networks heaviest
-    /// first (total weight over regions), as many as [`store::encode`] fits in `max_bytes`.
-    /// The light networks left out are those that steer least.
+    /// What this node shares with the others, as much as [`store::encode`] fits in
+    /// `max_bytes`: its groups (AS and country estimates), then its networks, each heaviest
+    /// first (total weight over regions). Groups come first, as every network of theirs
+    /// leans on them; the light rows left out are those that steer least.
     pub fn shared(&self, max_bytes: usize) -> LatencyMap {
         let stride = self.regions.len();
         let row_bytes = 12 + 8 * stride;
-        let fixed = store::encoded_header(&self.regions) + 16 + self.groups.keys.len() * row_bytes;
-        let room = max_bytes.saturating_sub(fixed) / row_bytes;
-        let weight = |i: usize| -> f64 {
-            self.nets.cells[i * stride..(i + 1) * stride]
-                .iter()
-                .map(|c| f64::from(c.weight))
-                .sum()
-        };
-        let mut order: Vec<usize> = (0..self.nets.keys.len()).collect();
-        if order.len() > room {
-            order.sort_unstable_by(|&a, &b| weight(b).total_cmp(&weight(a)));
-            order.truncate(room);
-        }
-        let mut nets = Rows::default();
-        for i in order {
-            let r = nets.row(self.nets.keys[i], stride, self.nets.times[i]);
-            nets.cells[r * stride..(r + 1) * stride]
-                .copy_from_slice(&self.nets.cells[i * stride..(i + 1) * stride]);
-        }
+        let fixed = store::encoded_header(&self.regions) + 16;
+        let mut room = max_bytes.saturating_sub(fixed) / row_bytes;
+        let groups = heaviest(&self.groups, stride, &mut room);
+        let nets = heaviest(&self.nets, stride, &mut room);
         LatencyMap {
             settings: self.settings,
             regions: self.regions.clone(),
             nets,
-            groups: self.groups.clone(),
+            groups,
         }
     }
 
@@ -688,6 +705,14 @@ impl LatencyTable {
             .collect();
         out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         out
+    }
+
+    /// How many (group, region) estimates [`LatencyTable::group_estimates`] lists.
+    pub fn group_estimate_count(&self) -> usize {
+        self.groups
+            .values()
+            .map(|cells| cells.iter().filter(|c| c.weight > 0.0).count())
+            .sum()
     }
 
     /// The raw estimates of one network, for the API: (region, rtt_ms, samples).

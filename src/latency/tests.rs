@@ -1,4 +1,6 @@
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -328,6 +330,109 @@ fn the_shared_map_keeps_the_heaviest_networks_within_its_bytes() {
     // The lightest networks were left out.
     assert!(shared.nets.index.contains_key(&net("81.2.99.0/24")));
     assert!(!shared.nets.index.contains_key(&net("81.2.20.0/24")));
+}
+
+#[test]
+fn groups_count_against_the_shared_bytes_heaviest_first() {
+    let mut map = LatencyMap::new(Settings::default());
+    // 200 ASes, AS n with n samples, and one network: the groups alone pass the budget.
+    for n in 1..=200u32 {
+        let origin = Origin {
+            asn: Some(n),
+            country: None,
+            point: None,
+        };
+        for _ in 0..n {
+            map.add(net("81.2.69.0/24"), &origin, "eu-west", 20.0, T0);
+        }
+    }
+    let all = store::encode(&map.shared(usize::MAX));
+    let budget = all.len() / 2;
+    let shared = map.shared(budget);
+    assert!(
+        store::encode(&shared).len() <= budget,
+        "{} > {budget}",
+        store::encode(&shared).len()
+    );
+    assert!(
+        shared.groups.keys.len() >= 90,
+        "{}",
+        shared.groups.keys.len()
+    );
+    assert!(shared.groups.index.contains_key(&Group::Asn(200)));
+    assert!(!shared.groups.index.contains_key(&Group::Asn(1)));
+}
+
+/// A feed on an empty state directory of its own, alone or in a cluster.
+fn open_feed(dir: &std::path::Path, clustered: bool) -> feed::Feed {
+    let config = config::LatencyConfig {
+        probe_networks: vec![net("81.2.69.0/24")],
+        ..Default::default()
+    };
+    feed::Feed::open(
+        config,
+        crate::admin::auth::Tokens::default(),
+        dir.to_path_buf(),
+        Arc::new(crate::metrics::Metrics::default()),
+        clustered,
+    )
+    .expect("the feed opens")
+}
+
+#[test]
+fn probes_alone_share_the_map_only_every_few_share_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = open_feed(dir.path(), true);
+    let outbox = f.outbox();
+    // Alone, nothing is shared.
+    assert!(!f.share_map(T0));
+    f.share();
+    // The map it started with is shared at the first interval.
+    assert!(f.share_map(T0));
+    let first = outbox.borrow().as_ref().unwrap().generation;
+    // Probe samples every interval: shared once every PROBE_SHARE_EVERY intervals.
+    let mut shared = 0;
+    for i in 1..=(2 * feed::PROBE_SHARE_EVERY as u64) {
+        f.add_probes(&[("eu-west".into(), 20.0)], T0 + i);
+        shared += usize::from(f.share_map(T0 + i));
+    }
+    assert_eq!(shared, 2);
+    assert!(outbox.borrow().as_ref().unwrap().generation > first);
+}
+
+#[test]
+fn a_node_alone_ignores_the_peers_it_saved_in_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut peers = LatencyMap::new(Settings::default());
+    feed(&mut peers, "81.2.69.0/24", &france(), "eu-west", 20.0, 30);
+    feed(&mut peers, "81.2.69.0/24", &france(), "us-east", 90.0, 30);
+    store::write_file(&dir.path().join(store::PEERS_FILE), &store::encode(&peers)).unwrap();
+    let alone = open_feed(dir.path(), false).publish(T0, true).unwrap();
+    assert_eq!(alone.networks(), 0);
+    let clustered = open_feed(dir.path(), true).publish(T0, true).unwrap();
+    assert_eq!(clustered.networks(), 1);
+}
+
+#[test]
+fn peers_merge_once_into_what_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = open_feed(dir.path(), true);
+    let half = |rtt| {
+        let mut m = LatencyMap::new(Settings::default());
+        feed(&mut m, "81.2.69.0/24", &france(), "eu-west", rtt, 15);
+        feed(&mut m, "81.2.69.0/24", &france(), "us-east", 90.0, 15);
+        m
+    };
+    f.set_peers(BTreeMap::from([("ns2".to_string(), half(20.0))]));
+    // One peer: 15 samples a region, not enough to steer.
+    assert_eq!(f.publish(T0, true).unwrap().networks(), 0);
+    f.set_peer("ns3", Some(half(20.0)));
+    let table = f.publish(T0, true).unwrap();
+    let row = table.network(net("81.2.69.0/24")).expect("two peers steer");
+    assert!(row.iter().all(|r| (r.2 - 30.0).abs() < 0.01), "{row:?}");
+    // A peer gone leaves the merged map.
+    f.set_peer("ns3", None);
+    assert_eq!(f.publish(T0, true).unwrap().networks(), 0);
 }
 
 fn checker<'a>(regions: &'a [String], special: &'a dyn Fn(IpNet) -> bool) -> Checker<'a> {
