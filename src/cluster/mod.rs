@@ -814,7 +814,14 @@ endpoints = ["192.0.2.10", "192.0.2.11"]
         now_ms: u64,
     ) -> ClusterDrain {
         let hold = Duration::from_secs(61);
-        cluster_drain(all, gone, ("ns1", own), ("example.com.", "eu-west"), hold, now_ms)
+        cluster_drain(
+            all,
+            gone,
+            ("ns1", own),
+            ("example.com.", "eu-west"),
+            hold,
+            now_ms,
+        )
     }
 
     #[test]
