@@ -396,7 +396,7 @@ async fn sample_traffic(
                 metrics.sample_traffic();
                 metrics.sample_rates(now_s);
                 metrics.sample_flows(&state.load().geo, now_s);
-                if n % RATES_SAVE_EVERY == 0 {
+                if n.is_multiple_of(RATES_SAVE_EVERY) {
                     let _ = save(&metrics).await;
                 }
             }
