@@ -618,3 +618,35 @@ async fn reload_on_sighup(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geo::GeoDb;
+    use crate::serving::Snapshot;
+    use crate::zone::ZoneSet;
+
+    /// Asked to stop, the sampler saves the rate chart, says so, and ends: nothing writes the
+    /// file beside or after that last save.
+    #[tokio::test]
+    async fn the_sampler_saves_the_rate_chart_a_last_time_and_ends_when_asked() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let metrics = Arc::new(Metrics::default());
+        let geo = Arc::new(GeoDb::embedded().expect("the embedded GeoIP table opens"));
+        let state = Snapshot::new(ZoneSet::new(Vec::new()), geo, &metrics).shared();
+        let (sampler, stop) = oneshot::channel();
+        let task = tokio::spawn(sample_traffic(
+            metrics,
+            state,
+            dir.path().to_path_buf(),
+            stop,
+        ));
+        // Long before its first periodic save.
+        Control { sampler }.stop_sampling().await;
+        assert!(dir.path().join(RATES_FILE).is_file());
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the sampler ends once it saved")
+            .expect("the sampler does not panic");
+    }
+}
