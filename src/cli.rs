@@ -497,7 +497,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
     });
     let services = Arc::new(crate::dns::Services::new(cookies, rrl, metrics.clone()));
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    crate::control::start(crate::control::Setup {
+    let control = crate::control::start(crate::control::Setup {
         state: state.clone(),
         metrics: metrics.clone(),
         journal,
@@ -544,7 +544,7 @@ pub fn serve(config: Config, env_token: Option<String>) -> Result<(), CliError> 
         info!("shutting down: no new queries; answering those in flight");
         ready.store(false, std::sync::atomic::Ordering::Release);
         running.shutdown().await;
-        crate::control::save_rates(&metrics, &config.state_dir);
+        control.stop_sampling().await;
         info!("stopped");
         Ok(())
     })

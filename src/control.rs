@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::admin::tls::AdminCert;
@@ -84,9 +84,38 @@ pub fn run_in_background() {
     }
 }
 
+/// What `serve` keeps of the control plane it started.
+pub struct Control {
+    /// Asks the traffic sampler for its last save of the rate chart; it answers once saved.
+    sampler: oneshot::Sender<oneshot::Sender<()>>,
+}
+
+/// How long shutdown waits for the rate chart's last save.
+const RATES_LAST_SAVE_WAIT: Duration = Duration::from_secs(5);
+
+impl Control {
+    /// Stops the traffic sampler after it saved the rate chart a last time: the sampler is
+    /// the file's one writer, so no save can run beside this one.
+    pub async fn stop_sampling(self) {
+        let (done, saved) = oneshot::channel();
+        if self.sampler.send(done).is_err() {
+            warn!("the traffic sampler is gone: the rate chart is not saved at shutdown");
+            return;
+        }
+        match tokio::time::timeout(RATES_LAST_SAVE_WAIT, saved).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => warn!("the traffic sampler ended before its last save of the rate chart"),
+            Err(_) => warn!(
+                wait_s = RATES_LAST_SAVE_WAIT.as_secs(),
+                "the rate chart's last save did not finish in time; stopping without it"
+            ),
+        }
+    }
+}
+
 /// Starts the control plane on its own thread. Returns once the start states of every
 /// region (probes' start states with the journaled overrides) serve.
-pub fn start(setup: Setup) -> std::io::Result<()> {
+pub fn start(setup: Setup) -> std::io::Result<Control> {
     room_for_a_runtime()?;
     // Read here, on the thread that starts everything, before any thread is made nicer.
     // SAFETY: a system call on the calling thread; no memory is passed.
@@ -100,6 +129,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
     let admin_addr: SocketAddr = setup.admin_listener.local_addr()?;
     setup.admin_listener.set_nonblocking(true)?;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (sampler, sampler_stop) = oneshot::channel();
     let compiled = setup.state.clone();
     std::thread::Builder::new()
         .name("meridian-compile".into())
@@ -172,6 +202,7 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
                     setup.metrics,
                     setup.state.clone(),
                     admin.state_dir.clone(),
+                    sampler_stop,
                 ));
                 tokio::spawn(publish_latency(setup.latency, setup.state.clone(), probed));
                 tokio::spawn(crate::spill::run(
@@ -196,7 +227,8 @@ pub fn start(setup: Setup) -> std::io::Result<()> {
         })?;
     started_rx
         .recv()
-        .map_err(|_| std::io::Error::other("the control plane did not start"))
+        .map_err(|_| std::io::Error::other("the control plane did not start"))?;
+    Ok(Control { sampler })
 }
 
 /// How often the compiler looks for a snapshot with zones to compile. The snapshot has many
@@ -356,18 +388,39 @@ fn region_rtts(state: &crate::serving::Snapshot, details: &monitor::Details) -> 
 
 /// Once a second: the traffic totals behind "share of the last minute", the rate chart, and
 /// where the last second's clients went (located in the serving database). The rate chart
-/// is saved every [`RATES_SAVE_EVERY`] seconds (and at shutdown, by `serve`).
-async fn sample_traffic(metrics: Arc<Metrics>, state: SharedSnapshot, state_dir: PathBuf) {
+/// is saved every [`RATES_SAVE_EVERY`] seconds and a last time when `stop` asks (or its
+/// sender is dropped), after which the sampler ends: it is the chart file's one writer.
+async fn sample_traffic(
+    metrics: Arc<Metrics>,
+    state: SharedSnapshot,
+    state_dir: PathBuf,
+    mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+) {
+    let save = |metrics: &Arc<Metrics>| {
+        let (m, dir) = (metrics.clone(), state_dir.clone());
+        tokio::task::spawn_blocking(move || save_rates(&m, &dir))
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    for n in 1u64.. {
-        tick.tick().await;
-        let now_s = crate::state::now_ms() / 1000;
-        metrics.sample_traffic();
-        metrics.sample_rates(now_s);
-        metrics.sample_flows(&state.load().geo, now_s);
-        if n % RATES_SAVE_EVERY == 0 {
-            let (m, dir) = (metrics.clone(), state_dir.clone());
-            let _ = tokio::task::spawn_blocking(move || save_rates(&m, &dir)).await;
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                n += 1;
+                let now_s = crate::state::now_ms() / 1000;
+                metrics.sample_traffic();
+                metrics.sample_rates(now_s);
+                metrics.sample_flows(&state.load().geo, now_s);
+                if n.is_multiple_of(RATES_SAVE_EVERY) {
+                    let _ = save(&metrics).await;
+                }
+            }
+            done = &mut stop => {
+                let _ = save(&metrics).await;
+                if let Ok(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
         }
     }
 }
@@ -381,7 +434,7 @@ const RATES_MAX_BYTES: u64 = 16 << 20;
 
 /// Writes the rate chart to `state_dir` whole or not at all; an error is logged (the
 /// chart is a convenience: serving goes on).
-pub fn save_rates(metrics: &Metrics, state_dir: &std::path::Path) {
+fn save_rates(metrics: &Metrics, state_dir: &std::path::Path) {
     let path = state_dir.join(RATES_FILE);
     let json = serde_json::to_vec(&metrics.saved_rates()).expect("rates serialize");
     if let Err(e) = crate::state::durable::replace(&path, &json, 0o600) {
@@ -577,5 +630,37 @@ async fn reload_on_sighup(
             }
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geo::GeoDb;
+    use crate::serving::Snapshot;
+    use crate::zone::ZoneSet;
+
+    /// Asked to stop, the sampler saves the rate chart, says so, and ends: nothing writes the
+    /// file beside or after that last save.
+    #[tokio::test]
+    async fn the_sampler_saves_the_rate_chart_a_last_time_and_ends_when_asked() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let metrics = Arc::new(Metrics::default());
+        let geo = Arc::new(GeoDb::embedded().expect("the embedded GeoIP table opens"));
+        let state = Snapshot::new(ZoneSet::new(Vec::new()), geo, &metrics).shared();
+        let (sampler, stop) = oneshot::channel();
+        let task = tokio::spawn(sample_traffic(
+            metrics,
+            state,
+            dir.path().to_path_buf(),
+            stop,
+        ));
+        // Long before its first periodic save.
+        Control { sampler }.stop_sampling().await;
+        assert!(dir.path().join(RATES_FILE).is_file());
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the sampler ends once it saved")
+            .expect("the sampler does not panic");
     }
 }

@@ -1384,7 +1384,7 @@ impl Metrics {
             );
             out.push_str("# HELP meridian_cluster_nodes Nodes with a live record in the cluster store, this one included.\n# TYPE meridian_cluster_nodes gauge\n");
             let _ = writeln!(out, "meridian_cluster_nodes {}", k.nodes);
-            out.push_str("# HELP meridian_cluster_region_answers_cached_until_timestamp_seconds For a drained region, the latest moment an answer of any live node naming it may sit in a resolver's cache (Unix time; 0 when none named it). The region is safe to switch off once this has passed.\n# TYPE meridian_cluster_region_answers_cached_until_timestamp_seconds gauge\n");
+            out.push_str("# HELP meridian_cluster_region_answers_cached_until_timestamp_seconds For a drained region, the latest moment an answer of any live node naming it may sit in a resolver's cache (Unix time; 0 when none named it). The region is safe to switch off once this has passed and no node that left is still listed under drain_progress.cluster.departed.\n# TYPE meridian_cluster_region_answers_cached_until_timestamp_seconds gauge\n");
             for ((zone, region), t) in &k.drains {
                 let _ = writeln!(
                     out,

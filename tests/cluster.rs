@@ -1651,6 +1651,12 @@ async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
         .iter()
         .map(|n| NodeFiles::new(n, &etcd.endpoints(), ports, ""))
         .collect();
+    // A TTL of 30 s: long enough for the checks while answers are cached (Chromium included),
+    // short enough to wait out the bound of a node gone.
+    for f in &files {
+        let zone = zone_text(ports).replace("ttl = 60", "ttl = 30");
+        std::fs::write(f.path("zones/probe.test.toml"), zone).expect("zone file");
+    }
     let mut nodes: Vec<Node> = files.iter().map(NodeFiles::start).collect();
     let (a, b) = (&nodes[0], &nodes[1]);
     a.wait_answer(EU_WEST, Duration::from_secs(10)).await;
@@ -1664,22 +1670,27 @@ async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
     // Only node B answers from here on, until its answers outlive node A's by a second
     // (the counters keep whole seconds).
     let deadline = Instant::now() + Duration::from_secs(10);
-    let b_until = loop {
+    loop {
         assert_eq!(b.www(), Some(vec![EU_WEST]));
         let until = eu_west(b).await["answers_cached_until_ms"].as_u64();
-        if let Some(t) = until.filter(|&t| t > a_until) {
-            break t;
+        if until.is_some_and(|t| t > a_until) {
+            break;
         }
         assert!(
             Instant::now() < deadline,
             "node B's expiry never passed A's"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    }
 
     let (status, body) = a.post(DRAIN, "cluster drain completion").await;
     assert_eq!(status, 200, "{body}");
     b.wait_answer(US_EAST, Duration::from_secs(5)).await;
+    // B's expiry as it stands once the drain reached it: it answered eu-west until then.
+    let b_until = eu_west(b).await["answers_cached_until_ms"]
+        .as_u64()
+        .expect("node B answered with eu-west");
+    assert!(b_until > a_until);
     // B's answers after the drain name us-east: they add nothing to eu-west's traffic.
     for _ in 0..5 {
         assert_eq!(b.www(), Some(vec![US_EAST]));
@@ -1687,7 +1698,7 @@ async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let progress = loop {
         let p = eu_west(a).await["drain_progress"].clone();
-        if p["cluster"]["nodes"]["ns2"].is_object() {
+        if p["cluster"]["nodes"]["ns2"]["cached_until_s"] == b_until / 1000 {
             break p;
         }
         assert!(
@@ -1760,23 +1771,79 @@ async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
         let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster-drain.png");
         std::fs::write(&path, &png).expect("the screenshot");
         eprintln!("screenshot: {}", path.display());
-    }
 
-    // Node B goes away: its record leaves with its lease (2 s), and node A shows only its own
-    // part (docs/operations.md says what that means for an operator).
-    nodes[1].server.terminate(Duration::from_secs(5));
-    let a = &nodes[0];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let p = eu_west(a).await["drain_progress"].clone();
-        if p["cluster"]["latest_node"] == "ns1" {
-            assert_eq!(p["cluster"]["cached_answers_expire_at_ms"], a_until, "{p}");
-            assert!(p["cluster"]["nodes"]["ns2"].is_null(), "{p}");
-            break;
+        // Node B goes away: its record leaves with its lease (2 s). Its answers may still be
+        // cached, so node A lists it as departed, and the drain is not complete, until the
+        // moment it saw the record go plus the TTL and a second.
+        nodes[1].server.terminate(Duration::from_secs(5));
+        let a = &nodes[0];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let departed = loop {
+            let p = eu_west(a).await["drain_progress"].clone();
+            if p["cluster"]["nodes"]["ns2"].is_null() {
+                let c = &p["cluster"];
+                assert_eq!(c["latest_node"], "ns1", "{p}");
+                assert_eq!(c["cached_answers_expire_at_ms"], a_until, "{p}");
+                assert_eq!(c["complete"], false, "{p}");
+                assert_eq!(c["departed"][0]["node"], "ns2", "{p}");
+                assert_eq!(c["departed"][0]["part"]["cached_until_s"], b_until / 1000);
+                break c["departed"][0].clone();
+            }
+            assert!(Instant::now() < deadline, "node B's part never left: {p}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        println!("node A after node B left: {departed}");
+        let gone_ms = departed["gone_ms"].as_u64().expect("gone_ms");
+        let until_ms = departed["until_ms"].as_u64().expect("until_ms");
+        assert_eq!(until_ms, gone_ms + 31_000, "{departed}");
+        assert!(until_ms > b_until, "{departed}");
+        assert!(
+            departed["last_seen_ms"].as_u64() < Some(gone_ms),
+            "{departed}"
+        );
+        session
+            .wait_for(
+                "node B listed as gone on the dashboard",
+                &format!(
+                    "return ({line}).includes('gone, its answers may be cached: ns2 (last seen')"
+                ),
+            )
+            .await;
+        let text = session.eval(&format!("return {line}")).await;
+        println!("node A's dashboard after node B left: {text}");
+        assert!(
+            text.as_str()
+                .is_some_and(|t| t.starts_with("cluster: still in caches")),
+            "{text}"
+        );
+
+        // Complete once the bound passed, never before.
+        let deadline = Instant::now()
+            + Duration::from_millis(until_ms.saturating_sub(now_ms()))
+            + Duration::from_secs(5);
+        loop {
+            let p = eu_west(a).await["drain_progress"].clone();
+            let after = now_ms();
+            let c = &p["cluster"];
+            if c["complete"] == true {
+                assert!(after >= until_ms, "complete before {until_ms}: {p}");
+                assert_eq!(c["departed"], serde_json::json!([]), "{p}");
+                println!("complete {} ms after node B's bound", after - until_ms);
+                break;
+            }
+            assert_eq!(c["departed"][0]["node"], "ns2", "{p}");
+            assert!(Instant::now() < deadline, "never complete: {p}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        assert!(Instant::now() < deadline, "node B's part never left: {p}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The wall clock, Unix ms (the nodes' clock: same machine).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
 }
 
 // ---------------------------------------------------------------------------------------------

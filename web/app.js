@@ -83,8 +83,12 @@ function clusterDrain(c) {
     ? `last cached answer of any node expire${c.cached_answers_expire_at_ms > Date.now() ? "s" : "d"} ${when(c.cached_answers_expire_at_ms)} (${esc(c.latest_node)})`
     : "never answered by any node";
   const missing = c.not_reporting.length ? `; not reporting yet: ${c.not_reporting.map(esc).join(", ")}` : "";
+  // A node gone (its lease expired) may have answers in caches until its bound.
+  const gone = c.departed.length
+    ? `; gone, its answers may be cached: ${c.departed.map((d) => `${esc(d.node)} (last seen ${when(d.last_seen_ms)}, until ${when(d.until_ms)})`).join(", ")}`
+    : "";
   const state = c.complete ? `<b class="done">cluster: safe to switch off</b>` : `<b>cluster: still in caches</b>`;
-  return `<p class="note drain-progress cluster-drain">${state}: ${expiry}; answers since the drain: ${c.answers_since_drain} over ${Object.keys(c.nodes).length} nodes${missing}</p>`;
+  return `<p class="note drain-progress cluster-drain">${state}: ${expiry}; answers since the drain: ${c.answers_since_drain} over ${Object.keys(c.nodes).length} nodes${missing}${gone}</p>`;
 }
 
 function card(r) {

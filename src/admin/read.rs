@@ -198,8 +198,8 @@ struct DrainProgress {
     /// Nothing this node answered can still send a client there: no answers since the drain,
     /// and every earlier one expired.
     complete: bool,
-    /// In a cluster: the same over every live node (a node that died is gone from it with
-    /// its lease; docs/operations.md says what to do then).
+    /// In a cluster: the same over every live node, and every node gone so recently that
+    /// its answers may still be cached.
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<crate::cluster::ClusterDrain>,
 }
@@ -278,7 +278,7 @@ pub(super) async fn regions_view(admin: &Admin) -> Vec<RegionView> {
                                 cached_until_s: cached_until,
                                 answers_since_drain,
                             };
-                            c.drain(&label, &region.name, own, now)
+                            c.drain(z, &region.name, own, now)
                         }),
                     },
                 ),

@@ -155,31 +155,63 @@ pub struct NodeDrain {
     pub answers_since_drain: u64,
 }
 
-/// A drained region over every live node: the region is safe to switch off once no node
-/// answered with it since the drain and every node's last answer expired.
+/// A drained region over every node: the region is safe to switch off once no node answered
+/// with it since the drain, every live node's last answer expired, and every node that went
+/// away may no longer have an answer in a cache.
 #[derive(Debug, Serialize)]
 pub struct ClusterDrain {
-    /// The latest expiry over the nodes (Unix ms); `None` when no node ever named it.
+    /// The latest expiry over the live nodes (Unix ms); `None` when no node ever named it.
     pub cached_answers_expire_at_ms: Option<u64>,
     /// The node whose answers expire last.
     pub latest_node: Option<String>,
-    /// Summed over the nodes.
+    /// Summed over the live nodes.
     pub answers_since_drain: u64,
     pub nodes: BTreeMap<String, NodeDrain>,
     /// Live nodes that do not report the drain yet (it has not reached them, or they run
     /// another zone version): until they do, the drain is not complete.
     pub not_reporting: Vec<String>,
+    /// Nodes whose record left (their lease expired) so recently that an answer they gave,
+    /// before the drain or after it if it never reached them, may still be cached: until
+    /// they are all past, the drain is not complete.
+    pub departed: Vec<Departed>,
     pub complete: bool,
 }
 
-/// The drain of `region` of `zone` over `nodes` (live records), with this node's own part
-/// `own` taken live rather than from its last published record.
+/// A node gone while its answers may still sit in resolvers' caches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Departed {
+    pub node: String,
+    /// Its last record's time (Unix ms, its clock).
+    pub last_seen_ms: u64,
+    /// When this node saw its record go (Unix ms): a dead node's lease expired before, so
+    /// it answered nothing after.
+    pub gone_ms: u64,
+    /// Its last reported part of the drain, when it reported one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<NodeDrain>,
+    /// Until when an answer it gave may sit in a cache (Unix ms): `gone_ms` plus the zone's
+    /// longest steered TTL and a second, or its last reported expiry if later.
+    pub until_ms: u64,
+}
+
+/// The last record of a node whose record left, and when this node saw it go.
+#[derive(Debug, Clone)]
+pub struct Gone {
+    pub record: NodeRecord,
+    pub gone_ms: u64,
+}
+
+/// The drain of `region` of `zone` over `nodes` (live records) and `gone` (nodes whose record
+/// left), with this node's own part `own` taken live rather than from its last published
+/// record. `hold` is how long an answer of the zone may stay cached ([`Zone::cache_hold`]).
+///
+/// [`Zone::cache_hold`]: crate::zone::Zone::cache_hold
 pub fn cluster_drain(
     nodes: &BTreeMap<String, NodeRecord>,
-    own_node: &str,
-    own: NodeDrain,
-    zone: &str,
-    region: &str,
+    gone: &BTreeMap<String, Gone>,
+    (own_node, own): (&str, NodeDrain),
+    (zone, region): (&str, &str),
+    hold: Duration,
     now_ms: u64,
 ) -> ClusterDrain {
     let mut parts = BTreeMap::from([(own_node.to_string(), own)]);
@@ -192,6 +224,29 @@ pub fn cluster_drain(
             None => not_reporting.push(name.clone()),
         }
     }
+    // A node that came back is listed as well: the new process does not know the answers
+    // the old one gave.
+    let departed: Vec<Departed> = gone
+        .iter()
+        .filter(|(n, _)| n.as_str() != own_node)
+        .map(|(name, g)| {
+            let part = g
+                .record
+                .drains
+                .get(zone)
+                .and_then(|d| d.get(region))
+                .copied();
+            let reported = part.map_or(0, |p| p.cached_until_s * 1000);
+            Departed {
+                node: name.clone(),
+                last_seen_ms: g.record.at_ms,
+                gone_ms: g.gone_ms,
+                part,
+                until_ms: (g.gone_ms + hold.as_millis() as u64).max(reported),
+            }
+        })
+        .filter(|d| d.until_ms > now_ms)
+        .collect();
     let latest = parts
         .iter()
         .filter(|(_, d)| d.cached_until_s > 0)
@@ -202,9 +257,13 @@ pub fn cluster_drain(
         cached_answers_expire_at_ms: expire_ms,
         latest_node: latest.map(|(n, _)| n.clone()),
         answers_since_drain: answers,
-        complete: not_reporting.is_empty() && answers == 0 && expire_ms.is_none_or(|t| t <= now_ms),
+        complete: not_reporting.is_empty()
+            && departed.is_empty()
+            && answers == 0
+            && expire_ms.is_none_or(|t| t <= now_ms),
         nodes: parts,
         not_reporting,
+        departed,
     }
 }
 
@@ -377,6 +436,9 @@ pub struct Cluster {
     applied: watch::Sender<i64>,
     /// Every node's record as last read, this node's own included.
     nodes: ArcSwap<BTreeMap<String, NodeRecord>>,
+    /// The nodes whose record left since start, by name, with their last record: drains wait
+    /// for their answers to leave caches.
+    gone: std::sync::Mutex<BTreeMap<String, Gone>>,
     /// Orders this node's writes.
     pub writes: Mutex<()>,
     /// Numbers this node's audit keys within one millisecond.
@@ -437,6 +499,7 @@ impl Cluster {
             }),
             applied: watch::channel(0).0,
             nodes: ArcSwap::default(),
+            gone: std::sync::Mutex::default(),
             writes: Mutex::new(()),
             audit_seq: AtomicU64::new(0),
             latency,
@@ -565,6 +628,22 @@ impl Cluster {
     /// Takes the records as now read, and says in the metrics how many nodes there are and
     /// which zones they serve differently.
     fn set_nodes(&self, nodes: BTreeMap<String, NodeRecord>) {
+        let now = crate::state::now_ms();
+        {
+            let mut gone = self.gone.lock().expect("gone lock");
+            for (name, r) in self.nodes.load().iter() {
+                if !nodes.contains_key(name) && *name != self.config.node {
+                    tracing::info!(node = %name, last_seen_ms = r.at_ms, "node record gone (its lease expired)");
+                    gone.insert(
+                        name.clone(),
+                        Gone {
+                            record: r.clone(),
+                            gone_ms: now,
+                        },
+                    );
+                }
+            }
+        }
         self.metrics
             .cluster_nodes(nodes.len(), zones_differ(&nodes));
         let mut latest: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -580,14 +659,21 @@ impl Cluster {
         self.nodes.store(Arc::new(nodes));
     }
 
-    /// The drain of `region` of `zone` over the live nodes, this one's part `own` (live).
-    pub fn drain(&self, zone: &str, region: &str, own: NodeDrain, now_ms: u64) -> ClusterDrain {
+    /// The drain of `region` of `zone` over the live nodes and those gone, this one's part
+    /// `own` (live).
+    pub fn drain(
+        &self,
+        zone: &crate::zone::Zone,
+        region: &str,
+        own: NodeDrain,
+        now_ms: u64,
+    ) -> ClusterDrain {
         cluster_drain(
             &self.nodes.load(),
-            &self.config.node,
-            own,
-            zone,
-            region,
+            &self.gone.lock().expect("gone lock"),
+            (&self.config.node, own),
+            (&zone.origin.to_string(), region),
+            zone.cache_hold(),
             now_ms,
         )
     }
@@ -720,34 +806,137 @@ endpoints = ["192.0.2.10", "192.0.2.11"]
         }
     }
 
+    /// `cluster_drain` of eu-west of example.com. as ns1 sees it, answers held 61 s.
+    fn drain_at(
+        all: &BTreeMap<String, NodeRecord>,
+        gone: &BTreeMap<String, Gone>,
+        own: NodeDrain,
+        now_ms: u64,
+    ) -> ClusterDrain {
+        let hold = Duration::from_secs(61);
+        cluster_drain(
+            all,
+            gone,
+            ("ns1", own),
+            ("example.com.", "eu-west"),
+            hold,
+            now_ms,
+        )
+    }
+
     #[test]
     fn a_cluster_drain_takes_the_latest_expiry_and_every_nodes_answers() {
         let own = NodeDrain {
             cached_until_s: 100,
             answers_since_drain: 0,
         };
+        let none = BTreeMap::new();
         // ns1's published record is stale: its live part counts instead.
         let all = nodes(vec![
             drained("ns1", 50, 7),
             drained("ns2", 130, 2),
             drained("ns3", 90, 0),
         ]);
-        let d = cluster_drain(&all, "ns1", own, "example.com.", "eu-west", 120_000);
+        let d = drain_at(&all, &none, own, 120_000);
         assert_eq!(d.cached_answers_expire_at_ms, Some(130_000));
         assert_eq!(d.latest_node.as_deref(), Some("ns2"));
         assert_eq!(d.answers_since_drain, 2);
         assert!(!d.complete);
         let quiet = nodes(vec![drained("ns2", 130, 0), drained("ns3", 90, 0)]);
-        let d = cluster_drain(&quiet, "ns1", own, "example.com.", "eu-west", 130_000);
+        let d = drain_at(&quiet, &none, own, 130_000);
         assert!(d.complete, "{d:?}");
         // A live node that does not report the drain yet holds completion back.
         let late = nodes(vec![
             drained("ns2", 130, 0),
             record("ns3", [true, true], false),
         ]);
-        let d = cluster_drain(&late, "ns1", own, "example.com.", "eu-west", 200_000);
+        let d = drain_at(&late, &none, own, 200_000);
         assert_eq!(d.not_reporting, vec!["ns3".to_string()]);
         assert!(!d.complete);
+    }
+
+    #[test]
+    fn a_node_gone_holds_a_drain_back_until_its_answers_may_have_left_every_cache() {
+        let own = NodeDrain {
+            cached_until_s: 100,
+            answers_since_drain: 0,
+        };
+        let live = nodes(vec![drained("ns2", 90, 0)]);
+        // ns3 reported its part and left at 110 s; ns4 never saw the drain and left at 150 s
+        // (it may have answered eu-west until then).
+        let gone = BTreeMap::from([
+            (
+                "ns3".to_string(),
+                Gone {
+                    record: NodeRecord {
+                        at_ms: 104_000,
+                        ..drained("ns3", 120, 0)
+                    },
+                    gone_ms: 110_000,
+                },
+            ),
+            (
+                "ns4".to_string(),
+                Gone {
+                    record: NodeRecord {
+                        at_ms: 147_000,
+                        ..record("ns4", [true, true], false)
+                    },
+                    gone_ms: 150_000,
+                },
+            ),
+        ]);
+        let d = drain_at(&live, &gone, own, 130_000);
+        assert!(!d.complete, "{d:?}");
+        assert_eq!(
+            d.departed,
+            vec![
+                Departed {
+                    node: "ns3".into(),
+                    last_seen_ms: 104_000,
+                    gone_ms: 110_000,
+                    part: Some(NodeDrain {
+                        cached_until_s: 120,
+                        answers_since_drain: 0
+                    }),
+                    until_ms: 171_000,
+                },
+                Departed {
+                    node: "ns4".into(),
+                    last_seen_ms: 147_000,
+                    gone_ms: 150_000,
+                    part: None,
+                    until_ms: 211_000,
+                },
+            ]
+        );
+        // The live nodes' view leaves them out.
+        assert_eq!(d.cached_answers_expire_at_ms, Some(100_000));
+        assert_eq!(d.nodes.len(), 2);
+        let d = drain_at(&live, &gone, own, 171_000);
+        assert_eq!(d.departed.len(), 1, "{d:?}");
+        assert!(!d.complete);
+        let d = drain_at(&live, &gone, own, 211_000);
+        assert!(d.departed.is_empty() && d.complete, "{d:?}");
+        // A later expiry it reported counts over the bound (clocks may differ).
+        let skewed = BTreeMap::from([(
+            "ns3".to_string(),
+            Gone {
+                record: drained("ns3", 300, 0),
+                gone_ms: 110_000,
+            },
+        )]);
+        let d = drain_at(&live, &skewed, own, 250_000);
+        assert_eq!(d.departed[0].until_ms, 300_000);
+        // Its own name is never departed from this node's view.
+        let me = BTreeMap::from([(
+            "ns1".to_string(),
+            Gone {
+                record: drained("ns1", 300, 0),
+                gone_ms: 110_000,
+            },
+        )]);
+        assert!(drain_at(&live, &me, own, 120_000).departed.is_empty());
     }
 
     fn nodes(records: Vec<NodeRecord>) -> BTreeMap<String, NodeRecord> {

@@ -517,13 +517,7 @@ impl ZoneHealth {
             votes: ZoneVotes::resolve(&PeerViews::default(), &label, &zone.regions, zone.quorum),
             quorum: zone.quorum,
             override_changed: vec![None; zone.regions.len()],
-            settle: Duration::from_secs(
-                zone.steered
-                    .iter()
-                    .map(|s| u64::from(s.config.ttl) + 1)
-                    .max()
-                    .unwrap_or(0),
-            ),
+            settle: zone.cache_hold(),
             origin: zone.origin.clone(),
             label,
             regions: zone.regions.clone(),

@@ -301,6 +301,19 @@ impl Zone {
         &self.soa
     }
 
+    /// How long an answer of this zone given now may sit in a resolver's cache, at most: its
+    /// longest steered TTL and a second (answers are stamped in whole seconds, so a cache may
+    /// hold one up to a second past its TTL). Zero without steered names.
+    pub fn cache_hold(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.steered
+                .iter()
+                .map(|s| u64::from(s.config.ttl) + 1)
+                .max()
+                .unwrap_or(0),
+        )
+    }
+
     pub fn steered_by_name(&self, name: &LowerName) -> Option<&Steered> {
         self.nodes
             .get(name)
