@@ -1188,3 +1188,14 @@ fn the_first_queries_of_a_new_window_find_their_signatures_made_ahead() {
     handle(snapshot, &own, &other, src, Transport::Udp, after).unwrap();
     assert!(own.signing.signatures() > signed_so_far);
 }
+
+#[test]
+fn a_multivalue_region_list_fits_the_padding_of_the_keys_it_joins() {
+    // 32 and 48 octets before the list joined them: a one-region answer's key and a cached
+    // decision are no bigger.
+    assert_eq!(std::mem::size_of::<cache::Variant>(), 32);
+    assert_eq!(
+        std::mem::size_of::<crate::serving::compiled::Compiled>(),
+        48
+    );
+}
