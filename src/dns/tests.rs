@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::geo::GeoDb;
+use crate::steer::spill::RegionSpill;
 use crate::steer::{HealthView, RegionHealth, RegionState};
 use crate::zone::{self, ZoneSet};
 
@@ -90,7 +91,7 @@ thread_local! {
     /// set per health state of [`oracle_states`], so that each stays warm with the answers
     /// to earlier cases, as a serving thread's caches are.
     static UDP_CACHES: std::cell::RefCell<Vec<FastCaches>> =
-        std::cell::RefCell::new((0..10).map(|_| FastCaches::default()).collect());
+        std::cell::RefCell::new((0..ORACLE_STATES).map(|_| FastCaches::default()).collect());
 }
 
 fn ask(name: &str, rtype: RecordType, ecs: Option<(IpAddr, u8)>) -> Message {
@@ -303,7 +304,7 @@ fn take_cookie(m: &mut Message, src: SocketAddr) -> Option<Vec<u8>> {
 /// The shipped zones, the fuzz zones (unequal weights, several answers, failover, static
 /// fallbacks, wildcards, CNAME chains) and the rules zone (network and AS rules, a fence, a
 /// split, multivalue; plus a multivalue name a fence narrows to one region for some
-/// clients), each under health states from all up to all down.
+/// clients), each under health states from all up to all down, and with spillover published.
 fn oracle_states() -> &'static [Snapshot] {
     static STATES: OnceLock<Vec<Snapshot>> = OnceLock::new();
     STATES.get_or_init(|| {
@@ -429,16 +430,43 @@ fn oracle_states() -> &'static [Snapshot] {
                 })
                 .collect(),
         ));
+        // Spillover published: each zone's first region sheds 60 % of its clients (they take
+        // the direct path), the others take half of what is shed.
+        let spilled = base.with_spill(Arc::new(
+            base.zones
+                .by_index()
+                .into_iter()
+                .map(|z| {
+                    (0..z.regions.len())
+                        .map(|r| match r {
+                            0 => RegionSpill {
+                                shed: 0.6,
+                                accept: 0.0,
+                            },
+                            _ => RegionSpill {
+                                shed: 0.0,
+                                accept: 0.5,
+                            },
+                        })
+                        .collect()
+                })
+                .collect(),
+        ));
         // Each state as served before the compiler has run (the direct path) and after.
-        [base, drained, troubled, degraded, all_down]
+        let states = [base, drained, troubled, degraded, all_down, spilled]
             .into_iter()
             .flat_map(|s| {
                 let compiled = s.with_all_health(s.health.clone()).compiled();
                 [s, compiled]
             })
-            .collect()
+            .collect::<Vec<_>>();
+        assert_eq!(states.len(), ORACLE_STATES, "every state has its caches");
+        states
     })
 }
+
+/// How many snapshots [`oracle_states`] gives.
+const ORACLE_STATES: usize = 12;
 
 const ORACLE_NAMES: [&str; 23] = [
     "multi.rules.test.",
@@ -564,7 +592,7 @@ proptest! {
     /// case in a cached answer; names compare without case, as DNS does.)
     #[test]
     fn fast_path_and_general_path_give_identical_answers(
-        health in 0..10usize,
+        health in 0..ORACLE_STATES,
         source in 0u8..4,
         ecs in oracle_ecs(),
         names in [0..ORACLE_NAMES.len(), 0..ORACLE_NAMES.len(), 0..ORACLE_NAMES.len()],
@@ -578,7 +606,7 @@ proptest! {
     /// multivalue answer serves exactly the clients whose answer has the same regions.
     #[test]
     fn multivalue_answers_are_identical_on_the_fast_and_general_paths(
-        health in 0..10usize,
+        health in 0..ORACLE_STATES,
         source in 0u8..4,
         ecs in oracle_ecs(),
         names in [0..2usize, 0..2usize, 0..2usize],
