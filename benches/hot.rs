@@ -1,6 +1,6 @@
 //! The hot functions, alone: the steering decision, a GeoIP lookup (cache misses), a compiled
 //! steering lookup, and a whole query through `dns::handle` (parse, cache hit, patch) for a
-//! static and a steered name with ECS, the steered one also with every query from a new /24
+//! static, a steered and a multivalue name with ECS, the steered one also with every query from a new /24
 //! (compiled, and on the direct path before the compiler has run), and the counting of a
 //! steered answer. Run: cargo bench --bench hot
 
@@ -81,6 +81,23 @@ fn hot(c: &mut Criterion) {
     });
     c.bench_function("handle: steered name with ECS, cached", |b| {
         b.iter(|| handle(&state, &services, &www, src, Transport::Udp, now))
+    });
+
+    // A multivalue name (three regions' endpoints), compiled: its answer is cached per list
+    // of regions.
+    let rules =
+        meridian::zone::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/zones-rules"))
+            .expect("the rules zone");
+    let rules = Snapshot::new(
+        rules,
+        state.geo.clone(),
+        &meridian::metrics::Metrics::default(),
+    )
+    .compiled();
+    let multi = query("multi.rules.test.", Some("5.9.0.0/24"));
+    handle(&rules, &services, &multi, src, Transport::Udp, now);
+    c.bench_function("handle: multivalue name with ECS, cached (compiled)", |b| {
+        b.iter(|| handle(&rules, &services, &multi, src, Transport::Udp, now))
     });
 
     // Every query from another /24, striding over the whole space: more distinct networks

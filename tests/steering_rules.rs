@@ -403,3 +403,81 @@ async fn a_fenced_one_region_answer_never_stands_for_another_client_s_multivalue
         }
     }
 }
+
+/// The fast path's hits so far (`meridian_dns_fast_path_total{result="hit"}`).
+async fn fast_path_hits(server: &common::Server) -> f64 {
+    meridian::health::probe::install_crypto_provider();
+    let text = reqwest::get(format!("http://{}/metrics", server.admin_addr()))
+        .await
+        .expect("the admin API answers")
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("meridian_dns_fast_path_total{result=\"hit\"} ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no fast path hits in\n{text}"))
+}
+
+#[tokio::test]
+async fn multivalue_answers_are_served_from_the_fast_path_over_udp_and_tcp() {
+    let rig = start(10);
+    common::wait_compiled(&rig.server);
+    let set = |addrs: &[&str]| -> HashSet<String> { addrs.iter().map(|a| a.to_string()).collect() };
+    // Berlin's three nearest (eu-central, eu-west, us-east) for both families; for the fenced
+    // multivalue name, a German client gets eu-west alone and a Moroccan one eu-west and
+    // us-east: each client's regions, whichever answer the cache already holds.
+    let cases = [
+        (
+            "multi.rules.test.",
+            RecordType::A,
+            "5.9.0.0/24",
+            set(&["198.51.100.20", "198.51.100.10", "192.0.2.10"]),
+        ),
+        (
+            "multi.rules.test.",
+            RecordType::AAAA,
+            "5.9.0.0/24",
+            set(&["2001:db8:2::20", "2001:db8:2::10", "2001:db8:1::10"]),
+        ),
+        (
+            "resident.rules.test.",
+            RecordType::A,
+            "5.9.0.0/24",
+            set(&["198.51.100.10"]),
+        ),
+        (
+            "resident.rules.test.",
+            RecordType::A,
+            "105.128.0.0/24",
+            set(&["198.51.100.10", "192.0.2.10"]),
+        ),
+    ];
+    const ROUNDS: usize = 12;
+    for (transport, client) in common::clients(rig.server.addr()).await {
+        let before = fast_path_hits(&rig.server).await;
+        for _ in 0..ROUNDS {
+            for (name, rtype, ecs, want) in &cases {
+                let (a, scope, _) = ask(&client, name, *rtype, ecs).await;
+                let got: HashSet<String> = a.into_iter().collect();
+                assert_eq!(&got, want, "{transport}: {name} {rtype} for {ecs}");
+                assert!(
+                    (1..=24).contains(&scope),
+                    "{transport}: {name} {rtype} for {ecs}: /{scope}"
+                );
+            }
+        }
+        // Each (name, type, regions) is encoded once per rotation of its endpoints and per
+        // serving thread; every other query is a hit.
+        let hits = fast_path_hits(&rig.server).await - before;
+        let queries = (ROUNDS * cases.len()) as f64;
+        eprintln!("{transport}: {hits} of {queries} multivalue queries answered by the fast path");
+        assert!(
+            hits >= queries / 2.0,
+            "{transport}: {hits} hits of {queries}"
+        );
+    }
+}

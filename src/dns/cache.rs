@@ -10,7 +10,10 @@
 //! signatures whose validity window is set by the day ([`signed_on`]), so its answer is
 //! reused only by DO=1 queries of the same day.
 
+use std::hash::{Hash, Hasher};
+
 use super::response::Outcome;
+use crate::serving::compiled::Also;
 use crate::steer::Family;
 
 /// An answer the fast path may send again, with the query's ID, RD and CD bits, question
@@ -53,12 +56,25 @@ pub struct SteeredVariant {
 
 /// The part of a steered answer's key that the client's decision and the query's rotation
 /// seed give. Only rotations are cacheable; a draw by weight differs for every query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
     /// The answering region, if one region answers.
     pub region: Option<usize>,
+    /// The regions answering beside it (multivalue), numbered by the zone's compiled
+    /// steering: a multivalue answer is cached only while its zone is compiled.
+    pub also: Also,
     /// How many places the endpoints are rotated.
     pub rotation: usize,
     /// The TTL, which a region in trouble shortens.
     pub ttl: u32,
+}
+
+impl Hash for Variant {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.region.hash(state);
+        self.rotation.hash(state);
+        // TTL and region list in one word: a one-region key hashes in as many rounds as it
+        // did before multivalue answers were cached.
+        state.write_u64(u64::from(self.ttl) << 32 | u64::from(self.also.id()));
+    }
 }

@@ -26,7 +26,7 @@ use super::{Services, Transport, response_limit};
 use crate::metrics::QueryCounters;
 use crate::serving::Snapshot;
 use crate::serving::answer::{self, Client};
-use crate::serving::compiled::{Compiled, Steering};
+use crate::serving::compiled::{Also, Compiled, Steering};
 use crate::steer::{Family, Order};
 
 /// Cached responses per set of caches: every thread answers every name.
@@ -352,6 +352,9 @@ fn decide(
     let d = Compiled {
         steering: Steering {
             region: a.decision.chosen,
+            also: snapshot
+                .also(zone, &a.decision.also)
+                .unwrap_or(Also::UNKNOWN),
             spread: a.spread,
             ttl: a.ttl,
         },
@@ -372,13 +375,17 @@ fn steered_body<'c>(
     let steering = decided.steering;
     // An answer without a region may be a fence's closed answer, which the general path
     // never caches (its variant would be the all-down fallback's): answered there, as every
-    // all-down answer is.
+    // all-down answer is; so is a multivalue answer whose list has no number.
     steering.region?;
+    if steering.also == Also::UNKNOWN {
+        return None;
+    }
     let Order::Rotation(rotation) = steering.spread.order(answer::seed(q.id, src)) else {
         return None;
     };
     let variant = Variant {
         region: steering.region,
+        also: steering.also,
         rotation,
         ttl: steering.ttl,
     };

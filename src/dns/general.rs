@@ -190,23 +190,24 @@ pub fn answer(snapshot: &Snapshot, services: &Services, packet: &[u8], at: At) -
         };
         // A draw by weight differs for every query: nothing to reuse. Nor does a fence's
         // closed answer (its variant, without a region, would be the all-down fallback's),
-        // or any answer of a multivalue name: the regions beside the chosen one are in no
-        // variant, and even a one-region answer (a fence allowing one) must not stand for
-        // another client's several.
+        // or a multivalue answer whose list of regions the zone's compiled steering does not
+        // number (not compiled yet, or a list no compiled class holds).
         let closed = a.decision.basis == crate::steer::Basis::FencedClosed;
-        let several = steered.config.multivalue.is_some();
-        varies = match a.order {
-            Order::Rotation(_) if closed || several => None,
-            Order::Rotation(rotation) => Some(Varies::Steered(SteeredVariant {
-                name: hit.index,
-                family,
-                variant: Variant {
-                    region: a.decision.chosen,
-                    rotation,
-                    ttl: a.ttl,
-                },
-            })),
-            Order::Weighted => None,
+        let also = snapshot.also(zone, &a.decision.also);
+        varies = match (a.order, also) {
+            (Order::Rotation(rotation), Some(also)) if !closed => {
+                Some(Varies::Steered(SteeredVariant {
+                    name: hit.index,
+                    family,
+                    variant: Variant {
+                        region: a.decision.chosen,
+                        also,
+                        rotation,
+                        ttl: a.ttl,
+                    },
+                }))
+            }
+            _ => None,
         };
         response.scope = a.scope;
         if response.dnssec_ok && zone.signer().is_some() {

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::geo::GeoDb;
+use crate::steer::spill::RegionSpill;
 use crate::steer::{HealthView, RegionHealth, RegionState};
 use crate::zone::{self, ZoneSet};
 
@@ -90,7 +91,7 @@ thread_local! {
     /// set per health state of [`oracle_states`], so that each stays warm with the answers
     /// to earlier cases, as a serving thread's caches are.
     static UDP_CACHES: std::cell::RefCell<Vec<FastCaches>> =
-        std::cell::RefCell::new((0..10).map(|_| FastCaches::default()).collect());
+        std::cell::RefCell::new((0..ORACLE_STATES).map(|_| FastCaches::default()).collect());
 }
 
 fn ask(name: &str, rtype: RecordType, ecs: Option<(IpAddr, u8)>) -> Message {
@@ -300,14 +301,21 @@ fn take_cookie(m: &mut Message, src: SocketAddr) -> Option<Vec<u8>> {
     Some(body[..8].to_vec())
 }
 
-/// The shipped zones and the fuzz zones (unequal weights, several answers, failover, static
-/// fallbacks, wildcards, CNAME chains), each under health states from all up to all down.
+/// The shipped zones, the fuzz zones (unequal weights, several answers, failover, static
+/// fallbacks, wildcards, CNAME chains) and the rules zone (network and AS rules, a fence, a
+/// split, multivalue; plus a multivalue name a fence narrows to one region for some
+/// clients), each under health states from all up to all down, and with spillover published.
 fn oracle_states() -> &'static [Snapshot] {
     static STATES: OnceLock<Vec<Snapshot>> = OnceLock::new();
     STATES.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let mut zones = Vec::new();
-        for dir in [root.join("zones"), root.join("fuzz/zones")] {
+        let dirs = [
+            root.join("zones"),
+            root.join("fuzz/zones"),
+            root.join("bench/zones-rules"),
+        ];
+        for dir in dirs {
             let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .unwrap()
                 .map(|e| e.unwrap().path())
@@ -325,6 +333,9 @@ fn oracle_states() -> &'static [Snapshot] {
                         1,
                     );
                 }
+                if path.ends_with("rules.test.toml") {
+                    text += "[steered.resident]\nregions = [\"eu-west\", \"us-east\", \"ap-southeast\"]\nmultivalue = 2\n\n[[steered.resident.fence]]\ncontinents = [\"EU\"]\nregions = [\"eu-west\"]\n";
+                }
                 zones.push(zone::load_file(&path, &text).unwrap());
             }
         }
@@ -335,10 +346,11 @@ fn oracle_states() -> &'static [Snapshot] {
             let name = hickory_proto::rr::LowerName::new(&Name::from_ascii(origin).unwrap());
             base.zones.find(&name).unwrap().index
         };
-        let (example, fuzz, down) = (
+        let (example, fuzz, down, rules) = (
             index("example.com."),
             index("fuzz.test."),
             index("down.test."),
+            index("rules.test."),
         );
         let region = |state, endpoints_up: Vec<bool>, degradation_ms, over_limit| RegionHealth {
             state,
@@ -361,6 +373,10 @@ fn oracle_states() -> &'static [Snapshot] {
             .with_health(
                 fuzz,
                 view(vec![region(Up, vec![true, false, true], 0.0, false)]),
+            )
+            .with_health(
+                rules,
+                view(vec![up(2), up(2), region(Drained, vec![true; 2], 0.0, false)]),
             );
         let troubled = base
             .with_health(
@@ -370,6 +386,15 @@ fn oracle_states() -> &'static [Snapshot] {
             .with_health(
                 fuzz,
                 view(vec![up(3), region(Up, vec![true; 5], 900.0, true), up(1)]),
+            )
+            .with_health(
+                rules,
+                view(vec![
+                    region(Down, vec![false; 2], 0.0, false),
+                    up(2),
+                    up(2),
+                    region(Up, vec![true; 2], 900.0, true),
+                ]),
             );
         let degraded = base
             .with_health(
@@ -381,6 +406,15 @@ fn oracle_states() -> &'static [Snapshot] {
                 view(vec![
                     region(Down, vec![false; 2], 0.0, false),
                     region(Drained, vec![true], 0.0, false),
+                ]),
+            )
+            .with_health(
+                rules,
+                view(vec![
+                    up(2),
+                    up(2),
+                    up(2),
+                    region(Up, vec![true, false], 120.0, false),
                 ]),
             );
         let all_down = base.with_all_health(Arc::new(
@@ -396,18 +430,48 @@ fn oracle_states() -> &'static [Snapshot] {
                 })
                 .collect(),
         ));
+        // Spillover published: each zone's first region sheds 60 % of its clients (they take
+        // the direct path), the others take half of what is shed.
+        let spilled = base.with_spill(Arc::new(
+            base.zones
+                .by_index()
+                .into_iter()
+                .map(|z| {
+                    (0..z.regions.len())
+                        .map(|r| match r {
+                            0 => RegionSpill {
+                                shed: 0.6,
+                                accept: 0.0,
+                            },
+                            _ => RegionSpill {
+                                shed: 0.0,
+                                accept: 0.5,
+                            },
+                        })
+                        .collect()
+                })
+                .collect(),
+        ));
         // Each state as served before the compiler has run (the direct path) and after.
-        [base, drained, troubled, degraded, all_down]
+        let states = [base, drained, troubled, degraded, all_down, spilled]
             .into_iter()
             .flat_map(|s| {
                 let compiled = s.with_all_health(s.health.clone()).compiled();
                 [s, compiled]
             })
-            .collect()
+            .collect::<Vec<_>>();
+        assert_eq!(states.len(), ORACLE_STATES, "every state has its caches");
+        states
     })
 }
 
-const ORACLE_NAMES: [&str; 20] = [
+/// How many snapshots [`oracle_states`] gives.
+const ORACLE_STATES: usize = 12;
+
+const ORACLE_NAMES: [&str; 23] = [
+    "multi.rules.test.",
+    "resident.rules.test.",
+    "www.rules.test.",
     "www.example.com.",
     "WwW.ExAmPlE.CoM.",
     "static.example.com.",
@@ -528,68 +592,103 @@ proptest! {
     /// case in a cached answer; names compare without case, as DNS does.)
     #[test]
     fn fast_path_and_general_path_give_identical_answers(
-        health in 0..10usize,
+        health in 0..ORACLE_STATES,
         source in 0u8..4,
         ecs in oracle_ecs(),
         names in [0..ORACLE_NAMES.len(), 0..ORACLE_NAMES.len(), 0..ORACLE_NAMES.len()],
         queries in prop::collection::vec(oracle_query(), 1..10),
     ) {
-        let snapshot = &oracle_states()[health];
-        // Twice over: the second round finds decisions and answers the first one cached.
-        for query in queries.iter().chain(&queries) {
-            let src = oracle_source(source, query.port);
-            let sent = query_cookie(query.cookie, src).filter(|_| query.edns.is_some());
-            let mut q = Message::query();
-            q.metadata.id = query.id;
-            q.add_query(Query::query(
-                Name::from_ascii(ORACLE_NAMES[names[query.name]]).unwrap(),
-                ORACLE_TYPES[query.rtype],
-            ));
-            if let Some((dnssec_ok, payload, with_ecs)) = query.edns {
-                let mut e = Edns::new();
-                e.set_max_payload(PAYLOADS[payload]);
-                e.set_dnssec_ok(dnssec_ok);
-                if let Some((addr, prefix)) = ecs.filter(|_| with_ecs) {
-                    e.options_mut()
-                        .insert(EdnsOption::Subnet(EcsOption::new(addr, prefix, 0)));
-                }
-                if let Some(c) = sent.clone() {
-                    e.options_mut().insert(EdnsOption::Unknown(cookie::CODE, c));
-                }
-                q.set_edns(e);
+        oracle_case(health, source, ecs, names, &queries)?;
+    }
+
+    /// The same, for the names with multivalue answers (several regions' endpoints, or one
+    /// region's where a fence allows one) over random ECS clients, IPv4 and IPv6: a cached
+    /// multivalue answer serves exactly the clients whose answer has the same regions.
+    #[test]
+    fn multivalue_answers_are_identical_on_the_fast_and_general_paths(
+        health in 0..ORACLE_STATES,
+        source in 0u8..4,
+        ecs in oracle_ecs(),
+        names in [0..2usize, 0..2usize, 0..2usize],
+        queries in prop::collection::vec(oracle_query(), 1..10),
+    ) {
+        oracle_case(health, source, ecs, names, &queries)?;
+    }
+}
+
+/// One oracle case: `queries` (of `names`, indices into [`ORACLE_NAMES`]) from one client
+/// under health state `health`, each answered by the general path and by the fast path
+/// (filling, cached, and with a UDP loop's warm caches).
+fn oracle_case(
+    health: usize,
+    source: u8,
+    ecs: Option<(IpAddr, u8)>,
+    names: [usize; 3],
+    queries: &[OracleQuery],
+) -> Result<(), TestCaseError> {
+    let snapshot = &oracle_states()[health];
+    // Twice over: the second round finds decisions and answers the first one cached.
+    for query in queries.iter().chain(queries) {
+        let src = oracle_source(source, query.port);
+        let sent = query_cookie(query.cookie, src).filter(|_| query.edns.is_some());
+        let mut q = Message::query();
+        q.metadata.id = query.id;
+        q.add_query(Query::query(
+            Name::from_ascii(ORACLE_NAMES[names[query.name]]).unwrap(),
+            ORACLE_TYPES[query.rtype],
+        ));
+        if let Some((dnssec_ok, payload, with_ecs)) = query.edns {
+            let mut e = Edns::new();
+            e.set_max_payload(PAYLOADS[payload]);
+            e.set_dnssec_ok(dnssec_ok);
+            if let Some((addr, prefix)) = ecs.filter(|_| with_ecs) {
+                e.options_mut()
+                    .insert(EdnsOption::Subnet(EcsOption::new(addr, prefix, 0)));
             }
-            let mut bytes = q.to_vec().unwrap();
-            set_flags(&mut bytes, query.flags);
-            let transport = if query.tcp { Transport::Tcp } else { Transport::Udp };
-            let general = general_raw(snapshot, &bytes, src, transport);
-            let first = ask_raw(snapshot, &bytes, src, transport);
-            let cached = ask_raw(snapshot, &bytes, src, transport);
-            // As a UDP loop answers, with warm caches of its own: parsed and prefetched first.
-            let warm = UDP_CACHES.with_borrow_mut(|caches| {
-                let caches = &mut caches[health];
-                let parsed = prefetch(caches, snapshot, &bytes, src);
-                let at = At { src, transport, now: cookie::now() };
-                let mut out = Vec::new();
-                handle_parsed(caches, snapshot, services(), &bytes, parsed, at, &mut out)
-                    .then_some(out)
-            });
-            let decode = |b: &Option<Vec<u8>>| {
-                b.as_ref().map(|b| {
-                    let mut m = Message::from_vec(b).unwrap();
-                    let echoed = take_cookie(&mut m, src);
-                    assert_eq!(echoed.is_some(), sent.is_some(), "a cookie for a cookie");
-                    m
-                })
+            if let Some(c) = sent.clone() {
+                e.options_mut().insert(EdnsOption::Unknown(cookie::CODE, c));
+            }
+            q.set_edns(e);
+        }
+        let mut bytes = q.to_vec().unwrap();
+        set_flags(&mut bytes, query.flags);
+        let transport = if query.tcp {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        let general = general_raw(snapshot, &bytes, src, transport);
+        let first = ask_raw(snapshot, &bytes, src, transport);
+        let cached = ask_raw(snapshot, &bytes, src, transport);
+        // As a UDP loop answers, with warm caches of its own: parsed and prefetched first.
+        let warm = UDP_CACHES.with_borrow_mut(|caches| {
+            let caches = &mut caches[health];
+            let parsed = prefetch(caches, snapshot, &bytes, src);
+            let at = At {
+                src,
+                transport,
+                now: cookie::now(),
             };
-            let general = decode(&general);
-            for answer in [decode(&first), decode(&cached), decode(&warm)] {
-                prop_assert_eq!(&answer, &general, "{:?}", query);
-                if let (Some(a), Some(g)) = (&answer, &general) {
-                    prop_assert!(a.queries[0].name().eq_case(g.queries[0].name()));
-                }
+            let mut out = Vec::new();
+            handle_parsed(caches, snapshot, services(), &bytes, parsed, at, &mut out).then_some(out)
+        });
+        let decode = |b: &Option<Vec<u8>>| {
+            b.as_ref().map(|b| {
+                let mut m = Message::from_vec(b).unwrap();
+                let echoed = take_cookie(&mut m, src);
+                assert_eq!(echoed.is_some(), sent.is_some(), "a cookie for a cookie");
+                m
+            })
+        };
+        let general = decode(&general);
+        for answer in [decode(&first), decode(&cached), decode(&warm)] {
+            prop_assert_eq!(&answer, &general, "{:?}", query);
+            if let (Some(a), Some(g)) = (&answer, &general) {
+                prop_assert!(a.queries[0].name().eq_case(g.queries[0].name()));
             }
         }
     }
+    Ok(())
 }
 
 fn decode(out: &[u8]) -> Message {
@@ -1116,4 +1215,15 @@ fn the_first_queries_of_a_new_window_find_their_signatures_made_ahead() {
     // A question that was not hot is signed when asked: the control.
     handle(snapshot, &own, &other, src, Transport::Udp, after).unwrap();
     assert!(own.signing.signatures() > signed_so_far);
+}
+
+#[test]
+fn a_multivalue_region_list_fits_the_padding_of_the_keys_it_joins() {
+    // 32 and 48 octets before the list joined them: a one-region answer's key and a cached
+    // decision are no bigger.
+    assert_eq!(std::mem::size_of::<cache::Variant>(), 32);
+    assert_eq!(
+        std::mem::size_of::<crate::serving::compiled::Compiled>(),
+        48
+    );
 }

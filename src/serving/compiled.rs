@@ -38,24 +38,48 @@ use crate::zone::Zone;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Steering {
     pub region: Option<RegionId>,
+    /// The regions answering beside `region` (multivalue).
+    pub also: Also,
     pub spread: Spread,
     pub ttl: u32,
 }
 
 impl Steering {
-    /// The steering of `decision`, for `family`.
+    /// The steering of `decision`, for `family`; `also` is its [`Decision::also`] interned.
     pub fn of(
         decision: &Decision,
         zone: &Zone,
         config: &steer::SteeredName,
         view: &HealthView,
         family: Family,
+        also: Also,
     ) -> Steering {
         Steering {
             region: decision.chosen,
+            also,
             spread: Spread::of(&decision.endpoints(config, &zone.regions, view, family)),
             ttl: decision.ttl,
         }
+    }
+}
+
+/// The regions a multivalue answer holds beside the chosen one, best first, as the number a
+/// zone's compiled steering gives that list ([`ZoneSteering::also`]): a cached answer's key
+/// names its region set in four octets, which fit the padding of [`Steering`] and of the
+/// fast path's variant, so a one-region answer's key is no bigger. The lists are those the
+/// compiled classes hold, fixed when the zone compiles: memory does not grow with clients,
+/// and an answer whose list no class holds (a measured client's) is not cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Also(u32);
+
+impl Also {
+    /// No region beside the chosen one, in every zone, compiled or not.
+    pub const NONE: Also = Also(0);
+    /// A list the compiled steering does not know: no cached answer has it.
+    pub const UNKNOWN: Also = Also(u32::MAX);
+
+    pub fn id(self) -> u32 {
+        self.0
     }
 }
 
@@ -63,6 +87,25 @@ impl Steering {
 #[derive(Debug)]
 pub struct ZoneSteering {
     names: Vec<[NameSteering; 2]>,
+    /// Every multivalue list of `names`' classes, by its number.
+    also: Interned,
+}
+
+/// Multivalue region lists, numbered from 1 in the order they were first met.
+#[derive(Debug, Default)]
+struct Interned(HashMap<Box<[RegionId]>, Also>);
+
+impl Interned {
+    fn intern(&mut self, regions: &[RegionId]) -> Also {
+        if regions.is_empty() {
+            return Also::NONE;
+        }
+        let next = u32::try_from(self.0.len() + 1)
+            .ok()
+            .filter(|&n| n < Also::UNKNOWN.0)
+            .expect("fewer than 2^32 - 1 multivalue lists per zone");
+        *self.0.entry(regions.into()).or_insert(Also(next))
+    }
 }
 
 #[derive(Debug)]
@@ -107,13 +150,11 @@ enum Outcome {
     },
 }
 
-/// What tells answers apart beyond their steering, which names neither the regions answering
-/// beside the chosen one (multivalue) nor which fence failed closed: places merge into one
-/// run only where they agree on both.
+/// What tells answers apart beyond their steering, which does not name the fence that failed
+/// closed: places merge into one run only where they agree on it too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Answer {
     steering: Steering,
-    also: Box<[RegionId]>,
     closed_fence: Option<usize>,
 }
 
@@ -278,6 +319,15 @@ pub struct Compiled {
 }
 
 impl ZoneSteering {
+    /// The number of multivalue list `regions` (best first) in this zone's keys, if a
+    /// compiled class holds it.
+    pub fn also(&self, regions: &[RegionId]) -> Option<Also> {
+        if regions.is_empty() {
+            return Some(Also::NONE);
+        }
+        self.also.0.get(regions).copied()
+    }
+
     /// The compiled answer of steered name `steered` for `client`, or `None` where the table
     /// does not speak for the client's address (the direct path answers).
     pub fn steer(&self, steered: usize, family: Family, client: Client) -> Option<Compiled> {
@@ -419,6 +469,7 @@ pub fn compile<'t>(
     let mut loaded: Option<&LocationTable> = None;
     let mut sets: HashMap<SetKey<'_>, (Arc<SetRuns>, Vec<Option<PointId>>)> = HashMap::new();
     let mut names = Vec::with_capacity(zone.steered.len());
+    let mut also = Interned::default();
     for steered in &zone.steered {
         let config = &steered.config;
         let mut compile_family = |family: Family| -> Result<NameSteering, String> {
@@ -430,8 +481,9 @@ pub fn compile<'t>(
                 let unknown = facts(table::Place::default());
                 let d = rules::staged(&unknown, None, None, config, &zone.regions, view, family)
                     .finish(None, config, &zone.regions);
+                let also = also.intern(&d.also);
                 return Ok(NameSteering::Uniform(Steering::of(
-                    &d, zone, config, view, family,
+                    &d, zone, config, view, family, also,
                 )));
             }
             let t = match loaded {
@@ -449,7 +501,13 @@ pub fn compile<'t>(
                     Some(db.ranges().map_err(|e| format!("embedded asn: {e}"))?)
                 };
                 return Ok(NameSteering::Ruled(Box::new(compile_ruled(
-                    t, asns, zone, config, view, family, &any,
+                    (t, asns),
+                    zone,
+                    config,
+                    view,
+                    family,
+                    &any,
+                    &mut also,
                 )?)));
             }
             // The family matters only through which regions have endpoints of it up: with
@@ -484,7 +542,8 @@ pub fn compile<'t>(
                     // A region no location chooses gets no class in a run: any steering does.
                     let point = rep.and_then(|p| t.places[p as usize].point);
                     let decision = steer::decide(point, config, &zone.regions, view, family);
-                    Steering::of(&decision, zone, config, view, family)
+                    let also = also.intern(&decision.also);
+                    Steering::of(&decision, zone, config, view, family, also)
                 })
                 .collect();
             Ok(NameSteering::ByClient {
@@ -501,7 +560,7 @@ pub fn compile<'t>(
         }
         names.push(both);
     }
-    Ok(ZoneSteering { names })
+    Ok(ZoneSteering { names, also })
 }
 
 /// What a region set's runs depend on besides the zone and its health: the name's regions
@@ -569,15 +628,16 @@ fn set_runs(table: &LocationTable, place_class: impl FnMut(PointId) -> u16) -> S
 
 /// Compiles a name with rules or multivalue answers for `family`; `base` is its decision for
 /// an unknown client, whose verdicts say which regions can answer (they do not depend on
-/// where the client is).
+/// where the client is). `maps` are the location table and the ASN ranges (if the rules name
+/// ASes); multivalue lists are numbered in `also`.
 fn compile_ruled(
-    table: &LocationTable,
-    asns: Option<&AsnRanges>,
+    (table, asns): (&LocationTable, Option<&AsnRanges>),
     zone: &Zone,
     config: &steer::SteeredName,
     view: &HealthView,
     family: Family,
     base: &Decision,
+    also: &mut Interned,
 ) -> Result<Ruled, String> {
     let rules = &config.rules;
     // Option 0: no rule that can answer; then each region rules send clients to that can.
@@ -606,9 +666,8 @@ fn compile_ruled(
             .chain(pinned.iter().map(|&r| Some((String::new(), r))))
             .map(|pin| {
                 let staged = rules::staged(&facts, pin, None, config, &zone.regions, view, family);
-                let of = |d: Decision| Answer {
-                    steering: Steering::of(&d, zone, config, view, family),
-                    also: d.also.into(),
+                let mut of = |d: Decision| Answer {
+                    steering: Steering::of(&d, zone, config, view, family, also.intern(&d.also)),
                     closed_fence: d.closed_fence,
                 };
                 let weights: Box<[(RegionId, u32)]> = staged.split_weights().into();

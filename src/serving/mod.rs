@@ -17,14 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use answer::Client;
-use compiled::{Compiled, ZoneSteering};
+use compiled::{Also, Compiled, ZoneSteering};
 
 use crate::geo::GeoDb;
 use crate::latency::LatencyTable;
 use crate::metrics::{Metrics, ZoneCounters};
-use crate::steer::Family;
 use crate::steer::HealthView;
 use crate::steer::spill::RegionSpill;
+use crate::steer::{Family, RegionId};
 use crate::zone::{Zone, ZoneSet};
 
 #[derive(Debug)]
@@ -199,6 +199,15 @@ impl Snapshot {
     /// The spill state of `zone`'s regions (empty: none sheds).
     pub fn spill(&self, zone: &Zone) -> &[RegionSpill] {
         self.spill.get(zone.index).map_or(&[], Vec::as_slice)
+    }
+
+    /// The number of multivalue list `regions` in `zone`'s cache keys
+    /// ([`ZoneSteering::also`]): none but the empty list's until the zone is compiled.
+    pub fn also(&self, zone: &Zone, regions: &[RegionId]) -> Option<Also> {
+        match self.steering(zone) {
+            Some(s) => s.also(regions),
+            None => regions.is_empty().then_some(Also::NONE),
+        }
     }
 
     /// The compiled answer of steered name `steered` of `zone` for `client`, or `None` where

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::geo::GeoDb;
+use crate::steer::spill::RegionSpill;
 use crate::steer::{GeoPoint, Latency, RegionHealth, RegionState, Vantage};
 
 /// The embedded database, its location table built once for every case.
@@ -182,7 +183,8 @@ proptest! {
             let decision = steer::decide(
                 GEO.locate(network).point, &zone.steered[0].config, &zone.regions, &view, family,
             );
-            prop_assert_eq!(c.steering, Steering::of(&decision, &zone, &zone.steered[0].config, &view, family), "{}", network);
+            let also = compiled.also(&decision.also).unwrap();
+            prop_assert_eq!(c.steering, Steering::of(&decision, &zone, &zone.steered[0].config, &view, family, also), "{}", network);
             prop_assert!(c.scope <= network.prefix_len());
             prop_assert_eq!(c.scope == 0, !decision.depends_on_client);
             // Every address of a widened scope is answered by the same region. (A scope equal
@@ -328,7 +330,13 @@ fn rules(n: usize) -> impl Strategy<Value = String> {
 /// another client could be answered otherwise.
 type Regions = (Option<RegionId>, Vec<RegionId>, Option<usize>, bool);
 
-fn ruled(zone: &Zone, view: &HealthView, family: Family, network: IpNet) -> (Steering, Regions) {
+fn ruled(
+    compiled: &ZoneSteering,
+    zone: &Zone,
+    view: &HealthView,
+    family: Family,
+    network: IpNet,
+) -> (Steering, Regions) {
     let location = GEO.locate(network);
     let facts = steer::ClientFacts {
         network,
@@ -339,7 +347,9 @@ fn ruled(zone: &Zone, view: &HealthView, family: Family, network: IpNet) -> (Ste
     };
     let config = &zone.steered[0].config;
     let decision = steer::rules::apply(&facts, config, &zone.regions, view, family);
-    let steering = Steering::of(&decision, zone, config, view, family);
+    // A list no compiled class holds has no number: the comparison with the table fails.
+    let also = compiled.also(&decision.also).unwrap_or(Also::UNKNOWN);
+    let steering = Steering::of(&decision, zone, config, view, family, also);
     let regions = (
         decision.chosen,
         decision.also,
@@ -402,7 +412,7 @@ proptest! {
                 prop_assert!(network.addr().is_ipv6(), "{network}");
                 continue;
             };
-            let (steering, chosen) = ruled(&zone, &view, family, network);
+            let (steering, chosen) = ruled(&compiled, &zone, &view, family, network);
             prop_assert_eq!(c.steering, steering, "{} under\n{}", network, rules);
             prop_assert!(c.scope <= network.prefix_len());
             // As `answer::steer` scopes it: 0 for an answer every client gets.
@@ -413,7 +423,7 @@ proptest! {
                     let addr = inside(block, seed.rotate_left(k as u32 * 16) ^ k);
                     let host = IpNet::new(addr, network.prefix_len()).unwrap().trunc();
                     prop_assert_eq!(
-                        &ruled(&zone, &view, family, host).1,
+                        &ruled(&compiled, &zone, &view, family, host).1,
                         &chosen,
                         "{} in scope {} of {} under\n{}", host, block, network, rules
                     );
@@ -562,4 +572,91 @@ fn the_rules_zone_compiles_with_scopes_its_rules_justify() {
     // No memory per client: the tables only, A's runs serving AAAA (all up, both families).
     eprintln!("{} bytes", compiled.bytes());
     assert!(compiled.bytes() < 32 << 20, "{} bytes", compiled.bytes());
+}
+
+/// A published spill state of one region: shedding a share (and then taking none), or taking
+/// a share of others' shed networks.
+fn region_spill() -> impl Strategy<Value = RegionSpill> {
+    (prop::bool::weighted(0.4), 0.0..=1.0f64, 0.0..=1.0f64).prop_map(|(sheds, shed, accept)| {
+        if sheds {
+            RegionSpill { shed, accept: 0.0 }
+        } else {
+            RegionSpill { shed: 0.0, accept }
+        }
+    })
+}
+
+/// What a client's answer is, as DNS gives it: the regions answering (best first) and the TTL.
+fn spilled_answer(
+    a: &crate::serving::answer::SteeredAnswer,
+) -> (Option<RegionId>, &[RegionId], u32) {
+    (a.decision.chosen, &a.decision.also, a.ttl)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Under random published spill states (shares shed, shares accepted), with or without
+    /// rules (multivalue among them): whichever path answers a client of a compiled snapshot
+    /// (the tables, or the direct path for a shedding region's clients), the answer is the
+    /// uncompiled snapshot's (locate, rules, spill), the compiled answer's steering and scope
+    /// are the ones `answer::steer` sends, and every client network inside the scope gets the
+    /// same answer.
+    #[test]
+    fn spill_states_leave_compiled_and_direct_answers_equal_and_scopes_hold(
+        (points, rules) in prop::collection::vec((-60.0..70.0f64, -180.0..180.0f64), 2..6)
+            .prop_flat_map(|p| { let n = p.len(); (Just(p), rules(n)) }),
+        with_rules in any::<bool>(),
+        health in prop::collection::vec(region_health(), 6),
+        spill in prop::collection::vec(region_spill(), 6),
+        clients in prop::collection::vec((rule_client(), any::<u128>(), any::<bool>()), 32),
+    ) {
+        let zone = zone_with(&points, 0, false, &[], if with_rules { &rules } else { "" });
+        let health = health[..points.len()].to_vec();
+        let spill = Arc::new(vec![spill[..points.len()].to_vec()]);
+        let metrics = crate::metrics::Metrics::default();
+        let direct = crate::serving::Snapshot::new(
+            crate::zone::ZoneSet::new(vec![zone]),
+            SHARED_GEO.clone(),
+            &metrics,
+        )
+        .with_health(0, HealthView { regions: health, ..HealthView::all_up() })
+        .with_spill(spill);
+        let compiled = direct.renewed().compiled();
+        prop_assert!(compiled.steering(direct.zones.get(0).unwrap()).is_some());
+        let zone = compiled.zones.get(0).unwrap();
+        let steered = &zone.steered[0];
+        let steer = |snap, network| {
+            let client = Client::Subnet { network };
+            move |family| crate::serving::answer::steer(snap, zone, steered, client, family, 0)
+        };
+        for (network, seed, v6) in clients {
+            let family = if v6 { Family::V6 } else { Family::V4 };
+            let answered = steer(&compiled, network)(family);
+            let reference = steer(&direct, network)(family);
+            prop_assert_eq!(spilled_answer(&answered), spilled_answer(&reference), "{} under\n{}", network, rules);
+            prop_assert!(answered.scope <= network.prefix_len());
+            if let Some(c) = compiled.compiled_steer(zone, 0, family, Client::Subnet { network }) {
+                let also = compiled.also(zone, &answered.decision.also);
+                prop_assert_eq!(c.steering.region, answered.decision.chosen, "{}", network);
+                prop_assert_eq!(Some(c.steering.also), also, "{}", network);
+                prop_assert_eq!(c.steering.ttl, answered.ttl, "{}", network);
+                prop_assert_eq!(c.scope, answered.scope, "{}", network);
+            }
+            if answered.scope > 0 && answered.scope < network.prefix_len() {
+                let block = IpNet::new(network.addr(), answered.scope).unwrap().trunc();
+                for k in 0..8u128 {
+                    let addr = inside(block, seed.rotate_left(k as u32 * 16) ^ k);
+                    let host = IpNet::new(addr, network.prefix_len()).unwrap().trunc();
+                    for snap in [&direct, &compiled] {
+                        let there = steer(snap, host)(family);
+                        prop_assert_eq!(
+                            spilled_answer(&there), spilled_answer(&answered),
+                            "{} in scope {} of {} under\n{}", host, block, network, rules
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
