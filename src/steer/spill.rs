@@ -437,6 +437,18 @@ mod tests {
     }
 
     /// The regions 1,000 client /24s at A's location are answered by under `spill`.
+    /// The decision for a client at (0, 0) with every region up, before spill.
+    fn decide_at_origin(regions: &[Region]) -> Decision {
+        let point = Some(GeoPoint { lat: 0.0, lon: 0.0 });
+        decide(
+            point,
+            &name(),
+            regions,
+            &HealthView::all_up(),
+            super::super::Family::V4,
+        )
+    }
+
     fn answers(spill: &[RegionSpill]) -> Vec<(RegionId, bool)> {
         let regions = regions();
         (0..1000u32)
@@ -444,14 +456,7 @@ mod tests {
                 let net: IpNet = format!("{}/24", std::net::Ipv4Addr::from(0x0a00_0000 | i << 8))
                     .parse()
                     .unwrap();
-                let point = Some(GeoPoint { lat: 0.0, lon: 0.0 });
-                let mut d = decide(
-                    point,
-                    &name(),
-                    &regions,
-                    &HealthView::all_up(),
-                    super::super::Family::V4,
-                );
+                let mut d = decide_at_origin(&regions);
                 let narrowed = apply(&mut d, net, spill, &regions);
                 (d.chosen.unwrap(), narrowed)
             })
@@ -520,14 +525,7 @@ mod tests {
         let regions = regions();
         let net: IpNet = "10.9.9.0/24".parse().unwrap();
         let spill = [sheds(1.0), RegionSpill::IDLE, RegionSpill::IDLE];
-        let point = Some(GeoPoint { lat: 0.0, lon: 0.0 });
-        let mut d = decide(
-            point,
-            &name(),
-            &regions,
-            &HealthView::all_up(),
-            super::super::Family::V4,
-        );
+        let mut d = decide_at_origin(&regions);
         assert!(apply(&mut d, net, &spill, &regions));
         assert_eq!((d.basis, d.chosen), (Basis::Spill, Some(1)));
         assert_eq!(d.candidates[0].verdict, Verdict::Chosen);
