@@ -7,10 +7,10 @@
 //! ([`Window::drain`]), places the networks and counts them per area, a cell of a fixed grid
 //! over the map. Placing reads the steering compiler's location table, not the GeoIP cache:
 //! a flood of new client networks neither fills that cache nor keeps the control plane busy
-//! on the serving core. Memory is bounded by the grid and the configured regions, whatever subnets
-//! clients (or attackers) send from. A thread that answers more steered queries in a second
-//! than its ring holds has the entries read stand for all of them (scaled), and the count
-//! of the rest lost is exact.
+//! on the serving core. Memory is bounded by the grid and the configured regions, whatever
+//! subnets clients (or attackers) send from. A thread that answers more steered queries in a
+//! second than its ring holds has the entries read stand for all of them (scaled), and the
+//! flows, rounded by largest remainder, add up to every answer.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
