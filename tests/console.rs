@@ -43,14 +43,7 @@ impl Console {
     }
 
     async fn get(&self, path: &str) -> Value {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("the admin API answers");
-        assert_eq!(resp.status(), 200, "{path}");
-        serde_json::from_slice(&resp.bytes().await.expect("a body")).expect("JSON")
+        get_json(&self.http, &format!("{}{path}", self.base)).await
     }
 
     async fn post(&self, path: &str, body: &str) -> Value {
@@ -103,6 +96,13 @@ fn flow_total(traffic: &Value) -> u64 {
         .iter()
         .map(|f| f["queries"].as_u64().unwrap())
         .sum()
+}
+
+/// GET `url`: answered 200, with JSON.
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    let resp = http.get(url).send().await.expect("the admin API answers");
+    assert_eq!(resp.status(), 200, "{url}");
+    serde_json::from_slice(&resp.bytes().await.expect("a body")).expect("JSON")
 }
 
 fn rate_total(traffic: &Value) -> u64 {
@@ -474,17 +474,7 @@ async fn the_rate_chart_survives_a_restart_and_a_damaged_file_is_only_reported()
         server.log_text()
     );
     let url = format!("http://{}/api/v1/traffic", server.admin_addr());
-    let after: Value = serde_json::from_slice(
-        &c.http
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let after = get_json(&c.http, &url).await;
     // The same steps at the same times: the first run's counts, then the steps since.
     assert_eq!(rate_total(&after), 50, "{}", after["rates"]);
     assert_eq!(after["rates"]["first_step_at_ms"], first_before);
@@ -508,14 +498,7 @@ async fn the_rate_chart_survives_a_restart_and_a_damaged_file_is_only_reported()
         "{line}"
     );
     println!("{line}");
-    let after: Value = serde_json::from_slice(
-        &reqwest::get(format!("http://{}/api/v1/traffic", server.admin_addr()))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let url = format!("http://{}/api/v1/traffic", server.admin_addr());
+    let after = get_json(&c.http, &url).await;
     assert_eq!(rate_total(&after), 0, "{}", after["rates"]);
 }
