@@ -175,25 +175,6 @@ impl Rig {
     }
 }
 
-/// 1,500 client /24s spread over the IPv4 unicast space.
-fn networks() -> Vec<String> {
-    let mut rng = common::XorShift::new(23);
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    while out.len() < 1_500 {
-        let a = rng.next_u64() as u32;
-        let first = a >> 24;
-        if first == 0 || first == 10 || first == 127 || first >= 224 {
-            continue;
-        }
-        let net = format!("{}.{}.{}.0/24", first, (a >> 16) & 255, (a >> 8) & 255);
-        if seen.insert(net.clone()) {
-            out.push(net);
-        }
-    }
-    out
-}
-
 /// The region answering www for `ecs`, and the ECS scope.
 async fn ask(client: &DnsClient, ecs: &str) -> (&'static str, u8) {
     let r = common::query(
@@ -242,7 +223,7 @@ fn loads(answers: &[(&'static str, u8)]) -> BTreeMap<String, f64> {
 
 #[tokio::test]
 async fn after_the_largest_region_fails_no_survivor_stays_over_capacity_for_two_periods() {
-    let nets = networks();
+    let nets = common::unicast_24s(1_500, 23);
     // Where the networks go with every region up and no capacity.
     let rig = start(&BTreeMap::new(), "period-ms = 1500\n");
     let udp = common::udp_client(rig.server.addr()).await;
@@ -400,7 +381,7 @@ async fn a_stale_feed_expires_and_the_shed_decays() {
     let rig = start(&capacity, "period-ms = 200\nstale-ms = 1500\n");
     // A client network that eu-west answers.
     let udp = common::udp_client(rig.server.addr()).await;
-    let nets = networks();
+    let nets = common::unicast_24s(1_500, 23);
     let all = answers(&udp, &nets[..400]).await;
     let (dublin, _) = nets
         .iter()

@@ -225,25 +225,6 @@ async fn bias_moves_a_catchment() {
     }
 }
 
-/// 10,000 client /24s spread over the IPv4 unicast space.
-fn networks() -> Vec<String> {
-    let mut rng = common::XorShift::new(17);
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    while out.len() < 10_000 {
-        let a = rng.next_u64() as u32;
-        let first = a >> 24;
-        if first == 0 || first == 10 || first == 127 || first >= 224 {
-            continue;
-        }
-        let net = format!("{}.{}.{}.0/24", first, (a >> 16) & 255, (a >> 8) & 255);
-        if seen.insert(net.clone()) {
-            out.push(net);
-        }
-    }
-    out
-}
-
 /// Which of `nets` the canary split sends to eu-central, asked over UDP, 200 at a time; every
 /// answer's scope is the /24 that the split hashes.
 async fn canaries(server: &Server, nets: &[String]) -> Vec<bool> {
@@ -272,7 +253,7 @@ fn share(moved: &[bool]) -> f64 {
 #[tokio::test]
 async fn a_split_keeps_its_ratio_over_10000_networks_and_each_side_across_reloads() {
     let rig = start(10);
-    let nets = networks();
+    let nets = common::unicast_24s(10_000, 17);
     let at_ten = canaries(&rig.server, &nets).await;
     let ten = share(&at_ten);
     eprintln!(

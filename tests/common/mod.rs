@@ -766,3 +766,23 @@ fall = 2
     );
     s
 }
+
+/// `count` distinct client /24s spread over the IPv4 unicast space (none in 0/8, 10/8, 127/8
+/// or from 224/4 on), drawn with `seed`.
+pub fn unicast_24s(count: usize, seed: u64) -> Vec<String> {
+    let mut rng = XorShift::new(seed);
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    while out.len() < count {
+        let a = rng.next_u64() as u32;
+        let first = a >> 24;
+        if first == 0 || first == 10 || first == 127 || first >= 224 {
+            continue;
+        }
+        let net = format!("{}.{}.{}.0/24", first, (a >> 16) & 255, (a >> 8) & 255);
+        if seen.insert(net.clone()) {
+            out.push(net);
+        }
+    }
+    out
+}
