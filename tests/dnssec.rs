@@ -7,15 +7,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Server;
-
-/// How long unbound may take to start answering.
-const UNBOUND_DEADLINE: Duration = Duration::from_secs(20);
+use common::daemon::Daemon;
 
 fn meridian(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
@@ -100,19 +98,9 @@ fn get(server: &Server, path: &str) -> String {
     out
 }
 
-/// A UDP port free on loopback now (unbound binds it a moment later).
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running validating resolver (unbound or kresd), killed on drop.
 struct Resolver {
-    child: Child,
-    addr: SocketAddr,
+    daemon: Daemon,
 }
 
 /// The validators these tests run.
@@ -156,13 +144,6 @@ impl Validator {
     }
 }
 
-impl Drop for Resolver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Resolver {
     /// Starts unbound validating with `anchor` (a DS line), example.com stubbed to `parent`
     /// and lab.example.com to `child`; waits until it answers.
@@ -183,10 +164,10 @@ impl Resolver {
         stubs: &[(&str, SocketAddr)],
         probe: &str,
     ) -> Resolver {
-        let port = free_port();
-        let conf = dir.join(format!("unbound-{port}.conf"));
-        let mut text = format!(
-            r#"server:
+        let config = |port: u16| {
+            let conf = dir.join(format!("unbound-{port}.conf"));
+            let mut text = format!(
+                r#"server:
     interface: 127.0.0.1
     port: {port}
     do-daemonize: no
@@ -210,35 +191,30 @@ impl Resolver {
 remote-control:
     control-enable: no
 "#,
-            dir = dir.display(),
-        );
-        for (zone, addr) in stubs {
-            text.push_str(&format!(
-                "stub-zone:\n    name: \"{zone}\"\n    stub-addr: {}@{}\n",
-                addr.ip(),
-                addr.port()
-            ));
-        }
-        std::fs::write(&conf, text).unwrap();
-        let child = Command::new("unbound")
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start unbound");
-        Resolver::ready(child, port, probe)
+                dir = dir.display(),
+            );
+            for (zone, addr) in stubs {
+                text.push_str(&format!(
+                    "stub-zone:\n    name: \"{zone}\"\n    stub-addr: {}@{}\n",
+                    addr.ip(),
+                    addr.port()
+                ));
+            }
+            std::fs::write(&conf, text).unwrap();
+            let mut unbound = Command::new("unbound");
+            unbound.arg("-d").arg("-c").arg(&conf);
+            unbound
+        };
+        Resolver::start_ready(dir, "unbound", config, probe)
     }
 
     /// Starts Knot Resolver validating with `anchor`, forwarding example.com to `parent` and
     /// lab.example.com to `child`, and refusing everything else; nothing leaves loopback.
     fn start_kresd(dir: &Path, anchor: &str, parent: SocketAddr, child: SocketAddr) -> Resolver {
-        let port = free_port();
-        let conf = dir.join(format!("kresd-{port}.conf"));
-        let text = format!(
-            r#"net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})
+        let config = |port: u16| {
+            let conf = dir.join(format!("kresd-{port}.conf"));
+            let text = format!(
+                r#"net.listen('127.0.0.1', {port}, {{ kind = 'dns' }})
 -- Loopback only: no root anchor to refresh, no priming, no clock check against the root.
 trust_anchors.remove('.')
 modules.unload('detect_time_skew')
@@ -256,43 +232,37 @@ policy.add(policy.suffix(policy.FORWARD({{'{c}@{cp}'}}), {{cut}}))
 policy.add(policy.suffix(parent, {{todname('example.com.')}}))
 policy.add(policy.all(policy.REFUSE))
 "#,
-            p = parent.ip(),
-            pp = parent.port(),
-            c = child.ip(),
-            cp = child.port(),
-        );
-        std::fs::write(&conf, text).unwrap();
-        let work = dir.join(format!("kresd-{port}"));
-        std::fs::create_dir_all(&work).unwrap();
-        let child = Command::new("kresd")
-            .arg("-n")
-            .arg("-c")
-            .arg(&conf)
-            .arg(&work)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start kresd");
-        Resolver::ready(child, port, "lab.example.com")
+                p = parent.ip(),
+                pp = parent.port(),
+                c = child.ip(),
+                cp = child.port(),
+            );
+            std::fs::write(&conf, text).unwrap();
+            let work = dir.join(format!("kresd-{port}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let mut kresd = Command::new("kresd");
+            kresd.arg("-n").arg("-c").arg(&conf).arg(&work);
+            kresd
+        };
+        Resolver::start_ready(dir, "kresd", config, "lab.example.com")
     }
 
-    /// Waits until the resolver started as `child` answers on `port` for `probe` (NS).
-    fn ready(child: Child, port: u16, probe: &str) -> Resolver {
-        let resolver = Resolver {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + UNBOUND_DEADLINE;
-        loop {
-            if let Some(out) = dig(resolver.addr, &[probe, "NS"])
-                && out.contains("status:")
-            {
-                return resolver;
-            }
-            assert!(Instant::now() < deadline, "the resolver did not answer");
-            std::thread::sleep(Duration::from_millis(100));
+    /// Starts the resolver `command(port)` builds and waits until it answers for `probe`
+    /// (NS) with any status: readiness, not validation, which the tests judge.
+    fn start_ready(
+        dir: &Path,
+        name: &str,
+        command: impl FnMut(u16) -> Command,
+        probe: &str,
+    ) -> Resolver {
+        let ready = |addr| dig(addr, &[probe, "NS"]).is_some_and(|out| out.contains("status:"));
+        Resolver {
+            daemon: Daemon::start(dir, name, command, ready),
         }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.daemon.addr
     }
 }
 
@@ -310,7 +280,7 @@ fn dig(server: SocketAddr, args: &[&str]) -> Option<String> {
 }
 
 fn ask(resolver: &Resolver, args: &[&str]) -> String {
-    dig(resolver.addr, args).unwrap_or_else(|| panic!("no answer to {args:?}"))
+    dig(resolver.addr(), args).unwrap_or_else(|| panic!("no answer to {args:?}"))
 }
 
 /// Whether the header says AD (authenticated data).

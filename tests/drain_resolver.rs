@@ -6,12 +6,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::Server;
+use common::daemon::Daemon;
 use serde_json::Value;
 
 const TOKEN: &str = "drain-resolver-secret-0123";
@@ -64,19 +65,15 @@ fn installed(command: &str, version_flag: &str) -> bool {
 /// unbound in the foreground on a free loopback port, drain.test stubbed to `server`;
 /// killed on drop.
 struct Unbound {
-    child: Child,
-    addr: SocketAddr,
+    daemon: Daemon,
 }
 
 impl Unbound {
     fn start(dir: &Path, server: SocketAddr) -> Unbound {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("a free port")
-            .port();
-        let conf = dir.join(format!("unbound-{port}.conf"));
-        let text = format!(
-            r#"server:
+        let config = |port: u16| {
+            let conf = dir.join(format!("unbound-{port}.conf"));
+            let text = format!(
+                r#"server:
     interface: 127.0.0.1
     port: {port}
     do-daemonize: no
@@ -104,40 +101,26 @@ stub-zone:
     name: "drain.test"
     stub-addr: {ip}@{sport}
 "#,
-            dir = dir.display(),
-            ip = server.ip(),
-            sport = server.port(),
-        );
-        std::fs::write(&conf, text).expect("unbound.conf");
-        let child = Command::new("unbound")
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start unbound");
-        let unbound = Unbound {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                dir = dir.display(),
+                ip = server.ip(),
+                sport = server.port(),
+            );
+            std::fs::write(&conf, text).expect("unbound.conf");
+            let mut unbound = Command::new("unbound");
+            unbound.arg("-d").arg("-c").arg(&conf);
+            unbound
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while unbound.ask_ns().is_none() {
-            assert!(Instant::now() < deadline, "unbound did not answer in 20 s");
-            std::thread::sleep(Duration::from_millis(100));
+        let ready =
+            |addr| dig(addr, &["drain.test", "NS", "+short"]).is_some_and(|o| !o.trim().is_empty());
+        Unbound {
+            daemon: Daemon::start(dir, "unbound", config, ready),
         }
-        unbound
-    }
-
-    fn ask_ns(&self) -> Option<String> {
-        dig(self.addr, &["drain.test", "NS", "+short"]).filter(|o| !o.trim().is_empty())
     }
 
     /// www.drain.test A for a GB client (ECS 81.2.69.0/24): (address, TTL).
     fn www(&self) -> (String, u64) {
         let out = dig(
-            self.addr,
+            self.daemon.addr,
             &[
                 "www.drain.test",
                 "A",
@@ -154,13 +137,6 @@ stub-zone:
             "one A record expected: {out}"
         );
         (fields[4].to_string(), fields[1].parse().expect("a TTL"))
-    }
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

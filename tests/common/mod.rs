@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod daemon;
 pub mod mmdb;
 pub mod probe_targets;
 pub mod test_ca;
