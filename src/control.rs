@@ -145,6 +145,7 @@ pub fn start(setup: Setup) -> std::io::Result<Control> {
                 let journal = Arc::new(Mutex::new(setup.journal));
                 // In a cluster, the overrides (and peers) come from etcd before anything
                 // serves, or from the journal when etcd is away.
+                let spill = Arc::new(crate::spill::Spill::new(setup.spill));
                 let cluster = setup.cluster.map(|c| {
                     Cluster::new(
                         c,
@@ -152,6 +153,7 @@ pub fn start(setup: Setup) -> std::io::Result<Control> {
                         setup.metrics.clone(),
                         journal.clone(),
                         setup.latency.clone(),
+                        spill.clone(),
                     )
                 });
                 let overrides = match &cluster {
@@ -174,7 +176,6 @@ pub fn start(setup: Setup) -> std::io::Result<Control> {
                     c.spawn(monitor.clone()).await;
                 }
                 let probed = monitor.details.clone();
-                let spill = Arc::new(crate::spill::Spill::new(setup.spill));
                 let admin = Arc::new(Admin {
                     spill: spill.clone(),
                     state: setup.state.clone(),

@@ -103,11 +103,27 @@ impl SpillConfig {
 /// (zone origin with its trailing dot, region name).
 type Key = (String, String);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Report {
     load: f64,
     at: Instant,
+    /// The same moment in Unix ms: what nodes compare.
+    at_ms: u64,
+    /// The node the report was made to, when another one.
+    from: Option<String>,
 }
+
+/// A load report as a node's cluster record carries it: the report made to that node, so
+/// that every node runs the controller on the same loads.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SharedLoad {
+    pub load: f64,
+    /// When it was made, Unix ms.
+    pub at_ms: u64,
+}
+
+/// zone origin -> region -> report.
+pub type SharedLoads = BTreeMap<String, BTreeMap<String, SharedLoad>>;
 
 /// What the loop remembers of a region between periods.
 #[derive(Debug, Clone, Copy, Default)]
@@ -137,6 +153,10 @@ pub struct SpillView {
     /// The last fresh report.
     pub load: Option<f64>,
     pub load_age_ms: Option<u64>,
+    /// In a cluster, the node the last report was made to, when another one: every node
+    /// runs the controller on the latest report made to any of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_reported_to: Option<String>,
     /// Share of the region's clients spilled elsewhere, as the serving state holds it.
     pub shed: f64,
     /// Share of other regions' shed networks it takes.
@@ -156,12 +176,66 @@ impl Spill {
         }
     }
 
-    /// Records `load` for `region` of `zone` (names as the serving zones spell them).
+    /// Records `load` for `region` of `zone` (names as the serving zones spell them), made
+    /// to this node at `now`.
     pub fn report(&self, zone: &str, region: &str, load: f64, now: Instant) {
+        let ago = Instant::now().saturating_duration_since(now).as_millis() as u64;
+        let report = Report {
+            load,
+            at: now,
+            at_ms: crate::state::now_ms().saturating_sub(ago),
+            from: None,
+        };
         self.loads
             .lock()
             .expect("loads lock")
-            .insert((zone.into(), region.into()), Report { load, at: now });
+            .insert((zone.into(), region.into()), report);
+    }
+
+    /// The fresh reports made to this node, for its cluster record.
+    pub fn own_reports(&self, now: Instant) -> SharedLoads {
+        let stale = Duration::from_millis(self.config.stale_ms);
+        let mut out = SharedLoads::new();
+        for ((zone, region), r) in self.loads.lock().expect("loads lock").iter() {
+            if r.from.is_none() && now.saturating_duration_since(r.at) <= stale {
+                out.entry(zone.clone()).or_default().insert(
+                    region.clone(),
+                    SharedLoad {
+                        load: r.load,
+                        at_ms: r.at_ms,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// Takes the reports made to `node` (another node of the cluster), as its record
+    /// carries them: each one newer than what this node holds for the region replaces it.
+    /// Ages come from the Unix times, so nodes need clocks in step (NTP) to agree on when a
+    /// report goes stale.
+    pub fn peer_reports(&self, node: &str, loads: &SharedLoads, now: Instant, now_ms: u64) {
+        let stale = self.config.stale_ms;
+        let mut held = self.loads.lock().expect("loads lock");
+        for (zone, regions) in loads {
+            for (region, shared) in regions {
+                let age = now_ms.saturating_sub(shared.at_ms);
+                let key = (zone.clone(), region.clone());
+                if age > stale || held.get(&key).is_some_and(|r| r.at_ms >= shared.at_ms) {
+                    continue;
+                }
+                let at = now.checked_sub(Duration::from_millis(age)).unwrap_or(now);
+                held.insert(
+                    key,
+                    Report {
+                        load: shared.load,
+                        at,
+                        at_ms: shared.at_ms,
+                        from: Some(node.to_string()),
+                    },
+                );
+            }
+        }
     }
 
     /// The admin view of region `ri` of `zone` in `snap`.
@@ -181,8 +255,11 @@ impl Spill {
             .unwrap_or(RegionSpill::IDLE);
         SpillView {
             capacity: zone.capacity.get(ri).copied().flatten(),
-            load: report.map(|r| r.load),
-            load_age_ms: report.map(|r| now.duration_since(r.at).as_millis() as u64),
+            load: report.as_ref().map(|r| r.load),
+            load_age_ms: report
+                .as_ref()
+                .map(|r| now.saturating_duration_since(r.at).as_millis() as u64),
+            load_reported_to: report.and_then(|r| r.from),
             shed: published.shed,
             accept: published.accept,
             periods: self.periods.load(Ordering::Relaxed),
@@ -194,8 +271,8 @@ impl Spill {
         let loads = self.loads.lock().expect("loads lock");
         loads
             .get(key)
-            .copied()
-            .filter(|r| now.duration_since(r.at) <= stale)
+            .filter(|r| now.saturating_duration_since(r.at) <= stale)
+            .cloned()
     }
 
     /// One controller run over `snap`'s zones: the new spill state by zone index, and the
@@ -211,7 +288,7 @@ impl Spill {
             .lock()
             .expect("loads lock")
             .retain(|(zone, region), r| {
-                let keep = now.duration_since(r.at) <= stale;
+                let keep = now.saturating_duration_since(r.at) <= stale;
                 if !keep {
                     warn!(%zone, %region, load = r.load, stale_ms = self.config.stale_ms,
                     "region load report expired: the region counts as not overloaded");
@@ -240,8 +317,8 @@ impl Spill {
                     let m = memory.get(key).copied().unwrap_or_default();
                     Reading {
                         capacity: zone.capacity.get(ri).copied().flatten(),
-                        load: report.map(|r| r.load),
-                        new: report.is_some_and(|r| m.seen != Some(r.at)),
+                        load: report.as_ref().map(|r| r.load),
+                        new: report.as_ref().is_some_and(|r| m.seen != Some(r.at)),
                         shed: m.shed,
                         own: m.own,
                     }
@@ -269,7 +346,7 @@ impl Spill {
                     shed: state.shed,
                     over,
                     own: outcome.own,
-                    seen: report.map(|r| r.at),
+                    seen: report.as_ref().map(|r| r.at),
                 };
                 if let Some(capacity) = reading.capacity {
                     gauges.insert(
@@ -441,6 +518,51 @@ mod tests {
         assert_eq!(next[0][0].shed, 0.2);
         assert_eq!(gauges[&("s.test.".to_string(), "a".to_string())].load, None);
         assert_eq!(s.view(&snap, snap.zones.by_index()[0], 0, later).load, None);
+    }
+
+    fn shared(load: f64, at_ms: u64) -> SharedLoads {
+        SharedLoads::from([(
+            "s.test.".to_string(),
+            BTreeMap::from([("a".to_string(), SharedLoad { load, at_ms })]),
+        )])
+    }
+
+    #[test]
+    fn a_report_made_to_another_node_acts_once_and_the_newest_report_wins() {
+        let (snap, s, t0) = (snapshot(), spill(10_000), Instant::now());
+        let now_ms = crate::state::now_ms();
+        s.peer_reports("ns2", &shared(400.0, now_ms - 1_000), t0, now_ms);
+        let view = s.view(&snap, snap.zones.by_index()[0], 0, t0);
+        assert_eq!(view.load, Some(400.0));
+        assert_eq!(view.load_reported_to.as_deref(), Some("ns2"));
+        assert_eq!(view.load_age_ms, Some(1_000));
+        // A peer's report is not this node's to publish again.
+        assert!(s.own_reports(t0).is_empty());
+        let (first, _) = s.period(&snap, t0);
+        assert_eq!(first[0][0].shed, 0.25);
+        // The same record read again (every heartbeat) is no new report: the shed holds.
+        s.peer_reports("ns2", &shared(400.0, now_ms - 1_000), t0, now_ms);
+        let (second, _) = s.period(&snap, t0 + Duration::from_secs(1));
+        assert_eq!(second[0][0].shed, 0.25);
+        // An older report, from another node, changes nothing; a stale one neither.
+        s.peer_reports("ns3", &shared(50.0, now_ms - 2_000), t0, now_ms);
+        s.peer_reports("ns3", &shared(50.0, now_ms - 20_000), t0, now_ms);
+        assert_eq!(
+            s.view(&snap, snap.zones.by_index()[0], 0, t0).load,
+            Some(400.0)
+        );
+        // A report made here later replaces it and is published; a newer peer's replaces that.
+        s.report("s.test.", "a", 90.0, t0);
+        let own = s.own_reports(t0);
+        assert_eq!(own["s.test."]["a"].load, 90.0);
+        let view = s.view(&snap, snap.zones.by_index()[0], 0, t0);
+        assert_eq!((view.load, view.load_reported_to), (Some(90.0), None));
+        s.peer_reports("ns3", &shared(120.0, now_ms + 500), t0, now_ms);
+        assert_eq!(
+            s.view(&snap, snap.zones.by_index()[0], 0, t0).load,
+            Some(120.0)
+        );
+        assert!(s.own_reports(t0).is_empty());
     }
 
     #[test]

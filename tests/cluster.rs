@@ -2095,3 +2095,96 @@ async fn a_watch_far_behind_catches_up_in_fragments() {
     }
     assert_eq!(store_errors(&a).await, before, "the watch was lost");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Spillover across the cluster
+
+/// eu-west's spill object from `node`'s `GET /api/v1/regions`.
+async fn eu_west_spill(node: &Node) -> Value {
+    let (status, v) = node.get("/api/v1/regions").await;
+    assert_eq!(status, 200, "{v}");
+    v.as_array()
+        .and_then(|a| a.iter().find(|r| r["region"] == "eu-west"))
+        .map(|r| r["spill"].clone())
+        .unwrap_or_else(|| panic!("no eu-west in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_reported_to_one_node_sheds_on_every_node() {
+    meridian::health::probe::install_crypto_provider();
+    let us = HttpTarget::builder().start();
+    let eu = HttpTarget::builder().start();
+    let ports = [us.port(), eu.port()];
+    let etcd = Etcd::start();
+    etcd.wait_ready().await;
+    let spill = "\n[spill]\nperiod-ms = 300\nstale-ms = 20000\n";
+    let files: Vec<NodeFiles> = ["ns1", "ns2"]
+        .iter()
+        .map(|name| {
+            let files = NodeFiles::new(name, &etcd.endpoints(), ports, spill);
+            let zone = zone_text(ports)
+                .replace(
+                    "[regions.us-east]\n",
+                    "[regions.us-east]\ncapacity = 100000\n",
+                )
+                .replace("[regions.eu-west]\n", "[regions.eu-west]\ncapacity = 100\n");
+            std::fs::write(
+                Path::new(&files.path("zones")).join("probe.test.toml"),
+                zone,
+            )
+            .expect("zone file");
+            files
+        })
+        .collect();
+    let (a, b) = (files[0].start(), files[1].start());
+    for n in [&a, &b] {
+        n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    }
+    // Ten times eu-west's capacity, reported to ns1 only, once per period: ns2 sheds all of
+    // eu-west's clients to us-east as ns1 does.
+    let load = "/api/v1/zones/probe.test/regions/eu-west/load";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, v) = a.post_json(load, serde_json::json!({ "load": 1000 })).await;
+        assert_eq!(status, 200, "{v}");
+        if b.www().as_deref() == Some(&[US_EAST][..]) && a.www().as_deref() == Some(&[US_EAST][..])
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ns2 never shed eu-west's clients (its view: {}); log:\n{}",
+            eu_west_spill(&b).await,
+            b.server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let seen = eu_west_spill(&b).await;
+    assert_eq!(seen["load"], 1000.0, "{seen}");
+    assert_eq!(seen["load_reported_to"], "ns1", "{seen}");
+    assert!(seen["shed"].as_f64().is_some_and(|s| s > 0.0), "{seen}");
+    // ns1 shows its own report, with no other node named.
+    let own = eu_west_spill(&a).await;
+    assert_eq!(own["load"], 1000.0, "{own}");
+    assert!(own.get("load_reported_to").is_none(), "{own}");
+    // A later report to ns2 is the newest: ns1 takes it, and with eu-west back under its
+    // low water the shed decays on both.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, v) = b.post_json(load, serde_json::json!({ "load": 10 })).await;
+        assert_eq!(status, 200, "{v}");
+        let seen = eu_west_spill(&a).await;
+        if seen["load"] == 10.0
+            && seen["load_reported_to"] == "ns2"
+            && a.www().as_deref() == Some(&[EU_WEST][..])
+            && b.www().as_deref() == Some(&[EU_WEST][..])
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shed never decayed on both nodes (ns1's view: {seen})"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

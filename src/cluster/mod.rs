@@ -13,9 +13,10 @@
 //! and `/readyz` stays 200.
 //!
 //! Each node publishes one record under a lease that dies with it: its zone serials and
-//! content hashes and its probe observations, on change and every [`HEARTBEAT`]. Every node
-//! turns the other nodes' fresh, non-suspect observations into votes that
-//! [`crate::health::view::vote`] (pure) weighs with its own.
+//! content hashes, its probe observations, its part of each drain and the load reports made
+//! to it (spillover), on change and every [`HEARTBEAT`]. Every node turns the other nodes'
+//! fresh, non-suspect observations into votes that [`crate::health::view::vote`] (pure)
+//! weighs with its own, and runs spillover on the newest load report made to any node.
 //!
 //! Keys, under the prefix: `overrides/drain/<zone>/<region>`,
 //! `overrides/force/<zone>/<region>/<address>` (the entry that set it, JSON),
@@ -143,6 +144,9 @@ pub struct NodeRecord {
     /// and tells nobody anything.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub drains: BTreeMap<String, BTreeMap<String, NodeDrain>>,
+    /// The fresh load reports made to the node (spillover), by zone origin then region.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loads: crate::spill::SharedLoads,
 }
 
 /// One node's part of a drain.
@@ -275,6 +279,7 @@ impl NodeRecord {
             && self.location == other.location
             && self.latency == other.latency
             && self.drains == other.drains
+            && self.loads == other.loads
             && self.observations.len() == other.observations.len()
             && self
                 .observations
@@ -447,6 +452,8 @@ pub struct Cluster {
     latency: Arc<crate::latency::feed::Feed>,
     /// The other nodes' latency map chunks as read.
     inbox: std::sync::Mutex<latency::Inbox>,
+    /// Load reports: this node's go into its record, the others' come from theirs.
+    spill: Arc<crate::spill::Spill>,
 }
 
 /// What `GET /api/v1/cluster` shows.
@@ -482,6 +489,7 @@ impl Cluster {
         metrics: Arc<Metrics>,
         journal: Arc<Mutex<Journal>>,
         latency: Arc<crate::latency::feed::Feed>,
+        spill: Arc<crate::spill::Spill>,
     ) -> Arc<Cluster> {
         metrics.cluster_store(false);
         latency.share();
@@ -504,6 +512,7 @@ impl Cluster {
             audit_seq: AtomicU64::new(0),
             latency,
             inbox: std::sync::Mutex::default(),
+            spill,
         })
     }
 
@@ -656,6 +665,11 @@ impl Cluster {
             }
         }
         self.metrics.cluster_drains(latest);
+        // Load reports made to other nodes: every node runs spillover on the newest.
+        let instant = std::time::Instant::now();
+        for r in nodes.values().filter(|r| r.node != self.config.node) {
+            self.spill.peer_reports(&r.node, &r.loads, instant, now);
+        }
         self.nodes.store(Arc::new(nodes));
     }
 
@@ -787,6 +801,7 @@ endpoints = ["192.0.2.10", "192.0.2.11"]
             location: None,
             latency: BTreeMap::new(),
             drains: BTreeMap::new(),
+            loads: BTreeMap::new(),
         }
     }
 

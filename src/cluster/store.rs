@@ -714,6 +714,7 @@ impl Cluster {
             location: self.config.location,
             latency,
             drains,
+            loads: self.spill.own_reports(std::time::Instant::now()),
         }
     }
 
