@@ -218,8 +218,8 @@ pub struct RouteArgs {
     /// MERIDIAN_ADMIN_TOKEN)
     #[arg(long = "admin-token-file")]
     pub admin_token_file: Option<PathBuf>,
-    /// Decide from the zone files instead of asking the running server: drains, forces and
-    /// probe results are then ignored
+    /// Decide from the zone files instead of asking the running server: drains, forces,
+    /// probe results, load reports and the latency map are then ignored
     #[arg(long)]
     pub offline: bool,
     /// Directory of zone files; given, the decision is made from the files (offline)
@@ -1115,8 +1115,8 @@ fn ask_server(base: &str, args: &RouteArgs, token: Option<String>) -> Result<Str
 /// The decision from the zone files, headed (on stderr for JSON) by why it is offline.
 fn offline_route(args: &RouteArgs, why: &str) -> Result<String, CliError> {
     let note = format!(
-        "offline ({why}): decided from the zone files; drains, forces and the server's probe \
-         results are not seen\n"
+        "offline ({why}): decided from the zone files; drains, forces, the server's probe \
+         results, load reports (spillover) and the latency map are not seen\n"
     );
     let out = route_from_files(args)?;
     if args.json {
