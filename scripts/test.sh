@@ -19,7 +19,8 @@ trap summary EXIT
 scripts/setup.sh
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
-cargo test --all-targets 2>&1 | tee "$log"
+# Every test binary runs even after one fails, so one CI run shows every failure.
+cargo test --all-targets --no-fail-fast 2>&1 | tee "$log"
 # The Debian package: built, installed with dpkg, started, asked on 127.0.0.1:53 and purged
 # (about 4 minutes with its release build). dpkg needs root, which CI is.
 if [ "$(id -u)" -eq 0 ]; then
