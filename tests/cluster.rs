@@ -1630,6 +1630,25 @@ async fn a_node_partitioned_from_etcd_stays_static_then_converges() {
         .await;
 }
 
+/// The files of nodes ns1 and ns2 with `extra` configuration, their zone `zone_text(ports)`
+/// as `edit` changes it.
+fn two_nodes(
+    etcd: &Etcd,
+    ports: [u16; 2],
+    extra: &str,
+    edit: impl Fn(String) -> String,
+) -> Vec<NodeFiles> {
+    ["ns1", "ns2"]
+        .iter()
+        .map(|n| {
+            let files = NodeFiles::new(n, &etcd.endpoints(), ports, extra);
+            std::fs::write(files.path("zones/probe.test.toml"), edit(zone_text(ports)))
+                .expect("zone file");
+            files
+        })
+        .collect()
+}
+
 /// eu-west of www as `GET /api/v1/regions` on `node` shows it.
 async fn eu_west(node: &Node) -> Value {
     let (status, regions) = node.get("/api/v1/regions").await;
@@ -1649,16 +1668,9 @@ async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
     let ports = [us.port(), eu.port()];
     let etcd = Etcd::start();
     etcd.wait_ready().await;
-    let files: Vec<NodeFiles> = ["ns1", "ns2"]
-        .iter()
-        .map(|n| NodeFiles::new(n, &etcd.endpoints(), ports, ""))
-        .collect();
     // A TTL of 30 s: long enough for the checks while answers are cached (Chromium included),
     // short enough to wait out the bound of a node gone.
-    for f in &files {
-        let zone = zone_text(ports).replace("ttl = 60", "ttl = 30");
-        std::fs::write(f.path("zones/probe.test.toml"), zone).expect("zone file");
-    }
+    let files = two_nodes(&etcd, ports, "", |z| z.replace("ttl = 60", "ttl = 30"));
     let mut nodes: Vec<Node> = files.iter().map(NodeFiles::start).collect();
     let (a, b) = (&nodes[0], &nodes[1]);
     a.wait_answer(EU_WEST, Duration::from_secs(10)).await;
@@ -2101,16 +2113,6 @@ async fn a_watch_far_behind_catches_up_in_fragments() {
 // ---------------------------------------------------------------------------------------------
 // Spillover across the cluster
 
-/// eu-west's spill object from `node`'s `GET /api/v1/regions`.
-async fn eu_west_spill(node: &Node) -> Value {
-    let (status, v) = node.get("/api/v1/regions").await;
-    assert_eq!(status, 200, "{v}");
-    v.as_array()
-        .and_then(|a| a.iter().find(|r| r["region"] == "eu-west"))
-        .map(|r| r["spill"].clone())
-        .unwrap_or_else(|| panic!("no eu-west in {v}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_reported_to_one_node_sheds_on_every_node() {
     meridian::health::probe::install_crypto_provider();
@@ -2120,24 +2122,13 @@ async fn a_load_reported_to_one_node_sheds_on_every_node() {
     let etcd = Etcd::start();
     etcd.wait_ready().await;
     let spill = "\n[spill]\nperiod-ms = 300\nstale-ms = 20000\n";
-    let files: Vec<NodeFiles> = ["ns1", "ns2"]
-        .iter()
-        .map(|name| {
-            let files = NodeFiles::new(name, &etcd.endpoints(), ports, spill);
-            let zone = zone_text(ports)
-                .replace(
-                    "[regions.us-east]\n",
-                    "[regions.us-east]\ncapacity = 100000\n",
-                )
-                .replace("[regions.eu-west]\n", "[regions.eu-west]\ncapacity = 100\n");
-            std::fs::write(
-                Path::new(&files.path("zones")).join("probe.test.toml"),
-                zone,
-            )
-            .expect("zone file");
-            files
-        })
-        .collect();
+    let files = two_nodes(&etcd, ports, spill, |z| {
+        z.replace(
+            "[regions.us-east]\n",
+            "[regions.us-east]\ncapacity = 100000\n",
+        )
+        .replace("[regions.eu-west]\n", "[regions.eu-west]\ncapacity = 100\n")
+    });
     let (a, b) = (files[0].start(), files[1].start());
     for n in [&a, &b] {
         n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
@@ -2156,17 +2147,17 @@ async fn a_load_reported_to_one_node_sheds_on_every_node() {
         assert!(
             Instant::now() < deadline,
             "ns2 never shed eu-west's clients (its view: {}); log:\n{}",
-            eu_west_spill(&b).await,
+            eu_west(&b).await["spill"],
             b.server.log_text()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let seen = eu_west_spill(&b).await;
+    let seen = &eu_west(&b).await["spill"];
     assert_eq!(seen["load"], 1000.0, "{seen}");
     assert_eq!(seen["load_reported_to"], "ns1", "{seen}");
     assert!(seen["shed"].as_f64().is_some_and(|s| s > 0.0), "{seen}");
     // ns1 shows its own report, with no other node named.
-    let own = eu_west_spill(&a).await;
+    let own = &eu_west(&a).await["spill"];
     assert_eq!(own["load"], 1000.0, "{own}");
     assert!(own.get("load_reported_to").is_none(), "{own}");
     // A later report to ns2 is the newest: ns1 takes it, and with eu-west back under its
@@ -2175,7 +2166,7 @@ async fn a_load_reported_to_one_node_sheds_on_every_node() {
     loop {
         let (status, v) = b.post_json(load, serde_json::json!({ "load": 10 })).await;
         assert_eq!(status, 200, "{v}");
-        let seen = eu_west_spill(&a).await;
+        let seen = eu_west(&a).await["spill"].clone();
         if seen["load"] == 10.0
             && seen["load_reported_to"] == "ns2"
             && a.www().as_deref() == Some(&[EU_WEST][..])
