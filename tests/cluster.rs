@@ -224,6 +224,29 @@ impl Etcd {
     }
 }
 
+/// What most tests start with: two healthy probe targets (us-east's and eu-west's) and a
+/// three-member etcd cluster with a leader.
+struct Lab {
+    /// Serving until the test ends.
+    _targets: [HttpTarget; 2],
+    ports: [u16; 2],
+    etcd: Etcd,
+}
+
+impl Lab {
+    async fn start() -> Lab {
+        meridian::health::probe::install_crypto_provider();
+        let (us, eu) = (HttpTarget::builder().start(), HttpTarget::builder().start());
+        let etcd = Etcd::start();
+        etcd.wait_ready().await;
+        Lab {
+            ports: [us.port(), eu.port()],
+            _targets: [us, eu],
+            etcd,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Meridian nodes
 
@@ -507,12 +530,8 @@ fn keep_querying(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHa
 /// back: every node converges and writes work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overrides_written_anywhere_apply_everywhere_and_survive_etcd_failures() {
-    meridian::health::probe::install_crypto_provider();
-    let us = HttpTarget::builder().start();
-    let eu = HttpTarget::builder().start();
-    let ports = [us.port(), eu.port()];
-    let mut etcd = Etcd::start();
-    etcd.wait_ready().await;
+    let mut lab = Lab::start().await;
+    let (ports, etcd) = (lab.ports, &mut lab.etcd);
     let files: Vec<NodeFiles> = ["ns1", "ns2", "ns3"]
         .iter()
         .map(|n| NodeFiles::new(n, &etcd.endpoints(), ports, ""))
@@ -1132,12 +1151,8 @@ async fn each_client_is_steered_by_the_latency_of_the_nearest_vantage_point() {
 /// unreachable starts from its journal, answers DNS and refuses writes with 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_garbage_and_an_unreachable_store_are_survived() {
-    meridian::health::probe::install_crypto_provider();
-    let us = HttpTarget::builder().start();
-    let eu = HttpTarget::builder().start();
-    let ports = [us.port(), eu.port()];
-    let etcd = Etcd::start();
-    etcd.wait_ready().await;
+    let lab = Lab::start().await;
+    let (ports, etcd) = (lab.ports, &lab.etcd);
     let files: Vec<NodeFiles> = ["ns1", "ns2"]
         .iter()
         .map(|n| NodeFiles::new(n, &etcd.endpoints(), ports, "audit-keep = 10\n"))
@@ -1662,15 +1677,11 @@ async fn eu_west(node: &Node) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
-    meridian::health::probe::install_crypto_provider();
-    let us = HttpTarget::builder().start();
-    let eu = HttpTarget::builder().start();
-    let ports = [us.port(), eu.port()];
-    let etcd = Etcd::start();
-    etcd.wait_ready().await;
+    let lab = Lab::start().await;
+    let (ports, etcd) = (lab.ports, &lab.etcd);
     // A TTL of 30 s: long enough for the checks while answers are cached (Chromium included),
     // short enough to wait out the bound of a node gone.
-    let files = two_nodes(&etcd, ports, "", |z| z.replace("ttl = 60", "ttl = 30"));
+    let files = two_nodes(etcd, ports, "", |z| z.replace("ttl = 60", "ttl = 30"));
     let mut nodes: Vec<Node> = files.iter().map(NodeFiles::start).collect();
     let (a, b) = (&nodes[0], &nodes[1]);
     a.wait_answer(EU_WEST, Duration::from_secs(10)).await;
@@ -1907,14 +1918,10 @@ async fn stays(node: &Node, want: Ipv4Addr, duration: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_posted_to_one_node_steer_every_node_and_outlive_restarts_and_etcd() {
-    meridian::health::probe::install_crypto_provider();
-    let us = HttpTarget::builder().start();
-    let eu = HttpTarget::builder().start();
-    let ports = [us.port(), eu.port()];
-    let mut etcd = Etcd::start();
-    etcd.wait_ready().await;
-    let a_files = latency_files("ns1", &etcd, ports);
-    let b_files = latency_files("ns2", &etcd, ports);
+    let mut lab = Lab::start().await;
+    let (ports, etcd) = (lab.ports, &mut lab.etcd);
+    let a_files = latency_files("ns1", etcd, ports);
+    let b_files = latency_files("ns2", etcd, ports);
     let a = a_files.start();
     let mut b = b_files.start();
     for n in [&a, &b] {
@@ -2060,13 +2067,9 @@ async fn a_latency_map_etcd_refuses_never_ends_the_record_session() {
 /// otherwise carry every missed revision, past the client's 4 MiB, at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_far_behind_catches_up_in_fragments() {
-    meridian::health::probe::install_crypto_provider();
-    let us = HttpTarget::builder().start();
-    let eu = HttpTarget::builder().start();
-    let ports = [us.port(), eu.port()];
-    let etcd = Etcd::start();
-    etcd.wait_ready().await;
-    let files = latency_files("ns1", &etcd, ports);
+    let lab = Lab::start().await;
+    let (ports, etcd) = (lab.ports, &lab.etcd);
+    let files = latency_files("ns1", etcd, ports);
     let a = files.start();
     a.wait_answer(EU_WEST, Duration::from_secs(10)).await;
     a.wait_cluster("the store up", |v| v["store"]["state"] == "up")
@@ -2115,14 +2118,10 @@ async fn a_watch_far_behind_catches_up_in_fragments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_reported_to_one_node_sheds_on_every_node() {
-    meridian::health::probe::install_crypto_provider();
-    let us = HttpTarget::builder().start();
-    let eu = HttpTarget::builder().start();
-    let ports = [us.port(), eu.port()];
-    let etcd = Etcd::start();
-    etcd.wait_ready().await;
+    let lab = Lab::start().await;
+    let (ports, etcd) = (lab.ports, &lab.etcd);
     let spill = "\n[spill]\nperiod-ms = 300\nstale-ms = 20000\n";
-    let files = two_nodes(&etcd, ports, spill, |z| {
+    let files = two_nodes(etcd, ports, spill, |z| {
         z.replace(
             "[regions.us-east]\n",
             "[regions.us-east]\ncapacity = 100000\n",
