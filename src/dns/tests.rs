@@ -512,7 +512,14 @@ fn oracle_latency(state: &Snapshot) -> crate::latency::LatencyTable {
         let net: ipnet::IpNet = net.parse().unwrap();
         for (r, region) in regions.iter().enumerate() {
             let rtt = 10.0 + ((i * 7 + r * 31) % 13) as f64 * 15.0;
-            map.add_weighted(Net::of(net.addr()), &Origin::default(), region, rtt, T0, 25.0);
+            map.add_weighted(
+                Net::of(net.addr()),
+                &Origin::default(),
+                region,
+                rtt,
+                T0,
+                25.0,
+            );
         }
     }
     map.publish(T0)
@@ -572,8 +579,12 @@ fn oracle_ecs() -> impl Strategy<Value = Option<(IpAddr, u8)>> {
     prop_oneof![
         Just(None),
         // Inside a measured network (or naming one whole).
-        (prop::sample::select(MEASURED.to_vec()), any::<u128>(), 0u8..=16).prop_map(
-            |(net, bits, longer)| {
+        (
+            prop::sample::select(MEASURED.to_vec()),
+            any::<u128>(),
+            0u8..=16
+        )
+            .prop_map(|(net, bits, longer)| {
                 let net: ipnet::IpNet = net.parse().unwrap();
                 let prefix = net.prefix_len() + longer;
                 let addr = match net {
@@ -585,9 +596,11 @@ fn oracle_ecs() -> impl Strategy<Value = Option<(IpAddr, u8)>> {
                     )),
                 };
                 let prefix = prefix.min(net.max_prefix_len());
-                Some((ipnet::IpNet::new(addr, prefix).unwrap().trunc().addr(), prefix))
-            }
-        ),
+                Some((
+                    ipnet::IpNet::new(addr, prefix).unwrap().trunc().addr(),
+                    prefix,
+                ))
+            }),
         v4_net().prop_map(|(a, p)| Some((IpAddr::V4(a), p))),
         (any::<u128>(), 32u8..=64).prop_map(|(bits, prefix)| {
             let net = ipnet::Ipv6Net::new(Ipv6Addr::from(bits), prefix)

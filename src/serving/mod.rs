@@ -228,7 +228,9 @@ impl Snapshot {
         let network = client.network();
         let steering = self.steering(zone)?;
         let c = match self.latency.index_of(network) {
-            Some(index) => steering.steer_measured(steered, family, client, &self.latency, index)?,
+            Some(index) => {
+                steering.steer_measured(steered, family, client, &self.latency, index)?
+            }
             None => {
                 let mut c = steering.steer(steered, family, client)?;
                 c.scope = self.latency.cap_scope(network, c.scope);

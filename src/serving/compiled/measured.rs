@@ -360,7 +360,11 @@ fn span<A: Copy + Ord>(ranges: &table::Ranges<A>, first: A, last: A) -> &[PointI
 fn asn_of(ranges: &AsnRanges, net: IpNet) -> Option<Option<u32>> {
     let ids = match net {
         IpNet::V4(n) => span(&ranges.v4, u32::from(n.network()), u32::from(n.broadcast())),
-        IpNet::V6(n) => span(&ranges.v6, u128::from(n.network()), u128::from(n.broadcast())),
+        IpNet::V6(n) => span(
+            &ranges.v6,
+            u128::from(n.network()),
+            u128::from(n.broadcast()),
+        ),
     };
     let first = *ids.first()?;
     (first != table::DIRECT && ids.iter().all(|&id| id == first)).then(|| ranges.number(first))
@@ -446,7 +450,11 @@ impl ZoneSteering {
         }
         MeasuredStats {
             networks: o.latency.as_ref().map_or(0, |l| l.networks()),
-            names: o.names.iter().filter(|n| n.iter().any(Option::is_some)).count(),
+            names: o
+                .names
+                .iter()
+                .filter(|n| n.iter().any(Option::is_some))
+                .count(),
             direct: o.direct,
             bytes,
         }

@@ -463,7 +463,10 @@ static SHARED_GEO: LazyLock<Arc<GeoDb>> = LazyLock::new(|| {
 /// lies inside it, or an AS rule's database network is narrower.
 fn splits(net: IpNet, rules: &steer::rules::Rules) -> bool {
     let t = GEO.table().unwrap();
-    let asns = crate::geo::asn::AsnDb::embedded().unwrap().ranges().unwrap();
+    let asns = crate::geo::asn::AsnDb::embedded()
+        .unwrap()
+        .ranges()
+        .unwrap();
     let (first, last) = (u128::from_ip(net.network()), u128::from_ip(net.broadcast()));
     let ids: Vec<PointId> = match net {
         IpNet::V4(_) => {
@@ -471,7 +474,10 @@ fn splits(net: IpNet, rules: &steer::rules::Rules) -> bool {
             t.v4.ids[a..=b].to_vec()
         }
         IpNet::V6(_) => {
-            let (a, b) = (t.v6.find((first >> 64) as u64), t.v6.find((last >> 64) as u64));
+            let (a, b) = (
+                t.v6.find((first >> 64) as u64),
+                t.v6.find((last >> 64) as u64),
+            );
             t.v6.ids[a..=b].to_vec()
         }
     };
@@ -483,8 +489,12 @@ fn splits(net: IpNet, rules: &steer::rules::Rules) -> bool {
         IpNet::V6(_) => asns.v6.ids[asns.v6.find(first)..=asns.v6.find(last)].to_vec(),
     };
     ids.iter().any(|&id| id >= table::SPLIT)
-        || ids.iter().any(|&id| t.places[id as usize] != t.places[ids[0] as usize])
-        || as_ids.iter().any(|&id| id != as_ids[0] || id == table::DIRECT)
+        || ids
+            .iter()
+            .any(|&id| t.places[id as usize] != t.places[ids[0] as usize])
+        || as_ids
+            .iter()
+            .any(|&id| id != as_ids[0] || id == table::DIRECT)
         || rules
             .networks
             .iter()
@@ -609,7 +619,10 @@ fn the_rules_zone_compiles_with_scopes_its_rules_justify() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/zones-rules/rules.test.toml");
     let zone = crate::zone::load_file(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
     let view = HealthView::all_up();
-    let compiled = compile(&zone, &view, &Arc::default(), || GEO.table().map_err(str::to_owned)).unwrap();
+    let compiled = compile(&zone, &view, &Arc::default(), || {
+        GEO.table().map_err(str::to_owned)
+    })
+    .unwrap();
     let region = |name: &str| zone.regions.iter().position(|r| r.name == name);
     let www = zone
         .steered
