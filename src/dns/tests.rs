@@ -1307,3 +1307,69 @@ fn a_multivalue_region_list_fits_the_padding_of_the_keys_it_joins() {
         48
     );
 }
+
+/// The fast path's response-cache hits counted in `services`' metrics.
+fn fast_hits(services: &Services) -> u64 {
+    services
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("meridian_dns_fast_path_total{result=\"hit\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A measured network's multivalue answer comes from the compiled tables, its region list
+/// numbered as the compiled classes' are, so the response cache serves it from the second
+/// query on (a list without a number would send every such query to the general path).
+#[test]
+fn a_measured_networks_multivalue_answer_is_compiled_and_then_cached() {
+    use crate::serving::answer::{self, Client};
+    use crate::steer::Family;
+    let compiled = &oracle_states()[13];
+    assert!(compiled.latency.networks() > 0 && compiled.steering.iter().all(Option::is_some));
+    let origin = hickory_proto::rr::LowerName::new(&Name::from_ascii("rules.test.").unwrap());
+    let zone = compiled.zones.find(&origin).unwrap();
+    let (index, steered) = zone
+        .steered
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.name.to_string() == "multi.rules.test.")
+        .unwrap();
+    for net in ["81.2.69.0/24", "2003:e0::/48"] {
+        let network: ipnet::IpNet = net.parse().unwrap();
+        let client = Client::Subnet { network };
+        assert!(compiled.latency.speaks_for(network), "{net}");
+        let c = compiled
+            .compiled_steer(zone, index, Family::V4, client)
+            .unwrap_or_else(|| panic!("{net} is compiled"));
+        let direct = answer::steer(compiled, zone, steered, client, Family::V4, 0);
+        assert_eq!(direct.decision.also.len(), 2, "{net}: multivalue 3");
+        assert_eq!(
+            (
+                c.steering.region,
+                compiled.also(zone, &direct.decision.also)
+            ),
+            (direct.decision.chosen, Some(c.steering.also)),
+            "{net}"
+        );
+        assert_eq!(c.scope, direct.scope, "{net}");
+        let own = services_apart();
+        let src: SocketAddr = RESOLVER.parse().unwrap();
+        let q = packet(
+            7,
+            "multi.rules.test.",
+            RecordType::A,
+            Some((false, Some((network.addr(), network.prefix_len())))),
+            None,
+        );
+        let first = handle(compiled, &own, &q, src, Transport::Udp, cookie::now()).unwrap();
+        let second = handle(compiled, &own, &q, src, Transport::Udp, cookie::now()).unwrap();
+        assert_eq!(decode(&first), decode(&second));
+        assert_eq!(
+            fast_hits(&own),
+            1,
+            "{net}: the second answer is a cache hit"
+        );
+    }
+}
