@@ -13,8 +13,8 @@
 //! interns country and continent with the point), bias ranks at compile time, network and
 //! ASN rules become a small per-name range table consulted beside the runs, a weighted split
 //! is hashed after the lookup among the regions its class names, and multivalue answers are
-//! classes like any other. No per-client-network state: memory is the tables', whatever the
-//! clients.
+//! classes like any other. No per-client-network state but for the networks the latency map
+//! measured, each decided once per name and family and laid over the runs ([`measured`]).
 //!
 //! Why compile per health view rather than per distance ranking (gdnsd's way): the ranking
 //! adds each region's measured degradation to the distance, so two clients with the same
@@ -68,8 +68,9 @@ impl Steering {
 /// zone's compiled steering gives that list ([`ZoneSteering::also`]): a cached answer's key
 /// names its region set in four octets, which fit the padding of [`Steering`] and of the
 /// fast path's variant, so a one-region answer's key is no bigger. The lists are those the
-/// compiled classes hold, fixed when the zone compiles: memory does not grow with clients,
-/// and an answer whose list no class holds (a measured client's) is not cached.
+/// compiled classes and the measured networks' answers hold ([`measured`]), fixed when they
+/// compile: memory does not grow with clients, and an answer whose list neither holds is
+/// not cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Also(u32);
 
