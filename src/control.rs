@@ -327,7 +327,10 @@ fn compile_steering(state: &SharedSnapshot) {
                     names = zone.steered.len(),
                     kib = compiled.bytes() >> 10,
                     measured_networks = m.networks,
+                    measured_left_direct = m.direct,
                     measured_kib = m.bytes >> 10,
+                    measured_bytes_per_network_name =
+                        format!("{:.1}", m.bytes_per_network_name()),
                     ms,
                     "steering compiled"
                 );
