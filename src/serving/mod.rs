@@ -34,7 +34,8 @@ pub struct Snapshot {
     /// Region health by zone index; a zone without an entry has every region up.
     pub health: Arc<Vec<HealthView>>,
     /// Compiled steering by zone index, `None` until the compiler has built it for this
-    /// snapshot's zones, GeoIP and that zone's health ([`compiled`]).
+    /// snapshot's zones, GeoIP and that zone's health ([`compiled`]); its measured networks'
+    /// answers may be an earlier latency map's, which serving does not use.
     pub steering: Arc<Vec<Option<Arc<ZoneSteering>>>>,
     /// What clients measured, published by the control plane ([`crate::latency`]). Compiled
     /// steering answers the networks it speaks for once the compiler has decided them from
