@@ -2,9 +2,12 @@
 //! size, then for region sets of 3 and of 12 regions (and one of 1,000) the compile time, the
 //! runs' size, the process's resident memory, and lookups per second against the direct path
 //! (GeoIP lookup, then `steer::decide`) for clients from distinct random /24s and /48s.
-//! Last, the same for `bench/zones-rules` (every rule: network and ASN rules, a fence, a
+//! Then the same for `bench/zones-rules` (every rule: network and ASN rules, a fence, a
 //! split, bias, multivalue) against the direct path under rules (GeoIP and ASN lookups, then
-//! `steer::rules::apply`), the ASN database's walk included in the first compile.
+//! `steer::rules::apply`), the ASN database's walk included in the first compile. Last, a
+//! latency map of one million measured /24s by 3 regions compiled over one name: the time
+//! to compile the zone with it and to decide a new map over the same runs, the overlay's
+//! size per network and name, and lookups of measured clients, compiled against direct.
 //!
 //! Usage: cargo run --release --example bench-compile -- [GEOIP.mmdb ...]
 //! (no file: the embedded database; give DB-IP's IPv4 and IPv6 files together).
@@ -128,7 +131,7 @@ fn main() {
         let zone = zone(sites);
         let rss = rss_mib();
         let started = Instant::now();
-        let compiled = compile(&zone, &view, || Ok(table)).expect("compiles");
+        let compiled = compile(&zone, &view, &Default::default(), || Ok(table)).expect("compiles");
         let took = started.elapsed();
         println!(
             "{} regions: compiled in {:.3} s, runs {:.2} MiB, RSS {:.0} -> {:.0} MiB",
@@ -176,6 +179,123 @@ fn main() {
         );
     }
     rules_zone(&geo, table, &probes);
+    measured_map(&geo, table);
+}
+
+/// A spread of public /24s: the `i`-th of a scramble of 1.0.0.0 - 223.255.255.0, as
+/// `benches/latency.rs` spreads them.
+fn measured_net(i: u32) -> meridian::latency::Net {
+    let a = (i.wrapping_mul(2_654_435_761) % (222 << 16)) + (1 << 16);
+    meridian::latency::Net::of(IpAddr::V4(Ipv4Addr::from(a << 8)))
+}
+
+/// One million measured /24s by 3 regions (each network's origin located, so the map has
+/// estimates by AS and country as ingestion gives it) over one name of 3 regions.
+fn measured_map(geo: &GeoDb, table: &meridian::geo::table::LocationTable) {
+    use meridian::latency::{LatencyMap, Origin, Settings};
+    use std::sync::Arc;
+    const T0: u64 = 1_764_540_000;
+    let sites: Vec<(String, f64, f64)> = SITES[..3]
+        .iter()
+        .map(|&(s, a, o)| (s.to_owned(), a, o))
+        .collect();
+    let zone = zone(&sites);
+    let started = Instant::now();
+    let mut map = LatencyMap::new(Settings::default());
+    for i in 0..1_000_000u32 {
+        let net = measured_net(i);
+        let origin = Origin::of(&geo.locate(net.prefix()));
+        for (r, (name, _, _)) in sites.iter().enumerate() {
+            // Aggregates of 25 samples: every network steers. RTTs spread so that measurement
+            // moves some networks from their nearest region.
+            let rtt = 20.0 + f64::from((i.wrapping_mul(7) + r as u32 * 37) % 120);
+            map.add_weighted(net, &origin, name, rtt, T0, 25.0);
+        }
+    }
+    let latency = Arc::new(map.publish(T0 + 60));
+    println!(
+        "latency map: {} measured networks x {} regions, built and published in {:.1} s",
+        latency.networks(),
+        sites.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let view = HealthView::all_up();
+    let rss = rss_mib();
+    let started = Instant::now();
+    let compiled = compile(&zone, &view, &latency, || Ok(table)).expect("compiles");
+    let full = started.elapsed();
+    let m = compiled.measured_stats();
+    println!(
+        "1 name, 3 regions, {} measured networks: compiled with them in {:.2} s; overlay {:.2} MiB ({:.1} octets per network and name, both families), {} left to the direct path; RSS {:.0} -> {:.0} MiB",
+        m.networks,
+        full.as_secs_f64(),
+        m.bytes as f64 / 1048576.0,
+        m.bytes_per_network_name(),
+        m.direct,
+        rss,
+        rss_mib()
+    );
+    let again = Arc::new(map.publish(T0 + 120));
+    let started = Instant::now();
+    let remeasured = compiled
+        .remeasured(&zone, &view, &again, || Ok(table))
+        .expect("compiles");
+    println!(
+        "  a new map decided over the same runs in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(compiled);
+    let probes: Vec<Client> = (0..500_000u32)
+        .map(|i| Client::Subnet {
+            network: measured_net(i * 2).prefix(),
+        })
+        .collect();
+    let started = Instant::now();
+    let mut checksum = 0usize;
+    let mut answered = 0usize;
+    for &client in &probes {
+        let network = client.network();
+        if let Some(index) = again.index_of(network)
+            && let Some(c) = remeasured.steer_measured(0, Family::V4, client, &again, index)
+        {
+            answered += 1;
+            checksum += c.steering.region.unwrap_or(0) + usize::from(c.scope);
+        }
+    }
+    let fast = probes.len() as f64 / started.elapsed().as_secs_f64();
+    let config = &zone.steered[0].config;
+    let direct_n = 100_000;
+    let started = Instant::now();
+    for client in &probes[..direct_n] {
+        let network = client.network();
+        let location = geo.locate(network);
+        let origin = Origin::of(&location);
+        let regions = zone.regions.iter().map(|r| (r.name.as_str(), r.location));
+        let rtt = again.client_rtt(network, &origin, regions);
+        let facts = ClientFacts {
+            network,
+            point: location.point,
+            country: location.country,
+            continent: location.continent,
+            asn: location.asn.map(|a| a.number),
+        };
+        let d = rules::apply_measured(
+            &facts,
+            rtt.as_ref(),
+            config,
+            &zone.regions,
+            &view,
+            Family::V4,
+        );
+        checksum += d.chosen.unwrap_or(0);
+    }
+    let direct = direct_n as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "  measured clients: compiled {:.2} M/s (index search included; {answered} of {} answered), direct (locate + estimates + decide) {:.3} M/s (checksum {checksum})",
+        fast / 1e6,
+        probes.len(),
+        direct / 1e6
+    );
 }
 
 /// Compiles `bench/zones-rules` and looks up its two names for `probes`.
@@ -187,7 +307,7 @@ fn rules_zone(geo: &GeoDb, table: &meridian::geo::table::LocationTable, probes: 
     let view = HealthView::all_up();
     let rss = rss_mib();
     let started = Instant::now();
-    let compiled = compile(&zone, &view, || Ok(table)).expect("compiles");
+    let compiled = compile(&zone, &view, &Default::default(), || Ok(table)).expect("compiles");
     println!(
         "bench/zones-rules ({} names): compiled in {:.3} s (the ASN walk included), tables {:.2} MiB, RSS {:.0} -> {:.0} MiB",
         zone.steered.len(),
@@ -197,7 +317,7 @@ fn rules_zone(geo: &GeoDb, table: &meridian::geo::table::LocationTable, probes: 
         rss_mib()
     );
     let started = Instant::now();
-    let again = compile(&zone, &view, || Ok(table)).expect("compiles");
+    let again = compile(&zone, &view, &Default::default(), || Ok(table)).expect("compiles");
     println!(
         "  recompiled (a health change) in {:.3} s",
         started.elapsed().as_secs_f64()

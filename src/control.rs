@@ -238,14 +238,20 @@ const COMPILE_CHECK: Duration = Duration::from_millis(20);
 
 /// Forever: compiles the steering of every zone the current snapshot holds uncompiled, on
 /// this thread (a city database takes seconds the first time), and swaps each in if its
-/// inputs are still the serving ones; a newer change is compiled at the next look.
+/// inputs are still the serving ones; a newer change is compiled at the next look. A zone
+/// whose measured networks were decided from another latency map than the serving one gets
+/// them decided anew over its runs, which keep serving meanwhile.
 fn compile_steering(state: &SharedSnapshot) {
     // The database whose location table failed to build, so as to say so once.
     let mut failed: Option<Arc<crate::geo::GeoDb>> = None;
     loop {
         let snap = state.load_full();
         let pending: Vec<usize> = (0..snap.steering.len())
-            .filter(|&i| snap.steering[i].is_none())
+            .filter(|&i| {
+                snap.steering[i]
+                    .as_ref()
+                    .is_none_or(|s| !s.measures(&snap.latency))
+            })
             .collect();
         if pending.is_empty() || failed.as_ref().is_some_and(|f| Arc::ptr_eq(f, &snap.geo)) {
             std::thread::sleep(COMPILE_CHECK);
@@ -273,7 +279,12 @@ fn compile_steering(state: &SharedSnapshot) {
                 }
                 Ok(table)
             };
-            let compiled = match crate::serving::compiled::compile(zone, view, table) {
+            let old = snap.steering[index].clone();
+            let built = match &old {
+                Some(s) => s.remeasured(zone, view, &snap.latency, table),
+                None => crate::serving::compiled::compile(zone, view, &snap.latency, table),
+            };
+            let compiled = match built {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     error!(
@@ -286,26 +297,54 @@ fn compile_steering(state: &SharedSnapshot) {
                     break;
                 }
             };
-            let bytes = compiled.bytes();
             let mut installed = false;
             state.rcu(|cur| {
-                installed = Arc::ptr_eq(&cur.zones, &snap.zones)
-                    && Arc::ptr_eq(&cur.geo, &snap.geo)
-                    && cur.health(zone) == view
-                    && cur.steering[index].is_none();
+                installed = match (&old, &cur.steering[index]) {
+                    // The same runs: only the latency map may have changed since.
+                    (Some(old), Some(now)) => {
+                        Arc::ptr_eq(old, now) && Arc::ptr_eq(&cur.latency, &snap.latency)
+                    }
+                    (None, None) => {
+                        Arc::ptr_eq(&cur.zones, &snap.zones)
+                            && Arc::ptr_eq(&cur.geo, &snap.geo)
+                            && cur.health(zone) == view
+                    }
+                    _ => false,
+                };
                 if installed {
                     Arc::new(cur.with_steering(index, compiled.clone()))
                 } else {
                     cur.clone()
                 }
             });
-            if installed {
+            if !installed {
+                continue;
+            }
+            let m = compiled.measured_stats();
+            let ms = started.elapsed().as_millis() as u64;
+            if old.is_none() {
                 info!(
                     zone = %zone.origin,
                     names = zone.steered.len(),
-                    kib = bytes >> 10,
-                    ms = started.elapsed().as_millis() as u64,
+                    kib = compiled.bytes() >> 10,
+                    measured_networks = m.networks,
+                    measured_left_direct = m.direct,
+                    measured_kib = m.bytes >> 10,
+                    measured_bytes_per_network_name =
+                        format!("{:.1}", m.bytes_per_network_name()),
+                    ms,
                     "steering compiled"
+                );
+            } else {
+                info!(
+                    zone = %zone.origin,
+                    networks = m.networks,
+                    names = m.names,
+                    left_direct = m.direct,
+                    kib = m.bytes >> 10,
+                    bytes_per_network_name = format!("{:.1}", m.bytes_per_network_name()),
+                    ms,
+                    "measured networks compiled"
                 );
             }
         }

@@ -252,15 +252,25 @@ fn render_answer_times(
     }
 }
 
-/// Whether each zone's steering is compiled for the serving state, as (zone, compiled).
-pub fn render_steering(out: &mut String, zones: &[(String, bool)]) {
+/// Whether each zone's steering is compiled for the serving state, and whether it answers
+/// the serving latency map's measured networks, as (zone, compiled, measured).
+pub fn render_steering(out: &mut String, zones: &[(String, bool, bool)]) {
     out.push_str("# HELP meridian_steering_compiled 1 when a zone's steering is compiled for the serving zones, GeoIP and health; 0 while the compiler catches up (answers stay exact; ECS scopes are the GeoIP networks).\n# TYPE meridian_steering_compiled gauge\n");
-    for (zone, compiled) in zones {
+    for (zone, compiled, _) in zones {
         let _ = writeln!(
             out,
             "meridian_steering_compiled{{zone=\"{}\"}} {}",
             esc(zone),
             u8::from(*compiled)
+        );
+    }
+    out.push_str("# HELP meridian_steering_measured_compiled 1 when a zone's compiled steering answers the networks of the serving latency map (decided from it); 0 while they take the direct path (answers stay exact).\n# TYPE meridian_steering_measured_compiled gauge\n");
+    for (zone, _, measured) in zones {
+        let _ = writeln!(
+            out,
+            "meridian_steering_measured_compiled{{zone=\"{}\"}} {}",
+            esc(zone),
+            u8::from(*measured)
         );
     }
 }

@@ -30,6 +30,11 @@ fn start(dir: &Path) -> Server {
 
 /// [`start`], with more `[latency]` keys.
 fn start_with(dir: &Path, latency: &str) -> Server {
+    start_args(dir, latency, &[])
+}
+
+/// [`start_with`], with more arguments.
+fn start_args(dir: &Path, latency: &str, args: &[&str]) -> Server {
     meridian::health::probe::install_crypto_provider();
     std::fs::write(
         dir.join("feeds"),
@@ -43,12 +48,14 @@ fn start_with(dir: &Path, latency: &str) -> Server {
     .unwrap();
     let config = dir.join("meridian.toml");
     let state = dir.join("state");
-    Server::start(&[
+    let mut all = vec![
         "--config",
         config.to_str().unwrap(),
         "--state-dir",
         state.to_str().unwrap(),
-    ])
+    ];
+    all.extend_from_slice(args);
+    Server::start(&all)
 }
 
 fn now() -> f64 {
@@ -547,4 +554,106 @@ async fn a_nodes_probe_rtts_are_samples_of_its_own_network() {
     // Its neighbour, which the node's probes do not stand for, keeps the distance answer.
     let (addrs, _) = answer(&server, "www.probe.test.", "81.2.70.0/24").await;
     assert_eq!(addrs, [EU_WEST]);
+}
+
+/// How many log lines say that the compiler decided one measured network: with the zone's
+/// runs, or over them.
+fn decided(server: &Server) -> usize {
+    server
+        .log_lines()
+        .iter()
+        .filter(|l| {
+            (l.contains("\"steering compiled\"") && l.contains("\"measured_networks\":1,"))
+                || (l.contains("\"measured networks compiled\"") && l.contains("\"networks\":1,"))
+        })
+        .count()
+}
+
+/// Whether every zone's compiled steering answers the serving map's networks
+/// (`meridian_steering_measured_compiled` 1).
+async fn measured_compiled(server: &Server) -> bool {
+    let body = reqwest::get(format!("http://{}/metrics", server.admin_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauges: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("meridian_steering_measured_compiled{"))
+        .collect();
+    !gauges.is_empty() && gauges.iter().all(|l| l.ends_with(" 1"))
+}
+
+/// Waits until GB is answered by `want` with its /24 as scope while the compiled steering
+/// answers the serving map's networks.
+async fn compiled_answer(server: &Server, want: &str, what: &str) {
+    eventually(Duration::from_secs(30), what, || async {
+        measured_compiled(server).await
+            && answer(server, WWW, GB).await == (vec![want.to_string()], 24)
+            && measured_compiled(server).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measured_networks_are_compiled_again_when_the_map_or_the_health_changes() {
+    const ADMIN: &str = "admin-secret-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("admin-tokens");
+    std::fs::write(&tokens, format!("ops:{ADMIN}\n")).unwrap();
+    let server = start_args(
+        dir.path(),
+        "",
+        &["--admin-token-file", tokens.to_str().unwrap()],
+    );
+    assert_eq!(answer(&server, WWW, GB).await.0, [EU_WEST]);
+    let force = |address: &'static str, state: Option<&'static str>| {
+        let verb = if state.is_some() { "force" } else { "unforce" };
+        let url = format!(
+            "http://{}/api/v1/zones/example.com/regions/us-east/endpoints/{address}/{verb}",
+            server.admin_addr()
+        );
+        let body = match state {
+            Some(s) => serde_json::json!({ "reason": "test", "state": s }),
+            None => serde_json::json!({ "reason": "test" }),
+        };
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+        }
+    };
+
+    // GB measures us-east faster: the published map moves it, and the compiler decides it.
+    let batch = lines(GB, "eu-west", &[80.0], 25) + &lines(GB, "us-east", &[30.0], 25);
+    assert_eq!(post(&server, Some(FEED), batch).await.0, 200);
+    compiled_answer(&server, US_EAST, "GB compiled to us-east").await;
+    assert!(decided(&server) > 0, "{}", server.log_text());
+
+    // us-east goes down: the zone compiles anew, GB with it.
+    let before = decided(&server);
+    for address in [US_EAST, "2001:db8:1::10"] {
+        force(address, Some("down")).await;
+    }
+    compiled_answer(&server, EU_WEST, "GB compiled to eu-west, us-east down").await;
+    assert!(decided(&server) > before, "{}", server.log_text());
+    for address in [US_EAST, "2001:db8:1::10"] {
+        force(address, None).await;
+    }
+    compiled_answer(&server, US_EAST, "GB compiled to us-east again, us-east up").await;
+
+    // New samples move it back: eu-west now as fast (clamped to a third of 80 ms) and
+    // us-east slower (clamped to 3 times 30 ms).
+    let before = decided(&server);
+    let batch = lines(GB, "eu-west", &[20.0], 100) + &lines(GB, "us-east", &[200.0], 100);
+    assert_eq!(post(&server, Some(FEED), batch).await.0, 200);
+    compiled_answer(&server, EU_WEST, "GB compiled back to eu-west").await;
+    assert!(decided(&server) > before, "{}", server.log_text());
 }

@@ -61,11 +61,18 @@ pub(super) async fn metrics(
     }
     let mut body = admin.metrics.render();
     let state = admin.state.load();
-    let compiled: Vec<(String, bool)> = state
+    let compiled: Vec<(String, bool, bool)> = state
         .zones
         .by_index()
         .into_iter()
-        .map(|z| (z.origin.to_string(), state.steering(z).is_some()))
+        .map(|z| {
+            let steering = state.steering(z);
+            (
+                z.origin.to_string(),
+                steering.is_some(),
+                steering.is_some_and(|s| s.measures(&state.latency)),
+            )
+        })
         .collect();
     crate::metrics::render_steering(&mut body, &compiled);
     Ok((

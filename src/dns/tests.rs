@@ -452,8 +452,22 @@ fn oracle_states() -> &'static [Snapshot] {
                 })
                 .collect(),
         ));
+        // The latency map measured the networks of the oracle's clients: as published, and
+        // with a region drained since.
+        let latency = Arc::new(oracle_latency(&base));
+        let measured = base.with_latency(latency.clone());
+        let measured_drained = drained.with_latency(latency);
         // Each state as served before the compiler has run (the direct path) and after.
-        let states = [base, drained, troubled, degraded, all_down, spilled]
+        let states = [
+            base,
+            drained,
+            troubled,
+            degraded,
+            all_down,
+            spilled,
+            measured,
+            measured_drained,
+        ]
             .into_iter()
             .flat_map(|s| {
                 let compiled = s.with_all_health(s.health.clone()).compiled();
@@ -466,7 +480,50 @@ fn oracle_states() -> &'static [Snapshot] {
 }
 
 /// How many snapshots [`oracle_states`] gives.
-const ORACLE_STATES: usize = 12;
+const ORACLE_STATES: usize = 16;
+
+/// Networks the oracle's latency map measured: the public sources' and some that
+/// [`oracle_ecs`] sends.
+const MEASURED: [&str; 8] = [
+    "81.2.69.0/24",
+    "2001:4860:4860::/48",
+    "1.1.1.0/24",
+    "8.8.8.0/24",
+    "91.0.0.0/24",
+    "23.32.5.0/24",
+    "2a00:1450:4001::/48",
+    "2003:e0::/48",
+];
+
+/// A published map of [`MEASURED`] by every region name of `state`'s zones, with RTTs that
+/// contradict geography for some of them.
+fn oracle_latency(state: &Snapshot) -> crate::latency::LatencyTable {
+    use crate::latency::{LatencyMap, Net, Origin, Settings};
+    const T0: u64 = 1_764_540_000;
+    let mut regions: Vec<&str> = state
+        .zones
+        .zones()
+        .flat_map(|z| z.regions.iter().map(|r| r.name.as_str()))
+        .collect();
+    regions.sort_unstable();
+    regions.dedup();
+    let mut map = LatencyMap::new(Settings::default());
+    for (i, net) in MEASURED.iter().enumerate() {
+        let net: ipnet::IpNet = net.parse().unwrap();
+        for (r, region) in regions.iter().enumerate() {
+            let rtt = 10.0 + ((i * 7 + r * 31) % 13) as f64 * 15.0;
+            map.add_weighted(
+                Net::of(net.addr()),
+                &Origin::default(),
+                region,
+                rtt,
+                T0,
+                25.0,
+            );
+        }
+    }
+    map.publish(T0)
+}
 
 const ORACLE_NAMES: [&str; 23] = [
     "multi.rules.test.",
@@ -521,6 +578,29 @@ fn oracle_source(kind: u8, port: u16) -> SocketAddr {
 fn oracle_ecs() -> impl Strategy<Value = Option<(IpAddr, u8)>> {
     prop_oneof![
         Just(None),
+        // Inside a measured network (or naming one whole).
+        (
+            prop::sample::select(MEASURED.to_vec()),
+            any::<u128>(),
+            0u8..=16
+        )
+            .prop_map(|(net, bits, longer)| {
+                let net: ipnet::IpNet = net.parse().unwrap();
+                let prefix = net.prefix_len() + longer;
+                let addr = match net {
+                    ipnet::IpNet::V4(n) => IpAddr::V4(Ipv4Addr::from(
+                        u32::from(n.network()) | (bits as u32 & 0xff),
+                    )),
+                    ipnet::IpNet::V6(n) => IpAddr::V6(Ipv6Addr::from(
+                        u128::from(n.network()) | (bits & (u128::MAX >> 48)),
+                    )),
+                };
+                let prefix = prefix.min(net.max_prefix_len());
+                Some((
+                    ipnet::IpNet::new(addr, prefix).unwrap().trunc().addr(),
+                    prefix,
+                ))
+            }),
         v4_net().prop_map(|(a, p)| Some((IpAddr::V4(a), p))),
         (any::<u128>(), 32u8..=64).prop_map(|(bits, prefix)| {
             let net = ipnet::Ipv6Net::new(Ipv6Addr::from(bits), prefix)
@@ -586,8 +666,8 @@ proptest! {
 
     /// The fast path answers as the general path does, on its first (filling) and its later
     /// (cached) answers, and with caches warm from the queries before (one client, as a
-    /// resolver asks), over UDP and TCP, under every health state, for IPv4 and IPv6 clients
-    /// and ECS subnets, every query flag and payload size: the same header, question (in the
+    /// resolver asks), over UDP and TCP, under every health state, with and without a latency
+    /// map that measured the clients' networks, for IPv4 and IPv6 clients and ECS subnets, every query flag and payload size: the same header, question (in the
     /// query's case), records and OPT. (Names that compress against the question may take its
     /// case in a cached answer; names compare without case, as DNS does.)
     #[test]
@@ -1226,4 +1306,70 @@ fn a_multivalue_region_list_fits_the_padding_of_the_keys_it_joins() {
         std::mem::size_of::<crate::serving::compiled::Compiled>(),
         48
     );
+}
+
+/// The fast path's response-cache hits counted in `services`' metrics.
+fn fast_hits(services: &Services) -> u64 {
+    services
+        .metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("meridian_dns_fast_path_total{result=\"hit\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// A measured network's multivalue answer comes from the compiled tables, its region list
+/// numbered as the compiled classes' are, so the response cache serves it from the second
+/// query on (a list without a number would send every such query to the general path).
+#[test]
+fn a_measured_networks_multivalue_answer_is_compiled_and_then_cached() {
+    use crate::serving::answer::{self, Client};
+    use crate::steer::Family;
+    let compiled = &oracle_states()[13];
+    assert!(compiled.latency.networks() > 0 && compiled.steering.iter().all(Option::is_some));
+    let origin = hickory_proto::rr::LowerName::new(&Name::from_ascii("rules.test.").unwrap());
+    let zone = compiled.zones.find(&origin).unwrap();
+    let (index, steered) = zone
+        .steered
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.name.to_string() == "multi.rules.test.")
+        .unwrap();
+    for net in ["81.2.69.0/24", "2003:e0::/48"] {
+        let network: ipnet::IpNet = net.parse().unwrap();
+        let client = Client::Subnet { network };
+        assert!(compiled.latency.speaks_for(network), "{net}");
+        let c = compiled
+            .compiled_steer(zone, index, Family::V4, client)
+            .unwrap_or_else(|| panic!("{net} is compiled"));
+        let direct = answer::steer(compiled, zone, steered, client, Family::V4, 0);
+        assert_eq!(direct.decision.also.len(), 2, "{net}: multivalue 3");
+        assert_eq!(
+            (
+                c.steering.region,
+                compiled.also(zone, &direct.decision.also)
+            ),
+            (direct.decision.chosen, Some(c.steering.also)),
+            "{net}"
+        );
+        assert_eq!(c.scope, direct.scope, "{net}");
+        let own = services_apart();
+        let src: SocketAddr = RESOLVER.parse().unwrap();
+        let q = packet(
+            7,
+            "multi.rules.test.",
+            RecordType::A,
+            Some((false, Some((network.addr(), network.prefix_len())))),
+            None,
+        );
+        let first = handle(compiled, &own, &q, src, Transport::Udp, cookie::now()).unwrap();
+        let second = handle(compiled, &own, &q, src, Transport::Udp, cookie::now()).unwrap();
+        assert_eq!(decode(&first), decode(&second));
+        assert_eq!(
+            fast_hits(&own),
+            1,
+            "{net}: the second answer is a cache hit"
+        );
+    }
 }

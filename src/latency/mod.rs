@@ -589,14 +589,38 @@ impl LatencyTable {
 
     fn row(&self, net: Net) -> Option<&[Cell]> {
         let i = self.nets.binary_search(&net).ok()?;
+        Some(self.cells_of(i))
+    }
+
+    fn cells_of(&self, index: usize) -> &[Cell] {
         let stride = self.regions.len();
-        Some(&self.cells[i * stride..(i + 1) * stride])
+        &self.cells[index * stride..(index + 1) * stride]
+    }
+
+    /// The index of `client`'s network among those steering can use (an ECS network or an
+    /// address no wider than a client network), which compiled steering keys its measured
+    /// answers by.
+    pub fn index_of(&self, client: IpNet) -> Option<usize> {
+        if self.nets.is_empty() {
+            return None;
+        }
+        self.nets.binary_search(&Net::within(client)?).ok()
     }
 
     /// Whether steering may answer `client` (an ECS network or an address) from measured
     /// RTTs: its network is no wider than a client network, and that one has data.
     pub fn speaks_for(&self, client: IpNet) -> bool {
-        !self.nets.is_empty() && Net::within(client).is_some_and(|n| self.row(n).is_some())
+        self.index_of(client).is_some()
+    }
+
+    /// The network of index `index` ([`LatencyTable::index_of`]).
+    pub fn net(&self, index: usize) -> Net {
+        self.nets[index]
+    }
+
+    /// Whether some AS has estimates: a client's AS may then be its prior.
+    pub fn has_asn_groups(&self) -> bool {
+        self.groups.keys().any(|g| matches!(g, Group::Asn(_)))
     }
 
     /// A compiled scope for `client`, made no wider than a client network where the block it
@@ -636,8 +660,18 @@ impl LatencyTable {
         origin: &Origin,
         regions: impl IntoIterator<Item = (&'r str, GeoPoint)>,
     ) -> Option<steer::ClientRtt> {
-        let net = Net::within(client)?;
-        let row = self.row(net)?;
+        let index = self.index_of(client)?;
+        Some(self.client_rtt_at(index, origin, regions))
+    }
+
+    /// [`LatencyTable::client_rtt`] of the network of index `index`.
+    pub fn client_rtt_at<'r>(
+        &self,
+        index: usize,
+        origin: &Origin,
+        regions: impl IntoIterator<Item = (&'r str, GeoPoint)>,
+    ) -> steer::ClientRtt {
+        let row = self.cells_of(index);
         let s = &self.settings;
         let estimates = regions
             .into_iter()
@@ -661,10 +695,10 @@ impl LatencyTable {
                 })
             })
             .collect();
-        Some(steer::ClientRtt {
-            prefix: net.prefix(),
+        steer::ClientRtt {
+            prefix: self.nets[index].prefix(),
             regions: estimates,
-        })
+        }
     }
 
     /// The prior log-RTT to region column `col` for a client of `origin`: the first group

@@ -13,8 +13,8 @@
 //! interns country and continent with the point), bias ranks at compile time, network and
 //! ASN rules become a small per-name range table consulted beside the runs, a weighted split
 //! is hashed after the lookup among the regions its class names, and multivalue answers are
-//! classes like any other. No per-client-network state: memory is the tables', whatever the
-//! clients.
+//! classes like any other. No per-client-network state but for the networks the latency map
+//! measured, each decided once per name and family and laid over the runs ([`measured`]).
 //!
 //! Why compile per health view rather than per distance ranking (gdnsd's way): the ranking
 //! adds each region's measured degradation to the distance, so two clients with the same
@@ -29,6 +29,7 @@ use ipnet::IpNet;
 
 use super::answer::{Client, Spread};
 use crate::geo::table::{self, AsnRanges, LocationTable, PointId, Ranges};
+use crate::latency::LatencyTable;
 use crate::steer::rules::{self, ClientFacts, SPLIT_PREFIX_V4, SPLIT_PREFIX_V6};
 use crate::steer::{self, Decision, Family, HealthView, RegionId};
 use crate::zone::Zone;
@@ -67,8 +68,9 @@ impl Steering {
 /// zone's compiled steering gives that list ([`ZoneSteering::also`]): a cached answer's key
 /// names its region set in four octets, which fit the padding of [`Steering`] and of the
 /// fast path's variant, so a one-region answer's key is no bigger. The lists are those the
-/// compiled classes hold, fixed when the zone compiles: memory does not grow with clients,
-/// and an answer whose list no class holds (a measured client's) is not cached.
+/// compiled classes and the measured networks' answers hold ([`measured`]), fixed when they
+/// compile: memory does not grow with clients, and an answer whose list neither holds is
+/// not cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Also(u32);
 
@@ -83,16 +85,21 @@ impl Also {
     }
 }
 
-/// A zone's steered names, compiled: by steered name index, then IPv4 and IPv6 endpoints.
+/// A zone's steered names, compiled: by steered name index, then IPv4 and IPv6 endpoints;
+/// with the answers of the networks the latency map measured laid over them ([`measured`]).
 #[derive(Debug)]
 pub struct ZoneSteering {
-    names: Vec<[NameSteering; 2]>,
+    /// Shared with the steering that a new latency map's overlay replaces.
+    names: Arc<[[NameSteering; 2]]>,
     /// Every multivalue list of `names`' classes, by its number.
+    classes_also: Arc<Interned>,
+    /// `classes_also` and the lists of `measured`'s answers.
     also: Interned,
+    measured: measured::Overlay,
 }
 
 /// Multivalue region lists, numbered from 1 in the order they were first met.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Interned(HashMap<Box<[RegionId]>, Also>);
 
 impl Interned {
@@ -329,7 +336,8 @@ impl ZoneSteering {
     }
 
     /// The compiled answer of steered name `steered` for `client`, or `None` where the table
-    /// does not speak for the client's address (the direct path answers).
+    /// does not speak for the client's address (the direct path answers). For a client whose
+    /// network the latency map measured, [`ZoneSteering::steer_measured`] answers instead.
     pub fn steer(&self, steered: usize, family: Family, client: Client) -> Option<Compiled> {
         let name = &self.names.get(steered)?[family_index(family)];
         let (runs, classes) = match name {
@@ -456,17 +464,43 @@ fn family_index(family: Family) -> usize {
     }
 }
 
-/// Compiles every steered name of `zone` under `view`. `table` is asked for only when a name's
-/// answer depends on the client; names without rules with the same regions, default region
-/// and usable endpoints of the queried family share one set of runs ([`SetKey`]). The ASN
-/// database is walked (once per process) when a name first has ASN rules.
+/// The location table, built when first asked for.
+struct Lazy<'t, F> {
+    build: Option<F>,
+    table: Option<&'t LocationTable>,
+}
+
+impl<'t, F: FnOnce() -> Result<&'t LocationTable, String>> Lazy<'t, F> {
+    fn new(build: F) -> Self {
+        Lazy {
+            build: Some(build),
+            table: None,
+        }
+    }
+
+    fn get(&mut self) -> Result<&'t LocationTable, String> {
+        match self.table {
+            Some(t) => Ok(t),
+            None => {
+                let build = self.build.take().expect("the table is asked for once");
+                Ok(*self.table.insert(build()?))
+            }
+        }
+    }
+}
+
+/// Compiles every steered name of `zone` under `view`, and the answers of the networks
+/// `latency` measured ([`measured`]). `table` is asked for only when a name's answer depends
+/// on the client; names without rules with the same regions, default region and usable
+/// endpoints of the queried family share one set of runs ([`SetKey`]). The ASN database is
+/// walked (once per process) when a name first has ASN rules, or the map has estimates by AS.
 pub fn compile<'t>(
     zone: &Zone,
     view: &HealthView,
+    latency: &Arc<LatencyTable>,
     table: impl FnOnce() -> Result<&'t LocationTable, String>,
 ) -> Result<ZoneSteering, String> {
-    let mut table = Some(table);
-    let mut loaded: Option<&LocationTable> = None;
+    let mut table = Lazy::new(table);
     let mut sets: HashMap<SetKey<'_>, (Arc<SetRuns>, Vec<Option<PointId>>)> = HashMap::new();
     let mut names = Vec::with_capacity(zone.steered.len());
     let mut also = Interned::default();
@@ -486,13 +520,7 @@ pub fn compile<'t>(
                     &d, zone, config, view, family, also,
                 )));
             }
-            let t = match loaded {
-                Some(t) => t,
-                None => {
-                    let build = table.take().expect("the table is asked for once");
-                    *loaded.insert(build()?)
-                }
-            };
+            let t = table.get()?;
             if ruled {
                 let asns = if config.rules.asns.is_empty() {
                     None
@@ -560,7 +588,15 @@ pub fn compile<'t>(
         }
         names.push(both);
     }
-    Ok(ZoneSteering { names, also })
+    let names: Arc<[[NameSteering; 2]]> = names.into();
+    let classes_also = Arc::new(also.clone());
+    let measured = measured::Overlay::compile(zone, view, latency, &names, &mut also, &mut table)?;
+    Ok(ZoneSteering {
+        names,
+        classes_also,
+        also,
+        measured,
+    })
 }
 
 /// What a region set's runs depend on besides the zone and its health: the name's regions
@@ -804,5 +840,6 @@ fn runs<A: Copy + Ord + Into<u128> + TryFrom<u128>>(
     Runs::new(runs)
 }
 
+mod measured;
 #[cfg(test)]
 mod tests;

@@ -34,11 +34,13 @@ pub struct Snapshot {
     /// Region health by zone index; a zone without an entry has every region up.
     pub health: Arc<Vec<HealthView>>,
     /// Compiled steering by zone index, `None` until the compiler has built it for this
-    /// snapshot's zones, GeoIP and that zone's health ([`compiled`]).
+    /// snapshot's zones, GeoIP and that zone's health ([`compiled`]); its measured networks'
+    /// answers may be an earlier latency map's, which serving does not use.
     pub steering: Arc<Vec<Option<Arc<ZoneSteering>>>>,
     /// What clients measured, published by the control plane ([`crate::latency`]). Compiled
-    /// steering does not depend on it: a client network it speaks for takes the direct path
-    /// ([`Snapshot::compiled_steer`]).
+    /// steering answers the networks it speaks for once the compiler has decided them from
+    /// this table ([`compiled::ZoneSteering::measures`]); until then they take the direct
+    /// path ([`Snapshot::compiled_steer`]).
     pub latency: Arc<LatencyTable>,
     /// Spillover by zone index, then region: what the control loop (`crate::spill`)
     /// published; a zone without an entry sheds nothing. Compiled steering does not depend on
@@ -178,8 +180,9 @@ impl Snapshot {
         self.steering.get(zone.index)?.as_deref()
     }
 
-    /// This snapshot with another published latency map. Compiled steering stays: it never
-    /// answers the networks the map speaks for.
+    /// This snapshot with another published latency map. Compiled steering stays and keeps
+    /// answering every other client; the networks the map speaks for take the direct path
+    /// until the compiler has decided them from it ([`compiled::ZoneSteering::remeasured`]).
     pub fn with_latency(&self, latency: Arc<LatencyTable>) -> Snapshot {
         Snapshot {
             latency,
@@ -212,9 +215,10 @@ impl Snapshot {
 
     /// The compiled answer of steered name `steered` of `zone` for `client`, or `None` where
     /// the direct path must answer: the zone is not compiled yet, the table leaves the
-    /// address to it, the latency map has measurements of the client's network, or the
-    /// answering region sheds clients (spillover decides per network). A scope
-    /// whose block holds a measured network is narrowed to a client network.
+    /// address to it, the client's network is measured but not yet decided from this
+    /// snapshot's latency map (or its addresses may be answered differently), or the
+    /// answering region sheds clients (spillover decides per network). A scope whose block
+    /// holds a measured network is narrowed to a client network.
     pub fn compiled_steer(
         &self,
         zone: &Zone,
@@ -223,10 +227,17 @@ impl Snapshot {
         client: Client,
     ) -> Option<Compiled> {
         let network = client.network();
-        if self.latency.speaks_for(network) {
-            return None;
-        }
-        let mut c = self.steering(zone)?.steer(steered, family, client)?;
+        let steering = self.steering(zone)?;
+        let c = match self.latency.index_of(network) {
+            Some(index) => {
+                steering.steer_measured(steered, family, client, &self.latency, index)?
+            }
+            None => {
+                let mut c = steering.steer(steered, family, client)?;
+                c.scope = self.latency.cap_scope(network, c.scope);
+                c
+            }
+        };
         let spill = self.spill(zone);
         if c.steering
             .region
@@ -234,19 +245,24 @@ impl Snapshot {
         {
             return None;
         }
-        c.scope = self.latency.cap_scope(network, c.scope);
         Some(c)
     }
 
-    /// This snapshot with every zone compiled at once, for `meridian route` and tests, which
-    /// have no compiler running beside them; a zone that cannot be compiled stays direct.
+    /// This snapshot with every zone compiled at once (and the measured networks of its
+    /// latency map decided), for `meridian route` and tests, which have no compiler running
+    /// beside them; a zone that cannot be compiled stays direct.
     pub fn compiled(self) -> Snapshot {
         let zones = self.zones.clone();
         let mut next = self;
         for zone in zones.by_index() {
             let view = next.health(zone);
             let table = || next.geo.table().map_err(str::to_owned);
-            if let Ok(c) = compiled::compile(zone, view, table) {
+            let compiled = match next.steering(zone) {
+                Some(s) if s.measures(&next.latency) => continue,
+                Some(s) => s.remeasured(zone, view, &next.latency, table),
+                None => compiled::compile(zone, view, &next.latency, table),
+            };
+            if let Ok(c) = compiled {
                 next = next.with_steering(zone.index, Arc::new(c));
             }
         }

@@ -172,7 +172,7 @@ proptest! {
                 })
                 .collect(),
         };
-        let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
+        let compiled = compile(&zone, &view, &Arc::default(), || GEO.table().map_err(str::to_owned)).unwrap();
         for (network, seed, v6) in clients {
             let family = if v6 { Family::V6 } else { Family::V4 };
             let Some(c) = compiled.steer(0, family, Client::Subnet { network }) else {
@@ -404,7 +404,7 @@ proptest! {
             regions: health[..points.len()].to_vec(),
             ..HealthView::all_up()
         };
-        let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
+        let compiled = compile(&zone, &view, &Arc::default(), || GEO.table().map_err(str::to_owned)).unwrap();
         for (network, seed, v6) in clients {
             let family = if v6 { Family::V6 } else { Family::V4 };
             let Some(c) = compiled.steer(0, family, Client::Subnet { network }) else {
@@ -457,26 +457,96 @@ static SHARED_GEO: LazyLock<Arc<GeoDb>> = LazyLock::new(|| {
     Arc::new(geo)
 });
 
+/// Whether the addresses of measured network `net` may be answered differently under
+/// `rules`, so that compiled steering leaves it to the direct path: the location table or the
+/// ASN ranges split it (or the table leaves some of it to the direct path), a network rule
+/// lies inside it, or an AS rule's database network is narrower.
+fn splits(net: IpNet, rules: &steer::rules::Rules) -> bool {
+    let t = GEO.table().unwrap();
+    let asns = crate::geo::asn::AsnDb::embedded()
+        .unwrap()
+        .ranges()
+        .unwrap();
+    let (first, last) = (u128::from_ip(net.network()), u128::from_ip(net.broadcast()));
+    let ids: Vec<PointId> = match net {
+        IpNet::V4(_) => {
+            let (a, b) = (t.v4.find(first as u32), t.v4.find(last as u32));
+            t.v4.ids[a..=b].to_vec()
+        }
+        IpNet::V6(_) => {
+            let (a, b) = (
+                t.v6.find((first >> 64) as u64),
+                t.v6.find((last >> 64) as u64),
+            );
+            t.v6.ids[a..=b].to_vec()
+        }
+    };
+    let as_ids: Vec<PointId> = match net {
+        IpNet::V4(_) => {
+            let (a, b) = (asns.v4.find(first as u32), asns.v4.find(last as u32));
+            asns.v4.ids[a..=b].to_vec()
+        }
+        IpNet::V6(_) => asns.v6.ids[asns.v6.find(first)..=asns.v6.find(last)].to_vec(),
+    };
+    ids.iter().any(|&id| id >= table::SPLIT)
+        || ids
+            .iter()
+            .any(|&id| t.places[id as usize] != t.places[ids[0] as usize])
+        || as_ids
+            .iter()
+            .any(|&id| id != as_ids[0] || id == table::DIRECT)
+        || rules
+            .networks
+            .iter()
+            .any(|(n, _)| n.prefix_len() > net.prefix_len() && net.contains(&n.network()))
+        || (!rules.asns.is_empty()
+            && crate::geo::asn::AsnDb::embedded()
+                .unwrap()
+                .lookup(net.network())
+                .is_some_and(|a| a.network.prefix_len() > net.prefix_len()))
+}
+
+trait FromIp {
+    fn from_ip(a: IpAddr) -> u128;
+}
+
+impl FromIp for u128 {
+    fn from_ip(a: IpAddr) -> u128 {
+        match a {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// With a latency map, the snapshot's compiled answers (which leave measured networks to
-    /// the direct path) still answer as the direct path, with measurements, does; and every
-    /// address inside a scope, measured or not, is answered alike.
+    /// With a latency map, under random health (regions down, drained, degraded) and rules:
+    /// the snapshot's compiled answers, measured networks' included, are the direct path's
+    /// (locate, the map's estimates, the rules), scopes and multivalue lists included; a
+    /// measured network is left to the direct path only where its addresses may be answered
+    /// differently; every address inside a scope, measured or not, is answered alike.
     #[test]
     fn compiled_answers_with_a_latency_map_are_the_direct_answers_and_scopes_hold(
-        points in prop::collection::vec((-60.0..70.0f64, -180.0..180.0f64), 2..6),
-        clients in prop::collection::vec((client(), any::<u128>(), any::<bool>()), 32),
+        (points, rules) in prop::collection::vec((-60.0..70.0f64, -180.0..180.0f64), 2..6)
+            .prop_flat_map(|p| { let n = p.len(); (Just(p), rules(n)) }),
+        with_rules in any::<bool>(),
+        health in prop::collection::vec(region_health(), 6),
+        clients in prop::collection::vec((rule_client(), any::<u128>(), any::<bool>(), any::<bool>()), 32),
         rtts in prop::collection::vec(prop::collection::vec(1.0..300.0f64, 6), 32),
     ) {
         use crate::latency::{LatencyMap, Net, Origin, Settings};
-        let zone = zone(&points, 0, false);
+        let zone = zone_with(&points, 0, false, &[], if with_rules { &rules } else { "" });
         let mut map = LatencyMap::new(Settings::default());
         // Measured networks where clients are: some the clients' own, some their neighbours.
-        for ((network, seed, _), rtt) in clients.iter().zip(&rtts) {
+        for ((network, seed, _, _), rtt) in clients.iter().zip(&rtts) {
             let at = match seed % 3 {
                 0 => network.addr(),
-                1 => inside(IpNet::new(network.addr(), network.prefix_len().min(20)).unwrap().trunc(), *seed),
+                1 => {
+                    let near = network.prefix_len().min(if network.addr().is_ipv4() { 20 } else { 44 });
+                    inside(IpNet::new(network.addr(), near).unwrap().trunc(), *seed)
+                }
                 _ => continue,
             };
             for (r, region) in zone.regions.iter().enumerate() {
@@ -491,37 +561,55 @@ proptest! {
             SHARED_GEO.clone(),
             &metrics,
         )
-        .compiled()
-        .with_latency(Arc::new(map.publish(1_764_540_000)));
+        .with_health(0, HealthView { regions: health[..points.len()].to_vec(), ..HealthView::all_up() })
+        .with_latency(Arc::new(map.publish(1_764_540_000)))
+        .compiled();
         let zone = snap.zones.get(0).unwrap();
         let steered = &zone.steered[0];
-        for (network, seed, v6) in clients {
+        let mut measured_compiled = 0;
+        for (network, seed, v6, resolver) in clients {
             let family = if v6 { Family::V6 } else { Family::V4 };
-            let client = Client::Subnet { network };
+            let client = if resolver {
+                Client::Resolver { address: network.addr(), ecs_withheld: false }
+            } else {
+                Client::Subnet { network }
+            };
             let direct = crate::serving::answer::steer(&snap, zone, steered, client, family, 0);
             prop_assert!(direct.scope <= network.prefix_len());
+            let measured = snap.latency.speaks_for(client.network());
             if let Some(c) = snap.compiled_steer(zone, 0, family, client) {
-                prop_assert_eq!(c.steering.region, direct.decision.chosen, "{}", network);
-                prop_assert_eq!(c.scope, direct.scope, "{}", network);
-            } else {
-                prop_assert!(
-                    snap.latency.speaks_for(network) || network.addr().is_ipv6(),
-                    "{}", network
+                let also = snap.also(zone, &direct.decision.also);
+                prop_assert_eq!(Some(c.steering.also), also, "{:?} under\n{}", client, rules);
+                prop_assert_eq!(
+                    c.steering,
+                    Steering::of(&direct.decision, zone, &steered.config, snap.health(zone), family, c.steering.also),
+                    "{:?} under\n{}", client, rules
                 );
+                prop_assert_eq!(c.scope, direct.scope, "{:?} under\n{}", client, rules);
+                measured_compiled += usize::from(measured);
+            } else if measured {
+                let net = Net::within(client.network()).unwrap().prefix();
+                prop_assert!(splits(net, &steered.config.rules), "{:?} under\n{}", client, rules);
+            } else {
+                // Only IPv6 alias space (6to4, Teredo) is left to the direct path.
+                prop_assert!(network.addr().is_ipv6(), "{}", network);
             }
             if direct.scope > 0 && direct.scope < network.prefix_len() {
                 let block = IpNet::new(network.addr(), direct.scope).unwrap().trunc();
                 for k in 0..8u128 {
                     let addr = inside(block, seed.rotate_left(k as u32 * 16) ^ k);
-                    let one = Client::Subnet { network: IpNet::from(addr) };
-                    let there = crate::serving::answer::steer(&snap, zone, steered, one, family, 0);
+                    let host = IpNet::new(addr, network.prefix_len()).unwrap().trunc();
+                    let there = crate::serving::answer::steer(&snap, zone, steered, Client::Subnet { network: host }, family, 0);
                     prop_assert_eq!(
-                        there.decision.chosen, direct.decision.chosen,
-                        "{} in scope {} of {}", addr, block, network
+                        (there.decision.chosen, &there.decision.also),
+                        (direct.decision.chosen, &direct.decision.also),
+                        "{} in scope {} of {}", host, block, network
                     );
                 }
             }
         }
+        // Some measured clients every case: the table answers them.
+        prop_assert!(measured_compiled > 0 || with_rules, "no measured network compiled");
     }
 }
 
@@ -531,7 +619,10 @@ fn the_rules_zone_compiles_with_scopes_its_rules_justify() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/zones-rules/rules.test.toml");
     let zone = crate::zone::load_file(&path, &std::fs::read_to_string(&path).unwrap()).unwrap();
     let view = HealthView::all_up();
-    let compiled = compile(&zone, &view, || GEO.table().map_err(str::to_owned)).unwrap();
+    let compiled = compile(&zone, &view, &Arc::default(), || {
+        GEO.table().map_err(str::to_owned)
+    })
+    .unwrap();
     let region = |name: &str| zone.regions.iter().position(|r| r.name == name);
     let www = zone
         .steered
