@@ -333,8 +333,8 @@ const MMAP_THRESHOLD: libc::c_int = 1 << 20;
 /// build had freed its scratch (maps and vectors that grow by doubling), blocks of up to
 /// 30 MB came from the compile thread's arena, and what they left free there (28 to 58 MB
 /// with a city database) stayed resident, since a thread's arena gives back its top only past
-/// the trim threshold, and `malloc_trim` does not trim it at all. Fixed, the trim threshold
-/// stays at its 128 KiB default.
+/// the trim threshold, and `malloc_trim` does not trim it at all. Each GeoIP replacement left
+/// more behind (65 to 80 MB). Fixed, the trim threshold stays at its 128 KiB default.
 pub fn fix_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt sets an allocator parameter; it returns 0 when it refuses the value.
