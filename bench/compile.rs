@@ -82,6 +82,8 @@ fn clients(n: u32) -> Vec<IpNet> {
 
 fn main() {
     let paths: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
+    // The allocator as `meridian serve` sets it up, so that the RSS read here is the server's.
+    meridian::cli::fix_mmap_threshold();
     let before = rss_mib();
     let geo = if paths.is_empty() {
         GeoDb::embedded()

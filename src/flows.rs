@@ -176,11 +176,11 @@ impl Window {
                         Ipv4Addr::from(net as u32).into()
                     };
                     let place = geo.place(addr);
-                    let Some(p) = place.point else {
+                    let Some(p) = place.point() else {
                         return UNLOCATED;
                     };
                     let cell = cell_of(p.lat, p.lon);
-                    if let Some(country) = place.country {
+                    if let Some(country) = place.country() {
                         self.countries.insert(cell, country);
                     }
                     cell

@@ -223,7 +223,7 @@ pub(super) async fn latency(
                 .iter()
                 .min_by(|a, b| a.1.total_cmp(&b.1))
                 .map(|e| e.0.to_string());
-            let nearest = location.point.and_then(|at| {
+            let nearest = location.point().and_then(|at| {
                 estimates
                     .iter()
                     .filter_map(|e| Some((e.0, places.get(e.0)?.distance_km(at))))
@@ -240,7 +240,7 @@ pub(super) async fn latency(
                 .collect();
             Some(NetworkView {
                 network: n.prefix(),
-                country: location.country,
+                country: location.country(),
                 measured_best,
                 nearest,
                 regions,

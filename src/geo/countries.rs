@@ -341,14 +341,20 @@ pub static COUNTRIES: [Country; 249] = [
 
 /// Finds a country by its alpha-2 code, ignoring ASCII case. Does not allocate.
 pub fn lookup(code: &str) -> Option<&'static Country> {
+    index(code).map(|i| &COUNTRIES[usize::from(i)])
+}
+
+/// The position of a country in [`COUNTRIES`], by its alpha-2 code, ignoring ASCII case: what
+/// stands for a country where memory counts (the location table's places).
+pub fn index(code: &str) -> Option<u16> {
     let &[a, b] = code.as_bytes() else {
         return None;
     };
     let key = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
-    COUNTRIES
+    let i = COUNTRIES
         .binary_search_by(|c| c.code.as_bytes().cmp(&key[..]))
-        .ok()
-        .map(|i| &COUNTRIES[i])
+        .ok()?;
+    Some(u16::try_from(i).expect("COUNTRIES holds 249 entries"))
 }
 
 #[cfg(test)]

@@ -12,13 +12,14 @@
 //! this table (`serving::compiled`) in a sequential scan, without touching the database again.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use maxminddb::{LookupResult, Reader};
 
-use super::countries::Continent;
+use super::countries::{self, Continent};
 use super::{GeoDb, Record, SPECIAL_BLOCKS};
 use crate::steer::GeoPoint;
 
@@ -66,22 +67,75 @@ pub const V6_UNIT: u32 = 64;
 pub type Split = Vec<Box<[PointId]>>;
 
 /// What steering asks of a client's location: the point that ranks regions by distance, and
-/// the country and continent that geo-fences hold.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// the country and continent that geo-fences hold. 24 octets, as a bare point was before
+/// places held more: a city database interns over half a million of them. The country is an
+/// index into [`countries::COUNTRIES`] rather than its code (16 octets inline); the
+/// coordinates stay `f64`, as the database gives them, so that a compiled decision is the
+/// direct path's to the last bit.
+#[derive(Clone, Copy, PartialEq, Default)]
 pub struct Place {
-    pub point: Option<GeoPoint>,
-    pub country: Option<&'static str>,
-    pub continent: Option<Continent>,
+    /// The point's coordinates; both 0 where there is no point.
+    lat: f64,
+    lon: f64,
+    /// One more than the country's index in [`countries::COUNTRIES`]; 0 where there is none.
+    country: u16,
+    continent: Option<Continent>,
+    has_point: bool,
 }
 
 impl Place {
     /// What steering asks of `location`.
     pub fn of(location: &super::Location) -> Place {
+        let country = location.country.map_or(0, |code| {
+            1 + countries::index(code).expect("a location's country is one of COUNTRIES")
+        });
+        let point = location.point.unwrap_or(GeoPoint { lat: 0.0, lon: 0.0 });
         Place {
-            point: location.point,
-            country: location.country,
+            lat: point.lat,
+            lon: point.lon,
+            country,
             continent: location.continent,
+            has_point: location.point.is_some(),
         }
+    }
+
+    pub fn point(self) -> Option<GeoPoint> {
+        self.has_point.then_some(GeoPoint {
+            lat: self.lat,
+            lon: self.lon,
+        })
+    }
+
+    /// The country's ISO 3166-1 alpha-2 code.
+    pub fn country(self) -> Option<&'static str> {
+        let i = usize::from(self.country.checked_sub(1)?);
+        Some(countries::COUNTRIES[i].code)
+    }
+
+    pub fn continent(self) -> Option<Continent> {
+        self.continent
+    }
+
+    /// What tells places apart, to the bit: interning keeps every distinct point, even
+    /// `0.0` and `-0.0`.
+    fn key(self) -> (u64, u64, u16, Option<Continent>, bool) {
+        (
+            self.lat.to_bits(),
+            self.lon.to_bits(),
+            self.country,
+            self.continent,
+            self.has_point,
+        )
+    }
+}
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Place")
+            .field("point", &self.point())
+            .field("country", &self.country())
+            .field("continent", &self.continent)
+            .finish()
     }
 }
 
@@ -119,8 +173,10 @@ impl LocationTable {
             .0
             .finish();
         let v6 = walk(db(128), 128, &mut networks, Units::default(), &mut place)?.finish()?;
+        let mut places = places.list;
+        places.shrink_to_fit();
         Ok(LocationTable {
-            places: places.list,
+            places,
             v4,
             v6: v6.0,
             split: v6.1,
@@ -147,35 +203,42 @@ impl LocationTable {
     }
 }
 
-/// Places interned by their point's bits, country and continent.
+/// Places interned by [`Place::key`]. The table holds ids only (4 octets each, the places
+/// themselves being in `list`), so this scratch stays small beside the table it builds.
 struct Places {
     list: Vec<Place>,
-    by_key: HashMap<PlaceKey, PointId>,
+    ids: hashbrown::HashTable<PointId>,
+    hasher: std::hash::RandomState,
 }
-
-type PlaceKey = (Option<(u64, u64)>, Option<&'static str>, Option<Continent>);
 
 impl Default for Places {
     fn default() -> Self {
-        Places {
-            list: vec![Place::default()],
-            by_key: HashMap::from([((None, None, None), UNKNOWN)]),
-        }
+        let mut places = Places {
+            list: Vec::new(),
+            ids: hashbrown::HashTable::new(),
+            hasher: std::hash::RandomState::new(),
+        };
+        let unknown = places.intern(Place::default());
+        debug_assert_eq!(unknown, UNKNOWN);
+        places
     }
 }
 
 impl Places {
     fn intern(&mut self, place: Place) -> PointId {
-        let key = (
-            place.point.map(|p| (p.lat.to_bits(), p.lon.to_bits())),
-            place.country,
-            place.continent,
-        );
-        let next = PointId::try_from(self.list.len()).expect("fewer than 2^32 places");
-        let id = *self.by_key.entry(key).or_insert(next);
-        if id == next {
-            self.list.push(place);
+        let (list, hasher) = (&mut self.list, &self.hasher);
+        let key = place.key();
+        let found = self
+            .ids
+            .find(hasher.hash_one(key), |&id| list[id as usize].key() == key);
+        if let Some(&id) = found {
+            return id;
         }
+        let id = PointId::try_from(list.len()).expect("fewer than 2^32 places");
+        list.push(place);
+        self.ids.insert_unique(hasher.hash_one(key), id, |&id| {
+            hasher.hash_one(list[id as usize].key())
+        });
         id
     }
 }
@@ -402,6 +465,7 @@ impl Units {
         if self.too_many_splits {
             return Err("too many split IPv6 /64s".into());
         }
+        self.split.shrink_to_fit();
         Ok((self.out.finish(), self.split))
     }
 }
@@ -451,7 +515,11 @@ impl<A: PartialEq> Builder<A> {
         self.push(start, id);
     }
 
-    fn finish(self) -> Ranges<A> {
+    /// The ranges, holding no more memory than they fill: they are kept as long as the
+    /// database.
+    fn finish(mut self) -> Ranges<A> {
+        self.starts.shrink_to_fit();
+        self.ids.shrink_to_fit();
         Ranges {
             starts: self.starts,
             ids: self.ids,

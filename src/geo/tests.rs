@@ -652,7 +652,7 @@ fn place_is_where_locate_places_an_address_and_fills_no_cache() {
     db.table().unwrap();
     let located = |v6: bool| {
         let family = addrs.iter().filter(|a| a.is_ipv6() == v6);
-        family.filter(|a| db.place(**a).point.is_some()).count()
+        family.filter(|a| db.place(**a).point().is_some()).count()
     };
     assert!(
         located(false) > 1000,

@@ -273,7 +273,9 @@ impl<A: Copy + Ord + Into<u128> + TryFrom<u128>> Runs<A> {
     }
 
     /// `runs` (by start, the first at 0), indexed.
-    fn new(runs: Vec<Run<A>>) -> Self {
+    fn new(mut runs: Vec<Run<A>>) -> Self {
+        // Kept while the zone is served: no spare capacity.
+        runs.shrink_to_fit();
         let mut index = Vec::with_capacity((1 << INDEX_BITS) + 1);
         let mut before = 0;
         for block in 0..=(1usize << INDEX_BITS) {
@@ -568,7 +570,7 @@ pub fn compile<'t>(
                 .iter()
                 .map(|rep| {
                     // A region no location chooses gets no class in a run: any steering does.
-                    let point = rep.and_then(|p| t.places[p as usize].point);
+                    let point = rep.and_then(|p| t.places[p as usize].point());
                     let decision = steer::decide(point, config, &zone.regions, view, family);
                     let also = also.intern(&decision.also);
                     Steering::of(&decision, zone, config, view, family, also)
@@ -614,7 +616,7 @@ fn compile_set(
 ) -> (Arc<SetRuns>, Vec<Option<PointId>>) {
     let mut representatives = vec![None; config.regions.len()];
     let runs = set_runs(table, |id| {
-        let point = table.places[id as usize].point;
+        let point = table.places[id as usize].point();
         let chosen = steer::chosen(point, config, &zone.regions, view, family)
             .expect("a name with two regions up always has an answer");
         let position = config
@@ -747,9 +749,9 @@ fn compile_ruled(
 fn facts(place: table::Place) -> ClientFacts {
     ClientFacts {
         network: IpNet::V4(ipnet::Ipv4Net::default()),
-        point: place.point,
-        country: place.country,
-        continent: place.continent,
+        point: place.point(),
+        country: place.country(),
+        continent: place.continent(),
         asn: None,
     }
 }

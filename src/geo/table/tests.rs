@@ -130,3 +130,91 @@ fn special_space_is_cut_out_of_the_ranges_as_they_stream_in() {
     assert_eq!(id("100.0.0.0"), 3);
     assert_eq!(id("255.255.255.255"), UNKNOWN);
 }
+
+#[test]
+fn a_place_is_24_octets_as_a_bare_point_was() {
+    assert_eq!(std::mem::size_of::<Place>(), 24);
+    assert_eq!(
+        std::mem::size_of::<Place>(),
+        std::mem::size_of::<Option<GeoPoint>>()
+    );
+}
+
+/// A location with these facts, as the database would give it.
+fn location(
+    point: Option<GeoPoint>,
+    country: Option<&'static str>,
+    continent: Option<Continent>,
+) -> super::super::Location {
+    super::super::Location {
+        network: "192.0.2.0/24".parse().unwrap(),
+        point,
+        country,
+        continent,
+        precision: super::super::Precision::Coordinates,
+        asn: None,
+    }
+}
+
+#[test]
+fn a_place_gives_back_the_point_country_and_continent_of_its_location() {
+    let points = [
+        None,
+        Some(GeoPoint { lat: 0.0, lon: 0.0 }),
+        Some(GeoPoint {
+            lat: -0.0,
+            lon: 180.0,
+        }),
+        Some(GeoPoint {
+            lat: 51.507_222_222_222_22,
+            lon: -0.127_5,
+        }),
+    ];
+    let continents = std::iter::once(None).chain(Continent::ALL.map(Some));
+    for continent in continents {
+        let countries =
+            std::iter::once(None).chain(countries::COUNTRIES.iter().map(|c| Some(c.code)));
+        for country in countries {
+            for point in points {
+                let place = Place::of(&location(point, country, continent));
+                let got = (place.point(), place.country(), place.continent());
+                assert_eq!(got, (point, country, continent));
+                // To the bit: -0.0 stays -0.0.
+                assert_eq!(
+                    place.point().map(|p| p.lat.to_bits()),
+                    point.map(|p| p.lat.to_bits())
+                );
+            }
+        }
+    }
+    assert_eq!(Place::of(&location(None, None, None)), Place::default());
+}
+
+#[test]
+fn places_intern_by_their_bits_and_the_first_is_unknown() {
+    let mut places = Places::default();
+    assert_eq!(places.intern(Place::default()), UNKNOWN);
+    let at = |lat: f64| {
+        Place::of(&location(
+            Some(GeoPoint { lat, lon: 10.0 }),
+            Some("DE"),
+            Some(Continent::Europe),
+        ))
+    };
+    let zero = places.intern(at(0.0));
+    let minus_zero = places.intern(at(-0.0));
+    assert_ne!(zero, minus_zero, "0.0 and -0.0 are different points");
+    assert_eq!(places.intern(at(0.0)), zero);
+    let other_continent = Place::of(&location(
+        Some(GeoPoint {
+            lat: 0.0,
+            lon: 10.0,
+        }),
+        Some("DE"),
+        Some(Continent::Asia),
+    ));
+    let asia = places.intern(other_continent);
+    assert!(![UNKNOWN, zero, minus_zero].contains(&asia));
+    assert_eq!(places.list.len(), 4);
+    assert_eq!(places.list[asia as usize], other_continent);
+}

@@ -237,7 +237,7 @@ fn steering_chosen_is_decide_chosen_for_every_point_of_the_database() {
         ],
     }];
     for family in [Family::V4, Family::V6] {
-        for p in GEO.table().unwrap().places.iter().map(|p| p.point) {
+        for p in GEO.table().unwrap().places.iter().map(|p| p.point()) {
             let config = &zone.steered[0].config;
             assert_eq!(
                 steer::chosen(p, config, &zone.regions, &view, family),
