@@ -180,15 +180,15 @@ impl Overlay {
                         let place = t.places[id as usize];
                         let origin = Origin {
                             asn,
-                            country: place.country.and_then(|c| c.as_bytes().try_into().ok()),
-                            point: place.point,
+                            country: place.country().and_then(|c| c.as_bytes().try_into().ok()),
+                            point: place.point(),
                         };
                         parts.push(Part {
                             facts: ClientFacts {
                                 network: host,
-                                point: place.point,
-                                country: place.country,
-                                continent: place.continent,
+                                point: place.point(),
+                                country: place.country(),
+                                continent: place.continent(),
                                 asn,
                             },
                             rtt: latency.client_rtt_at(index, &origin, regions.iter().copied()),
