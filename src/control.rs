@@ -238,28 +238,37 @@ const COMPILE_CHECK: Duration = Duration::from_millis(20);
 
 /// Forever: compiles the steering of every zone the current snapshot holds uncompiled, on
 /// this thread (a city database takes seconds the first time), and swaps each in if its
-/// inputs are still the serving ones; a newer change is compiled at the next look. A zone
-/// whose measured networks were decided from another latency map than the serving one gets
-/// them decided anew over its runs, which keep serving meanwhile.
+/// inputs are still the serving ones; a newer change is compiled at the next look. A zone's
+/// runs are installed first; its measured networks (decided from the serving latency map)
+/// are laid over them in a second step, and again whenever another map is published, while
+/// the runs keep serving. Each zone is compiled from the snapshot current when its turn
+/// comes, and each look starts one zone further on, so that a map published while one zone
+/// is decided delays the others by no more than that zone.
 fn compile_steering(state: &SharedSnapshot) {
     // The database whose location table failed to build, so as to say so once.
     let mut failed: Option<Arc<crate::geo::GeoDb>> = None;
+    // The latency map whose measured networks could not be decided (they stay direct).
+    let mut unmeasured: Option<Arc<crate::latency::LatencyTable>> = None;
+    let mut first = 0;
     loop {
         let snap = state.load_full();
-        let pending: Vec<usize> = (0..snap.steering.len())
-            .filter(|&i| {
-                snap.steering[i]
-                    .as_ref()
-                    .is_none_or(|s| !s.measures(&snap.latency))
-            })
-            .collect();
-        if pending.is_empty() || failed.as_ref().is_some_and(|f| Arc::ptr_eq(f, &snap.geo)) {
+        let count = snap.steering.len();
+        if !(0..count).any(|i| pending(&snap, i, &unmeasured))
+            || failed.as_ref().is_some_and(|f| Arc::ptr_eq(f, &snap.geo))
+        {
             std::thread::sleep(COMPILE_CHECK);
             continue;
         }
-        let zones = snap.zones.by_index();
-        for index in pending {
-            let zone = zones[index];
+        first = (first + 1) % count;
+        for index in (first..count).chain(0..first) {
+            let snap = state.load_full();
+            if snap.steering.len() != count {
+                break;
+            }
+            if !pending(&snap, index, &unmeasured) {
+                continue;
+            }
+            let zone = snap.zones.by_index()[index];
             let view = snap.health(zone);
             let started = std::time::Instant::now();
             let table = || {
@@ -282,10 +291,20 @@ fn compile_steering(state: &SharedSnapshot) {
             let old = snap.steering[index].clone();
             let built = match &old {
                 Some(s) => s.remeasured(zone, view, &snap.latency, table),
-                None => crate::serving::compiled::compile(zone, view, &snap.latency, table),
+                None => crate::serving::compiled::compile_runs(zone, view, table),
             };
             let compiled = match built {
                 Ok(c) => Arc::new(c),
+                Err(e) if old.is_some() => {
+                    error!(
+                        zone = %zone.origin,
+                        error = %e,
+                        "the latency map's measured networks cannot be compiled: they take the \
+                         direct path (answers stay exact) until the next map"
+                    );
+                    unmeasured = Some(snap.latency.clone());
+                    continue;
+                }
                 Err(e) => {
                     error!(
                         geoip = %snap.geo.name(),
@@ -320,22 +339,17 @@ fn compile_steering(state: &SharedSnapshot) {
             if !installed {
                 continue;
             }
-            let m = compiled.measured_stats();
             let ms = started.elapsed().as_millis() as u64;
             if old.is_none() {
                 info!(
                     zone = %zone.origin,
                     names = zone.steered.len(),
                     kib = compiled.bytes() >> 10,
-                    measured_networks = m.networks,
-                    measured_left_direct = m.direct,
-                    measured_kib = m.bytes >> 10,
-                    measured_bytes_per_network_name =
-                        format!("{:.1}", m.bytes_per_network_name()),
                     ms,
                     "steering compiled"
                 );
             } else {
+                let m = compiled.measured_stats();
                 info!(
                     zone = %zone.origin,
                     networks = m.networks,
@@ -347,6 +361,24 @@ fn compile_steering(state: &SharedSnapshot) {
                     "measured networks compiled"
                 );
             }
+        }
+    }
+}
+
+/// Whether zone `i` of `snap` waits for the compiler: uncompiled, or its measured networks
+/// decided from another map than the serving one (unless deciding them from it failed).
+fn pending(
+    snap: &crate::serving::Snapshot,
+    i: usize,
+    unmeasured: &Option<Arc<crate::latency::LatencyTable>>,
+) -> bool {
+    match &snap.steering[i] {
+        None => true,
+        Some(s) => {
+            !s.measures(&snap.latency)
+                && unmeasured
+                    .as_ref()
+                    .is_none_or(|u| !Arc::ptr_eq(u, &snap.latency))
         }
     }
 }

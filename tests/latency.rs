@@ -556,15 +556,16 @@ async fn a_nodes_probe_rtts_are_samples_of_its_own_network() {
     assert_eq!(addrs, [EU_WEST]);
 }
 
-/// How many log lines say that the compiler decided one measured network: with the zone's
-/// runs, or over them.
+/// How many log lines say that the compiler decided the one measured network, leaving it to
+/// the direct path for no name (so the compiled path, not the direct one, answers it).
 fn decided(server: &Server) -> usize {
     server
         .log_lines()
         .iter()
         .filter(|l| {
-            (l.contains("\"steering compiled\"") && l.contains("\"measured_networks\":1,"))
-                || (l.contains("\"measured networks compiled\"") && l.contains("\"networks\":1,"))
+            l.contains("\"measured networks compiled\"")
+                && l.contains("\"networks\":1,")
+                && l.contains("\"left_direct\":0,")
         })
         .count()
 }

@@ -503,6 +503,46 @@ pub fn compile<'t>(
     table: impl FnOnce() -> Result<&'t LocationTable, String>,
 ) -> Result<ZoneSteering, String> {
     let mut table = Lazy::new(table);
+    let (names, mut also) = compile_names(zone, view, &mut table)?;
+    let classes_also = Arc::new(also.clone());
+    let measured = measured::Overlay::compile(zone, view, latency, &names, &mut also, &mut table)?;
+    Ok(ZoneSteering {
+        names,
+        classes_also,
+        also,
+        measured,
+    })
+}
+
+/// [`compile`] without the measured networks' answers: they take the direct path until
+/// [`ZoneSteering::remeasured`] lays them, so that every other client is compiled as soon as
+/// the runs are, however long deciding the measured networks takes.
+pub fn compile_runs<'t>(
+    zone: &Zone,
+    view: &HealthView,
+    table: impl FnOnce() -> Result<&'t LocationTable, String>,
+) -> Result<ZoneSteering, String> {
+    let (names, also) = compile_names(zone, view, &mut Lazy::new(table))?;
+    Ok(ZoneSteering {
+        measured: measured::Overlay::pending(&names),
+        classes_also: Arc::new(also.clone()),
+        names,
+        also,
+    })
+}
+
+/// By steered name, A then AAAA.
+type Names = Arc<[[NameSteering; 2]]>;
+
+/// Every steered name of `zone` compiled, with the multivalue lists of their classes.
+fn compile_names<'t, F>(
+    zone: &Zone,
+    view: &HealthView,
+    table: &mut Lazy<'t, F>,
+) -> Result<(Names, Interned), String>
+where
+    F: FnOnce() -> Result<&'t LocationTable, String>,
+{
     let mut sets: HashMap<SetKey<'_>, (Arc<SetRuns>, Vec<Option<PointId>>)> = HashMap::new();
     let mut names = Vec::with_capacity(zone.steered.len());
     let mut also = Interned::default();
@@ -590,15 +630,7 @@ pub fn compile<'t>(
         }
         names.push(both);
     }
-    let names: Arc<[[NameSteering; 2]]> = names.into();
-    let classes_also = Arc::new(also.clone());
-    let measured = measured::Overlay::compile(zone, view, latency, &names, &mut also, &mut table)?;
-    Ok(ZoneSteering {
-        names,
-        classes_also,
-        also,
-        measured,
-    })
+    Ok((names.into(), also))
 }
 
 /// What a region set's runs depend on besides the zone and its health: the name's regions

@@ -88,15 +88,21 @@ impl Builder {
     fn push(&mut self, decided: Option<Decided>) {
         let number = match decided {
             None => DIRECT,
-            Some((steering, widest, _)) => {
-                let next = u16::try_from(self.answers.len())
+            Some((steering, widest, _)) => match self.numbers.get(&(steering, widest)) {
+                Some(&n) => n,
+                // Past the numbers an answer can have, a network stays direct (and exact).
+                None => match u16::try_from(self.answers.len())
                     .ok()
-                    .filter(|&n| n < DIRECT);
-                *self.numbers.entry((steering, widest)).or_insert_with(|| {
-                    self.answers.push((steering, widest));
-                    next.expect("fewer than 65,535 measured answers per name")
-                })
-            }
+                    .filter(|&n| n < DIRECT)
+                {
+                    Some(n) => {
+                        self.numbers.insert((steering, widest), n);
+                        self.answers.push((steering, widest));
+                        n
+                    }
+                    None => DIRECT,
+                },
+            },
         };
         self.answer_of.push(number);
     }
@@ -117,6 +123,21 @@ struct Part {
 }
 
 impl Overlay {
+    /// No answers yet: where some name depends on the client, the overlay of a table no
+    /// snapshot serves (so [`ZoneSteering::measures`] is false while the map has networks,
+    /// and the compiler lays it).
+    pub(super) fn pending(names: &[[NameSteering; 2]]) -> Overlay {
+        let layered = names
+            .iter()
+            .flatten()
+            .any(|n| !matches!(n, NameSteering::Uniform(_)));
+        Overlay {
+            latency: layered.then(Arc::default),
+            names: vec![[None, None]; names.len()],
+            direct: 0,
+        }
+    }
+
     /// Decides every network of `latency` for every name of `zone` (compiled as `names`)
     /// under `view`; multivalue lists are numbered in `also`.
     pub(super) fn compile<'t, F>(
@@ -336,9 +357,12 @@ fn places_of(t: &LocationTable, net: IpNet, out: &mut Vec<PointId>) -> bool {
                     return false;
                 }
                 if id >= table::SPLIT {
-                    t.split[(id - table::SPLIT) as usize]
-                        .iter()
-                        .for_each(|&p| add(p));
+                    for &p in &t.split[(id - table::SPLIT) as usize] {
+                        if p == table::DIRECT {
+                            return false;
+                        }
+                        add(p);
+                    }
                 } else {
                     add(id);
                 }
