@@ -338,6 +338,13 @@ impl GeoDb {
         location
     }
 
+    /// Entries in the query path's location cache, once its pending writes are applied.
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
     /// Where `addr` is, for counting and drawing clients rather than steering them: from the
     /// location table once the compiler has walked it (no database read, no cache entry, no
     /// AS lookup), else from the database without the cache, so that the control plane's
