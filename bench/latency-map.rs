@@ -55,8 +55,14 @@ fn main() {
         ..LatencyConfig::default()
     };
     let metrics = Arc::new(meridian::metrics::Metrics::default());
-    let feed = Feed::open(config, tokens, dir.path().to_owned(), metrics.clone(), false)
-        .expect("an empty state directory");
+    let feed = Feed::open(
+        config,
+        tokens,
+        dir.path().to_owned(),
+        metrics.clone(),
+        false,
+    )
+    .expect("an empty state directory");
     let zones =
         meridian::zone::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
             .expect("shipped zones");
