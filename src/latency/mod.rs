@@ -249,6 +249,20 @@ impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
             u32::try_from(i).expect("fewer than 2^32 rows"),
             |&j| hasher.hash_one(keys[j as usize]),
         );
+        // Grown by an eighth, not doubled: a million rows leave at most 12 % of the arrays
+        // unused instead of up to half. Growing that way copies about 8 times the final
+        // size in all (glibc remaps a block past its mmap threshold instead), a few tens of
+        // milliseconds over a million rows.
+        let more = (i / 8).max(1024);
+        if self.keys.len() == self.keys.capacity() {
+            self.keys.reserve_exact(more);
+        }
+        if self.times.len() == self.times.capacity() {
+            self.times.reserve_exact(more);
+        }
+        if self.cells.capacity() - self.cells.len() < stride {
+            self.cells.reserve_exact(more * stride);
+        }
         self.keys.push(key);
         self.times.push(at);
         self.cells
