@@ -209,9 +209,8 @@ impl Feed {
                     let network = IpNet::new(s.client, s.net.prefix().prefix_len())
                         .expect("a client network's prefix fits its family")
                         .trunc();
-                    // The ASN level of the fallback chain plugs in here, as in
-                    // `serving::answer::measured`.
-                    let origin = Origin::of(&state.geo.locate(network));
+                    // Past the query path's cache, which a feed's networks would crowd.
+                    let origin = Origin::of(&state.geo.locate_uncached(network));
                     (s, origin)
                 })
             })

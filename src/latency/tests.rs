@@ -602,6 +602,42 @@ fn a_clients_origin_carries_its_as_from_the_embedded_database() {
     assert_eq!(origin.country, Some(*b"GB"));
 }
 
+/// A feed's samples feed their network's AS and country, located past the query path's
+/// location cache: a feed posting a million networks would crowd out the networks queries
+/// come from.
+#[test]
+fn ingested_samples_are_located_past_the_query_paths_cache() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let feed = open_feed(dir.path(), false);
+    let zones =
+        crate::zone::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
+            .expect("the shipped zones load");
+    let geo = Arc::new(crate::geo::GeoDb::embedded().expect("the embedded database"));
+    let state =
+        crate::serving::Snapshot::new(zones, geo.clone(), &crate::metrics::Metrics::default());
+    let body: String = [("us-east", 80), ("eu-west", 20)]
+        .iter()
+        .map(|(region, rtt)| {
+            format!(
+                "{{\"client\":\"81.2.69.0/24\",\"region\":\"{region}\",\"rtt_ms\":{rtt},\
+                 \"kind\":\"tcp\",\"time\":{T0},\"count\":25}}\n"
+            )
+        })
+        .collect();
+    let report = feed.ingest(&state, "feed", None, &body, T0 as f64);
+    assert_eq!(
+        (report.accepted, report.dropped),
+        (2, 0),
+        "{:?}",
+        report.errors
+    );
+    let table = feed.publish(T0, true).expect("published");
+    let groups: Vec<Group> = table.group_estimates().iter().map(|e| e.0).collect();
+    assert!(groups.contains(&Group::Asn(20712)), "{groups:?}");
+    assert!(groups.contains(&Group::Country(*b"GB")), "{groups:?}");
+    assert_eq!(geo.cached(), 0, "ingestion filled the location cache");
+}
+
 #[test]
 fn probe_networks_are_client_networks_outside_special_space() {
     let check = |text: &str| {
