@@ -28,7 +28,6 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashTable;
-
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -251,8 +250,7 @@ impl<K: Copy + Eq + std::hash::Hash> Rows<K> {
         );
         // Grown by an eighth, not doubled: a million rows leave at most 12 % of the arrays
         // unused instead of up to half. Growing that way copies about 8 times the final
-        // size in all (glibc remaps a block past its mmap threshold instead), a few tens of
-        // milliseconds over a million rows.
+        // size in all (glibc remaps a block past its mmap threshold instead).
         let more = (i / 8).max(1024);
         if self.keys.len() == self.keys.capacity() {
             self.keys.reserve_exact(more);
