@@ -299,3 +299,105 @@ pub(super) async fn beacon() -> impl IntoResponse {
         BEACON,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::admin::auth::Tokens;
+    use crate::geo::GeoDb;
+    use crate::latency::{LatencyMap, Origin, Settings};
+    use crate::serving::Snapshot;
+
+    /// `GET /api/v1/latency` places every network it lists (its country) without a query
+    /// path's lookup: the GeoIP location cache, which holds the networks queries come from,
+    /// gains no entry from a page of the map.
+    #[test]
+    fn the_latency_view_places_networks_and_leaves_the_location_cache_alone() {
+        const T0: u64 = 1_764_540_000;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let zones = crate::zone::load_dir(&repo.join("zones")).expect("the shipped zones load");
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let geo = Arc::new(GeoDb::embedded().expect("the embedded database"));
+        let networks = [
+            "81.2.69.0/24",
+            "8.8.8.0/24",
+            "1.1.1.0/24",
+            "2a02:2e0:3fe::/48",
+        ];
+        let mut map = LatencyMap::new(Settings::default());
+        for n in networks {
+            let net = Net::within(n.parse().expect("a network")).expect("a client network");
+            for (region, rtt) in [("us-east", 80.0), ("eu-west", 20.0)] {
+                map.add_weighted(net, &Origin::default(), region, rtt, T0, 25.0);
+            }
+        }
+        let state = Snapshot::new(zones, geo.clone(), &metrics)
+            .with_latency(Arc::new(map.publish(T0)))
+            .shared();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let latency = crate::latency::feed::Feed::open(
+            Default::default(),
+            Tokens::default(),
+            dir.path().to_owned(),
+            metrics.clone(),
+            false,
+        )
+        .expect("an empty state directory");
+        let journal = crate::state::Journal::open(dir.path()).expect("a new journal");
+        let body = runtime.block_on(async {
+            let admin = Arc::new(Admin {
+                monitor: crate::health::monitor::spawn(
+                    state.clone(),
+                    metrics.clone(),
+                    journal.overrides(),
+                    None,
+                ),
+                state,
+                metrics,
+                journal: Arc::new(tokio::sync::Mutex::new(journal)),
+                cluster: None,
+                tokens: Tokens::default(),
+                zones_dir: repo.join("zones"),
+                state_dir: dir.path().to_owned(),
+                ready: Arc::new(AtomicBool::new(true)),
+                reads_need_token: false,
+                hosts: Vec::new(),
+                latency: Arc::new(latency),
+                spill: Arc::new(crate::spill::Spill::new(Default::default())),
+                reloads: tokio::sync::Mutex::new(()),
+                changes: tokio::sync::watch::Sender::new(0),
+            });
+            let request = Request::get("/api/v1/latency")
+                .header(header::HOST, "localhost")
+                .body(Body::empty())
+                .expect("a request");
+            let response = super::super::router(admin)
+                .oneshot(request)
+                .await
+                .expect("the router answers");
+            assert_eq!(response.status(), StatusCode::OK);
+            axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .expect("the body")
+        });
+        let view: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        let listed = view["listed"].as_array().expect("listed networks");
+        assert_eq!(listed.len(), networks.len(), "{view}");
+        let placed = listed.iter().filter(|n| n["country"].is_string()).count();
+        assert!(placed >= 3, "{placed} of the networks placed: {view}");
+        assert_eq!(geo.cached(), 0, "the view filled the location cache");
+        // The count sees what a query's lookup leaves.
+        geo.locate(networks[0].parse().expect("a network"));
+        assert_eq!(geo.cached(), 1);
+    }
+}

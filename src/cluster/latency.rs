@@ -21,6 +21,11 @@
 //! to `store::WATCH_DECODE_LIMIT`; a range read takes a few chunks an answer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::latency::feed::Feed;
 
 /// Largest value a node writes under one key.
 pub const CHUNK: usize = 256 << 10;
@@ -61,6 +66,57 @@ pub fn chunks(bytes: &[u8]) -> Vec<&[u8]> {
         return vec![bytes];
     }
     bytes.chunks(CHUNK).collect()
+}
+
+/// Decodes the nodes' whole maps (node -> bytes, as the store holds them) and makes them the
+/// feed's peers, all of them, on a blocking thread: decoding and merging maps of up to
+/// [`crate::latency::feed::SHARE_MAX_BYTES`] each would hold the control plane's worker
+/// (the watch, the record's lease keep-alive) for as long.
+pub async fn take_all(feed: Arc<Feed>, whole: BTreeMap<String, Vec<u8>>) {
+    let taken = tokio::task::spawn_blocking(move || {
+        let mut maps = BTreeMap::new();
+        for (node, bytes) in whole {
+            match feed.decode_peer(&bytes) {
+                Ok(m) => {
+                    maps.insert(node, m);
+                }
+                Err(e) => undecoded(&node, &e),
+            }
+        }
+        feed.set_peers(maps);
+    })
+    .await;
+    if let Err(e) = taken {
+        warn!(error = %e, "the nodes' latency maps were not taken");
+    }
+}
+
+/// Decodes one node's newest whole map and makes it that node's in the feed, on a blocking
+/// thread, as [`take_all`] does.
+pub async fn take(feed: Arc<Feed>, node: String, bytes: Vec<u8>) {
+    let taken = tokio::task::spawn_blocking(move || match feed.decode_peer(&bytes) {
+        Ok(map) => {
+            tracing::debug!(
+                node,
+                networks = map.networks(),
+                "latency map of a node taken"
+            );
+            feed.set_peer(&node, Some(map));
+        }
+        Err(e) => undecoded(&node, &e),
+    })
+    .await;
+    if let Err(e) = taken {
+        warn!(error = %e, "a node's latency map was not taken");
+    }
+}
+
+/// Logs a node's latency map that does not decode: it is left out.
+fn undecoded(node: &str, error: &str) {
+    warn!(
+        node,
+        error, "ignoring a node's latency map in the cluster store"
+    );
 }
 
 /// One generation of a node's map as read so far.
@@ -154,6 +210,8 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latency::feed::SHARE_MAX_BYTES;
+    use crate::latency::{LatencyMap, Net, Origin, Settings, store};
 
     #[test]
     fn keys_round_trip_and_strangers_are_refused() {
@@ -218,5 +276,86 @@ mod tests {
         let big = vec![0u8; CHUNK + 1];
         assert_eq!(inbox.put("ns2", 1, 0, 1, &big), Err(CHUNK + 1));
         assert!(inbox.nodes.get("ns2").is_none_or(|g| g.is_empty()));
+    }
+
+    /// CPU time this thread has used.
+    fn thread_cpu() -> std::time::Duration {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a timespec the call may write; the clock is one Linux has.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        assert_eq!(rc, 0, "the thread's CPU clock reads");
+        std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    /// A peer's map as large as a node shares is decoded and merged on another thread than
+    /// the control plane's worker: on a current-thread runtime (this thread its only worker),
+    /// `take` and `take_all` cost this thread a small part of what decoding and merging the
+    /// same map here costs. CPU time, not wall time, so a busy machine changes nothing.
+    #[test]
+    fn peer_maps_are_decoded_and_merged_off_the_control_worker() {
+        const T0: u64 = 1_764_540_000;
+        let mut map = LatencyMap::new(Settings::default());
+        for i in 0..130_000u32 {
+            let net = Net::of(std::net::Ipv4Addr::from((i + (20 << 16)) << 8).into());
+            for (r, region) in ["us-east", "eu-west", "ap-southeast"].iter().enumerate() {
+                map.add_weighted(net, &Origin::default(), region, 20.0 + r as f64, T0, 25.0);
+            }
+        }
+        let bytes = store::encode(&map.shared(SHARE_MAX_BYTES));
+        assert!(bytes.len() > SHARE_MAX_BYTES - 64, "{} bytes", bytes.len());
+        let shared = map.shared(SHARE_MAX_BYTES).networks();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let feed = || {
+            Arc::new(
+                Feed::open(
+                    Default::default(),
+                    crate::admin::auth::Tokens::load(None, None).expect("no tokens"),
+                    dir.path().to_owned(),
+                    Arc::new(crate::metrics::Metrics::default()),
+                    true,
+                )
+                .expect("an empty state directory"),
+            )
+        };
+
+        let here = feed();
+        let started = thread_cpu();
+        here.set_peer(
+            "ns2",
+            Some(here.decode_peer(&bytes).expect("the map decodes")),
+        );
+        let inline = thread_cpu() - started;
+        assert_eq!(
+            here.publish(T0, true).expect("published").networks(),
+            shared
+        );
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime");
+        let one = feed();
+        let started = thread_cpu();
+        runtime.block_on(take(one.clone(), "ns2".into(), bytes.clone()));
+        let worker_one = thread_cpu() - started;
+        let all = feed();
+        let started = thread_cpu();
+        runtime.block_on(take_all(
+            all.clone(),
+            BTreeMap::from([("ns2".to_string(), bytes.clone())]),
+        ));
+        let worker_all = thread_cpu() - started;
+        for (feed, worker) in [(one, worker_one), (all, worker_all)] {
+            assert_eq!(
+                feed.publish(T0, true).expect("published").networks(),
+                shared
+            );
+            assert!(
+                worker < inline / 10,
+                "the worker spent {worker:?} of the {inline:?} decoding and merging take"
+            );
+        }
     }
 }

@@ -300,23 +300,7 @@ impl Cluster {
             }
         }
         *self.inbox.lock().expect("inbox lock") = inbox;
-        let feed = self.latency.clone();
-        let decoded = tokio::task::spawn_blocking(move || {
-            let mut maps = BTreeMap::new();
-            for (node, bytes) in whole {
-                match feed.decode_peer(&bytes) {
-                    Ok(m) => {
-                        maps.insert(node, m);
-                    }
-                    Err(e) => undecoded(&node, &e),
-                }
-            }
-            feed.set_peers(maps);
-        })
-        .await;
-        if let Err(e) = decoded {
-            warn!(error = %e, "the nodes' latency maps were not taken");
-        }
+        latency::take_all(self.latency.clone(), whole).await;
     }
 
     /// Applies one watched event of a node's latency map; a whole map is decoded and merged
@@ -340,23 +324,7 @@ impl Cluster {
         let feed = self.latency.clone();
         match change {
             Ok(Change::Nothing) => {}
-            Ok(Change::Whole(bytes)) => {
-                let taken = tokio::task::spawn_blocking(move || match feed.decode_peer(&bytes) {
-                    Ok(map) => {
-                        tracing::debug!(
-                            node,
-                            networks = map.networks(),
-                            "latency map of a node taken"
-                        );
-                        feed.set_peer(&node, Some(map));
-                    }
-                    Err(e) => undecoded(&node, &e),
-                })
-                .await;
-                if let Err(e) = taken {
-                    warn!(error = %e, "a node's latency map was not taken");
-                }
-            }
+            Ok(Change::Whole(bytes)) => latency::take(feed, node, bytes).await,
             Ok(Change::Gone) => {
                 info!(node, "latency map of a node gone (its lease expired)");
                 let _ = tokio::task::spawn_blocking(move || feed.set_peer(&node, None)).await;
@@ -864,14 +832,6 @@ async fn share(
         .await?;
     tracing::debug!(bytes = shared.bytes.len(), chunks = n, "latency map shared");
     Ok(())
-}
-
-/// Logs a node's latency map that does not decode: it is left out.
-fn undecoded(node: &str, error: &str) {
-    warn!(
-        node,
-        error, "ignoring a node's latency map in the cluster store"
-    );
 }
 
 /// Logs a latency map chunk over [`latency::CHUNK`]: no node writes one.

@@ -330,12 +330,27 @@ impl GeoDb {
         if let Some(hit) = self.cache.get(&client) {
             return hit;
         }
-        let location = match special_block(client) {
-            Some(block) => Location::unknown(block),
-            None => self.lookup(client.addr()),
-        };
+        let location = self.locate_uncached(client);
         self.cache.insert(client, location);
         location
+    }
+
+    /// [`GeoDb::locate`] without the cache, for the control plane's bulk questions that need
+    /// the AS too (a latency feed's samples): a feed posting a million networks would crowd
+    /// the networks queries come from out of the cache.
+    pub fn locate_uncached(&self, client: IpNet) -> Location {
+        let client = client.trunc();
+        match special_block(client) {
+            Some(block) => Location::unknown(block),
+            None => self.lookup(client.addr()),
+        }
+    }
+
+    /// Entries in the query path's location cache, once its pending writes are applied.
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
     }
 
     /// Where `addr` is, for counting and drawing clients rather than steering them: from the

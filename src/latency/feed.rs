@@ -199,7 +199,10 @@ impl Feed {
             max_age_secs: self.config.max_age_secs as f64,
             special: &special,
         };
-        // Checked and located before the lock: only the adds hold it.
+        // Checked and located before the lock: only the adds hold it. Located past the query
+        // path's cache, which a feed's networks would crowd; a feed's lines for one network
+        // (one per region) come together, so the last network's origin is kept.
+        let mut last: Option<(IpNet, Origin)> = None;
         let checked: Vec<_> = body
             .lines()
             .enumerate()
@@ -209,9 +212,11 @@ impl Feed {
                     let network = IpNet::new(s.client, s.net.prefix().prefix_len())
                         .expect("a client network's prefix fits its family")
                         .trunc();
-                    // The ASN level of the fallback chain plugs in here, as in
-                    // `serving::answer::measured`.
-                    let origin = Origin::of(&state.geo.locate(network));
+                    let origin = match last {
+                        Some((n, origin)) if n == network => origin,
+                        _ => Origin::of(&state.geo.locate_uncached(network)),
+                    };
+                    last = Some((network, origin));
                     (s, origin)
                 })
             })

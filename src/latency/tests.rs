@@ -328,8 +328,8 @@ fn the_shared_map_keeps_the_heaviest_networks_within_its_bytes() {
     assert!(store::encode(&shared).len() <= budget);
     assert!(shared.networks() >= 45, "{}", shared.networks());
     // The lightest networks were left out.
-    assert!(shared.nets.index.contains_key(&net("81.2.99.0/24")));
-    assert!(!shared.nets.index.contains_key(&net("81.2.20.0/24")));
+    assert!(shared.nets.find(net("81.2.99.0/24")).is_some());
+    assert!(shared.nets.find(net("81.2.20.0/24")).is_none());
 }
 
 #[test]
@@ -359,8 +359,8 @@ fn groups_count_against_the_shared_bytes_heaviest_first() {
         "{}",
         shared.groups.keys.len()
     );
-    assert!(shared.groups.index.contains_key(&Group::Asn(200)));
-    assert!(!shared.groups.index.contains_key(&Group::Asn(1)));
+    assert!(shared.groups.find(Group::Asn(200)).is_some());
+    assert!(shared.groups.find(Group::Asn(1)).is_none());
 }
 
 /// A feed on an empty state directory of its own, alone or in a cluster.
@@ -600,6 +600,42 @@ fn a_clients_origin_carries_its_as_from_the_embedded_database() {
     let origin = Origin::of(&location);
     assert_eq!(origin.asn, Some(20712));
     assert_eq!(origin.country, Some(*b"GB"));
+}
+
+/// A feed's samples feed their network's AS and country, located past the query path's
+/// location cache: a feed posting a million networks would crowd out the networks queries
+/// come from.
+#[test]
+fn ingested_samples_are_located_past_the_query_paths_cache() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let feed = open_feed(dir.path(), false);
+    let zones =
+        crate::zone::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
+            .expect("the shipped zones load");
+    let geo = Arc::new(crate::geo::GeoDb::embedded().expect("the embedded database"));
+    let state =
+        crate::serving::Snapshot::new(zones, geo.clone(), &crate::metrics::Metrics::default());
+    let body: String = [("us-east", 80), ("eu-west", 20)]
+        .iter()
+        .map(|(region, rtt)| {
+            format!(
+                "{{\"client\":\"81.2.69.0/24\",\"region\":\"{region}\",\"rtt_ms\":{rtt},\
+                 \"kind\":\"tcp\",\"time\":{T0},\"count\":25}}\n"
+            )
+        })
+        .collect();
+    let report = feed.ingest(&state, "feed", None, &body, T0 as f64);
+    assert_eq!(
+        (report.accepted, report.dropped),
+        (2, 0),
+        "{:?}",
+        report.errors
+    );
+    let table = feed.publish(T0, true).expect("published");
+    let groups: Vec<Group> = table.group_estimates().iter().map(|e| e.0).collect();
+    assert!(groups.contains(&Group::Asn(20712)), "{groups:?}");
+    assert!(groups.contains(&Group::Country(*b"GB")), "{groups:?}");
+    assert_eq!(geo.cached(), 0, "ingestion filled the location cache");
 }
 
 #[test]
