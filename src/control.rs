@@ -383,12 +383,13 @@ fn pending(
     }
 }
 
-/// Publications between two made without new samples, so that estimates age out of
-/// steering even when no feed posts.
-const AGE_EVERY: u64 = 10;
+/// Seconds between two publications made without new samples, so that estimates age out of
+/// steering even when no feed posts (at least one interval). Each publication has every
+/// measured network decided anew, so a short `publish-secs` must not bring that with it.
+const AGE_SECS: u64 = 300;
 
 /// Every publish interval: the latency map into the serving snapshot, when it has new
-/// samples (or, every [`AGE_EVERY`] intervals, to age); every save interval: to the state
+/// samples (or, every [`AGE_SECS`], to age); every save interval: to the state
 /// directory; at the first interval and every share interval: to the cluster, when it
 /// changed.
 async fn publish_latency(
@@ -399,6 +400,7 @@ async fn publish_latency(
     let publish = Duration::from_secs(feed.config.publish_secs);
     let save_every = (feed.config.save_secs / feed.config.publish_secs).max(1);
     let share_every = (feed.config.share_secs / feed.config.publish_secs).max(1);
+    let age_every = (AGE_SECS / feed.config.publish_secs).max(1);
     let mut tick = tokio::time::interval(publish);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 1u64.. {
@@ -412,7 +414,7 @@ async fn publish_latency(
             if (n - 1) % share_every == 0 {
                 f.share_map(now);
             }
-            f.publish(now, n % AGE_EVERY == 0)
+            f.publish(now, n % age_every == 0)
         })
         .await;
         if let Ok(Some(table)) = published {
