@@ -383,13 +383,25 @@ fn pending(
     }
 }
 
-/// Seconds between two publications made without new samples, so that estimates age out of
-/// steering even when no feed posts (at least one interval). Each publication has every
-/// measured network decided anew, so a short `publish-secs` must not bring that with it.
-const AGE_SECS: u64 = 300;
+/// Most seconds between two publications made without new samples.
+const AGE_MAX_SECS: f64 = 300.0;
+
+/// Publish intervals between two publications made without new samples, so that estimates
+/// age out of steering even when no feed posts: a tenth of the half-life (or of
+/// `max-age-secs`, if shorter), at most [`AGE_MAX_SECS`], at least one interval. Each
+/// publication has every measured network decided anew, so a short `publish-secs` alone
+/// must not bring one every few seconds.
+fn age_every(config: &crate::latency::config::LatencyConfig) -> u64 {
+    let horizon = config
+        .settings
+        .half_life_secs
+        .min(config.max_age_secs as f64);
+    let secs = (horizon / 10.0).min(AGE_MAX_SECS);
+    ((secs / config.publish_secs as f64) as u64).max(1)
+}
 
 /// Every publish interval: the latency map into the serving snapshot, when it has new
-/// samples (or, every [`AGE_SECS`], to age); every save interval: to the state
+/// samples (or, every [`age_every`] intervals, to age); every save interval: to the state
 /// directory; at the first interval and every share interval: to the cluster, when it
 /// changed.
 async fn publish_latency(
@@ -400,7 +412,7 @@ async fn publish_latency(
     let publish = Duration::from_secs(feed.config.publish_secs);
     let save_every = (feed.config.save_secs / feed.config.publish_secs).max(1);
     let share_every = (feed.config.share_secs / feed.config.publish_secs).max(1);
-    let age_every = (AGE_SECS / feed.config.publish_secs).max(1);
+    let age_every = age_every(&feed.config);
     let mut tick = tokio::time::interval(publish);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 1u64.. {
@@ -713,6 +725,28 @@ mod tests {
     use crate::geo::GeoDb;
     use crate::serving::Snapshot;
     use crate::zone::ZoneSet;
+
+    #[test]
+    fn a_map_that_only_ages_is_published_every_tenth_of_a_half_life_at_most_five_minutes() {
+        use crate::latency::config::LatencyConfig;
+        let with = |publish_secs: u64, half_life_secs: f64, max_age_secs: u64| {
+            let mut c = LatencyConfig {
+                publish_secs,
+                max_age_secs,
+                ..LatencyConfig::default()
+            };
+            c.settings.half_life_secs = half_life_secs;
+            age_every(&c)
+        };
+        // The defaults (30 s, an hour, two hours): every 10 intervals, 5 minutes.
+        assert_eq!(age_every(&LatencyConfig::default()), 10);
+        // A short publish interval alone does not bring more aging publications.
+        assert_eq!(with(1, 3600.0, 7200), 300);
+        // A short half-life (or max age) does: every interval here.
+        assert_eq!(with(1, 5.0, 7200), 1);
+        assert_eq!(with(1, 3600.0, 60), 6);
+        assert_eq!(with(600, 3600.0, 7200), 1);
+    }
 
     /// Asked to stop, the sampler saves the rate chart, says so, and ends: nothing writes the
     /// file beside or after that last save.

@@ -1680,11 +1680,18 @@ async fn a_drain_completes_only_when_the_last_answer_of_every_node_expires() {
     let lab = Lab::start().await;
     let (ports, etcd) = (lab.ports, &lab.etcd);
     // A TTL of 30 s: long enough for the checks while answers are cached (Chromium included),
-    // short enough to wait out the bound of a node gone.
-    let files = two_nodes(etcd, ports, "", |z| z.replace("ttl = 60", "ttl = 30"));
+    // short enough to wait out the bound of a node gone. Probes with time to spare on a loaded
+    // machine: a probe timing out would take eu-west away from the node that must answer it.
+    let files = two_nodes(etcd, ports, "", |z| {
+        z.replace("ttl = 60", "ttl = 30")
+            .replace("interval = 0.2", "interval = 0.5")
+            .replace("timeout = 0.1", "timeout = 0.45")
+    });
     let mut nodes: Vec<Node> = files.iter().map(NodeFiles::start).collect();
     let (a, b) = (&nodes[0], &nodes[1]);
-    a.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    for n in [a, b] {
+        n.wait_answer(EU_WEST, Duration::from_secs(10)).await;
+    }
     a.wait_cluster("both nodes", |v| {
         v["nodes"].as_array().is_some_and(|n| n.len() == 2)
     })

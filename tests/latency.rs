@@ -427,8 +427,9 @@ async fn the_answer_falls_back_to_distance_when_samples_age_out() {
         || async { answer(&server, WWW, GB).await == (vec![US_EAST.to_string()], 24) },
     )
     .await;
-    // No more samples: the estimates decay below 20 samples, the map is published aged (at
-    // least every 10 s without samples), and the distance model answers again.
+    // No more samples: the estimates decay below 20 samples, the map is published aged (every
+    // tenth of the half-life without samples: every interval here), and the distance model
+    // answers again.
     eventually(Duration::from_secs(45), "GB back to eu-west", || async {
         answer(&server, WWW, GB).await.0 == [EU_WEST]
     })
