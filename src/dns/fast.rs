@@ -340,8 +340,9 @@ fn decide(
     if let Some(c) = snapshot.compiled_steer(zone, steered_index, family, client) {
         return Some(c);
     }
-    // Not compiled yet (or an address the table leaves to the direct path): decisions are
-    // cached per client network meanwhile, in a table of fixed size.
+    // Not compiled yet (or an address the table leaves to the direct path, a measured
+    // network not yet decided from the serving latency map, a client of a shedding region):
+    // decisions are cached per client network meanwhile, in a table of fixed size.
     let ckey: ClientKey = (zone_index, steered_index, family, client);
     if let Some(&d) = caches.decisions.get(&ckey) {
         return Some(d);
