@@ -8,14 +8,12 @@
 
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::Instant;
 
-use meridian::geo::GeoDb;
 use meridian::latency::Net;
-use meridian::latency::config::LatencyConfig;
-use meridian::latency::feed::Feed;
-use meridian::serving::Snapshot;
+
+mod feed_rig;
+use feed_rig::FeedRig;
 
 const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-southeast"];
 const RTTS: [u32; 3] = [20, 60, 140];
@@ -44,30 +42,7 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("NETWORKS: a count"))
         .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::write(dir.path().join("feeds"), "bench:bench-secret-0123456789\n")
-        .expect("token file written");
-    let tokens = meridian::admin::auth::Tokens::load(Some(&dir.path().join("feeds")), None)
-        .expect("token file read");
-    let config = LatencyConfig {
-        rate: 1e12,
-        burst: 1e12,
-        ..LatencyConfig::default()
-    };
-    let metrics = Arc::new(meridian::metrics::Metrics::default());
-    let feed = Feed::open(
-        config,
-        tokens,
-        dir.path().to_owned(),
-        metrics.clone(),
-        false,
-    )
-    .expect("an empty state directory");
-    let zones =
-        meridian::zone::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
-            .expect("shipped zones");
-    let geo = Arc::new(GeoDb::embedded().expect("embedded database"));
-    let state = Snapshot::new(zones, geo, &metrics);
+    let FeedRig { feed, state, .. } = &FeedRig::open();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
@@ -106,7 +81,7 @@ fn main() {
             }
         }
         let t = Instant::now();
-        let report = feed.ingest(&state, "bench", None, &batch, now as f64);
+        let report = feed.ingest(state, "bench", None, &batch, now as f64);
         ingest += t.elapsed();
         assert_eq!(report.dropped, 0, "{:?}", report.errors.first());
         if (b + 1) % PUBLISH_EVERY == 0 {

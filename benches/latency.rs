@@ -4,14 +4,13 @@
 //! by six regions. Run: cargo bench --bench latency
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use meridian::geo::GeoDb;
-use meridian::latency::config::LatencyConfig;
-use meridian::latency::feed::Feed;
 use meridian::latency::{LatencyMap, Net, Origin, Settings};
-use meridian::serving::Snapshot;
+
+#[path = "../bench/feed_rig.rs"]
+mod feed_rig;
+use feed_rig::FeedRig;
 
 const REGIONS: [&str; 6] = ["r0", "r1", "r2", "r3", "r4", "r5"];
 const T0: u64 = 1_764_540_000;
@@ -95,29 +94,7 @@ fn bench(c: &mut Criterion) {
     });
 
     // A batch of 1,000 NDJSON lines through the intake, as the API runs it.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("feeds"), "bench:bench-secret-0123456789\n").unwrap();
-    let tokens =
-        meridian::admin::auth::Tokens::load(Some(&dir.path().join("feeds")), None).unwrap();
-    let config = LatencyConfig {
-        rate: 1e12,
-        burst: 1e12,
-        ..LatencyConfig::default()
-    };
-    let metrics = Arc::new(meridian::metrics::Metrics::default());
-    let feed = Feed::open(
-        config,
-        tokens,
-        dir.path().to_owned(),
-        metrics.clone(),
-        false,
-    )
-    .unwrap();
-    let zones =
-        meridian::zone::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
-            .expect("shipped zones");
-    let geo = Arc::new(GeoDb::embedded().expect("embedded database"));
-    let state = Snapshot::new(zones, geo, &metrics);
+    let FeedRig { feed, state, .. } = &FeedRig::open();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -138,7 +115,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1000));
     g.bench_function("ingest-1000-lines", |b| {
         b.iter(|| {
-            let report = feed.ingest(&state, "bench", None, &batch, now);
+            let report = feed.ingest(state, "bench", None, &batch, now);
             assert_eq!(report.accepted, 1000);
         })
     });
