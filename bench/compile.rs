@@ -274,13 +274,7 @@ fn measured_map(geo: &GeoDb, table: &meridian::geo::table::LocationTable) {
         let origin = Origin::of(&location);
         let regions = zone.regions.iter().map(|r| (r.name.as_str(), r.location));
         let rtt = again.client_rtt(network, &origin, regions);
-        let facts = ClientFacts {
-            network,
-            point: location.point,
-            country: location.country,
-            continent: location.continent,
-            asn: location.asn.map(|a| a.number),
-        };
+        let facts = ClientFacts::located(network, &location);
         let d = rules::apply_measured(
             &facts,
             rtt.as_ref(),
@@ -347,13 +341,7 @@ fn rules_zone(geo: &GeoDb, table: &meridian::geo::table::LocationTable, probes: 
         let started = Instant::now();
         for network in &probes[..direct_n] {
             let location = geo.locate(*network);
-            let facts = ClientFacts {
-                network: *network,
-                point: location.point,
-                country: location.country,
-                continent: location.continent,
-                asn: location.asn.map(|a| a.number),
-            };
+            let facts = ClientFacts::located(*network, &location);
             let d = rules::apply(
                 &facts,
                 &steered.config,

@@ -118,13 +118,7 @@ pub fn steer(
 ) -> SteeredAnswer {
     let location = state.geo.locate(client.network());
     let view = state.health(zone);
-    let facts = steer::ClientFacts {
-        network: client.network().trunc(),
-        point: location.point,
-        country: location.country,
-        continent: location.continent,
-        asn: location.asn.map(|a| a.number),
-    };
+    let facts = steer::ClientFacts::located(client.network().trunc(), &location);
     let config = &steered.config;
     let rtt = measured(state, zone, client, &location);
     let mut decision =

@@ -92,6 +92,19 @@ pub struct ClientFacts {
     pub asn: Option<u32>,
 }
 
+impl ClientFacts {
+    /// The facts of a client of `network` that GeoIP located at `location`.
+    pub fn located(network: IpNet, location: &crate::geo::Location) -> ClientFacts {
+        ClientFacts {
+            network,
+            point: location.point,
+            country: location.country,
+            continent: location.continent,
+            asn: location.asn.map(|a| a.number),
+        }
+    }
+}
+
 /// [`super::decide`] under the name's rules.
 pub fn apply(
     facts: &ClientFacts,

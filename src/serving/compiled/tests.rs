@@ -338,13 +338,7 @@ fn ruled(
     network: IpNet,
 ) -> (Steering, Regions) {
     let location = GEO.locate(network);
-    let facts = steer::ClientFacts {
-        network,
-        point: location.point,
-        country: location.country,
-        continent: location.continent,
-        asn: location.asn.map(|a| a.number),
-    };
+    let facts = steer::ClientFacts::located(network, &location);
     let config = &zone.steered[0].config;
     let decision = steer::rules::apply(&facts, config, &zone.regions, view, family);
     // A list no compiled class holds has no number: the comparison with the table fails.
