@@ -93,6 +93,16 @@ async fn post(server: &Server, token: Option<&str>, body: String) -> (u16, Value
     )
 }
 
+/// The server's `/metrics` page.
+async fn metrics(server: &Server) -> String {
+    reqwest::get(format!("http://{}/metrics", server.admin_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn get(server: &Server, path: &str) -> Value {
     let resp = reqwest::get(format!("http://{}{path}", server.admin_addr()))
         .await
@@ -367,12 +377,7 @@ async fn bad_lines_get_their_own_errors_and_the_good_lines_are_kept() {
         200
     );
 
-    let metrics = reqwest::get(format!("http://{}/metrics", server.admin_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&server).await;
     for want in [
         "meridian_rtt_samples_total{result=\"accepted\"} 307",
         "meridian_rtt_samples_dropped_total{reason=\"malformed\"} 1",
@@ -574,12 +579,7 @@ fn decided(server: &Server) -> usize {
 /// Whether every zone's compiled steering answers the serving map's networks
 /// (`meridian_steering_measured_compiled` 1).
 async fn measured_compiled(server: &Server) -> bool {
-    let body = reqwest::get(format!("http://{}/metrics", server.admin_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = metrics(server).await;
     let gauges: Vec<&str> = body
         .lines()
         .filter(|l| l.starts_with("meridian_steering_measured_compiled{"))
